@@ -1,0 +1,43 @@
+"""inv-widgets: Interpretable Network Visualizations (INV) for CNN image classifiers.
+
+    import inv_widgets as inv
+    model, data = inv.demo.load()
+    session = inv.Session(model, data)
+    exp = session.explain(0)
+    exp[exp.layers[-1]].cut().maps
+
+Widgets, the label store and the demo are imported on first use, so ``import inv_widgets`` stays light.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .engine import Clusters, Explanation, LayerResult, MapKey
+from .session import Session, explain
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "demo": ("inv_widgets.demo", None),
+    "render": ("inv_widgets.render", None),
+    "Explorer": ("inv_widgets.widgets", "Explorer"),
+    "LabelingGame": ("inv_widgets.widgets", "LabelingGame"),
+    "LabelStore": ("inv_widgets.labels", "LabelStore"),
+    "aggregate_labels": ("inv_widgets.labels", "aggregate_labels"),
+}
+
+__all__ = ["Session", "explain", "Explanation", "LayerResult", "Clusters", "MapKey", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(module)
+        value = mod if attr is None else getattr(mod, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'inv_widgets' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

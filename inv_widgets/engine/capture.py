@@ -1,0 +1,182 @@
+"""Record activations and gradients of chosen layers in one forward and one backward pass.
+
+Everything here is pure torch. Hooks live only inside :func:`capture` (a context manager), so they are
+removed also after an exception, and the model's train/eval flags are restored on the way out.
+"""
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LAYER_MODES"]
+
+LAYER_MODES = ("conv", "blocks")
+
+
+def _conv_types():
+    return (nn.Conv2d,)
+
+
+def find_layers(model: nn.Module, mode: str = "conv") -> list[str]:
+    """Names of the layers to explain, in registration order.
+
+    ``mode="conv"``: every ``nn.Conv2d``. ``mode="blocks"``: the outermost modules that hold a convolution
+    and sit inside an ``nn.Sequential`` (ResNet's BasicBlock/Bottleneck, MobileNet's InvertedResidual,
+    DenseNet's dense blocks and transitions, VGG's convolutions). Layers whose output turns out not to be
+    4-D are dropped at capture time.
+    """
+    if mode not in LAYER_MODES:
+        raise ValueError(f"layer mode {mode!r} is unknown; use one of {LAYER_MODES} or pass layer names")
+    named = dict(model.named_modules())
+    if mode == "conv":
+        names = [n for n, m in named.items() if n and isinstance(m, _conv_types())]
+    else:
+        def has_conv(m):
+            return any(isinstance(s, _conv_types()) for s in m.modules())
+
+        names = []
+        for n, m in named.items():
+            if not n or not has_conv(m):
+                continue
+            parent = named.get(n.rpartition(".")[0]) if "." in n else model
+            if not isinstance(parent, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+                continue
+            if type(m) in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
+                continue  # a plain container: its children are the blocks (subclasses are blocks)
+            if any(n.startswith(p + ".") for p in names):
+                continue  # nested inside a block already chosen
+            names.append(n)
+    if not names:
+        raise ValueError(
+            f"{type(model).__name__} has no Conv2d layer to explain. INV needs layers whose output is a "
+            "4-D feature-map tensor (N, C, H, W); pass layers=[...] with the names of such modules "
+            "(see [n for n, _ in model.named_modules()])."
+        )
+    return names
+
+
+@dataclass
+class Captured:
+    """What one forward+backward pass recorded, in the order the layers fired."""
+
+    logits: torch.Tensor  # (B, num_classes), detached
+    order: list[str]
+    targets: list[int] = field(default_factory=list)
+    activations: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C, h, w), detached
+    gradients: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C, h, w)
+
+
+@contextmanager
+def capture(model: nn.Module, layers: list[str], strict: bool = True):
+    """Context manager: forward hooks on ``layers`` that store a copy of each output and its gradient.
+
+    Yields ``(acts, grads, order)`` dictionaries filled during the pass. The copy is taken when the layer
+    fires, so an in-place ReLU that follows (VGG) cannot change it, and the gradient is the gradient of
+    that same tensor. With ``strict`` a layer whose output is not 4-D raises; otherwise it is skipped.
+    """
+    named = dict(model.named_modules())
+    missing = [n for n in layers if n not in named]
+    if missing:
+        close = [n for n in named if n and any(m.split(".")[-1] in n for m in missing)][:5]
+        raise ValueError(
+            f"unknown layer name(s) {missing}; the model has no such module. "
+            + (f"Did you mean one of {close}? " if close else "")
+            + "List the names with [n for n, _ in model.named_modules()]."
+        )
+    acts: dict[str, torch.Tensor] = {}
+    grads: dict[str, torch.Tensor] = {}
+    order: list[str] = []
+    handles = []
+
+    def make_hook(name):
+        def hook(module, inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            if not isinstance(output, torch.Tensor) or output.dim() != 4:
+                if strict:
+                    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+                    raise ValueError(
+                        f"layer {name!r} outputs {shape}, not a 4-D feature map (N, C, H, W); "
+                        "choose a convolutional layer or block"
+                    )
+                return
+            if name not in acts:
+                order.append(name)
+            acts[name] = output.detach().clone()
+            if output.requires_grad:
+                def save_grad(g, name=name):
+                    grads[name] = g.detach()
+                output.register_hook(save_grad)
+
+        return hook
+
+    modes = {m: m.training for m in model.modules()}
+    try:
+        for n in layers:
+            handles.append(named[n].register_forward_hook(make_hook(n)))
+        model.eval()
+        yield acts, grads, order
+    finally:
+        for h in handles:
+            h.remove()
+        for m, was_training in modes.items():
+            m.training = was_training
+
+
+def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None, strict: bool = True) -> Captured:
+    """One forward and one backward pass of a batch ``x`` (B,3,H,W).
+
+    ``target``: None (each image's predicted class), an int, or a sequence of B ints. The score
+    differentiated is the pre-softmax logit. Only the input's gradient is accumulated (and thrown away):
+    no parameter ``.grad`` is left behind and ``requires_grad`` flags are not touched.
+    """
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), capture(model, layers, strict=strict) as (acts, grads, order):
+        logits = model(x)
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"the model returned {shape}; a classifier returning logits (batch, classes) is expected")
+        n_classes = logits.shape[1]
+        if target is None:
+            t = logits.argmax(1)
+        else:
+            t = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
+            if t.numel() == 1:
+                t = t.expand(x.shape[0])
+            if t.numel() != x.shape[0]:
+                raise ValueError(f"got {t.numel()} targets for {x.shape[0]} images")
+            bad = [int(v) for v in t.tolist() if not 0 <= v < n_classes]
+            if bad:
+                raise ValueError(f"target class {bad[0]} is outside the model's {n_classes} classes (0..{n_classes - 1})")
+        if not order:
+            raise ValueError(
+                "none of the chosen layers produced a 4-D feature map in the forward pass; "
+                "choose convolutional layers or blocks that the model actually runs"
+            )
+        score = logits.gather(1, t[:, None]).sum()
+        torch.autograd.backward(score, inputs=[x])
+    missing = [n for n in order if n not in grads]
+    for n in missing:  # layer not on the path to the score (e.g. an unused branch): zero gradient
+        grads[n] = torch.zeros_like(acts[n])
+    return Captured(logits=logits.detach(), order=list(order), targets=[int(v) for v in t.tolist()], activations=dict(acts), gradients=dict(grads))
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A short, stable id of a model's architecture and weights (a strided sample of every tensor)."""
+    h = hashlib.sha1(type(model).__name__.encode())
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            h.update(name.encode())
+            h.update(str(tuple(t.shape)).encode())
+            if t.numel():
+                flat = t.detach().reshape(-1)
+                step = max(1, flat.numel() // 4096)
+                sample = flat[::step].to("cpu", torch.float64)
+                h.update(sample.numpy().tobytes())
+    return h.hexdigest()[:16]

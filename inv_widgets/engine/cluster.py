@@ -1,0 +1,170 @@
+"""Clustering recipes: from a layer's kept feature maps to a dendrogram, and from a cut to clusters.
+
+A recipe turns the kept maps (n, h*w), min-max scaled to [0, 1], into a scipy linkage matrix and a
+suggested number of clusters. The linkage is computed once; every cut reuses it.
+
+- ``"fast"`` (default): Ward linkage directly on the scaled maps, Euclidean distances computed with one
+  matrix product; the suggested k is read from the dendrogram (largest gap between merge heights for
+  k in 3..8).
+- ``"paper"``: as published: PCA to at most 50 components, t-SNE to 2-D (seed 432), Ward on the 2-D
+  points, k in 3..8 by the best silhouette, light clusters pruned at cut time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.cluster.hierarchy import fcluster, linkage as scipy_linkage
+
+__all__ = [
+    "RECIPES",
+    "Tree",
+    "build_tree",
+    "minmax_rows",
+    "assign",
+    "prune_mask",
+    "K_RANGE",
+    "PAPER_SEED",
+]
+
+RECIPES = ("fast", "paper")
+K_RANGE = (3, 8)
+PAPER_SEED = 432
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A layer's dendrogram over its kept channels."""
+
+    recipe: str
+    linkage: np.ndarray  # (n-1, 4) scipy linkage matrix; (0, 4) when n < 2
+    n: int  # number of leaves (kept channels)
+    suggested_k: int
+    prune: bool  # whether cuts drop light clusters by default (the paper's rule)
+    embedding: np.ndarray | None = None  # the points that were clustered when not the maps themselves
+
+    @property
+    def heights(self) -> np.ndarray:
+        return self.linkage[:, 2].copy()
+
+    def threshold_for(self, k: int) -> float:
+        """A cut height that yields k clusters: halfway between the merges that separate k-1 and k."""
+        h = self.heights
+        n = self.n
+        k = int(np.clip(k, 1, max(n, 1)))
+        if n < 2:
+            return 0.0
+        upper = h[n - k] if k > 1 else h[-1] * 1.05 + 1e-9
+        lower = h[n - k - 1] if k < n else 0.0
+        return float((upper + lower) / 2)
+
+
+def minmax_rows(x: torch.Tensor) -> torch.Tensor:
+    """Scale each row to [0, 1]; constant rows become zeros."""
+    lo = x.amin(dim=1, keepdim=True)
+    hi = x.amax(dim=1, keepdim=True)
+    span = hi - lo
+    return torch.where(span > 0, (x - lo) / span.clamp_min(1e-12), torch.zeros_like(x))
+
+
+def _condensed_euclidean(x: torch.Tensor) -> np.ndarray:
+    """Condensed pairwise Euclidean distances via one matrix product (n, d) -> (n(n-1)/2,)."""
+    x = x.to(torch.float32)
+    sq = (x * x).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min_(0.0)
+    iu = torch.triu_indices(x.shape[0], x.shape[0], offset=1)
+    return d2[iu[0], iu[1]].sqrt().cpu().to(torch.float64).numpy()
+
+
+def _gap_k(heights: np.ndarray, n: int, k_range=K_RANGE) -> int:
+    """The k in k_range whose cut sits in the widest gap between consecutive merge heights."""
+    lo, hi = max(2, k_range[0]), min(k_range[1], n)
+    if n <= 2 or hi < lo:
+        return max(1, min(n, k_range[0]))
+    best, best_gap = lo, -1.0
+    for k in range(lo, hi + 1):
+        upper = heights[n - k]
+        lower = heights[n - k - 1] if k < n else 0.0
+        gap = upper - lower
+        if gap > best_gap + 1e-12:
+            best, best_gap = k, gap
+    return best
+
+
+def _silhouette_k(points: np.ndarray, z: np.ndarray, n: int, k_range=K_RANGE) -> int:
+    from sklearn.metrics import silhouette_score
+
+    lo, hi = k_range[0], min(k_range[1], n - 1)
+    if hi < lo:
+        return max(1, min(n, lo))
+    best, best_s = lo, -np.inf
+    for k in range(lo, hi + 1):
+        labels = fcluster(z, k, criterion="maxclust")
+        if len(np.unique(labels)) < 2:
+            continue
+        s = silhouette_score(points, labels)
+        if s > best_s + 1e-12:
+            best, best_s = k, s
+    return best
+
+
+def _paper_embedding(x: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    n, d = x.shape
+    n_comp = min(50, n, d)
+    if n_comp >= 2 and n_comp < d:
+        x = PCA(n_components=n_comp, random_state=seed, svd_solver="full" if d <= 4096 else "auto").fit_transform(x)
+    perplexity = float(min(30.0, max(1.0, (n - 1) / 3.0)))
+    return TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(x).astype(np.float64)
+
+
+def build_tree(maps: torch.Tensor, recipe: str = "fast", seed: int = PAPER_SEED) -> Tree:
+    """Dendrogram of ``maps`` (n, h, w) or (n, d) for one recipe. Deterministic for a given input."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+    x = minmax_rows(maps.reshape(maps.shape[0], -1).float())
+    n = x.shape[0]
+    if n < 2:
+        return Tree(recipe, np.zeros((0, 4)), n, max(n, 1), recipe == "paper")
+    if recipe == "fast":
+        z = scipy_linkage(_condensed_euclidean(x), method="ward")
+        return Tree(recipe, z, n, _gap_k(z[:, 2], n), False)
+    if n < 4:  # too few points for t-SNE: cluster the maps themselves
+        z = scipy_linkage(_condensed_euclidean(x), method="ward")
+        return Tree(recipe, z, n, n, True)
+    pts = _paper_embedding(x.cpu().numpy().astype(np.float64), seed)
+    z = scipy_linkage(pts, method="ward", metric="euclidean")
+    return Tree(recipe, z, n, _silhouette_k(pts, z, n), True, embedding=pts)
+
+
+def assign(tree: Tree, k: int | None = None, threshold: float | None = None) -> np.ndarray:
+    """Cluster index 0..K-1 for every leaf, for a cut by k, by height, or the suggested cut."""
+    if k is not None and threshold is not None:
+        raise ValueError("give either k or threshold, not both")
+    n = tree.n
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    if threshold is not None:
+        if not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold}")
+        labels = fcluster(tree.linkage, float(threshold), criterion="distance")
+    else:
+        k = tree.suggested_k if k is None else int(k)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        labels = fcluster(tree.linkage, min(k, n), criterion="maxclust")
+    _, idx = np.unique(labels, return_inverse=True)
+    return idx.astype(np.int64)
+
+
+def prune_mask(weights: np.ndarray) -> np.ndarray:
+    """The paper's pruning: keep clusters whose weight is at least max(max_w / 3, mean_w / 2)."""
+    if weights.size == 0:
+        return np.zeros(0, dtype=bool)
+    bar = max(weights.max() / 3.0, weights.mean() / 2.0)
+    return weights >= bar - 1e-9

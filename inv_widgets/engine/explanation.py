@@ -1,0 +1,275 @@
+"""Result objects: Explanation (one image, one target) -> LayerResult (one layer) -> Clusters (one cut)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .capture import Captured
+from .cluster import RECIPES, Tree, assign, build_tree, prune_mask
+from .maps import cluster_maps_lowres, reveal_image, upsample_minmax
+from .weights import gradcam_lowres, guided_weights, keep_channels
+
+__all__ = ["Explanation", "LayerResult", "Clusters", "MapKey", "build_explanations"]
+
+Progress = Callable[[int, int, str], None]
+
+
+class MapKey(NamedTuple):
+    """A cluster map's identity: labels stay attached when the cut or the order changes."""
+
+    model: str
+    image_id: str
+    target: int
+    layer: str
+    members: tuple[int, ...]
+
+
+@dataclass(eq=False)
+class Clusters:
+    """One cut of one layer's dendrogram: the cluster maps, sorted by weight (descending)."""
+
+    layer: "LayerResult"
+    maps: np.ndarray  # (K, H, W) float32 in [0, 1], input resolution
+    weights: np.ndarray  # (K,) percent, descending
+    members: list[np.ndarray]  # channel indices (into the layer's channels), aligned with maps
+    maps_lowres: np.ndarray  # (K, h, w) feature resolution, before min-max
+    assignment: np.ndarray  # (len(kept),) cluster index aligned with maps, -1 where pruned
+    threshold: float  # a cut height of the dendrogram that gives this cut
+    k_cut: int  # clusters at the cut before pruning
+
+    @property
+    def k(self) -> int:
+        return len(self.weights)
+
+    def __len__(self) -> int:
+        return self.k
+
+    def reveal(self, j: int, step: int) -> np.ndarray:
+        """Deep Reveal image of cluster map ``j`` at step 0..5 (2, 4.5, 8, 13, 20, 30 % of pixels), uint8 (H, W, 3)."""
+        if not 0 <= j < self.k:
+            raise IndexError(f"cluster map {j} does not exist; this cut has {self.k} maps")
+        return reveal_image(self.layer.explanation.image, self.maps_lowres[j], step)
+
+    def key(self, j: int) -> MapKey:
+        """The identity of cluster map ``j`` (model, image, target, layer, sorted member channels)."""
+        e = self.layer.explanation
+        return MapKey(e.model_id, e.image_id, int(e.target), self.layer.name, tuple(int(c) for c in np.sort(self.members[j])))
+
+    def keys(self) -> list[MapKey]:
+        return [self.key(j) for j in range(self.k)]
+
+
+class LayerResult:
+    """One layer of an Explanation for one clustering recipe. The linkage is computed once."""
+
+    def __init__(self, explanation: "Explanation", name: str, recipe: str):
+        self.explanation = explanation
+        self.name = name
+        self.recipe = recipe
+        self._data = explanation._layers[name]
+        self._tree: Tree | None = None
+        self._lock = threading.Lock()
+        self._cuts: dict = {}
+
+    def __repr__(self):
+        return f"LayerResult({self.name!r}, recipe={self.recipe!r}, channels={self.n_channels}, kept={len(self.kept)})"
+
+    @property
+    def n_channels(self) -> int:
+        return int(self._data.percent.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Feature-map resolution (h, w)."""
+        return tuple(self._data.gradcam.shape)
+
+    @property
+    def channel_weights(self) -> np.ndarray:
+        """Guided-gradient weight of every channel, percent of the layer total, (C,)."""
+        return self._data.percent.cpu().numpy()
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Indices of the channels kept by the weight filter (percent >= 89.6 / C)."""
+        return self._data.kept.cpu().numpy()
+
+    @property
+    def tree(self) -> Tree:
+        with self._lock:
+            if self._tree is None:
+                self._tree = build_tree(self._data.maps, self.recipe)
+            return self._tree
+
+    @property
+    def linkage(self) -> np.ndarray:
+        """scipy linkage matrix over the kept channels (leaf i is channel ``kept[i]``)."""
+        return self.tree.linkage
+
+    @property
+    def heights(self) -> np.ndarray:
+        return self.tree.heights
+
+    @property
+    def suggested_k(self) -> int:
+        return self.tree.suggested_k
+
+    def gradcam(self) -> np.ndarray:
+        """Plain Grad-CAM at this layer: ReLU(sum_k mean(G_k) A_k), bilinear to the input size, min-max, (H, W)."""
+        return upsample_minmax(self._data.gradcam[None], self.explanation.input_size)[0]
+
+    def cut(self, k: int | None = None, threshold: float | None = None, prune: bool | None = None) -> Clusters:
+        """Cut the dendrogram: ``cut()`` the suggested cut, ``cut(k=5)`` or ``cut(threshold=t)``.
+
+        ``prune`` drops clusters lighter than max(max_w / 3, mean_w / 2) (default: on for the paper
+        recipe, off otherwise). Cheap: the linkage is reused.
+        """
+        tree = self.tree
+        prune = tree.prune if prune is None else bool(prune)
+        cache_key = (k, threshold, prune)
+        hit = self._cuts.get(cache_key)
+        if hit is not None:
+            return hit
+        n = tree.n
+        if n == 0:
+            H, W = self.explanation.input_size
+            h, w = self.shape
+            res = Clusters(self, np.zeros((0, H, W), np.float32), np.zeros(0), [], np.zeros((0, h, w), np.float32),
+                           np.zeros(0, np.int64), 0.0, 0)
+            self._cuts[cache_key] = res
+            return res
+        labels = assign(tree, k=k, threshold=threshold)
+        k_cut = int(labels.max()) + 1
+        pct = self._data.percent[self._data.kept]
+        weights = np.bincount(labels, weights=pct.cpu().numpy().astype(np.float64), minlength=k_cut)
+        keep = prune_mask(weights) if prune else np.ones(k_cut, dtype=bool)
+        order = [c for c in np.argsort(-weights, kind="stable") if keep[c]]
+        remap = np.full(k_cut, -1, dtype=np.int64)
+        remap[order] = np.arange(len(order))
+        assignment = remap[labels]
+        low = cluster_maps_lowres(self._data.maps, pct, assignment, len(order))
+        maps = upsample_minmax(low, self.explanation.input_size)
+        kept = self.kept
+        members = [kept[assignment == j] for j in range(len(order))]
+        thr = float(threshold) if threshold is not None else tree.threshold_for(k_cut)
+        res = Clusters(self, maps, weights[order].astype(np.float64), members, low.cpu().numpy(), assignment, thr, k_cut)
+        if len(self._cuts) > 64:
+            self._cuts.clear()
+        self._cuts[cache_key] = res
+        return res
+
+
+@dataclass(eq=False)
+class _LayerData:
+    percent: torch.Tensor  # (C,) percent weights
+    kept: torch.Tensor  # (n,) kept channel indices
+    maps: torch.Tensor  # (n, h, w) kept maps, ReLU applied (post-activation), float32, on CPU
+    gradcam: torch.Tensor  # (h, w) Grad-CAM before upsampling
+
+
+@dataclass(eq=False)
+class Explanation:
+    """Everything INV knows about one image and one target class."""
+
+    image: np.ndarray  # (H, W, 3) uint8, what a person sees, at input resolution
+    predicted: int
+    target: int
+    probabilities: np.ndarray  # (num_classes,)
+    logits: np.ndarray
+    layers: list[str]  # forward order
+    model_id: str = ""
+    image_id: str = ""
+    class_names: list[str] | None = None
+    recipe: str = "fast"
+    _layers: dict = field(default_factory=dict, repr=False)
+    _results: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.image.shape[:2])
+
+    def __getitem__(self, name) -> LayerResult:
+        return self.layer(name)
+
+    def __iter__(self):
+        return (self[n] for n in self.layers)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def layer(self, name: str | int, recipe: str | None = None) -> LayerResult:
+        """One layer by name (or position), for a recipe (default: the explanation's)."""
+        if isinstance(name, (int, np.integer)):
+            name = self.layers[int(name)]
+        if name not in self._layers:
+            raise KeyError(f"layer {name!r} is not in this explanation; its layers are {self.layers}")
+        recipe = recipe or self.recipe
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+        key = (name, recipe)
+        if key not in self._results:
+            self._results[key] = LayerResult(self, name, recipe)
+        return self._results[key]
+
+    def compute(self, recipe: str | None = None, progress: Progress | None = None) -> "Explanation":
+        """Build every layer's dendrogram now (otherwise each is built on first use)."""
+        total = len(self.layers)
+        for i, name in enumerate(self.layers):
+            self.layer(name, recipe).tree
+            if progress:
+                progress(i + 1, total, f"clustered {name}")
+        return self
+
+    @property
+    def target_name(self) -> str:
+        return self.class_names[self.target] if self.class_names else str(self.target)
+
+    @property
+    def predicted_name(self) -> str:
+        return self.class_names[self.predicted] if self.class_names else str(self.predicted)
+
+    def __repr__(self):
+        return (f"Explanation(target={self.target_name!r}, predicted={self.predicted_name!r}, "
+                f"layers={len(self.layers)}, recipe={self.recipe!r})")
+
+    @property
+    def nbytes(self) -> int:
+        return sum(d.maps.numel() * 4 + d.percent.numel() * 4 + d.gradcam.numel() * 4 for d in self._layers.values())
+
+
+def build_explanations(
+    captured: Captured,
+    images: list[np.ndarray],
+    *,
+    model_id: str = "",
+    image_ids: list[str] | None = None,
+    class_names: list[str] | None = None,
+    recipe: str = "fast",
+) -> list[Explanation]:
+    """Turn one captured batch into one Explanation per image (weights, filter, kept maps, Grad-CAM)."""
+    logits = captured.logits.float()
+    probs = F.softmax(logits, dim=1).cpu().numpy()
+    pred = logits.argmax(1).cpu().numpy()
+    b = logits.shape[0]
+    per_image = [dict() for _ in range(b)]
+    for name in captured.order:
+        a = captured.activations[name].float()
+        g = captured.gradients[name].float()
+        pct = guided_weights(a, g)
+        cams = gradcam_lowres(a, g)
+        for i in range(b):
+            kept = keep_channels(pct[i])
+            maps = F.relu(a[i].index_select(0, kept)).cpu()
+            per_image[i][name] = _LayerData(pct[i].cpu(), kept.cpu(), maps, cams[i].cpu())
+    out = []
+    for i in range(b):
+        out.append(Explanation(
+            image=images[i], predicted=int(pred[i]), target=int(captured.targets[i]), probabilities=probs[i], logits=logits[i].cpu().numpy(),
+            layers=list(captured.order), model_id=model_id, image_id=(image_ids[i] if image_ids else ""),
+            class_names=class_names, recipe=recipe, _layers=per_image[i],
+        ))
+    return out

@@ -1,0 +1,94 @@
+"""Cluster maps and Deep Reveal masks."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+
+__all__ = [
+    "cluster_maps_lowres",
+    "upsample_minmax",
+    "reveal_mask",
+    "reveal_image",
+    "REVEAL_PERCENTS",
+    "reveal_sigma",
+]
+
+#: Share of pixels shown at each Deep Reveal step (the published game).
+REVEAL_PERCENTS = (2.0, 4.5, 8.0, 13.0, 20.0, 30.0)
+
+# Blur sigma (pixels) by upsampling factor, as published: 2 -> 3, 4 -> 6, 8 -> 12, 16 -> 16, 32 -> 24.
+_SIGMA_LOG2 = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+_SIGMA_PX = np.array([1.5, 3.0, 6.0, 12.0, 16.0, 24.0])
+
+
+def reveal_sigma(factor: float) -> float:
+    """Gaussian sigma in pixels for a map upsampled by ``factor`` (interpolated in log2 between the
+    published points, extrapolated linearly in log2 beyond 32)."""
+    f = max(float(factor), 1.0)
+    l2 = np.log2(f)
+    if l2 > _SIGMA_LOG2[-1]:
+        return float(_SIGMA_PX[-1] * f / 32.0)
+    return float(np.interp(l2, _SIGMA_LOG2, _SIGMA_PX))
+
+
+def cluster_maps_lowres(maps: torch.Tensor, percent: torch.Tensor, assignment: np.ndarray, k: int) -> torch.Tensor:
+    """Weighted mean of each cluster's member maps at feature resolution.
+
+    ``maps`` (n, h, w) kept maps, ``percent`` (n,) their weights, ``assignment`` (n,) cluster index
+    (-1 = dropped). Returns (k, h, w): sum(w_i A_i) / sum(w_i) over the members of each cluster.
+    """
+    n, h, w = maps.shape
+    a = torch.as_tensor(assignment, device=maps.device)
+    onehot = torch.zeros(k, n, dtype=maps.dtype, device=maps.device)
+    valid = a >= 0
+    onehot[a[valid], torch.nonzero(valid).reshape(-1)] = 1.0
+    wmat = onehot * percent.to(maps.dtype)[None, :]
+    wmat = wmat / wmat.sum(1, keepdim=True).clamp_min(1e-12)
+    return (wmat @ maps.reshape(n, h * w)).reshape(k, h, w)
+
+
+def upsample_minmax(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of (k, h, w) maps to ``size`` and per-map min-max to [0, 1], float32 numpy."""
+    if maps.shape[0] == 0:
+        return np.zeros((0, *size), dtype=np.float32)
+    up = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    flat = up.reshape(up.shape[0], -1)
+    lo = flat.amin(1, keepdim=True)
+    hi = flat.amax(1, keepdim=True)
+    span = hi - lo
+    out = torch.where(span > 0, (flat - lo) / span.clamp_min(1e-12), torch.zeros_like(flat))
+    return out.reshape(up.shape).cpu().numpy().astype(np.float32, copy=False)
+
+
+def reveal_mask(map_lowres: np.ndarray, size: tuple[int, int], step: int) -> np.ndarray:
+    """Soft mask (H, W) in [0, 1] keeping the top ``REVEAL_PERCENTS[step]`` % pixels of a cluster map.
+
+    As published: the feature-resolution map is upsampled by blocks (nearest neighbour), thresholded at
+    the percentile, then blurred with a Gaussian whose sigma grows with the upsampling factor.
+    """
+    if not 0 <= int(step) < len(REVEAL_PERCENTS):
+        raise ValueError(f"reveal step must be 0..{len(REVEAL_PERCENTS) - 1}, got {step}")
+    m = np.asarray(map_lowres, dtype=np.float32)
+    h, w = m.shape
+    H, W = size
+    rows = np.minimum((np.arange(H) * h) // H, h - 1)
+    cols = np.minimum((np.arange(W) * w) // W, w - 1)
+    up = m[rows][:, cols]
+    pct = REVEAL_PERCENTS[int(step)]
+    thr = np.percentile(up, 100.0 - pct)
+    binary = (up >= thr).astype(np.float32)
+    if binary.all() and up.max() == up.min():  # a flat map has no salient pixels: show nothing
+        binary[:] = 0.0
+    sigma = reveal_sigma(max(H / h, W / w))
+    soft = gaussian_filter(binary, sigma=sigma, mode="constant")
+    peak = soft.max()
+    return (soft / peak).astype(np.float32) if peak > 0 else soft
+
+
+def reveal_image(image: np.ndarray, map_lowres: np.ndarray, step: int) -> np.ndarray:
+    """The Deep Reveal view: the image (H, W, 3) uint8 multiplied by the soft mask, uint8."""
+    img = np.asarray(image)
+    mask = reveal_mask(map_lowres, img.shape[:2], step)
+    return np.clip(img.astype(np.float32) * mask[..., None] + 0.5, 0, 255).astype(np.uint8)

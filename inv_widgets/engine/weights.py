@@ -1,0 +1,34 @@
+"""Per-channel weights: guided gradients (the paper's alpha_k), the keep filter, plain Grad-CAM."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["guided_weights", "keep_channels", "gradcam_lowres", "KEEP_FACTOR"]
+
+#: Maps whose share is below KEEP_FACTOR / N percent are dropped (0.175 % at 512 maps, as published).
+KEEP_FACTOR = 89.6
+
+
+def guided_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """alpha_k = mean_ij((A > 0)(G > 0) G) as a percentage of the layer total, per image.
+
+    ``acts``, ``grads``: (B, C, h, w). Returns (B, C) percentages summing to 100 (all zeros when no
+    channel has a positive guided gradient).
+    """
+    g = torch.where((acts > 0) & (grads > 0), grads, torch.zeros((), dtype=grads.dtype, device=grads.device))
+    alpha = g.mean(dim=(2, 3))
+    total = alpha.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, 100.0 * alpha / total.clamp_min(torch.finfo(alpha.dtype).tiny), torch.zeros_like(alpha))
+
+
+def keep_channels(percent: torch.Tensor, factor: float = KEEP_FACTOR) -> torch.Tensor:
+    """Indices of channels whose percent weight is at least ``factor / N`` (N = number of channels)."""
+    n = percent.shape[-1]
+    return torch.nonzero((percent >= factor / n) & (percent > 0)).reshape(-1)
+
+
+def gradcam_lowres(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """Plain Grad-CAM at feature resolution: ReLU(sum_k mean_ij(G_k) A_k), (B, h, w), not normalised."""
+    alpha = grads.mean(dim=(2, 3), keepdim=True)
+    return F.relu((alpha * acts).sum(dim=1))

@@ -1,0 +1,346 @@
+"""Session: model + images + transform + class names + device + a bounded cache of explanations.
+
+The one stateful object that widgets observe. The model runs once per (image, target); everything
+after that (layers, recipes, cuts) reuses the cached Explanation.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .engine import Explanation, build_explanations, find_layers, fingerprint, run_model
+from .engine.cluster import RECIPES
+from .inputs import display_image, to_model_input, tensor_id, to_pil
+
+__all__ = ["Session", "explain"]
+
+Progress = Callable[[int, int, str], None]
+
+
+def _is_dataset(data) -> bool:
+    return (not isinstance(data, (list, tuple, np.ndarray, torch.Tensor, Image.Image, str))
+            and hasattr(data, "__getitem__") and hasattr(data, "__len__"))
+
+
+class Session:
+    """A model and the images it explains, with a bounded cache of explanations.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier returning logits (batch, classes). It is moved to ``device`` and explained in eval
+        mode; its own train/eval flags are restored after each pass.
+    data : dataset or list of images, optional
+        A dataset whose items are ``(tensor, label)`` (it may offer ``.image(i)``, ``.classes`` and
+        ``.transform``), or a list of PIL images / arrays / file paths / tensors.
+    transform : callable, optional
+        PIL image -> model tensor (e.g. ``torchvision.models.VGG16_Weights.DEFAULT.transforms()``).
+        Defaults to the dataset's ``transform``, else a plain [0, 1] tensor.
+    class_names : list of str, optional
+        Defaults to the dataset's ``classes``.
+    device : str or torch.device, optional
+        Where the model runs (default: where its parameters are).
+    layers : list of str, optional
+        Layer names to explain; by default found automatically (``layer_mode="conv"``: every Conv2d;
+        ``"blocks"``: block outputs such as ResNet's BasicBlock).
+    recipe : {"fast", "paper"}
+        Default clustering recipe.
+    cache_size : int
+        How many explanations to keep (least recently used are dropped).
+    """
+
+    def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
+                 device=None, layers: Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
+                 cache_size: int = 16, batch_size: int = 8):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
+        if device is None:
+            p = next(iter(model.parameters()), None)
+            device = p.device if p is not None else torch.device("cpu")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.recipe = recipe
+        self.batch_size = int(batch_size)
+        self.cache_size = int(cache_size)
+        self.layer_mode = layer_mode
+        self._layers = list(layers) if layers is not None else find_layers(model, layer_mode)
+        self.dataset = data if _is_dataset(data) else None
+        self.transform = transform if transform is not None else getattr(self.dataset, "transform", None)
+        self._extra: list[Any] = []
+        if data is not None and self.dataset is None:
+            if isinstance(data, (Image.Image, str, np.ndarray, torch.Tensor)):
+                data = [data]
+            self._extra = list(data)
+        names = class_names if class_names is not None else getattr(self.dataset, "classes", None)
+        self._class_names = [str(c) for c in names] if names is not None else None
+        self._cache: OrderedDict = OrderedDict()
+        self._inputs: dict[int, torch.Tensor] = {}
+        self._preds: OrderedDict = OrderedDict()
+        self._lock = threading.RLock()
+        self._fingerprint: str | None = None
+
+    # ---- images -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return (len(self.dataset) if self.dataset is not None else 0) + len(self._extra)
+
+    def __repr__(self):
+        return (f"Session({type(self.model).__name__}, images={len(self)}, classes={len(self.classes)}, "
+                f"layers={len(self.layers)}, device={str(self.device)!r}, recipe={self.recipe!r})")
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self._layers)
+
+    @property
+    def classes(self) -> list[str]:
+        if self._class_names is None:
+            n = self._num_classes()
+            self._class_names = [str(i) for i in range(n)]
+        return self._class_names
+
+    def _num_classes(self) -> int:
+        if len(self):
+            return int(self.predict(0).shape[0])
+        return 0
+
+    @property
+    def fingerprint(self) -> str:
+        """Short id of the model's architecture and weights (part of every cluster map's identity)."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def add_image(self, image: Any) -> int:
+        """Add an image (PIL, array, path or tensor); returns its index. Checked now, not at first use."""
+        x = to_model_input(image, self.transform)
+        self._extra.append(image)
+        i = len(self) - 1
+        self._inputs[i] = x
+        return i
+
+    def _check_index(self, i) -> int:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"image index must be an int, got {type(i).__name__}")
+        n = len(self)
+        i = int(i)
+        if not -n <= i < n:
+            raise IndexError(f"image index {i} out of range: the session has {n} images")
+        return i % n
+
+    def input(self, i: int) -> torch.Tensor:
+        """Model input (C, H, W) of image ``i``."""
+        i = self._check_index(i)
+        x = self._inputs.get(i)
+        if x is None:
+            nd = len(self.dataset) if self.dataset is not None else 0
+            if i < nd:
+                item = self.dataset[i]
+                x = item[0] if isinstance(item, (tuple, list)) else item
+                x = to_model_input(x if isinstance(x, torch.Tensor) else x, self.transform)
+            else:
+                x = to_model_input(self._extra[i - nd], self.transform)
+            if len(self._inputs) > 4096:
+                self._inputs.clear()
+            self._inputs[i] = x
+        return x
+
+    def image(self, i: int) -> Image.Image:
+        """What a person sees of image ``i``, at model-input size (PIL RGB)."""
+        i = self._check_index(i)
+        nd = len(self.dataset) if self.dataset is not None else 0
+        x = self.input(i)
+        size = (x.shape[2], x.shape[1])
+        if i < nd and hasattr(self.dataset, "image"):
+            img = to_pil(self.dataset.image(i))
+            return img if img.size == size else img.resize(size, Image.BILINEAR)
+        return Image.fromarray(display_image(x, self.transform))
+
+    def image_id(self, i: int) -> str:
+        return tensor_id(self.input(i))
+
+    def label(self, i: int) -> int | None:
+        """Ground-truth class of a dataset image, if the dataset gives one."""
+        i = self._check_index(i)
+        nd = len(self.dataset) if self.dataset is not None else 0
+        if i < nd:
+            item = self.dataset[i]
+            if isinstance(item, (tuple, list)) and len(item) > 1:
+                return int(item[1])
+        return None
+
+    # ---- model --------------------------------------------------------------------------------
+    def predict(self, i) -> np.ndarray:
+        """Class probabilities (softmax of the logits) for image ``i`` (cached)."""
+        x, key = self._resolve(i)
+        with self._lock:
+            if key in self._preds:
+                self._preds.move_to_end(key)
+                return self._preds[key]
+            with torch.no_grad():
+                was = self.model.training
+                self.model.eval()
+                try:
+                    logits = self.model(x[None].to(self.device))
+                finally:
+                    self.model.train(was)
+            if isinstance(logits, (tuple, list)):
+                logits = logits[0]
+            p = torch.softmax(logits.float(), 1)[0].cpu().numpy()
+            self._preds[key] = p
+            if len(self._preds) > 1024:
+                self._preds.popitem(last=False)
+            return p
+
+    def _resolve(self, item) -> tuple[torch.Tensor, str]:
+        if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            x = self.input(item)
+        else:
+            x = to_model_input(item, self.transform)
+        return x, tensor_id(x)
+
+    def _display(self, item, x) -> np.ndarray:
+        if isinstance(item, (int, np.integer)):
+            return np.asarray(self.image(item))
+        return display_image(x, self.transform)
+
+    def _check_target(self, target):
+        if target is None:
+            return None
+        if isinstance(target, str):
+            if target not in self.classes:
+                raise ValueError(f"unknown class name {target!r}; classes are {self.classes[:20]}"
+                                 + (" ..." if len(self.classes) > 20 else ""))
+            return self.classes.index(target)
+        if isinstance(target, (bool, np.bool_)) or not isinstance(target, (int, np.integer)):
+            raise TypeError(f"target must be a class index or name, got {type(target).__name__}")
+        n = len(self._class_names) if self._class_names is not None else None
+        if n is not None and not 0 <= int(target) < n:
+            raise ValueError(f"target class {int(target)} is outside the {n} classes (0..{n - 1})")
+        return int(target)
+
+    def explain(self, image, target=None, *, recipe: str | None = None, progress: Progress | None = None,
+                lazy: bool = False) -> Explanation:
+        """Explain one image (index, PIL image, array or tensor) for ``target`` (None: the predicted class).
+
+        The model runs once per (image, target); the result is cached. ``lazy=True`` returns before the
+        layers' dendrograms are built (each is then built on first use).
+        """
+        recipe = recipe or self.recipe
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+        target = self._check_target(target)
+        x, iid = self._resolve(image)
+        with self._lock:
+            exp = self._cached(iid, target)
+            if exp is None:
+                if progress:
+                    progress(0, len(self._layers) + 1, "running the model")
+                exp = self._run([x], [self._display(image, x)], [iid], target)[0]
+                self._store(exp, iid, target)
+            if exp.recipe != recipe:
+                exp = _with_recipe(exp, recipe)
+        if not lazy:
+            total = len(exp.layers) + 1
+            exp.compute(recipe, (lambda d, t, m: progress(d + 1, total, m)) if progress else None)
+        elif progress:
+            progress(1, 1, "done")
+        return exp
+
+    def explain_many(self, images: Sequence, target=None, *, recipe: str | None = None, batch_size: int | None = None,
+                     progress: Progress | None = None, lazy: bool = True) -> list[Explanation]:
+        """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU)."""
+        recipe = recipe or self.recipe
+        target = self._check_target(target)
+        bs = int(batch_size or self.batch_size)
+        resolved = [self._resolve(im) for im in images]
+        out: list[Explanation | None] = [None] * len(resolved)
+        todo = []
+        for j, (x, iid) in enumerate(resolved):
+            hit = self._cached(iid, target)
+            if hit is not None:
+                out[j] = hit
+            else:
+                todo.append(j)
+        done = len(resolved) - len(todo)
+        for s in range(0, len(todo), bs):
+            chunk = todo[s:s + bs]
+            xs = [resolved[j][0] for j in chunk]
+            exps = self._run(xs, [self._display(images[j], resolved[j][0]) for j in chunk],
+                             [resolved[j][1] for j in chunk], target)
+            for j, e in zip(chunk, exps):
+                self._store(e, resolved[j][1], target)
+                out[j] = e
+            done += len(chunk)
+            if progress:
+                progress(done, len(resolved), f"explained {done}/{len(resolved)} images")
+        out = [e if e.recipe == recipe else _with_recipe(e, recipe) for e in out]
+        if not lazy:
+            for e in out:
+                e.compute(recipe)
+        return out
+
+    def _run(self, xs, displays, iids, target) -> list[Explanation]:
+        shapes = {tuple(x.shape) for x in xs}
+        if len(shapes) > 1:
+            raise ValueError(f"images in one batch must have the same shape, got {sorted(shapes)}")
+        batch = torch.stack(xs).to(self.device)
+        with self._lock:
+            try:
+                cap = run_model(self.model, batch, self._layers, target)
+            except RuntimeError as e:
+                raise ValueError(
+                    f"the model could not run on an input of shape {tuple(batch.shape[1:])} ({e}). Check the image "
+                    "size and the transform (e.g. resize to the size the model was trained on)."
+                ) from e
+        names = self._class_names
+        if names is None:
+            names = self._class_names = [str(i) for i in range(cap.logits.shape[1])]
+        elif len(names) != cap.logits.shape[1]:
+            raise ValueError(f"the model has {cap.logits.shape[1]} outputs but {len(names)} class names were given")
+        return build_explanations(cap, displays, model_id=self.fingerprint, image_ids=iids, class_names=names,
+                                  recipe=self.recipe)
+
+    def _cached(self, iid, target):
+        key = (iid, target)
+        exp = self._cache.get(key)
+        if exp is not None:
+            self._cache.move_to_end(key)
+        return exp
+
+    def _store(self, exp: Explanation, iid, target):
+        self._cache[(iid, target)] = exp
+        self._cache[(iid, exp.target)] = exp
+        while len({id(v) for v in self._cache.values()}) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def clear_cache(self):
+        with self._lock:
+            self._cache.clear()
+            self._preds.clear()
+
+
+def _with_recipe(exp: Explanation, recipe: str) -> Explanation:
+    """A view of the same explanation whose default recipe is ``recipe`` (shares the captured data)."""
+    import dataclasses
+
+    view = dataclasses.replace(exp, recipe=recipe)
+    view._results = exp._results  # share built dendrograms across views
+    return view
+
+
+def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,
+            class_names=None, recipe: str = "fast", device=None) -> Explanation:
+    """One-off explanation of one image: ``inv.explain(model, image)``; see :class:`Session`."""
+    s = Session(model, [image], transform=transform, class_names=class_names, device=device, layers=layers,
+                layer_mode=layer_mode, recipe=recipe, cache_size=1)
+    return s.explain(0, target)
