@@ -6,8 +6,10 @@ suggested number of clusters. The linkage is computed once; every cut reuses it.
 - ``"fast"`` (default): Ward linkage directly on the scaled maps, Euclidean distances computed with one
   matrix product; the suggested k is read from the dendrogram (largest gap between merge heights for
   k in 3..8).
-- ``"paper"``: as published: PCA to at most 50 components, t-SNE to 2-D (seed 432), Ward on the 2-D
-  points, k in 3..8 by the best silhouette, light clusters pruned at cut time.
+- ``"paper"``: as published: PCA to at most 50 components, t-SNE to 2-D, Ward on the 2-D points, k in
+  3..8 by the best silhouette, light clusters pruned at cut time. t-SNE is our exact, deterministic
+  implementation (engine/tsne.py, scikit-learn's optimiser); ``"paper-sklearn"`` runs scikit-learn's
+  Barnes-Hut TSNE with seed 432 instead, as the authors did (about 4x slower).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ __all__ = [
     "PAPER_SEED",
 ]
 
-RECIPES = ("fast", "paper")
+RECIPES = ("fast", "paper", "paper-sklearn")
 K_RANGE = (3, 8)
 PAPER_SEED = 432
 
@@ -93,32 +95,38 @@ def _gap_k(heights: np.ndarray, n: int, k_range=K_RANGE) -> int:
 
 
 def _silhouette_k(points: np.ndarray, z: np.ndarray, n: int, k_range=K_RANGE) -> int:
+    """The k in k_range with the best silhouette of the cut (distances computed once)."""
+    from scipy.spatial.distance import pdist, squareform
     from sklearn.metrics import silhouette_score
 
     lo, hi = k_range[0], min(k_range[1], n - 1)
     if hi < lo:
         return max(1, min(n, lo))
+    dist = squareform(pdist(points))
     best, best_s = lo, -np.inf
     for k in range(lo, hi + 1):
         labels = fcluster(z, k, criterion="maxclust")
         if len(np.unique(labels)) < 2:
             continue
-        s = silhouette_score(points, labels)
+        s = silhouette_score(dist, labels, metric="precomputed")
         if s > best_s + 1e-12:
             best, best_s = k, s
     return best
 
 
-def _paper_embedding(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
+def _paper_embedding(x: torch.Tensor, seed: int, reference: bool = False) -> np.ndarray:
+    """PCA to min(50, n, d) components, then t-SNE to 2-D (perplexity 30, or (n-1)/3 for few maps)."""
+    from .tsne import pca_scores, tsne_exact
 
     n, d = x.shape
-    n_comp = min(50, n, d)
-    if n_comp >= 2 and n_comp < d:
-        x = PCA(n_components=n_comp, random_state=seed, svd_solver="full" if d <= 4096 else "auto").fit_transform(x)
+    pcs = pca_scores(x, min(50, n, d)) if min(50, n) < d else x.double()
     perplexity = float(min(30.0, max(1.0, (n - 1) / 3.0)))
-    return TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(x).astype(np.float64)
+    if reference:  # scikit-learn's Barnes-Hut t-SNE, as the authors ran it (slow)
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(
+            pcs.numpy()).astype(np.float64)
+    return tsne_exact(pcs, perplexity=perplexity)
 
 
 def build_tree(maps: torch.Tensor, recipe: str = "fast", seed: int = PAPER_SEED) -> Tree:
@@ -128,14 +136,14 @@ def build_tree(maps: torch.Tensor, recipe: str = "fast", seed: int = PAPER_SEED)
     x = minmax_rows(maps.reshape(maps.shape[0], -1).float())
     n = x.shape[0]
     if n < 2:
-        return Tree(recipe, np.zeros((0, 4)), n, max(n, 1), recipe == "paper")
+        return Tree(recipe, np.zeros((0, 4)), n, max(n, 1), recipe != "fast")
     if recipe == "fast":
         z = scipy_linkage(_condensed_euclidean(x), method="ward")
         return Tree(recipe, z, n, _gap_k(z[:, 2], n), False)
     if n < 4:  # too few points for t-SNE: cluster the maps themselves
         z = scipy_linkage(_condensed_euclidean(x), method="ward")
         return Tree(recipe, z, n, n, True)
-    pts = _paper_embedding(x.cpu().numpy().astype(np.float64), seed)
+    pts = _paper_embedding(x.cpu(), seed, reference=recipe == "paper-sklearn")
     z = scipy_linkage(pts, method="ward", metric="euclidean")
     return Tree(recipe, z, n, _silhouette_k(pts, z, n), True, embedding=pts)
 

@@ -1,0 +1,128 @@
+"""Speed and memory of a full explanation, as ratios to the model's own forward+backward time.
+
+    python benchmarks/bench_explain.py            # VGG-16 and ResNet-50, random weights, 224 px, CPU
+    python benchmarks/bench_explain.py --quick    # fewer repeats
+
+For each model it prints the median forward+backward time (the logit's backward with parameter
+gradients, what a plain training step or a hand-written Grad-CAM does), the median time of a full
+explanation of all conv layers per recipe and its ratio to that, the median recut time for k = 2..8
+and the peak resident memory of a fresh process that runs one explanation.
+Targets (issue "Core INV engine"): fast recipe over all 13 VGG-16 conv layers <= 1.25x, paper recipe
+<= 3x, recut <= 10 ms median, peak memory of one VGG-16 explanation < 1.5 GB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torchvision
+
+import inv_widgets as inv
+
+MODELS = {"vgg16": torchvision.models.vgg16, "resnet50": torchvision.models.resnet50}
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def build(name):
+    torch.manual_seed(0)
+    model = MODELS[name](weights=None).eval()
+    x = torch.randn(3, 224, 224, generator=torch.Generator().manual_seed(1))
+    return model, x
+
+
+def peak_memory(name, recipe):
+    """Resident memory (MB) of a fresh process: with the model loaded, and its peak during one explanation
+    (sampled every 2 ms from /proc/self/statm; model construction's own transient peak excluded)."""
+    code = f"""
+import gc, json, os, sys, threading, time
+sys.path.insert(0, {repr(str(__file__).rsplit('/', 1)[0])})
+from bench_explain import build
+import inv_widgets as inv
+page = os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+model, x = build({name!r})
+gc.collect()
+base = rss(); peak = [base]; done = [False]
+def sample():
+    while not done[0]:
+        peak[0] = max(peak[0], rss()); time.sleep(0.002)
+t = threading.Thread(target=sample); t.start()
+exp = inv.Session(model, [x]).explain(0, recipe={recipe!r})
+[exp[n].cut() for n in exp.layers]
+done[0] = True; t.join()
+print(json.dumps({{"base": base, "peak": max(peak[0], rss())}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench(name, repeats, recipes):
+    model, x = build(name)
+    target = int(model(x[None]).argmax())
+
+    def fwd_bwd():
+        model.zero_grad(set_to_none=True)
+        model(x[None])[0, target].backward()
+
+    fwd_bwd()  # warm-up
+    inv.Session(model, [x]).explain(0, recipe="paper")  # warm-up: imports, allocator
+    base = median_time(fwd_bwd, repeats)
+    model.zero_grad(set_to_none=True)
+    n_layers = len(inv.Session(model, [x]).layers)
+    print(f"\n{name}: {n_layers} conv layers, input 224x224, {torch.get_num_threads()} threads")
+    print(f"  forward+backward                 {base * 1000:8.1f} ms   1.00x")
+    for recipe in recipes:
+        def full():
+            exp = inv.Session(model, [x], cache_size=1).explain(0, recipe=recipe)
+            for n in exp.layers:
+                exp.layer(n, recipe).cut()
+
+        t = median_time(full, repeats if recipe == "fast" else max(1, repeats // 2))
+        print(f"  explain, recipe {recipe:<14}  {t * 1000:8.1f} ms   {t / base:.2f}x")
+    exp = inv.Session(model, [x]).explain(0, recipe="fast")
+    recut = []
+    for n in exp.layers:
+        lr = exp.layer(n, "fast")
+        for k in range(2, 9):
+            lr._cuts.clear()
+            t = time.perf_counter()
+            lr.cut(k=k)
+            recut.append(time.perf_counter() - t)
+    recut_sorted = sorted(recut)
+    print(f"  recut k=2..8, all layers         median {statistics.median(recut) * 1000:.2f} ms, "
+          f"p95 {recut_sorted[int(0.95 * (len(recut) - 1))] * 1000:.2f} ms  ({len(recut)} cuts)")
+    mem = peak_memory(name, "fast")
+    print(f"  peak RSS: {mem['peak']:.0f} MB after one explanation "
+          f"({mem['base']:.0f} MB with the model loaded, +{mem['peak'] - mem['base']:.0f} MB)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="3 repeats")
+    ap.add_argument("--recipes", nargs="+", default=["fast", "paper", "paper-sklearn"])
+    args = ap.parse_args()
+    repeats = 3 if args.quick else args.repeats
+    print(f"torch {torch.__version__}, inv-widgets {inv.__version__}, CPU")
+    for name in args.models:
+        bench(name, repeats, args.recipes)
+
+
+if __name__ == "__main__":
+    main()
