@@ -1,0 +1,603 @@
+"""Tests of the SQLite label store: validation, atomicity, export/import, concurrency, crashes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import random
+import signal
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from inv_widgets.labels import store as store_mod
+from inv_widgets.labels.store import (
+    MAX_LABEL_CHARS,
+    LabelStore,
+    MapKey,
+    StoreBusyError,
+    points_for,
+)
+
+KEY = MapKey("vgg16-abc", "img_7", 4, "block5_conv3", [42, 3, 17])
+
+HOSTILE = [
+    "<img src=x onerror=alert(1)>",
+    "Robert'); DROP TABLE labels;--",
+    "quote \" and 'single' and `back`",
+    "comma, semicolon; tab\there",
+    "new\nline",
+    "carriage\r\nreturn",
+    "lone\rcr",
+    "  leading and trailing  ",
+    "NA",
+    "null",
+    "None",
+    "nan",
+    "1e5",
+    "0001",
+    "=SUM(A1:A2)",
+    "emoji 🚗🛞👍🏽 and ZWJ 👩‍🔬",
+    "RTL עברית العربية \u202eevil",
+    "combining e\u0301 vs \u00e9",
+    "zero\u200bwidth",
+    "ＦＵＬＬ ｗｉｄｔｈ",
+    "中文 轮子",
+    "\\backslash\\n not a newline",
+    "x" * MAX_LABEL_CHARS,
+    "∑ math ≠ ≤ ∞",
+    "{\"json\": [1, 2]}",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers run in child processes (module level so that "spawn" can import them)
+
+
+def _spec(worker: int, i: int):
+    """The deterministic answer number ``i`` of ``worker``: what the parent expects to find."""
+    outcome = ("win", "lose", "resign")[i % 3]
+    n_labels = 1 + (i % 3) if outcome != "resign" else i % 4
+    labels = [f"w{worker} i{i} l{j} «ruota» 🚗 '\"; --" for j in range(n_labels)]
+    guessed = {"win": "car", "lose": "truck", "resign": None}[outcome]
+    key = MapKey("net", f"img{worker}-{i}", i % 10, f"layer{i % 4}", [i % 7, 7 + worker])
+    return f"player{i % 5}", key, guessed, "car", outcome, i % 6, labels
+
+
+def _writer(path: str, worker: int, n: int, barrier) -> None:
+    store = LabelStore(path, timeout=60)
+    barrier.wait()
+    for i in range(n):
+        store.record_answer(*_spec(worker, i))
+    store.close()
+
+
+def _logging_writer(path: str, worker: int, n: int | None, log: str, started: str) -> None:
+    """Writes answers and appends each committed game id to ``log`` (n=None: forever)."""
+    store = LabelStore(path, timeout=60)
+    Path(started).write_text("1")
+    i = 0
+    with open(log, "a", encoding="utf-8") as f:
+        while n is None or i < n:
+            gid = store.record_answer(*_spec(worker, i))
+            f.write(f"{gid} {i}\n")
+            f.flush()
+            i += 1
+
+
+class _HangingStore(LabelStore):
+    """A store whose next answer stops for good after its game row and first label are written."""
+
+    hang_marker: str | None = None
+
+    def _insert_labels(self, cur, game_id, labels, cleaned):
+        if self.hang_marker is None:
+            return super()._insert_labels(cur, game_id, labels, cleaned)
+        super()._insert_labels(cur, game_id, labels[:1], cleaned[:1])
+        Path(self.hang_marker).write_text(str(game_id))
+        time.sleep(600)
+
+
+def _victim(path: str, worker: int, n: int, log: str, go: str, marker: str) -> None:
+    store = _HangingStore(path, timeout=60)
+    with open(log, "a", encoding="utf-8") as f:
+        for i in range(n):
+            gid = store.record_answer(*_spec(worker, i))
+            f.write(f"{gid} {i}\n")
+            f.flush()
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    store.hang_marker = marker
+    store.record_answer(*_spec(worker, n))  # never returns: killed mid-transaction
+
+
+def _expected(worker: int, i: int) -> tuple:
+    name, key, guessed, true, outcome, step, labels = _spec(worker, i)
+    return (name, key, guessed, true, outcome, step, tuple(labels))
+
+
+def _stored(store: LabelStore) -> dict[int, tuple]:
+    """game_id -> the same tuple as _expected, read back from the store."""
+    games = store.games()
+    labels = store.labels()
+    by_game = {gid: tuple(g["text"]) for gid, g in labels.groupby("game_id", sort=False)}
+    out = {}
+    for row in games.itertuples(index=False):
+        out[row.game_id] = (
+            row.participant,
+            MapKey(row.model, row.image_id, row.target, row.layer, row.members),
+            row.class_guessed if isinstance(row.class_guessed, str) else None,
+            row.true_class,
+            row.outcome,
+            row.reveal_step,
+            by_game.get(row.game_id, ()),
+        )
+    return out
+
+
+def _raw_integrity(path: str) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _spawn():
+    return mp.get_context("spawn")
+
+
+# --------------------------------------------------------------------------------------------------
+# map identity and points
+
+
+def test_mapkey_is_canonical():
+    a = MapKey("m", 7, "3", "conv", [42, 3, 17])
+    b = MapKey("m", "7", 3, "conv", "17, 3,42")
+    assert a == b and hash(a) == hash(b)
+    assert a.members == (3, 17, 42) and a.members_text == "3,17,42"
+    assert a.image_id == "7" and a.target == 3
+    assert MapKey.from_row(a.as_dict()) == a
+    with pytest.raises(ValueError, match="repeated"):
+        MapKey("m", 1, 0, "conv", [1, 1])
+    with pytest.raises(ValueError, match="empty"):
+        MapKey("m", 1, 0, "conv", [])
+    with pytest.raises(ValueError, match="non-negative"):
+        MapKey("m", 1, 0, "conv", [-1])
+    with pytest.raises(ValueError, match="layer"):
+        MapKey("m", 1, 0, "", [1])
+
+
+@pytest.mark.parametrize("step,points", [(0, 6), (1, 5), (3, 3), (5, 1)])
+def test_points_reward_early_right_guesses(step, points):
+    assert points_for("win", step) == points
+    assert points_for("lose", step) == 0
+    assert points_for("resign", step) == 0
+
+
+def test_points_reject_bad_input():
+    with pytest.raises(ValueError, match="outcome"):
+        points_for("won", 0)
+    with pytest.raises(ValueError, match="between 0 and 5"):
+        points_for("win", 6)
+
+
+# --------------------------------------------------------------------------------------------------
+# participants and validation
+
+
+def test_participants_are_idempotent_stripped_and_unicode():
+    s = LabelStore()
+    a = s.add_participant("  Zoë 🦊 ")
+    assert s.add_participant("Zoë 🦊") == a
+    assert s.add_participant("zoë 🦊") != a  # names are case sensitive, kept as typed
+    assert s.participants()["participant"].tolist() == ["Zoë 🦊", "zoë 🦊"]
+    assert s.add_participant("n" * 64) > 0
+    for bad, msg in [("", "empty"), ("   ", "empty"), ("n" * 65, "64")]:
+        with pytest.raises(ValueError, match=msg):
+            s.add_participant(bad)
+    with pytest.raises(TypeError):
+        s.add_participant(None)
+
+
+def test_record_answer_keeps_text_exactly_and_cleans_a_copy():
+    s = LabelStore()
+    typed = ["  The Church's tall Spire!  ", "<img src=x onerror=alert(1)>", "中文 轮子"]
+    gid = s.record_answer("ada", KEY, "church", "church", "win", 2, typed,
+                          started_at="2024-05-01T10:00:00+00:00",
+                          answered_at="2024-05-01T10:00:12.5+00:00")
+    labels = s.labels()
+    assert labels["game_id"].tolist() == [gid] * 3
+    assert labels["text"].tolist() == typed
+    assert labels["text_clean"].tolist() == ["tall spire", "img src onerror alert", "中文 轮子"]
+    assert labels["position"].tolist() == [0, 1, 2]
+    g = s.games().iloc[0]
+    assert (g.participant, g.model, g.image_id, g.target, g.layer, g.members) == (
+        "ada", "vgg16-abc", "img_7", 4, "block5_conv3", "3,17,42")
+    assert (g.outcome, g.reveal_step, g.points, g.n_labels) == ("win", 2, 4, 3)
+    assert g.duration_s == pytest.approx(12.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(labels=[""]), ValueError, "label 1 of 1 is empty"),
+        (dict(labels=["ok", "   \n\t"]), ValueError, "label 2 of 2 is empty"),
+        (dict(labels=["x" * (MAX_LABEL_CHARS + 1)]), ValueError, "limit is 200"),
+        (dict(labels=[]), ValueError, "1 to 3 labels"),
+        (dict(labels=["a", "b", "c", "d"]), ValueError, "1 to 3 labels"),
+        (dict(labels="wheel"), TypeError, "list of str"),
+        (dict(labels=[3]), TypeError, "must be a str"),
+        (dict(labels=["nul\x00byte"]), ValueError, "NUL"),
+        (dict(labels=["lone \ud800 surrogate"]), ValueError, "surrogate"),
+        (dict(outcome="won"), ValueError, "win, lose, resign"),
+        (dict(reveal_step=6), ValueError, "between 0 and 5"),
+        (dict(reveal_step=-1), ValueError, "between 0 and 5"),
+        (dict(reveal_step=1.5), TypeError, "int"),
+        (dict(guessed="dog"), ValueError, "guessed == true_class"),
+        (dict(outcome="lose"), ValueError, "other than the true class"),
+        (dict(guessed=None), ValueError, "guessed is required"),
+        (dict(participant=""), ValueError, "empty"),
+        (dict(participant=99), KeyError, "99"),
+        (dict(key=("m", 1)), TypeError, "MapKey"),
+        (dict(started_at="yesterday"), ValueError, "ISO 8601"),
+        (dict(started_at="2030-01-01T00:00:00+00:00",
+              answered_at="2029-01-01T00:00:00+00:00"), ValueError, "after"),
+    ],
+)
+def test_bad_answers_are_refused_and_nothing_is_stored(kwargs, error, match):
+    s = LabelStore()
+    answer = dict(participant="ada", key=KEY, guessed="church", true_class="church",
+                  outcome="win", reveal_step=0, labels=["spire"])
+    answer.update(kwargs)
+    with pytest.raises(error, match=match):
+        s.record_answer(**answer)
+    assert len(s.games()) == 0 and len(s.labels()) == 0
+
+
+def test_label_of_exactly_the_limit_and_resign_without_labels_are_fine():
+    s = LabelStore()
+    s.record_answer("ada", KEY, "church", "church", "win", 0, ["x" * MAX_LABEL_CHARS])
+    s.record_answer("ada", KEY, None, "church", "resign", 5, [])
+    s.record_answer("ada", KEY, None, "church", "resign", 5, ["no idea", "blob"])
+    assert s.games()["n_labels"].tolist() == [1, 0, 2]
+    assert s.integrity_check() == []
+
+
+def test_failure_inside_the_transaction_stores_nothing(monkeypatch):
+    s = LabelStore()
+    s.record_answer("ada", KEY, "church", "church", "win", 0, ["spire"])
+
+    def broken(self, cur, game_id, labels, cleaned):
+        cur.execute("INSERT INTO labels (game_id, text, text_clean, position) VALUES (?,?,?,?)",
+                    (game_id, labels[0], cleaned[0], 0))
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(LabelStore, "_insert_labels", broken)
+    with pytest.raises(OSError):
+        s.record_answer("bob", KEY, "church", "church", "win", 0, ["a", "b"])
+    monkeypatch.undo()
+    assert len(s.games()) == 1 and len(s.labels()) == 1
+    assert s.participants()["participant"].tolist() == ["ada"]  # bob's sign-up rolled back too
+    assert s.integrity_check() == []
+
+
+def test_undo_last_removes_only_the_last_answer_of_that_participant():
+    s = LabelStore()
+    g1 = s.record_answer("ada", KEY, "church", "church", "win", 0, ["spire"])
+    s.record_answer("bob", KEY, "dog", "church", "lose", 2, ["ears", "fur"])
+    g3 = s.record_answer("ada", KEY, "dog", "church", "lose", 1, ["fur", "tail", "paw"])
+    assert s.undo_last("ada") is True
+    assert s.games()["game_id"].tolist() == [g1, g1 + 1]
+    assert g3 not in s.labels()["game_id"].tolist()
+    assert len(s.labels()) == 3
+    assert s.undo_last("ada") is True and s.undo_last("ada") is False
+    assert s.undo_last("nobody") is False
+    assert s.games()["participant"].tolist() == ["bob"]
+    assert s.integrity_check() == []
+
+
+def test_leaderboard_points_wins_and_best_streak():
+    s = LabelStore()
+    s.add_participant("carol")  # signed up, never played
+    plays = [("win", 1), ("win", 0), ("lose", 2), ("win", 5), ("win", 2), ("win", 3),
+             ("resign", 5), ("win", 4)]
+    for outcome, step in plays:
+        guessed = {"win": "car", "lose": "truck", "resign": None}[outcome]
+        s.record_answer("ada", KEY, guessed, "car", outcome, step, ["wheel"])
+    s.record_answer("bob", KEY, "car", "car", "win", 0, ["wheel"])
+    board = s.leaderboard()
+    assert board.columns.tolist() == ["participant", "games", "wins", "points", "best_streak"]
+    expected_points = sum(6 - step for outcome, step in plays if outcome == "win")
+    ada = board.set_index("participant").loc["ada"]
+    assert (ada.games, ada.wins, ada.points, ada.best_streak) == (8, 6, expected_points, 3)
+    assert board["participant"].tolist() == ["ada", "bob", "carol"]
+    assert board.set_index("participant").loc["carol"].tolist() == [0, 0, 0, 0]
+    assert board["points"].sum() == s.games()["points"].sum()
+
+
+def test_label_counts_and_filters():
+    s = LabelStore()
+    other = MapKey(KEY.model, KEY.image_id, KEY.target, KEY.layer, [1, 2])
+    never = MapKey(KEY.model, KEY.image_id, KEY.target, KEY.layer, [5])
+    s.record_answer("ada", KEY, "church", "church", "win", 0, ["a", "b"])
+    s.record_answer("bob", KEY, "church", "church", "win", 0, ["c"])
+    s.record_answer("bob", other, "church", "church", "win", 0, ["d", "e", "f"])
+    counts = s.label_counts([KEY, other, never])
+    assert counts == {KEY: 3, other: 3, never: 0}
+    assert len(s.labels(key=KEY)) == 3
+    assert len(s.labels("bob")) == 4
+    assert len(s.games(key=other)) == 1
+    assert len(s.games(layer="nope")) == 0
+    assert s.labels(participant="bob", key=other)["text"].tolist() == ["d", "e", "f"]
+
+
+# --------------------------------------------------------------------------------------------------
+# export / import
+
+
+def _fill_hostile(s: LabelStore) -> None:
+    s.add_participant("lurker without games")
+    names = ["Zoë 🦊", "O'Brien; DROP TABLE participants", "中文名字", "<b>bold</b>"]
+    keys = [KEY, MapKey("m\"odel", "im,g", 0, "la\nyer", [0]), MapKey("m", 3, 9, "l", [1, 99])]
+    for i, text in enumerate(HOSTILE):
+        outcome = ("win", "lose", "resign")[i % 3]
+        guessed = {"win": "the car's", "lose": "truck", "resign": None}[outcome]
+        labels = [text, HOSTILE[(i + 5) % len(HOSTILE)]][: 1 + i % 2]
+        s.record_answer(names[i % len(names)], keys[i % len(keys)], guessed, "the car's",
+                        outcome, i % 6, labels,
+                        started_at=1_700_000_000 + i, answered_at=1_700_000_010.25 + 2 * i)
+    s.undo_last(names[0])  # ids with a gap
+    s.record_answer(names[1], KEY, None, "the car's", "resign", 5, [])
+
+
+def _comparable(s: LabelStore):
+    games = s.games().drop(columns="game_id")
+    labels = s.labels().drop(columns=["label_id", "game_id"])
+    people = s.participants().drop(columns="participant_id")
+    return games, labels, people
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_export_import_round_trip_is_lossless(tmp_path, fmt):
+    src = LabelStore(tmp_path / "src.db")
+    _fill_hostile(src)
+    out = tmp_path / f"export.{fmt}"
+    getattr(src, f"to_{fmt}")(out)
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]  # no half-written file left
+    dst = getattr(LabelStore, f"from_{fmt}")(out)
+    for a, b in zip(_comparable(src), _comparable(dst)):
+        pd.testing.assert_frame_equal(a, b)
+    assert sorted(dst.labels()["text"]) == sorted(src.labels()["text"])
+    assert set(HOSTILE) <= set(dst.labels()["text"]) | {HOSTILE[0]}  # HOSTILE[0] was undone
+    assert dst.leaderboard().equals(src.leaderboard())
+    assert dst.integrity_check() == []
+    # importing into a store that already has data appends
+    assert dst.import_(out) == len(src.games())
+    assert len(dst.games()) == 2 * len(src.games())
+
+
+def test_import_refuses_foreign_or_broken_files(tmp_path):
+    s = LabelStore()
+    bad = tmp_path / "x.csv"
+    bad.write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not an inv-widgets label export"):
+        s.import_(bad)
+    src = LabelStore()
+    src.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
+    good = tmp_path / "good.csv"
+    src.to_csv(good)
+    text = good.read_text(encoding="utf-8").replace(",win,0,", ",win,9,")
+    broken = tmp_path / "broken.csv"
+    broken.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match="game 1 is invalid.*between 0 and 5"):
+        s.import_(broken)
+    assert len(s.games()) == 0 and len(s.participants()) == 0
+    with pytest.raises(ValueError, match=".csv or .json"):
+        s.import_(tmp_path / "x.txt")
+
+
+# --------------------------------------------------------------------------------------------------
+# files, URLs, schema
+
+
+def test_file_store_uses_wal_and_urls(tmp_path, monkeypatch):
+    s = LabelStore(tmp_path / "a.db", timeout=2.5)
+    assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s._db.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
+    assert s._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
+    s.close()
+    monkeypatch.chdir(tmp_path)
+    assert len(LabelStore("sqlite:///a.db").games()) == 1
+    assert len(LabelStore(f"sqlite:///{tmp_path / 'a.db'}").games()) == 1
+    assert LabelStore("sqlite://").path == ":memory:"
+    with pytest.raises(ValueError, match="not supported"):
+        LabelStore("postgresql://u@h/db")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        LabelStore(tmp_path / "no" / "such" / "dir.db")
+    with pytest.raises(ValueError, match="closed"):
+        s.games()
+
+
+def test_pickled_file_store_reconnects(tmp_path):
+    s = LabelStore(tmp_path / "p.db")
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
+    t = pickle.loads(pickle.dumps(s))
+    assert t.path == s.path and len(t.labels()) == 1
+    with pytest.raises(TypeError, match="in-memory"):
+        pickle.dumps(LabelStore())
+
+
+def test_older_file_is_upgraded_and_newer_file_refused(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    old = LabelStore(path)
+    old.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel", "tyre"])
+    assert old.schema_version == 1
+    old.close()
+
+    v2 = ["ALTER TABLE games ADD COLUMN device TEXT", "UPDATE games SET device = 'tablet'"]
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS + [(2, v2)])
+    new = LabelStore(path)
+    assert new.schema_version == 2
+    assert new._db.execute("SELECT device FROM games").fetchall() == [("tablet",)]
+    assert new.labels()["text"].tolist() == ["wheel", "tyre"]  # data kept
+    assert new.integrity_check() == []
+    new.close()
+
+    # a failing migration leaves the file as it was
+    bad = [(3, ["ALTER TABLE games ADD COLUMN x TEXT", "THIS IS NOT SQL"])]
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS + bad)
+    with pytest.raises(sqlite3.OperationalError):
+        LabelStore(path)
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:-1])
+    again = LabelStore(path)
+    assert again.schema_version == 2
+    cols = [r[1] for r in again._db.execute("PRAGMA table_info(games)")]
+    assert "x" not in cols and "device" in cols
+    again.close()
+
+    # a file from a newer version is refused, not damaged
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
+    with pytest.raises(RuntimeError, match="newer"):
+        LabelStore(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# concurrency and crashes
+
+
+def test_locked_database_gives_a_clear_busy_error_and_loses_nothing(tmp_path):
+    path = tmp_path / "busy.db"
+    s = LabelStore(path, timeout=0.3)
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["first"])
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock for longer than the timeout
+    try:
+        late = LabelStore(path, timeout=0.3)  # an up-to-date file still opens
+        t0 = time.monotonic()
+        with pytest.raises(StoreBusyError) as info:
+            s.record_answer("ada", KEY, "car", "car", "win", 1, ["second"])
+        assert time.monotonic() - t0 >= 0.25  # it waited for the timeout first
+        assert isinstance(info.value, RuntimeError)
+        msg = str(info.value)
+        assert str(path) in msg and "retry" in msg.lower() and "nothing was stored" in msg
+        with pytest.raises(StoreBusyError):
+            late.undo_last("ada")
+        assert len(late.labels()) == 1  # reads are not blocked
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    s.record_answer("ada", KEY, "car", "car", "win", 1, ["second"])
+    assert s.labels()["text"].tolist() == ["first", "second"]
+    assert s.integrity_check() == []
+
+
+WRITERS, ANSWERS = 4, 200
+
+
+@pytest.mark.slow
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = str(tmp_path / "shared.db")
+    ctx = _spawn()
+    barrier = ctx.Barrier(WRITERS)
+    procs = [ctx.Process(target=_writer, args=(path, w, ANSWERS, barrier)) for w in range(WRITERS)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0] * WRITERS
+
+    s = LabelStore(path)
+    stored = _stored(s)
+    expected = sorted((_expected(w, i) for w in range(WRITERS) for i in range(ANSWERS)), key=repr)
+    assert len(stored) == WRITERS * ANSWERS
+    assert sorted(stored.values(), key=repr) == expected
+    n_labels = sum(len(e[-1]) for e in expected)
+    assert len(s.labels()) == n_labels
+    assert len(s.participants()) == 5  # concurrent sign-ups of the same names did not duplicate
+    assert s.leaderboard()["games"].sum() == WRITERS * ANSWERS
+    assert s.integrity_check() == []
+    assert _raw_integrity(path) == "ok"
+
+
+@pytest.mark.slow
+def test_writer_killed_mid_answer_leaves_no_partial_answer(tmp_path):
+    path = str(tmp_path / "kill.db")
+    LabelStore(path).close()
+    ctx = _spawn()
+    barrier = ctx.Barrier(1)
+    n = 120
+    log, go, marker = tmp_path / "victim.log", tmp_path / "go", tmp_path / "in_transaction"
+    victim = ctx.Process(target=_victim, args=(path, 0, n, str(log), str(go), str(marker)))
+    other = ctx.Process(target=_writer, args=(path, 1, n, barrier))
+    victim.start()
+    other.start()
+    other.join(timeout=300)
+    assert other.exitcode == 0
+    go.write_text("1")
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the victim never reached its last answer"
+        assert victim.is_alive()
+        time.sleep(0.01)
+    in_flight = int(marker.read_text())
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(timeout=30)
+    assert victim.exitcode == -signal.SIGKILL
+
+    assert _raw_integrity(path) == "ok"
+    s = LabelStore(path, timeout=5)  # the lock died with the process
+    stored = _stored(s)
+    committed = dict(map(int, line.split()) for line in log.read_text().splitlines())
+    assert len(committed) == n
+    assert in_flight not in stored
+    for gid, i in committed.items():
+        assert stored[gid] == _expected(0, i)
+    assert sorted(stored.values(), key=repr) == sorted(
+        [_expected(0, i) for i in range(n)] + [_expected(1, i) for i in range(n)], key=repr)
+    assert s.integrity_check() == []
+    s.record_answer("after", KEY, "car", "car", "win", 0, ["still writable"])
+    assert s.integrity_check() == []
+
+
+@pytest.mark.slow
+def test_writer_killed_at_random_moments_keeps_every_committed_answer(tmp_path):
+    path = str(tmp_path / "random_kill.db")
+    ctx = _spawn()
+    rng = random.Random(1234)
+    committed: dict[int, tuple] = {}
+    for round_ in range(3):
+        log, started = tmp_path / f"log{round_}", tmp_path / f"started{round_}"
+        p = ctx.Process(target=_logging_writer,
+                        args=(path, 10 + round_, None, str(log), str(started)))
+        p.start()
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert time.monotonic() < deadline and p.is_alive()
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.2, 0.6))
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(timeout=30)
+        complete_lines = log.read_text().split("\n")[:-1] if log.exists() else []
+        for line in complete_lines:  # the last, unterminated piece may be cut by the kill
+            gid, i = map(int, line.split())
+            committed[gid] = _expected(10 + round_, i)
+    assert _raw_integrity(path) == "ok"
+    s = LabelStore(path)
+    stored = _stored(s)
+    assert len(committed) > 10  # the writers did get work done
+    for gid, exp in committed.items():
+        assert stored[gid] == exp
+    # at most one answer per killed writer committed after its last log line, and it is whole
+    assert 0 <= len(stored) - len(committed) <= 3
+    for gid in set(stored) - set(committed):
+        name, key, *_ = stored[gid]
+        worker, i = int(key.image_id[3:].split("-")[0]), int(key.image_id.split("-")[1])
+        assert stored[gid] == _expected(worker, i)
+    assert s.integrity_check() == []
