@@ -51,7 +51,7 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
         hi = 255 if a.max() <= 255 else (65535 if a.max() <= 65535 else hi)
         a = np.clip(a.astype(np.float64) * (255.0 / hi) + 0.5, 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[-1] == 4:
-        return _flatten_alpha(Image.fromarray(a, "RGBA"))
+        return _flatten_alpha(Image.fromarray(a))
     return Image.fromarray(a).convert("RGB")
 
 

@@ -1,0 +1,175 @@
+"""Session and inputs: every kind of image, clear errors, the cache, the one-off explain()."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+
+import inv_widgets as inv
+from inv_widgets.inputs import display_image, to_model_input
+
+from engine_helpers import TinyCNN
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return TinyCNN().eval()
+
+
+def pil_images():
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    rgba = Image.fromarray(rng.integers(0, 255, (40, 48, 4), dtype=np.uint8))
+    gray = Image.fromarray(rng.integers(0, 255, (40, 48), dtype=np.uint8))
+    i16 = Image.fromarray(rng.integers(0, 65535, (40, 48), dtype=np.uint16))
+    return {"RGB": rgb, "RGBA": rgba, "L": gray, "I;16": i16, "P": rgb.convert("P")}
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "I;16", "P"])
+def test_pil_images_of_any_mode(tiny, mode):
+    img = pil_images()[mode]
+    tf = torchvision.transforms.Compose([torchvision.transforms.Resize((32, 32)), torchvision.transforms.ToTensor()])
+    exp = inv.explain(tiny, img, transform=tf)
+    assert exp.image.shape == (32, 32, 3) and exp.image.dtype == np.uint8
+    assert exp[exp.layers[-1]].cut().maps.shape[1:] == (32, 32)
+
+
+def test_i16_image_keeps_its_contrast():
+    a = np.zeros((8, 8), np.uint16)
+    a[:, 4:] = 60000
+    img = Image.fromarray(a)
+    assert img.mode == "I;16"
+    x = to_model_input(img)
+    assert x.shape == (3, 8, 8)
+    assert float(x[0, 0, 0]) == 0.0 and float(x[0, 0, 7]) == pytest.approx(60000 / 65535, abs=0.01)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8),  # HWC uint8
+    lambda: np.random.default_rng(0).random((32, 32)),  # gray float in [0, 1]
+    lambda: np.random.default_rng(0).random((3, 32, 32)).astype(np.float32),  # CHW float
+    lambda: torch.rand(3, 32, 32),  # tensor
+    lambda: torch.rand(1, 3, 32, 32),  # tensor with a batch dimension of one
+])
+def test_arrays_and_tensors(tiny, make):
+    exp = inv.explain(tiny, make())
+    assert exp.image.shape == (32, 32, 3)
+    assert len(exp.layers) == 4
+
+
+def test_torchvision_weights_transforms_and_display():
+    weights = torchvision.models.ResNet18_Weights.DEFAULT  # the transforms need no download
+    model = torchvision.models.resnet18(weights=None).eval()
+    img = Image.fromarray(np.full((300, 260, 3), (200, 40, 10), np.uint8))
+    s = inv.Session(model, [img], transform=weights.transforms(), class_names=weights.meta["categories"])
+    exp = s.explain(0, lazy=True)
+    assert exp.image.shape == (224, 224, 3)
+    # normalisation undone: a person sees the colour they gave
+    assert np.abs(exp.image.reshape(-1, 3).mean(0) - np.array([200, 40, 10])).max() < 3
+    assert s.classes[exp.predicted] == exp.predicted_name
+
+
+def test_errors_name_the_problem_and_the_fix(tiny):
+    no_conv = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    with pytest.raises(ValueError, match="no Conv2d layer.*layers="):
+        inv.Session(no_conv, [torch.rand(3, 2, 2)])
+    with pytest.raises(ValueError, match="outputs .* not a 4-D feature map"):
+        inv.explain(no_conv, torch.rand(3, 2, 2), layers=["1"])
+    with pytest.raises(ValueError, match="unknown layer name.*'conv9'"):
+        inv.explain(tiny, torch.rand(3, 16, 16), layers=["conv9"])
+    with pytest.raises(ValueError, match="target class 7 is outside"):
+        inv.explain(tiny, torch.rand(3, 16, 16), target=7)
+    s = inv.Session(tiny, [torch.rand(3, 16, 16)], class_names=list("abcde"))
+    with pytest.raises(ValueError, match="outside the 5 classes"):
+        s.explain(0, target=5)
+    with pytest.raises(ValueError, match="unknown class name 'z'"):
+        s.explain(0, target="z")
+    bad = torch.rand(3, 16, 16)
+    bad[0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        inv.explain(tiny, bad)
+    arr = np.random.rand(16, 16, 3)
+    arr[2, 2, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        inv.explain(tiny, arr)
+    with pytest.raises(ValueError, match="batch of 2 images"):
+        inv.explain(tiny, torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="empty"):
+        inv.explain(tiny, np.zeros((0, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match="empty"):
+        inv.explain(tiny, Image.new("RGB", (0, 5)))
+
+    def broken(img):
+        raise KeyError("no such size")
+
+    with pytest.raises(ValueError, match="transform could not take this .*KeyError"):
+        inv.explain(tiny, Image.new("RGB", (16, 16)), transform=broken)
+    with pytest.raises(TypeError, match="must return a torch tensor"):
+        inv.explain(tiny, Image.new("RGB", (16, 16)), transform=lambda im: np.asarray(im))
+    with pytest.raises(TypeError, match="cannot use a dict"):
+        inv.explain(tiny, {"not": "an image"})
+    with pytest.raises(ValueError, match="could not run on an input of shape"):
+        inv.explain(torchvision.models.vgg11(weights=None), torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="unknown recipe"):
+        s.explain(0, recipe="magic")
+
+
+def test_session_cache_runs_model_once_per_image_and_target(tiny):
+    calls = []
+    h = tiny.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        s = inv.Session(tiny, [torch.rand(3, 16, 16), torch.rand(3, 16, 16)], cache_size=2)
+        e1 = s.explain(0)
+        assert s.explain(0) is e1 and s.explain(0, target=e1.target) is e1
+        n = len(calls)
+        for name in e1.layers:  # layers, recipes and cuts never rerun the model
+            for k in (1, 2, 3):
+                e1[name].cut(k=k)
+        s.explain(0, recipe="paper")
+        assert len(calls) == n
+        other = (e1.target + 1) % 5
+        e2 = s.explain(0, target=other)
+        assert e2.target == other and len(calls) == n + 1
+        s.explain(1)
+        assert len(calls) == n + 2
+        s.explain(0)  # the cache holds 2: image 0's first explanation was dropped
+        assert len(calls) == n + 3
+    finally:
+        h.remove()
+
+
+def test_explain_many_batches_agree_with_single(tiny):
+    imgs = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+    s = inv.Session(tiny, imgs)
+    many = s.explain_many(range(5), batch_size=2)
+    for i, e in enumerate(many):
+        single = inv.explain(tiny, imgs[i])
+        assert e.target == single.target
+        for name in e.layers:
+            np.testing.assert_allclose(e[name].channel_weights, single[name].channel_weights, rtol=1e-4, atol=1e-5)
+
+
+def test_add_image_and_display(tiny):
+    s = inv.Session(tiny, [], class_names=list("abcde"))
+    assert len(s) == 0
+    i = s.add_image(Image.new("RGB", (16, 16), (255, 0, 0)))
+    assert i == 0 and len(s) == 1
+    assert s.image(0).getpixel((3, 3)) == (255, 0, 0)
+    with pytest.raises(IndexError, match="out of range"):
+        s.explain(3)
+    assert display_image(torch.zeros(3, 4, 4)).shape == (4, 4, 3)
+
+
+def test_deterministic_explanations(tiny):
+    x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(9))
+    for recipe in ("fast", "paper"):
+        a = inv.explain(tiny, x, recipe=recipe)
+        b = inv.explain(tiny, x.clone(), recipe=recipe)
+        for name in a.layers:
+            ca, cb = a[name].cut(), b[name].cut()
+            assert [m.tolist() for m in ca.members] == [m.tolist() for m in cb.members]
+            np.testing.assert_array_equal(ca.maps, cb.maps)
