@@ -1,0 +1,40 @@
+# Everything a fresh machine needs. `make demo` opens the demo notebook, `make test` runs every test.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: setup system-deps demo test test-fast bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian's Chromium drives the browser tests (never `playwright install`: it downloads a browser).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	  else echo "install Chromium (or run 'playwright install chromium') for the browser tests"; fi; }
+
+demo: setup
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) notebooks/01_explore.ipynb
+
+test: setup system-deps
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not browser"
+
+bench: setup
+	$(PY) benchmarks/bench_explain.py
+	$(PY) benchmarks/bench_widget.py
+	$(PY) benchmarks/bench_labels.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
