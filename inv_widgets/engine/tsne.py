@@ -9,10 +9,24 @@ scikit-learn's own TSNE for reference.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
 __all__ = ["pca_scores", "tsne_exact"]
+
+
+@contextmanager
+def _single_thread():
+    """The t-SNE loop runs thousands of small (n x n) ops: extra intra-op threads only add synchronisation,
+    and on a busy machine they make it several times slower. Run it on one thread, then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def pca_scores(x: torch.Tensor, n_components: int) -> torch.Tensor:
@@ -60,10 +74,15 @@ def _joint_p(d2: torch.Tensor, perplexity: float, tol: float = 1e-5, steps: int 
     return (p / p.sum()).clamp_min(1e-12)
 
 
-def tsne_exact(x: np.ndarray | torch.Tensor, perplexity: float = 30.0, max_iter: int = 1000,
+def tsne_exact(x, **kwargs) -> np.ndarray:
+    """2-D t-SNE embedding of rows ``x`` (n, d); deterministic (PCA initialisation, no random draws)."""
+    with _single_thread():
+        return _tsne_exact(x, **kwargs)
+
+
+def _tsne_exact(x: np.ndarray | torch.Tensor, perplexity: float = 30.0, max_iter: int = 1000,
                early_exaggeration: float = 12.0, n_iter_without_progress: int = 300,
                min_grad_norm: float = 1e-7) -> np.ndarray:
-    """2-D t-SNE embedding of rows ``x`` (n, d); deterministic (PCA initialisation, no random draws)."""
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).double()
     n = x.shape[0]
     if n < 2:
