@@ -1,0 +1,110 @@
+"""Simulated Deep Reveal players on the embedded default, where the parts under every pixel are known.
+
+A simulated player looks at the revealed pixels of a cluster map step by step. A part counts as seen
+once enough of it is revealed; the player guesses when the seen parts single out one class (the classes
+whose parts include them), reveals more otherwise, and at the last step guesses among the remaining
+candidates or resigns. Then it types 1-3 labels: phrases a person might use for the part that the
+revealed pixels cover most (from the demo's part vocabulary), each replaced by a noise label with
+probability ``noise``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SimulatedPlayer", "Answer", "NOISE_LABELS", "dominant_part"]
+
+#: What a distracted or puzzled player types instead of naming a part.
+NOISE_LABELS = (
+    "colour", "colors", "shape", "texture", "pattern", "dark area", "bright spot", "edges", "blur",
+    "background", "no idea", "random pixels", "contrast", "lines", "corner", "noise", "smooth surface",
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    guess: str | None
+    outcome: str  # win / lose / resign
+    step: int
+    labels: list[str]
+
+
+def dominant_part(cluster_map: np.ndarray, masks: dict[str, np.ndarray], top: float = 20.0) -> str | None:
+    """The part holding most of the map's mass among its top ``top`` % pixels (what a person sees of it)."""
+    if not masks:
+        return None
+    thr = np.percentile(cluster_map, 100.0 - top)
+    salient = np.where(cluster_map >= thr, cluster_map, 0.0)
+    mass = {p: float(salient[m].sum()) for p, m in masks.items()}
+    best = max(mass, key=mass.get)
+    return best if mass[best] > 0 else None
+
+
+class SimulatedPlayer:
+    """One simulated labeller.
+
+    Parameters
+    ----------
+    name : participant name in the store.
+    class_parts : class name -> list of part names.
+    vocabulary : class name -> part name -> phrases (the demo's ``CLASS_PART_VOCABULARY``).
+    noise : share of labels replaced by noise labels.
+    seen_share : share of a part's pixels that must be revealed for the player to notice it.
+    slip : chance of guessing a random candidate although several classes remain.
+    seed : the player's random seed.
+    """
+
+    def __init__(self, name: str, class_parts: dict, vocabulary: dict, *, noise: float = 0.2,
+                 seen_share: float = 0.25, slip: float = 0.1, seed: int = 0):
+        if not 0.0 <= noise <= 1.0:
+            raise ValueError(f"noise must be in [0, 1], got {noise}")
+        self.name = name
+        self.class_parts = class_parts
+        self.vocabulary = vocabulary
+        self.noise = noise
+        self.seen_share = seen_share
+        self.slip = slip
+        self.rng = np.random.default_rng(seed)
+
+    def _seen(self, revealed: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
+        cover = {}
+        for p, m in masks.items():
+            area = m.sum()
+            if area:
+                share = float((revealed & m).sum() / area)
+                if share >= self.seen_share:
+                    cover[p] = share
+        return cover
+
+    def play(self, reveal_masks: list[np.ndarray], masks: dict[str, np.ndarray], true_class: str) -> Answer:
+        """Play one cluster map: ``reveal_masks`` are the six soft masks (H, W) of steps 0..5."""
+        classes = list(self.class_parts)
+        step, candidates, seen = 0, classes, {}
+        for step, soft in enumerate(reveal_masks):
+            revealed = soft > 0.5
+            seen = self._seen(revealed, masks)
+            candidates = [c for c in classes if set(seen) <= set(self.class_parts[c])] if seen else classes
+            if seen and (len(candidates) == 1 or self.rng.random() < self.slip):
+                break
+        if not seen or not candidates:
+            if self.rng.random() < 0.5:
+                return Answer(None, "resign", 5, self._labels(None, true_class, revealed, masks))
+            candidates = classes
+        guess = candidates[int(self.rng.integers(len(candidates)))]
+        outcome = "win" if guess == true_class else "lose"
+        return Answer(guess, outcome, step, self._labels(seen, true_class, revealed, masks))
+
+    def _labels(self, seen, true_class, revealed, masks) -> list[str]:
+        under = {p: int((revealed & m).sum()) for p, m in masks.items()}
+        ranked = [p for p in sorted(under, key=under.get, reverse=True) if under[p] > 0]
+        n = int(self.rng.integers(1, 4))
+        out = []
+        for j in range(n):
+            if not ranked or self.rng.random() < self.noise:
+                out.append(NOISE_LABELS[int(self.rng.integers(len(NOISE_LABELS)))])
+                continue
+            part = ranked[0] if j == 0 or len(ranked) == 1 or self.rng.random() < 0.7 else ranked[1]
+            phrases = self.vocabulary[true_class][part]
+            out.append(phrases[int(self.rng.integers(len(phrases)))])
+        return list(dict.fromkeys(out))  # a person does not type the same thing twice

@@ -1,0 +1,76 @@
+"""Evaluation metrics and the simulated labeller, on hand-made masks where the answer is known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inv_widgets.demo import CLASS_PART_VOCABULARY, CLASS_PARTS
+from inv_widgets.eval.parts import PartMasks, map_part_scores, random_maps
+from inv_widgets.eval.simulate import NOISE_LABELS, SimulatedPlayer, dominant_part
+
+
+def masks():
+    a = np.zeros((32, 32), bool)
+    a[2:10, 2:10] = True
+    b = np.zeros((32, 32), bool)
+    b[20:30, 20:30] = True
+    return {"wheels": a, "body": b}
+
+
+def test_map_part_scores_mass_share_and_pointing():
+    m = masks()
+    parts = PartMasks(m, tolerance=0)
+    maps = np.stack([m["wheels"].astype(np.float32),                 # all mass on wheels
+                     0.5 * m["wheels"] + 0.5 * m["body"],              # split, peak on wheels (first max)
+                     np.zeros((32, 32), np.float32)])
+    maps[2, 0, 31] = 1.0                                              # peak in the background
+    share, on = map_part_scores(maps, parts)
+    np.testing.assert_allclose(share[0], [1.0, 0.0])
+    np.testing.assert_allclose(share[1], [64 / 164, 100 / 164])
+    assert on[0].tolist() == [True, False] and on[2].tolist() == [False, False]
+    # a tolerance lets a peak just outside the part count
+    near = np.zeros((1, 32, 32), np.float32)
+    near[0, 11, 5] = 1.0
+    assert not map_part_scores(near, PartMasks(m, tolerance=0))[1].any()
+    assert map_part_scores(near, PartMasks(m, tolerance=2))[1][0, 0]
+
+
+def test_random_maps_are_a_low_baseline():
+    rng = np.random.default_rng(0)
+    r = random_maps(4, (32, 32), rng)
+    assert r.shape == (4, 32, 32) and r.min() == 0 and r.max() == 1
+    share, _ = map_part_scores(r, PartMasks(masks()))
+    assert share.max(1).mean() < 0.5  # no random map concentrates on one part
+
+
+def test_dominant_part_reads_the_salient_pixels():
+    m = masks()
+    cmap = 0.2 * m["body"] + 1.0 * m["wheels"]
+    assert dominant_part(cmap.astype(np.float32), m) == "wheels"
+    assert dominant_part(np.zeros((32, 32), np.float32), {}) is None
+
+
+def reveal_on(mask):
+    return [mask.astype(np.float32)] * 6
+
+
+def test_player_guesses_from_a_telling_part_and_names_it():
+    m = masks()
+    p = SimulatedPlayer("a", CLASS_PARTS, CLASS_PART_VOCABULARY, noise=0.0, slip=0.0, seed=1)
+    ans = p.play(reveal_on(m["wheels"]), m, "car")  # only cars have wheels
+    assert (ans.guess, ans.outcome, ans.step) == ("car", "win", 0)
+    assert 1 <= len(ans.labels) <= 3
+    assert all(lab in CLASS_PART_VOCABULARY["car"]["wheels"] for lab in ans.labels)
+
+
+def test_player_with_all_noise_types_noise_and_ambiguous_parts_need_more():
+    m = masks()
+    p = SimulatedPlayer("b", CLASS_PARTS, CLASS_PART_VOCABULARY, noise=1.0, slip=0.0, seed=2)
+    ans = p.play(reveal_on(m["wheels"]), m, "car")
+    assert all(lab in NOISE_LABELS for lab in ans.labels)
+    # "body" belongs to car and snowman: the player reveals all six steps, then picks a candidate
+    q = SimulatedPlayer("c", CLASS_PARTS, CLASS_PART_VOCABULARY, noise=0.0, slip=0.0, seed=3)
+    ans = q.play(reveal_on(m["body"]), {"body": m["body"]}, "car")
+    assert ans.step == 5 and ans.guess in ("car", "snowman")
+    with pytest.raises(ValueError, match="noise"):
+        SimulatedPlayer("d", CLASS_PARTS, CLASS_PART_VOCABULARY, noise=2.0)
