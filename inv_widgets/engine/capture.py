@@ -104,8 +104,9 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True):
                         "choose a convolutional layer or block"
                     )
                 return
-            if name not in acts:
-                order.append(name)
+            if name in acts:
+                return  # a module called twice (shared weights): keep its first call, consistently
+            order.append(name)
             acts[name] = output.detach().clone()
             if output.requires_grad:
                 def save_grad(g, name=name):
