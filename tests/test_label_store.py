@@ -498,6 +498,22 @@ def test_locked_database_gives_a_clear_busy_error_and_loses_nothing(tmp_path):
     assert s.integrity_check() == []
 
 
+def test_transactions_take_the_write_lock_up_front(tmp_path):
+    # BEGIN IMMEDIATE: a transaction that reads before it writes (undo_last) can never fail
+    # half-way because another process wrote in between.
+    path = tmp_path / "lock.db"
+    s = LabelStore(path)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with s._transaction():
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # free again after the commit
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
 WRITERS, ANSWERS = 4, 200
 
 

