@@ -236,6 +236,27 @@ def test_merge_is_transitive_through_tied_best_labels():
     assert (merged["n_maps"] == 3).all()
 
 
+def test_store_top_labels_are_cached_until_the_labels_change(tmp_path):
+    path = tmp_path / "gallery.db"
+    s = LabelStore(path)
+    k, k2 = key([1, 2]), key([3])
+    answer(s, k, ["spire", "cross"], step=1)
+    answer(s, k, ["spire"], step=0)
+    enc = WordVectors()
+    assert s.top_labels(k, model=enc) == [("spire", pytest.approx(1.9)), ("cross", pytest.approx(0.9))]
+    assert s.top_labels_many([k, k2], n=1, model=enc) == [[("spire", pytest.approx(1.9))], []]
+    calls = sum(enc.calls.values())
+    s.top_labels(k, model=enc)
+    assert sum(enc.calls.values()) == calls  # served from the cache
+    answer(s, k2, ["door"])  # a write through this store
+    assert s.top_labels(k2, model=enc) == [("door", pytest.approx(1.0))]
+    other = LabelStore(path)  # a write through another connection
+    answer(other, k2, ["door"], step=5)
+    assert s.top_labels(k2, model=enc) == [("door", pytest.approx(1.5))]
+    other.undo_last("p")
+    assert s.top_labels(k2, model=enc) == [("door", pytest.approx(1.0))]
+
+
 # --------------------------------------------------------------------------------------------------
 # embeddings
 

@@ -173,6 +173,28 @@ def test_mapkey_is_canonical():
         MapKey("m", 1, 0, "", [1])
 
 
+def test_mapkey_equals_other_keys_with_the_same_values():
+    from typing import NamedTuple
+
+    class EngineKey(NamedTuple):  # the shape of inv_widgets.engine's Clusters.key(j)
+        model: str
+        image_id: str
+        target: int
+        layer: str
+        members: tuple
+
+    k = MapKey("m", "7", 3, "conv", [17, 3])
+    other = EngineKey("m", "7", 3, "conv", (3, 17))
+    assert k == other and hash(k) == hash(other) and k == ("m", "7", 3, "conv", (3, 17))
+    assert {k: 1}[other] == 1
+    assert k._replace(members=[9, 1]).members == (1, 9)
+    assert pickle.loads(pickle.dumps(k)) == k and type(pickle.loads(pickle.dumps(k))) is MapKey
+    s = LabelStore()
+    s.record_answer("ada", other, "car", "car", "win", 0, ["wheel"])  # any 5-tuple is accepted
+    assert s.label_counts([other])[other] == 1
+    assert s.games()["members"].tolist() == ["3,17"]
+
+
 @pytest.mark.parametrize("step,points", [(0, 6), (1, 5), (3, 3), (5, 1)])
 def test_points_reward_early_right_guesses(step, points):
     assert points_for("win", step) == points

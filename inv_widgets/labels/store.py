@@ -34,10 +34,9 @@ import sqlite3
 import tempfile
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import pandas as pd
 
@@ -96,27 +95,30 @@ def _members_tuple(members: Any) -> tuple[int, ...]:
     return out
 
 
-@dataclass(frozen=True, order=True)
-class MapKey:
-    """Identity of one cluster map: ``(model, image_id, target, layer, members)``.
-
-    ``members`` may be given in any order (list, array, or text ``"3,17,42"``); it is kept as a
-    sorted tuple of ints. ``image_id`` is kept as text and ``target`` as int, so keys built from a
-    DataFrame row compare equal to the keys that were recorded.
-    """
-
+class _MapKeyFields(NamedTuple):
     model: str
     image_id: str
     target: int
     layer: str
     members: tuple[int, ...]
 
-    def __post_init__(self) -> None:
-        for field in ("model", "layer"):
-            value = getattr(self, field)
+
+class MapKey(_MapKeyFields):
+    """Identity of one cluster map: ``(model, image_id, target, layer, members)``.
+
+    An immutable named tuple. ``members`` may be given in any order (list, array, or text
+    ``"3,17,42"``); it is kept as a sorted tuple of ints. ``image_id`` is kept as text and ``target``
+    as int, so keys built from a DataFrame row compare equal to the keys that were recorded. Being a
+    plain tuple underneath, it equals (and hashes like) any 5-tuple with the same canonical values,
+    e.g. the engine's ``Clusters.key(j)``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, model: str, image_id: Any, target: Any, layer: str, members: Any) -> "MapKey":
+        for field, value in (("model", model), ("layer", layer)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"MapKey.{field} must be a non-empty str, got {value!r}")
-        image_id = self.image_id
         if not isinstance(image_id, str):
             try:
                 image_id = str(operator.index(image_id))
@@ -126,18 +128,20 @@ class MapKey:
                 ) from None
         if not image_id:
             raise ValueError("MapKey.image_id must not be empty")
+        if isinstance(target, bool):
+            raise TypeError("MapKey.target must be the int class index, got a bool")
         try:
-            target = operator.index(self.target)
+            target = operator.index(target)
         except TypeError:
-            if isinstance(self.target, str) and self.target.strip().lstrip("-").isdigit():
-                target = int(self.target)
+            if isinstance(target, str) and target.strip().lstrip("-").isdigit():
+                target = int(target)
             else:
-                raise TypeError(
-                    f"MapKey.target must be the int class index, got {self.target!r}"
-                ) from None
-        object.__setattr__(self, "image_id", image_id)
-        object.__setattr__(self, "target", int(target))
-        object.__setattr__(self, "members", _members_tuple(self.members))
+                raise TypeError(f"MapKey.target must be the int class index, got {target!r}") from None
+        return super().__new__(cls, model, image_id, int(target), layer, _members_tuple(members))
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> "MapKey":  # keeps _replace canonical too
+        return cls(*iterable)
 
     @property
     def members_text(self) -> str:
@@ -476,6 +480,8 @@ class LabelStore:
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._stale: list[sqlite3.Connection] = []
+        self._writes = 0  # commits through this object (with PRAGMA data_version: a change stamp)
+        self._aggregated: tuple[Any, str, pd.DataFrame] | None = None
         self._connect()
 
     # -- connection ---------------------------------------------------------------------------
@@ -572,6 +578,7 @@ class LabelStore:
                 cur = db.cursor()
                 yield cur
                 db.execute("COMMIT")
+                self._writes += 1
             except BaseException as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -885,6 +892,42 @@ class LabelStore:
         return df.reset_index(drop=True).astype(
             {"games": "int64", "wins": "int64", "points": "int64", "best_streak": "int64"}
         )
+
+    # -- explanations -------------------------------------------------------------------------
+
+    def aggregate(self, **options: Any) -> pd.DataFrame:
+        """:func:`~inv_widgets.labels.aggregate_labels` of this store, cached until the labels change.
+
+        ``options`` are those of ``aggregate_labels`` (class_names, model, merge, min_labels,
+        weights, ...). The cache is dropped when this or any other connection writes to the store.
+        """
+        from .aggregate import aggregate_labels
+
+        options.setdefault("progress", False)
+        stamp = (self._writes, self._read("PRAGMA data_version")[0][0])
+        wanted = repr(sorted(options.items(), key=lambda kv: kv[0]))
+        cached = self._aggregated
+        if cached is not None and cached[0] == stamp and cached[1] == wanted:
+            return cached[2].copy()
+        table = aggregate_labels(self, **options)
+        self._aggregated = (stamp, wanted, table)
+        return table.copy()
+
+    def top_labels(self, key: MapKey, n: int = 3, **options: Any) -> list[tuple[str, float]]:
+        """The ``n`` best ``(label, score)`` of one cluster map ([] when it has no labels yet).
+
+        Uses :meth:`aggregate` (cached), so a gallery can ask for every map it shows.
+        """
+        return self.top_labels_many([key], n, **options)[0]
+
+    def top_labels_many(self, keys: Iterable[MapKey], n: int = 3,
+                        **options: Any) -> list[list[tuple[str, float]]]:
+        """:meth:`top_labels` of several maps with one aggregation."""
+        from .aggregate import top_labels
+
+        keys = [_as_key(k) for k in keys]
+        table = self.aggregate(**options)
+        return [top_labels(table, k, n) for k in keys]
 
     def integrity_check(self) -> list[str]:
         """Problems found in the database; an empty list means it is healthy.
