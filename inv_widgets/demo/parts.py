@@ -844,17 +844,21 @@ class PartsDataset:
     def part_masks(self, i) -> dict[str, np.ndarray]:
         """Visible parts of image i: part name -> bool mask (H, W). Fully hidden parts are omitted.
 
-        A pixel belongs to a part when at least half of its supersamples do, so masks agree with
-        the antialiased edges of the image and exclude whatever is drawn in front (other parts,
-        occluders).
+        A pixel belongs to the part covering most of its supersamples, provided that part covers at
+        least half of them (ties go to the part in front). Masks therefore agree with the
+        antialiased edges of the image, never overlap, and exclude whatever is drawn in front
+        (other parts, occluders).
         """
         _, labels, lut, y = self._get(i)
-        parts = lut[labels]
+        names = CLASS_PARTS[CLASSES[y]]
         h = w = self.size
+        parts = lut[labels].reshape(h, _SS, w, _SS)
+        cover = np.stack([(parts == k).sum(axis=(1, 3)) for k in range(1, len(names) + 1)])
+        best = len(names) - 1 - np.argmax(cover[::-1], axis=0)  # ties -> later (front) part
+        enough = np.take_along_axis(cover, best[None], 0)[0] * 2 >= _SS * _SS
         out = {}
-        for k, name in enumerate(CLASS_PARTS[CLASSES[y]], start=1):
-            cover = (parts == k).reshape(h, _SS, w, _SS).sum(axis=(1, 3))
-            m = cover * 2 >= _SS * _SS
+        for k, name in enumerate(names):
+            m = enough & (best == k)
             if m.any():
                 out[name] = m
         return out

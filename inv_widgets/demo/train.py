@@ -157,6 +157,9 @@ def main(argv=None) -> int:
     os.close(fd)
     try:
         torch.save(state, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
