@@ -214,11 +214,15 @@ def test_train_script_runs_and_writes_a_loadable_file(tmp_path):
     from inv_widgets.demo._load import load_model
 
     out = tmp_path / "sub" / "m.pt"
-    rc = train.main(["--epochs", "1", "--n-train", "24", "--batch-size", "8", "--n-val", "10",
-                     "--workers", "0", "--threads", "1", "--widths", "4,4,8,8", "--out", str(out),
-                     "--quiet"])
+    args = ["--epochs", "1", "--n-train", "24", "--batch-size", "8", "--n-val", "10", "--workers", "0",
+            "--threads", "1", "--widths", "4,4,8,8", "--quiet"]
+    rc = train.main(args + ["--out", str(out)])
     assert rc == 0 and out.is_file()
     state = torch.load(out, weights_only=True)
+    # seeded: the same command gives the same weights
+    train.main(args + ["--out", str(tmp_path / "again.pt")])
+    again = torch.load(tmp_path / "again.pt", weights_only=True)
+    assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
     assert "features.block1_conv1.weight" in state and state["classifier.weight"].shape == (10, 8)
     init = DemoCNN(widths=(4, 4, 8, 8)).state_dict()
     assert not torch.equal(state["classifier.weight"], init["classifier.weight"])
