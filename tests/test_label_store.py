@@ -99,7 +99,9 @@ class _HangingStore(LabelStore):
         if self.hang_marker is None:
             return super()._insert_labels(cur, game_id, labels, cleaned)
         super()._insert_labels(cur, game_id, labels[:1], cleaned[:1])
-        Path(self.hang_marker).write_text(str(game_id))
+        tmp = self.hang_marker + ".tmp"
+        Path(tmp).write_text(str(game_id))
+        os.replace(tmp, self.hang_marker)  # the parent never sees an empty marker
         time.sleep(600)
 
 
