@@ -1,0 +1,198 @@
+"""The dendrogram of one layer as a plotly ``FigureWidget``, with a cut you can click or drag.
+
+The tree is drawn with few traces: one line trace per cluster colour (links inside a cluster) and one grey
+trace for the links above the cut (and for pruned clusters), segments joined with ``None`` gaps. The pool
+of traces is fixed (``MAX_K`` colours), so a new cut or a new layer only changes trace data inside one
+``batch_update``: the figure is never rebuilt. A transparent heatmap behind the tree catches clicks at any
+height; the cut line is a draggable shape; the suggested cut is a dashed line.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from scipy.cluster.hierarchy import leaves_list
+
+__all__ = ["Dendrogram", "PALETTE", "ABOVE_CUT", "dendrogram_segments", "MAX_K"]
+
+#: Cluster colours, heaviest cluster first (shared by the dendrogram branches and the gallery cards).
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+    "#e377c2", "#17becf", "#bcbd22", "#393b79", "#ad494a", "#637939",
+)
+ABOVE_CUT = "#a0a7b0"
+CUT_COLOR = "#c62828"
+SUGGESTED_COLOR = "#5f6368"
+MAX_K = len(PALETTE)
+
+_CATCH, _SUGGESTED, _ABOVE, _FIRST = 0, 1, 2, 3
+_CATCH_ROWS = 160
+
+
+def dendrogram_segments(linkage: np.ndarray, leaf_cluster: np.ndarray | None = None):
+    """Geometry of a dendrogram and the cluster of every link.
+
+    Returns ``(xs, ys, link_cluster, order)``: ``xs``/``ys`` (n-1, 4) corner coordinates of every merge's
+    upside-down U (leaves at x = 0..n-1 in ``order``, y = merge height), and ``link_cluster`` (n-1,) the
+    cluster of each merge when both sides belong to the same cluster, else -2 (``-1`` = pruned cluster).
+    """
+    z = np.asarray(linkage, dtype=np.float64)
+    m = z.shape[0]
+    n = m + 1
+    if m == 0:
+        return np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, np.int64), np.arange(n)
+    order = leaves_list(z)
+    x = np.empty(2 * n - 1)
+    y = np.zeros(2 * n - 1)
+    c = np.full(2 * n - 1, -2, dtype=np.int64)
+    x[order] = np.arange(n, dtype=np.float64)
+    if leaf_cluster is not None:
+        c[:n] = np.asarray(leaf_cluster, dtype=np.int64)
+    a_idx = z[:, 0].astype(np.int64)
+    b_idx = z[:, 1].astype(np.int64)
+    for i in range(m):  # children always come before parents in a linkage matrix
+        a, b = a_idx[i], b_idx[i]
+        x[n + i] = 0.5 * (x[a] + x[b])
+        y[n + i] = z[i, 2]
+        c[n + i] = c[a] if c[a] == c[b] else -2
+    xs = np.stack([x[a_idx], x[a_idx], x[b_idx], x[b_idx]], axis=1)
+    ys = np.stack([y[a_idx], z[:, 2], z[:, 2], y[b_idx]], axis=1)
+    return xs, ys, c[n:], order
+
+
+def _polyline(xs: np.ndarray, ys: np.ndarray):
+    """Rows of 4 corners -> flat arrays with a NaN gap after each U (one trace for many links)."""
+    if xs.shape[0] == 0:
+        return np.zeros(0), np.zeros(0)
+    gap = np.full((xs.shape[0], 1), np.nan)
+    return np.hstack([xs, gap]).ravel(), np.hstack([ys, gap]).ravel()
+
+
+class Dendrogram:
+    """A layer's dendrogram with a cut. ``on_cut(height)`` is called when the user clicks or drags."""
+
+    def __init__(self, on_cut: Callable[[float], None] | None = None, width: int = 400, height: int = 330):
+        self.on_cut = on_cut
+        self._quiet = False
+        self._ymax = 1.0
+        self._threshold = 0.0
+        traces = [
+            go.Heatmap(
+                z=np.zeros((1, 1)), x=[0.0, 1.0], y=[0.0, 1.0], opacity=0.0, showscale=False,
+                hovertemplate="click to cut here (h = %{y:.3g})<extra></extra>", name="cut catcher",
+                colorscale=[[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
+            ),
+            go.Scatter(x=[], y=[], mode="lines", line=dict(color=SUGGESTED_COLOR, width=1.5, dash="dash"),
+                       hoverinfo="skip", name="suggested cut", showlegend=False),
+            go.Scatter(x=[], y=[], mode="lines", line=dict(color=ABOVE_CUT, width=1.2), hoverinfo="skip",
+                       name="above the cut", showlegend=False),
+        ]
+        for j, col in enumerate(PALETTE):
+            traces.append(go.Scatter(x=[], y=[], mode="lines", line=dict(color=col, width=1.6), hoverinfo="skip",
+                                     name=f"cluster {j + 1}", showlegend=False))
+        layout = go.Layout(
+            width=width, height=height, margin=dict(l=52, r=12, t=34, b=30),
+            template="plotly_white", dragmode=False, hovermode="closest", showlegend=False,
+            title=dict(text="", font=dict(size=13), x=0.02, xanchor="left", y=0.98, yanchor="top"),
+            xaxis=dict(showticklabels=False, showgrid=False, zeroline=False, fixedrange=True,
+                       title=dict(text="kept channels", font=dict(size=11), standoff=4)),
+            yaxis=dict(title=dict(text="merge height", font=dict(size=11)), fixedrange=True, zeroline=False,
+                       gridcolor="#eef0f3"),
+            shapes=[dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=0, y1=0,
+                         line=dict(color=CUT_COLOR, width=3), layer="above", name="cut")],
+            annotations=[
+                dict(xref="paper", x=1.0, xanchor="right", yref="y", y=0, yanchor="bottom", text="", showarrow=False,
+                     font=dict(size=11, color=CUT_COLOR), bgcolor="rgba(255,255,255,0.8)"),
+                dict(xref="paper", x=0.0, xanchor="left", yref="y", y=0, yanchor="top", text="", showarrow=False,
+                     font=dict(size=10, color=SUGGESTED_COLOR), bgcolor="rgba(255,255,255,0.7)"),
+            ],
+        )
+        self.figure = go.FigureWidget(data=traces, layout=layout)
+        self.figure._config = {"displayModeBar": False, "edits": {"shapePosition": True}, "scrollZoom": False,
+                               "doubleClick": False, "responsive": False}
+        for tr in self.figure.data:
+            tr.on_click(self._clicked)
+        self.figure.layout.on_change(self._shapes_changed, "shapes")
+
+    # ---- user input -------------------------------------------------------------------------------
+    def _emit(self, h: float):
+        if self.on_cut is not None and np.isfinite(h):
+            self.on_cut(float(h))
+
+    def _clicked(self, trace, points, state):
+        if self._quiet or not points.ys:
+            return
+        self._emit(points.ys[0])
+
+    def _shapes_changed(self, layout, shapes):
+        if self._quiet or not shapes:
+            return
+        s = shapes[0]
+        try:
+            h = 0.5 * (float(s.y0) + float(s.y1))
+        except (TypeError, ValueError):
+            return
+        if abs(h - self._threshold) < 1e-12 * max(1.0, abs(h)):
+            return
+        self._emit(min(max(h, 0.0), self._ymax))
+
+    # ---- drawing ----------------------------------------------------------------------------------
+    def show(self, linkage: np.ndarray, leaf_cluster: np.ndarray, threshold: float, *,
+             suggested_threshold: float | None = None, suggested_k: int | None = None, k: int | None = None,
+             title: str = "", colors: Sequence[str] = PALETTE) -> None:
+        """Draw ``linkage`` with leaves coloured by ``leaf_cluster`` (cluster index, -1 pruned) and the cut."""
+        z = np.asarray(linkage, dtype=np.float64)
+        n = z.shape[0] + 1
+        xs, ys, link_c, _ = dendrogram_segments(z, leaf_cluster)
+        top = float(z[:, 2].max()) if z.shape[0] else 1.0
+        ymax = top * 1.08 if top > 0 else 1.0
+        self._ymax = ymax
+        self._threshold = float(threshold)
+        x0, x1 = -0.5, max(n - 0.5, 0.5)
+        slots = [(link_c < 0)] + [(link_c >= 0) & (link_c % MAX_K == s) for s in range(MAX_K)]
+        edges_y = np.linspace(0.0, ymax, _CATCH_ROWS + 1)
+        k_text = f"k = {k}" if k is not None else ""
+        with self._silenced(), self.figure.batch_update():
+            d = self.figure.data
+            d[_CATCH].update(z=np.zeros((_CATCH_ROWS, 1)), x=[x0, x1], y=edges_y)
+            if suggested_threshold is not None and z.shape[0]:
+                d[_SUGGESTED].update(x=[x0, x1], y=[suggested_threshold, suggested_threshold])
+            else:
+                d[_SUGGESTED].update(x=[], y=[])
+            for g, mask in enumerate(slots):
+                px, py = _polyline(xs[mask], ys[mask])
+                d[_ABOVE + g].update(x=px, y=py)
+                if g > 0:
+                    d[_ABOVE + g].line.color = colors[(g - 1) % len(colors)]
+            lay = self.figure.layout
+            lay.xaxis.range = [x0, x1]
+            lay.yaxis.range = [0.0, ymax]
+            lay.title.text = title
+            lay.shapes[0].update(x0=0, x1=1, y0=threshold, y1=threshold)
+            lay.annotations[0].update(y=threshold, text=f"cut {k_text}".strip() + "  ⇕ drag")
+            if suggested_threshold is not None and suggested_k is not None and z.shape[0]:
+                lay.annotations[1].update(y=suggested_threshold, text=f"suggested k = {suggested_k}")
+            else:
+                lay.annotations[1].update(text="")
+
+    def clear(self, title: str = "") -> None:
+        with self._silenced(), self.figure.batch_update():
+            for tr in self.figure.data[1:]:
+                tr.update(x=[], y=[])
+            self.figure.layout.title.text = title
+            self.figure.layout.annotations[0].text = ""
+            self.figure.layout.annotations[1].text = ""
+
+    class _Silence:
+        def __init__(self, owner):
+            self.owner = owner
+
+        def __enter__(self):
+            self.owner._quiet = True
+
+        def __exit__(self, *exc):
+            self.owner._quiet = False
+
+    def _silenced(self):
+        return Dendrogram._Silence(self)
