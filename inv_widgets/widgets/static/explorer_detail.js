@@ -1,0 +1,195 @@
+// INV Explorer detail view (anywidget front end): the selected cluster map large, its opacity and colour
+// map, the six Deep Reveal steps, its member channels and labels.
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function pct(w) {
+  if (!isFinite(w)) return "–";
+  return (w >= 1 ? w.toFixed(1) : w.toFixed(2)) + "%";
+}
+
+function render({ model, el: root }) {
+  root.classList.add("inv-detail");
+  let urls = [];
+  let seq = 0;
+
+  const left = el("div", "inv-detail-left");
+  const big = el("div", "inv-detail-stack");
+  const baseImg = el("img", "inv-base");
+  const heatImg = el("img", "inv-heat");
+  baseImg.draggable = heatImg.draggable = false;
+  big.append(baseImg, heatImg);
+  const tools = el("div", "inv-detail-tools");
+  const opLabel = el("label", "inv-tool");
+  opLabel.append(el("span", "", "opacity"));
+  const opacity = el("input");
+  opacity.type = "range";
+  opacity.min = "0";
+  opacity.max = "1";
+  opacity.step = "0.05";
+  opacity.className = "inv-opacity";
+  const opValue = el("span", "inv-tool-value");
+  opLabel.append(opacity, opValue);
+  const cmLabel = el("label", "inv-tool");
+  cmLabel.append(el("span", "", "colours"));
+  const cmap = el("select", "inv-cmap");
+  cmLabel.append(cmap);
+  tools.append(opLabel, cmLabel);
+  left.append(big, tools);
+
+  const right = el("div", "inv-detail-right");
+  const title = el("div", "inv-detail-title");
+  const facts = el("div", "inv-detail-facts");
+  const revealHead = el("div", "inv-detail-sub", "Deep Reveal: what a player sees at each step");
+  const reveals = el("div", "inv-reveals");
+  const labelsHead = el("div", "inv-detail-sub", "Labels");
+  const labels = el("div", "inv-detail-labels");
+  const membersHead = el("div", "inv-detail-sub");
+  const members = el("div", "inv-members");
+  right.append(title, facts, revealHead, reveals, labelsHead, labels, membersHead, members);
+  const empty = el("div", "inv-detail-empty", "Click a cluster map to see it here.");
+  root.append(left, right, empty);
+
+  const applyAlpha = () => {
+    const a = Number(model.get("alpha"));
+    heatImg.style.opacity = String(a);
+    opacity.value = String(a);
+    opValue.textContent = Math.round(100 * a) + "%";
+  };
+  opacity.addEventListener("input", () => {
+    model.set("alpha", Number(opacity.value));
+    model.save_changes();
+    applyAlpha();
+  });
+
+  const renderCmaps = () => {
+    const names = model.get("cmaps") || [];
+    cmap.replaceChildren(...names.map((n) => {
+      const o = el("option", "", n);
+      o.value = n;
+      return o;
+    }));
+    cmap.value = model.get("cmap");
+  };
+  cmap.addEventListener("change", () => {
+    model.set("cmap", cmap.value);
+    model.save_changes();
+  });
+
+  async function full() {
+    const my = ++seq;
+    const bag = [];
+    const url = (dv) => {
+      if (!dv || !dv.byteLength) return "";
+      const u = URL.createObjectURL(new Blob([dv], { type: "image/png" }));
+      bag.push(u);
+      return u;
+    };
+    const has = model.get("heat") && model.get("heat").byteLength > 0;
+    root.classList.toggle("inv-has-content", !!has);
+    const color = model.get("color") || "#888";
+    root.style.setProperty("--inv-color", color);
+    const bu = url(model.get("base"));
+    const hu = url(model.get("heat"));
+    const pending = [];
+    const nb = new Image();
+    const nh = new Image();
+    if (bu) { nb.src = bu; pending.push(nb.decode().catch(() => {})); }
+    if (hu) { nh.src = hu; pending.push(nh.decode().catch(() => {})); }
+
+    const revFrag = document.createDocumentFragment();
+    const percents = model.get("reveal_percents") || [];
+    (model.get("reveals") || []).forEach((dv, s) => {
+      const fig = el("figure", "inv-reveal");
+      const img = el("img");
+      img.src = url(dv);
+      img.alt = `Deep Reveal step ${s + 1}`;
+      img.draggable = false;
+      pending.push(img.decode ? img.decode().catch(() => {}) : Promise.resolve());
+      fig.append(img, el("figcaption", "", `${s + 1} · top ${percents[s] ?? "?"}%`));
+      revFrag.appendChild(fig);
+    });
+
+    await Promise.all(pending);
+    if (my !== seq) {
+      bag.forEach((u) => URL.revokeObjectURL(u));
+      return;
+    }
+    baseImg.src = bu;
+    heatImg.src = hu;
+    reveals.replaceChildren(revFrag);
+    title.textContent = model.get("title") || "";
+
+    facts.replaceChildren();
+    const w = Number(model.get("weight"));
+    const n = Number(model.get("n_maps"));
+    const addFact = (k, v, tip) => {
+      const f = el("div", "inv-fact");
+      f.append(el("span", "inv-fact-value", v), el("span", "inv-fact-key", k));
+      if (tip) f.title = tip;
+      facts.appendChild(f);
+    };
+    addFact("gradient weight", "w = " + pct(w), "Sum of the member feature maps' guided-gradient (Grad-CAM style) weights, as a share of the layer");
+    addFact("feature maps", String(n), "Channels of this layer merged into this cluster map");
+    const gc = Number(model.get("gradcam_overlap"));
+    if (isFinite(gc) && gc >= 0) addFact("agreement with Grad-CAM", gc.toFixed(2), "Pearson correlation between this cluster map and the layer's Grad-CAM");
+
+    const labs = model.get("labels") || [];
+    labelsHead.style.display = "";
+    labels.replaceChildren();
+    if (!labs.length) {
+      labels.appendChild(el("div", "inv-muted", model.get("labels_hint") || "No labels yet."));
+    } else {
+      const top = Math.max(...labs.map((l) => Number(l[1]) || 0), 1e-9);
+      for (const [text, score] of labs) {
+        const row = el("div", "inv-dlabel");
+        const bar = el("div", "inv-dlabel-bar");
+        bar.style.width = Math.max(3, (100 * (Number(score) || 0)) / top) + "%";
+        row.append(bar, el("span", "inv-dlabel-text", String(text)), el("span", "inv-dlabel-score", Number(score).toFixed(2)));
+        labels.appendChild(row);
+      }
+    }
+
+    const mem = model.get("members") || [];
+    membersHead.textContent = `Member channels (${mem.length}), heaviest first`;
+    members.replaceChildren();
+    const shown = mem.slice(0, 48);
+    const wmax = Math.max(...shown.map((m) => Number(m[1]) || 0), 1e-9);
+    for (const [ch, wc] of shown) {
+      const chip = el("span", "inv-chip");
+      const bar = el("span", "inv-chip-bar");
+      bar.style.width = Math.max(4, (100 * Number(wc)) / wmax) + "%";
+      chip.append(bar, el("span", "inv-chip-text", `#${ch} · ${pct(Number(wc))}`));
+      chip.title = `channel ${ch}: ${pct(Number(wc))} of the layer's weight`;
+      members.appendChild(chip);
+    }
+    if (mem.length > shown.length) members.appendChild(el("span", "inv-muted", `+${mem.length - shown.length} more`));
+
+    urls.forEach((u) => URL.revokeObjectURL(u));
+    urls = bag;
+    root.dataset.revision = String(model.get("revision"));
+  }
+
+  applyAlpha();
+  renderCmaps();
+  model.on("change:revision", full);
+  model.on("change:alpha", applyAlpha);
+  model.on("change:cmaps", renderCmaps);
+  model.on("change:cmap", renderCmaps);
+  full();
+  return () => {
+    seq++;
+    urls.forEach((u) => URL.revokeObjectURL(u));
+    model.off("change:revision", full);
+    model.off("change:alpha", applyAlpha);
+    model.off("change:cmaps", renderCmaps);
+    model.off("change:cmap", renderCmaps);
+  };
+}
+
+export default { render };
