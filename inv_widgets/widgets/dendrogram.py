@@ -1,7 +1,8 @@
 """The dendrogram of one layer as a plotly ``FigureWidget``, with a cut you can click or drag.
 
-The tree is drawn with few traces: one line trace per cluster colour (links inside a cluster) and one grey
-trace for the links above the cut (and for pruned clusters), segments joined with ``None`` gaps. The pool
+The tree is drawn with few traces: one line trace per cluster colour (links inside a cluster, and the legs
+from each cluster up to the cut, so a one-channel cluster shows its colour too) and one grey trace for the
+links above the cut (and for pruned clusters), segments joined with gaps. The pool
 of traces is fixed (``MAX_K`` colours), so a new cut or a new layer only changes trace data inside one
 ``batch_update``: the figure is never rebuilt. A transparent heatmap behind the tree catches clicks at any
 height; the cut line is a draggable shape; the suggested cut is a dashed line.
@@ -14,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from scipy.cluster.hierarchy import leaves_list
 
-__all__ = ["Dendrogram", "PALETTE", "ABOVE_CUT", "dendrogram_segments", "MAX_K"]
+__all__ = ["Dendrogram", "PALETTE", "ABOVE_CUT", "dendrogram_segments", "cluster_stubs", "MAX_K"]
 
 #: Cluster colours, heaviest cluster first (shared by the dendrogram branches and the gallery cards).
 PALETTE = (
@@ -59,6 +60,39 @@ def dendrogram_segments(linkage: np.ndarray, leaf_cluster: np.ndarray | None = N
     xs = np.stack([x[a_idx], x[a_idx], x[b_idx], x[b_idx]], axis=1)
     ys = np.stack([y[a_idx], z[:, 2], z[:, 2], y[b_idx]], axis=1)
     return xs, ys, c[n:], order
+
+
+def cluster_stubs(linkage: np.ndarray, leaf_cluster: np.ndarray, threshold: float):
+    """Where a cluster's branch meets a merge above the cut: the leg from the cluster's top up to the cut.
+
+    Returns ``(xs, ys, cluster)`` with xs/ys (m, 2): vertical segments drawn in the cluster's colour, so that
+    every cluster, a single channel included, shows its colour below the cut line.
+    """
+    z = np.asarray(linkage, dtype=np.float64)
+    m = z.shape[0]
+    n = m + 1
+    if m == 0:
+        return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, np.int64)
+    order = leaves_list(z)
+    x = np.empty(2 * n - 1)
+    y = np.zeros(2 * n - 1)
+    c = np.full(2 * n - 1, -2, dtype=np.int64)
+    x[order] = np.arange(n, dtype=np.float64)
+    c[:n] = np.asarray(leaf_cluster, dtype=np.int64)
+    sx, sy, sc = [], [], []
+    for i in range(m):
+        a, b = int(z[i, 0]), int(z[i, 1])
+        x[n + i] = 0.5 * (x[a] + x[b])
+        y[n + i] = z[i, 2]
+        c[n + i] = c[a] if c[a] == c[b] else -2
+        if c[n + i] == -2:
+            top = min(float(threshold), z[i, 2])
+            for ch in (a, b):
+                if c[ch] >= 0 and top > y[ch]:
+                    sx.append((x[ch], x[ch]))
+                    sy.append((y[ch], top))
+                    sc.append(c[ch])
+    return np.asarray(sx).reshape(-1, 2), np.asarray(sy).reshape(-1, 2), np.asarray(sc, dtype=np.int64)
 
 
 def _polyline(xs: np.ndarray, ys: np.ndarray):
@@ -145,6 +179,7 @@ class Dendrogram:
         z = np.asarray(linkage, dtype=np.float64)
         n = z.shape[0] + 1
         xs, ys, link_c, _ = dendrogram_segments(z, leaf_cluster)
+        stub_x, stub_y, stub_c = cluster_stubs(z, leaf_cluster, threshold)
         top = float(z[:, 2].max()) if z.shape[0] else 1.0
         ymax = top * 1.08 if top > 0 else 1.0
         self._ymax = ymax
@@ -162,6 +197,10 @@ class Dendrogram:
                 d[_SUGGESTED].update(x=[], y=[])
             for g, mask in enumerate(slots):
                 px, py = _polyline(xs[mask], ys[mask])
+                if g > 0 and len(stub_c):
+                    smask = stub_c % MAX_K == g - 1
+                    qx, qy = _polyline(stub_x[smask], stub_y[smask])
+                    px, py = np.concatenate([px, qx]), np.concatenate([py, qy])
                 d[_ABOVE + g].update(x=px, y=py)
                 if g > 0:
                     d[_ABOVE + g].line.color = colors[(g - 1) % len(colors)]

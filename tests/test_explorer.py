@@ -1,0 +1,375 @@
+"""The Explorer without a browser: what its views would show after each action, and what it does not do
+(rerun the model, rebuild the widget tree, send base64 images)."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from ipywidgets.widgets.widget import _remove_buffers
+from PIL import Image
+from torch import nn
+
+import inv_widgets as inv
+from inv_widgets.widgets import Explorer, store_labels
+from inv_widgets.widgets.dendrogram import MAX_K, PALETTE, Dendrogram, cluster_stubs, dendrogram_segments
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, n_classes=6):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 12, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(12, 24, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(24, 32, 3, padding=1), nn.ReLU(),
+        )
+        self.head = nn.Linear(32, n_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+CLASSES = ["ant", "bee", "cat", "dog", "eel", "fox"]
+
+
+def _images(n=5, size=48):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        a = np.zeros((size, size, 3), np.uint8)
+        a[...] = rng.integers(0, 255, 3)
+        r = rng.integers(4, size // 2)
+        a[r:r + size // 3, r:r + size // 4] = rng.integers(0, 255, 3)
+        out.append(Image.fromarray(a))
+    return out
+
+
+class Counter:
+    def __init__(self, model):
+        self.calls = 0
+        model.register_forward_hook(lambda *a: setattr(self, "calls", self.calls + 1))
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return SmallCNN().eval()
+
+
+@pytest.fixture
+def session(model):
+    return inv.Session(model, _images(), class_names=CLASSES)
+
+
+@pytest.fixture
+def explorer(session):
+    return Explorer(session)
+
+
+def png_shape(data: bytes):
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return np.asarray(Image.open(io.BytesIO(data))).shape
+
+
+def test_first_view_shows_the_suggested_cut_of_the_last_layer(explorer, session):
+    g = explorer.gallery
+    cl = explorer.clusters
+    assert explorer.layer == session.layers[-1]
+    assert explorer.layer_slider.value == explorer.layer and explorer.layer_slider.options == tuple(explorer.layers)
+    assert cl.k == len(g.heats) == len(g.weights) == len(g.counts) == len(g.colors) >= 1
+    assert g.weights == sorted(g.weights, reverse=True)
+    assert np.allclose(g.weights, cl.weights)
+    assert g.counts == [len(m) for m in cl.members]
+    assert g.colors == list(PALETTE[:cl.k])
+    assert png_shape(g.base) == (48, 48, 3) and png_shape(g.heats[0]) == (48, 48, 3)
+    assert g.gradcam and png_shape(g.gradcam) == (48, 48, 3)
+    assert explorer.k_slider.value == cl.k_cut == explorer.layer_result.suggested_k
+    assert explorer.selected == 0 and g.selected == 0
+    assert f"“{CLASSES[explorer.target]}”" in g.title
+
+
+def test_prediction_and_target_options(explorer):
+    h = explorer.header
+    p = explorer.explanation.probabilities
+    assert [row[0] for row in h.top] == list(np.argsort(-p)[:5])
+    assert h.predicted == h.target == explorer.explanation.predicted
+    values = [v for _, v in explorer.target_select.options]
+    assert values == list(np.argsort(-p, kind="stable")) and explorer.target_select.value == h.target
+    assert "(predicted)" in explorer.target_select.label
+
+
+def test_layer_cut_and_recipe_changes_never_rerun_the_model(model, session):
+    ex = Explorer(session)
+    calls = Counter(model)
+    rev = ex.gallery.revision
+    for name in ex.layers:
+        ex.set_layer(name)
+        assert ex.gallery.title.startswith(name)
+    ex.set_cut(k=2)
+    ex.set_cut(threshold=float(ex.layer_result.heights[-1]) * 2)
+    ex.set_cut()
+    ex.set_recipe("paper")
+    ex.set_layer(0)
+    ex.set_recipe("fast")
+    assert calls.calls == 0
+    assert ex.gallery.revision > rev
+    ex.set_target(2)  # a new class does run the model, once
+    assert calls.calls == 1 and ex.target == 2
+    ex.set_layer(-1)
+    ex.set_target(2)
+    assert calls.calls == 1
+
+
+def test_cuts_by_k_height_and_suggestion(explorer):
+    lr = explorer.layer_result
+    n = lr.tree.n
+    assert n >= 4
+    explorer.set_cut(k=3)
+    assert explorer.k == 3 == len(explorer.gallery.heats) == explorer.k_slider.value
+    h = float(lr.tree.threshold_for(2))
+    explorer.set_cut(threshold=h)
+    assert explorer.k == 2 and explorer.threshold == pytest.approx(h)
+    explorer.set_cut(threshold=float(lr.heights[-1]) * 1.01)
+    assert explorer.k == 1
+    explorer.set_cut(threshold=0.0)  # below every merge: more clusters than a gallery shows -> MAX_K
+    assert explorer.k == min(n, MAX_K)
+    explorer.set_cut()
+    assert explorer.k == lr.suggested_k and explorer.suggest_button.disabled
+    with pytest.raises(ValueError):
+        explorer.set_cut(k=0)
+
+
+def test_widget_tree_and_figure_are_updated_in_place(explorer):
+    children = list(explorer.children)
+    fig = explorer.dendrogram.figure
+    n_traces = len(fig.data)
+    gallery, detail, header = explorer.gallery, explorer.detail, explorer.header
+    explorer.set_layer(0)
+    explorer.set_cut(k=2)
+    explorer.set_target(1)
+    explorer.select_image(3)
+    explorer.set_recipe("paper")
+    assert list(explorer.children) == children
+    assert explorer.gallery is gallery and explorer.detail is detail and explorer.header is header
+    assert explorer.dendrogram.figure is fig and len(fig.data) == n_traces
+
+
+def test_dendrogram_uses_k_plus_one_line_traces(explorer):
+    explorer.set_cut(k=3)
+    fig = explorer.dendrogram.figure
+    lines = [tr for tr in fig.data[2:] if tr.x is not None and len(tr.x) > 0]  # skip the catcher and suggestion
+    assert 1 <= len(lines) <= explorer.k + 1
+    lr, cl = explorer.layer_result, explorer.clusters
+    stubs = cluster_stubs(lr.linkage, cl.assignment, cl.threshold)[2]
+    n_pieces = sum(int(np.isnan(np.asarray(tr.y, float)).sum()) for tr in lines)
+    # every merge drawn once, plus one coloured leg per cluster up to the cut, pieces joined with gaps
+    assert n_pieces == (lr.tree.n - 1) + len(stubs)
+    assert set(stubs.tolist()) == set(range(cl.k))
+    assert fig.layout.shapes[0].y0 == pytest.approx(explorer.threshold)
+    # colours follow the gallery: cluster j's links are drawn with the gallery's colour j
+    used = {tr.line.color for tr in lines}
+    assert set(explorer.gallery.colors) <= used | {"#a0a7b0"}
+
+
+def test_dendrogram_segments_geometry():
+    from scipy.cluster.hierarchy import linkage
+
+    pts = np.array([[0.0], [0.1], [5.0], [5.2], [9.0]])
+    z = linkage(pts, "ward")
+    xs, ys, c, order = dendrogram_segments(z, np.array([0, 0, 1, 1, 2]))
+    assert xs.shape == ys.shape == (4, 4)
+    assert sorted(order.tolist()) == list(range(5))
+    assert (c >= 0).sum() == 2  # the two within-cluster merges; the rest are above the cut
+    assert np.allclose(ys[:, 1], z[:, 2]) and np.allclose(ys[:, 2], z[:, 2])
+
+
+def test_clicking_and_dragging_the_dendrogram_sets_the_cut(explorer):
+    lr = explorer.layer_result
+    h = float(lr.tree.threshold_for(2))
+    explorer.dendrogram._emit(h)  # what a click on the tree sends
+    assert explorer.k == 2
+    h3 = float(lr.tree.threshold_for(3))
+    explorer.dendrogram.figure.plotly_relayout({"shapes[0].y0": h3, "shapes[0].y1": h3})  # a drag of the line
+    assert explorer.k == 3 and explorer.threshold == pytest.approx(h3)
+
+
+def test_keys_from_the_browser(explorer):
+    layers = explorer.layers
+    explorer._on_header_msg(explorer.header, {"type": "key", "key": "ArrowLeft"}, [])
+    assert explorer.layer == layers[-2]
+    explorer._on_header_msg(explorer.header, {"type": "key", "key": "ArrowRight"}, [])
+    assert explorer.layer == layers[-1]
+    explorer._on_header_msg(explorer.header, {"type": "key", "key": "ArrowRight"}, [])  # already the last
+    assert explorer.layer == layers[-1]
+    k = explorer.clusters.k_cut
+    explorer._on_header_msg(explorer.header, {"type": "key", "key": "ArrowDown"}, [])
+    assert explorer.clusters.k_cut == k + 1
+    explorer._on_header_msg(explorer.header, {"type": "key", "key": "ArrowUp"}, [])
+    assert explorer.clusters.k_cut == k
+
+
+def test_controls_drive_the_explorer(explorer):
+    explorer.layer_slider.value = explorer.layers[0]
+    assert explorer.layer == explorer.layers[0] and explorer.gallery.title.startswith(explorer.layers[0])
+    explorer.k_slider.value = 2
+    assert explorer.k == 2
+    explorer.gallery.selected = 1  # a click on the second card
+    assert explorer.selected == 1 and explorer.detail.title.startswith("Cluster map 2 of 2")
+    explorer.target_select.value = 4
+    assert explorer.target == 4 and explorer.header.target == 4
+    explorer.recipe_select.value = "paper"
+    assert explorer.recipe == "paper" and explorer.layer_result.recipe == "paper"
+    explorer.detail.cmap = "gray"
+    heat = np.asarray(Image.open(io.BytesIO(explorer.gallery.heats[0])))
+    assert np.array_equal(heat[..., 0], heat[..., 1])  # grey maps
+    explorer._on_header_msg(explorer.header, {"type": "image", "index": 2}, [])
+    assert explorer.index == 2 and explorer.header.index == 2
+
+
+def test_detail_view(explorer):
+    explorer.select_cluster(0)
+    d = explorer.detail
+    cl = explorer.clusters
+    assert len(d.reveals) == 6 and all(png_shape(r) == (48, 48, 3) for r in d.reveals)
+    assert d.weight == pytest.approx(cl.weights[0]) and d.n_maps == len(cl.members[0])
+    members = [c for c, _ in d.members]
+    assert sorted(members) == sorted(cl.members[0].tolist())
+    w = explorer.layer_result.channel_weights
+    assert [x for _, x in d.members] == sorted((float(w[c]) for c in members), reverse=True)
+    assert -1.0 <= d.gradcam_overlap <= 1.0
+    with pytest.raises(IndexError):
+        explorer.select_cluster(99)
+
+
+def test_selection_follows_the_cluster_identity_across_cuts(explorer):
+    explorer.set_cut(k=3)
+    key = explorer.clusters.key(2)
+    explorer.select_cluster(2)
+    explorer.set_cut(k=3)  # same cut: same selection
+    assert explorer.clusters.key(explorer.selected) == key
+
+
+def test_images_travel_as_binary_buffers_not_base64(explorer):
+    state, paths, buffers = _remove_buffers(explorer.gallery.get_state())
+    text = json.dumps(state)
+    assert len(buffers) >= len(explorer.gallery.heats) + 2  # heats, image, Grad-CAM
+    assert "iVBOR" not in text  # base64 PNG signature
+    assert len(text) < 20_000
+    state, _, buffers = _remove_buffers(explorer.detail.get_state())
+    assert len(buffers) >= 8 and "iVBOR" not in json.dumps(state)
+
+
+def test_errors_show_in_the_widget_and_leave_it_usable(explorer):
+    before = (explorer.index, explorer.layer, explorer.k, explorer.gallery.revision)
+    explorer._on_header_msg(explorer.header, {"type": "image", "index": 999}, [])
+    assert "out of range" in explorer.header.error and "999" in explorer.header.error
+    assert (explorer.index, explorer.layer, explorer.k, explorer.gallery.revision) == before
+    assert explorer.header.busy is False
+    explorer._on_header_msg(explorer.header, {"type": "upload", "name": "notes.txt"}, [b"plain text"])
+    assert "notes.txt is not an image" in explorer.header.error
+    explorer._on_header_msg(explorer.header, {"type": "key", "key": "ArrowLeft"}, [])
+    assert explorer.header.error == "" and explorer.layer == explorer.layers[-2]
+
+
+def test_upload_and_add_image(explorer, session):
+    n = len(session)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 40), (250, 10, 10)).save(buf, "PNG")
+    explorer._on_header_msg(explorer.header, {"type": "upload", "name": "red.png"}, [memoryview(buf.getvalue())])
+    assert explorer.header.error == ""
+    assert len(session) == n + 1 and explorer.index == n
+    assert explorer.header.n_images == n + 1 and n in explorer.header.thumb_indices
+    assert "red.png" in explorer.header.thumb_captions
+    i = explorer.add_image(np.zeros((48, 48, 3), np.uint8), select=False)
+    assert i == n + 1 and explorer.index == n
+
+
+def test_progress_is_reported_while_explaining(session):
+    ex = Explorer(session)
+    seen = []
+    ex.header.observe(lambda ch: seen.append((ch.name, ch.new)), ["busy", "progress", "status"])
+    ex.select_image(4)
+    assert ("busy", True) in seen and ("busy", False) in seen
+    assert any(name == "status" and "explaining image 4" in str(v) for name, v in seen)
+    assert ex.header.busy is False
+
+
+def test_labels_hook(session):
+    def provider(keys):
+        return [[(f"{k.layer}-part", 2.0), ("edge", 1.0)] for k in keys]
+
+    ex = Explorer(session, labels=provider)
+    assert ex.gallery.labels[0] == [[f"{ex.layer}-part", 2.0], ["edge", 1.0]]
+    assert ex.detail.labels[0][0] == f"{ex.layer}-part"
+
+    def broken(keys):
+        raise RuntimeError("database is down")
+
+    ex2 = Explorer(session, labels=broken)  # a failing store does not break the Explorer
+    assert ex2.gallery.labels == [[] for _ in ex2.gallery.heats]
+
+
+def test_store_labels_adapter():
+    class Store:
+        def __init__(self):
+            self.asked = []
+
+        def top_labels_many(self, keys, n):
+            self.asked.append(len(keys))
+            return [[("wheel", 3.0)] for _ in keys]
+
+    s = Store()
+    assert store_labels(s)(["a", "b"]) == [[("wheel", 3.0)], [("wheel", 3.0)]] and s.asked == [2]
+    with pytest.raises(TypeError, match="top_labels"):
+        store_labels(object())
+
+
+def test_explorer_with_the_real_label_store(session, tmp_path):
+    store = inv.LabelStore(tmp_path / "labels.sqlite")
+    ex = Explorer(session, store=store)
+    assert ex.gallery.labels == [[] for _ in ex.gallery.heats]  # no labels yet, no error
+    assert ex.last_error is None
+
+
+def test_shortcut_constructor_and_bad_arguments(model):
+    ex = Explorer(model, _images(2), class_names=CLASSES)
+    assert len(ex.session) == 2 and ex.session.classes == CLASSES
+    with pytest.raises(TypeError, match="session"):
+        Explorer(ex.session, _images(1))
+    with pytest.raises(ValueError, match="colour map"):
+        Explorer(ex.session, cmap="rainbow")
+    with pytest.raises(ValueError, match="recipe"):
+        Explorer(ex.session, recipe="nope")
+    with pytest.raises(KeyError, match="layer"):
+        Explorer(ex.session, layer="nope")
+
+
+def test_alpha_is_shared_by_gallery_and_detail(explorer):
+    explorer.alpha = 0.8
+    assert explorer.gallery.alpha == explorer.detail.alpha == 0.8
+    with pytest.raises(ValueError):
+        explorer.alpha = 2
+
+
+def test_demo_explorer():
+    model, data = inv.demo.load(n=4)
+    ex = inv.Explorer(inv.Session(model, data))
+    assert ex.layers == [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert ex.header.truth == data.classes[data[0][1]]
+    assert ex.header.thumb_captions[0].startswith("#0 ")
+    assert 1 <= ex.k <= MAX_K
+
+
+def test_dendrogram_alone():
+    got = []
+    d = Dendrogram(on_cut=got.append)
+    from scipy.cluster.hierarchy import linkage
+
+    z = linkage(np.random.default_rng(1).normal(size=(20, 3)), "ward")
+    d.show(z, np.zeros(20, int), float(z[-1, 2]) * 1.01, suggested_threshold=float(z[-2, 2]), suggested_k=2, k=1)
+    d._emit(1.0)
+    assert got == [1.0]
+    d.clear("empty")
+    assert all(len(tr.x or []) == 0 for tr in d.figure.data[1:])
