@@ -1,0 +1,98 @@
+"""What a person sees of an Explorer in the page, and how they act on it (Playwright, sync API).
+
+Shared by the browser tests and benchmarks/bench_widget.py.
+"""
+from __future__ import annotations
+
+GALLERY = ".inv-explorer .inv-gallery"
+
+
+class ExplorerUI:
+    def __init__(self, page, root: str = ".inv-explorer"):
+        self.page = page
+        self.root = root
+
+    # ---- reading ----------------------------------------------------------------------------------
+    def gallery(self) -> dict:
+        """Revision, number of cluster maps, title and captions of the gallery as rendered."""
+        return self.page.evaluate(
+            """(root) => { const g = document.querySelector(root + ' .inv-gallery');
+                if (!g) return null;
+                const cards = Array.from(g.querySelectorAll('.inv-card[data-index]'));
+                return {rev: g.dataset.revision || '', count: cards.length,
+                        title: (g.querySelector('.inv-gallery-title') || {}).textContent || '',
+                        captions: cards.map(c => c.querySelector('.inv-cap').textContent),
+                        selected: cards.findIndex(c => c.classList.contains('inv-selected')),
+                        loaded: cards.every(c => Array.from(c.querySelectorAll('img')).every(i => i.complete && i.naturalWidth > 0))};
+            }""", self.root)
+
+    def wait_gallery(self, timeout: float = 240_000) -> dict:
+        self.page.wait_for_function(
+            "(root) => { const g = document.querySelector(root + ' .inv-gallery'); return g && g.dataset.revision; }",
+            arg=self.root, timeout=timeout)
+        return self.gallery()
+
+    def wait_gallery_change(self, old_rev: str, timeout: float = 60_000) -> dict:
+        self.page.wait_for_function(
+            "([root, old]) => { const g = document.querySelector(root + ' .inv-gallery'); return g && g.dataset.revision && g.dataset.revision !== old; }",
+            arg=[self.root, old_rev], timeout=timeout)
+        return self.gallery()
+
+    def slider(self, label: str):
+        return self.page.locator(f"{self.root} .widget-slider").filter(
+            has=self.page.locator(".widget-label", has_text=label))
+
+    def readout(self, label: str) -> str:
+        return self.slider(label).locator(".widget-readout").first.text_content().strip()
+
+    def detail_title(self) -> str:
+        return self.page.locator(f"{self.root} .inv-detail .inv-detail-title").text_content()
+
+    def target_row(self) -> str:
+        return self.page.locator(f"{self.root} .inv-header .inv-bar-row.inv-target .inv-bar-label").text_content()
+
+    def error(self) -> str:
+        loc = self.page.locator(f"{self.root} .inv-header .inv-error")
+        return loc.locator(".inv-error-text").text_content() if loc.is_visible() else ""
+
+    def gallery_png(self) -> bytes:
+        loc = self.page.locator(f"{self.root} .inv-gallery .inv-gallery-grid")
+        loc.scroll_into_view_if_needed()
+        return loc.screenshot()
+
+    def dendrogram_png(self) -> bytes:
+        loc = self.page.locator(f"{self.root} .inv-dendro-box .js-plotly-plot").first
+        loc.scroll_into_view_if_needed()
+        return loc.screenshot()
+
+    # ---- acting -----------------------------------------------------------------------------------
+    def drag_slider_to(self, label: str, fraction: float) -> None:
+        """Drag a slider's handle with the mouse to ``fraction`` (0..1) of its track."""
+        handle = self.slider(label).locator(".noUi-handle").first
+        handle.scroll_into_view_if_needed()
+        hb = handle.bounding_box()
+        tb = self.slider(label).locator(".noUi-target").first.bounding_box()
+        y = hb["y"] + hb["height"] / 2
+        self.page.mouse.move(hb["x"] + hb["width"] / 2, y)
+        self.page.mouse.down()
+        self.page.mouse.move(tb["x"] + tb["width"] * fraction, y, steps=6)
+        self.page.mouse.up()
+
+    def press_on_slider(self, label: str, key: str) -> None:
+        handle = self.slider(label).locator(".noUi-handle").first
+        handle.focus()
+        self.page.keyboard.press(key)
+
+    def focus_explorer(self) -> None:
+        """Click on a neutral part of the Explorer (the gallery title), as a person would before using keys."""
+        self.page.locator(f"{self.root} .inv-gallery-title").click()
+
+    def click_dendrogram(self, fraction_from_top: float) -> None:
+        area = self.page.locator(f"{self.root} .inv-dendro-box .nsewdrag").first
+        area.scroll_into_view_if_needed()
+        b = area.bounding_box()
+        x, y = b["x"] + b["width"] * 0.5, b["y"] + b["height"] * fraction_from_top
+        self.page.mouse.move(x - 5, y)
+        self.page.mouse.move(x, y, steps=3)
+        self.page.wait_for_timeout(250)  # plotly updates its hover point on mouse moves
+        self.page.mouse.click(x, y)

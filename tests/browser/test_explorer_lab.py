@@ -1,0 +1,243 @@
+"""The Explorer in JupyterLab 4, driven like a person would: open 01_explore.ipynb, run all, use it.
+
+The tests share one opened notebook (starting JupyterLab and a kernel takes a while on a slow machine) and run
+in file order; each one reads the state before acting and checks what changed on screen.
+"""
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from .explorer_ui import ExplorerUI
+from .pages import LONG, NotebookPage, images_differ
+
+NOTEBOOK = "01_explore.ipynb"
+
+
+@pytest.fixture(scope="module")
+def lab(browser, lab_server):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page = ctx.new_page()
+    nb = NotebookPage(page, lab_server, NOTEBOOK).open()
+    nb.command("application:toggle-left-area")  # more room for the widget, as on a laptop
+    t0 = time.monotonic()
+    nb.run_all()
+    ui = ExplorerUI(page)
+    first = ui.wait_gallery(LONG)
+    nb.first_gallery_s = time.monotonic() - t0
+    yield nb, ui, first
+    ctx.close()
+
+
+def test_run_all_shows_the_gallery(lab):
+    nb, ui, first = lab
+    assert not nb.error_outputs(), nb.error_outputs()
+    g = ui.gallery()
+    assert g["count"] >= 1 and g["loaded"], g
+    assert all(c.startswith("w = ") and "map" in c for c in g["captions"]), g["captions"]
+    # the weights shown are sorted, heaviest first
+    ws = [float(c.split("w = ")[1].split("%")[0]) for c in g["captions"]]
+    assert ws == sorted(ws, reverse=True)
+    assert nb.page.locator(".inv-explorer .inv-header .inv-thumb").count() >= 2
+    assert nb.page.locator(".inv-explorer .inv-dendro-box .js-plotly-plot").count() == 1
+
+
+def test_layer_slider_changes_gallery_and_dendrogram(lab):
+    nb, ui, _ = lab
+    before, layer0 = ui.gallery(), ui.readout("Layer")
+    g_png, d_png = ui.gallery_png(), ui.dendrogram_png()
+    ui.drag_slider_to("Layer", 0.45)
+    after = ui.wait_gallery_change(before["rev"])
+    nb.page.wait_for_timeout(800)  # let the dendrogram redraw
+    layer1 = ui.readout("Layer")
+    after = ui.gallery()
+    assert layer1 != layer0
+    assert layer1 in after["title"] and layer0 not in after["title"]
+    assert images_differ(g_png, ui.gallery_png())
+    assert images_differ(d_png, ui.dendrogram_png())
+
+
+def test_k_slider_sets_the_number_of_cluster_maps(lab):
+    nb, ui, _ = lab
+    for key in ("ArrowRight", "ArrowRight", "ArrowLeft"):
+        before = ui.gallery()
+        k0 = int(ui.readout("Clusters k"))
+        ui.press_on_slider("Clusters k", key)
+        after = ui.wait_gallery_change(before["rev"])
+        k1 = int(ui.readout("Clusters k"))
+        assert k1 == k0 + (1 if key == "ArrowRight" else -1)
+        assert after["count"] == k1  # fast recipe: no pruning, one map per cluster
+        # the dendrogram's cut line follows (its label reads "cut k = ...")
+        nb.page.wait_for_function(
+            "k => Array.from(document.querySelectorAll('.inv-explorer .inv-dendro-box .annotation-text'))"
+            ".some(t => t.textContent.includes('cut k = ' + k))", arg=k1, timeout=30_000)
+
+
+def test_click_a_cluster_map_shows_its_detail(lab):
+    nb, ui, _ = lab
+    g = ui.gallery()
+    assert g["count"] >= 2
+    nb.page.locator(".inv-explorer .inv-gallery .inv-card[data-index='1']").click()
+    nb.page.wait_for_function(
+        "() => (document.querySelector('.inv-explorer .inv-detail .inv-detail-title') || {}).textContent?.startsWith('Cluster map 2 of')",
+        timeout=30_000)
+    assert ui.gallery()["selected"] == 1
+    detail = nb.page.locator(".inv-explorer .inv-detail")
+    assert detail.locator(".inv-reveal img").count() == 6
+    w_card = g["captions"][1].split("w = ")[1].split("%")[0]
+    assert f"w = {w_card}%" in detail.locator(".inv-detail-facts").text_content()
+    assert detail.locator(".inv-chip").count() >= 1
+    nb.page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('.inv-explorer .inv-detail img')).every(i => i.complete && i.naturalWidth > 0)",
+        timeout=30_000)
+
+
+def test_opacity_and_colour_map(lab):
+    nb, ui, _ = lab
+    g_png = ui.gallery_png()
+    slider = nb.page.locator(".inv-explorer .inv-detail input.inv-opacity")
+    slider.focus()
+    nb.page.keyboard.press("End")  # full opacity
+    nb.page.wait_for_function(
+        "() => getComputedStyle(document.querySelector('.inv-explorer .inv-gallery')).getPropertyValue('--inv-alpha').trim() === '1'",
+        timeout=20_000)
+    assert images_differ(g_png, ui.gallery_png())
+    before = ui.gallery()
+    nb.page.locator(".inv-explorer .inv-detail select.inv-cmap").select_option("gray")
+    ui.wait_gallery_change(before["rev"])
+    png = Image.open(io.BytesIO(ui.gallery_png())).convert("RGB")
+    # at full opacity in grey, the cluster maps are grey: little colour saturation left
+    import numpy as np
+
+    a = np.asarray(png, dtype=np.int16)
+    sat = (a.max(axis=2) - a.min(axis=2)).mean()
+    assert sat < 25, sat
+    slider.focus()
+    for _ in range(10):
+        nb.page.keyboard.press("ArrowLeft")  # back to 50 %
+    before = ui.gallery()
+    nb.page.locator(".inv-explorer .inv-detail select.inv-cmap").select_option("jet")
+    ui.wait_gallery_change(before["rev"])
+
+
+def test_another_target_class_changes_the_explanation(lab):
+    nb, ui, _ = lab
+    before = ui.gallery()
+    target0 = ui.target_row()
+    g_png = ui.gallery_png()
+    rows = nb.page.locator(".inv-explorer .inv-header .inv-bar-row:not(.inv-target)")
+    new_name = rows.nth(1).locator(".inv-bar-label").text_content()
+    rows.nth(1).click()
+    after = ui.wait_gallery_change(before["rev"], timeout=LONG)
+    assert ui.target_row() == new_name != target0
+    assert f"“{new_name}”" in after["title"]
+    assert images_differ(g_png, ui.gallery_png())
+    select = nb.page.locator(".inv-explorer .widget-dropdown select")
+    assert select.evaluate("s => s.options[s.selectedIndex].text").startswith(new_name)
+
+
+def test_arrow_keys_move_layer_and_cut_not_the_notebook(lab):
+    nb, ui, _ = lab
+    cells = nb.page.locator(".jp-Notebook .jp-Cell").count()
+    active = nb.active_cell_index()
+    ui.focus_explorer()
+    assert nb.page.evaluate("() => !!document.activeElement.closest('.inv-explorer')")
+    layer0 = ui.readout("Layer")
+    before = ui.gallery()
+    nb.page.keyboard.press("ArrowLeft")
+    ui.wait_gallery_change(before["rev"])
+    assert ui.readout("Layer") != layer0
+    before = ui.gallery()
+    nb.page.keyboard.press("ArrowRight")
+    after = ui.wait_gallery_change(before["rev"])
+    assert ui.readout("Layer") == layer0 and layer0 in after["title"]
+    k0 = int(ui.readout("Clusters k"))
+    before = ui.gallery()
+    nb.page.keyboard.press("ArrowDown")  # move the cut down: one more cluster
+    after = ui.wait_gallery_change(before["rev"])
+    assert int(ui.readout("Clusters k")) == k0 + 1 and after["count"] == k0 + 1
+    before = ui.gallery()
+    nb.page.keyboard.press("ArrowUp")
+    after = ui.wait_gallery_change(before["rev"])
+    assert int(ui.readout("Clusters k")) == k0 and after["count"] == k0
+    # JupyterLab did not take the keys: same cells, same active cell, still in the Explorer
+    assert nb.page.locator(".jp-Notebook .jp-Cell").count() == cells
+    assert nb.active_cell_index() == active
+    assert nb.page.evaluate("() => !!document.activeElement.closest('.inv-explorer')")
+
+
+def test_click_on_the_dendrogram_sets_the_cut(lab):
+    nb, ui, _ = lab
+    before = ui.gallery()
+    ui.click_dendrogram(0.97)  # low: many clusters
+    after = ui.wait_gallery_change(before["rev"])
+    k_low = int(ui.readout("Clusters k"))
+    assert after["count"] == k_low and k_low > before["count"]
+    before = after
+    ui.click_dendrogram(0.04)  # above the root: one cluster
+    after = ui.wait_gallery_change(before["rev"])
+    assert int(ui.readout("Clusters k")) == 1 and after["count"] == 1
+    before = after
+    nb.page.locator(".inv-explorer button", has_text="suggested cut").click()
+    after = ui.wait_gallery_change(before["rev"])
+    assert after["count"] > 1
+
+
+def test_upload_errors_show_in_the_widget_and_images_are_added(lab):
+    nb, ui, _ = lab
+    page = nb.page
+    n0 = page.locator(".inv-explorer .inv-header .inv-thumb").count()
+    page.set_input_files(".inv-explorer .inv-header .inv-add input",
+                         files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"}])
+    page.locator(".inv-explorer .inv-header .inv-error").wait_for(state="visible", timeout=30_000)
+    assert "notes.txt is not an image" in ui.error()
+    # still usable: a real picture is added, selected and explained
+    buf = io.BytesIO()
+    Image.new("RGB", (160, 120), (30, 120, 200)).save(buf, "PNG")
+    before = ui.gallery()
+    page.set_input_files(".inv-explorer .inv-header .inv-add input",
+                         files=[{"name": "blue.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    ui.wait_gallery_change(before["rev"], timeout=LONG)
+    current = page.locator(".inv-explorer .inv-header .inv-thumb.inv-current")
+    assert "blue.png" in current.text_content()
+    assert ui.error() == ""  # a success clears the message
+    # the new image is the last one: the highest index shown, on the last page of thumbnails
+    idx = [int(i) for i in page.locator(".inv-explorer .inv-header .inv-thumb").evaluate_all(
+        "els => els.map(e => e.dataset.index)")]
+    assert int(current.get_attribute("data-index")) == max(idx) >= n0
+    assert page.locator(".inv-explorer .inv-header .inv-page").nth(1).is_disabled()
+    # back to the first image (first page of thumbnails) for the screenshots
+    first = page.locator(".inv-explorer .inv-header .inv-thumb[data-index='0']")
+    for _ in range(100):
+        if first.count():
+            break
+        page.locator(".inv-explorer .inv-header .inv-page").first.click()
+        page.wait_for_timeout(300)
+    before = ui.gallery()
+    first.click()
+    ui.wait_gallery_change(before["rev"], timeout=LONG)
+
+
+def test_screenshots(lab, screenshots_dir):
+    """Screenshots for the README: the whole Explorer and the detail view (checked by eye, saved to docs/)."""
+    nb, ui, _ = lab
+    page = nb.page
+    page.set_viewport_size({"width": 1400, "height": 2100})
+    before = ui.gallery()
+    ui.drag_slider_to("Layer", 1.0)  # the last layer: object parts
+    ui.wait_gallery_change(before["rev"])
+    page.wait_for_timeout(1000)
+    page.locator(".inv-explorer .inv-gallery .inv-card[data-index='0']").click()
+    page.wait_for_timeout(1000)
+    explorer = page.locator(".inv-explorer")
+    explorer.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    explorer.screenshot(path=str(screenshots_dir / "explorer.png"))
+    page.locator(".inv-explorer .inv-detail").screenshot(path=str(screenshots_dir / "explorer_detail.png"))
+    page.locator(".inv-explorer .inv-main").screenshot(path=str(screenshots_dir / "explorer_gallery.png"))
+    for name in ("explorer.png", "explorer_detail.png", "explorer_gallery.png"):
+        img = Image.open(screenshots_dir / name)
+        assert img.width > 300 and img.height > 150
