@@ -13,6 +13,9 @@ are right. The script prints:
   run ("cold": every distinct label and word is embedded again) and kept ("warm"),
 * the share of maps whose best label (rank 1) is the expected word, and the share of label instances
   whose representative is the expected word of their concept.
+
+``--all-distinct`` replaces every label by two made-up words: the worst case, where the time is
+spent embedding ~10,000 distinct labels and their words.
 """
 
 from __future__ import annotations
@@ -97,7 +100,13 @@ def typo(word: str, rng: random.Random) -> str:
     return word[:i] + word[i + 1] + word[i] + word[i + 2:]
 
 
-def make_labels(path: Path, n_labels: int, seed: int = 0):
+def nonsense(rng: random.Random) -> str:
+    """A two-word label of made-up words: every label distinct (the worst case for embedding)."""
+    return " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 9)))
+                    for _ in range(2))
+
+
+def make_labels(path: Path, n_labels: int, seed: int = 0, all_distinct: bool = False):
     rng = random.Random(seed)
     classes = list(CONCEPTS)
     store = LabelStore(path)
@@ -142,6 +151,8 @@ def make_labels(path: Path, n_labels: int, seed: int = 0):
                 text = " ".join(words)
             if rng.random() < 0.2:
                 text = text.capitalize() + rng.choice(["", "!", ".", " :)"])
+            if all_distinct:
+                text = nonsense(rng)
             labels.append(text)
         store.record_answer(f"player{rng.randrange(60)}", key, guessed, cls, outcome, step, labels)
         written += len(labels)
@@ -155,10 +166,14 @@ def main() -> None:
     ap.add_argument("--labels", type=int, default=10_000)
     ap.add_argument("--model", default=agg.DEFAULT_MODEL)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--all-distinct", action="store_true",
+                    help="worst case: every label is two made-up words (the expected-word shares "
+                         "are then meaningless)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        store, expected, write_s, answers, classes = make_labels(Path(tmp) / "bench.db", args.labels)
+        store, expected, write_s, answers, classes = make_labels(
+            Path(tmp) / "bench.db", args.labels, all_distinct=args.all_distinct)
         n = len(store.labels())
         print(f"wrote {n} labels in {answers} answers to a file store in {write_s:.2f} s "
               f"({1000 * write_s / answers:.2f} ms per answer)")
