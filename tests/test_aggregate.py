@@ -384,3 +384,14 @@ def test_representative_is_the_most_central_word_lemmatised():
     # a tie between words goes to the alphabetically first one; counts weigh the labels
     assert agg_mod._representative(["spire tower"], [1], vec) == "spire"
     assert agg_mod._representative(["spire", "tower"], [1, 2], vec) == "tower"
+
+
+def test_class_names_from_the_argument_and_the_data_are_removed():
+    s = LabelStore()
+    answer(s, key([1]), ["golf ball's dimples"], true="golf ball")
+    out = aggregate_labels(s, ["car"], model=WordVectors(), progress=False)
+    assert out["label"].tolist() == ["dimple"]  # "golf ball" is not in class_names but in the data
+    s2 = LabelStore()
+    s2.record_answer("p", key([1]), 2, 2, "win", 0, ["golf ball's dimples"])  # class indices
+    out2 = aggregate_labels(s2, CLASSES, model=WordVectors(), progress=False)
+    assert out2["label"].tolist() == ["dimple"]  # index 2 read as "golf ball" and removed

@@ -414,8 +414,8 @@ def aggregate_labels(
     store_or_dataframe : LabelStore or DataFrame
         The labels (``LabelStore.labels()`` or a DataFrame with the same columns).
     class_names : list of str, optional
-        All class names: removed from the labels, and used to read class indices as names.
-        Default: the guessed and true classes found in the data.
+        All class names, in class-index order: removed from the labels (together with every
+        guessed and true class found in the data), and used to read class indices as names.
     model : str, path or object, default "all-MiniLM-L6-v2"
         A sentence-transformers name or local folder ("all-mpnet-base-v2" as in the paper, which
         may download), ``"tfidf"``, or an object with ``.encode(list_of_str)``. The default loads
@@ -449,7 +449,7 @@ def aggregate_labels(
     # group: the guessed class; a resign (no guess) joins its true class
     df["guess"] = [t if o == "resign" or g is None else g
                    for g, t, o in zip(guessed, true, df["outcome"])]
-    names = class_names if class_names is not None else sorted({n for n in guessed + true if n})
+    names = sorted(set(class_names or ()) | {n for n in guessed + true if n})
     cleaned_of = {t: clean_label(t, names) for t in dict.fromkeys(df["text"].astype(str))}
     df["clean"] = df["text"].astype(str).map(cleaned_of)
     n_total = len(df)
