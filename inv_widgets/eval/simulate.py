@@ -4,8 +4,9 @@ A simulated player looks at the revealed pixels of a cluster map step by step. A
 once enough of it is revealed; the player guesses when the seen parts single out one class (the classes
 whose parts include them), reveals more otherwise, and at the last step guesses among the remaining
 candidates or resigns. Then it types 1-3 labels: phrases a person might use for the part that the
-revealed pixels cover most (from the demo's part vocabulary), each replaced by a noise label with
-probability ``noise``.
+revealed pixels showed first (from the demo's part vocabulary), each replaced by a noise label with
+probability ``noise``. Players name what they noticed first: the part that showed up at the earliest
+reveal step (the larger revealed area breaks ties).
 """
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ class Answer:
     labels: list[str]
 
 
-def dominant_part(cluster_map: np.ndarray, masks: dict[str, np.ndarray], top: float = 20.0) -> str | None:
-    """The part holding most of the map's mass among its top ``top`` % pixels (what a person sees of it)."""
+def dominant_part(cluster_map: np.ndarray, masks: dict[str, np.ndarray], top: float = 8.0) -> str | None:
+    """The part holding most of the map's mass among its top ``top`` % pixels: what the game shows of the
+    map in its first steps (2, 4.5 and 8 %)."""
     if not masks:
         return None
     thr = np.percentile(cluster_map, 100.0 - top)
@@ -81,23 +83,28 @@ class SimulatedPlayer:
         """Play one cluster map: ``reveal_masks`` are the six soft masks (H, W) of steps 0..5."""
         classes = list(self.class_parts)
         step, candidates, seen = 0, classes, {}
+        first_step: dict[str, int] = {}  # when each part first showed up: what a player notices first
         for step, soft in enumerate(reveal_masks):
             revealed = soft > 0.5
+            for p, m in masks.items():
+                if p not in first_step and (revealed & m).any():
+                    first_step[p] = step
             seen = self._seen(revealed, masks)
             candidates = [c for c in classes if set(seen) <= set(self.class_parts[c])] if seen else classes
             if seen and (len(candidates) == 1 or self.rng.random() < self.slip):
                 break
+        under = {p: int((revealed & m).sum()) for p, m in masks.items()}
+        ranked = sorted((p for p in first_step), key=lambda p: (first_step[p], -under[p]))
         if not seen or not candidates:
             if self.rng.random() < 0.5:
-                return Answer(None, "resign", 5, self._labels(None, true_class, revealed, masks))
+                return Answer(None, "resign", 5, self._labels(ranked, true_class))
             candidates = classes
         guess = candidates[int(self.rng.integers(len(candidates)))]
         outcome = "win" if guess == true_class else "lose"
-        return Answer(guess, outcome, step, self._labels(seen, true_class, revealed, masks))
+        return Answer(guess, outcome, step, self._labels(ranked, true_class))
 
-    def _labels(self, seen, true_class, revealed, masks) -> list[str]:
-        under = {p: int((revealed & m).sum()) for p, m in masks.items()}
-        ranked = [p for p in sorted(under, key=under.get, reverse=True) if under[p] > 0]
+    def _labels(self, ranked: list[str], true_class: str) -> list[str]:
+        """1-3 labels, mostly for the part noticed first, sometimes the second; some are noise."""
         n = int(self.rng.integers(1, 4))
         out = []
         for j in range(n):
