@@ -97,13 +97,17 @@ def _env(home: Path) -> dict:
     return env
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:
+def _wait_http(url: str | None, proc: subprocess.Popen, timeout: float, log_path: Path, port: int) -> None:
+    """Wait until ``url`` answers 200 (or, with no url, until the port accepts connections)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
         try:
+            if url is None:
+                with socket.create_connection(("127.0.0.1", port), timeout=2):
+                    return
             with urllib.request.urlopen(url, timeout=5) as r:
                 if r.status == 200:
                     return
@@ -143,7 +147,7 @@ def start(kind: str, root: Path, home: Path, *, notebook: str | None = None, tim
         cmd = [sys.executable, "-m", "voila", str(root / notebook), "--no-browser", f"--port={port}",
                "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", f"--token={token}", "--show_tracebacks=True",
                f"--Voila.root_dir={root}"]
-        probe = f"http://127.0.0.1:{port}/api/status?token={token}"
+        probe = None  # Voila has no status API; asking for the page would run the notebook
     else:
         raise ValueError(f"unknown server kind {kind!r}")
     log_path = home / f"{kind}-{port}.log"
@@ -151,7 +155,7 @@ def start(kind: str, root: Path, home: Path, *, notebook: str | None = None, tim
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(kind, root, port, token, proc, log_path, home)
     try:
-        _wait_http(probe, proc, timeout, log_path)
+        _wait_http(probe, proc, timeout, log_path, port)
     except BaseException:
         stop(server)
         raise

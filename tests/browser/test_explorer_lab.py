@@ -141,10 +141,10 @@ def test_another_target_class_changes_the_explanation(lab):
 
 def test_arrow_keys_move_layer_and_cut_not_the_notebook(lab):
     nb, ui, _ = lab
-    cells = nb.page.locator(".jp-Notebook .jp-Cell").count()
-    active = nb.active_cell_index()
     ui.focus_explorer()
     assert nb.page.evaluate("() => !!document.activeElement.closest('.inv-explorer')")
+    cells = nb.page.locator(".jp-Notebook .jp-Cell").count()
+    active = nb.active_cell_index()
     layer0 = ui.readout("Layer")
     before = ui.gallery()
     nb.page.keyboard.press("ArrowLeft")
