@@ -24,6 +24,8 @@ _LAZY = {
     "LabelingGame": ("inv_widgets.widgets", "LabelingGame"),
     "LabelStore": ("inv_widgets.labels", "LabelStore"),
     "aggregate_labels": ("inv_widgets.labels", "aggregate_labels"),
+    "top_labels": ("inv_widgets.labels", "top_labels"),
+    "StoreBusyError": ("inv_widgets.labels", "StoreBusyError"),
 }
 
 __all__ = ["Session", "explain", "Explanation", "LayerResult", "Clusters", "MapKey", *_LAZY]

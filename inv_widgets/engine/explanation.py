@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .capture import Captured
+from .keys import MapKey
 from .cluster import RECIPES, Tree, assign, build_tree, prune_mask
 from .maps import cluster_maps_lowres, reveal_image, upsample_minmax
 from .weights import gradcam_lowres, guided_weights, keep_channels
@@ -17,16 +18,6 @@ from .weights import gradcam_lowres, guided_weights, keep_channels
 __all__ = ["Explanation", "LayerResult", "Clusters", "MapKey", "build_explanations"]
 
 Progress = Callable[[int, int, str], None]
-
-
-class MapKey(NamedTuple):
-    """A cluster map's identity: labels stay attached when the cut or the order changes."""
-
-    model: str
-    image_id: str
-    target: int
-    layer: str
-    members: tuple[int, ...]
 
 
 @dataclass(eq=False)

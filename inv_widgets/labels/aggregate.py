@@ -63,7 +63,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .store import LabelStore, MapKey, _members_tuple
+from ..engine.keys import _members_tuple
+from .store import LabelStore, MapKey
 from .text import clean_label, lemmatize
 
 __all__ = [
