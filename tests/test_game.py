@@ -272,6 +272,8 @@ def test_unicode_and_hostile_labels_are_kept_as_typed(make_game, store):
     game.guess(right(game))
     assert game.submit([UNICODE, HOSTILE, "  spaces kept  "])
     assert store.labels().text.tolist() == [UNICODE, HOSTILE, "  spaces kept  "]
+    assert game.recent[0]["labels"] == [UNICODE, HOSTILE, "  spaces kept  "]
+    assert game.recent[0]["outcome"] == "win"
     game.resign()
     game.skip()
     assert game.undo()

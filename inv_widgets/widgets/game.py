@@ -50,6 +50,7 @@ log = logging.getLogger("inv_widgets.game")
 STATIC = pathlib.Path(__file__).parent / "static"
 MAX_STEP = len(REVEAL_PERCENTS) - 1
 LEADERBOARD_ROWS = 10
+RECENT_ROWS = 5
 TARGETS = ("label", "predicted")
 
 
@@ -155,6 +156,7 @@ class LabelingGame(anywidget.AnyWidget):
     total = t.Int(0).tag(sync=True)  # maps in the pool
     loading = t.Float(0.0).tag(sync=True)  # 0..1 while the pool is built
     leaderboard = t.List(t.Dict()).tag(sync=True)
+    recent = t.List(t.Dict()).tag(sync=True)  # this player's last answers: class, outcome, labels as typed
     can_undo = t.Bool(False).tag(sync=True)
     # feedback: kind is "error", "info" or "success"
     message = t.Unicode("").tag(sync=True)
@@ -374,7 +376,20 @@ class LabelingGame(anywidget.AnyWidget):
             best = max(best, run)
         streak = run
         pool = {it.key for it in self._items} if self._items is not None else set()
+        recent = []
+        if len(games):
+            last = games.tail(RECENT_ROWS)
+            texts: dict[int, list[str]] = {}
+            wanted = {int(g) for g in last["game_id"]}
+            labels = self.store.labels(self.participant)
+            for gid, text in zip(labels["game_id"], labels["text"]):
+                if int(gid) in wanted:
+                    texts.setdefault(int(gid), []).append(str(text))
+            for r in reversed(last.to_dict("records")):
+                recent.append({"true_class": str(r["true_class"]), "outcome": str(r["outcome"]),
+                               "points": int(r["points"]), "labels": texts.get(int(r["game_id"]), [])})
         with self.hold_sync():
+            self.recent = recent
             self.points = int(games["points"].sum()) if len(games) else 0
             self.streak = streak
             self.best_streak = best
@@ -485,8 +500,7 @@ class LabelingGame(anywidget.AnyWidget):
             self.step = 0
             self.potential = points_for("win", 0)
             self.masked = png
-            self.map_info = (f"Layer {depth} of {len(self.layers)} ({item.layer}) · cluster map {item.rank + 1} · "
-                             f"weight {item.weight:.0f} %")
+            self.map_info = f"Layer {depth} of {len(self.layers)} · cluster map {item.rank + 1} · w = {item.weight:.0f} %"
             self.round += 1
             self.phase = "play"
             self.can_undo = bool(self._history)

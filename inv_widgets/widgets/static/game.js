@@ -131,7 +131,10 @@ function render({ model, el: host }) {
   const worth = el("span", "ig-worth");
   guessHead.append(guessTitle, worth);
   const classGrid = el("div", "ig-classes");
-  guessBox.append(guessHead, classGrid);
+  const ladder = el("div", "ig-ladder");
+  const ladderSteps = el("div", "ig-ladder-steps");
+  ladder.append(el("div", "ig-small", "Points for a right guess: the less you need to see, the more you get."), ladderSteps);
+  guessBox.append(guessHead, classGrid, ladder);
   // answer
   const answerBox = el("div", "ig-answer");
   const banner = el("div", "ig-banner");
@@ -148,7 +151,7 @@ function render({ model, el: host }) {
   const labelInputs = [];
   const labelCounters = [];
   const labelList = el("div", "ig-labels");
-  const labelPlaceholders = ["e.g. round wheels", "another feature (optional)", "one more (optional)"];
+  const labelPlaceholders = ["e.g. round wheels", "another one (optional)", "one more (optional)"];
   function makeLabelRow(i) {
     const row = el("label", "ig-label-row");
     const num = el("span", "ig-label-num", String(i + 1));
@@ -176,7 +179,7 @@ function render({ model, el: host }) {
 
   // --- done -------------------------------------------------------------------------------------
   const doneBox = el("section", "ig-card ig-done");
-  const doneTitle = el("h2", "ig-h", "🎉 All maps labelled!");
+  const doneTitle = el("h2", "ig-h", "★ All maps labelled!");
   const doneText = el("p", "ig-p");
   doneBox.append(doneTitle, doneText);
 
@@ -184,12 +187,12 @@ function render({ model, el: host }) {
   const board = el("aside", "ig-card ig-board");
   const boardHead = el("div", "ig-board-head");
   const refreshBtn = button("ig-btn ig-ghost ig-refresh", "↻ Refresh", "Read the leaderboard again (other players' answers)");
-  boardHead.append(el("h3", "ig-h3", "🏆 Leaderboard"), refreshBtn);
+  boardHead.append(el("h3", "ig-h3", "♛ Leaderboard"), refreshBtn);
   const table = el("table", "ig-table");
   const thead = el("thead");
   const hr = el("tr");
   for (const [h, t] of [["#", "rank"], ["Player", ""], ["Points", "6 for a right guess at 2 %, 1 at 30 %"],
-    ["Wins", "right guesses / maps played"], ["🔥", "best streak"]]) {
+    ["Wins", "right guesses / maps played"], ["⚡", "best streak"]]) {
     const th = el("th", "", h);
     if (t) th.title = t;
     hr.appendChild(th);
@@ -198,7 +201,10 @@ function render({ model, el: host }) {
   const tbody = el("tbody");
   table.append(thead, tbody);
   const boardEmpty = el("p", "ig-small ig-board-empty", "No answers yet. Be the first!");
-  board.append(boardHead, table, boardEmpty);
+  const mine = el("div", "ig-mine");
+  const mineList = el("ul", "ig-mine-list");
+  mine.append(el("h3", "ig-h3", "✎ Your last answers"), mineList);
+  board.append(boardHead, table, boardEmpty, mine);
 
   const keys = el("footer", "ig-keys");
   keys.append(el("span", "", "Keys: "), el("kbd", "ig-kbd", "1"), el("span", "", "…"), el("kbd", "ig-kbd", "9"),
@@ -317,6 +323,19 @@ function render({ model, el: host }) {
     classGrid.replaceChildren(frag);
   }
 
+  function drawLadder() {
+    const percents = model.get("percents") || [];
+    const step = model.get("step");
+    const frag = document.createDocumentFragment();
+    percents.forEach((p, i) => {
+      const cls = i < step ? " ig-gone" : i === step ? " ig-now" : "";
+      const rung = el("div", "ig-rung" + cls);
+      rung.append(el("span", "ig-rung-pts", String(percents.length - i)), el("span", "ig-rung-pct", `${p}%`));
+      frag.appendChild(rung);
+    });
+    ladderSteps.replaceChildren(frag);
+  }
+
   function drawSteps() {
     const percents = model.get("percents") || [];
     const step = model.get("step");
@@ -334,8 +353,9 @@ function render({ model, el: host }) {
     const frag = document.createDocumentFragment();
     for (const r of rows) {
       const tr = el("tr", r.me ? "ig-me" : "");
-      const medal = r.rank === 1 ? "🥇" : r.rank === 2 ? "🥈" : r.rank === 3 ? "🥉" : String(r.rank);
-      tr.append(el("td", "ig-rank", medal), el("td", "ig-player", r.participant), el("td", "ig-num", r.points),
+      const rank = el("td", "ig-rank");
+      rank.appendChild(el("span", `ig-medal ig-medal-${Math.min(r.rank, 4)}`, r.rank));
+      tr.append(rank, el("td", "ig-player", r.participant), el("td", "ig-num", r.points),
         el("td", "ig-num", `${r.wins}/${r.games}`), el("td", "ig-num", r.best_streak));
       tr.dataset.participant = r.participant;
       frag.appendChild(tr);
@@ -343,6 +363,25 @@ function render({ model, el: host }) {
     tbody.replaceChildren(frag);
     table.style.display = rows.length ? "" : "none";
     boardEmpty.style.display = rows.length ? "none" : "";
+  }
+
+  function drawRecent() {
+    const rows = model.get("recent") || [];
+    const icons = { win: "✔", lose: "✘", resign: "⚑" };
+    const frag = document.createDocumentFragment();
+    for (const r of rows) {
+      const li = el("li", `ig-mine-row ig-${r.outcome}`);
+      const head = el("div", "ig-mine-head");
+      head.append(el("span", "ig-mine-icon", icons[r.outcome] || "•"), el("span", "ig-mine-class", r.true_class),
+        el("span", "ig-mine-pts", r.points ? `+${r.points}` : ""));
+      const chips = el("div", "ig-chips");
+      for (const text of r.labels || []) chips.appendChild(el("span", "ig-label-chip", text));
+      if (!(r.labels || []).length) chips.appendChild(el("span", "ig-small", "no labels"));
+      li.append(head, chips);
+      frag.appendChild(li);
+    }
+    mineList.replaceChildren(frag);
+    mine.hidden = !rows.length;
   }
 
   function burst() {
@@ -372,11 +411,11 @@ function render({ model, el: host }) {
     prog.hidden = phase === "name";
 
     // stats
-    who.textContent = "👤 " + (model.get("participant") || "");
+    who.textContent = model.get("participant") || "";
     who.title = "Playing as " + (model.get("participant") || "");
     pts.textContent = `★ ${model.get("points")} pts`;
     const s = model.get("streak");
-    streak.textContent = `🔥 ${s}`;
+    streak.textContent = `⚡ ${s} in a row`;
     streak.title = `Streak: ${s} right in a row (best ${model.get("best_streak")})`;
     streak.classList.toggle("ig-hot", s >= 2);
     const total = model.get("total");
@@ -411,6 +450,7 @@ function render({ model, el: host }) {
       : `The network's top ${pct} % of pixels`;
     figOverlay.hidden = !answered_;
     drawSteps();
+    drawLadder();
     moreBtn.disabled = phase !== "play" || step >= percents.length - 1;
     giveUpBtn.disabled = phase !== "play";
     controls.hidden = answered_;
@@ -423,6 +463,7 @@ function render({ model, el: host }) {
     answerBox.hidden = !answered_;
 
     const round = model.get("round");
+    root.dataset.round = String(round);
     const newRound = round !== seen.round;
     seen.round = round;
     ensureLabelRows();
@@ -441,17 +482,18 @@ function render({ model, el: host }) {
       const classes = model.get("classes") || [];
       const g = model.get("guessed");
       banner.className = `ig-banner ig-${outcome}`;
+      const truthSpan = el("span", "ig-truth", truth);
       if (outcome === "win") {
-        bannerIcon.textContent = "🎉";
-        bannerTitle.textContent = `Right! It is ${truth}.`;
+        bannerIcon.textContent = "✔";
+        bannerTitle.replaceChildren("Right! ", truthSpan);
         bannerSub.textContent = `You needed only ${pct} % of the pixels.`;
       } else if (outcome === "lose") {
-        bannerIcon.textContent = "🙈";
-        bannerTitle.textContent = `Not quite: it is ${truth}.`;
+        bannerIcon.textContent = "✘";
+        bannerTitle.replaceChildren("Not quite: it's ", truthSpan);
         bannerSub.textContent = `You said ${classes[g] !== undefined ? classes[g] : "?"}.`;
       } else {
-        bannerIcon.textContent = "🏳️";
-        bannerTitle.textContent = `It is ${truth}.`;
+        bannerIcon.textContent = "⚑";
+        bannerTitle.replaceChildren("It's ", truthSpan);
         bannerSub.textContent = "You gave up; no points this time.";
       }
       const earned = model.get("earned");
@@ -477,6 +519,7 @@ function render({ model, el: host }) {
       else root.focus({ preventScroll: true });
     }
     drawBoard();
+    drawRecent();
   }
 
   let scheduled = false;
@@ -490,15 +533,24 @@ function render({ model, el: host }) {
   }
   const traits = ["phase", "participant", "classes", "round", "masked", "step", "percents", "potential", "map_info",
     "outcome", "guessed", "true_class", "overlay", "earned", "draft", "draft_revision", "points", "streak",
-    "best_streak", "answered", "total", "loading", "leaderboard", "can_undo", "message", "message_kind",
+    "best_streak", "answered", "total", "loading", "leaderboard", "recent", "can_undo", "message", "message_kind",
     "message_revision", "max_labels", "max_label_chars", "max_name_chars"];
   for (const name of traits) model.on(`change:${name}`, schedule);
   draw();
   // Alone on the page (Voila), the game takes the keyboard at once; in a notebook, click it first.
-  if (!document.activeElement || document.activeElement === document.body) {
-    if (model.get("phase") === "name") nameInput.focus({ preventScroll: true });
-    else root.focus({ preventScroll: true });
+  // The view is attached to the page after render() returns: wait for that before focusing.
+  let tries = 0;
+  function autofocus() {
+    if (!root.isConnected || root.offsetParent === null) {
+      if (tries++ < 100) setTimeout(autofocus, 50);
+      return;
+    }
+    if (!document.activeElement || document.activeElement === document.body) {
+      if (model.get("phase") === "name") nameInput.focus({ preventScroll: true });
+      else root.focus({ preventScroll: true });
+    }
   }
+  autofocus();
   model.send({ type: "ready" });
 
   return () => {
