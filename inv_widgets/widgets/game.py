@@ -322,7 +322,7 @@ class LabelingGame(anywidget.AnyWidget):
                     for layer in self.layers:
                         cl = exp.layer(layer, self.recipe).cut(k=self.k)
                         for j in range(cl.k):
-                            key = MapKey(*cl.key(j))
+                            key = cl.key(j)
                             order = (j, len(self.layers) - depth[layer], position[i])
                             items.append(_Item(i, int(exp.target), layer, j, key, float(cl.weights[j]), order))
                 done += len(chunk)
@@ -456,7 +456,7 @@ class LabelingGame(anywidget.AnyWidget):
         exp = self.session.explain(item.image, target=item.target, recipe=self.recipe, lazy=True)
         cl = exp.layer(item.layer, self.recipe).cut(k=self.k)
         for j in range(cl.k):
-            if MapKey(*cl.key(j)) == item.key:
+            if cl.key(j) == item.key:
                 return cl, j
         raise RuntimeError(f"cluster map {item.key} is no longer in its cut (did the session change?)")
 

@@ -355,7 +355,9 @@ function render({ model, el: host }) {
       const tr = el("tr", r.me ? "ig-me" : "");
       const rank = el("td", "ig-rank");
       rank.appendChild(el("span", `ig-medal ig-medal-${Math.min(r.rank, 4)}`, r.rank));
-      tr.append(rank, el("td", "ig-player", r.participant), el("td", "ig-num", r.points),
+      const nameCell = el("td", "ig-player", r.participant);
+      nameCell.title = r.participant;
+      tr.append(rank, nameCell, el("td", "ig-num", r.points),
         el("td", "ig-num", `${r.wins}/${r.games}`), el("td", "ig-num", r.best_streak));
       tr.dataset.participant = r.participant;
       frag.appendChild(tr);
