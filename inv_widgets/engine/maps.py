@@ -66,7 +66,8 @@ def reveal_mask(map_lowres: np.ndarray, size: tuple[int, int], step: int) -> np.
     """Soft mask (H, W) in [0, 1] keeping the top ``REVEAL_PERCENTS[step]`` % pixels of a cluster map.
 
     As published: the feature-resolution map is upsampled by blocks (nearest neighbour), thresholded at
-    the percentile, then blurred with a Gaussian whose sigma grows with the upsampling factor.
+    the percentile, then blurred with a Gaussian whose sigma grows with the upsampling factor (the
+    published sigmas, given for 256-px inputs, scaled to the image size), and scaled to a peak of 1.
     """
     if not 0 <= int(step) < len(REVEAL_PERCENTS):
         raise ValueError(f"reveal step must be 0..{len(REVEAL_PERCENTS) - 1}, got {step}")
@@ -81,7 +82,8 @@ def reveal_mask(map_lowres: np.ndarray, size: tuple[int, int], step: int) -> np.
     binary = (up >= thr).astype(np.float32)
     if binary.all() and up.max() == up.min():  # a flat map has no salient pixels: show nothing
         binary[:] = 0.0
-    sigma = reveal_sigma(max(H / h, W / w))
+    # the published sigmas are pixels of 256-px images: keep the same softness relative to the image
+    sigma = max(1.0, reveal_sigma(max(H / h, W / w)) * min(H, W) / 256.0)
     soft = gaussian_filter(binary, sigma=sigma, mode="constant")
     peak = soft.max()
     return (soft / peak).astype(np.float32) if peak > 0 else soft
