@@ -220,7 +220,7 @@ def test_reveal_steps_show_growing_share():
     assert all(b > a for a, b in zip(shown, shown[1:]))
     # the brightest block is revealed first
     mask0 = reveal_mask(m, (128, 128), 0)
-    assert mask0[48, 48] > 0.9 and mask0[120, 8] < 0.05
+    assert mask0[56, 56] > 0.9 and mask0[120, 8] < 0.05  # block (3, 3) is the brightest
     with pytest.raises(ValueError, match="0..5"):
         reveal_mask(m, (128, 128), 6)
     assert REVEAL_PERCENTS == (2.0, 4.5, 8.0, 13.0, 20.0, 30.0)
