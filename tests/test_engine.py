@@ -218,9 +218,12 @@ def test_reveal_steps_show_growing_share():
         assert mask.shape == (128, 128) and mask.max() == pytest.approx(1.0)
         shown.append(float((mask > 0.5).mean()))
     assert all(b > a for a, b in zip(shown, shown[1:]))
+    # what a player sees is close to the published share of pixels (soft edges add a little)
+    for share, pct in zip(shown, REVEAL_PERCENTS):
+        assert pct / 100 <= share <= 2 * pct / 100
     # the brightest block is revealed first
     mask0 = reveal_mask(m, (128, 128), 0)
-    assert mask0[56, 56] > 0.9 and mask0[120, 8] < 0.05  # block (3, 3) is the brightest
+    assert mask0[56, 56] > 0.8 and mask0[120, 8] < 0.05  # block (3, 3) is the brightest
     with pytest.raises(ValueError, match="0..5"):
         reveal_mask(m, (128, 128), 6)
     assert REVEAL_PERCENTS == (2.0, 4.5, 8.0, 13.0, 20.0, 30.0)
