@@ -88,3 +88,18 @@ def test_trained_demo_separates_parts_into_cluster_maps():
     assert default.recall_point[best] >= 0.6
     assert default.recall_point[best] > chance.recall_point[best] + 0.2
     assert default.purity[best] > chance.purity[best]
+
+
+def test_simulated_label_session_end_to_end(tmp_path):
+    """Simulated players -> real SQLite store -> Sentence-BERT aggregation: most maps get the right name."""
+    from inv_widgets.eval.labels import evaluate_labels
+    from inv_widgets.labels import LabelStore
+
+    path = tmp_path / "labels.sqlite"
+    r = evaluate_labels(n_images=4, players=2, noise=0.2, store_path=path, progress=False, timing_labels=10**9)
+    assert r["maps"] > 20 and r["integrity"] == []
+    assert r["embedding"].startswith("sentence-transformers")
+    assert r["named_share"] > 0.5  # a random vocabulary word would name the dominant part far less often
+    with LabelStore(path) as store:  # every answer is in the store, under both players
+        games = store.games()
+        assert len(games) == r["answers"] and set(store.participants()["participant"]) == {"sim-0", "sim-1"}
