@@ -81,18 +81,28 @@ def bench(name, repeats, recipes):
 
     fwd_bwd()  # warm-up
     inv.Session(model, [x]).explain(0, recipe="paper")  # warm-up: imports, allocator
-    base = median_time(fwd_bwd, repeats)
     model.zero_grad(set_to_none=True)
+
+    def full(recipe):
+        exp = inv.Session(model, [x], cache_size=1).explain(0, recipe=recipe)
+        for n in exp.layers:
+            exp.layer(n, recipe).cut()
+
+    # interleaved, so that a change of load on a shared machine hits every figure alike
+    times = {"fwd+bwd": []} | {r: [] for r in recipes}
+    for i in range(repeats):
+        times["fwd+bwd"].append(median_time(fwd_bwd, 1))
+        model.zero_grad(set_to_none=True)
+        for recipe in recipes:
+            if recipe == "fast" or i < max(1, repeats // 2):  # the slow recipes fewer times
+                times[recipe].append(median_time(lambda: full(recipe), 1))
+    base = statistics.median(times["fwd+bwd"])
     n_layers = len(inv.Session(model, [x]).layers)
-    print(f"\n{name}: {n_layers} conv layers, input 224x224, {torch.get_num_threads()} threads")
+    print(f"\n{name}: {n_layers} conv layers, input 224x224, {torch.get_num_threads()} threads, "
+          f"medians of {repeats} interleaved runs")
     print(f"  forward+backward                 {base * 1000:8.1f} ms   1.00x")
     for recipe in recipes:
-        def full():
-            exp = inv.Session(model, [x], cache_size=1).explain(0, recipe=recipe)
-            for n in exp.layers:
-                exp.layer(n, recipe).cut()
-
-        t = median_time(full, repeats if recipe == "fast" else max(1, repeats // 2))
+        t = statistics.median(times[recipe])
         print(f"  explain, recipe {recipe:<14}  {t * 1000:8.1f} ms   {t / base:.2f}x")
     exp = inv.Session(model, [x]).explain(0, recipe="fast")
     recut = []

@@ -97,6 +97,7 @@ def _gap_k(heights: np.ndarray, n: int, k_range=K_RANGE) -> int:
 def _silhouette_k(points: np.ndarray, z: np.ndarray, n: int, k_range=K_RANGE) -> int:
     """The k in k_range with the best silhouette of the cut (distances computed once)."""
     from scipy.spatial.distance import pdist, squareform
+    from sklearn import config_context
     from sklearn.metrics import silhouette_score
 
     lo, hi = k_range[0], min(k_range[1], n - 1)
@@ -104,13 +105,15 @@ def _silhouette_k(points: np.ndarray, z: np.ndarray, n: int, k_range=K_RANGE) ->
         return max(1, min(n, lo))
     dist = squareform(pdist(points))
     best, best_s = lo, -np.inf
-    for k in range(lo, hi + 1):
-        labels = fcluster(z, k, criterion="maxclust")
-        if len(np.unique(labels)) < 2:
-            continue
-        s = silhouette_score(dist, labels, metric="precomputed")
-        if s > best_s + 1e-12:
-            best, best_s = k, s
+    # the inputs are ours and valid: skip scikit-learn's per-call validation (most of the cost here)
+    with config_context(assume_finite=True, skip_parameter_validation=True):
+        for k in range(lo, hi + 1):
+            labels = fcluster(z, k, criterion="maxclust")
+            if len(np.unique(labels)) < 2:
+                continue
+            s = silhouette_score(dist, labels, metric="precomputed")
+            if s > best_s + 1e-12:
+                best, best_s = k, s
     return best
 
 

@@ -209,10 +209,12 @@ class Explanation:
     def compute(self, recipe: str | None = None, progress: Progress | None = None) -> "Explanation":
         """Build every layer's dendrogram now (otherwise each is built on first use)."""
         total = len(self.layers)
-        for i, name in enumerate(self.layers):
-            self.layer(name, recipe).tree
+        results = [self.layer(name, recipe) for name in self.layers]
+        # one layer after another: two threads were slower (the t-SNE loop is bound by Python's GIL)
+        for i, lr in enumerate(results):
+            lr.tree
             if progress:
-                progress(i + 1, total, f"clustered {name}")
+                progress(i + 1, total, f"clustered {lr.name}")
         return self
 
     @property

@@ -9,6 +9,7 @@ scikit-learn's own TSNE for reference.
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -17,16 +18,29 @@ import torch
 __all__ = ["pca_scores", "tsne_exact"]
 
 
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 1
+
+
 @contextmanager
 def _single_thread():
     """The t-SNE loop runs thousands of small (n x n) ops: extra intra-op threads only add synchronisation,
-    and on a busy machine they make it several times slower. Run it on one thread, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    and on a busy machine they make it several times slower. Run it on one thread, then restore (counted,
+    so that several layers embedded in parallel threads restore the setting only once, at the end)."""
+    global _threads_users, _threads_before
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 def pca_scores(x: torch.Tensor, n_components: int) -> torch.Tensor:
@@ -101,21 +115,21 @@ def _tsne_exact(x: np.ndarray | torch.Tensor, perplexity: float = 30.0, max_iter
     best_err, best_iter = np.inf, 0
     logp = torch.log(p)
     p_exag = p * early_exaggeration
-    for it in range(max_iter):
+    step = 4.0 * lr  # the gradient is 4 (rowsum(PQ) y - PQ y); the 4 is folded into the step
+    for it in range(max_iter):  # the hot loop: few ops per iteration, in place where it helps
         explore = it < 250
         pc = p_exag if explore else p
         momentum = 0.5 if explore else 0.8
         s = (y * y).sum(1)
-        # num_ij = 1 / (1 + |y_i - y_j|^2), zero on the diagonal (in place: this loop is the hot path)
-        num = torch.addmm(s[:, None] + s[None, :], y, y.T, beta=1.0, alpha=-2.0)
+        # num_ij = 1 / (1 + |y_i - y_j|^2), zero on the diagonal
+        num = torch.addmm(s[:, None] + s[None, :], y, y.T, alpha=-2.0)
         num.clamp_min_(0.0).add_(1.0).reciprocal_().fill_diagonal_(0.0)
         z = float(num.sum())
         pq = torch.sub(pc, num, alpha=1.0 / z).mul_(num)  # (p_ij - q_ij) num_ij
-        grad = 4.0 * (pq.sum(1, keepdim=True) * y - pq @ y)
-        inc = (update * grad) < 0
-        gains = torch.where(inc, gains + 0.2, gains * 0.8).clamp_min_(0.01)
-        update = momentum * update - lr * gains * grad
-        y = y + update
+        g = torch.addmm(pq.sum(1, keepdim=True) * y, pq, y, alpha=-1.0)  # gradient / 4
+        gains = torch.where(update * g < 0, gains + 0.2, gains * 0.8).clamp_min_(0.01)
+        update.mul_(momentum).addcmul_(gains, g, value=-step)
+        y.add_(update)
         if not explore and (it + 1) % 50 == 0:  # scikit-learn's stopping rules, checked as often
             q = (num / z).clamp_min_(1e-12)
             err = float((p * (logp - torch.log(q))).sum())
@@ -123,6 +137,6 @@ def _tsne_exact(x: np.ndarray | torch.Tensor, perplexity: float = 30.0, max_iter
                 best_err, best_iter = err, it
             elif it - best_iter > n_iter_without_progress:
                 break
-            if float(grad.norm()) < min_grad_norm:
+            if 4.0 * float(g.norm()) < min_grad_norm:
                 break
     return y.double().numpy()
