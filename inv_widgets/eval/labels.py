@@ -1,6 +1,6 @@
 """Do aggregated labels name the parts? Simulated players through the real store and aggregation.
 
-    python -m inv_widgets.eval labels [--images 60] [--players 4] [--noise 0.2]
+    python -m inv_widgets.eval labels [--images 60] [--players 8] [--noise 0.2]
 
 Every cluster map (default cut, every layer) of held-out parts images is played by each simulated
 player (inv_widgets.eval.simulate); answers go through a real SQLite LabelStore; labels are aggregated
@@ -39,7 +39,7 @@ def part_words(vocabulary: dict) -> dict[tuple[str, str], set[str]]:
     return out
 
 
-def evaluate_labels(n_images: int = 60, players: int = 4, noise: float = 0.2, *, store_path=None,
+def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *, store_path=None,
                     model_name: str = "all-MiniLM-L6-v2", seed: int = 0, progress: bool = True,
                     timing_labels: int = 10_000) -> dict:
     import inv_widgets as inv
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m inv_widgets.eval labels", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=60)
-    ap.add_argument("--players", type=int, default=4)
+    ap.add_argument("--players", type=int, default=8)
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--store", default=None, help="keep the SQLite store at this path (default: a temporary file)")
     ap.add_argument("--model", default="all-MiniLM-L6-v2", help="sentence-transformers model name or path")
