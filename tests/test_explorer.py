@@ -358,7 +358,11 @@ def test_demo_explorer():
     ex = inv.Explorer(inv.Session(model, data))
     assert ex.layers == [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     assert ex.header.truth == data.classes[data[0][1]]
-    assert ex.header.thumb_captions[0].startswith("#0 ")
+    # the picker: the current image at once, the others once a view has rendered (it sends "ready")
+    assert ex.header.thumbs[0] and not any(ex.header.thumbs[1:])
+    ex._on_header_msg(ex.header, {"type": "ready"}, [])
+    assert all(ex.header.thumbs) and len(ex.header.thumbs) == 4
+    assert ex.header.thumb_captions[0] == f"#0 {data.classes[data[0][1]]}"
     assert 1 <= ex.k <= MAX_K
 
 

@@ -25,8 +25,10 @@ import contextlib
 import io
 import logging
 import pathlib
+import sys
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Callable, Sequence
 
 import anywidget
@@ -147,6 +149,21 @@ class _LRU:
         return v
 
 
+def _import_plotly_widget() -> None:
+    try:
+        import plotly.graph_objects as go
+
+        go.FigureWidget  # noqa: B018 - the import is the point (plotly.io pulls in nbformat and jsonschema)
+    except Exception:  # the Explorer imports it again and reports any real problem
+        pass
+
+
+def _start_plotly_import() -> None:
+    """Import plotly's FigureWidget in the background (about a second) while the first explanation runs."""
+    if "plotly.basewidget" not in sys.modules:
+        threading.Thread(target=_import_plotly_widget, name="inv-import-plotly", daemon=True).start()
+
+
 def _as_session(obj, images, kwargs):
     if hasattr(obj, "explain") and hasattr(obj, "image") and hasattr(obj, "classes"):
         if images is not None or kwargs:
@@ -197,6 +214,7 @@ class Explorer(W.VBox):
     def __init__(self, session, images=None, *, store=None, labels: LabelsProvider | None = None, index: int = 0,
                  target=None, layer=None, k: int | None = None, recipe: str | None = None, cmap: str = "jet",
                  alpha: float = 0.5, page_size: int = 24, thumb_size: int = 96, **session_options):
+        _start_plotly_import()
         session = _as_session(session, images, session_options)
         render.colormap(cmap)  # validates the name
         if not 0.0 <= float(alpha) <= 1.0:
@@ -212,6 +230,8 @@ class Explorer(W.VBox):
         self.labels_provider: LabelsProvider | None = labels if labels is not None else (
             store_labels(store) if store is not None else None)
         self.last_error: BaseException | None = None
+        #: (request, seconds in the kernel) of the last UI requests, newest last (for benchmarks).
+        self.timings: deque = deque(maxlen=256)
         self._recipe = recipe
         self._cmap = cmap
         self._thumb_size = int(thumb_size)
@@ -228,6 +248,13 @@ class Explorer(W.VBox):
         self._cut: tuple[str, Any] = ("suggested", None)
         self._selected = -1
         self._selected_key = None
+        self._captions: dict[int, str] = {}
+        self._thumbs_pending = True  # the picker's thumbnails follow once the front end is up
+
+        # The first explanation before the views: plotly's import (background thread) overlaps the model run.
+        first = session.explain(index, target, recipe=recipe, lazy=True)
+        if layer is None or layer in first.layers:
+            first.layer(layer if layer is not None else first.layers[-1], recipe).tree
 
         # ---- views ---------------------------------------------------------------------------
         self.header = _Header(page_size=int(page_size), n_images=len(session), hint=HINT)
@@ -512,6 +539,11 @@ class Explorer(W.VBox):
             return [[] for _ in keys]
 
     def _caption(self, i: int) -> str:
+        if i not in self._captions:
+            self._captions[i] = self._make_caption(i)
+        return self._captions[i]
+
+    def _make_caption(self, i: int) -> str:
         if i in self._names:
             return self._names[i]
         label = getattr(self.session, "label", None)
@@ -578,15 +610,25 @@ class Explorer(W.VBox):
             self.target_select.options = options
             self.target_select.value = int(exp.target)
 
-    def _push_thumbs(self, page: int) -> None:
+    def _push_thumbs(self, page: int, lazy: bool = False) -> None:
+        """Thumbnails of one page of images. ``lazy``: only those already made (the current image's); the
+        others are placeholders until the front end asks (its first render sends "ready")."""
         n = len(self.session)
         ps = max(1, self.header.page_size)
         page = int(np.clip(page, 0, max(0, (n - 1) // ps)))
         idx = list(range(page * ps, min(n, (page + 1) * ps)))
+        lazy = lazy or self._thumbs_pending
+        if lazy:
+            thumbs = [self._thumb_png(i) if i == self._index else self._png.data.get(("thumb", i, self._thumb_size), b"")
+                      for i in idx]
+            captions = [self._captions.get(i, self._names.get(i, f"#{i}")) for i in idx]
+        else:
+            thumbs = [self._thumb_png(i) for i in idx]
+            captions = [self._caption(i) for i in idx]
         with self.header.hold_sync():
-            self.header.thumbs = [self._thumb_png(i) for i in idx]
+            self.header.thumbs = thumbs
             self.header.thumb_indices = idx
-            self.header.thumb_captions = [self._caption(i) for i in idx]
+            self.header.thumb_captions = captions
             self.header.page = page
             self.header.n_images = n
 
@@ -709,8 +751,10 @@ class Explorer(W.VBox):
         """Run a UI request; an error shows in the widget and leaves it as it was."""
         if self.header.error:
             self.header.error = ""  # a new request replaces the last message
+        t0 = time.perf_counter()
         try:
             fn(*args, **kwargs)
+            self.timings.append((action, time.perf_counter() - t0))
         except Exception as e:  # shown to the person, logged for the developer
             self.last_error = e
             log.warning("Explorer could not %s", action, exc_info=True)
@@ -732,7 +776,11 @@ class Explorer(W.VBox):
     # ==== UI events ===================================================================================
     def _on_header_msg(self, widget, content, buffers) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
-        if kind == "image":
+        if kind == "ready":  # a view is up: now make the picker's thumbnails
+            if self._thumbs_pending:
+                self._thumbs_pending = False
+                self._safely("show the images", self._push_thumbs, self.header.page)
+        elif kind == "image":
             self._safely(f"explain image {content.get('index')}", self._go, index=int(content["index"]))
         elif kind == "target":
             self._safely("explain that class", self._go, target=int(content["cls"]))

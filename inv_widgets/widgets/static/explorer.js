@@ -244,6 +244,7 @@ function render({ model, el: root }) {
   renderError();
   renderHint();
   findRoot(root, model);
+  model.send({ type: "ready" });
 
   return () => {
     urls.forEach((u) => URL.revokeObjectURL(u));
