@@ -45,6 +45,30 @@ class ExplorerUI:
     def readout(self, label: str) -> str:
         return self.slider(label).locator(".widget-readout").first.text_content().strip()
 
+    def wait_k_matches_gallery(self, timeout: float = 30_000) -> int:
+        """Wait until the k slider shows as many clusters as the gallery has maps (fast recipe: no pruning);
+        the controls are updated just after the gallery."""
+        self.page.wait_for_function(
+            """(root) => {
+                const g = document.querySelector(root + ' .inv-gallery');
+                const s = Array.from(document.querySelectorAll(root + ' .widget-slider'))
+                    .find(e => (e.querySelector('.widget-label') || {}).textContent === 'Clusters k');
+                return g && s && Number(s.querySelector('.widget-readout').textContent) === g.querySelectorAll('.inv-card[data-index]').length;
+            }""", arg=self.root, timeout=timeout)
+        return int(self.readout("Clusters k"))
+
+    def wait_layer_matches_gallery(self, timeout: float = 30_000) -> str:
+        """Wait until the layer slider shows the layer the gallery is about; returns its name."""
+        self.page.wait_for_function(
+            """(root) => {
+                const g = document.querySelector(root + ' .inv-gallery .inv-gallery-title');
+                const s = Array.from(document.querySelectorAll(root + ' .widget-slider'))
+                    .find(e => (e.querySelector('.widget-label') || {}).textContent === 'Layer');
+                const name = s && s.querySelector('.widget-readout').textContent.trim();
+                return g && name && g.textContent.startsWith(name + ' ');
+            }""", arg=self.root, timeout=timeout)
+        return self.readout("Layer")
+
     def detail_title(self) -> str:
         return self.page.locator(f"{self.root} .inv-detail .inv-detail-title").text_content()
 

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 LONG = 240_000  # ms: first run of a notebook on a slow shared machine (kernel start + imports + model)
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook on screen (not a hidden tab)
 
 
 class NotebookPage:
@@ -27,7 +28,9 @@ class NotebookPage:
     # ---- opening --------------------------------------------------------------------------------
     def open(self, timeout: float = LONG) -> "NotebookPage":
         if self.server.kind == "lab":
-            self.page.goto(self.server.url(f"lab/tree/{self.path}"), wait_until="domcontentloaded")
+            # a workspace of its own: no tabs restored from an earlier page on the same server
+            ws = f"inv-{int(time.time() * 1000)}"
+            self.page.goto(self.server.url(f"lab/workspaces/{ws}/tree/{self.path}"), wait_until="domcontentloaded")
         else:
             self.page.goto(self.server.url(f"notebooks/{self.path}"), wait_until="domcontentloaded")
         self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout)
@@ -71,8 +74,9 @@ class NotebookPage:
 
     # ---- running --------------------------------------------------------------------------------
     def command(self, name: str, args: dict | None = None) -> None:
-        """Execute a JupyterLab/Notebook command, as the menu or the command palette would."""
-        self.page.evaluate("([n, a]) => window.jupyterapp.commands.execute(n, a || {})", [name, args])
+        """Start a JupyterLab/Notebook command, as the menu or the command palette would (returns at once;
+        wait for its effect with a bounded wait such as :meth:`wait_cells_done`)."""
+        self.page.evaluate("([n, a]) => { window.jupyterapp.commands.execute(n, a || {}); }", [name, args])
 
     def run_all(self, timeout: float = LONG) -> None:
         self.wait_idle(timeout)
@@ -85,7 +89,7 @@ class NotebookPage:
         self.page.wait_for_timeout(300)
         while time.monotonic() < deadline:
             prompts = self.page.eval_on_selector_all(
-                ".jp-Notebook .jp-CodeCell .jp-InputArea-prompt", "els => els.map(e => e.textContent.trim())")
+                f"{PANEL} .jp-CodeCell .jp-InputArea-prompt", "els => els.map(e => e.textContent.trim())")
             if prompts and all(re.fullmatch(r"\[\d+\]:?", p) for p in prompts) \
                     and "idle" in self.kernel_status().lower():
                 return

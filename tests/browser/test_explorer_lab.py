@@ -67,7 +67,7 @@ def test_k_slider_sets_the_number_of_cluster_maps(lab):
         k0 = int(ui.readout("Clusters k"))
         ui.press_on_slider("Clusters k", key)
         after = ui.wait_gallery_change(before["rev"])
-        k1 = int(ui.readout("Clusters k"))
+        k1 = ui.wait_k_matches_gallery()
         assert k1 == k0 + (1 if key == "ArrowRight" else -1)
         assert after["count"] == k1  # fast recipe: no pruning, one map per cluster
         # the dendrogram's cut line follows (its label reads "cut k = ...")
@@ -149,20 +149,20 @@ def test_arrow_keys_move_layer_and_cut_not_the_notebook(lab):
     before = ui.gallery()
     nb.page.keyboard.press("ArrowLeft")
     ui.wait_gallery_change(before["rev"])
-    assert ui.readout("Layer") != layer0
+    assert ui.wait_layer_matches_gallery() != layer0
     before = ui.gallery()
     nb.page.keyboard.press("ArrowRight")
     after = ui.wait_gallery_change(before["rev"])
-    assert ui.readout("Layer") == layer0 and layer0 in after["title"]
+    assert ui.wait_layer_matches_gallery() == layer0 and layer0 in after["title"]
     k0 = int(ui.readout("Clusters k"))
     before = ui.gallery()
     nb.page.keyboard.press("ArrowDown")  # move the cut down: one more cluster
     after = ui.wait_gallery_change(before["rev"])
-    assert int(ui.readout("Clusters k")) == k0 + 1 and after["count"] == k0 + 1
+    assert ui.wait_k_matches_gallery() == k0 + 1 and after["count"] == k0 + 1
     before = ui.gallery()
     nb.page.keyboard.press("ArrowUp")
     after = ui.wait_gallery_change(before["rev"])
-    assert int(ui.readout("Clusters k")) == k0 and after["count"] == k0
+    assert ui.wait_k_matches_gallery() == k0 and after["count"] == k0
     # JupyterLab did not take the keys: same cells, same active cell, still in the Explorer
     assert nb.page.locator(".jp-Notebook .jp-Cell").count() == cells
     assert nb.active_cell_index() == active
@@ -174,12 +174,12 @@ def test_click_on_the_dendrogram_sets_the_cut(lab):
     before = ui.gallery()
     ui.click_dendrogram(0.97)  # low: many clusters
     after = ui.wait_gallery_change(before["rev"])
-    k_low = int(ui.readout("Clusters k"))
+    k_low = ui.wait_k_matches_gallery()
     assert after["count"] == k_low and k_low > before["count"]
     before = after
     ui.click_dendrogram(0.04)  # above the root: one cluster
     after = ui.wait_gallery_change(before["rev"])
-    assert int(ui.readout("Clusters k")) == 1 and after["count"] == 1
+    assert ui.wait_k_matches_gallery() == 1 and after["count"] == 1
     before = after
     nb.page.locator(".inv-explorer button", has_text="suggested cut").click()
     after = ui.wait_gallery_change(before["rev"])

@@ -17,7 +17,7 @@ def _use_it(page, ui: ExplorerUI, nb: NotebookPage | None = None):
         cells, active = page.locator(".jp-Notebook .jp-Cell").count(), nb.active_cell_index()
     page.keyboard.press("ArrowLeft")
     after = ui.wait_gallery_change(first["rev"])
-    assert ui.readout("Layer") != layer0 and after["loaded"]
+    assert ui.wait_layer_matches_gallery() != layer0 and after["loaded"]
     if nb is not None:  # the notebook did not take the key
         assert page.locator(".jp-Notebook .jp-Cell").count() == cells and nb.active_cell_index() == active
     return after
