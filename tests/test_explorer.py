@@ -377,3 +377,15 @@ def test_dendrogram_alone():
     assert got == [1.0]
     d.clear("empty")
     assert all(len(tr.x or []) == 0 for tr in d.figure.data[1:])
+
+
+def test_dendrogram_is_made_after_the_first_view(session):
+    ex = Explorer(session)
+    assert ex._dendrogram is None  # plotly.js (5 MB) must not delay the first gallery
+    ex.set_cut(k=2)
+    ex._on_header_msg(ex.header, {"type": "ready"}, [])
+    fig = ex._dendrogram.figure
+    assert ex._dendro_box.children == (fig,)
+    assert fig.layout.shapes[0].y0 == pytest.approx(ex.threshold)  # drawn with the current cut
+    ex._on_header_msg(ex.header, {"type": "ready"}, [])  # a second view: same figure
+    assert ex.dendrogram.figure is fig

@@ -272,7 +272,7 @@ class Explorer(W.VBox):
                                        layout=W.Layout(width="auto"))
         self.cut_info = W.HTML(layout=W.Layout(margin="0 0 0 8px"))
         self.cut_info.add_class("inv-cutinfo")
-        self.dendrogram = Dendrogram(on_cut=self._ui_cut_height)
+        self._dendrogram: Dendrogram | None = None  # made when a view is up (or when asked for): see dendrogram
         self.gallery = Gallery(alpha=float(alpha))
         self.detail = _Detail(alpha=float(alpha), cmap=cmap, cmaps=list(render.COLORMAPS),
                               reveal_percents=[float(p) for p in REVEAL_PERCENTS])
@@ -282,7 +282,8 @@ class Explorer(W.VBox):
         controls.add_class("inv-controls")
         cut_row = W.HBox([self.k_slider, self.suggest_button, self.cut_info])
         cut_row.add_class("inv-controls")
-        dendro_box = W.VBox([self.dendrogram.figure])
+        placeholder = W.HTML("<div class='inv-dendro-wait'>dendrogram…</div>")
+        self._dendro_box = dendro_box = W.VBox([placeholder])
         dendro_box.add_class("inv-dendro-box")
         gallery_box = W.VBox([self.gallery])
         gallery_box.add_class("inv-gallery-box")
@@ -305,6 +306,19 @@ class Explorer(W.VBox):
         self._go(index=index, target=target, layer=layer, cut=cut)
 
     # ==== public API ===============================================================================
+    @property
+    def dendrogram(self) -> Dendrogram:
+        """The dendrogram view (a plotly FigureWidget in ``.figure``).
+
+        Made once, when the Explorer's first view has rendered (or on first access): plotly's widget carries
+        plotly.js (about 5 MB) to the browser, so the gallery comes first and the dendrogram right after."""
+        if self._dendrogram is None:
+            self._dendrogram = Dendrogram(on_cut=self._ui_cut_height)
+            self._dendro_box.children = [self._dendrogram.figure]
+            if self._lr is not None:
+                self._push_dendrogram()
+        return self._dendrogram
+
     @property
     def index(self) -> int:
         """Index of the image shown."""
@@ -664,6 +678,8 @@ class Explorer(W.VBox):
         self.suggest_button.disabled = self._cut[0] == "suggested"
 
     def _push_dendrogram(self) -> None:
+        if self._dendrogram is None:
+            return  # drawn when it is made
         lr, cl = self._lr, self._cl
         tree = lr.tree
         title = f"{lr.name}: {tree.n} kept of {lr.n_channels} channels"
@@ -776,7 +792,9 @@ class Explorer(W.VBox):
     # ==== UI events ===================================================================================
     def _on_header_msg(self, widget, content, buffers) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
-        if kind == "ready":  # a view is up: now make the picker's thumbnails
+        if kind == "ready":  # a view is up: now the dendrogram, then the picker's thumbnails
+            if self._dendrogram is None:
+                self._safely("draw the dendrogram", lambda: self.dendrogram)
             if self._thumbs_pending:
                 self._thumbs_pending = False
                 self._safely("show the images", self._push_thumbs, self.header.page)

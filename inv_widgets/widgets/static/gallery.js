@@ -95,6 +95,8 @@ function render({ model, el: root }) {
 
   async function full() {
     const my = ++seq;
+    const rev = model.get("revision");
+    performance.mark(`inv-gallery-arrived-${rev}`); // for benchmarks: kernel answer -> rendered
     const bag = [];
     const imgs = [];
     const frag = document.createDocumentFragment();
@@ -163,6 +165,7 @@ function render({ model, el: root }) {
     applySelected();
     root.dataset.count = String(heats.length);
     root.dataset.revision = String(model.get("revision"));
+    performance.mark(`inv-gallery-rendered-${rev}`);
     root.dispatchEvent(new CustomEvent("inv-gallery-rendered", { bubbles: true, detail: { revision: model.get("revision") } }));
   }
 
