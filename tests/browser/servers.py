@@ -91,6 +91,10 @@ def _env(home: Path) -> dict:
     notif = home / "lab-settings" / "@jupyterlab" / "apputils-extension"
     notif.mkdir(parents=True, exist_ok=True)
     (notif / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # Cells record their execution timing in their metadata (benchmarks read it).
+    nbext = home / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    nbext.mkdir(parents=True, exist_ok=True)
+    (nbext / "tracker.jupyterlab-settings").write_text(json.dumps({"recordTiming": True}))
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("MPLBACKEND", "Agg")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)

@@ -42,6 +42,7 @@ def test_run_all_shows_the_gallery(lab):
     ws = [float(c.split("w = ")[1].split("%")[0]) for c in g["captions"]]
     assert ws == sorted(ws, reverse=True)
     assert nb.page.locator(".inv-explorer .inv-header .inv-thumb").count() >= 2
+    nb.page.locator(".inv-explorer .inv-dendro-box .js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
     assert nb.page.locator(".inv-explorer .inv-dendro-box .js-plotly-plot").count() == 1
 
 
@@ -227,9 +228,11 @@ def test_screenshots(lab, screenshots_dir):
     page = nb.page
     page.set_viewport_size({"width": 1400, "height": 2100})
     before = ui.gallery()
+    page.locator(".inv-explorer .inv-header .inv-thumb[data-index='5']").click()  # a clock: four distinct parts
+    before = ui.wait_gallery_change(before["rev"], timeout=LONG)
     ui.drag_slider_to("Layer", 1.0)  # the last layer: object parts
-    ui.wait_gallery_change(before["rev"])
-    page.wait_for_timeout(1000)
+    page.wait_for_timeout(1500)
+    ui.wait_layer_matches_gallery()
     page.locator(".inv-explorer .inv-gallery .inv-card[data-index='0']").click()
     page.wait_for_timeout(1000)
     explorer = page.locator(".inv-explorer")

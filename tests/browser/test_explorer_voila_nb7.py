@@ -35,7 +35,7 @@ def test_voila_serves_a_working_explorer(browser, jupyter_server, screenshots_di
         _use_it(page, ui)
         assert page.locator(".cm-editor:visible, .jp-InputArea-editor:visible").count() == 0  # no code: a dashboard
         page.wait_for_timeout(500)
-        page.locator(".inv-explorer").screenshot(path=str(screenshots_dir / "voila.png"))
+        page.locator(".inv-explorer").screenshot(path=str(screenshots_dir / "explorer_voila.png"))
         assert not errors, errors
     finally:
         ctx.close()
