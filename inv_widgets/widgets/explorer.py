@@ -159,7 +159,8 @@ def _import_plotly_widget() -> None:
 
 
 def _start_plotly_import() -> None:
-    """Import plotly's FigureWidget in the background (about a second) while the first explanation runs."""
+    """Import plotly's FigureWidget in a background thread (1-2 s: plotly.io pulls in nbformat and jsonschema),
+    while the kernel is idle and the browser draws the first gallery; the dendrogram needs it right after."""
     if "plotly.basewidget" not in sys.modules:
         threading.Thread(target=_import_plotly_widget, name="inv-import-plotly", daemon=True).start()
 
@@ -214,7 +215,6 @@ class Explorer(W.VBox):
     def __init__(self, session, images=None, *, store=None, labels: LabelsProvider | None = None, index: int = 0,
                  target=None, layer=None, k: int | None = None, recipe: str | None = None, cmap: str = "jet",
                  alpha: float = 0.5, page_size: int = 24, thumb_size: int = 96, **session_options):
-        _start_plotly_import()
         session = _as_session(session, images, session_options)
         render.colormap(cmap)  # validates the name
         if not 0.0 <= float(alpha) <= 1.0:
@@ -251,10 +251,6 @@ class Explorer(W.VBox):
         self._captions: dict[int, str] = {}
         self._thumbs_pending = True  # the picker's thumbnails follow once the front end is up
 
-        # The first explanation before the views: plotly's import (background thread) overlaps the model run.
-        first = session.explain(index, target, recipe=recipe, lazy=True)
-        if layer is None or layer in first.layers:
-            first.layer(layer if layer is not None else first.layers[-1], recipe).tree
 
         # ---- views ---------------------------------------------------------------------------
         self.header = _Header(page_size=int(page_size), n_images=len(session), hint=HINT)
@@ -304,6 +300,8 @@ class Explorer(W.VBox):
 
         cut = ("k", int(k)) if k is not None else ("suggested", None)
         self._go(index=index, target=target, layer=layer, cut=cut)
+        # While the browser draws the gallery, import plotly's widget for the dendrogram (made on "ready").
+        _start_plotly_import()
 
     # ==== public API ===============================================================================
     @property
