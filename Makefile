@@ -14,13 +14,13 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Debian's Chromium drives the browser tests (never `playwright install`: it downloads a browser).
+# Debian's Chromium drives the browser tests (Playwright's own browser download does not work offline).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
-	  else echo "install Chromium (or run 'playwright install chromium') for the browser tests"; fi; }
+	  else echo "install Chromium for the browser tests (or set INV_CHROMIUM to a Chromium binary)"; fi; }
 
 demo: setup
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) notebooks/01_explore.ipynb
