@@ -106,7 +106,9 @@ _e = _s.explain(_i, lazy=True)
 _t_model = time.perf_counter() - _t
 _lr = _e.layer(_e.layers[-1], explorer.recipe); _lr.tree; _lr.cut()
 _t_explain = time.perf_counter() - _t
-print(json.dumps({"fwd_bwd_s": sorted(_fb)[2], "explain_model_s": _t_model, "explain_s": _t_explain}))
+import psutil
+print(json.dumps({"fwd_bwd_s": sorted(_fb)[2], "explain_model_s": _t_model, "explain_s": _t_explain,
+                  "kernel_rss_mib": psutil.Process().memory_info().rss / 2**20}))
 """
 
 
@@ -283,7 +285,8 @@ def report(r: dict) -> None:
     print(f"\n== {r['model']} ==")
     print(f"open notebook -> first gallery: {r['open_to_first_gallery_s']:.2f} s "
           f"(page + kernel idle {r['open_to_kernel_idle_s']:.2f} s, run all -> gallery {r['run_all_to_gallery_s']:.2f} s)")
-    print(f"the dendrogram (plotly.js) follows {r['gallery_to_dendrogram_s']:.2f} s after the gallery")
+    print(f"the dendrogram (plotly.js) follows {r['gallery_to_dendrogram_s']:.2f} s after the gallery; "
+          f"kernel RSS after all cells and the dendrogram: {r['kernel_rss_mib']:.0f} MiB")
     cells = ", ".join(f"{c['s']:.2f} s" for c in r["cells"])
     print(f"cells in the kernel: {cells}; the Explorer cell {r['explorer_cell_s']:.2f} s")
     print(f"one fresh explanation in the warm kernel: {r['explain_s']:.2f} s (model run {r['explain_model_s']:.2f} s); "
