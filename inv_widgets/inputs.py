@@ -17,7 +17,13 @@ __all__ = ["to_pil", "to_model_input", "display_image", "tensor_id", "find_norma
 
 def _check_finite(arr, what="image"):
     if isinstance(arr, torch.Tensor):
-        ok = bool(torch.isfinite(arr).all()) if arr.is_floating_point() else True
+        if not arr.is_floating_point():
+            return
+        if arr.device.type == "cpu" and arr.dtype != torch.bfloat16:  # numpy: no intra-op threads for a small check
+            arr = arr.detach().numpy()
+            ok = bool(np.isfinite(arr).all())
+        else:
+            ok = bool(torch.isfinite(arr).all())
     else:
         ok = bool(np.isfinite(arr).all()) if np.issubdtype(arr.dtype, np.floating) else True
     if not ok:

@@ -97,6 +97,11 @@ class LayerResult:
             return self._tree
 
     @property
+    def is_built(self) -> bool:
+        """Whether the dendrogram exists already (otherwise the next use builds it: seconds for "paper")."""
+        return self._tree is not None
+
+    @property
     def linkage(self) -> np.ndarray:
         """scipy linkage matrix over the kept channels (leaf i is channel ``kept[i]``)."""
         return self.tree.linkage

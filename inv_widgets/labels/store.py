@@ -827,6 +827,8 @@ class LabelStore:
         from .aggregate import top_labels
 
         keys = [_as_key(k) for k in keys]
+        if not any(self.label_counts(keys).values()):  # nothing to aggregate: don't load Sentence-BERT
+            return [[] for _ in keys]
         table = self.aggregate(**options)
         return [top_labels(table, k, n) for k in keys]
 

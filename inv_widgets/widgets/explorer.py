@@ -471,7 +471,7 @@ class Explorer(W.VBox):
         elif layer not in exp.layers:
             raise KeyError(f"layer {layer!r} is not explained; the layers are {exp.layers}")
         lr = exp.layer(layer, recipe)
-        if getattr(lr, "_tree", True) is None:  # dendrogram not built yet (paper recipe: seconds)
+        if not lr.is_built:  # dendrogram not built yet (paper recipe: seconds)
             with self._busy(f"clustering {layer} ({recipe} recipe)…"):
                 lr.tree
         if cut is None:
