@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-nbclient = pytest.importorskip("nbclient")
-psutil = pytest.importorskip("psutil")
+import nbclient
+import psutil
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"

@@ -36,13 +36,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)
 
 
+def _missing(reason: str):
+    """A missing browser-test dependency: a failure in CI (which must run these tests), a skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the browser tests (make test installs everything)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def browser():
     """The system Chromium, headless, driven by Playwright (never downloads a browser)."""
     if not servers.have_module("playwright"):
-        pytest.skip("playwright is not installed (pip install playwright; never `playwright install`)")
+        _missing("playwright is not installed (pip install -e '.[dev]'; it drives the system Chromium)")
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM} (set INV_CHROMIUM)")
+        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set INV_CHROMIUM)")
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()
@@ -77,11 +84,11 @@ def jupyter_server(tmp_path_factory):
 
     def start(kind: str, notebooks=("01_explore.ipynb",), notebook: str | None = None, env: dict | None = None):
         if kind == "notebook" and not servers.have_module("notebook"):
-            pytest.skip("Notebook 7 is not installed (pip install notebook)")
+            _missing("Notebook 7 is not installed (pip install notebook)")
         if kind == "voila" and not servers.have_module("voila"):
-            pytest.skip("voila is not installed")
+            _missing("voila is not installed (pip install voila)")
         if not servers.have_module("jupyterlab") and kind == "lab":
-            pytest.skip("jupyterlab is not installed")
+            _missing("jupyterlab is not installed (pip install jupyterlab)")
         root = tmp_path_factory.mktemp(f"{kind}-root")
         home = tmp_path_factory.mktemp(f"{kind}-home")
         servers.copy_notebooks(root, notebooks)
