@@ -122,8 +122,8 @@ def _tsne_exact(x: np.ndarray | torch.Tensor, perplexity: float = 30.0, max_iter
         momentum = 0.5 if explore else 0.8
         s = (y * y).sum(1)
         # num_ij = 1 / (1 + |y_i - y_j|^2), zero on the diagonal
-        num = torch.addmm(s[:, None] + s[None, :], y, y.T, alpha=-2.0)
-        num.clamp_min_(0.0).add_(1.0).reciprocal_().fill_diagonal_(0.0)
+        # (1 + |y_i - y_j|^2 is >= 1 up to rounding: no clamp needed)
+        num = torch.addmm(s[:, None] + (s[None, :] + 1.0), y, y.T, alpha=-2.0).reciprocal_().fill_diagonal_(0.0)
         z = float(num.sum())
         pq = torch.sub(pc, num, alpha=1.0 / z).mul_(num)  # (p_ij - q_ij) num_ij
         g = torch.addmm(pq.sum(1, keepdim=True) * y, pq, y, alpha=-1.0)  # gradient / 4
