@@ -185,7 +185,7 @@ def main() -> None:
         cold, warm = [], []
         result = None
         for _ in range(args.repeat):
-            agg._EMBED_CACHE.clear()
+            agg.clear_embedding_cache()
             t0 = time.perf_counter()
             result = agg.aggregate_labels(store, class_names=classes, model=args.model,
                                           progress=False)

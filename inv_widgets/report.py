@@ -9,7 +9,6 @@ import html
 from datetime import datetime, timezone
 
 import numpy as np
-from PIL import Image
 
 from . import render
 from .engine import Explanation
@@ -32,10 +31,8 @@ figure.cam{padding-right:10px;border-right:1px dashed #ccc}
 
 
 def _img(array: np.ndarray, size: int, alt: str) -> str:
-    pil = Image.fromarray(np.asarray(array, dtype=np.uint8))
-    if max(pil.size) > 1.5 * size:  # keep the file small, still sharp on high-DPI screens
-        pil = pil.resize((int(1.5 * size), int(1.5 * size)), Image.LANCZOS)
-    data = base64.b64encode(render.to_png(np.asarray(pil), compress_level=6)).decode("ascii")
+    small = render.thumbnail(array, int(1.5 * size))  # keeps the file small, still sharp on high-DPI screens
+    data = base64.b64encode(render.to_png(small, compress_level=6)).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" width="{size}" height="{size}" alt="{html.escape(alt)}">'
 
 

@@ -333,9 +333,7 @@ def _with_recipe(exp: Explanation, recipe: str) -> Explanation:
     """A view of the same explanation whose default recipe is ``recipe`` (shares the captured data)."""
     import dataclasses
 
-    view = dataclasses.replace(exp, recipe=recipe)
-    view._results = exp._results  # share built dendrograms across views
-    return view
+    return dataclasses.replace(exp, recipe=recipe)  # same _layers and _results: dendrograms are shared
 
 
 def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,

@@ -17,8 +17,7 @@ __all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LA
 LAYER_MODES = ("conv", "blocks")
 
 
-def _conv_types():
-    return (nn.Conv2d,)
+_CONV_TYPES = (nn.Conv2d,)
 
 
 def find_layers(model: nn.Module, mode: str = "conv") -> list[str]:
@@ -33,10 +32,10 @@ def find_layers(model: nn.Module, mode: str = "conv") -> list[str]:
         raise ValueError(f"layer mode {mode!r} is unknown; use one of {LAYER_MODES} or pass layer names")
     named = dict(model.named_modules())
     if mode == "conv":
-        names = [n for n, m in named.items() if n and isinstance(m, _conv_types())]
+        names = [n for n, m in named.items() if n and isinstance(m, _CONV_TYPES)]
     else:
         def has_conv(m):
-            return any(isinstance(s, _conv_types()) for s in m.modules())
+            return any(isinstance(s, _CONV_TYPES) for s in m.modules())
 
         names = []
         for n, m in named.items():

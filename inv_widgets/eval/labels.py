@@ -88,8 +88,7 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
     best = agg[agg["rank"] == 1]
     rows = []
     for _, r in best.iterrows():
-        key = inv.MapKey(r["model"], r["image_id"], int(r["target"]), r["layer"],
-                         tuple(int(v) for v in str(r["members"]).split(",")))
+        key = inv.MapKey.from_row(r)
         cls, part = truth.get(key, (None, None))
         if part is None:
             continue
@@ -99,9 +98,9 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
     timing = {}
     if len(labels_df) >= timing_labels:
         sample = labels_df.sample(n=timing_labels, random_state=seed)
-        from ..labels import aggregate as _agg
+        from ..labels.aggregate import clear_embedding_cache
 
-        _agg._EMBED_CACHE.clear()  # time the embeddings too (the model itself stays loaded)
+        clear_embedding_cache()  # time the embeddings too (the model itself stays loaded)
         t = time.perf_counter()
         aggregate_labels(sample, class_names=data.classes, model=model_name, progress=False)
         timing["agg_10k_s"] = time.perf_counter() - t

@@ -185,6 +185,11 @@ _EMBED_CACHE: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
 _EMBED_CACHE_MAX = 200_000
 
 
+def clear_embedding_cache() -> None:
+    """Forget the embeddings of label texts seen so far (the loaded model stays); for timings and tests."""
+    _EMBED_CACHE.clear()
+
+
 class _Embedder:
     """Unit-norm embeddings of texts; Sentence-BERT when possible, else TF-IDF with a warning."""
 
