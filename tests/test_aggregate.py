@@ -335,15 +335,18 @@ def test_clustering_small_groups_is_sensible():
     assert ids[0] == ids[1] and ids[2] == ids[3] and len(set(ids)) == 3
 
 
-def test_silhouette_matches_scikit_learn():
+@pytest.mark.parametrize("seed", range(4))
+def test_silhouette_matches_scikit_learn(seed):
     from sklearn.metrics import silhouette_score
 
-    rng = np.random.default_rng(0)
+    from inv_widgets.engine.cluster import silhouette
+
+    rng = np.random.default_rng(seed)
     x = rng.normal(size=(40, 5))
     d = np.linalg.norm(x[:, None] - x[None], axis=-1)
-    labels = rng.integers(0, 4, size=40)
-    assert agg_mod._silhouette(d, labels) == pytest.approx(
-        silhouette_score(d, labels, metric="precomputed"))
+    labels = rng.integers(0, 4 + seed, size=40) * 3 + 7  # any integer ids, not only 0..k-1
+    labels[0] = 99  # a cluster of one point scores 0
+    assert silhouette(d, labels) == pytest.approx(silhouette_score(d, labels, metric="precomputed"), abs=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import adjusted_rand_score
 from torch import nn
 
 import inv_widgets as inv
 from inv_widgets.engine import build_tree, assign, find_layers, run_model
 from inv_widgets.engine.cluster import prune_mask
+from inv_widgets.engine.weights import guided_alpha
 from inv_widgets.engine.maps import REVEAL_PERCENTS, reveal_mask
 
 from engine_helpers import TinyCNN, reference_capture
@@ -32,12 +34,15 @@ def image():
 def test_capture_matches_autograd_with_inplace_relu_skip_bn_depthwise_concat(tiny, image):
     layers = find_layers(tiny)
     assert layers == ["conv1", "conv2", "dw", "conv3"]
-    cap = run_model(tiny, image[None], layers, target=2)
-    assert cap.order == layers and cap.targets == [2]
+    cap = run_model(tiny, image[None], layers, target=2, keep_gradients=True)
+    lean = run_model(tiny, image[None], layers, target=2)  # what a Session runs: gradients reduced in the hook
+    assert cap.order == lean.order == layers and cap.targets == [2] and lean.gradients == {}
     for name in layers:
         a_ref, g_ref = reference_capture(tiny, image, name, 2)
         torch.testing.assert_close(cap.activations[name][0], a_ref)
         torch.testing.assert_close(cap.gradients[name][0], g_ref, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(lean.guided[name][0], guided_alpha(a_ref[None], g_ref[None])[0], rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(lean.grad_mean[name][0], g_ref.mean(dim=(1, 2)), rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("arch,mode", [
@@ -58,7 +63,7 @@ def test_torchvision_models_capture_and_explain(arch, mode):
     assert set(exp.layers) == set(layers)
     # gradients agree with plain autograd on a copy without in-place ops, for a few layers
     for name in [exp.layers[0], exp.layers[len(exp.layers) // 2], exp.layers[-1]]:
-        cap = run_model(model, x[None], [name], target=exp.target)
+        cap = run_model(model, x[None], [name], target=exp.target, keep_gradients=True)
         a_ref, g_ref = reference_capture(model, x, name, exp.target)
         torch.testing.assert_close(cap.activations[name][0], a_ref, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(cap.gradients[name][0], g_ref, rtol=1e-3, atol=1e-6)
@@ -162,6 +167,37 @@ def test_recipe_is_deterministic():
     for recipe in ("fast", "paper"):
         a, b = build_tree(maps, recipe), build_tree(maps.clone(), recipe)
         np.testing.assert_array_equal(a.linkage, b.linkage)
+
+
+def test_tsne_of_several_layers_side_by_side_equals_one_at_a_time():
+    """Batching pads each set to a bucket, not to its batch: a layer's embedding is the same bit for bit
+    whether it runs alone or with others of the same or another size."""
+    from inv_widgets.engine.tsne import tsne_exact, tsne_exact_many
+
+    g = torch.Generator().manual_seed(0)
+    sizes = [40, 33, 64, 5, 1, 90, 36]  # 33, 36 and 40 share a bucket; 1 point has no embedding to learn
+    xs = [torch.randn(n, 12, generator=g).double() for n in sizes]
+    together = tsne_exact_many(xs, max_iter=300)
+    for x, y in zip(xs, together):
+        assert y.shape == (x.shape[0], 2) and np.isfinite(y).all()
+        np.testing.assert_array_equal(y, tsne_exact(x, max_iter=300))
+    # the embedding separates what is apart: two far-away blobs land in two groups
+    blobs = torch.cat([torch.randn(30, 12, generator=g), torch.randn(30, 12, generator=g) + 20]).double()
+    labels = fcluster(linkage(tsne_exact(blobs), method="ward"), 2, criterion="maxclust")
+    assert adjusted_rand_score(np.repeat([0, 1], 30), labels) == 1.0
+
+
+def test_compute_builds_the_same_trees_as_layer_by_layer(tiny, image):
+    s = inv.Session(tiny, [image])
+    lazy = s.explain(0, recipe="paper", lazy=True)
+    one_by_one = [lazy.layer(n).tree for n in lazy.layers]
+    seen = []
+    together = inv.Session(tiny, [image]).explain(0, recipe="paper", progress=lambda d, t, m: seen.append((d, t)))
+    assert seen[-1][0] == seen[-1][1] == len(together.layers) + 1
+    for name, a in zip(together.layers, one_by_one):
+        b = together[name].tree
+        np.testing.assert_array_equal(a.linkage, b.linkage)
+        assert a.suggested_k == b.suggested_k
 
 
 def test_cut_by_k_threshold_and_prune():

@@ -3,15 +3,15 @@
 numpy / torch / scipy / scikit-learn only: no widgets, no files, no printing.
 """
 from .capture import Captured, capture, find_layers, fingerprint, run_model
-from .cluster import RECIPES, Tree, assign, build_tree, prune_mask
+from .cluster import RECIPES, Tree, assign, build_tree, build_trees, prune_mask
 from .explanation import Clusters, Explanation, LayerResult, MapKey, build_explanations
 from .maps import REVEAL_PERCENTS, reveal_image, reveal_mask
-from .weights import KEEP_FACTOR, gradcam_lowres, guided_weights, keep_channels
+from .weights import KEEP_FACTOR, gradcam_lowres, guided_alpha, guided_weights, keep_channels, to_percent
 
 __all__ = [
     "Captured", "capture", "find_layers", "fingerprint", "run_model",
-    "RECIPES", "Tree", "assign", "build_tree", "prune_mask",
+    "RECIPES", "Tree", "assign", "build_tree", "build_trees", "prune_mask",
     "Clusters", "Explanation", "LayerResult", "MapKey", "build_explanations",
     "REVEAL_PERCENTS", "reveal_image", "reveal_mask",
-    "KEEP_FACTOR", "gradcam_lowres", "guided_weights", "keep_channels",
+    "KEEP_FACTOR", "gradcam_lowres", "guided_alpha", "guided_weights", "keep_channels", "to_percent",
 ]

@@ -1,4 +1,4 @@
-"""Record activations and gradients of chosen layers in one forward and one backward pass.
+"""Record activations and gradient statistics of chosen layers in one forward and one backward pass.
 
 Everything here is pure torch. Hooks live only inside :func:`capture` (a context manager), so they are
 removed also after an exception, and the model's train/eval flags are restored on the way out.
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from .weights import guided_alpha
 
 __all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LAYER_MODES"]
 
@@ -66,16 +68,22 @@ class Captured:
     order: list[str]
     targets: list[int] = field(default_factory=list)
     activations: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C, h, w), detached
-    gradients: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C, h, w)
+    guided: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C) mean_ij((A>0)(G>0)G), float32
+    grad_mean: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C) mean_ij(G), float32
+    gradients: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C, h, w), only with keep_gradients
 
 
 @contextmanager
-def capture(model: nn.Module, layers: list[str], strict: bool = True):
-    """Context manager: forward hooks on ``layers`` that store a copy of each output and its gradient.
+def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradients: bool = False):
+    """Context manager: forward hooks on ``layers`` that store a copy of each output, and gradient hooks
+    that reduce its gradient to the per-channel statistics INV uses.
 
-    Yields ``(acts, grads, order)`` dictionaries filled during the pass. The copy is taken when the layer
-    fires, so an in-place ReLU that follows (VGG) cannot change it, and the gradient is the gradient of
-    that same tensor. With ``strict`` a layer whose output is not 4-D raises; otherwise it is skipped.
+    Yields ``(acts, stats, grads, order)``, filled during the pass: ``stats[name] = (guided, grad_mean)``,
+    each (B, C). The copy is taken when the layer fires, so an in-place ReLU that follows (VGG) cannot
+    change it, and the gradient is the gradient of that same tensor. The full gradients are reduced as
+    they arrive and dropped (a VGG-16 explanation needs about 55 MB less), unless ``keep_gradients``
+    stores them in ``grads`` too. With ``strict`` a layer whose output is not 4-D raises; otherwise it is
+    skipped.
     """
     named = dict(model.named_modules())
     missing = [n for n in layers if n not in named]
@@ -87,6 +95,7 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True):
             + "List the names with [n for n, _ in model.named_modules()]."
         )
     acts: dict[str, torch.Tensor] = {}
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     grads: dict[str, torch.Tensor] = {}
     order: list[str] = []
     handles = []
@@ -108,9 +117,13 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True):
             order.append(name)
             acts[name] = output.detach().clone()
             if output.requires_grad:
-                def save_grad(g, name=name):
-                    grads[name] = g.detach()
-                output.register_hook(save_grad)
+                def reduce_grad(g, name=name):
+                    g = g.detach()
+                    a, gf = acts[name].float(), g.float()
+                    stats[name] = (guided_alpha(a, gf), gf.mean(dim=(2, 3)))
+                    if keep_gradients:
+                        grads[name] = g
+                output.register_hook(reduce_grad)
 
         return hook
 
@@ -119,7 +132,7 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True):
         for n in layers:
             handles.append(named[n].register_forward_hook(make_hook(n)))
         model.eval()
-        yield acts, grads, order
+        yield acts, stats, grads, order
     finally:
         for h in handles:
             h.remove()
@@ -127,15 +140,17 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True):
             m.training = was_training
 
 
-def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None, strict: bool = True) -> Captured:
+def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None, strict: bool = True,
+              keep_gradients: bool = False) -> Captured:
     """One forward and one backward pass of a batch ``x`` (B,3,H,W).
 
     ``target``: None (each image's predicted class), an int, or a sequence of B ints. The score
     differentiated is the pre-softmax logit. Only the input's gradient is accumulated (and thrown away):
     no parameter ``.grad`` is left behind and ``requires_grad`` flags are not touched.
+    ``keep_gradients`` also keeps the layers' full gradients (for inspection and tests).
     """
     x = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), capture(model, layers, strict=strict) as (acts, grads, order):
+    with torch.enable_grad(), capture(model, layers, strict, keep_gradients) as (acts, stats, grads, order):
         logits = model(x)
         if isinstance(logits, (tuple, list)):
             logits = logits[0]
@@ -161,10 +176,15 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
             )
         score = logits.gather(1, t[:, None]).sum()
         torch.autograd.backward(score, inputs=[x])
-    missing = [n for n in order if n not in grads]
-    for n in missing:  # layer not on the path to the score (e.g. an unused branch): zero gradient
-        grads[n] = torch.zeros_like(acts[n])
-    return Captured(logits=logits.detach(), order=list(order), targets=[int(v) for v in t.tolist()], activations=dict(acts), gradients=dict(grads))
+    for n in order:
+        if n not in stats:  # layer not on the path to the score (e.g. an unused branch): zero gradient
+            zero = torch.zeros(acts[n].shape[:2], device=acts[n].device)
+            stats[n] = (zero, zero)
+            if keep_gradients:
+                grads[n] = torch.zeros_like(acts[n])
+    return Captured(logits=logits.detach(), order=list(order), targets=[int(v) for v in t.tolist()],
+                    activations=dict(acts), guided={n: s[0] for n, s in stats.items()},
+                    grad_mean={n: s[1] for n, s in stats.items()}, gradients=dict(grads))
 
 
 def fingerprint(model: nn.Module) -> str:

@@ -14,6 +14,7 @@ suggested number of clusters. The linkage is computed once; every cut reuses it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ __all__ = [
     "RECIPES",
     "Tree",
     "build_tree",
+    "build_trees",
     "minmax_rows",
     "assign",
     "prune_mask",
@@ -94,61 +96,125 @@ def _gap_k(heights: np.ndarray, n: int, k_range=K_RANGE) -> int:
     return best
 
 
+def silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette coefficient of a clustering from a square distance matrix (O(n^2), vectorised).
+
+    The same value as scikit-learn's ``silhouette_score(dist, labels, metric="precomputed")`` (tested), 0
+    for points alone in their cluster. The paper recipe scores six cuts per layer, and the label clustering
+    dozens: scikit-learn's per-call checks cost more than the arithmetic at these sizes.
+    """
+    n = len(labels)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    sizes = np.diff(np.r_[starts, n]).astype(np.float64)
+    sums = np.add.reduceat(dist[:, order], starts, axis=1)  # (n, k): distance to each cluster
+    cluster_of = np.searchsorted(sorted_labels[starts], labels)
+    own = sizes[cluster_of]
+    a = sums[np.arange(n), cluster_of] / np.maximum(own - 1, 1)
+    means = sums / sizes
+    means[np.arange(n), cluster_of] = np.inf
+    b = means.min(axis=1)
+    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return float(s.mean())
+
+
 def _silhouette_k(points: np.ndarray, z: np.ndarray, n: int, k_range=K_RANGE) -> int:
     """The k in k_range with the best silhouette of the cut (distances computed once)."""
     from scipy.spatial.distance import pdist, squareform
-    from sklearn import config_context
-    from sklearn.metrics import silhouette_score
 
     lo, hi = k_range[0], min(k_range[1], n - 1)
     if hi < lo:
         return max(1, min(n, lo))
     dist = squareform(pdist(points))
     best, best_s = lo, -np.inf
-    # the inputs are ours and valid: skip scikit-learn's per-call validation (most of the cost here)
-    with config_context(assume_finite=True, skip_parameter_validation=True):
-        for k in range(lo, hi + 1):
-            labels = fcluster(z, k, criterion="maxclust")
-            if len(np.unique(labels)) < 2:
-                continue
-            s = silhouette_score(dist, labels, metric="precomputed")
-            if s > best_s + 1e-12:
-                best, best_s = k, s
+    for k in range(lo, hi + 1):
+        labels = fcluster(z, k, criterion="maxclust")
+        if len(np.unique(labels)) < 2:
+            continue
+        s = silhouette(dist, labels)
+        if s > best_s + 1e-12:
+            best, best_s = k, s
     return best
 
 
-def _paper_embedding(x: torch.Tensor, seed: int, reference: bool = False) -> np.ndarray:
-    """PCA to min(50, n, d) components, then t-SNE to 2-D (perplexity 30, or (n-1)/3 for few maps)."""
-    from .tsne import pca_scores, tsne_exact
+def _pca(x: torch.Tensor) -> torch.Tensor:
+    """The paper's first step: PCA to min(50, n, d) components (the scaled maps themselves if d is smaller)."""
+    from .tsne import pca_scores
 
     n, d = x.shape
-    pcs = pca_scores(x, min(50, n, d)) if min(50, n) < d else x.double()
-    perplexity = float(min(30.0, max(1.0, (n - 1) / 3.0)))
-    if reference:  # scikit-learn's Barnes-Hut t-SNE, as the authors ran it (slow)
-        from sklearn.manifold import TSNE
+    return pca_scores(x, min(50, n, d)) if min(50, n) < d else x.double()
 
-        return TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(
-            pcs.numpy()).astype(np.float64)
-    return tsne_exact(pcs, perplexity=perplexity)
+
+def _perplexity(n: int) -> float:
+    """30, as published, or (n - 1) / 3 for layers with few maps (t-SNE needs perplexity < n)."""
+    return float(min(30.0, max(1.0, (n - 1) / 3.0)))
+
+
+def _paper_embeddings(pcs: list[torch.Tensor], seed: int, reference: bool = False, on_done=None) -> list[np.ndarray]:
+    """t-SNE to 2-D of several layers' principal components; our t-SNE runs them side by side.
+    ``on_done(i, points)`` as each is ready."""
+    from .tsne import tsne_exact_many
+
+    perplexities = [_perplexity(pc.shape[0]) for pc in pcs]
+    if not reference:
+        return tsne_exact_many(pcs, perplexities, on_done=on_done)
+    from sklearn.manifold import TSNE  # scikit-learn's Barnes-Hut t-SNE, as the authors ran it (slow)
+
+    out = []
+    for i, (pc, perplexity) in enumerate(zip(pcs, perplexities)):
+        out.append(TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(
+            pc.numpy()).astype(np.float64))
+        if on_done:
+            on_done(i, out[-1])
+    return out
 
 
 def build_tree(maps: torch.Tensor, recipe: str = "fast", seed: int = PAPER_SEED) -> Tree:
     """Dendrogram of ``maps`` (n, h, w) or (n, d) for one recipe. Deterministic for a given input."""
+    return build_trees([maps], recipe, seed)[0]
+
+
+def build_trees(maps_list: list[torch.Tensor], recipe: str = "fast", seed: int = PAPER_SEED,
+                progress: Callable[[int], None] | None = None) -> list[Tree]:
+    """Dendrograms of several layers' maps, the same trees as ``build_tree`` one layer at a time.
+
+    For the paper recipes the layers' t-SNE embeddings are computed side by side, which is faster.
+    ``progress(i)`` is called as the tree of ``maps_list[i]`` is ready.
+    """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
-    x = minmax_rows(maps.reshape(maps.shape[0], -1).float())
-    n = x.shape[0]
-    if n < 2:
-        return Tree(recipe, np.zeros((0, 4)), n, max(n, 1), recipe != "fast")
-    if recipe == "fast":
-        z = scipy_linkage(_condensed_euclidean(x), method="ward")
-        return Tree(recipe, z, n, _gap_k(z[:, 2], n), False)
-    if n < 4:  # too few points for t-SNE: cluster the maps themselves
-        z = scipy_linkage(_condensed_euclidean(x), method="ward")
-        return Tree(recipe, z, n, n, True)
-    pts = _paper_embedding(x.cpu(), seed, reference=recipe == "paper-sklearn")
-    z = scipy_linkage(pts, method="ward", metric="euclidean")
-    return Tree(recipe, z, n, _silhouette_k(pts, z, n), True, embedding=pts)
+    trees: list[Tree | None] = [None] * len(maps_list)
+
+    def done(i: int, tree: Tree) -> None:
+        trees[i] = tree
+        if progress:
+            progress(i)
+
+    embed, pcs = [], []
+    for i, maps in enumerate(maps_list):
+        n = maps.shape[0]
+        if n < 2:
+            done(i, Tree(recipe, np.zeros((0, 4)), n, max(n, 1), recipe != "fast"))
+            continue
+        x = minmax_rows(maps.reshape(n, -1).float())
+        if recipe == "fast":
+            z = scipy_linkage(_condensed_euclidean(x), method="ward")
+            done(i, Tree(recipe, z, n, _gap_k(z[:, 2], n), False))
+        elif n < 4:  # too few points for t-SNE: cluster the maps themselves
+            done(i, Tree(recipe, scipy_linkage(_condensed_euclidean(x), method="ward"), n, n, True))
+        else:  # keep only the (n, <= 50) components of each layer until the embeddings are done
+            embed.append(i)
+            pcs.append(_pca(x.cpu()))
+
+    def embedded(j: int, pts: np.ndarray) -> None:
+        i, n = embed[j], pcs[j].shape[0]
+        z = scipy_linkage(pts, method="ward", metric="euclidean")
+        done(i, Tree(recipe, z, n, _silhouette_k(pts, z, n), True, embedding=pts))
+
+    if embed:
+        _paper_embeddings(pcs, seed, reference=recipe == "paper-sklearn", on_done=embedded)
+    return trees
 
 
 def assign(tree: Tree, k: int | None = None, threshold: float | None = None) -> np.ndarray:

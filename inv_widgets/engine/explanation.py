@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from .capture import Captured
 from .keys import MapKey
-from .cluster import RECIPES, Tree, assign, build_tree, prune_mask
+from .cluster import RECIPES, Tree, assign, build_tree, build_trees, prune_mask
 from .maps import cluster_maps_lowres, reveal_image, upsample_minmax
-from .weights import gradcam_lowres, guided_weights, keep_channels
+from .weights import gradcam_lowres, keep_channels, to_percent
 
 __all__ = ["Explanation", "LayerResult", "Clusters", "MapKey", "build_explanations"]
 
@@ -95,6 +95,12 @@ class LayerResult:
             if self._tree is None:
                 self._tree = build_tree(self._data.maps, self.recipe)
             return self._tree
+
+    def _set_tree(self, tree: Tree) -> None:
+        """Adopt a tree built elsewhere (``Explanation.compute``), unless one was built meanwhile."""
+        with self._lock:
+            if self._tree is None:
+                self._tree = tree
 
     @property
     def is_built(self) -> bool:
@@ -212,14 +218,26 @@ class Explanation:
         return self._results[key]
 
     def compute(self, recipe: str | None = None, progress: Progress | None = None) -> "Explanation":
-        """Build every layer's dendrogram now (otherwise each is built on first use)."""
+        """Build every layer's dendrogram now (otherwise each is built on first use).
+
+        The layers not built yet are built together (``build_trees``): for the paper recipes their t-SNE
+        embeddings run side by side, the same trees as one layer at a time, in less time.
+        """
         total = len(self.layers)
         results = [self.layer(name, recipe) for name in self.layers]
-        # one layer after another: two threads were slower (the t-SNE loop is bound by Python's GIL)
-        for i, lr in enumerate(results):
-            lr.tree
+        todo = [lr for lr in results if not lr.is_built]
+        finished = [total - len(todo)]
+
+        def built(i: int) -> None:
+            finished[0] += 1
             if progress:
-                progress(i + 1, total, f"clustered {lr.name}")
+                progress(finished[0], total, f"clustered {todo[i].name}")
+
+        for lr, tree in zip(todo, build_trees([lr._data.maps for lr in todo], todo[0].recipe if todo else "fast",
+                                               progress=built)):
+            lr._set_tree(tree)
+        if progress and not todo:
+            progress(total, total, "clustered")
         return self
 
     @property
@@ -256,9 +274,8 @@ def build_explanations(
     per_image = [dict() for _ in range(b)]
     for name in captured.order:
         a = captured.activations[name].float()
-        g = captured.gradients[name].float()
-        pct = guided_weights(a, g)
-        cams = gradcam_lowres(a, g)
+        pct = to_percent(captured.guided[name])
+        cams = gradcam_lowres(a, grad_mean=captured.grad_mean[name])
         for i in range(b):
             kept = keep_channels(pct[i])
             maps = F.relu(a[i].index_select(0, kept)).cpu()

@@ -4,22 +4,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["guided_weights", "keep_channels", "gradcam_lowres", "KEEP_FACTOR"]
+__all__ = ["guided_alpha", "guided_weights", "to_percent", "keep_channels", "gradcam_lowres", "KEEP_FACTOR"]
 
 #: Maps whose share is below KEEP_FACTOR / N percent are dropped (0.175 % at 512 maps, as published).
 KEEP_FACTOR = 89.6
 
 
-def guided_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """alpha_k = mean_ij((A > 0)(G > 0) G) as a percentage of the layer total, per image.
-
-    ``acts``, ``grads``: (B, C, h, w). Returns (B, C) percentages summing to 100 (all zeros when no
-    channel has a positive guided gradient).
-    """
+def guided_alpha(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """alpha_k = mean_ij((A > 0)(G > 0) G), (B, C), from ``acts`` and ``grads`` (B, C, h, w)."""
     g = torch.where((acts > 0) & (grads > 0), grads, torch.zeros((), dtype=grads.dtype, device=grads.device))
-    alpha = g.mean(dim=(2, 3))
+    return g.mean(dim=(2, 3))
+
+
+def to_percent(alpha: torch.Tensor) -> torch.Tensor:
+    """Per-channel weights (B, C) as percentages of the layer total (all zeros when the total is not positive)."""
     total = alpha.sum(dim=1, keepdim=True)
     return torch.where(total > 0, 100.0 * alpha / total.clamp_min(torch.finfo(alpha.dtype).tiny), torch.zeros_like(alpha))
+
+
+def guided_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """The paper's weights: guided alpha_k as a percentage of the layer total, per image, (B, C)."""
+    return to_percent(guided_alpha(acts, grads))
 
 
 def keep_channels(percent: torch.Tensor, factor: float = KEEP_FACTOR) -> torch.Tensor:
@@ -28,7 +33,11 @@ def keep_channels(percent: torch.Tensor, factor: float = KEEP_FACTOR) -> torch.T
     return torch.nonzero((percent >= factor / n) & (percent > 0)).reshape(-1)
 
 
-def gradcam_lowres(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """Plain Grad-CAM at feature resolution: ReLU(sum_k mean_ij(G_k) A_k), (B, h, w), not normalised."""
-    alpha = grads.mean(dim=(2, 3), keepdim=True)
-    return F.relu((alpha * acts).sum(dim=1))
+def gradcam_lowres(acts: torch.Tensor, grads: torch.Tensor | None = None, *,
+                   grad_mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Plain Grad-CAM at feature resolution: ReLU(sum_k mean_ij(G_k) A_k), (B, h, w), not normalised.
+
+    Pass the gradients, or only their spatial means ``grad_mean`` (B, C).
+    """
+    alpha = grads.mean(dim=(2, 3)) if grad_mean is None else grad_mean
+    return F.relu((alpha[:, :, None, None] * acts).sum(dim=1))

@@ -63,6 +63,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..engine.cluster import silhouette
 from ..engine.keys import _members_tuple
 from .store import LabelStore, MapKey
 from .text import clean_label, lemmatize
@@ -270,24 +271,6 @@ def _unit(mat: np.ndarray) -> np.ndarray:
 # clustering of labels
 
 
-def _silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette of a clustering from a square distance matrix (O(n^2), vectorised)."""
-    n = len(labels)
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-    sizes = np.diff(np.r_[starts, n]).astype(np.float64)
-    sums = np.add.reduceat(dist[:, order], starts, axis=1)  # (n, k): distance to each cluster
-    cluster_of = np.searchsorted(sorted_labels[starts], labels)
-    own = sizes[cluster_of]
-    a = sums[np.arange(n), cluster_of] / np.maximum(own - 1, 1)
-    means = sums / sizes
-    means[np.arange(n), cluster_of] = np.inf
-    b = means.min(axis=1)
-    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
-    return float(s.mean())
-
-
 def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> np.ndarray:
     """Cluster ids (0..k-1) of unit-norm embeddings: cosine, complete linkage, k by silhouette."""
     from scipy.cluster.hierarchy import fcluster, linkage
@@ -313,7 +296,7 @@ def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> n
         if got in seen or not 2 <= got <= n - 1:
             continue
         seen.add(got)
-        s = _silhouette(dist, labels)
+        s = silhouette(dist, labels)
         if s > best_s + 1e-12:
             best_k, best_s, best = got, s, labels
     if best is None:
