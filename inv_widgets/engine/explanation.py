@@ -274,12 +274,14 @@ def build_explanations(
     per_image = [dict() for _ in range(b)]
     for name in captured.order:
         a = captured.activations[name].float()
-        pct = to_percent(captured.guided[name])
-        cams = gradcam_lowres(a, grad_mean=captured.grad_mean[name])
+        # the small per-channel and per-pixel results cross to the CPU once per batch, the kept maps once
+        # per image (on a GPU each transfer waits for the device)
+        pct = to_percent(captured.guided[name]).cpu()
+        cams = gradcam_lowres(a, grad_mean=captured.grad_mean[name]).cpu()
         for i in range(b):
             kept = keep_channels(pct[i])
-            maps = F.relu(a[i].index_select(0, kept)).cpu()
-            per_image[i][name] = _LayerData(pct[i].cpu(), kept.cpu(), maps, cams[i].cpu())
+            maps = F.relu(a[i].index_select(0, kept.to(a.device))).cpu()
+            per_image[i][name] = _LayerData(pct[i].clone(), kept, maps, cams[i].clone())  # no views of the batch
     out = []
     for i in range(b):
         out.append(Explanation(
