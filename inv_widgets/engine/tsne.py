@@ -106,8 +106,7 @@ def tsne_exact_many(xs, perplexities=None, on_done=None, **kwargs) -> list[np.nd
     """2-D t-SNE embeddings of several point sets (one per layer), computed side by side.
 
     Each set is zero-padded to a multiple of ``BUCKET`` points, and sets of the same padded size run as
-    one batch, so that a whole explanation takes a few hundred Python-level ops per iteration instead of
-    a few hundred per layer. A set's embedding depends on the set alone, not on the others in its batch
+    one batch: the twenty-odd ops of an iteration are paid once per batch instead of once per layer. A set's embedding depends on the set alone, not on the others in its batch
     (tested bit for bit): a layer built on its own equals the same layer built with all the others.
     ``on_done(i, y)`` is called as the embedding ``y`` of set ``i`` is ready.
     """
