@@ -223,9 +223,9 @@ class Explanation:
         The layers not built yet are built together (``build_trees``): for the paper recipes their t-SNE
         embeddings run side by side, the same trees as one layer at a time, in less time.
         """
+        recipe = recipe or self.recipe
         total = len(self.layers)
-        results = [self.layer(name, recipe) for name in self.layers]
-        todo = [lr for lr in results if not lr.is_built]
+        todo = [lr for lr in (self.layer(name, recipe) for name in self.layers) if not lr.is_built]
         finished = [total - len(todo)]
 
         def built(i: int) -> None:
@@ -233,10 +233,10 @@ class Explanation:
             if progress:
                 progress(finished[0], total, f"clustered {todo[i].name}")
 
-        for lr, tree in zip(todo, build_trees([lr._data.maps for lr in todo], todo[0].recipe if todo else "fast",
-                                               progress=built)):
-            lr._set_tree(tree)
-        if progress and not todo:
+        if todo:
+            for lr, tree in zip(todo, build_trees([lr._data.maps for lr in todo], recipe, progress=built)):
+                lr._set_tree(tree)
+        elif progress:
             progress(total, total, "clustered")
         return self
 

@@ -39,5 +39,7 @@ def gradcam_lowres(acts: torch.Tensor, grads: torch.Tensor | None = None, *,
 
     Pass the gradients, or only their spatial means ``grad_mean`` (B, C).
     """
+    if (grads is None) == (grad_mean is None):
+        raise TypeError("gradcam_lowres needs either grads (B, C, h, w) or grad_mean (B, C), not both or neither")
     alpha = grads.mean(dim=(2, 3)) if grad_mean is None else grad_mean
     return F.relu((alpha[:, :, None, None] * acts).sum(dim=1))
