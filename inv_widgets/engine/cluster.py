@@ -28,6 +28,7 @@ __all__ = [
     "minmax_rows",
     "assign",
     "prune_mask",
+    "silhouette",
     "K_RANGE",
     "PAPER_SEED",
 ]
