@@ -147,17 +147,12 @@ def _pca(x: torch.Tensor) -> torch.Tensor:
     return pca_scores(x, min(50, n, d)) if min(50, n) < d else x.double()
 
 
-def _perplexity(n: int) -> float:
-    """30, as published, or (n - 1) / 3 for layers with few maps (t-SNE needs perplexity < n)."""
-    return float(min(30.0, max(1.0, (n - 1) / 3.0)))
-
-
 def _paper_embeddings(pcs: list[torch.Tensor], seed: int, reference: bool = False, on_done=None) -> list[np.ndarray]:
     """t-SNE to 2-D of several layers' principal components; our t-SNE runs them side by side.
     ``on_done(i, points)`` as each is ready."""
-    from .tsne import tsne_exact_many
+    from .tsne import capped_perplexity, tsne_exact_many
 
-    perplexities = [_perplexity(pc.shape[0]) for pc in pcs]
+    perplexities = [capped_perplexity(30.0, pc.shape[0]) for pc in pcs]  # 30 as published
     if not reference:
         return tsne_exact_many(pcs, perplexities, on_done=on_done)
     from sklearn.manifold import TSNE  # scikit-learn's Barnes-Hut t-SNE, as the authors ran it (slow)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["pca_scores", "tsne_exact", "tsne_exact_many"]
+__all__ = ["capped_perplexity", "pca_scores", "tsne_exact", "tsne_exact_many"]
 
 
 _threads_lock = threading.Lock()
@@ -66,6 +66,11 @@ def pca_scores(x: torch.Tensor, n_components: int) -> torch.Tensor:
     signs = torch.sign(u[idx, torch.arange(u.shape[1])])
     signs[signs == 0] = 1
     return (u * signs) * s
+
+
+def capped_perplexity(perplexity: float, n: int) -> float:
+    """``perplexity``, or (n - 1) / 3 for few points (t-SNE needs a perplexity well below n), at least 1."""
+    return float(min(perplexity, max(1.0, (n - 1) / 3.0)))
 
 
 def _joint_p(d2: torch.Tensor, perplexity: float, tol: float = 1e-5, steps: int = 100) -> torch.Tensor:
@@ -143,7 +148,7 @@ def _prepare(x: torch.Tensor, perplexity: float) -> tuple[torch.Tensor, torch.Te
     n = x.shape[0]
     sq = (x * x).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0)
-    p = _joint_p(d2, min(perplexity, max(1.0, (n - 1) / 3.0))).float()
+    p = _joint_p(d2, capped_perplexity(perplexity, n)).float()
     p.fill_diagonal_(0.0)
     y = pca_scores(x, 2).float()
     if y.shape[1] < 2:
