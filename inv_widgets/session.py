@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .engine import Explanation, build_explanations, find_layers, fingerprint, run_model
+from .engine import Clusters, Explanation, MapKey, build_explanations, find_layers, fingerprint, run_model
 from .engine.cluster import RECIPES
+from .engine.runtime import eval_mode
 from .inputs import display_image, to_model_input, tensor_id, to_pil
 
 __all__ = ["Session", "explain"]
@@ -88,6 +89,8 @@ class Session:
         self._preds: OrderedDict = OrderedDict()
         self._lock = threading.RLock()
         self._fingerprint: str | None = None
+        self._ids: dict[str, int] = {}
+        self._ids_seen: set[int] = set()
 
     # ---- images -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -168,6 +171,52 @@ class Session:
     def image_id(self, i: int) -> str:
         return tensor_id(self.input(i))
 
+    def index_of(self, image_id: str) -> int:
+        """The index of the image whose id (``MapKey.image_id``) is ``image_id``; ``KeyError`` if none."""
+        image_id = str(image_id)
+        with self._lock:
+            hit = self._ids.get(image_id)
+            if hit is not None:
+                return hit
+            for i in range(len(self)):
+                if i in self._ids_seen:
+                    continue
+                iid = self.image_id(i)
+                self._ids_seen.add(i)
+                self._ids.setdefault(iid, i)
+                if iid == image_id:
+                    return i
+        raise KeyError(f"no image of this session has id {image_id!r} (it belongs to other images, or the "
+                       "transform changed)")
+
+    def locate(self, key, recipe: str | None = None) -> tuple[int, "Clusters", int]:
+        """Where a cluster map lives: ``(image index, Clusters, j)`` for a :class:`MapKey`.
+
+        The image is explained for the key's target (cached), and the cut in which the key's member channels
+        form one cluster map is returned with that map's index (``recipe`` first, default the session's, then
+        the others: a key does not name its recipe). ``KeyError`` when the key belongs to another
+        model, to no image of this session, or to no cluster of the layer's dendrogram.
+        """
+        key = key if isinstance(key, MapKey) else MapKey(*key)
+        if key.model != self.fingerprint:
+            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} was made by another model "
+                           f"({key.model}), not this session's ({self.fingerprint})")
+        i = self.index_of(key.image_id)
+        exp = self.explain(i, key.target, lazy=True)
+        if key.layer not in exp.layers:
+            raise KeyError(f"layer {key.layer!r} is not explained by this session; its layers are {exp.layers}")
+        recipes = [recipe or self.recipe] + [r for r in RECIPES if r != (recipe or self.recipe)]
+        # a key does not say which recipe made it: the session's first, then dendrograms already built
+        recipes.sort(key=lambda r: (r != (recipe or self.recipe), not exp.layer(key.layer, r).is_built))
+        error = None
+        for r in recipes:
+            try:
+                cl, j = exp.layer(key.layer, r).locate(key.members)
+                return i, cl, j
+            except KeyError as e:
+                error = error or e
+        raise error
+
     def label(self, i: int) -> int | None:
         """Ground-truth class of a dataset image, if the dataset gives one."""
         i = self._check_index(i)
@@ -186,13 +235,8 @@ class Session:
             if key in self._preds:
                 self._preds.move_to_end(key)
                 return self._preds[key]
-            with torch.no_grad():
-                was = self.model.training
-                self.model.eval()
-                try:
-                    logits = self.model(x[None].to(self.device))
-                finally:
-                    self.model.train(was)
+            with torch.no_grad(), eval_mode(self.model):
+                logits = self.model(x[None].to(self.device))
             if isinstance(logits, (tuple, list)):
                 logits = logits[0]
             p = torch.softmax(logits.float(), 1)[0].cpu().numpy()

@@ -339,7 +339,7 @@ def test_clustering_small_groups_is_sensible():
 def test_silhouette_matches_scikit_learn(seed):
     from sklearn.metrics import silhouette_score
 
-    from inv_widgets.engine.cluster import silhouette
+    from inv_widgets.engine.numeric import silhouette
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(40, 5))

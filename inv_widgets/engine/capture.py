@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .runtime import eval_mode
 from .weights import guided_alpha
 
 __all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LAYER_MODES"]
@@ -127,17 +128,14 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
 
         return hook
 
-    modes = {m: m.training for m in model.modules()}
     try:
-        for n in layers:
-            handles.append(named[n].register_forward_hook(make_hook(n)))
-        model.eval()
-        yield acts, stats, grads, order
+        with eval_mode(model):
+            for n in layers:
+                handles.append(named[n].register_forward_hook(make_hook(n)))
+            yield acts, stats, grads, order
     finally:
         for h in handles:
             h.remove()
-        for m, was_training in modes.items():
-            m.training = was_training
 
 
 def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None, strict: bool = True,

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage as scipy_linkage
 
+from .numeric import condensed_euclidean, minmax_rows, silhouette
+
 __all__ = [
     "RECIPES",
     "Tree",
@@ -65,23 +67,6 @@ class Tree:
         return float((upper + lower) / 2)
 
 
-def minmax_rows(x: torch.Tensor) -> torch.Tensor:
-    """Scale each row to [0, 1]; constant rows become zeros."""
-    lo = x.amin(dim=1, keepdim=True)
-    hi = x.amax(dim=1, keepdim=True)
-    span = hi - lo
-    return torch.where(span > 0, (x - lo) / span.clamp_min(1e-12), torch.zeros_like(x))
-
-
-def _condensed_euclidean(x: torch.Tensor) -> np.ndarray:
-    """Condensed pairwise Euclidean distances via one matrix product (n, d) -> (n(n-1)/2,)."""
-    x = x.to(torch.float32)
-    sq = (x * x).sum(1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min_(0.0)
-    iu = torch.triu_indices(x.shape[0], x.shape[0], offset=1)
-    return d2[iu[0], iu[1]].sqrt().cpu().to(torch.float64).numpy()
-
-
 def _gap_k(heights: np.ndarray, n: int, k_range=K_RANGE) -> int:
     """The k in k_range whose cut sits in the widest gap between consecutive merge heights."""
     lo, hi = max(2, k_range[0]), min(k_range[1], n)
@@ -95,29 +80,6 @@ def _gap_k(heights: np.ndarray, n: int, k_range=K_RANGE) -> int:
         if gap > best_gap + 1e-12:
             best, best_gap = k, gap
     return best
-
-
-def silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette coefficient of a clustering from a square distance matrix (O(n^2), vectorised).
-
-    The same value as scikit-learn's ``silhouette_score(dist, labels, metric="precomputed")`` (tested), 0
-    for points alone in their cluster. The paper recipe scores six cuts per layer, and the label clustering
-    dozens: scikit-learn's per-call checks cost more than the arithmetic at these sizes.
-    """
-    n = len(labels)
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-    sizes = np.diff(np.r_[starts, n]).astype(np.float64)
-    sums = np.add.reduceat(dist[:, order], starts, axis=1)  # (n, k): distance to each cluster
-    cluster_of = np.searchsorted(sorted_labels[starts], labels)
-    own = sizes[cluster_of]
-    a = sums[np.arange(n), cluster_of] / np.maximum(own - 1, 1)
-    means = sums / sizes
-    means[np.arange(n), cluster_of] = np.inf
-    b = means.min(axis=1)
-    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
-    return float(s.mean())
 
 
 def _silhouette_k(points: np.ndarray, z: np.ndarray, n: int, k_range=K_RANGE) -> int:
@@ -195,10 +157,10 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = "fast", seed: int =
             continue
         x = minmax_rows(maps.reshape(n, -1).float())
         if recipe == "fast":
-            z = scipy_linkage(_condensed_euclidean(x), method="ward")
+            z = scipy_linkage(condensed_euclidean(x), method="ward")
             done(i, Tree(recipe, z, n, _gap_k(z[:, 2], n), False))
         elif n < 4:  # too few points for t-SNE: cluster the maps themselves
-            done(i, Tree(recipe, scipy_linkage(_condensed_euclidean(x), method="ward"), n, n, True))
+            done(i, Tree(recipe, scipy_linkage(condensed_euclidean(x), method="ward"), n, n, True))
         else:  # keep only the (n, <= 50) components of each layer until the embeddings are done
             embed.append(i)
             pcs.append(_pca(x.cpu()))

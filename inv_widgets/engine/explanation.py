@@ -165,6 +165,61 @@ class LayerResult:
         return res
 
 
+    def locate(self, members) -> tuple[Clusters, int]:
+        """The cut in which the channels ``members`` form one cluster map, and that map's index in it.
+
+        Any cluster of any cut is a node of the dendrogram: the node whose leaves are ``members`` is found
+        by walking up from one of them, and the layer is cut between that node's merge height and its
+        parent's. Raises ``KeyError`` when no node of this layer's dendrogram has exactly these channels
+        (another recipe, another weighting, or channels that are not kept).
+        """
+        want = np.array(sorted({int(m) for m in members}), dtype=np.int64)
+        kept = self.kept
+        pos = np.searchsorted(kept, want)
+        if want.size == 0 or (pos >= kept.size).any() or (kept[np.minimum(pos, kept.size - 1)] != want).any():
+            raise KeyError(f"channels {want.tolist()} are not all kept at layer {self.name!r}: no cluster map of "
+                           "this explanation has them")
+        tree = self.tree
+        n = tree.n
+        if want.size == n:
+            cl = self.cut(k=1, prune=False)
+            return cl, 0
+        z = tree.linkage
+        parent = np.full(2 * n - 1, -1, dtype=np.int64)
+        for r in range(n - 1):
+            parent[int(z[r, 0])] = parent[int(z[r, 1])] = n + r
+        size = np.r_[np.ones(n), z[:, 3]].astype(np.int64)
+        height = np.r_[np.zeros(n), z[:, 2]]
+        node = int(pos[0])
+        while node != -1 and size[node] < want.size:
+            node = int(parent[node])
+        if node == -1 or size[node] != want.size or not np.array_equal(np.sort(self._leaves(node, z, n)), pos):
+            raise KeyError(f"channels {want.tolist()} are not one cluster of layer {self.name!r}'s dendrogram "
+                           f"(recipe {self.recipe!r})")
+        lo, hi = height[node], height[parent[node]]
+        for prune in (None, False):
+            cl = self.cut(threshold=float((lo + hi) / 2), prune=prune) if hi > lo else None
+            if cl is None:  # equal merge heights: no height separates the node, try the cuts by k
+                cl = next((c for c in (self.cut(k=k, prune=prune) for k in range(1, n + 1))
+                           if any(np.array_equal(np.sort(m), want) for m in c.members)), None)
+            if cl is not None:
+                for j, m in enumerate(cl.members):
+                    if np.array_equal(np.sort(m), want):
+                        return cl, j
+        raise KeyError(f"channels {want.tolist()} form a pruned cluster of layer {self.name!r}")  # pragma: no cover
+
+    @staticmethod
+    def _leaves(node: int, z: np.ndarray, n: int) -> np.ndarray:
+        out, stack = [], [node]
+        while stack:
+            v = stack.pop()
+            if v < n:
+                out.append(v)
+            else:
+                stack.extend((int(z[v - n, 0]), int(z[v - n, 1])))
+        return np.array(out, dtype=np.int64)
+
+
 @dataclass(eq=False)
 class _LayerData:
     percent: torch.Tensor  # (C,) percent weights

@@ -14,38 +14,12 @@ the loop is bound by memory traffic over the n x n matrices, so the gain is mode
 """
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 
+from .runtime import limited_threads
+
 __all__ = ["capped_perplexity", "pca_scores", "tsne_exact", "tsne_exact_many"]
-
-
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_before = 1
-
-
-@contextmanager
-def _single_thread():
-    """The t-SNE loop runs thousands of small (n x n) ops: extra intra-op threads only add synchronisation,
-    and on a busy machine they make it several times slower. Run it on one thread, then restore (counted,
-    so that several layers embedded in parallel threads restore the setting only once, at the end)."""
-    global _threads_users, _threads_before
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_before = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_before)
 
 
 def pca_scores(x: torch.Tensor, n_components: int) -> torch.Tensor:
@@ -120,7 +94,7 @@ def tsne_exact_many(xs, perplexities=None, on_done=None, **kwargs) -> list[np.nd
         perplexities = [30.0] * len(xs)
     out: list[np.ndarray | None] = [None] * len(xs)
     groups: dict[int, list[int]] = {}
-    with _single_thread(), torch.inference_mode():
+    with limited_threads(1), torch.inference_mode():
         prepared = {}
         for i, x in enumerate(xs):
             n = x.shape[0]

@@ -52,7 +52,6 @@ import math
 import operator
 import os
 import re
-import threading
 import warnings
 from collections import Counter, defaultdict
 from contextlib import contextmanager
@@ -63,7 +62,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..engine.cluster import silhouette
+from ..engine.numeric import silhouette
+from ..engine.runtime import limited_threads
 from ..engine.keys import _members_tuple
 from .store import LabelStore, MapKey
 from .text import clean_label, lemmatize
@@ -158,29 +158,6 @@ def _resolve_sentence_model(model: str) -> tuple[str, bool]:
     return model, False
 
 
-_THREAD_LOCK = threading.Lock()
-
-
-@contextmanager
-def _modest_threads(limit: int = 4):
-    """Run torch with at most ``limit`` threads, then restore the caller's setting."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with _THREAD_LOCK:
-        before = torch.get_num_threads()
-        wanted = max(1, min(limit, before, os.cpu_count() or 1))
-        if wanted != before:
-            torch.set_num_threads(wanted)
-        try:
-            yield
-        finally:
-            if wanted != before:
-                torch.set_num_threads(before)
-
-
 # text -> unit vector, per loaded model (so a gallery that re-aggregates does not re-embed)
 _EMBED_CACHE: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
 _EMBED_CACHE_MAX = 200_000
@@ -241,7 +218,7 @@ class _Embedder:
         if missing:
             if len(cache) + len(missing) > _EMBED_CACHE_MAX:
                 cache.clear()
-            with _modest_threads():
+            with limited_threads(4):
                 vecs = self._st.encode(
                     missing, batch_size=128, show_progress_bar=bool(progress) and len(missing) > 256,
                     convert_to_numpy=True,

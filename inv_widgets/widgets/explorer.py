@@ -24,11 +24,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import pathlib
 import sys
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any, Callable, Sequence
 
 import anywidget
@@ -42,12 +41,13 @@ from ..engine.cluster import RECIPES
 from ..engine.maps import REVEAL_PERCENTS
 from .dendrogram import MAX_K, PALETTE, Dendrogram
 from .gallery import Gallery
+from ._common import STATIC, esm, readable
+from ..engine.runtime import LRU
 
 __all__ = ["Explorer", "store_labels", "LabelsProvider"]
 
 log = logging.getLogger("inv_widgets.explorer")
 
-STATIC = pathlib.Path(__file__).parent / "static"
 
 #: ``labels(keys) -> [[(label, score), ...] per key]``: top labels of cluster maps, best first.
 LabelsProvider = Callable[[Sequence[Any]], Sequence[Sequence[tuple[str, float]]]]
@@ -69,7 +69,7 @@ RECIPE_TIPS = {
 class _Header(anywidget.AnyWidget):
     """Picker, prediction, progress, errors and keyboard (front end: static/explorer.js)."""
 
-    _esm = STATIC / "explorer.js"
+    _esm = esm("explorer.js")
     _css = STATIC / "explorer.css"
 
     thumbs = t.List(t.Bytes()).tag(sync=True)
@@ -93,7 +93,7 @@ class _Header(anywidget.AnyWidget):
 class _Detail(anywidget.AnyWidget):
     """The selected cluster map (front end: static/explorer_detail.js)."""
 
-    _esm = STATIC / "explorer_detail.js"
+    _esm = esm("explorer_detail.js")
     _css = STATIC / "explorer_detail.css"
 
     title = t.Unicode("").tag(sync=True)
@@ -132,23 +132,6 @@ def store_labels(store, n: int = 3) -> LabelsProvider:
     return provider
 
 
-class _LRU:
-    def __init__(self, size: int):
-        self.size = size
-        self.data: OrderedDict = OrderedDict()
-
-    def get(self, key, make):
-        v = self.data.get(key)
-        if v is None:
-            v = make()
-            self.data[key] = v
-            if len(self.data) > self.size:
-                self.data.popitem(last=False)
-        else:
-            self.data.move_to_end(key)
-        return v
-
-
 def _import_plotly_widget() -> None:
     try:
         import plotly.graph_objects as go
@@ -174,12 +157,6 @@ def _as_session(obj, images, kwargs):
     from ..session import Session
 
     return Session(obj, images, **kwargs)
-
-
-def _readable(exc: BaseException, action: str) -> str:
-    msg = str(exc).strip() or type(exc).__name__
-    kind = "" if isinstance(exc, (ValueError, TypeError, KeyError, IndexError)) else f"{type(exc).__name__}: "
-    return f"Could not {action}: {kind}{msg}"
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -235,7 +212,7 @@ class Explorer(W.VBox):
         self._recipe = recipe
         self._cmap = cmap
         self._thumb_size = int(thumb_size)
-        self._png = _LRU(512)
+        self._png = LRU(512)
         self._quiet = 0
         self._busy_depth = 0
         self._last_progress = 0.0
@@ -631,7 +608,7 @@ class Explorer(W.VBox):
         idx = list(range(page * ps, min(n, (page + 1) * ps)))
         lazy = lazy or self._thumbs_pending
         if lazy:
-            thumbs = [self._thumb_png(i) if i == self._index else self._png.data.get(("thumb", i, self._thumb_size), b"")
+            thumbs = [self._thumb_png(i) if i == self._index else self._png.get(("thumb", i, self._thumb_size), default=b"")
                       for i in idx]
             captions = [self._captions.get(i, self._names.get(i, f"#{i}")) for i in idx]
         else:
@@ -772,7 +749,7 @@ class Explorer(W.VBox):
         except Exception as e:  # shown to the person, logged for the developer
             self.last_error = e
             log.warning("Explorer could not %s", action, exc_info=True)
-            self.header.error = _readable(e, action)
+            self.header.error = readable(e, action)
             self._resync()
 
     def _resync(self) -> None:

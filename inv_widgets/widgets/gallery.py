@@ -7,14 +7,12 @@ the image with CSS opacity ``alpha``, so the overlay is exactly ``(1 - alpha) * 
 """
 from __future__ import annotations
 
-import pathlib
-
 import anywidget
 import traitlets as t
 
 __all__ = ["Gallery"]
 
-STATIC = pathlib.Path(__file__).parent / "static"
+from ._common import STATIC, esm
 
 
 class Gallery(anywidget.AnyWidget):
@@ -34,7 +32,7 @@ class Gallery(anywidget.AnyWidget):
                    writes it to ``data-revision`` on its root element once the images are decoded.
     """
 
-    _esm = STATIC / "gallery.js"
+    _esm = esm("gallery.js")
     _css = STATIC / "gallery.css"
 
     title = t.Unicode("").tag(sync=True)

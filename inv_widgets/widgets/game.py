@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pathlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
@@ -47,7 +46,7 @@ __all__ = ["LabelingGame"]
 
 log = logging.getLogger("inv_widgets.game")
 
-STATIC = pathlib.Path(__file__).parent / "static"
+from ._common import STATIC, esm, readable as _readable
 MAX_STEP = len(REVEAL_PERCENTS) - 1
 LEADERBOARD_ROWS = 10
 RECENT_ROWS = 5
@@ -84,15 +83,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _readable(exc: BaseException, action: str) -> str:
-    if isinstance(exc, StoreBusyError):
-        return (f"The label store is busy (someone else is saving), so {action} did not happen. "
-                "Nothing was lost: try again in a moment.")
-    msg = str(exc).strip() or type(exc).__name__
-    kind = "" if isinstance(exc, (ValueError, TypeError, KeyError, IndexError)) else f"{type(exc).__name__}: "
-    return f"Could not {action}: {kind}{msg}"
-
-
 class LabelingGame(anywidget.AnyWidget):
     """The Deep Reveal game: guess the class from a few pixels, then say what gave it away.
 
@@ -125,7 +115,7 @@ class LabelingGame(anywidget.AnyWidget):
     different images.
     """
 
-    _esm = STATIC / "game.js"
+    _esm = esm("game.js")
     _css = STATIC / "game.css"
 
     # screens: "name" (who are you), "loading" (building the pool), "play", "answer", "done"

@@ -4,12 +4,6 @@
 // Changes made here go to the kernel as messages ({type: ...}); the kernel owns the state and answers
 // by setting traits. Arrow keys: left/right move the layer, up/down move the cut (up: fewer clusters).
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 const KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"]);
 

@@ -1,17 +1,7 @@
 // INV Explorer detail view (anywidget front end): the selected cluster map large, its opacity and colour
 // map, the six Deep Reveal steps, its member channels and labels.
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
-function pct(w) {
-  if (!isFinite(w)) return "–";
-  return (w >= 1 ? w.toFixed(1) : w.toFixed(2)) + "%";
-}
 
 function render({ model, el: root }) {
   root.classList.add("inv-detail");

@@ -2,17 +2,7 @@
 // Images arrive as PNG bytes in binary buffers (DataView); each card stacks the coloured map over the
 // image with CSS opacity `alpha`, so the overlay is (1 - alpha) * image + alpha * heat.
 
-function pct(w) {
-  if (!isFinite(w)) return "–";
-  return (w >= 10 ? w.toFixed(1) : w >= 1 ? w.toFixed(1) : w.toFixed(2)) + "%";
-}
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text; // textContent: labels are data, never HTML
-  return e;
-}
 
 function labelBars(labels) {
   const box = el("div", "inv-labels");

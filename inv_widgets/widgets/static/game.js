@@ -10,12 +10,6 @@
 // JupyterLab's shortcuts are off inside the widget (data-lm-suppress-shortcuts) and keys do not
 // bubble out of it; while typing in a text box only Enter is the game's.
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  return e;
-}
 
 function button(cls, text, title) {
   const b = el("button", cls, text);

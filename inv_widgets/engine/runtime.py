@@ -1,0 +1,138 @@
+"""Small runtime helpers every layer of the package shares: one of each.
+
+- :func:`eval_mode`: run a model in eval mode and give every module its own train flag back.
+- :func:`limited_threads`: cap torch's intra-op threads for a block, restore the caller's setting.
+- :class:`LRU`: a bounded, thread-safe least-recently-used cache with ``get(key, make)``.
+
+Pure Python and torch; nothing here knows about sessions, labels or widgets.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Any, Callable, Hashable, Iterator
+
+import torch
+from torch import nn
+
+__all__ = ["eval_mode", "limited_threads", "LRU"]
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model.eval()`` for the block, then each module's own ``training`` flag back as it was.
+
+    ``model.train(was)`` would reset every submodule to one flag; a model with, say, a frozen BatchNorm in
+    eval mode inside a training model keeps its mix here, also after an exception.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
+
+
+_threads_lock = threading.Lock()
+_thread_limits: list[int] = []  # the limits of the blocks running now, in any thread
+_threads_before = 1
+
+
+@contextmanager
+def limited_threads(limit: int = 1) -> Iterator[None]:
+    """Run torch with at most ``limit`` intra-op threads (and never more than the caller had).
+
+    Counted across threads: nested and concurrent blocks agree on the smallest active limit, and the
+    caller's setting comes back once, when the last block ends. The t-SNE loop runs on one thread (many
+    small ops: extra threads only add synchronisation and make results depend on the thread count); the
+    Sentence-BERT embedding on a few.
+    """
+    global _threads_before
+    limit = max(1, int(limit))
+    with _threads_lock:
+        if not _thread_limits:
+            _threads_before = torch.get_num_threads()
+        _thread_limits.append(limit)
+        wanted = max(1, min(min(_thread_limits), _threads_before, os.cpu_count() or 1))
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _thread_limits.remove(limit)
+            wanted = _threads_before if not _thread_limits else max(1, min(min(_thread_limits), _threads_before))
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
+
+
+_MISSING = object()
+
+
+class LRU:
+    """A bounded least-recently-used cache, safe to share between threads.
+
+    ``cache.get(key, make)`` returns the cached value or calls ``make()`` and keeps its result; the least
+    recently used entry goes once more than ``maxsize`` are held. ``make`` runs outside the lock, so two
+    threads may both build a missing value; the first one stored wins and both get it.
+    """
+
+    def __init__(self, maxsize: int):
+        if int(maxsize) < 1:
+            raise ValueError(f"an LRU cache holds at least one entry, got maxsize={maxsize}")
+        self.maxsize = int(maxsize)
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], Any] | None = None, default: Any = None) -> Any:
+        with self._lock:
+            value = self._data.get(key, _MISSING)
+            if value is not _MISSING:
+                self._data.move_to_end(key)
+                return value
+        if make is None:
+            return default
+        value = make()
+        return self.put(key, value)
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        """Store ``value`` under ``key`` (unless another thread stored one first) and return what is held."""
+        with self._lock:
+            held = self._data.get(key, _MISSING)
+            if held is not _MISSING:
+                self._data.move_to_end(key)
+                return held
+            self._data[key] = value
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+            return value
+
+    def pop(self, key: Hashable, default: Any = None) -> Any:
+        with self._lock:
+            return self._data.pop(key, default)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def keys(self) -> list:
+        with self._lock:
+            return list(self._data)
+
+    def values(self) -> list:
+        with self._lock:
+            return list(self._data.values())
+
+    def __repr__(self) -> str:
+        return f"LRU({len(self)}/{self.maxsize})"
