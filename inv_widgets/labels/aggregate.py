@@ -2,9 +2,10 @@
 
 ``aggregate_labels`` does, in order:
 
-1. **Input.** One row per label: a :class:`~inv_widgets.labels.LabelStore` (its ``labels()``) or a
-   DataFrame with the columns model, image_id, target, layer, members, text, outcome, reveal_step,
-   class_guessed, true_class.
+1. **Input.** One row per label: a DataFrame with the columns model, image_id, target, layer, members, text, outcome, reveal_step,
+   class_guessed, true_class, or anything with a ``labels()`` method that returns one (a
+   :class:`~inv_widgets.labels.LabelStore`). This module never imports the store: DataFrame in,
+   DataFrame out.
 2. **Grouping.** Labels are grouped by the class the player guessed. A resigned game has no guess;
    its labels join the group of the true class.
 3. **Cleaning.** :func:`~inv_widgets.labels.text.clean_label` with every class name (``class_names``
@@ -64,8 +65,8 @@ import pandas as pd
 
 from ..engine.numeric import silhouette
 from ..engine.runtime import limited_threads
-from ..engine.keys import _members_tuple
-from .store import LabelStore, MapKey
+from ..engine.keys import MapKey, _members_tuple
+from .rules import MAX_STEP, OUTCOMES
 from .text import clean_label, lemmatize
 
 __all__ = [
@@ -80,7 +81,7 @@ __all__ = [
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 WRONG_DIVISOR = 4.0
-RESIGN_STEP = 5
+RESIGN_STEP = MAX_STEP  # a resign counts as the last reveal step
 RESULT_COLUMNS = [
     "model", "image_id", "target", "layer", "members", "label", "score", "frequency",
     "mean_step", "n_wrong", "rank", "n_maps",
@@ -311,10 +312,13 @@ def _representative(labels: list[str], counts: list[int], vectors: Mapping[str, 
 
 
 def _as_frame(data: Any) -> pd.DataFrame:
-    if isinstance(data, LabelStore):
-        df = data.labels()
-    elif isinstance(data, pd.DataFrame):
+    if isinstance(data, pd.DataFrame):
         df = data
+    elif callable(getattr(data, "labels", None)):  # a LabelStore, or any source of the same table
+        df = data.labels()
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"{type(data).__name__}.labels() must return a pandas DataFrame, "
+                            f"got {type(df).__name__}")
     else:
         raise TypeError(
             f"expected a LabelStore or a pandas DataFrame of labels, got {type(data).__name__}"
@@ -329,12 +333,12 @@ def _as_frame(data: Any) -> pd.DataFrame:
     df["image_id"] = df["image_id"].map(_image_id_text)
     df["target"] = df["target"].astype("int64")
     df["members"] = df["members"].map(lambda m: ",".join(map(str, _members_tuple(m))))
-    bad = sorted(set(df["outcome"]) - {"win", "lose", "resign"})
+    bad = sorted(set(df["outcome"]) - set(OUTCOMES))
     if bad:
         raise ValueError(f"unknown outcomes {bad}; expected win, lose or resign")
     steps = df["reveal_step"].astype("int64")
-    if ((steps < 0) | (steps > 5)).any():
-        raise ValueError("reveal_step must be between 0 and 5")
+    if ((steps < 0) | (steps > MAX_STEP)).any():
+        raise ValueError(f"reveal_step must be between 0 and {MAX_STEP}")
     df["reveal_step"] = steps
     return df
 
@@ -362,7 +366,7 @@ def _empty() -> pd.DataFrame:
 
 
 def aggregate_labels(
-    store_or_dataframe: LabelStore | pd.DataFrame,
+    store_or_dataframe: Any,
     class_names: Sequence[str] | None = None,
     model: Any = DEFAULT_MODEL,
     merge: bool = False,

@@ -1,4 +1,7 @@
-"""Tests of the SQLite label store: validation, atomicity, export/import, concurrency, crashes."""
+"""Tests of the label store (SQLite): validation, atomicity, schema, concurrency, crashes.
+
+Export and import are tests/labels/test_io.py; the rules themselves (points, limits) test_rules.py.
+"""
 
 from __future__ import annotations
 
@@ -8,51 +11,15 @@ import pickle
 import random
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from inv_widgets.labels import store as store_mod
-from inv_widgets.labels.store import (
-    MAX_LABEL_CHARS,
-    LabelStore,
-    MapKey,
-    StoreBusyError,
-    points_for,
-)
+from inv_widgets.labels.store import MAX_LABEL_CHARS, LabelStore, MapKey, StoreBusyError
+from inv_widgets.labels.store import schema as schema_mod
 
 KEY = MapKey("vgg16-abc", "img_7", 4, "block5_conv3", [42, 3, 17])
-
-HOSTILE = [
-    "<img src=x onerror=alert(1)>",
-    "Robert'); DROP TABLE labels;--",
-    "quote \" and 'single' and `back`",
-    "comma, semicolon; tab\there",
-    "new\nline",
-    "carriage\r\nreturn",
-    "lone\rcr",
-    "  leading and trailing  ",
-    "NA",
-    "null",
-    "None",
-    "nan",
-    "1e5",
-    "0001",
-    "=SUM(A1:A2)",
-    "emoji 🚗🛞👍🏽 and ZWJ 👩‍🔬",
-    "RTL עברית العربية \u202eevil",
-    "combining e\u0301 vs \u00e9",
-    "zero\u200bwidth",
-    "ＦＵＬＬ ｗｉｄｔｈ",
-    "中文 轮子",
-    "\\backslash\\n not a newline",
-    "x" * MAX_LABEL_CHARS,
-    "∑ math ≠ ≤ ∞",
-    "{\"json\": [1, 2]}",
-]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,21 +162,6 @@ def test_mapkey_equals_other_keys_with_the_same_values():
     s.record_answer("ada", other, "car", "car", "win", 0, ["wheel"])  # any 5-tuple is accepted
     assert s.label_counts([other])[other] == 1
     assert s.games()["members"].tolist() == ["3,17"]
-
-
-@pytest.mark.parametrize("step,points", [(0, 6), (1, 5), (3, 3), (5, 1)])
-def test_points_reward_early_right_guesses(step, points):
-    assert points_for("win", step) == points
-    assert points_for("lose", step) == 0
-    assert points_for("resign", step) == 0
-
-
-def test_points_reject_bad_input():
-    with pytest.raises(ValueError, match="outcome"):
-        points_for("won", 0)
-    with pytest.raises(ValueError, match="between 0 and 5"):
-        points_for("win", 6)
-
 
 # --------------------------------------------------------------------------------------------------
 # participants and validation
@@ -360,72 +312,6 @@ def test_label_counts_and_filters():
     assert len(s.games(layer="nope")) == 0
     assert s.labels(participant="bob", key=other)["text"].tolist() == ["d", "e", "f"]
 
-
-# --------------------------------------------------------------------------------------------------
-# export / import
-
-
-def _fill_hostile(s: LabelStore) -> None:
-    s.add_participant("lurker without games")
-    names = ["Zoë 🦊", "O'Brien; DROP TABLE participants", "中文名字", "<b>bold</b>"]
-    keys = [KEY, MapKey("m\"odel", "im,g", 0, "la\nyer", [0]), MapKey("m", 3, 9, "l", [1, 99])]
-    for i, text in enumerate(HOSTILE):
-        outcome = ("win", "lose", "resign")[i % 3]
-        guessed = {"win": "the car's", "lose": "truck", "resign": None}[outcome]
-        labels = [text, HOSTILE[(i + 5) % len(HOSTILE)]][: 1 + i % 2]
-        s.record_answer(names[i % len(names)], keys[i % len(keys)], guessed, "the car's",
-                        outcome, i % 6, labels,
-                        started_at=1_700_000_000 + i, answered_at=1_700_000_010.25 + 2 * i)
-    s.undo_last(names[0])  # ids with a gap
-    s.record_answer(names[1], KEY, None, "the car's", "resign", 5, [])
-
-
-def _comparable(s: LabelStore):
-    games = s.games().drop(columns="game_id")
-    labels = s.labels().drop(columns=["label_id", "game_id"])
-    people = s.participants().drop(columns="participant_id")
-    return games, labels, people
-
-
-@pytest.mark.parametrize("fmt", ["csv", "json"])
-def test_export_import_round_trip_is_lossless(tmp_path, fmt):
-    src = LabelStore(tmp_path / "src.db")
-    _fill_hostile(src)
-    out = tmp_path / f"export.{fmt}"
-    getattr(src, f"to_{fmt}")(out)
-    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]  # no half-written file left
-    dst = getattr(LabelStore, f"from_{fmt}")(out)
-    for a, b in zip(_comparable(src), _comparable(dst)):
-        pd.testing.assert_frame_equal(a, b)
-    assert sorted(dst.labels()["text"]) == sorted(src.labels()["text"])
-    assert set(HOSTILE) <= set(dst.labels()["text"]) | {HOSTILE[0]}  # HOSTILE[0] was undone
-    assert dst.leaderboard().equals(src.leaderboard())
-    assert dst.integrity_check() == []
-    # importing into a store that already has data appends
-    assert dst.import_(out) == len(src.games())
-    assert len(dst.games()) == 2 * len(src.games())
-
-
-def test_import_refuses_foreign_or_broken_files(tmp_path):
-    s = LabelStore()
-    bad = tmp_path / "x.csv"
-    bad.write_text("a,b\n1,2\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="not an inv-widgets label export"):
-        s.import_(bad)
-    src = LabelStore()
-    src.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
-    good = tmp_path / "good.csv"
-    src.to_csv(good)
-    text = good.read_text(encoding="utf-8").replace(",win,0,", ",win,9,")
-    broken = tmp_path / "broken.csv"
-    broken.write_text(text, encoding="utf-8")
-    with pytest.raises(ValueError, match="game 1 is invalid.*between 0 and 5"):
-        s.import_(broken)
-    assert len(s.games()) == 0 and len(s.participants()) == 0
-    with pytest.raises(ValueError, match=".csv or .json"):
-        s.import_(tmp_path / "x.txt")
-
-
 # --------------------------------------------------------------------------------------------------
 # files, URLs, schema
 
@@ -466,7 +352,7 @@ def test_older_file_is_upgraded_and_newer_file_refused(tmp_path, monkeypatch):
     old.close()
 
     v2 = ["ALTER TABLE games ADD COLUMN device TEXT", "UPDATE games SET device = 'tablet'"]
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS + [(2, v2)])
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS + [(2, v2)])
     new = LabelStore(path)
     assert new.schema_version == 2
     assert new._db.execute("SELECT device FROM games").fetchall() == [("tablet",)]
@@ -476,10 +362,10 @@ def test_older_file_is_upgraded_and_newer_file_refused(tmp_path, monkeypatch):
 
     # a failing migration leaves the file as it was
     bad = [(3, ["ALTER TABLE games ADD COLUMN x TEXT", "THIS IS NOT SQL"])]
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS + bad)
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS + bad)
     with pytest.raises(sqlite3.OperationalError):
         LabelStore(path)
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:-1])
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:-1])
     again = LabelStore(path)
     assert again.schema_version == 2
     cols = [r[1] for r in again._db.execute("PRAGMA table_info(games)")]
@@ -487,7 +373,7 @@ def test_older_file_is_upgraded_and_newer_file_refused(tmp_path, monkeypatch):
     again.close()
 
     # a file from a newer version is refused, not damaged
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:1])
     with pytest.raises(RuntimeError, match="newer"):
         LabelStore(path)
 
