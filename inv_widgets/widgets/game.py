@@ -41,7 +41,6 @@ from ..labels.queue import (
     NotSaved,
     ParticipantQueue,
     PendingAnswer,
-    Progress,
     Refusal,
     check_store,
     least_labelled,
@@ -235,22 +234,14 @@ class LabelingGame(anywidget.AnyWidget):
         q = self._queue
         return q.current.key if q is not None and q.current is not None else None
 
-    def _show_progress(self, p: Progress) -> None:
-        with self.hold_sync():
-            self.recent = list(p.recent)
-            self.points = p.points
-            self.streak = p.streak
-            self.best_streak = p.best_streak
-            self.answered = p.answered
-
     def _read_progress(self) -> None:
         """This player's answered maps, points and streaks, from the store."""
         if not self.participant:
             return
-        if self._queue is not None:
-            self._show_progress(self._queue.load())
-        else:
-            self._show_progress(read_progress(self.store, self.participant))
+        p = self._queue.load() if self._queue is not None else read_progress(self.store, self.participant)
+        with self.hold_sync():
+            self.recent = list(p.recent)
+            self.points, self.streak, self.best_streak, self.answered = p.points, p.streak, p.best_streak, p.answered
 
     def _read_leaderboard(self) -> None:
         self.leaderboard = read_leaderboard(self.store, self.participant, LEADERBOARD_ROWS)

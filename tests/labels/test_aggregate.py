@@ -17,6 +17,7 @@ from inv_widgets.labels import (
     top_labels,
 )
 from inv_widgets.labels import aggregate as agg_mod
+from inv_widgets.labels import embed as embed_mod
 
 from ._support import CLASSES, WordVectors, answer, key, rows_of
 
@@ -250,7 +251,7 @@ def test_missing_sentence_transformers_falls_back_with_a_warning(monkeypatch):
     def broken(*args, **kwargs):
         raise ImportError("No module named 'sentence_transformers'")
 
-    monkeypatch.setattr(agg_mod, "_load_sentence_model", broken)
+    monkeypatch.setattr(embed_mod, "_load_sentence_model", broken)
     s = LabelStore()
     answer(s, key([1]), ["wheel"], true="car")
     with pytest.warns(EmbeddingFallbackWarning, match="sentence_transformers"):
