@@ -527,3 +527,60 @@ def test_writer_killed_at_random_moments_keeps_every_committed_answer(tmp_path):
         worker, i = int(key.image_id[3:].split("-")[0]), int(key.image_id.split("-")[1])
         assert stored[gid] == _expected(worker, i)
     assert s.integrity_check() == []
+
+
+# --------------------------------------------------------------------------------------------------
+# the store's seams: backends, batches, change stamps
+
+
+def test_a_backend_is_a_class_registered_under_its_url_scheme(monkeypatch):
+    from inv_widgets.labels.store import backend as backend_mod
+    from inv_widgets.labels.store.sqlite import SQLiteBackend
+
+    class MemTest(SQLiteBackend):  # a "new database": another scheme, its own class, nothing else changed
+        def __init__(self, url, **options):
+            assert url == "memtest://box"
+            super().__init__(":memory:", **options)
+            self.where = "memtest://box"
+
+    monkeypatch.setitem(backend_mod.BACKENDS, "memtest", MemTest)
+    s = LabelStore("memtest://box", timeout=1)
+    assert isinstance(s.backend, MemTest) and isinstance(s.backend, backend_mod.Backend)
+    assert s.path == "memtest://box" and repr(s) == "LabelStore('memtest://box', schema v1)"
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
+    assert s.labels()["text"].tolist() == ["wheel"] and s.integrity_check() == []
+
+    class OtherDialect(MemTest):
+        dialect = "otherdb"
+
+    monkeypatch.setitem(backend_mod.BACKENDS, "memtest", OtherDialect)
+    with pytest.raises(RuntimeError, match="no SQL for the 'otherdb' backend.*add a 'otherdb' entry"):
+        LabelStore("memtest://box")
+    with pytest.raises(ValueError, match="the 'mysql' database URL is not supported yet"):
+        LabelStore("mysql://u@h/db")
+
+
+def test_record_answers_is_one_transaction(monkeypatch):
+    from inv_widgets.labels import rules
+
+    s = LabelStore()
+    good = [rules.validate_answer("ada", KEY, "car", "car", "win", i, [f"l{i}"]) for i in range(3)]
+    assert s.record_answers(good, participants=[("zed", "2020-01-01T00:00:00+00:00")]) == 3
+    assert s.participants()["participant"].tolist() == ["zed", "ada"]
+    assert s.participants()["created"][0] == "2020-01-01T00:00:00+00:00"
+    unknown = rules.validate_answer(999, KEY, "car", "car", "win", 0, ["x"])  # an id nobody has
+    with pytest.raises(KeyError, match="999"):
+        s.record_answers(good + [unknown], participants=[("late", None)])
+    assert len(s.games()) == 3 and "late" not in s.participants()["participant"].tolist()  # all or nothing
+
+
+def test_change_stamp_moves_with_every_write_from_any_connection(tmp_path):
+    a = LabelStore(tmp_path / "stamp.db")
+    b = LabelStore(tmp_path / "stamp.db")
+    first = a.change_stamp()
+    assert a.change_stamp() == first  # reading changes nothing
+    a.add_participant("ada")
+    second = a.change_stamp()
+    assert second != first
+    b.record_answer("bob", KEY, "car", "car", "win", 0, ["wheel"])
+    assert a.change_stamp() != second

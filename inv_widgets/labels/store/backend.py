@@ -76,8 +76,9 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-#: URL scheme -> "module:Class" of the backend. Paths without a scheme are SQLite files.
-BACKENDS: dict[str, str] = {
+#: URL scheme -> the backend class, or ``"module:Class"`` (imported on first use). Paths without a scheme
+#: are SQLite files. A backend class is called as ``cls(path_or_url, timeout=..., synchronous=...)``.
+BACKENDS: dict[str, Any] = {
     "sqlite": "inv_widgets.labels.store.sqlite:SQLiteBackend",
 }
 
@@ -102,6 +103,7 @@ def open_backend(path: Any, **options: Any) -> Backend:
         raise ValueError(
             f"the {scheme!r} database URL is not supported yet; use a file path or sqlite:///path"
         )
-    module, name = target.split(":")
-    cls = getattr(importlib.import_module(module), name)
-    return cls(path, **options)
+    if isinstance(target, str):
+        module, name = target.split(":")
+        target = getattr(importlib.import_module(module), name)
+    return target(path, **options)
