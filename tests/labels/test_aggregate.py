@@ -36,7 +36,8 @@ from ._support import CLASSES, WordVectors, answer, key, rows_of
         ("the dogs ears", ["dog"], "ears"),
         ("cargo cart", ["car"], "cargo cart"),  # a class name inside another word stays
         ("something like a wheel on the left", [], "wheel"),
-        ("maybe the most typical upper center next previous least right lower multiple", [], ""),
+        ("maybe the most typical upper next previous least right lower multiple", [], ""),
+        ("flower center", ["flower"], "center"),  # "center" names a part: kept (the paper's list had it)
         ("round!!! tyres???", [], "round tyres"),
         ("don't know, it's round", [], "know round"),
         ("Ｗｈｅｅｌｓ   café 車輪 колесо", [], "wheels café 車輪 колесо"),
@@ -229,22 +230,41 @@ def test_empty_store_gives_an_empty_table():
     assert out.empty and "label" in out.columns
 
 
-def test_bad_model_path_falls_back_to_tfidf_with_a_warning(tmp_path):
+def test_a_named_model_that_cannot_load_raises_instead_of_falling_back(tmp_path):
     s = LabelStore()
     answer(s, key([1]), ["wheels"], true="car")
-    answer(s, key([1]), ["wheel"], true="car")
-    answer(s, key([2]), ["window glass"], true="car")
     bad = tmp_path / "no-such-model"
-    with pytest.warns(EmbeddingFallbackWarning) as record:
-        out = aggregate_labels(s, CLASSES, model=str(bad), progress=False)
-    msg = str(record[0].message)
-    assert "does not exist" in msg and "TF-IDF" in msg and "pip install" in msg
-    assert out.attrs["embedding"] == "tfidf"
-    assert rows_of(out, key([1])).index.tolist() == ["wheel"]  # spellings still grouped
-
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # asking for TF-IDF explicitly is not a fallback
-        aggregate_labels(s, CLASSES, model="tfidf", progress=False)
+        warnings.simplefilter("error")  # no silent (or warned) switch to another embedding
+        with pytest.raises(RuntimeError, match="no-such-model.*does not exist.*model='tfidf'"):
+            aggregate_labels(s, CLASSES, model=str(bad), progress=False)
+        out = aggregate_labels(s, CLASSES, model="tfidf", progress=False)  # TF-IDF on purpose: no warning
+    assert out.attrs["embedding"] == "tfidf"
+
+
+def test_paper_model_without_sentence_transformers_raises(monkeypatch):
+    # issue 14 item 15: model="all-mpnet-base-v2" without sentence-transformers importable
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_st(name, *args, **kwargs):
+        if name == "sentence_transformers" or name.startswith("sentence_transformers."):
+            raise ImportError("No module named 'sentence_transformers'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_st)
+    monkeypatch.setattr(embed_mod, "_load_sentence_model", embed_mod._load_sentence_model.__wrapped__)
+    s = LabelStore()
+    answer(s, key([1]), ["wheel"], true="car")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImportError, match="all-mpnet-base-v2.*pip install 'inv-widgets\\[labels\\]'"):
+            aggregate_labels(s, CLASSES, model="all-mpnet-base-v2", progress=False)
+    # the default model still falls back to TF-IDF, with its warning
+    with pytest.warns(EmbeddingFallbackWarning, match="sentence_transformers.*TF-IDF"):
+        out = aggregate_labels(s, CLASSES, progress=False)
+    assert out.attrs["embedding"] == "tfidf" and out["label"].tolist() == ["wheel"]
 
 
 def test_missing_sentence_transformers_falls_back_with_a_warning(monkeypatch):
@@ -257,6 +277,22 @@ def test_missing_sentence_transformers_falls_back_with_a_warning(monkeypatch):
     with pytest.warns(EmbeddingFallbackWarning, match="sentence_transformers"):
         out = aggregate_labels(s, CLASSES, progress=False)
     assert out["label"].tolist() == ["wheel"]
+
+
+def test_empty_store_loads_no_model(monkeypatch):
+    # issue 12 item 11: an empty store (or one with only noise) returns at once, without Sentence-BERT
+    def never(*args, **kwargs):
+        raise AssertionError("the Sentence-BERT model was loaded for nothing")
+
+    monkeypatch.setattr(embed_mod, "_load_sentence_model", never)
+    out = aggregate_labels(LabelStore(), CLASSES, progress=False)
+    assert out.empty and out.attrs["embedding"] == "none" and out.attrs["n_labels"] == 0
+    s = LabelStore()
+    answer(s, key([1]), ["the", "???"], true="car")  # labels that clean to nothing
+    out = aggregate_labels(s, CLASSES, progress=False)
+    assert out.empty and out.attrs["n_noise"] == 2
+    with pytest.raises(TypeError, match="model must be"):
+        aggregate_labels(LabelStore(), CLASSES, model=42, progress=False)
 
 
 def test_clustering_small_groups_is_sensible():

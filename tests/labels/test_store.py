@@ -223,7 +223,7 @@ def test_file_store_uses_wal_and_urls(tmp_path, monkeypatch):
     assert len(LabelStore(f"sqlite:///{tmp_path / 'a.db'}").games()) == 1
     assert LabelStore("sqlite://").path == ":memory:"
     with pytest.raises(ValueError, match="not supported"):
-        LabelStore("postgresql://u@h/db")
+        LabelStore("mysql://u@h/db")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         LabelStore(tmp_path / "no" / "such" / "dir.db")
     with pytest.raises(ValueError, match="closed"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import sqlite3
+import unicodedata
 from pathlib import Path
 
 import numpy as np
