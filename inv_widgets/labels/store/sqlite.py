@@ -5,9 +5,12 @@
 * Every write is one ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so a transaction
   that reads before it writes never fails half-way because another process wrote in between.
 * Fair, short waits: SQLite's own busy handler sleeps longer and longer (up to 100 ms a try), so a writer
-  that has waited long polls rarely while newcomers poll often, and can starve. Here a writer retries
-  ``BEGIN IMMEDIATE`` itself with short jittered sleeps (:data:`BACKOFF_CAP_S` at most) until ``timeout``:
-  an old waiter tries as often as a new one. A lock held past ``timeout`` raises
+  that has waited long polls rarely while newcomers poll often, and one that writes back to back takes
+  the lock again before a sleeper wakes: writers starve. Here a writer first takes a turnstile (an
+  ``flock`` on the side file ``<store>-writers``), then ``BEGIN IMMEDIATE``, then lets the turnstile go:
+  a writer that waits holds the turnstile, so the one that just committed cannot take the lock again
+  before it. Both are tried with short jittered sleeps (:data:`BACKOFF_CAP_S` at most) until
+  ``timeout``: an old waiter tries as often as a new one. A lock held past ``timeout`` raises
   :class:`~inv_widgets.labels.store.errors.StoreBusyError`.
 * Opening checks the file (``PRAGMA quick_check``): a damaged, truncated or foreign (not SQLite) file is
   refused with :class:`~inv_widgets.labels.store.errors.StoreDamagedError`, which names it and how to recover.
@@ -19,6 +22,10 @@ from __future__ import annotations
 
 import os
 import random
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no turnstile, jittered retries only
+    fcntl = None
 import sqlite3
 import threading
 import time
@@ -154,6 +161,7 @@ class SQLiteBackend:
         self._stale: list[sqlite3.Connection] = []
         self._writes = 0  # commits through this object (with PRAGMA data_version: the change stamp)
         self.read_only = False
+        self._turnstile: int | None = None  # fd of <store>-writers (see the module docstring)
         self._connect(check=True)
 
     # -- connection ---------------------------------------------------------------------------------
@@ -204,6 +212,12 @@ class SQLiteBackend:
         self._conn = conn
         self.read_only = read_only
         self._pid = os.getpid()
+        self._turnstile = None
+        if not read_only and self.path != ":memory:" and fcntl is not None:
+            try:  # our own open file description: flock excludes other objects of this process too
+                self._turnstile = os.open(self.path + "-writers", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError:
+                self._turnstile = None  # fairness degrades to jittered retries; correctness is SQLite's
 
     def _configure(self, conn: sqlite3.Connection, read_only: bool) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
@@ -226,6 +240,7 @@ class SQLiteBackend:
             if self._conn is not None:
                 self._stale.append(self._conn)  # never close a connection inherited by fork
             self._conn = None
+            self._turnstile = None  # the parent's: shares its flock, never use it here
             self._lock = threading.RLock()
             self._connect()
         if self._conn is None:
@@ -244,7 +259,10 @@ class SQLiteBackend:
         with self._lock:
             if self._conn is not None and os.getpid() == self._pid:
                 self._conn.close()
+                if self._turnstile is not None:
+                    os.close(self._turnstile)
             self._conn = None
+            self._turnstile = None
 
     # -- errors ------------------------------------------------------------------------------------------
 
@@ -260,27 +278,50 @@ class SQLiteBackend:
 
     # -- transactions and reads -------------------------------------------------------------------
 
+    def _retry(self, attempt_once, deadline: float, action: str) -> None:
+        """Call ``attempt_once()`` until it returns True, with short jittered sleeps; StoreBusyError at
+        ``deadline``."""
+        attempt = 0
+        while not attempt_once():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreBusyError(self.path, self.timeout, action)
+            ceiling = min(BACKOFF_CAP_S, _BACKOFF_BASE_S * (1 << min(attempt, 16)))
+            time.sleep(min(left, random.uniform(0.0, ceiling)))
+            attempt += 1
+
     def _begin(self, db: sqlite3.Connection, action: str) -> None:
-        """``BEGIN IMMEDIATE``, retried with short jittered sleeps until ``timeout`` (see the module doc)."""
+        """Turnstile, then ``BEGIN IMMEDIATE``, both retried until ``timeout`` (see the module docstring)."""
         deadline = time.monotonic() + self.timeout
-        db.execute("PRAGMA busy_timeout = 0")
+        gate = self._turnstile
+
+        def through_gate() -> bool:
+            try:
+                fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                return False
+
+        def begin() -> bool:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                return False
+
+        if gate is not None:
+            self._retry(through_gate, deadline, action)
         try:
-            attempt = 0
-            while True:
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
-                        raise
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise StoreBusyError(self.path, self.timeout, action) from exc
-                    ceiling = min(BACKOFF_CAP_S, _BACKOFF_BASE_S * (1 << min(attempt, 16)))
-                    time.sleep(min(left, random.uniform(0.0, ceiling)))
-                    attempt += 1
+            db.execute("PRAGMA busy_timeout = 0")
+            try:
+                self._retry(begin, deadline, action)
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         finally:
-            db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            if gate is not None:
+                fcntl.flock(gate, fcntl.LOCK_UN)
 
     @contextmanager
     def transaction(self, action: str = "write") -> Iterator[_Tx]:
