@@ -374,3 +374,110 @@ def test_class_names_from_the_argument_and_the_data_are_removed():
     s2.record_answer("p", key([1]), 2, 2, "win", 0, ["golf ball's dimples"])  # class indices
     out2 = aggregate_labels(s2, CLASSES, model=WordVectors(), progress=False)
     assert out2["label"].tolist() == ["dimple"]  # index 2 read as "golf ball" and removed
+
+
+# --------------------------------------------------------------------------------------------------
+# cleaning keeps the names of parts; the lemmatiser (issue 12 item 9)
+
+
+def test_every_word_of_the_demo_vocabulary_survives_cleaning():
+    from inv_widgets.demo.parts import CLASS_PART_VOCABULARY, CLASSES
+    from inv_widgets.labels.text import EXTRA_STOP_WORDS, FUNCTION_WORDS, tokenize
+
+    removed = set()
+    for cls, parts in CLASS_PART_VOCABULARY.items():
+        for part, phrases in parts.items():
+            assert clean_label(part, [c for c in CLASSES if c != part]) == part.lower()
+            for phrase in phrases:
+                kept = clean_label(phrase, CLASSES).split()
+                for word in tokenize(phrase):
+                    if word in CLASSES:  # "tree top": the class name goes, as the paper does
+                        continue
+                    if word not in kept:
+                        removed.add(word)
+    # only function words and the paper's words for position go; never a word for a part
+    assert removed == {"the", "on", "of", "and", "lower"}
+    assert removed <= FUNCTION_WORDS | EXTRA_STOP_WORDS
+
+
+@pytest.mark.parametrize("text,classes,expected", [
+    ("fire", [], "fire"), ("top", [], "top"), ("center", [], "center"),
+    ("flower center", ["flower"], "center"), ("tree top", ["tree"], "top"),
+    ("bottom front back side", [], "bottom front back side"), ("thin thick empty full", [], "thin thick empty full"),
+    ("the flame at the bottom of the rocket", ["rocket"], "flame bottom"),
+    ("it's on the left, i think", [], "think"),
+])
+def test_cleaning_removes_function_words_only(text, classes, expected):
+    assert clean_label(text, classes) == expected
+
+
+def test_the_stop_list_is_nltks_179_function_words_shipped_as_data():
+    from inv_widgets.labels.text import FUNCTION_WORDS
+
+    assert len(FUNCTION_WORDS) == 179
+    assert {"the", "a", "of", "and", "on", "above", "below", "mightn't", "y"} <= FUNCTION_WORDS
+    assert not {"top", "bottom", "front", "back", "side", "fire", "center", "full", "empty"} & FUNCTION_WORDS
+
+
+# singular nouns of plurals a player might type; the rule-based lemmatiser got the first three wrong
+LEMMAS = {
+    "movies": "movie", "cookies": "cookie", "axes": "axe", "wheels": "wheel", "tyres": "tyre",
+    "tires": "tire", "bodies": "body", "boxes": "box", "patches": "patch", "leaves": "leaf",
+    "teeth": "tooth", "feet": "foot", "mice": "mouse", "geese": "goose", "children": "child",
+    "women": "woman", "knives": "knife", "wolves": "wolf", "shelves": "shelf", "halves": "half",
+    "potatoes": "potato", "heroes": "hero", "echoes": "echo", "buses": "bus", "gases": "gas",
+    "lenses": "lens", "fungi": "fungus", "cacti": "cactus", "criteria": "criterion",
+    "phenomena": "phenomenon", "indices": "index", "matrices": "matrix", "analyses": "analysis",
+    "crises": "crisis", "zombies": "zombie", "brownies": "brownie", "pies": "pie", "ties": "tie",
+    "calories": "calorie", "hoodies": "hoodie", "stories": "story", "cherries": "cherry",
+    "skies": "sky", "branches": "branch", "churches": "church", "crosses": "cross", "dresses": "dress",
+    "petals": "petal", "spots": "spot", "dots": "dot", "stripes": "stripe", "fins": "fin",
+    "flames": "flame", "twigs": "twig", "needles": "needle", "windows": "window", "photos": "photo",
+    "pianos": "piano", "roofs": "roof", "chiefs": "chief", "dimples": "dimple",
+    # words that are not plurals stay as they are
+    "glasses": "glasses", "scissors": "scissors", "species": "species", "series": "series",
+    "grass": "grass", "lens": "lens", "cactus": "cactus", "virus": "virus", "news": "news",
+    "wheel": "wheel", "red": "red", "striped": "striped", "dimpled": "dimpled", "shiny": "shiny",
+    "колеса": "колеса", "車輪": "車輪",
+}
+
+
+def test_the_lemmatiser_on_a_word_list():
+    got = {w: lemmatize(w) for w in LEMMAS}
+    wrong = {w: (g, LEMMAS[w]) for w, g in got.items() if g != LEMMAS[w]}
+    assert wrong == {}, f"word: (got, expected) {wrong}"
+
+
+# --------------------------------------------------------------------------------------------------
+# many distinct labels (issue 12 item 11)
+
+
+def _many_maps_store(n_maps=12, per_map=6):
+    s = LabelStore()
+    for m in range(n_maps):
+        for j in range(per_map):
+            answer(s, key([m]), [f"part{m} kind{j}"], true="car", who=f"p{j}")
+    return s
+
+
+def test_map_scope_clusters_the_labels_of_each_map_apart():
+    s = _many_maps_store()
+    by_class = aggregate_labels(s, CLASSES, model=WordVectors(), scope="class", progress=False)
+    by_map = aggregate_labels(s, CLASSES, model=WordVectors(), scope="map", progress=False)
+    assert by_class.attrs["scope"] == "class" and by_map.attrs["scope"] == "map"
+    for m in range(12):
+        assert top_labels(by_map, key([m]), n=1)[0][0] == f"part{m}"  # the word every label of map m shares
+    assert set(by_map["members"]) == {str(m) for m in range(12)}
+    assert by_map.groupby("members")["frequency"].sum().tolist() == [6] * 12
+
+
+def test_auto_scope_switches_to_maps_above_max_group():
+    s = _many_maps_store()  # 72 distinct labels, all guessed "car"
+    small = aggregate_labels(s, CLASSES, model=WordVectors(), progress=False)
+    assert small.attrs["scope"] == "class"
+    big = aggregate_labels(s, CLASSES, model=WordVectors(), max_group=50, progress=False)
+    assert big.attrs["scope"] == "map"
+    pd.testing.assert_frame_equal(big, aggregate_labels(s, CLASSES, model=WordVectors(), scope="map",
+                                                        progress=False))
+    with pytest.raises(ValueError, match="scope"):
+        aggregate_labels(s, CLASSES, model=WordVectors(), scope="everything")

@@ -335,3 +335,30 @@ def test_change_stamp_moves_with_every_write_from_any_connection(store_target):
     assert second != first
     b.record_answer("bob", KEY, "car", "car", "win", 0, ["wheel"])
     assert a.change_stamp() != second
+
+# --------------------------------------------------------------------------------------------------
+# text that looks like other text (issue 12 item 10)
+
+
+def test_names_and_labels_are_nfc_bidi_controls_stripped_and_invisible_text_blank(any_store):
+    s = any_store
+    composed, decomposed = "Jos\u00e9", "Jose\u0301"
+    assert s.add_participant(composed) == s.add_participant(decomposed)  # one player, typed two ways
+    s.record_answer(decomposed, KEY, "car", "car", "win", 0, ["caf\u0065\u0301 wheel"])
+    assert s.participants()["participant"].tolist() == ["Jos\u00e9"]
+    assert s.games("Jos\u00e9")["participant"].tolist() == ["Jos\u00e9"]  # filters find it either way
+    assert len(s.games(decomposed)) == 1
+    assert s.labels()["text"].tolist() == ["caf\u00e9 wheel"]
+    # a name cannot show reversed on the leaderboard: bidirectional controls are removed
+    rid = s.add_participant("\u202eevil\u202c Ada\u2066x\u2069")
+    name = s.participants().set_index("participant_id").loc[rid, "participant"]
+    assert name == "evil Adax" and not any(0x2066 <= ord(c) <= 0x2069 or 0x202A <= ord(c) <= 0x202E for c in name)
+    # zero-width-only text is blank: refused as a name and as a label
+    for blank in ("\u200b", "\u200b\u200c\u2060", " \ufeff "):
+        with pytest.raises(ValueError, match="empty|blank"):
+            s.add_participant(blank)
+        with pytest.raises(ValueError, match="empty"):
+            s.record_answer("ada", KEY, "car", "car", "win", 0, [blank])
+    assert s.labels()["text"].tolist() == ["caf\u00e9 wheel"]
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["\U0001F469\u200d\U0001F52C hat"])
+    assert s.labels()["text"].tolist()[-1] == "\U0001F469\u200d\U0001F52C hat"

@@ -188,10 +188,11 @@ class SQLiteBackend:
         try:
             try:
                 self._configure(conn, read_only)
-            except sqlite3.OperationalError as exc:
-                if not (read_only and _code(exc) == _CANTOPEN):
+            except sqlite3.OperationalError:
+                if not read_only:
                     raise
-                # A read-only folder without the WAL side files: nobody can be writing, read the file as it is.
+                # A WAL file without its side files (-shm), which a read-only connection may not create:
+                # nobody can be writing it (it is read-only to us, or its folder is), read it as it is.
                 conn.close()
                 conn = self._open(True, immutable=True)
                 self._configure(conn, True)
