@@ -235,9 +235,9 @@ class PostgresBackend:
         with self._connection(action) as conn:
             try:
                 with conn.begin():
-                    if self.timeout > 0:
-                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self.timeout * 1000))}")
-                        conn.execute(_text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+                    if self.timeout > 0:  # one round trip: the wait limit, then the lock (both literal ints)
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self.timeout * 1000))}; "
+                                             f"SELECT pg_advisory_xact_lock({int(LOCK_KEY)})")
                     elif not conn.execute(_text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK_KEY}).scalar():
                         raise StoreBusyError(self.where, self.timeout, action)
                     yield _Tx(conn)
