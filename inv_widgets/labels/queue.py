@@ -13,9 +13,9 @@ map), ties by the pool's order. A map the player has answered never comes back, 
 in another window (the answered maps are read from the store for each map); a map taken back by
 :meth:`~ParticipantQueue.undo` comes first. Fair play across two tabs of one player: an answer is stored
 with ``record_answer(..., once=True)``, so a map answered (or given up) in one tab cannot be scored in
-the other; that tab gets :class:`~inv_widgets.labels.rules.AlreadyAnswered` and moves on. The queue is pure Python over a pool and a
-:class:`~inv_widgets.labels.protocols.GameStore`: no widget, and every rule comes from
-:mod:`inv_widgets.labels.rules`. Refused actions raise :class:`Refusal` (a message for the player);
+the other; that tab gets :class:`~inv_widgets.labels.rules.AlreadyAnswered` and moves on. The queue is
+pure Python over a pool and a :class:`~inv_widgets.labels.protocols.GameStore`: no widget, and every rule
+comes from :mod:`inv_widgets.labels.rules`. Refused actions raise :class:`Refusal` (a message for the player);
 labels that break a rule raise :class:`~inv_widgets.labels.rules.RuleError`; a store that could not
 save raises :class:`NotSaved` (the answer stays pending, nothing was stored).
 """

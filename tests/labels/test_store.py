@@ -8,7 +8,6 @@ test_io.py; the rules themselves (points, limits) test_rules.py.
 from __future__ import annotations
 
 import pickle
-import sqlite3
 
 import pytest
 
