@@ -350,3 +350,20 @@ def test_a_waiting_writer_gets_its_turn_next_to_one_that_writes_back_to_back(sto
         hog.join(timeout=120)
     assert hog.exitcode == 0 and int(count.read_text()) > 20  # the hog did write all along
     assert sorted(k for k in mine["image_id"] if k.startswith("img7-")) == sorted(f"img7-{i}" for i in range(20))
+
+
+def test_postgres_answers_of_different_players_commit_side_by_side(postgres_server):
+    url = postgres_server.create_database("side_by_side")
+    holder = LabelStore(url)
+    other = LabelStore(url, timeout=0.3)
+    with holder._transaction("answer", "ada"):  # ada's answer is in flight in another connection
+        other.record_answer("bob", KEY, "car", "car", "win", 0, ["wheel"])  # bob is not held up
+        with pytest.raises(StoreBusyError):
+            other.record_answer("ada", KEY, "car", "car", "win", 0, ["tyre"])  # ada's second tab waits
+        with pytest.raises(StoreBusyError):
+            with other._transaction("import"):  # a write of the whole store waits for every answer
+                pass
+    other.record_answer("ada", KEY, "car", "car", "win", 0, ["tyre"])
+    assert other.labels()["text"].tolist() == ["wheel", "tyre"]
+    holder.close()
+    other.close()

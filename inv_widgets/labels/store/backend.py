@@ -43,10 +43,12 @@ class Backend(Protocol):
     #: True when the database can be read but not written (writes raise StoreReadOnlyError)
     read_only: bool
 
-    def transaction(self, action: str = "write") -> AbstractContextManager[Tx]:
+    def transaction(self, action: str = "write", scope: str | None = None) -> AbstractContextManager[Tx]:
         """A write transaction that holds the write lock from its start: commit on success, rollback
         on any error; :class:`~inv_widgets.labels.store.StoreBusyError` when the lock is not free
-        within the timeout (nothing was done)."""
+        within the timeout (nothing was done). With a ``scope`` (a participant's name) the transaction
+        need only exclude the writes of the same scope and the unscoped ones; a backend may run writes of
+        different scopes side by side (PostgreSQL does; SQLite runs every write alone)."""
         ...
 
     def snapshot(self) -> AbstractContextManager[Tx]:

@@ -136,9 +136,19 @@ class LabelStore:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"], timeout=state["timeout"], synchronous=state["synchronous"])
 
-    def _transaction(self, action: str = "write"):
-        """A write transaction of the backend (a context manager yielding a :class:`~.backend.Tx`)."""
-        return self._backend.transaction(action)
+    def _transaction(self, action: str = "write", participant: Any = None):
+        """A write transaction of the backend (a context manager yielding a :class:`~.backend.Tx`).
+
+        With a participant's name, the transaction only has to exclude other writes of that participant
+        (a backend may run writes of different participants side by side: PostgreSQL does); without,
+        it excludes every other write."""
+        scope = participant if isinstance(participant, str) else None
+        if scope is None:
+            return self._backend.transaction(action)
+        try:
+            return self._backend.transaction(action, scope=scope)
+        except TypeError:  # a backend without scopes: every write excludes every other
+            return self._backend.transaction(action)
 
     def _read(self, sql: str, params: Any = ()) -> list[tuple]:
         return self._backend.read(sql, params)
@@ -178,7 +188,7 @@ class LabelStore:
     def add_participant(self, name: str) -> int:
         """Id of the participant ``name``, created when new (names are stripped; 1..64 characters)."""
         name = rules.check_name(name)
-        with self._transaction("participant sign-up") as tx:
+        with self._transaction("participant sign-up", name) as tx:
             return self._participant_id(tx, name, create=True)
 
     def record_answer(
@@ -218,7 +228,7 @@ class LabelStore:
         """
         answer = rules.validate_answer(participant, key, guessed, true_class, outcome, reveal_step, labels,
                                        started_at, answered_at)
-        with self._transaction("answer") as tx:
+        with self._transaction("answer", answer.participant) as tx:
             if once and self._has_answered(tx, answer.participant, answer.key):
                 raise rules.AlreadyAnswered(answer.participant, answer.key)
             return self._write_answer(tx, answer)
@@ -302,7 +312,9 @@ class LabelStore:
 
     def undo_last(self, participant: str | int) -> bool:
         """Remove the participant's most recent answer (game and labels); False when there is none."""
-        with self._transaction("undo") as tx:
+        if isinstance(participant, str):
+            participant = rules.check_name(participant)
+        with self._transaction("undo", participant) as tx:
             pid = self._participant_id(tx, participant, create=False)
             if pid is None:
                 return False

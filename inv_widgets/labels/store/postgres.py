@@ -6,11 +6,14 @@ server of a labelling session. SQLAlchemy Core 2 with psycopg 3 (``pip install '
 
 The same guarantees as the SQLite file:
 
-* Every write is one transaction that first takes the store's write lock (a transaction-level advisory
-  lock, :data:`LOCK_KEY`, on this database), so writes run one after the other exactly as on SQLite: a
-  transaction that reads before it writes (undo, the "answered once" check, an idempotent import) never
-  races another. PostgreSQL queues waiters for a lock in arrival order, so waits are fair. A lock not
-  granted within ``timeout`` seconds (``lock_timeout``) raises :class:`StoreBusyError`; nothing was done.
+* Every write is one transaction that first takes the store's write lock (transaction-level advisory
+  locks on this database), so that a transaction that reads before it writes (undo, the "answered once"
+  check, an idempotent import) never races another. An answer, an undo or a sign-up of one participant
+  takes the store's lock :data:`LOCK_KEY` shared and the participant's own lock exclusive: answers of
+  different players commit side by side, those of one player (two browser tabs) one after the other.
+  Every other write (an import, a migration) takes :data:`LOCK_KEY` exclusive and runs alone, as every
+  write does on SQLite. PostgreSQL queues waiters for a lock in arrival order, so waits are fair. A lock
+  not granted within ``timeout`` seconds (``lock_timeout``) raises :class:`StoreBusyError`; nothing was done.
 * A writer killed mid-answer loses its connection; the server rolls its transaction back and frees the lock.
 * Reads run in autocommit (each sees the latest committed state); :meth:`snapshot` is a read-only
   ``REPEATABLE READ`` transaction (exports read one consistent state while others write).
@@ -33,6 +36,9 @@ __all__ = ["PostgresBackend", "LOCK_KEY", "normalise_url"]
 
 #: The advisory-lock key of the store's write lock (any fixed 64-bit number; per database).
 LOCK_KEY = 0x1_4E56_1ABE_15  # "INV labels"
+#: The first key of a participant's lock (two-int advisory keys, a key space apart from LOCK_KEY's): the
+#: second is ``hashtext(name)``.
+PARTICIPANT_LOCK_CLASS = 0x1AB5
 
 _BUSY_STATES = {"55P03", "40P01", "40001", "57014"}  # lock_not_available, deadlock, serialization, canceled
 _READ_ONLY_STATES = {"25006", "42501"}  # read_only_sql_transaction, insufficient_privilege
@@ -226,8 +232,9 @@ class PostgresBackend:
     # -- transactions and reads -------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, action: str = "write") -> Iterator[_Tx]:
-        """A write transaction holding the store's write lock from its start (see the module docstring)."""
+    def transaction(self, action: str = "write", scope: str | None = None) -> Iterator[_Tx]:
+        """A write transaction holding the store's write lock from its start (see the module docstring);
+        with a ``scope`` (a participant's name), the store's lock shared and the scope's lock exclusive."""
         from sqlalchemy.exc import DBAPIError
 
         if self.read_only:
@@ -235,15 +242,25 @@ class PostgresBackend:
         with self._connection(action) as conn:
             try:
                 with conn.begin():
-                    if self.timeout > 0:  # one round trip: the wait limit, then the lock (both literal ints)
-                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self.timeout * 1000))}; "
-                                             f"SELECT pg_advisory_xact_lock({int(LOCK_KEY)})")
-                    elif not conn.execute(_text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK_KEY}).scalar():
-                        raise StoreBusyError(self.where, self.timeout, action)
+                    self._lock_for(conn, action, scope)
                     yield _Tx(conn)
                 self._writes += 1
             except DBAPIError as exc:
                 self._raise(exc, action)
+
+    def _lock_for(self, conn, action: str, scope: str | None) -> None:
+        store = "pg_advisory_xact_lock" if scope is None else "pg_advisory_xact_lock_shared"
+        own = "" if scope is None else f", pg_advisory_xact_lock({PARTICIPANT_LOCK_CLASS}, hashtext(:scope))"
+        params = {} if scope is None else {"scope": scope}
+        if self.timeout > 0:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self.timeout * 1000))}")
+            conn.execute(_text(f"SELECT {store}({int(LOCK_KEY)}){own}"), params)
+            return
+        # timeout 0: take the locks only when they are free now (lock_timeout = 0 would mean "wait forever")
+        own = "" if scope is None else \
+            f" AND pg_try_advisory_xact_lock({PARTICIPANT_LOCK_CLASS}, hashtext(:scope))"
+        if not conn.execute(_text(f"SELECT pg_try_{store[3:]}({int(LOCK_KEY)}){own}"), params).scalar():
+            raise StoreBusyError(self.where, self.timeout, action)
 
     @contextmanager
     def snapshot(self) -> Iterator[_Tx]:

@@ -325,8 +325,9 @@ class SQLiteBackend:
                 fcntl.flock(gate, fcntl.LOCK_UN)
 
     @contextmanager
-    def transaction(self, action: str = "write") -> Iterator[_Tx]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rollback on any error; typed errors for busy, read-only, damaged."""
+    def transaction(self, action: str = "write", scope: str | None = None) -> Iterator[_Tx]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rollback on any error; typed errors for busy, read-only, damaged.
+        SQLite has one write lock: every write runs alone, whatever its ``scope``."""
         if self.read_only:
             raise StoreReadOnlyError(self.path, action, "the file or its folder cannot be written")
         with self._lock:
