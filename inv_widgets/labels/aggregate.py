@@ -26,9 +26,8 @@
    most ``distance_threshold``.
 
    ``scope`` says what a group is: ``"class"``, every label given under one guessed class (step 2);
-   ``"map"``, the labels of one cluster map under one guessed class (the paper's reading, and a path that
-   scales: the cost grows with the labels per map, not with the square of the distinct labels of a
-   class); ``"auto"`` (default), ``"class"`` while no class has more than ``max_group`` distinct labels,
+   ``"map"``, the labels of one cluster map under one guessed class (a path that scales: the cost grows
+   with the labels of a map, not with the square of the distinct labels of a class); ``"auto"`` (default), ``"class"`` while no class has more than ``max_group`` distinct labels,
    else ``"map"``. ``df.attrs["scope"]`` says which ran.
 6. **Representative label.** Candidates are the words of the cluster's labels, lemmatised
    (:func:`~inv_widgets.labels.text.lemmatize`). The representative is the candidate with the highest
@@ -191,7 +190,7 @@ def _as_frame(data: Any) -> pd.DataFrame:
             f"the labels table lacks the columns {missing}; it needs {_REQUIRED} "
             "(LabelStore.labels() has them)"
         )
-    df = df[_REQUIRED].copy()
+    df = df[_REQUIRED].reset_index(drop=True)  # a caller's index may repeat labels: positions from here on
     df["image_id"] = df["image_id"].map(_image_id_text)
     df["target"] = df["target"].astype("int64")
     df["members"] = df["members"].map(lambda m: ",".join(map(str, _members_tuple(m))))

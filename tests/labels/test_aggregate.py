@@ -481,3 +481,11 @@ def test_auto_scope_switches_to_maps_above_max_group():
                                                         progress=False))
     with pytest.raises(ValueError, match="scope"):
         aggregate_labels(s, CLASSES, model=WordVectors(), scope="everything")
+
+
+def test_a_dataframe_with_a_repeated_index_aggregates_like_the_store():
+    s = _many_maps_store(n_maps=3, per_map=3)
+    df = s.labels()
+    df.index = [0] * len(df)  # e.g. concatenated exports
+    pd.testing.assert_frame_equal(aggregate_labels(df, CLASSES, model=WordVectors(), progress=False),
+                                  aggregate_labels(s, CLASSES, model=WordVectors(), progress=False))
