@@ -538,3 +538,18 @@ def test_a_read_only_store_is_said_at_once_and_never_invites_submit_again(sessio
     assert "again" not in game.message.lower()
     assert len(LabelStore(url).games()) == 0
     writer.close()
+
+
+def test_a_damaged_store_file_is_refused_before_anyone_plays(session, layers, tmp_path):
+    from inv_widgets.labels import StoreDamagedError
+
+    path = tmp_path / "labels.sqlite"
+    s = LabelStore(path)
+    for i in range(300):
+        s.record_answer(f"p{i % 5}", MapKey("net", f"img{i}", 0, "conv", [1]), "car", "car", "win", 0, ["w" * 80])
+    s.close()
+    with open(path, "r+b") as f:  # 4 KiB overwritten in the middle: the game used to say "Saved" on it
+        f.seek(path.stat().st_size // 2)
+        f.write(b"\xff" * 4096)
+    with pytest.raises(StoreDamagedError, match="labels.sqlite.*damaged.*backup"):
+        LabelingGame(session, path, "ada", images=[0], layers=layers)

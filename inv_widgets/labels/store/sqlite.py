@@ -197,9 +197,11 @@ class SQLiteBackend:
                 conn = self._open(True, immutable=True)
                 self._configure(conn, True)
             if check and exists and os.path.getsize(self.path) > 0:
-                problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"]
+                problems = [line.strip() for r in conn.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"
+                            for line in str(r[0]).splitlines() if line.strip() and not line.startswith("***")]
                 if problems:
-                    raise StoreDamagedError(self.path, "PRAGMA quick_check: " + "; ".join(problems[:3]))
+                    more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+                    raise StoreDamagedError(self.path, "PRAGMA quick_check: " + "; ".join(problems[:3]) + more)
         except sqlite3.DatabaseError as exc:
             conn.close()
             if is_busy(exc):
