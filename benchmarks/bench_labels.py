@@ -27,6 +27,9 @@ are right. The script prints:
 
 ``--all-distinct`` replaces every label by two made-up words: the worst case, where the time is
 spent embedding every distinct label and its words (``--labels 50000`` for the README's figure).
+``--fake-embeddings`` replaces Sentence-BERT by random unit vectors of its size (384), seeded by the
+text: what is left is the time and memory of cleaning, clustering and scoring alone. ``--scope`` forces
+the clustering scope (``class``: every label of a guessed class together, as before ``map`` existed).
 """
 
 from __future__ import annotations
@@ -257,6 +260,20 @@ def run_writers(args) -> None:
 # aggregation
 
 
+class FakeEmbeddings:
+    """Random unit vectors (384 numbers, as all-MiniLM-L6-v2), the same for the same text."""
+
+    def encode(self, texts, **kwargs):
+        import zlib
+
+        import numpy as np
+
+        out = np.empty((len(texts), 384), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = np.random.default_rng(zlib.crc32(t.encode("utf-8"))).standard_normal(384)
+        return out
+
+
 class _PeakRSS:
     """The largest resident memory of this process while the block runs (sampled every 20 ms)."""
 
@@ -292,6 +309,9 @@ def main() -> None:
     ap.add_argument("--answers", type=int, default=300, help="answers per writer")
     ap.add_argument("--pg-url", default=None, help="a PostgreSQL database for the writers (default: a throwaway "
                                                    "server, when Debian's postgresql is installed)")
+    ap.add_argument("--fake-embeddings", action="store_true",
+                    help="random vectors instead of Sentence-BERT: time cleaning, clustering and scoring alone")
+    ap.add_argument("--scope", default="auto", choices=["auto", "class", "map"])
     ap.add_argument("--writers-only", action="store_true")
     ap.add_argument("--aggregation-only", action="store_true")
     args = ap.parse_args()
@@ -308,8 +328,9 @@ def main() -> None:
         print(f"wrote {n} labels in {answers} answers to a file store in {write_s:.2f} s "
               f"({1000 * write_s / answers:.2f} ms per answer)")
 
+        model = FakeEmbeddings() if args.fake_embeddings else args.model
         t0 = time.perf_counter()
-        embedder = agg._Embedder(args.model)
+        embedder = agg._Embedder(model)
         print(f"model: {embedder.kind} {embedder.name} loaded in {time.perf_counter() - t0:.2f} s")
 
         cold, warm = [], []
@@ -318,8 +339,8 @@ def main() -> None:
             agg.clear_embedding_cache()
             with _PeakRSS() as mem:
                 t0 = time.perf_counter()
-                result = agg.aggregate_labels(store, class_names=classes, model=args.model,
-                                              progress=False)
+                result = agg.aggregate_labels(store, class_names=classes, model=model,
+                                              progress=False, scope=args.scope)
                 cold.append(time.perf_counter() - t0)
             if r == 0:
                 print(f"peak resident memory during the cold aggregation: {mem.peak / 2**30:.2f} GiB "
@@ -327,7 +348,7 @@ def main() -> None:
                       flush=True)
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            agg.aggregate_labels(store, class_names=classes, model=args.model, progress=False)
+            agg.aggregate_labels(store, class_names=classes, model=model, progress=False, scope=args.scope)
             warm.append(time.perf_counter() - t0)
 
         distinct = store.labels()["text"].nunique()

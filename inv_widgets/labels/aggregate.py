@@ -112,7 +112,7 @@ def label_score(steps: Iterable[int], right: Iterable[bool]) -> float:
 
 def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> np.ndarray:
     """Cluster ids (0..k-1) of unit-norm embeddings: cosine, complete linkage, k by silhouette."""
-    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
     n = len(emb)
@@ -126,11 +126,11 @@ def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> n
     z = linkage(squareform(dist, checks=False), method="complete")
     if z[-1, 2] <= distance_threshold:
         return np.zeros(n, dtype=int)
-    threshold_cut = fcluster(z, distance_threshold, criterion="distance")
+    cuts = _Cuts(z)
     best_k, best_s, best = None, -np.inf, None
     seen = set()
     for k in _candidate_ks(n, max_k):
-        labels = fcluster(z, k, criterion="maxclust")
+        labels = cuts.maxclust(k)
         got = len(np.unique(labels))
         if got in seen or not 2 <= got <= n - 1:
             continue
@@ -141,8 +141,47 @@ def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> n
     if best is None:
         # No k splits the labels (e.g. a few labels all equally far apart): keep apart what is
         # farther than the threshold instead of forcing unrelated labels together.
-        best = threshold_cut
+        best = cuts.at(distance_threshold)
     return np.unique(best, return_inverse=True)[1]
+
+
+class _Cuts:
+    """Flat clusters of a complete-linkage tree, as ``scipy.cluster.hierarchy.fcluster`` makes them
+    (``criterion="maxclust"`` and ``"distance"``, the same partitions, tested), without its per-call
+    validation: a group of a few labels is cut dozens of times, and with many small groups (``scope="map"``)
+    that validation was most of the time."""
+
+    def __init__(self, z: np.ndarray):
+        self.z = z
+        self.n = len(z) + 1
+        self.heights = z[:, 2]  # non-decreasing: complete linkage is monotonic
+
+    def at(self, threshold: float) -> np.ndarray:
+        """Components of the merges at heights <= ``threshold`` (fcluster's ``"distance"``)."""
+        return self._components(int(np.searchsorted(self.heights, threshold, side="right")))
+
+    def maxclust(self, k: int) -> np.ndarray:
+        """fcluster's ``"maxclust"``: the lowest merge height at which at most ``k`` clusters are left, and
+        every merge at that height (ties merge together, so fewer than ``k`` clusters may come out)."""
+        n = self.n
+        if k >= n:
+            return np.arange(n)
+        return self.at(self.heights[n - k - 1])
+
+    def _components(self, merges: int) -> np.ndarray:
+        n = self.n
+        parent = list(range(2 * n - 1))
+        for j in range(merges):
+            a, b = int(self.z[j, 0]), int(self.z[j, 1])
+            parent[a] = parent[b] = n + j
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        return np.array([root(i) for i in range(n)])
 
 
 def _candidate_ks(n: int, max_k: int) -> list[int]:
@@ -317,10 +356,12 @@ def aggregate_labels(
             widest = int(df.groupby("guess")["clean"].nunique().max())
             used_scope = "class" if widest <= int(max_group) else "map"
         by = ["guess"] if used_scope == "class" else _MAP_COLS + ["guess"]
-        groups = df.groupby(by, sort=True)
-        rows, reps = [], []
-        for _, g in _progress(groups, progress, "label clusters", len(groups)):
-            counts = Counter(g["clean"])
+        groups = df.groupby(by, sort=True).indices  # group -> row positions (the index is 0..n-1)
+        clean = df["clean"].to_numpy()
+        label = np.empty(len(df), dtype=object)
+        for rows in _progress(list(groups.values()), progress, "label clusters"):
+            texts_here = clean[rows]
+            counts = Counter(texts_here)
             distinct = list(counts)
             ids = _cluster_labels(np.stack([vectors[t] for t in distinct]),
                                   float(distance_threshold), int(max_k))
@@ -330,9 +371,8 @@ def aggregate_labels(
                 rep = _representative(members, [counts[t] for t in members], vectors)
                 for t in members:
                     rep_of[t] = rep
-            rows.append(g.index.to_numpy())
-            reps.append(g["clean"].map(rep_of).to_numpy())
-        df["label"] = pd.Series(np.concatenate(reps), index=np.concatenate(rows))
+            label[rows] = [rep_of[t] for t in texts_here]
+        df["label"] = label
 
         agg = (
             df.assign(wrong=~df["right"])
@@ -362,15 +402,14 @@ def _ranked(agg: pd.DataFrame) -> pd.DataFrame:
                        "mean_step": "float64"})
 
 
-def _progress(items, progress: bool, desc: str, total: int | None = None):
-    total = len(items) if total is None else total
-    if not progress or total < 2:
+def _progress(items, progress: bool, desc: str):
+    if not progress or len(items) < 2:
         return items
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover
         return items
-    return tqdm(items, desc=desc, leave=False, total=total)
+    return tqdm(items, desc=desc, leave=False)
 
 
 def _merge(agg: pd.DataFrame, weights: Mapping[MapKey, float] | None) -> pd.DataFrame:

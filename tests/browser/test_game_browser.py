@@ -200,7 +200,7 @@ def test_two_players_share_one_voila_server_and_store(browser, jupyter_server, t
             contexts.append(ctx)
             page = ctx.new_page()
             game = GamePage(page)
-            page.goto(server.url(""), wait_until="domcontentloaded")
+            page.goto(server.url(""), wait_until="domcontentloaded", timeout=LONG)  # Voila runs the notebook first
             players[name] = (page, game)
         for name, (page, game) in players.items():
             try:

@@ -489,3 +489,27 @@ def test_a_dataframe_with_a_repeated_index_aggregates_like_the_store():
     df.index = [0] * len(df)  # e.g. concatenated exports
     pd.testing.assert_frame_equal(aggregate_labels(df, CLASSES, model=WordVectors(), progress=False),
                                   aggregate_labels(s, CLASSES, model=WordVectors(), progress=False))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_cuts_are_fclusters_partitions(seed):
+    # _Cuts replaces scipy's fcluster in the silhouette search (speed); the partitions must be the same
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(seed)
+
+    def same_partition(a, b):
+        return len(set(zip(a, b))) == len(set(a)) == len(set(b))
+
+    for trial in range(150):
+        n = int(rng.integers(3, 40))
+        x = rng.normal(size=(n, 4))
+        if trial % 2:
+            x = np.round(x)  # ties between merge heights
+        z = linkage(pdist(x), method="complete")
+        cuts = agg_mod._Cuts(z)
+        for k in range(1, n):
+            assert same_partition(cuts.maxclust(k), fcluster(z, k, criterion="maxclust")), (trial, n, k)
+        for t in np.unique(z[:, 2])[:10]:
+            assert same_partition(cuts.at(t), fcluster(z, t, criterion="distance")), (trial, t)
