@@ -6,15 +6,17 @@ Explorer. The browser sends intents as messages ({type: "image" | "target" | "pa
 from __future__ import annotations
 
 import contextlib
+import io
 import time
 
 import anywidget
 import numpy as np
 import traitlets as t
+from PIL import Image
 
 from .._common import STATIC, esm
 
-__all__ = ["Header", "HINT", "true_class", "caption"]
+__all__ = ["Header", "HINT", "true_class", "caption", "read_upload"]
 
 HINT = ("Keyboard (click the Explorer first): ← → layer · ↑ ↓ move the cut (↑ fewer, ↓ more clusters). "
         "Click or drag on the dendrogram to cut it; click a cluster map for its details.")
@@ -45,6 +47,20 @@ def caption(session, i: int) -> str:
     if y is not None and 0 <= int(y) < len(session.classes):
         return f"#{i} {session.classes[int(y)]}"
     return f"#{i}"
+
+
+def read_upload(name: str, buffers) -> Image.Image:
+    """The image a person dropped on the picker (the message's first buffer); a ValueError saying what to do
+    when it is not one."""
+    if not buffers:
+        raise ValueError(f"{name} arrived empty")
+    try:
+        img = Image.open(io.BytesIO(bytes(buffers[0])))
+        img.load()
+    except Exception:
+        raise ValueError(f"{name} is not an image this Explorer can read; use a PNG, JPEG, GIF, BMP or WebP "
+                         "file") from None
+    return img
 
 
 class Header(anywidget.AnyWidget):

@@ -24,16 +24,12 @@ as PNG bytes in binary buffers.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
-import sys
-import threading
 import time
 from collections import deque
 
 import ipywidgets as W
 import numpy as np
-from PIL import Image
 
 from ... import render
 from ...engine.maps import REVEAL_PERCENTS
@@ -43,10 +39,10 @@ from .._common import readable
 from ..dendrogram import MAX_K, Dendrogram
 from ..gallery import Gallery
 from .controls import Controls
-from .dendrogram_view import show_dendrogram
+from .dendrogram_view import show_dendrogram, start_plotly_import
 from .detail import NO_LABELS_HINT, NO_STORE_HINT, Detail
 from .gallery_view import color, show_gallery
-from .header import HINT, Header, caption, true_class
+from .header import HINT, Header, caption, read_upload, true_class
 from .images import Pictures
 from .provider import LabelsProvider, store_labels, top_labels
 from .state import KEEP, Cut, Selection, View
@@ -54,22 +50,6 @@ from .state import KEEP, Cut, Selection, View
 __all__ = ["Explorer"]
 
 log = logging.getLogger("inv_widgets.explorer")
-
-
-def _import_plotly_widget() -> None:
-    try:
-        import plotly.graph_objects as go
-
-        go.FigureWidget  # noqa: B018 - the import is the point (plotly.io pulls in nbformat and jsonschema)
-    except Exception:  # the Explorer imports it again and reports any real problem
-        pass
-
-
-def _start_plotly_import() -> None:
-    """Import plotly's FigureWidget in a background thread (1-2 s: plotly.io pulls in nbformat and jsonschema),
-    while the kernel is idle and the browser draws the first gallery; the dendrogram needs it right after."""
-    if "plotly.basewidget" not in sys.modules:
-        threading.Thread(target=_import_plotly_widget, name="inv-import-plotly", daemon=True).start()
 
 
 def _as_session(obj, images, kwargs):
@@ -169,7 +149,7 @@ class Explorer(W.VBox):
 
         self._show(start)
         # While the browser draws the gallery, import plotly's widget for the dendrogram (made on "ready").
-        _start_plotly_import()
+        start_plotly_import()
 
     # ==== public API ===============================================================================
     @property
@@ -455,16 +435,7 @@ class Explorer(W.VBox):
             self._safely(f"add {name}", self._upload, name, buffers)
 
     def _upload(self, name: str, buffers) -> None:
-        if not buffers:
-            raise ValueError(f"{name} arrived empty")
-        data = bytes(buffers[0])
-        try:
-            img = Image.open(io.BytesIO(data))
-            img.load()
-        except Exception:
-            raise ValueError(f"{name} is not an image this Explorer can read; use a PNG, JPEG, GIF, BMP or WebP "
-                             "file") from None
-        self.add_image(img, name=name)
+        self.add_image(read_upload(name, buffers), name=name)
 
     def _key(self, key: str) -> None:
         if self._view is None:

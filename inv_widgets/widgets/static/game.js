@@ -29,7 +29,7 @@ function render({ model, el: host }) {
   root.setAttribute("aria-label", "Deep Reveal game: keys 1-9 and 0 guess a class, space shows more, Enter saves");
   host.classList.add("inv-game");
   host.appendChild(root);
-  const urls = { masked: null, overlay: null };
+  const urls = { masked: [], overlay: [] }; // object URLs of the images shown now
   const seen = { round: -1, draft: -1, phase: "" };
 
   // --- top bar ---------------------------------------------------------------------------------
@@ -270,15 +270,10 @@ function render({ model, el: host }) {
   // --- drawing ----------------------------------------------------------------------------------
   function setImage(which, img, changed) {
     if (!changed.has(which)) return;
-    const dv = model.get(which);
-    if (urls[which]) URL.revokeObjectURL(urls[which]);
-    urls[which] = null;
-    if (dv && dv.byteLength) {
-      urls[which] = URL.createObjectURL(new Blob([dv], { type: "image/png" }));
-      img.src = urls[which];
-    } else {
-      img.removeAttribute("src");
-    }
+    revokeAll(urls[which]);
+    const u = pngUrl(model.get(which), urls[which]);
+    if (u) img.src = u;
+    else img.removeAttribute("src");
   }
 
   function updateCounter(i) {
@@ -433,10 +428,10 @@ function render({ model, el: host }) {
     setImage("overlay", imgOverlay, changed);
     const step = model.get("step");
     const percents = model.get("percents") || [];
-    const pct = percents[step];
+    const shown = percents[step];
     const answered_ = phase === "answer";
-    capMasked.textContent = answered_ ? `What you saw: the top ${pct} % of pixels`
-      : `The network's top ${pct} % of pixels`;
+    capMasked.textContent = answered_ ? `What you saw: the top ${shown} % of pixels`
+      : `The network's top ${shown} % of pixels`;
     figOverlay.hidden = !answered_;
     if (anyOf(changed, ["percents", "step"])) {
       drawSteps();
@@ -477,7 +472,7 @@ function render({ model, el: host }) {
       if (outcome === "win") {
         bannerIcon.textContent = "✔";
         bannerTitle.replaceChildren("Right! ", truthSpan);
-        bannerSub.textContent = `You needed only ${pct} % of the pixels.`;
+        bannerSub.textContent = `You needed only ${shown} % of the pixels.`;
       } else if (outcome === "lose") {
         bannerIcon.textContent = "✘";
         bannerTitle.replaceChildren("Not quite: it's ", truthSpan);
@@ -536,7 +531,7 @@ function render({ model, el: host }) {
 
   return () => {
     stop();
-    Object.values(urls).forEach((u) => u && URL.revokeObjectURL(u));
+    Object.values(urls).forEach(revokeAll);
   };
 }
 
