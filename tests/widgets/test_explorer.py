@@ -338,3 +338,15 @@ def test_dendrogram_is_made_after_the_first_view(session):
     assert fig.layout.shapes[0].y0 == pytest.approx(ex.threshold)  # drawn with the current cut
     ex._on_header_msg(ex.header, {"type": "ready"}, [])  # a second view: same figure
     assert ex.dendrogram.figure is fig
+
+
+def test_what_the_explorer_shows_is_a_value(explorer):
+    """``explorer.view`` is the resolved state (widgets/explorer/state.py) the views were drawn from."""
+    view = explorer.view
+    assert view.explanation is explorer.explanation and view.clusters is explorer.clusters
+    assert view.selection.layer == explorer.layer and view.selection.target == explorer.target
+    explorer.set_cut(k=2)
+    assert explorer.view is not view and view.cut.mode == "suggested"  # a new value; the old one as it was
+    assert explorer.view.cut.mode == "k" and explorer.view.cut.value == 2
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        Explorer(explorer.session, k=0)
