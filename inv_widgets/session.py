@@ -168,6 +168,31 @@ class Session:
             return img if img.size == size else img.resize(size, Image.BILINEAR)
         return Image.fromarray(display_image(x, self.transform))
 
+    def item(self, i: int) -> tuple[torch.Tensor, np.ndarray, int | None]:
+        """``(model input, what a person sees as uint8 (H, W, 3), ground-truth label or None)`` of image
+        ``i``, read once and not cached: for passes over a whole dataset (``explain_dataset``), where the
+        session's caches would only grow."""
+        i = self._check_index(i)
+        nd = len(self.dataset) if self.dataset is not None else 0
+        label = None
+        x = self._inputs.get(i)
+        if x is None and i < nd:
+            item = self.dataset[i]
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            label = int(item[1]) if isinstance(item, (tuple, list)) and len(item) > 1 else None
+            x = to_model_input(x, self.transform)
+        elif x is None:
+            x = to_model_input(self._extra[i - nd], self.transform)
+        elif i < nd:
+            label = self.label(i)
+        if i < nd and hasattr(self.dataset, "image"):
+            img = to_pil(self.dataset.image(i))
+            size = (x.shape[2], x.shape[1])
+            shown = np.asarray(img if img.size == size else img.resize(size, Image.BILINEAR))
+        else:
+            shown = display_image(x, self.transform)
+        return x, shown, label
+
     def image_id(self, i: int) -> str:
         return tensor_id(self.input(i))
 

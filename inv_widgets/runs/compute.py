@@ -1,0 +1,164 @@
+"""One batch of images -> everything a stored run keeps of them, without Explanation objects.
+
+The same steps as ``Session.explain`` followed by ``cut()`` on every layer (the same engine functions:
+``run_model``, ``to_percent``, the keep filter, ``build_trees``, ``assign``, ``prune_mask``), batched
+across the images and layers of a batch, and only what is stored is made: cluster maps at feature
+resolution (min-max scaled, float16), their weights and members, the layer's Grad-CAM (feature
+resolution, min-max scaled), per-channel weights, logits. No map is upsampled to the input size.
+
+``ward="torch"`` builds the ``fast`` recipe's dendrograms with the batched Lance-Williams kernel of
+``engine/ward_torch.py`` on the model's device: on a GPU the kept maps never leave it, only the linkage
+matrices and the finished cluster maps come back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine import run_model
+from ..engine.cluster import Tree, _gap_k, assign, build_trees, prune_mask
+from ..engine.numeric import minmax_rows
+from ..engine.runtime import limited_threads
+from ..engine.ward_torch import pairwise_sq_euclidean, ward_linkage_groups
+from ..engine.weights import KEEP_FACTOR, gradcam_lowres, to_percent
+
+__all__ = ["LayerOut", "BatchOut", "explain_batch", "WARD_BACKENDS"]
+
+WARD_BACKENDS = ("auto", "scipy", "torch")
+
+
+@dataclass
+class LayerOut:
+    """One layer of a batch: per image, the cut's cluster maps, weights and members."""
+
+    name: str
+    channel_weights: np.ndarray  # (B, C) float32, percent of the layer total
+    gradcam: np.ndarray  # (B, h, w) float16, min-max scaled
+    maps: list[np.ndarray]  # per image (K, h, w) float16, min-max scaled, sorted by weight
+    weights: list[np.ndarray]  # per image (K,) float64 percent, descending
+    members: list[list[np.ndarray]]  # per image, K arrays of channel indices (sorted)
+
+
+@dataclass
+class BatchOut:
+    logits: np.ndarray  # (B, num_classes) float32
+    targets: np.ndarray  # (B,) int64, the class explained
+    layers: list[LayerOut]  # in the order the layers fired
+
+
+def _scaled_half(x: torch.Tensor) -> np.ndarray:
+    """Min-max scale each leading item of (N, ...) to [0, 1] and bring it to the CPU as float16."""
+    if x.shape[0] == 0:
+        return np.zeros(tuple(x.shape), np.float16)
+    return minmax_rows(x.reshape(x.shape[0], -1).float()).reshape(x.shape).to(torch.float16).cpu().numpy()
+
+
+def _cut(tree: Tree, pct_kept: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``LayerResult.cut(k)`` without the maps: (assignment aligned with kept, -1 where pruned; weights)."""
+    if tree.n == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    labels = assign(tree, k=k)
+    k_cut = int(labels.max()) + 1
+    weights = np.bincount(labels, weights=pct_kept.astype(np.float64), minlength=k_cut)
+    keep = prune_mask(weights) if tree.prune else np.ones(k_cut, dtype=bool)
+    order = [c for c in np.argsort(-weights, kind="stable") if keep[c]]
+    remap = np.full(k_cut, -1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    return remap[labels], weights[order].astype(np.float64)
+
+
+def _torch_trees(acts: list[torch.Tensor], kept: list[list[np.ndarray]], dtype) -> list[list[Tree]]:
+    """The fast recipe's dendrograms of every (layer, image), from the batched torch Ward kernel."""
+    d2s, counts = [], []
+    for a, kl in zip(acts, kept):
+        b, c = a.shape[:2]
+        cnt = np.array([len(k) for k in kl], dtype=np.int64)
+        n = max(int(cnt.max(initial=0)), 1)
+        idx = np.zeros((b, n), dtype=np.int64)
+        for i, k in enumerate(kl):
+            idx[i, :len(k)] = k
+        idx_t = torch.as_tensor(idx, device=a.device)
+        flat = a.reshape(b, c, -1)
+        x = F.relu(flat.gather(1, idx_t[:, :, None].expand(b, n, flat.shape[2])))  # (B, n, h*w) kept maps
+        x = minmax_rows(x.reshape(b * n, -1)).reshape(b, n, -1)
+        d2s.append(pairwise_sq_euclidean(x, torch.as_tensor(cnt)))
+        counts.append(cnt)
+    out = []
+    for links, cnt in zip(ward_linkage_groups(d2s, counts, dtype=dtype), counts):
+        trees = []
+        for z, n in zip(links, cnt):
+            n = int(n)
+            if n < 2:
+                trees.append(Tree("fast", np.zeros((0, 4)), n, max(n, 1), False))
+            else:
+                trees.append(Tree("fast", z, n, _gap_k(z[:, 2], n), False))
+        out.append(trees)
+    return out
+
+
+def explain_batch(model, x: torch.Tensor, layers: list[str], target=None, *, recipe: str = "fast",
+                  k: int | None = None, ward: str = "scipy", ward_dtype: torch.dtype | None = None) -> BatchOut:
+    """Explain a batch ``x`` (B, C, H, W) on the model's device and cut every layer (suggested cut, or ``k``).
+
+    ``target``: None (each image's predicted class), an int, or B ints. ``ward``: ``"scipy"`` (the
+    engine's recipes, as ``Session.explain``) or ``"torch"`` (the batched kernel; ``fast`` recipe only).
+    """
+    if ward not in ("scipy", "torch"):
+        raise ValueError(f"ward must be 'scipy' or 'torch' here, got {ward!r}")
+    if ward == "torch" and recipe != "fast":
+        raise ValueError(f"the torch Ward kernel builds the 'fast' recipe's dendrograms, not {recipe!r}; "
+                         "use ward='scipy' for other recipes")
+    cap = run_model(model, x, layers, target)
+    # after the model's pass: many small ops per image and layer, which extra threads only slow down (on a
+    # busy CPU by several times); one big pass on a GPU does not care
+    with limited_threads(1):
+        return _summarise(cap, x.shape[0], x.device, recipe, k, ward, ward_dtype)
+
+
+def _summarise(cap, b: int, device: torch.device, recipe: str, k: int | None, ward: str, ward_dtype) -> BatchOut:
+    acts, pcts, keeps, cams = [], [], [], []
+    for name in cap.order:
+        a = cap.activations[name].float()
+        pct = to_percent(cap.guided[name])
+        n = pct.shape[-1]
+        acts.append(a)
+        pcts.append(pct)
+        keeps.append((pct >= KEEP_FACTOR / n) & (pct > 0))  # engine.weights.keep_channels, batched
+        cams.append(gradcam_lowres(a, grad_mean=cap.grad_mean[name]))
+    # the small per-channel results cross to the CPU once per batch
+    pct_np = [p.cpu().numpy() for p in pcts]
+    kept = [[np.flatnonzero(row) for row in m.cpu().numpy()] for m in keeps]
+    cams_np = [_scaled_half(c) for c in cams]
+    if ward == "torch":
+        trees = _torch_trees(acts, kept, ward_dtype or (torch.float64 if device.type == "cpu" else torch.float32))
+    else:
+        maps_list = [F.relu(a[i].index_select(0, torch.as_tensor(kept[li][i], device=a.device)))
+                     for li, a in enumerate(acts) for i in range(b)]
+        flat = build_trees(maps_list, recipe)
+        del maps_list
+        trees = [flat[li * b:(li + 1) * b] for li in range(len(acts))]
+    out_layers = []
+    for li, name in enumerate(cap.order):
+        a = acts[li]
+        c = a.shape[1]
+        cuts = [_cut(trees[li][i], pct_np[li][i][kept[li][i]], k) for i in range(b)]
+        kmax = max((len(w) for _, w in cuts), default=0)
+        maps_np: list[np.ndarray] = []
+        if kmax:
+            # weighted mean of each cluster's members (engine.maps.cluster_maps_lowres), all images at once
+            wm = np.zeros((b, kmax, c), np.float32)
+            for i, (assignment, _) in enumerate(cuts):
+                ok = assignment >= 0
+                wm[i, assignment[ok], kept[li][i][ok]] = pct_np[li][i][kept[li][i][ok]]
+            wm /= np.maximum(wm.sum(2, keepdims=True), np.float32(1e-12))
+            low = torch.bmm(torch.as_tensor(wm, device=a.device), F.relu(a).reshape(b, c, -1))
+            low_np = _scaled_half(low.reshape(b * kmax, *a.shape[2:])).reshape(b, kmax, *a.shape[2:])
+            maps_np = [low_np[i, :len(w)].copy() for i, (_, w) in enumerate(cuts)]
+        else:
+            maps_np = [np.zeros((0, *a.shape[2:]), np.float16) for _ in range(b)]
+        members = [[kept[li][i][assignment == j] for j in range(len(w))] for i, (assignment, w) in enumerate(cuts)]
+        out_layers.append(LayerOut(name, pct_np[li], cams_np[li], maps_np, [w for _, w in cuts], members))
+    return BatchOut(cap.logits.float().cpu().numpy(), np.asarray(cap.targets, dtype=np.int64), out_layers)
