@@ -84,8 +84,8 @@ def ward_linkage_batched(d2: torch.Tensor, counts, dtype: torch.dtype | None = N
     inf = torch.tensor(float("inf"), dtype=dtype, device=device)
     D.masked_fill_(pad[:, :, None] | pad[:, None, :] | torch.eye(n_max, dtype=torch.bool, device=device)[None], inf)
     size = (~pad).to(dtype)  # points in each slot's cluster; 0 for padding and merged-away slots
-    ids = slots[None, :].expand(len(order), n_max).clone()  # scipy id of the cluster in each slot
-    rec = torch.zeros(len(order), n_max - 1, 4, dtype=torch.float64, device=device)
+    # per step: the two slots merged and the merge's squared height and size; ids are assigned on the host
+    rec = torch.zeros(len(order), n_max - 1, 4, dtype=dtype, device=device)
     rows = torch.arange(len(order), device=device)
     # active[s]: how many problems still merge at step s (counts - 1 > s), a prefix of the sorted list
     active = [int(np.searchsorted(-sorted_counts, -(s + 2), side="right")) for s in range(n_max - 1)]
@@ -100,25 +100,53 @@ def ward_linkage_batched(d2: torch.Tensor, counts, dtype: torch.dtype | None = N
         si = size[ar, i][:, None]
         sj = size[ar, j][:, None]
         sk = size[:m]
+        sij = si + sj
         di, dj = Dm[ar, i], Dm[ar, j]
         # infinite for dead or padded k and for k = i, j (their diagonal entries are inf): no extra masking
-        new = ((si + sk) * di + (sj + sk) * dj - sk * dij) / (si + sj + sk)
+        new = ((si + sk) * di + (sj + sk) * dj - sk * dij) / (sij + sk)
         Dm[ar, i] = new
         Dm[ar, :, i] = new
         Dm[ar, j] = inf
         Dm[ar, :, j] = inf
-        idi, idj = ids[ar, i], ids[ar, j]
-        rec[:m, s] = torch.stack([torch.minimum(idi, idj).to(torch.float64), torch.maximum(idi, idj).to(torch.float64),
-                                  dij[:, 0].to(torch.float64), (si + sj)[:, 0].to(torch.float64)], 1)
-        size[ar, i] = (si + sj)[:, 0]
+        rec[:m, s] = torch.cat([i[:, None].to(dtype), j[:, None].to(dtype), dij, sij], 1)
+        size[ar, i] = sij[:, 0]
         size[ar, j] = 0
-        ids[ar, i] = cnt[:m] + s
-    rec[:, :, 2] = rec[:, :, 2].clamp_min(0).sqrt()
-    rec_np = rec.cpu().numpy()
+    rec_np = rec.to(torch.float64).cpu().numpy()
+    links = _linkage_from_slots(rec_np, sorted_counts)
     for r, p in enumerate(order):
-        c = int(counts_np[p])
-        if c >= 2:
-            out[p] = _sorted(rec_np[r, :c - 1].copy(), c)
+        if counts_np[p] >= 2:
+            out[p] = links[r]
+    return out
+
+
+def _linkage_from_slots(rec: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    """scipy linkage matrices from the merged slot pairs (P, steps, [i, j, d2, size]), all problems at once.
+
+    A merged cluster keeps the lower slot; at step s it gets scipy's id ``n + s``, so the ids of the two
+    clusters merged at step s are what their slots held just before.
+    """
+    p, steps, _ = rec.shape
+    slot_i = rec[:, :, 0].astype(np.int64)
+    slot_j = rec[:, :, 1].astype(np.int64)
+    ids = np.tile(np.arange(max(steps + 1, 1), dtype=np.int64), (p, 1))
+    left = np.empty((p, steps), np.int64)
+    right = np.empty((p, steps), np.int64)
+    rows = np.arange(p)
+    for s in range(steps):
+        a, b = ids[rows, slot_i[:, s]], ids[rows, slot_j[:, s]]
+        left[:, s], right[:, s] = np.minimum(a, b), np.maximum(a, b)
+        ids[rows, slot_i[:, s]] = counts + s
+    out = []
+    for r in range(p):
+        c = int(counts[r])
+        if c < 2:
+            out.append(np.zeros((0, 4)))
+            continue
+        z = np.empty((c - 1, 4))
+        z[:, 0], z[:, 1] = left[r, :c - 1], right[r, :c - 1]
+        z[:, 2] = np.sqrt(np.maximum(rec[r, :c - 1, 2], 0.0))
+        z[:, 3] = rec[r, :c - 1, 3]
+        out.append(_sorted(z, c))
     return out
 
 

@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import run_model
+from scipy.cluster.hierarchy import linkage as scipy_linkage
+
 from ..engine.cluster import Tree, _gap_k, assign, build_trees, prune_mask
-from ..engine.numeric import minmax_rows
+from ..engine.numeric import condensed_euclidean, minmax_rows
 from ..engine.runtime import limited_threads
 from ..engine.ward_torch import pairwise_sq_euclidean, ward_linkage_groups
 from ..engine.weights import KEEP_FACTOR, gradcam_lowres, to_percent
@@ -70,24 +72,47 @@ def _cut(tree: Tree, pct_kept: np.ndarray, k: int | None) -> tuple[np.ndarray, n
     return remap[labels], weights[order].astype(np.float64)
 
 
-def _torch_trees(acts: list[torch.Tensor], kept: list[list[np.ndarray]], dtype) -> list[list[Tree]]:
-    """The fast recipe's dendrograms of every (layer, image), from the batched torch Ward kernel."""
-    d2s, counts = [], []
-    for a, kl in zip(acts, kept):
-        b, c = a.shape[:2]
-        cnt = np.array([len(k) for k in kl], dtype=np.int64)
-        n = max(int(cnt.max(initial=0)), 1)
-        idx = np.zeros((b, n), dtype=np.int64)
-        for i, k in enumerate(kl):
-            idx[i, :len(k)] = k
-        idx_t = torch.as_tensor(idx, device=a.device)
-        flat = a.reshape(b, c, -1)
-        x = F.relu(flat.gather(1, idx_t[:, :, None].expand(b, n, flat.shape[2])))  # (B, n, h*w) kept maps
-        x = minmax_rows(x.reshape(b * n, -1)).reshape(b, n, -1)
-        d2s.append(pairwise_sq_euclidean(x, torch.as_tensor(cnt)))
-        counts.append(cnt)
+def _padded_kept(r: torch.Tensor, kept: list[np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
+    """Each image's kept maps of one layer, min-max scaled rows, padded: (B, n_max, h*w) and the counts.
+
+    ``r`` is the layer's ReLU'd activations (B, C, h, w). Elementwise and row-wise steps only, so every
+    image's rows are bit for bit what ``minmax_rows`` gives for that image alone."""
+    b, c = r.shape[:2]
+    cnt = np.array([len(k) for k in kept], dtype=np.int64)
+    n = max(int(cnt.max(initial=0)), 1)
+    idx = np.zeros((b, n), dtype=np.int64)
+    for i, k in enumerate(kept):
+        idx[i, :len(k)] = k
+    flat = r.reshape(b, c, -1)
+    rows = torch.arange(b, device=r.device)[:, None]
+    x = flat[rows, torch.as_tensor(idx, device=r.device)]  # (B, n, h*w), a copy we may scale in place
+    lo, hi = torch.aminmax(x, dim=2, keepdim=True)
+    # minmax_rows without its torch.where: a constant row is 0 after the subtraction either way
+    return x.sub_(lo).div_((hi - lo).clamp_min_(1e-12)), cnt
+
+
+def _scipy_fast_trees(xs: list[tuple[torch.Tensor, np.ndarray]]) -> list[list[Tree]]:
+    """The fast recipe's dendrograms, exactly as ``build_trees(maps, "fast")`` makes them (the engine's
+    distances and scipy's Ward), from rows already scaled."""
     out = []
-    for links, cnt in zip(ward_linkage_groups(d2s, counts, dtype=dtype), counts):
+    for x, cnt in xs:
+        trees = []
+        for i, n in enumerate(cnt):
+            n = int(n)
+            if n < 2:
+                trees.append(Tree("fast", np.zeros((0, 4)), n, max(n, 1), False))
+                continue
+            z = scipy_linkage(condensed_euclidean(x[i, :n]), method="ward")
+            trees.append(Tree("fast", z, n, _gap_k(z[:, 2], n), False))
+        out.append(trees)
+    return out
+
+
+def _torch_trees(xs: list[tuple[torch.Tensor, np.ndarray]], dtype) -> list[list[Tree]]:
+    """The fast recipe's dendrograms from the batched torch Ward kernel, on the rows' device."""
+    d2s = [pairwise_sq_euclidean(x, torch.as_tensor(cnt)) for x, cnt in xs]
+    out = []
+    for links, (_, cnt) in zip(ward_linkage_groups(d2s, [cnt for _, cnt in xs], dtype=dtype), xs):
         trees = []
         for z, n in zip(links, cnt):
             n = int(n)
@@ -124,19 +149,24 @@ def _summarise(cap, b: int, device: torch.device, recipe: str, k: int | None, wa
         a = cap.activations[name].float()
         pct = to_percent(cap.guided[name])
         n = pct.shape[-1]
-        acts.append(a)
+        cams.append(gradcam_lowres(a, grad_mean=cap.grad_mean[name]))
+        acts.append(a.relu_())  # post-activation maps, as INV clusters them; in place: the capture is ours
         pcts.append(pct)
         keeps.append((pct >= KEEP_FACTOR / n) & (pct > 0))  # engine.weights.keep_channels, batched
-        cams.append(gradcam_lowres(a, grad_mean=cap.grad_mean[name]))
     # the small per-channel results cross to the CPU once per batch
     pct_np = [p.cpu().numpy() for p in pcts]
     kept = [[np.flatnonzero(row) for row in m.cpu().numpy()] for m in keeps]
     cams_np = [_scaled_half(c) for c in cams]
-    if ward == "torch":
-        trees = _torch_trees(acts, kept, ward_dtype or (torch.float64 if device.type == "cpu" else torch.float32))
+    if recipe == "fast":
+        scaled = [_padded_kept(r, kl) for r, kl in zip(acts, kept)]
+        if ward == "torch":
+            trees = _torch_trees(scaled, ward_dtype or (torch.float64 if device.type == "cpu" else torch.float32))
+        else:
+            trees = _scipy_fast_trees(scaled)
+        del scaled
     else:
-        maps_list = [F.relu(a[i].index_select(0, torch.as_tensor(kept[li][i], device=a.device)))
-                     for li, a in enumerate(acts) for i in range(b)]
+        maps_list = [r[i].index_select(0, torch.as_tensor(kept[li][i], device=r.device))
+                     for li, r in enumerate(acts) for i in range(b)]
         flat = build_trees(maps_list, recipe)
         del maps_list
         trees = [flat[li * b:(li + 1) * b] for li in range(len(acts))]
@@ -154,7 +184,7 @@ def _summarise(cap, b: int, device: torch.device, recipe: str, k: int | None, wa
                 ok = assignment >= 0
                 wm[i, assignment[ok], kept[li][i][ok]] = pct_np[li][i][kept[li][i][ok]]
             wm /= np.maximum(wm.sum(2, keepdims=True), np.float32(1e-12))
-            low = torch.bmm(torch.as_tensor(wm, device=a.device), F.relu(a).reshape(b, c, -1))
+            low = torch.bmm(torch.as_tensor(wm, device=a.device), a.reshape(b, c, -1))
             low_np = _scaled_half(low.reshape(b * kmax, *a.shape[2:])).reshape(b, kmax, *a.shape[2:])
             maps_np = [low_np[i, :len(w)].copy() for i, (_, w) in enumerate(cuts)]
         else:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..engine.cluster import RECIPES
 from .compute import WARD_BACKENDS
-from .pipeline import CHUNK_ROWS, build_session, compute_shard, describe, shard_meta
+from .pipeline import CHUNK_ROWS, build_session, compute_shard, describe, load_shard, shard_meta
 from .run import Run
 from .store import VERSION, FORMAT, RunStore
 
@@ -190,24 +190,30 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
 
 
 def _run_here(session, store, meta, todo, batch_size, ward, bar) -> None:
-    """Shard after shard in this process; each shard is written by a second thread while the next one
-    is computed (at most two shards in memory)."""
+    """Shard after shard in this process, as a three-stage pipeline: a thread reads the next shard's images
+    while this one computes, and another writes the previous one (at most three shards in memory)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(1, thread_name_prefix="inv-run-writer") as writer:
+    todo = [s for s in todo if not store.is_committed(s)]
+    if not todo:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="inv-run-reader") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="inv-run-writer") as writer:
+        nxt = reader.submit(load_shard, session, meta, todo[0])
         pending = None
-        for s in todo:
-            if store.is_committed(s):
-                continue
-            maps, images, arrays = compute_shard(session, meta, s, batch_size=batch_size, ward=ward)
+        for n, s in enumerate(todo):
+            loaded = nxt.result()
+            if n + 1 < len(todo):
+                nxt = reader.submit(load_shard, session, meta, todo[n + 1])
+            maps, images, arrays = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, loaded=loaded)
+            del loaded
             if pending is not None:
                 pending[0].result()
                 bar.update(pending[1])
             pending = (writer.submit(store.write_shard, s, maps, images, arrays, CHUNK_ROWS), len(images))
             del maps, images, arrays
-        if pending is not None:
-            pending[0].result()
-            bar.update(pending[1])
+        pending[0].result()
+        bar.update(pending[1])
 
 
 def _bar(total: int, initial: int, enabled: bool):

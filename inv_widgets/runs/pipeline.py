@@ -17,7 +17,7 @@ from ..inputs import tensor_id
 from .compute import explain_batch
 from .store import RunStore
 
-__all__ = ["build_session", "describe", "process_shard", "compute_shard", "shard_meta", "resolve_ward", "CHUNK_ROWS"]
+__all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward", "CHUNK_ROWS"]
 
 #: rows per Zarr chunk in a shard: one image's maps of a layer (3-8 rows) are one or two chunks
 CHUNK_ROWS = {"maps": 8, "gradcam": 8, "images": 8, "channel_weights": 64, "logits": 64}
@@ -114,9 +114,23 @@ def process_shard(session, store: RunStore, meta: dict, s: int, *, batch_size: i
             "seconds": time.perf_counter() - t0}
 
 
+def load_shard(session, meta: dict, s: int) -> dict:
+    """Read shard ``s``'s images from the session: model inputs, what a person sees, labels, image ids."""
+    indices = shard_meta(meta, s)["shard_indices"]
+    items = [session.item(i) for i in indices]
+    xs = [it[0] for it in items]
+    shapes = {tuple(x.shape) for x in xs}
+    if len(shapes) > 1:
+        raise ValueError(f"images of one run must have the same shape, got {sorted(shapes)} in images "
+                         f"{indices[0]}..{indices[-1]}; resize them in the transform")
+    return {"shard": s, "xs": xs, "shown": np.stack([it[1] for it in items]), "labels": [it[2] for it in items],
+            "ids": [tensor_id(x) for x in xs]}
+
+
 def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "auto",
-                  lock: threading.Lock | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-    """The tables and arrays of shard ``s`` (nothing written)."""
+                  lock: threading.Lock | None = None,
+                  loaded: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """The tables and arrays of shard ``s`` (nothing written); ``loaded``: its images, read already."""
     if session.fingerprint != meta["model"]:
         raise ValueError(f"this session's model ({session.fingerprint}) is not the run's ({meta['model']}): the "
                          "factory builds another model or other weights than the ones the run was started with")
@@ -126,14 +140,8 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
     layers = list(meta["layers"])
     n_classes = int(meta["n_classes"])
     ward = resolve_ward(ward, session.device, meta["recipe"])
-    items = [session.item(i) for i in indices]
-    xs = [it[0] for it in items]
-    shapes = {tuple(x.shape) for x in xs}
-    if len(shapes) > 1:
-        raise ValueError(f"images of one run must have the same shape, got {sorted(shapes)} in images "
-                         f"{indices[0]}..{indices[-1]}; resize them in the transform")
-    labels = [it[2] for it in items]
-    ids = [tensor_id(x) for x in xs]
+    loaded = loaded if loaded is not None else load_shard(session, meta, s)
+    xs, labels, ids = loaded["xs"], loaded["labels"], loaded["ids"]
     targets = _targets(meta["target"], labels, n_classes)
     outs = []
     bs = max(1, min(int(batch_size), size))
@@ -151,9 +159,8 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
             raise RuntimeError(f"the model's layers fired in the order {[lo.name for lo in out.layers]}, not "
                                f"{layers} as when the run began; the model's forward pass changed")
         outs.append(out)
-    shown = np.stack([it[1] for it in items])
-    del xs, items
-    return _assemble(meta, s, indices, ids, labels, shown, outs)
+    del xs
+    return _assemble(meta, s, indices, ids, labels, loaded["shown"], outs)
 
 
 def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: list, shown: np.ndarray,
