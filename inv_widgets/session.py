@@ -327,7 +327,10 @@ class Session:
 
     def explain_many(self, images: Sequence, target=None, *, recipe: str | None = None, batch_size: int | None = None,
                      progress: Progress | None = None, lazy: bool = True) -> list[Explanation]:
-        """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU)."""
+        """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU).
+
+        The in-memory form of :func:`inv_widgets.explain_dataset`: full explanations (every kept map,
+        recuts at any k) in the session's bounded cache, nothing on disk. For a dataset, use that."""
         recipe = recipe or self.recipe
         target = self._check_target(target)
         bs = int(batch_size or self.batch_size)

@@ -186,6 +186,11 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
         finally:
             bar.close()
             store.clean_temporary()
+        missing = [sh for sh in shards if not store.is_committed(sh)]
+        if missing:
+            raise RuntimeError(f"{len(missing)} shards of the run are not in {store.root} although every task "
+                               "finished: the workers wrote them where this machine cannot see them. out= must be "
+                               "a file system shared by the client and every worker, at the same path.")
     return Run(store.root)
 
 

@@ -106,8 +106,9 @@ def process_shard(session, store: RunStore, meta: dict, s: int, *, batch_size: i
     Returns a small summary: ``{"shard", "images", "maps", "committed", "seconds"}``.
     """
     t0 = time.perf_counter()
-    if store.is_committed(s):
-        return {"shard": s, "images": 0, "maps": 0, "committed": False, "seconds": 0.0}
+    if store.is_committed(s):  # finished by an earlier attempt of this task (or another writer)
+        return {"shard": s, "images": len(shard_meta(meta, s)["shard_indices"]), "maps": 0, "committed": False,
+                "seconds": 0.0}
     maps, images, arrays = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, lock=lock)
     committed = store.write_shard(s, maps, images, arrays, CHUNK_ROWS)
     return {"shard": s, "images": len(images), "maps": len(maps), "committed": committed,
