@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: setup system-deps demo test test-fast bench clean
+.PHONY: setup system-deps demo test test-fast screenshots bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: setup system-deps
 
 test-fast: setup
 	$(PY) -m pytest -m "not browser"
+
+# Re-take the README's screenshots (docs/screenshots) with the browser tests; commit the result.
+screenshots: setup system-deps
+	INV_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -m browser
 
 bench: setup
 	$(PY) benchmarks/bench_explain.py

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -49,16 +50,45 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     if a.dtype == np.bool_:
         a = a.astype(np.uint8) * 255
     elif np.issubdtype(a.dtype, np.floating):
-        hi = float(a.max()) if a.size else 1.0
-        scale = 255.0 if hi <= 1.0 + 1e-6 else (255.0 / 65535.0 if hi > 255.0 else 1.0)
+        lo, hi = float(a.min()), float(a.max())
+        if lo < -1e-6:
+            raise ValueError(
+                f"a float image must hold intensities in [0, 1] or [0, 255], but this one goes down to {lo:.3g}. "
+                "If it is already normalised model input, pass it channels-first (C, H, W) or as a torch tensor: "
+                "it is then used as it is, without the transform"
+            )
+        if hi <= 1.0 + 1e-6:
+            scale = 255.0
+        elif hi <= 255.0 + 1e-6:
+            scale = 1.0
+        else:
+            scale = 255.0 / _bit_depth_max(hi, "float")
         a = np.clip(a.astype(np.float64) * scale + 0.5, 0, 255).astype(np.uint8)
     elif a.dtype != np.uint8:
-        hi = np.iinfo(a.dtype).max if np.issubdtype(a.dtype, np.integer) else 255
-        hi = 255 if a.max() <= 255 else (65535 if a.max() <= 65535 else hi)
-        a = np.clip(a.astype(np.float64) * (255.0 / hi) + 0.5, 0, 255).astype(np.uint8)
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0:
+            raise ValueError(f"an integer image must hold non-negative intensities, but this one goes down to {lo}; "
+                             "shift or rescale it to [0, 255] first")
+        top = 255 if hi <= 255 else _bit_depth_max(hi, str(a.dtype))
+        a = np.clip(a.astype(np.float64) * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[-1] == 4:
         return _flatten_alpha(Image.fromarray(a))
     return Image.fromarray(a).convert("RGB")
+
+
+def _bit_depth_max(hi: float, kind: str) -> int:
+    """The full scale of an image whose largest value is ``hi``: the smallest bit depth that holds it.
+
+    Scientific and medical cameras store 10-, 12- or 14-bit values in 16-bit files: scaling such an image by
+    1/65535 would make it nearly black. The scale is chosen by the image's own range and said in a warning.
+    """
+    bits = max(9, int(np.ceil(np.log2(float(hi) + 1.0))))
+    top = 2 ** bits - 1
+    if bits != 16:
+        warnings.warn(
+            f"the {kind} image's largest value is {hi:g}: read as {bits}-bit data and scaled by 255/{top} to 8 bits "
+            "(convert it to 8 bits yourself to choose another scale)", UserWarning, stacklevel=4)
+    return top
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -108,12 +138,25 @@ def find_normalize(transform) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
+def _is_model_input_array(image: Any) -> bool:
+    """A float numpy array laid out channels-first, (C, H, W) or (1, C, H, W): model input, like a tensor."""
+    if not isinstance(image, np.ndarray) or not np.issubdtype(image.dtype, np.floating):
+        return False
+    shape = image.shape[1:] if image.ndim == 4 and image.shape[0] == 1 else image.shape
+    return len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
+
+
 def to_model_input(image: Any, transform=None) -> torch.Tensor:
     """One image as a float tensor (C, H, W) ready for the model.
 
-    Tensors (C, H, W) or (1, C, H, W) are taken as model input as they are. Everything else goes through
-    ``transform`` (default: to a [0, 1] tensor at its own size).
+    Tensors and float numpy arrays laid out channels-first, (C, H, W) or (1, C, H, W), are model input: they
+    are used as they are, without the transform (``data[0][0]`` and ``data[0][0].numpy()`` explain alike).
+    Everything else (PIL images, file paths, (H, W) and (H, W, C) arrays, integer arrays) is an image as a
+    person sees it and goes through ``transform`` (default: to a [0, 1] tensor at its own size). A float
+    (H, W, C) array with negative values is refused: it looks like normalised input laid out as an image.
     """
+    if _is_model_input_array(image):
+        image = torch.from_numpy(np.ascontiguousarray(image))
     if isinstance(image, torch.Tensor):
         x = image.detach()
         if x.dim() == 4:

@@ -19,3 +19,26 @@ def demo_session(demo):
 
     model, data = demo
     return inv.Session(model, data)
+
+
+@pytest.fixture(scope="module")
+def game_session():
+    """A small session for the labelling game: the untrained demo CNN (seed 0) on four parts images, as the
+    game notebook runs it in the browser tests. One per test module (its explanation cache is shared)."""
+    import torch
+
+    import inv_widgets as inv
+
+    torch.manual_seed(0)
+    model = inv.demo.DemoCNN(num_classes=10).eval()
+    return inv.Session(model, inv.demo.PartsDataset(n=4))
+
+
+@pytest.fixture
+def label_store(tmp_path):
+    """A label store in a fresh SQLite file, closed after the test."""
+    from inv_widgets.labels import LabelStore
+
+    store = LabelStore(tmp_path / "labels.sqlite")
+    yield store
+    store.close()

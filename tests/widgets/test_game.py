@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import inv_widgets as inv
@@ -25,12 +24,8 @@ UNICODE = "naïve 🚗 wheels · 中文 轮子 · e\u0301 · zero\u200bwidth · 
 
 
 @pytest.fixture(scope="module")
-def session():
-    torch.manual_seed(0)
-    model = inv.demo.DemoCNN(num_classes=10).eval()
-    data = inv.demo.PartsDataset(n=4)
-    s = inv.Session(model, data)
-    return s
+def session(game_session):
+    return game_session
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +34,8 @@ def layers(session):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.sqlite")
-    yield s
-    s.close()
+def store(label_store):
+    return label_store
 
 
 @pytest.fixture
@@ -450,3 +443,50 @@ def test_store_path_is_accepted(session, tmp_path, layers):
     game.resign()
     game.skip()
     assert len(LabelStore(tmp_path / "s.sqlite").games()) == 1
+
+
+# ---- the widget over its pool and queue ------------------------------------------------------------
+def test_playing_and_undoing_never_run_the_model_again(make_game, session, store, monkeypatch):
+    game = make_game()  # the pool is built: every image explained once
+    session.clear_cache()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the game asked the session for an explanation during play")
+
+    monkeypatch.setattr(session, "explain", no_model)
+    monkeypatch.setattr(session, "explain_many", no_model)
+    game.more()
+    game.guess(right(game))
+    assert game.overlay and game.phase == "answer"
+    assert game.submit(["wheel"])
+    assert game.undo() and game.phase == "answer" and game.overlay
+    assert game.submit(["wheel"]) and game.phase == "play" and game.message_kind == "success"
+    assert len(store.games()) == 1
+
+
+def test_message_table_calls_the_methods_of_the_same_names(make_game):
+    from inv_widgets.widgets.game import ACTIONS
+
+    assert set(ACTIONS) == {"ready", "name", "guess", "more", "resign", "submit", "skip", "undo", "refresh", "dismiss"}
+    for kind in ACTIONS:
+        if kind not in ("ready", "name", "dismiss"):
+            assert callable(getattr(LabelingGame, kind)), kind
+    game = make_game()
+    before = game.get_state()
+    game._on_msg(game, {"type": "no such action"}, [])
+    game._on_msg(game, ["not", "a", "dict"], [])
+    assert game.get_state() == before  # ignored
+    game._on_msg(game, {"type": "guess", "class": 99, "round": game.round}, [])
+    assert game.message_kind == "error"
+    game._on_msg(game, {"type": "dismiss"}, [])
+    assert game.message == "" and game.message_kind == ""
+    game._on_msg(game, {"type": "refresh"}, [])
+    assert game.message == "Leaderboard updated."
+
+
+def test_a_store_is_checked_by_what_the_game_needs(session, layers):
+    class Partial:
+        def record_answer(self, *a, **k): ...
+
+    with pytest.raises(TypeError, match=r"it has no add_participant\(\), participants\(\), undo_last\(\)"):
+        LabelingGame(session, Partial(), "a", layers=layers)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -12,53 +11,15 @@ import pytest
 from inv_widgets.labels import (
     EmbeddingFallbackWarning,
     LabelStore,
-    MapKey,
     aggregate_labels,
     clean_label,
     lemmatize,
     top_labels,
 )
 from inv_widgets.labels import aggregate as agg_mod
+from inv_widgets.labels import embed as embed_mod
 
-CLASSES = ["car", "church", "golf ball", "dog", "castle"]
-
-
-class WordVectors:
-    """A transparent encoder: a text is the normalised sum of one-hot vectors of its words.
-
-    Distinct words are orthogonal, so tests of scoring and merging do not depend on a language
-    model. ``calls`` counts how often each text was embedded.
-    """
-
-    def __init__(self):
-        self.vocab: dict[str, int] = {}
-        self.calls: Counter = Counter()
-
-    def encode(self, texts, **kwargs):
-        self.calls.update(texts)
-        rows = []
-        for t in texts:
-            v = np.zeros(256)
-            for w in t.split():
-                v[self.vocab.setdefault(w, len(self.vocab))] += 1
-            rows.append(v)
-        return np.array(rows)
-
-
-def key(members, image=1, layer="block5", target=1, model="net"):
-    return MapKey(model, image, target, layer, members)
-
-
-def answer(store, k, labels, outcome="win", step=0, true="church", guessed=None, who="p"):
-    if guessed is None:
-        guessed = {"win": true, "lose": "castle", "resign": None}[outcome]
-    store.record_answer(who, k, guessed, true, outcome, step, labels)
-
-
-def rows_of(df, k):
-    m = df[(df["model"] == k.model) & (df["image_id"] == k.image_id) & (df["target"] == k.target)
-           & (df["layer"] == k.layer) & (df["members"] == k.members_text)]
-    return m.set_index("label")
+from ._support import CLASSES, WordVectors, answer, key, rows_of
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,27 +197,6 @@ def test_merge_is_transitive_through_tied_best_labels():
     assert (merged["n_maps"] == 3).all()
 
 
-def test_store_top_labels_are_cached_until_the_labels_change(tmp_path):
-    path = tmp_path / "gallery.db"
-    s = LabelStore(path)
-    k, k2 = key([1, 2]), key([3])
-    answer(s, k, ["spire", "cross"], step=1)
-    answer(s, k, ["spire"], step=0)
-    enc = WordVectors()
-    assert s.top_labels(k, model=enc) == [("spire", pytest.approx(1.9)), ("cross", pytest.approx(0.9))]
-    assert s.top_labels_many([k, k2], n=1, model=enc) == [[("spire", pytest.approx(1.9))], []]
-    calls = sum(enc.calls.values())
-    s.top_labels(k, model=enc)
-    assert sum(enc.calls.values()) == calls  # served from the cache
-    answer(s, k2, ["door"])  # a write through this store
-    assert s.top_labels(k2, model=enc) == [("door", pytest.approx(1.0))]
-    other = LabelStore(path)  # a write through another connection
-    answer(other, k2, ["door"], step=5)
-    assert s.top_labels(k2, model=enc) == [("door", pytest.approx(1.5))]
-    other.undo_last("p")
-    assert s.top_labels(k2, model=enc) == [("door", pytest.approx(1.0))]
-
-
 # --------------------------------------------------------------------------------------------------
 # embeddings
 
@@ -311,7 +251,7 @@ def test_missing_sentence_transformers_falls_back_with_a_warning(monkeypatch):
     def broken(*args, **kwargs):
         raise ImportError("No module named 'sentence_transformers'")
 
-    monkeypatch.setattr(agg_mod, "_load_sentence_model", broken)
+    monkeypatch.setattr(embed_mod, "_load_sentence_model", broken)
     s = LabelStore()
     answer(s, key([1]), ["wheel"], true="car")
     with pytest.warns(EmbeddingFallbackWarning, match="sentence_transformers"):

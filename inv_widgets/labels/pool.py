@@ -1,0 +1,205 @@
+"""The pool of a labelling game: which cluster maps are played, and everything needed to show one again.
+
+    spec = PoolSpec.for_session(session, images=[0, 1, 2], layers=None, recipe=None, k=None)
+    pool = Pool.from_session(session, spec)          # explains every image once
+    item = pool.item(key)                            # by MapKey: a dict look-up, no search
+    pool.reveal(item, step=2)                        # the Deep Reveal image, uint8 (H, W, 3)
+    pool.image(item), pool.heatmap(item)             # the whole image and the cluster map (H, W)
+
+A :class:`PoolItem` holds the map's identity (:class:`MapKey`), where its image comes from (an index for
+the pool's image provider), the cluster map at feature resolution and the cut that made it. Showing a
+map again (another reveal step, the overlay after the guess, after an undo) needs neither the model nor
+the explanation: the pool draws it from the low-resolution map and the image, exactly as
+:meth:`~inv_widgets.engine.Clusters.reveal` and ``Clusters.maps`` do.
+
+A pool can come from anything that gives these items: :meth:`Pool.from_session` explains the images of
+a :class:`~inv_widgets.Session`; a stored dataset run gives the same items from its table of maps and its
+arrays (``Pool(items, image=provider, layers=...)``), without running a model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..engine import RECIPES
+from ..engine.keys import MapKey
+from ..engine.maps import reveal_image, upsample_minmax
+from ..engine.runtime import LRU
+
+__all__ = ["Pool", "PoolItem", "PoolSpec", "TARGETS"]
+
+#: Which class the maps of an image explain: the dataset's label (else the prediction), or the prediction.
+TARGETS = ("label", "predicted")
+_CHUNK = 16  # images explained per batch while the pool is built
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """What a game plays, validated against a session: images, layers (forward order) and the cut."""
+
+    images: tuple[int, ...]
+    layers: tuple[str, ...]
+    recipe: str
+    k: int | None = None
+    target: str = "label"
+
+    @classmethod
+    def for_session(cls, session, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None,
+                    recipe: str | None = None, k: int | None = None, target: str = "label") -> "PoolSpec":
+        recipe = recipe or session.recipe
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"k must be a positive int (clusters per layer) or None for the suggested cut; got {k!r}")
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}; got {target!r}")
+        n = len(session)
+        image_list: list[int] = []
+        for i in range(n) if images is None else images:
+            if isinstance(i, bool) or not hasattr(i, "__index__"):
+                raise TypeError(f"images must be session indices (int), got {i!r}")
+            i = int(i)
+            if not -n <= i < n:
+                raise IndexError(f"image index {i} out of range: the session has {n} images")
+            if i % n not in image_list:
+                image_list.append(i % n)
+        if not image_list:
+            raise ValueError("no images to play: the session is empty (or images=[] was given)")
+        all_layers = list(session.layers)
+        wanted = all_layers if layers is None else [layers] if isinstance(layers, str) else list(layers)
+        unknown = [name for name in wanted if name not in all_layers]
+        if unknown:
+            raise ValueError(f"unknown layers {unknown}; the session's layers are {all_layers}")
+        if not wanted:
+            raise ValueError("layers is empty: give at least one layer name")
+        return cls(tuple(image_list), tuple(n_ for n_ in all_layers if n_ in wanted), recipe, k, target)
+
+
+@dataclass(frozen=True, eq=False)
+class PoolItem:
+    """One cluster map of the pool."""
+
+    key: MapKey
+    image: int  # index for the pool's image provider (a session index)
+    target: int  # the class the map explains: the right answer of the game
+    layer: str
+    depth: int  # 1-based position of the layer among the pool's layers
+    rank: int  # position in its cut (0 = heaviest)
+    weight: float  # percent of the layer
+    lowres: np.ndarray  # the cluster map at feature resolution, before min-max (read-only)
+    recipe: str  # the cut that made it: recipe and k (None: the suggested cut)
+    k: int | None
+    order: tuple  # deterministic tie-break among maps with as many labels
+
+
+class Pool:
+    """The cluster maps of a game, in tie-break order, found by key in constant time.
+
+    Parameters
+    ----------
+    items : iterable of PoolItem
+        Sorted by ``item.order`` here; keys must be distinct.
+    image : callable
+        ``image(item.image) -> np.ndarray`` uint8 (H, W, 3): the picture a person sees at model-input
+        size. The last ``cache_images`` pictures are kept.
+    layers : sequence of str
+        The layers played, in forward order ("layer 3 of 8").
+    """
+
+    def __init__(self, items: Iterable[PoolItem], image: Callable[[int], Any], layers: Sequence[str], *,
+                 cache_images: int = 16):
+        self._items = sorted(items, key=lambda it: it.order)
+        self._by_key: dict[MapKey, PoolItem] = {}
+        for it in self._items:
+            if it.key in self._by_key:
+                raise ValueError(f"the pool has the cluster map {it.key} twice")
+            self._by_key[it.key] = it
+        self._image = image
+        self.layers = list(layers)
+        self._pictures = LRU(cache_images)
+
+    @classmethod
+    def from_session(cls, session, spec: PoolSpec | None = None, *, progress: Callable[[int, int], None] | None = None,
+                     **spec_kwargs: Any) -> "Pool":
+        """Explain every image of ``spec`` once (``_CHUNK`` per batch) and keep every map of each layer's cut.
+
+        ``progress(done, total)`` is called after each batch. Items are ordered by their rank in the cut
+        (heaviest first), then the deepest layer, then the image order, so that consecutive maps come
+        from different images.
+        """
+        spec = spec or PoolSpec.for_session(session, **spec_kwargs)
+        groups: dict[int | None, list[int]] = {}
+        for i in spec.images:
+            groups.setdefault(_target_for(session, spec.target, i), []).append(i)
+        position = {i: p for p, i in enumerate(spec.images)}
+        depth = {name: d for d, name in enumerate(spec.layers)}
+        items: list[PoolItem] = []
+        done = 0
+        for target, idxs in sorted(groups.items(), key=lambda kv: position[kv[1][0]]):
+            for s in range(0, len(idxs), _CHUNK):
+                chunk = idxs[s:s + _CHUNK]
+                exps = session.explain_many(chunk, target=target, recipe=spec.recipe, lazy=True)
+                for i, exp in zip(chunk, exps):
+                    for layer in spec.layers:
+                        cl = exp.layer(layer, spec.recipe).cut(k=spec.k)
+                        for j in range(cl.k):
+                            low = np.array(cl.maps_lowres[j])
+                            low.flags.writeable = False
+                            items.append(PoolItem(
+                                key=cl.key(j), image=i, target=int(exp.target), layer=layer, depth=depth[layer] + 1,
+                                rank=j, weight=float(cl.weights[j]), lowres=low, recipe=spec.recipe, k=spec.k,
+                                order=(j, len(spec.layers) - depth[layer], position[i])))
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, len(spec.images))
+        return cls(items, lambda i: np.asarray(session.image(i)), spec.layers)
+
+    # -- the items --------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[PoolItem]:
+        return iter(self._items)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._by_key
+
+    @property
+    def keys(self) -> list[MapKey]:
+        """Every map's key, in tie-break order."""
+        return [it.key for it in self._items]
+
+    def item(self, key: Any) -> PoolItem:
+        """The item of a cluster map (``KeyError`` when the map is not in the pool)."""
+        try:
+            return self._by_key[key]
+        except KeyError:
+            raise KeyError(f"cluster map {key} is not in this pool") from None
+
+    # -- pictures --------------------------------------------------------------------------------------
+
+    def image(self, item: PoolItem) -> np.ndarray:
+        """The whole picture of the item's image, uint8 (H, W, 3)."""
+        return self._pictures.get(item.image, lambda: np.asarray(self._image(item.image), dtype=np.uint8))
+
+    def reveal(self, item: PoolItem, step: int) -> np.ndarray:
+        """The Deep Reveal image of the map at ``step`` (0..5), uint8 (H, W, 3)."""
+        return reveal_image(self.image(item), item.lowres, step)
+
+    def heatmap(self, item: PoolItem) -> np.ndarray:
+        """The cluster map at image size in [0, 1], float32 (H, W): ``Clusters.maps[j]`` of its cut."""
+        size = tuple(self.image(item).shape[:2])
+        return upsample_minmax(torch.from_numpy(np.array(item.lowres)[None]), size)[0]
+
+
+def _target_for(session, mode: str, i: int) -> int | None:
+    """The class image ``i``'s maps explain: its label in ``"label"`` mode when valid, else None (predicted)."""
+    if mode == "label":
+        y = session.label(i)
+        if y is not None and 0 <= int(y) < len(session.classes):
+            return int(y)
+    return None

@@ -1,0 +1,55 @@
+"""What the rest of the package needs from a label store, as typing Protocols.
+
+:class:`~inv_widgets.labels.store.LabelStore` (any backend) satisfies both. Code that takes a store
+checks ``isinstance(store, GameStore)`` (runtime-checkable: the methods are present) instead of asking
+for methods one by one, and never imports the store module itself.
+"""
+from __future__ import annotations
+
+from typing import Any, Hashable, Iterable, Protocol, Sequence, runtime_checkable
+
+import pandas as pd
+
+from ..engine.keys import MapKey
+
+__all__ = ["LabelSource", "GameStore", "missing_methods"]
+
+
+@runtime_checkable
+class LabelSource(Protocol):
+    """Labels to aggregate and count: what :class:`~inv_widgets.labels.index.LabelIndex` reads."""
+
+    def labels(self, participant: Any = None, **filters: Any) -> pd.DataFrame: ...
+
+    def label_counts(self, keys: Iterable[MapKey]) -> dict[MapKey, int]: ...
+
+    def change_stamp(self) -> Hashable: ...
+
+
+@runtime_checkable
+class GameStore(Protocol):
+    """What the Deep Reveal game (:mod:`inv_widgets.labels.queue`, the widget) reads and writes."""
+
+    def add_participant(self, name: str) -> int: ...
+
+    def participants(self) -> pd.DataFrame: ...
+
+    def record_answer(self, participant: str | int, key: MapKey, guessed: str | int | None,
+                      true_class: str | int, outcome: str, reveal_step: int, labels: Sequence[str] = (),
+                      started_at: Any = None, answered_at: Any = None) -> int: ...
+
+    def undo_last(self, participant: str | int) -> bool: ...
+
+    def label_counts(self, keys: Iterable[MapKey]) -> dict[MapKey, int]: ...
+
+    def games(self, participant: Any = None, **filters: Any) -> pd.DataFrame: ...
+
+    def labels(self, participant: Any = None, **filters: Any) -> pd.DataFrame: ...
+
+    def leaderboard(self) -> pd.DataFrame: ...
+
+
+def missing_methods(obj: Any, protocol: type) -> list[str]:
+    """The methods of ``protocol`` that ``obj`` lacks (for an error message that names them)."""
+    names = [n for n in vars(protocol) if not n.startswith("_") and callable(vars(protocol)[n])]
+    return [n for n in names if not callable(getattr(obj, n, None))]

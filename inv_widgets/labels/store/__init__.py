@@ -1,0 +1,31 @@
+"""The label store: answers of the Deep Reveal game in a database, one transaction per answer.
+
+* :class:`LabelStore` (:mod:`.base`): the API, the same on every backend.
+* :mod:`.queries`: the SQL every backend runs; :mod:`.schema`: versions and migrations.
+* :mod:`.backend`: what a backend provides and the registry by URL scheme; :mod:`.sqlite`: SQLite.
+* :class:`StoreBusyError` (:mod:`.errors`): the lock stayed taken; nothing was stored, retry.
+
+The game's rules (limits, points, outcomes) live in :mod:`inv_widgets.labels.rules`; their names are
+re-exported here because ``from inv_widgets.labels.store import points_for, MAX_LABELS, ...`` worked
+before the store became a package.
+"""
+from __future__ import annotations
+
+from ...engine.keys import MapKey
+from ..rules import MAX_LABEL_CHARS, MAX_LABELS, MAX_NAME_CHARS, MAX_STEP, OUTCOMES, points_for
+from .base import LabelStore
+from .errors import StoreBusyError
+from .schema import MIGRATIONS
+
+__all__ = [
+    "LabelStore",
+    "MapKey",
+    "StoreBusyError",
+    "points_for",
+    "OUTCOMES",
+    "MAX_LABEL_CHARS",
+    "MAX_NAME_CHARS",
+    "MAX_LABELS",
+    "MAX_STEP",
+    "MIGRATIONS",
+]

@@ -1,0 +1,329 @@
+"""Tests of the label store (SQLite): validation, atomicity, files and URLs, schema, backends.
+
+Concurrent writers and killed processes are tests/labels/test_store_concurrency.py; export and import
+test_io.py; the rules themselves (points, limits) test_rules.py.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+
+import pytest
+
+from inv_widgets.labels.store import MAX_LABEL_CHARS, LabelStore, MapKey
+from inv_widgets.labels.store import schema as schema_mod
+
+KEY = MapKey("vgg16-abc", "img_7", 4, "block5_conv3", [42, 3, 17])
+
+# --------------------------------------------------------------------------------------------------
+# map identity and points
+
+
+def test_mapkey_is_canonical():
+    a = MapKey("m", 7, "3", "conv", [42, 3, 17])
+    b = MapKey("m", "7", 3, "conv", "17, 3,42")
+    assert a == b and hash(a) == hash(b)
+    assert a.members == (3, 17, 42) and a.members_text == "3,17,42"
+    assert a.image_id == "7" and a.target == 3
+    assert MapKey.from_row(a.as_dict()) == a
+    with pytest.raises(ValueError, match="repeated"):
+        MapKey("m", 1, 0, "conv", [1, 1])
+    with pytest.raises(ValueError, match="empty"):
+        MapKey("m", 1, 0, "conv", [])
+    with pytest.raises(ValueError, match="non-negative"):
+        MapKey("m", 1, 0, "conv", [-1])
+    with pytest.raises(ValueError, match="layer"):
+        MapKey("m", 1, 0, "", [1])
+
+
+def test_mapkey_equals_other_keys_with_the_same_values():
+    from typing import NamedTuple
+
+    class EngineKey(NamedTuple):  # the shape of inv_widgets.engine's Clusters.key(j)
+        model: str
+        image_id: str
+        target: int
+        layer: str
+        members: tuple
+
+    k = MapKey("m", "7", 3, "conv", [17, 3])
+    other = EngineKey("m", "7", 3, "conv", (3, 17))
+    assert k == other and hash(k) == hash(other) and k == ("m", "7", 3, "conv", (3, 17))
+    assert {k: 1}[other] == 1
+    assert k._replace(members=[9, 1]).members == (1, 9)
+    assert pickle.loads(pickle.dumps(k)) == k and type(pickle.loads(pickle.dumps(k))) is MapKey
+    s = LabelStore()
+    s.record_answer("ada", other, "car", "car", "win", 0, ["wheel"])  # any 5-tuple is accepted
+    assert s.label_counts([other])[other] == 1
+    assert s.games()["members"].tolist() == ["3,17"]
+
+# --------------------------------------------------------------------------------------------------
+# participants and validation
+
+
+def test_participants_are_idempotent_stripped_and_unicode():
+    s = LabelStore()
+    a = s.add_participant("  Zoë 🦊 ")
+    assert s.add_participant("Zoë 🦊") == a
+    assert s.add_participant("zoë 🦊") != a  # names are case sensitive, kept as typed
+    assert s.participants()["participant"].tolist() == ["Zoë 🦊", "zoë 🦊"]
+    assert s.add_participant("n" * 64) > 0
+    for bad, msg in [("", "empty"), ("   ", "empty"), ("n" * 65, "64")]:
+        with pytest.raises(ValueError, match=msg):
+            s.add_participant(bad)
+    with pytest.raises(TypeError):
+        s.add_participant(None)
+
+
+def test_record_answer_keeps_text_exactly_and_cleans_a_copy():
+    s = LabelStore()
+    typed = ["  The Church's tall Spire!  ", "<img src=x onerror=alert(1)>", "中文 轮子"]
+    gid = s.record_answer("ada", KEY, "church", "church", "win", 2, typed,
+                          started_at="2024-05-01T10:00:00+00:00",
+                          answered_at="2024-05-01T10:00:12.5+00:00")
+    labels = s.labels()
+    assert labels["game_id"].tolist() == [gid] * 3
+    assert labels["text"].tolist() == typed
+    assert labels["text_clean"].tolist() == ["tall spire", "img src onerror alert", "中文 轮子"]
+    assert labels["position"].tolist() == [0, 1, 2]
+    g = s.games().iloc[0]
+    assert (g.participant, g.model, g.image_id, g.target, g.layer, g.members) == (
+        "ada", "vgg16-abc", "img_7", 4, "block5_conv3", "3,17,42")
+    assert (g.outcome, g.reveal_step, g.points, g.n_labels) == ("win", 2, 4, 3)
+    assert g.duration_s == pytest.approx(12.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(labels=[""]), ValueError, "label 1 of 1 is empty"),
+        (dict(labels=["ok", "   \n\t"]), ValueError, "label 2 of 2 is empty"),
+        (dict(labels=["x" * (MAX_LABEL_CHARS + 1)]), ValueError, "limit is 200"),
+        (dict(labels=[]), ValueError, "1 to 3 labels"),
+        (dict(labels=["a", "b", "c", "d"]), ValueError, "1 to 3 labels"),
+        (dict(labels="wheel"), TypeError, "list of str"),
+        (dict(labels=[3]), TypeError, "must be a str"),
+        (dict(labels=["nul\x00byte"]), ValueError, "NUL"),
+        (dict(labels=["lone \ud800 surrogate"]), ValueError, "surrogate"),
+        (dict(outcome="won"), ValueError, "win, lose, resign"),
+        (dict(reveal_step=6), ValueError, "between 0 and 5"),
+        (dict(reveal_step=-1), ValueError, "between 0 and 5"),
+        (dict(reveal_step=1.5), TypeError, "int"),
+        (dict(guessed="dog"), ValueError, "guessed == true_class"),
+        (dict(outcome="lose"), ValueError, "other than the true class"),
+        (dict(guessed=None), ValueError, "guessed is required"),
+        (dict(participant=""), ValueError, "empty"),
+        (dict(participant=99), KeyError, "99"),
+        (dict(key=("m", 1)), TypeError, "MapKey"),
+        (dict(started_at="yesterday"), ValueError, "ISO 8601"),
+        (dict(started_at="2030-01-01T00:00:00+00:00",
+              answered_at="2029-01-01T00:00:00+00:00"), ValueError, "after"),
+    ],
+)
+def test_bad_answers_are_refused_and_nothing_is_stored(kwargs, error, match):
+    s = LabelStore()
+    answer = dict(participant="ada", key=KEY, guessed="church", true_class="church",
+                  outcome="win", reveal_step=0, labels=["spire"])
+    answer.update(kwargs)
+    with pytest.raises(error, match=match):
+        s.record_answer(**answer)
+    assert len(s.games()) == 0 and len(s.labels()) == 0
+
+
+def test_label_of_exactly_the_limit_and_resign_without_labels_are_fine():
+    s = LabelStore()
+    s.record_answer("ada", KEY, "church", "church", "win", 0, ["x" * MAX_LABEL_CHARS])
+    s.record_answer("ada", KEY, None, "church", "resign", 5, [])
+    s.record_answer("ada", KEY, None, "church", "resign", 5, ["no idea", "blob"])
+    assert s.games()["n_labels"].tolist() == [1, 0, 2]
+    assert s.integrity_check() == []
+
+
+def test_failure_inside_the_transaction_stores_nothing(monkeypatch):
+    s = LabelStore()
+    s.record_answer("ada", KEY, "church", "church", "win", 0, ["spire"])
+
+    def broken(self, cur, game_id, labels, cleaned):
+        cur.execute("INSERT INTO labels (game_id, text, text_clean, position) VALUES (?,?,?,?)",
+                    (game_id, labels[0], cleaned[0], 0))
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(LabelStore, "_insert_labels", broken)
+    with pytest.raises(OSError):
+        s.record_answer("bob", KEY, "church", "church", "win", 0, ["a", "b"])
+    monkeypatch.undo()
+    assert len(s.games()) == 1 and len(s.labels()) == 1
+    assert s.participants()["participant"].tolist() == ["ada"]  # bob's sign-up rolled back too
+    assert s.integrity_check() == []
+
+
+def test_undo_last_removes_only_the_last_answer_of_that_participant():
+    s = LabelStore()
+    g1 = s.record_answer("ada", KEY, "church", "church", "win", 0, ["spire"])
+    s.record_answer("bob", KEY, "dog", "church", "lose", 2, ["ears", "fur"])
+    g3 = s.record_answer("ada", KEY, "dog", "church", "lose", 1, ["fur", "tail", "paw"])
+    assert s.undo_last("ada") is True
+    assert s.games()["game_id"].tolist() == [g1, g1 + 1]
+    assert g3 not in s.labels()["game_id"].tolist()
+    assert len(s.labels()) == 3
+    assert s.undo_last("ada") is True and s.undo_last("ada") is False
+    assert s.undo_last("nobody") is False
+    assert s.games()["participant"].tolist() == ["bob"]
+    assert s.integrity_check() == []
+
+
+def test_leaderboard_points_wins_and_best_streak():
+    s = LabelStore()
+    s.add_participant("carol")  # signed up, never played
+    plays = [("win", 1), ("win", 0), ("lose", 2), ("win", 5), ("win", 2), ("win", 3),
+             ("resign", 5), ("win", 4)]
+    for outcome, step in plays:
+        guessed = {"win": "car", "lose": "truck", "resign": None}[outcome]
+        s.record_answer("ada", KEY, guessed, "car", outcome, step, ["wheel"])
+    s.record_answer("bob", KEY, "car", "car", "win", 0, ["wheel"])
+    board = s.leaderboard()
+    assert board.columns.tolist() == ["participant", "games", "wins", "points", "best_streak"]
+    expected_points = sum(6 - step for outcome, step in plays if outcome == "win")
+    ada = board.set_index("participant").loc["ada"]
+    assert (ada.games, ada.wins, ada.points, ada.best_streak) == (8, 6, expected_points, 3)
+    assert board["participant"].tolist() == ["ada", "bob", "carol"]
+    assert board.set_index("participant").loc["carol"].tolist() == [0, 0, 0, 0]
+    assert board["points"].sum() == s.games()["points"].sum()
+
+
+def test_label_counts_and_filters():
+    s = LabelStore()
+    other = MapKey(KEY.model, KEY.image_id, KEY.target, KEY.layer, [1, 2])
+    never = MapKey(KEY.model, KEY.image_id, KEY.target, KEY.layer, [5])
+    s.record_answer("ada", KEY, "church", "church", "win", 0, ["a", "b"])
+    s.record_answer("bob", KEY, "church", "church", "win", 0, ["c"])
+    s.record_answer("bob", other, "church", "church", "win", 0, ["d", "e", "f"])
+    counts = s.label_counts([KEY, other, never])
+    assert counts == {KEY: 3, other: 3, never: 0}
+    assert len(s.labels(key=KEY)) == 3
+    assert len(s.labels("bob")) == 4
+    assert len(s.games(key=other)) == 1
+    assert len(s.games(layer="nope")) == 0
+    assert s.labels(participant="bob", key=other)["text"].tolist() == ["d", "e", "f"]
+
+# --------------------------------------------------------------------------------------------------
+# files, URLs, schema
+
+
+def test_file_store_uses_wal_and_urls(tmp_path, monkeypatch):
+    s = LabelStore(tmp_path / "a.db", timeout=2.5)
+    assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s._db.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
+    assert s._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
+    s.close()
+    monkeypatch.chdir(tmp_path)
+    assert len(LabelStore("sqlite:///a.db").games()) == 1
+    assert len(LabelStore(f"sqlite:///{tmp_path / 'a.db'}").games()) == 1
+    assert LabelStore("sqlite://").path == ":memory:"
+    with pytest.raises(ValueError, match="not supported"):
+        LabelStore("postgresql://u@h/db")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        LabelStore(tmp_path / "no" / "such" / "dir.db")
+    with pytest.raises(ValueError, match="closed"):
+        s.games()
+
+
+def test_pickled_file_store_reconnects(tmp_path):
+    s = LabelStore(tmp_path / "p.db")
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
+    t = pickle.loads(pickle.dumps(s))
+    assert t.path == s.path and len(t.labels()) == 1
+    with pytest.raises(TypeError, match="in-memory"):
+        pickle.dumps(LabelStore())
+
+
+def test_older_file_is_upgraded_and_newer_file_refused(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    old = LabelStore(path)
+    old.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel", "tyre"])
+    assert old.schema_version == 1
+    old.close()
+
+    v2 = ["ALTER TABLE games ADD COLUMN device TEXT", "UPDATE games SET device = 'tablet'"]
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS + [(2, v2)])
+    new = LabelStore(path)
+    assert new.schema_version == 2
+    assert new._db.execute("SELECT device FROM games").fetchall() == [("tablet",)]
+    assert new.labels()["text"].tolist() == ["wheel", "tyre"]  # data kept
+    assert new.integrity_check() == []
+    new.close()
+
+    # a failing migration leaves the file as it was
+    bad = [(3, ["ALTER TABLE games ADD COLUMN x TEXT", "THIS IS NOT SQL"])]
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS + bad)
+    with pytest.raises(sqlite3.OperationalError):
+        LabelStore(path)
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:-1])
+    again = LabelStore(path)
+    assert again.schema_version == 2
+    cols = [r[1] for r in again._db.execute("PRAGMA table_info(games)")]
+    assert "x" not in cols and "device" in cols
+    again.close()
+
+    # a file from a newer version is refused, not damaged
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:1])
+    with pytest.raises(RuntimeError, match="newer"):
+        LabelStore(path)
+
+# --------------------------------------------------------------------------------------------------
+# the store's seams: backends, batches, change stamps
+
+
+def test_a_backend_is_a_class_registered_under_its_url_scheme(monkeypatch):
+    from inv_widgets.labels.store import backend as backend_mod
+    from inv_widgets.labels.store.sqlite import SQLiteBackend
+
+    class MemTest(SQLiteBackend):  # a "new database": another scheme, its own class, nothing else changed
+        def __init__(self, url, **options):
+            assert url == "memtest://box"
+            super().__init__(":memory:", **options)
+            self.where = "memtest://box"
+
+    monkeypatch.setitem(backend_mod.BACKENDS, "memtest", MemTest)
+    s = LabelStore("memtest://box", timeout=1)
+    assert isinstance(s.backend, MemTest) and isinstance(s.backend, backend_mod.Backend)
+    assert s.path == "memtest://box" and repr(s) == "LabelStore('memtest://box', schema v1)"
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
+    assert s.labels()["text"].tolist() == ["wheel"] and s.integrity_check() == []
+
+    class OtherDialect(MemTest):
+        dialect = "otherdb"
+
+    monkeypatch.setitem(backend_mod.BACKENDS, "memtest", OtherDialect)
+    with pytest.raises(RuntimeError, match="no SQL for the 'otherdb' backend.*add a 'otherdb' entry"):
+        LabelStore("memtest://box")
+    with pytest.raises(ValueError, match="the 'mysql' database URL is not supported yet"):
+        LabelStore("mysql://u@h/db")
+
+
+def test_record_answers_is_one_transaction(monkeypatch):
+    from inv_widgets.labels import rules
+
+    s = LabelStore()
+    good = [rules.validate_answer("ada", KEY, "car", "car", "win", i, [f"l{i}"]) for i in range(3)]
+    assert s.record_answers(good, participants=[("zed", "2020-01-01T00:00:00+00:00")]) == 3
+    assert s.participants()["participant"].tolist() == ["zed", "ada"]
+    assert s.participants()["created"][0] == "2020-01-01T00:00:00+00:00"
+    unknown = rules.validate_answer(999, KEY, "car", "car", "win", 0, ["x"])  # an id nobody has
+    with pytest.raises(KeyError, match="999"):
+        s.record_answers(good + [unknown], participants=[("late", None)])
+    assert len(s.games()) == 3 and "late" not in s.participants()["participant"].tolist()  # all or nothing
+
+
+def test_change_stamp_moves_with_every_write_from_any_connection(tmp_path):
+    a = LabelStore(tmp_path / "stamp.db")
+    b = LabelStore(tmp_path / "stamp.db")
+    first = a.change_stamp()
+    assert a.change_stamp() == first  # reading changes nothing
+    a.add_participant("ada")
+    second = a.change_stamp()
+    assert second != first
+    b.record_answer("bob", KEY, "car", "car", "win", 0, ["wheel"])
+    assert a.change_stamp() != second
