@@ -132,6 +132,12 @@ def test_table_of_maps_and_the_consumers(run24):
     agg = inv.aggregate_labels(store, class_names=run24.classes, model="tfidf", merge=True, weights=run24.weights(),
                                progress=False)
     assert len(agg) == 1 and agg["label"].iloc[0] == "wheel" and agg["n_maps"].iloc[0] == 2
+    # in one pass, as a labelling pool built from a run reads them (each shard's arrays read once)
+    seen = list(run24.iter_maps(images=[3, 11], layers=[run24.layers[2]]))
+    assert len(seen) == ((maps["image"].isin([3, 11])) & (maps["layer"] == run24.layers[2])).sum() > 0
+    for row, m in seen:
+        np.testing.assert_array_equal(m, run24.map(MapKey.from_row(row)))
+    assert sum(1 for _ in run24.iter_maps()) == len(maps)
     run2 = inv.Run.open(run24.path)  # opened afresh from disk
     pd.testing.assert_frame_equal(run2.maps, maps)
     assert [r.index for r in run2] == list(range(N))
@@ -348,3 +354,40 @@ def test_memory_held_does_not_grow_with_the_number_of_images(session48, tmp_path
     held(8, "warm")  # imports, first-use caches
     small, large = held(8, "m8"), held(40, "m40")
     assert large - small < 256 * 1024, f"{large - small} bytes more held after 40 images than after 8"
+
+
+def pool_from_run(run, images=None, layers=None):
+    """What ``Pool.from_run`` (labels/pool.py, to be added at merge) does: the run's maps as pool items."""
+    from inv_widgets.labels.pool import Pool, PoolItem
+
+    layers = list(layers or run.layers)
+    images = list(images if images is not None else run.images["image"])
+    position = {i: p for p, i in enumerate(images)}
+    depth = {name: d for d, name in enumerate(layers)}
+    items = []
+    for row, low in run.iter_maps(images=images, layers=layers):
+        low.flags.writeable = False
+        items.append(PoolItem(key=MapKey.from_row(row), image=row["image"], target=row["target"], layer=row["layer"],
+                              depth=depth[row["layer"]] + 1, rank=row["map"], weight=row["weight"], lowres=low,
+                              recipe=run.recipe, k=run.k,
+                              order=(row["map"], len(layers) - depth[row["layer"]], position[row["image"]])))
+    return Pool(items, image=run.image, layers=layers)
+
+
+def test_a_labelling_pool_from_a_run_shows_what_the_session_pool_shows(run24, session48):
+    """The game's pool built from the run (no model) and from the session: the same maps, the same pictures."""
+    from inv_widgets.labels.pool import Pool, PoolSpec
+
+    images, layers = [0, 5, 9], session48.layers[-2:]
+    from_run = pool_from_run(run24, images, layers)
+    spec = PoolSpec.for_session(session48, images, layers, target="predicted")
+    from_session = Pool.from_session(session48, spec)
+    assert from_run.keys == from_session.keys and len(from_run) > 6
+    for a in list(from_run)[::3]:
+        b = from_session.item(a.key)
+        assert (a.image, a.target, a.layer, a.depth, a.rank) == (b.image, b.target, b.layer, b.depth, b.rank)
+        assert a.weight == pytest.approx(b.weight, rel=1e-5)
+        np.testing.assert_array_equal(from_run.image(a), from_session.image(b))
+        np.testing.assert_allclose(from_run.heatmap(a), from_session.heatmap(b), atol=2e-3)
+        assert np.abs(from_run.reveal(a, 2).astype(int) - from_session.reveal(b, 2)).mean() < 8
+        np.testing.assert_array_equal(from_run.reveal(a, 2), run24.reveal(a.key, 2))

@@ -380,6 +380,28 @@ class Run:
         i, layer, j = self.locate(key)
         return self[i][layer], j
 
+    def iter_maps(self, images=None, layers=None):
+        """``(row, map)`` for every cluster map (of ``images`` and ``layers`` if given), in table order:
+        ``row`` a dict of the ``run.maps`` columns, ``map`` (h, w) float32 in [0, 1] at feature resolution.
+
+        Reads each shard's arrays once: what a labelling pool built from a run needs in one pass.
+        """
+        maps = self._table()[0]
+        if images is not None:
+            maps = maps[maps["image"].isin([int(i) for i in images])]
+        if layers is not None:
+            layers = [layers] if isinstance(layers, str) else list(layers)
+            unknown = [n for n in layers if n not in self.layers]
+            if unknown:
+                raise ValueError(f"unknown layers {unknown}; the run's layers are {self.layers}")
+            maps = maps[maps["layer"].isin(layers)]
+        for (s, li), part in maps.groupby(["shard", "layer_index"], sort=True):
+            rows = part["row"].to_numpy()
+            lo, hi = int(rows.min()), int(rows.max()) + 1
+            block = self._shard(int(s)).read(f"maps/{int(li)}", slice(lo, hi))
+            for rec, r in zip(part.to_dict("records"), rows):
+                yield rec, block[r - lo].astype(np.float32)
+
     def map(self, key) -> np.ndarray:
         """A cluster map at feature resolution, (h, w) float32 in [0, 1]."""
         lr, j = self.entry(key)
