@@ -2,7 +2,9 @@
 
     python benchmarks/bench_batch.py                  # CPU: demo CNN and VGG-16, one process and 2 Dask workers
     python benchmarks/bench_batch.py --memory         # peak RSS of a 200- and a 2,000-image run (fresh processes)
-    python benchmarks/bench_batch.py --device cuda    # GPU: VGG-16 at 224 px, batch 32/64/128, torch Ward on the device
+    python benchmarks/bench_batch.py --device cuda    # GPU: VGG-16 at 224 px, batch 32/64/128, torch Ward on the device,
+                                                      # then 4 Dask workers sharing the GPU, the Ward kernel alone
+    python benchmarks/bench_batch.py --dry-run        # the GPU script's code path on the CPU, tiny sizes
     python benchmarks/bench_batch.py --quick          # fewer images and repeats (a dry run)
 
 Forward+backward is the model's own ``logit.backward()`` with parameter gradients on batches already in
@@ -113,7 +115,7 @@ def run_rate(session, indices, batch_size, root: Path, client=None, ward="auto")
 def one_process(name, n, batch_size, repeats, root, device="cpu", wards=("auto",)):
     session = FACTORIES[name](n, device)
     indices = list(range(n))
-    inv.explain_dataset(session, indices[:batch_size], out=root / f"warm-{name}-{device}", batch_size=batch_size, progress=False)
+    inv.explain_dataset(session, indices[:batch_size], out=root / f"warm-{name}-{device}-{batch_size}", batch_size=batch_size, progress=False)
     fwd_bwd_rate(session, indices[:batch_size], batch_size)  # warm-up
     rates = {"fwd+bwd": []} | {w: [] for w in wards}
     for _ in range(repeats):
@@ -151,58 +153,88 @@ def dask_bench(name, n, bs, repeats, root, base):
 
 
 def cuda_bench(args, root):
-    if not torch.cuda.is_available():
-        raise SystemExit("no CUDA device here: nothing to measure (the CPU figures: run without --device cuda)")
-    dev = torch.device("cuda")
-    torch.backends.cudnn.benchmark = True
-    print(f"device: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
-    agreement(root)
-    for bs in args.cuda_batch_sizes:
-        n = bs * (2 if args.quick else 4)
-        torch.cuda.reset_peak_memory_stats(dev)
-        r = one_process("vgg16", n, bs, 1 if args.quick else 3, root, device="cuda",
-                        wards=("auto",) if args.quick or bs != 64 else ("auto", "scipy"))
-        peak = torch.cuda.max_memory_allocated(dev) / 2**30
+    """VGG-16 at 224 px on the GPU: one process at several batch sizes, then several Dask workers sharing it.
+
+    ``--dry-run`` runs the same code on the CPU with tiny sizes (to check the script where no GPU is)."""
+    device = "cpu" if args.dry_run else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device here: nothing to measure (--dry-run checks the script on the CPU)")
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        name = torch.cuda.get_device_name(0)
+        print(f"device: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    else:
+        name = "CPU (dry run)"
+    agreement(root, device, 8 if args.dry_run else 64)
+    sizes = [2] if args.dry_run else args.cuda_batch_sizes
+    for bs in sizes:
+        n = bs * (2 if args.quick or args.dry_run else 4)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        wards = ("auto",) if args.quick or args.dry_run or bs != 64 else ("auto", "scipy")
+        r = one_process("vgg16", n, bs, 1 if args.quick or args.dry_run else 3, root, device=device, wards=wards)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
         base = r["fwd+bwd"]
-        print(f"\nVGG-16 on {torch.cuda.get_device_name(dev)}, 224 px, batch {bs}, {n} images (peak GPU memory {peak:.1f} GiB)")
+        print(f"\nVGG-16 on {name}, 224 px, batch {bs}, {n} images, one process (peak GPU memory {peak:.1f} GiB)")
         print(f"  forward+backward                      {base:8.1f} images/s   1.00x")
-        print(f"  explain_dataset, Ward on the GPU      {r['auto']:8.1f} images/s   {r['auto'] / base:.2f}x   (target >= 0.5x)")
+        print(f"  explain_dataset, Ward on the device   {r['auto']:8.1f} images/s   {r['auto'] / base:.2f}x   (target >= 0.5x)")
         if "scipy" in r:
             print(f"  explain_dataset, Ward by scipy (CPU)  {r['scipy']:8.1f} images/s   {r['scipy'] / base:.2f}x")
-    ward_kernel_rate(dev)
+    # the CPU side of a run (reading images, cuts, tables, compression) is one core's work per process:
+    # several Dask workers can share one GPU, each with its own copy of the model
+    for workers in ([2] if args.dry_run else args.cuda_workers):
+        bs = sizes[-1] if args.dry_run else 64
+        n = bs * (2 if args.dry_run else 8) * workers
+        from distributed import Client, LocalCluster
+
+        session = vgg_session(n, device)
+        base = fwd_bwd_rate(session, list(range(min(n, 4 * bs))), bs)
+        del session
+        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None,
+                          silence_logs=50) as cluster, Client(cluster) as client:
+            factory = functools.partial(vgg_session, n, device)
+            run_rate(factory, list(range(workers * bs)), bs, root, client)  # warm-up: sessions built
+            rate = run_rate(factory, list(range(n)), bs, root, client)
+        print(f"  explain_dataset, {workers} Dask workers sharing the device, batch {bs}: {rate:8.1f} images/s   "
+              f"{rate / base:.2f}x (forward+backward {base:.1f} images/s)")
+    ward_kernel_rate(torch.device(device), small=args.dry_run)
 
 
-def agreement(root):
-    """The GPU's torch Ward against scipy on the same captured batches: identical cuts (demo, 64 images)."""
-    s = inv.demo.session(64, "cuda")
-    a = inv.explain_dataset(s, range(64), out=root / "gpu-torch", batch_size=32, ward="torch", progress=False).maps
-    b = inv.explain_dataset(s, range(64), out=root / "gpu-scipy", batch_size=32, ward="scipy", progress=False).maps
+def agreement(root, device, n):
+    """The device's torch Ward (float32 on a GPU) against scipy on the same captures: identical cuts (demo)."""
+    s = inv.demo.session(n, device)
+    a = inv.explain_dataset(s, range(n), out=root / "agree-torch", batch_size=32, ward="torch", progress=False).maps
+    b = inv.explain_dataset(s, range(n), out=root / "agree-scipy", batch_size=32, ward="scipy", progress=False).maps
     ka = a.groupby(["image", "layer"])["members"].apply(tuple)
     kb = b.groupby(["image", "layer"])["members"].apply(tuple)
     same = (ka == kb.reindex(ka.index)).mean()
-    print(f"torch Ward (float32, GPU) vs scipy on the same GPU captures: {same:.1%} of {len(ka)} layer cuts identical")
+    print(f"torch Ward on {device} vs scipy, same captures: {same:.1%} of {len(ka)} layer cuts identical "
+          f"({n} demo images)")
 
 
-def ward_kernel_rate(dev):
-    """The kernel alone: VGG-16-like problems (13 layers x batch, 30..300 kept maps)."""
+def ward_kernel_rate(dev, small=False):
+    """The kernel alone on VGG-16-like problems: 13 layers x batch, 30..300 kept maps per layer."""
     from inv_widgets.engine.ward_torch import pairwise_sq_euclidean, ward_linkage_groups
 
     g = torch.Generator().manual_seed(0)
-    for b in (64, 256):
+    shapes = ((40, 50176), (40, 50176), (80, 12544), (80, 12544), (150, 3136), (150, 3136), (150, 3136),
+              (300, 784), (300, 784), (300, 784), (300, 196), (300, 196), (300, 196))
+    for b in ((2,) if small else (64, 256)):
         d2s, counts = [], []
-        for n_max, hw in ((40, 50176), (40, 50176), (80, 12544), (80, 12544), (150, 3136), (150, 3136),
-                          (150, 3136), (300, 784), (300, 784), (300, 784), (300, 196), (300, 196), (300, 196)):
+        for n_max, hw in shapes:
+            n_max = n_max // 10 if small else n_max
             cnt = torch.randint(n_max // 3, n_max + 1, (b,), generator=g)
             x = torch.rand(b, n_max, min(hw, 4096), generator=g).to(dev)
             d2s.append(pairwise_sq_euclidean(x, cnt))
             counts.append(cnt)
-        ward_linkage_groups(d2s, counts, dtype=torch.float32)
+        dtype = torch.float32 if dev.type == "cuda" else torch.float64
+        ward_linkage_groups(d2s, counts, dtype=dtype)
         sync(dev)
         t = time.perf_counter()
-        ward_linkage_groups(d2s, counts, dtype=torch.float32)
+        ward_linkage_groups(d2s, counts, dtype=dtype)
         sync(dev)
         dt = time.perf_counter() - t
-        print(f"  Ward kernel alone, {b} images x 13 layers: {dt * 1000:.0f} ms ({b / dt:.0f} images/s)")
+        print(f"  Ward kernel alone on {dev.type}, {b} images x 13 layers: {dt * 1000:.0f} ms ({b / dt:.0f} images/s)")
 
 
 MEMORY_CHILD = """
@@ -252,6 +284,8 @@ def main():
     ap.add_argument("--vgg-images", type=int, default=16)
     ap.add_argument("--vgg-batch-size", type=int, default=8)
     ap.add_argument("--cuda-batch-sizes", type=int, nargs="+", default=[32, 64, 128])
+    ap.add_argument("--cuda-workers", type=int, nargs="+", default=[4], help="Dask workers sharing the GPU")
+    ap.add_argument("--dry-run", action="store_true", help="with --device cuda: the GPU code path on the CPU, tiny")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.demo_images, args.vgg_images = 1, 64, 8
@@ -261,7 +295,7 @@ def main():
         root = Path(tmp)
         if args.memory:
             memory_bench(root, (200, 2000) if not args.quick else (50, 200))
-        elif args.device == "cuda":
+        elif args.device == "cuda" or args.dry_run:
             cuda_bench(args, root)
         else:
             cpu_bench(args, root)
