@@ -246,30 +246,31 @@ def rss():
         return int(f.read().split()[1]) * page
 n, out = int(sys.argv[1]), sys.argv[2]
 session = inv.demo.session(n)
-inv.explain_dataset(session, range(16), out=out + "-warm", batch_size=16, progress=False)
-base = rss(); peak = [base]; done = [False]; samples = []
+inv.explain_dataset(session, range(32), out=out + "-warm", batch_size=32, progress=False)
+base = rss(); done = [False]; samples = []
 def sample():
     while not done[0]:
-        peak[0] = max(peak[0], rss()); samples.append(rss()); time.sleep(0.01)
+        samples.append(rss()); time.sleep(0.01)
 t = threading.Thread(target=sample); t.start()
 t0 = time.perf_counter()
 inv.explain_dataset(session, range(n), out=out, batch_size=32, progress=False)
 secs = time.perf_counter() - t0
 done[0] = True; t.join()
-half = samples[len(samples) // 2:] or [rss()]
-print(json.dumps({"base": base, "peak": max(peak[0], rss()), "end": rss(), "late_median": sorted(half)[len(half) // 2], "seconds": secs}))
+q = len(samples) // 4
+quarters = [max(samples[i * q:(i + 1) * q] or [base]) for i in range(4)]
+print(json.dumps({"base": base, "peak": max(samples + [base]), "end": rss(), "quarters": quarters, "seconds": secs}))
 """
 
 
 def memory_bench(root, sizes):
-    print(f"\nresident memory of one process running explain_dataset on the demo (batch 32), fresh process each")
+    print("\nresident memory of one process running explain_dataset on the demo (batch 32), a fresh process each")
     for n in sizes:
         out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(n), str(root / f"mem{n}")],
                              capture_output=True, text=True, check=True)
         m = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {n:>5} images: {m['base']:.0f} MB before, peak {m['peak']:.0f} MB (+{m['peak'] - m['base']:.0f}), "
-              f"at the end {m['end']:.0f} MB, median of the second half {m['late_median']:.0f} MB; "
-              f"{n / m['seconds']:.1f} images/s")
+        qs = " / ".join(f"{v:.0f}" for v in m["quarters"])
+        print(f"  {n:>5} images: {m['base']:.0f} MB before, peak {m['peak']:.0f} MB (+{m['peak'] - m['base']:.0f}); "
+              f"peak of each quarter of the run {qs} MB; {n / m['seconds']:.1f} images/s")
 
 
 def main():

@@ -22,10 +22,10 @@ from ..engine import run_model
 from scipy.cluster.hierarchy import linkage as scipy_linkage
 
 from ..engine.cluster import Tree, _gap_k, assign, build_trees, prune_mask
-from ..engine.numeric import condensed_euclidean, minmax_rows
+from ..engine.numeric import condensed_euclidean
 from ..engine.runtime import limited_threads
 from ..engine.ward_torch import pairwise_sq_euclidean, ward_linkage_groups
-from ..engine.weights import KEEP_FACTOR, gradcam_lowres, to_percent
+from ..engine.weights import KEEP_FACTOR, to_percent
 
 __all__ = ["LayerOut", "BatchOut", "explain_batch", "WARD_BACKENDS"]
 
@@ -51,11 +51,20 @@ class BatchOut:
     layers: list[LayerOut]  # in the order the layers fired
 
 
+def _minmax_(x: torch.Tensor) -> torch.Tensor:
+    """``minmax_rows`` in place on a 2-D tensor we own, bit for bit the same (a constant row is 0 after the
+    subtraction either way, so its ``torch.where`` and temporaries are not needed)."""
+    if x.shape[0]:
+        lo, hi = torch.aminmax(x, dim=1, keepdim=True)
+        x.sub_(lo).div_((hi - lo).clamp_min_(1e-12))
+    return x
+
+
 def _scaled_half(x: torch.Tensor) -> np.ndarray:
-    """Min-max scale each leading item of (N, ...) to [0, 1] and bring it to the CPU as float16."""
+    """Min-max scale each leading item of (N, ...) to [0, 1] (in place) and bring it to the CPU as float16."""
     if x.shape[0] == 0:
         return np.zeros(tuple(x.shape), np.float16)
-    return minmax_rows(x.reshape(x.shape[0], -1).float()).reshape(x.shape).to(torch.float16).cpu().numpy()
+    return _minmax_(x.reshape(x.shape[0], -1)).reshape(x.shape).to(torch.float16).cpu().numpy()
 
 
 def _cut(tree: Tree, pct_kept: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -72,23 +81,27 @@ def _cut(tree: Tree, pct_kept: np.ndarray, k: int | None) -> tuple[np.ndarray, n
     return remap[labels], weights[order].astype(np.float64)
 
 
-def _padded_kept(r: torch.Tensor, kept: list[np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
-    """Each image's kept maps of one layer, min-max scaled rows, padded: (B, n_max, h*w) and the counts.
+def _kept_rows(r: torch.Tensor, kept: list[np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
+    """Every image's kept maps of one layer, stacked (sum of kept, h*w), each row min-max scaled, and the
+    counts per image. ``r`` is the layer's ReLU'd activations (B, C, h, w).
 
-    ``r`` is the layer's ReLU'd activations (B, C, h, w). Elementwise and row-wise steps only, so every
-    image's rows are bit for bit what ``minmax_rows`` gives for that image alone."""
+    Elementwise and row-wise steps only, so every row is bit for bit what ``minmax_rows`` gives."""
     b, c = r.shape[:2]
     cnt = np.array([len(k) for k in kept], dtype=np.int64)
+    flat_idx = np.concatenate([k + i * c for i, k in enumerate(kept)]) if b else np.zeros(0, np.int64)
+    x = r.reshape(b * c, -1)[torch.as_tensor(flat_idx, device=r.device)]  # a copy we may scale in place
+    return _minmax_(x), cnt
+
+
+def _padded(x: torch.Tensor, cnt: np.ndarray) -> torch.Tensor:
+    """Stacked rows (sum of cnt, d) -> (B, max cnt, d), zero padding."""
     n = max(int(cnt.max(initial=0)), 1)
-    idx = np.zeros((b, n), dtype=np.int64)
-    for i, k in enumerate(kept):
-        idx[i, :len(k)] = k
-    flat = r.reshape(b, c, -1)
-    rows = torch.arange(b, device=r.device)[:, None]
-    x = flat[rows, torch.as_tensor(idx, device=r.device)]  # (B, n, h*w), a copy we may scale in place
-    lo, hi = torch.aminmax(x, dim=2, keepdim=True)
-    # minmax_rows without its torch.where: a constant row is 0 after the subtraction either way
-    return x.sub_(lo).div_((hi - lo).clamp_min_(1e-12)), cnt
+    out = x.new_zeros((len(cnt), n, x.shape[1]))
+    starts = np.r_[0, np.cumsum(cnt)[:-1]]
+    rows = np.concatenate([np.full(c, i) for i, c in enumerate(cnt)]) if cnt.sum() else np.zeros(0, np.int64)
+    cols = np.arange(int(cnt.sum())) - np.repeat(starts, cnt)
+    out[torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)] = x
+    return out
 
 
 def _scipy_fast_trees(xs: list[tuple[torch.Tensor, np.ndarray]]) -> list[list[Tree]]:
@@ -96,21 +109,22 @@ def _scipy_fast_trees(xs: list[tuple[torch.Tensor, np.ndarray]]) -> list[list[Tr
     distances and scipy's Ward), from rows already scaled."""
     out = []
     for x, cnt in xs:
-        trees = []
-        for i, n in enumerate(cnt):
+        trees, start = [], 0
+        for n in cnt:
             n = int(n)
             if n < 2:
                 trees.append(Tree("fast", np.zeros((0, 4)), n, max(n, 1), False))
-                continue
-            z = scipy_linkage(condensed_euclidean(x[i, :n]), method="ward")
-            trees.append(Tree("fast", z, n, _gap_k(z[:, 2], n), False))
+            else:
+                z = scipy_linkage(condensed_euclidean(x[start:start + n]), method="ward")
+                trees.append(Tree("fast", z, n, _gap_k(z[:, 2], n), False))
+            start += n
         out.append(trees)
     return out
 
 
 def _torch_trees(xs: list[tuple[torch.Tensor, np.ndarray]], dtype) -> list[list[Tree]]:
     """The fast recipe's dendrograms from the batched torch Ward kernel, on the rows' device."""
-    d2s = [pairwise_sq_euclidean(x, torch.as_tensor(cnt)) for x, cnt in xs]
+    d2s = [pairwise_sq_euclidean(_padded(x, cnt), torch.as_tensor(cnt)) for x, cnt in xs]
     out = []
     for links, (_, cnt) in zip(ward_linkage_groups(d2s, [cnt for _, cnt in xs], dtype=dtype), xs):
         trees = []
@@ -149,7 +163,10 @@ def _summarise(cap, b: int, device: torch.device, recipe: str, k: int | None, wa
         a = cap.activations[name].float()
         pct = to_percent(cap.guided[name])
         n = pct.shape[-1]
-        cams.append(gradcam_lowres(a, grad_mean=cap.grad_mean[name]))
+        # plain Grad-CAM, ReLU(sum_k mean(G_k) A_k) as engine.weights.gradcam_lowres, as one batched product
+        gm = cap.grad_mean[name].to(a.dtype)
+        cams.append(F.relu(torch.bmm(gm[:, None, :], a.reshape(a.shape[0], a.shape[1], -1))).reshape(
+            a.shape[0], *a.shape[2:]))
         acts.append(a.relu_())  # post-activation maps, as INV clusters them; in place: the capture is ours
         pcts.append(pct)
         keeps.append((pct >= KEEP_FACTOR / n) & (pct > 0))  # engine.weights.keep_channels, batched
@@ -158,7 +175,7 @@ def _summarise(cap, b: int, device: torch.device, recipe: str, k: int | None, wa
     kept = [[np.flatnonzero(row) for row in m.cpu().numpy()] for m in keeps]
     cams_np = [_scaled_half(c) for c in cams]
     if recipe == "fast":
-        scaled = [_padded_kept(r, kl) for r, kl in zip(acts, kept)]
+        scaled = [_kept_rows(r, kl) for r, kl in zip(acts, kept)]
         if ward == "torch":
             trees = _torch_trees(scaled, ward_dtype or (torch.float64 if device.type == "cpu" else torch.float32))
         else:
