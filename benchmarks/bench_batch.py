@@ -2,8 +2,9 @@
 
     python benchmarks/bench_batch.py                  # CPU: demo CNN and VGG-16, one process and 2 Dask workers
     python benchmarks/bench_batch.py --memory         # peak RSS of a 200- and a 2,000-image run (fresh processes)
-    python benchmarks/bench_batch.py --device cuda    # GPU: VGG-16 at 224 px, batch 32/64/128, torch Ward on the device,
-                                                      # then 4 Dask workers sharing the GPU, the Ward kernel alone
+    python benchmarks/bench_batch.py --device cuda    # GPU: VGG-16 at 224 px, batch 32/64/128, torch Ward on
+                                                      # the device, then 4 Dask workers sharing the GPU, the
+                                                      # Ward kernel alone
     python benchmarks/bench_batch.py --dry-run        # the GPU script's code path on the CPU, tiny sizes
     python benchmarks/bench_batch.py --quick          # fewer images and repeats (a dry run)
 
@@ -25,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -115,7 +115,8 @@ def run_rate(session, indices, batch_size, root: Path, client=None, ward="auto")
 def one_process(name, n, batch_size, repeats, root, device="cpu", wards=("auto",)):
     session = FACTORIES[name](n, device)
     indices = list(range(n))
-    inv.explain_dataset(session, indices[:batch_size], out=root / f"warm-{name}-{device}-{batch_size}", batch_size=batch_size, progress=False)
+    inv.explain_dataset(session, indices[:batch_size], out=root / f"warm-{name}-{device}-{batch_size}",
+                        batch_size=batch_size, progress=False)
     fwd_bwd_rate(session, indices[:batch_size], batch_size)  # warm-up
     rates = {"fwd+bwd": []} | {w: [] for w in wards}
     for _ in range(repeats):
@@ -177,7 +178,8 @@ def cuda_bench(args, root):
         base = r["fwd+bwd"]
         print(f"\nVGG-16 on {name}, 224 px, batch {bs}, {n} images, one process (peak GPU memory {peak:.1f} GiB)")
         print(f"  forward+backward                      {base:8.1f} images/s   1.00x")
-        print(f"  explain_dataset, Ward on the device   {r['auto']:8.1f} images/s   {r['auto'] / base:.2f}x   (target >= 0.5x)")
+        print(f"  explain_dataset, Ward on the device   {r['auto']:8.1f} images/s   {r['auto'] / base:.2f}x   "
+              "(target >= 0.5x)")
         if "scipy" in r:
             print(f"  explain_dataset, Ward by scipy (CPU)  {r['scipy']:8.1f} images/s   {r['scipy'] / base:.2f}x")
     # the CPU side of a run (reading images, cuts, tables, compression) is one core's work per process:

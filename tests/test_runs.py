@@ -20,11 +20,11 @@ import torch
 
 import inv_widgets as inv
 from inv_widgets.engine import MapKey
+from inv_widgets.engine.numeric import minmax_rows
 from inv_widgets.engine.runtime import limited_threads
 from inv_widgets.runs.pipeline import shard_meta
 from inv_widgets.runs.store import RunStore
 
-from runs_helpers import slow_demo_session
 
 TESTS = Path(__file__).resolve().parent
 N, BATCH = 24, 8
@@ -85,8 +85,7 @@ def test_run_holds_the_sessions_explanations(run24, session48):
             np.testing.assert_allclose(rl.channel_weights, exp[name].channel_weights, rtol=1e-6)
             np.testing.assert_array_equal(rl.kept, exp[name].kept)
             if cl.k:
-                lo = torch.from_numpy(cl.maps_lowres).reshape(cl.k, -1)
-                lo = (lo - lo.amin(1, keepdim=True)) / (lo.amax(1, keepdim=True) - lo.amin(1, keepdim=True)).clamp_min(1e-12)
+                lo = minmax_rows(torch.from_numpy(cl.maps_lowres).reshape(cl.k, -1))
                 np.testing.assert_allclose(rl.maps_lowres.reshape(cl.k, -1), lo.numpy(), atol=6e-4)
                 np.testing.assert_allclose(rl.maps, cl.maps, atol=2e-3)
                 # float16 ties at the percentile can add a few pixels to a Deep Reveal mask (measured on 6,372

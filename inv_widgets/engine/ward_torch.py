@@ -150,7 +150,8 @@ def _linkage_from_slots(rec: np.ndarray, counts: np.ndarray) -> list[np.ndarray]
     return out
 
 
-def ward_linkage_groups(d2s: list[torch.Tensor], counts: list, dtype: torch.dtype | None = None) -> list[list[np.ndarray]]:
+def ward_linkage_groups(d2s: list[torch.Tensor], counts: list,
+                        dtype: torch.dtype | None = None) -> list[list[np.ndarray]]:
     """Ward linkage of several groups of problems (e.g. the images of a batch, one group per layer),
     ``d2s[g]`` (P_g, N_g, N_g) with ``counts[g]`` (P_g,), as :func:`ward_linkage_batched` of each.
 

@@ -17,7 +17,8 @@ from ..inputs import tensor_id
 from .compute import explain_batch
 from .store import RunStore
 
-__all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward", "CHUNK_ROWS"]
+__all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward",
+           "CHUNK_ROWS"]
 
 #: rows per Zarr chunk in a shard: one image's maps of a layer (3-8 rows) are one or two chunks
 CHUNK_ROWS = {"maps": 8, "gradcam": 8, "images": 8, "channel_weights": 64, "logits": 64}

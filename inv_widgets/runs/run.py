@@ -107,7 +107,8 @@ class RunLayer:
 
     def key(self, j: int) -> MapKey:
         if not 0 <= j < self.k:
-            raise IndexError(f"cluster map {j} does not exist; layer {self.name!r} of image {self.image.index} has {self.k}")
+            raise IndexError(f"cluster map {j} does not exist; layer {self.name!r} of image {self.image.index} "
+                             f"has {self.k}")
         r = self._rows.iloc[j]
         return MapKey(r["model"], r["image_id"], int(r["target"]), r["layer"], r["members"])
 
@@ -117,7 +118,8 @@ class RunLayer:
     def reveal(self, j: int, step: int) -> np.ndarray:
         """Deep Reveal image of cluster map ``j`` at step 0..5, uint8 (H, W, 3), as ``Clusters.reveal``."""
         if not 0 <= j < self.k:
-            raise IndexError(f"cluster map {j} does not exist; layer {self.name!r} of image {self.image.index} has {self.k}")
+            raise IndexError(f"cluster map {j} does not exist; layer {self.name!r} of image {self.image.index} "
+                             f"has {self.k}")
         return reveal_image(self.image.image, self.maps_lowres[j], step)
 
 
@@ -335,7 +337,8 @@ class Run:
         maps, imgs = self._table()
         info = imgs.iloc[row]
         pos = self._positions()
-        lo, hi = np.searchsorted(pos, int(info["position"]), side="left"), np.searchsorted(pos, int(info["position"]), side="right")
+        p = int(info["position"])
+        lo, hi = np.searchsorted(pos, p, side="left"), np.searchsorted(pos, p, side="right")
         return RunImage(self, info, maps.iloc[lo:hi])
 
     def __iter__(self):
@@ -371,7 +374,8 @@ class Run:
             if key.model != self.model:
                 raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} was made by another model "
                                f"({key.model}), not this run's ({self.model})")
-            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} of image {key.image_id} is not in this run")
+            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} of image {key.image_id} is not in "
+                           "this run")
         row = self._table()[0].iloc[r]
         return int(row["image"]), str(row["layer"]), int(row["map"])
 
