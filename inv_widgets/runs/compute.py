@@ -1,8 +1,9 @@
 """One batch of images -> everything a stored run keeps of them, without Explanation objects.
 
 The same steps as ``Session.explain`` followed by ``cut()`` on every layer (the same engine functions:
-``run_model``, ``to_percent``, the keep filter, ``build_trees``, ``assign``, ``prune_mask``), batched
-across the images and layers of a batch, and only what is stored is made: cluster maps at feature
+``run_model``, ``to_percent``, the keep filter, ``condensed_euclidean`` and scipy's Ward as the fast
+recipe's ``build_trees`` uses them, ``build_trees`` itself for the other recipes, ``assign``,
+``prune_mask``), batched across the images and layers of a batch, and only what is stored is made: cluster maps at feature
 resolution (min-max scaled, float16), their weights and members, the layer's Grad-CAM (feature
 resolution, min-max scaled), per-channel weights, logits. No map is upsampled to the input size.
 
@@ -17,10 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from ..engine import run_model
 from scipy.cluster.hierarchy import linkage as scipy_linkage
 
+from ..engine import run_model
 from ..engine.cluster import Tree, _gap_k, assign, build_trees, prune_mask
 from ..engine.numeric import condensed_euclidean
 from ..engine.runtime import limited_threads
