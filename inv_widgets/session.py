@@ -170,6 +170,31 @@ class Session:
             return img if img.size == size else img.resize(size, Image.BILINEAR)
         return Image.fromarray(display_image(x, self.transform))
 
+    def item(self, i: int) -> tuple[torch.Tensor, np.ndarray, int | None]:
+        """``(model input, what a person sees as uint8 (H, W, 3), ground-truth label or None)`` of image
+        ``i``, read once and not cached: for passes over a whole dataset (``explain_dataset``), where the
+        session's caches would only grow."""
+        i = self._check_index(i)
+        nd = len(self.dataset) if self.dataset is not None else 0
+        label = None
+        x = self._inputs.get(i)
+        if x is None and i < nd:
+            item = self.dataset[i]
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            label = int(item[1]) if isinstance(item, (tuple, list)) and len(item) > 1 else None
+            x = to_model_input(x, self.transform)
+        elif x is None:
+            x = to_model_input(self._extra[i - nd], self.transform)
+        elif i < nd:
+            label = self.label(i)
+        if i < nd and hasattr(self.dataset, "image"):
+            img = to_pil(self.dataset.image(i))
+            size = (x.shape[2], x.shape[1])
+            shown = np.asarray(img if img.size == size else img.resize(size, Image.BILINEAR))
+        else:
+            shown = display_image(x, self.transform)
+        return x, shown, label
+
     def image_id(self, i: int) -> str:
         return tensor_id(self.input(i))
 
@@ -297,7 +322,10 @@ class Session:
 
     def explain_many(self, images: Sequence, target=None, *, recipe: str | None = None, batch_size: int | None = None,
                      progress: Progress | None = None, lazy: bool = True) -> list[Explanation]:
-        """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU)."""
+        """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU).
+
+        The in-memory form of :func:`inv_widgets.explain_dataset`: full explanations (every kept map,
+        recuts at any k) in the session's bounded cache, nothing on disk. For a dataset, use that."""
         recipe = get_recipe(recipe or self.recipe).name
         target = self._check_target(target)
         bs = int(batch_size or self.batch_size)
