@@ -45,6 +45,8 @@ bench: setup
 	$(PY) benchmarks/bench_explain.py
 	$(PY) benchmarks/bench_widget.py
 	$(PY) benchmarks/bench_labels.py
+	$(PY) benchmarks/bench_batch.py
+	$(PY) benchmarks/bench_batch.py --memory
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

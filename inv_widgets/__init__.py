@@ -26,6 +26,9 @@ _LAZY = {
     "aggregate_labels": ("inv_widgets.labels", "aggregate_labels"),
     "top_labels": ("inv_widgets.labels", "top_labels"),
     "StoreBusyError": ("inv_widgets.labels", "StoreBusyError"),
+    "runs": ("inv_widgets.runs", None),
+    "explain_dataset": ("inv_widgets.runs", "explain_dataset"),
+    "Run": ("inv_widgets.runs", "Run"),
 }
 
 __all__ = ["Session", "explain", "Explanation", "LayerResult", "Clusters", "MapKey", *_LAZY]

@@ -44,6 +44,16 @@ def _torchvision_model(name: str, weights: str):
     return model.eval(), meta_weights.transforms(), meta_weights.meta["categories"]
 
 
+def _recipe(name: str) -> str:
+    """argparse type: a recipe name, checked by the recipe registry (its message names the choices)."""
+    from .engine.recipes import get_recipe
+
+    try:
+        return get_recipe(name).name
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def cmd_explain(args) -> int:
     import inv_widgets as inv
     from .report import explanation_html
@@ -92,7 +102,8 @@ def main(argv=None) -> int:
     ex.add_argument("--target", default=None, help="class index or name (default: the predicted class)")
     ex.add_argument("--layers", nargs="+", default=None, help="layer names (default: every Conv2d)")
     ex.add_argument("--layer-mode", default="conv", choices=["conv", "blocks"])
-    ex.add_argument("--recipe", default="fast", choices=["fast", "paper", "paper-sklearn"])
+    ex.add_argument("--recipe", default="fast", type=_recipe,
+                    help="clustering recipe: fast (default), paper, paper-sklearn or another registered one")
     ex.add_argument("--k", type=int, default=None, help="cluster maps per layer (default: the suggested cut)")
     ex.add_argument("--cmap", default="jet", choices=["jet", "viridis", "inferno", "gray"])
     ex.add_argument("--out", default="inv_report.html")

@@ -6,7 +6,6 @@ after that (layers, recipes, cuts) reuses the cached Explanation.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -15,8 +14,8 @@ from PIL import Image
 from torch import nn
 
 from .engine import Clusters, Explanation, MapKey, build_explanations, find_layers, fingerprint, run_model
-from .engine.cluster import RECIPES
-from .engine.runtime import eval_mode
+from .engine.recipes import get_recipe, recipe_names
+from .engine.runtime import LRU, eval_mode
 from .inputs import display_image, to_model_input, tensor_id, to_pil
 
 __all__ = ["Session", "explain"]
@@ -50,10 +49,12 @@ class Session:
     layers : list of str, optional
         Layer names to explain; by default found automatically (``layer_mode="conv"``: every Conv2d;
         ``"blocks"``: block outputs such as ResNet's BasicBlock).
-    recipe : {"fast", "paper"}
-        Default clustering recipe.
+    recipe : str
+        Default clustering recipe, a name of the recipe registry (``inv_widgets.engine.recipes``): "fast"
+        (default), "paper" or "paper-sklearn".
     cache_size : int
-        How many explanations to keep (least recently used are dropped).
+        How many explanations to keep (least recently used are dropped). An explanation asked for with
+        ``target=None`` is the same object as the one asked for with its predicted class.
     """
 
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
@@ -61,8 +62,7 @@ class Session:
                  cache_size: int = 16, batch_size: int = 8):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+        recipe = get_recipe(recipe).name
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         if device is None:
@@ -84,11 +84,17 @@ class Session:
             self._extra = list(data)
         names = class_names if class_names is not None else getattr(self.dataset, "classes", None)
         self._class_names = [str(c) for c in names] if names is not None else None
-        self._cache: OrderedDict = OrderedDict()
-        self._inputs: dict[int, torch.Tensor] = {}
-        self._preds: OrderedDict = OrderedDict()
+        # Bounded caches (engine.runtime.LRU). Explanations are kept under (image id, target class); an
+        # explanation of the predicted class (target=None) is found through ``_predicted`` (image id ->
+        # predicted class), so that both ways of asking give the same object and it counts once.
+        self._cache = LRU(self.cache_size)
+        self._predicted = LRU(4096)
+        self._inputs = LRU(4096)  # model inputs by image index (an added image's is made again from it)
+        self._preds = LRU(1024)  # class probabilities by image id
         self._lock = threading.RLock()
         self._fingerprint: str | None = None
+        # image id -> index, filled as ids are computed: an index of the session's images, not a cache
+        # (bounded by the number of images, nothing to evict)
         self._ids: dict[str, int] = {}
         self._ids_seen: set[int] = set()
 
@@ -128,7 +134,7 @@ class Session:
         x = to_model_input(image, self.transform)
         self._extra.append(image)
         i = len(self) - 1
-        self._inputs[i] = x
+        self._inputs.put(i, x)
         return i
 
     def _check_index(self, i) -> int:
@@ -143,19 +149,15 @@ class Session:
     def input(self, i: int) -> torch.Tensor:
         """Model input (C, H, W) of image ``i``."""
         i = self._check_index(i)
-        x = self._inputs.get(i)
-        if x is None:
-            nd = len(self.dataset) if self.dataset is not None else 0
-            if i < nd:
-                item = self.dataset[i]
-                x = item[0] if isinstance(item, (tuple, list)) else item
-                x = to_model_input(x if isinstance(x, torch.Tensor) else x, self.transform)
-            else:
-                x = to_model_input(self._extra[i - nd], self.transform)
-            if len(self._inputs) > 4096:
-                self._inputs.clear()
-            self._inputs[i] = x
-        return x
+        return self._inputs.get(i, lambda: self._make_input(i))
+
+    def _make_input(self, i: int) -> torch.Tensor:
+        nd = len(self.dataset) if self.dataset is not None else 0
+        if i < nd:
+            item = self.dataset[i]
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            return to_model_input(x, self.transform)
+        return to_model_input(self._extra[i - nd], self.transform)
 
     def image(self, i: int) -> Image.Image:
         """What a person sees of image ``i``, at model-input size (PIL RGB)."""
@@ -167,6 +169,31 @@ class Session:
             img = to_pil(self.dataset.image(i))
             return img if img.size == size else img.resize(size, Image.BILINEAR)
         return Image.fromarray(display_image(x, self.transform))
+
+    def item(self, i: int) -> tuple[torch.Tensor, np.ndarray, int | None]:
+        """``(model input, what a person sees as uint8 (H, W, 3), ground-truth label or None)`` of image
+        ``i``, read once and not cached: for passes over a whole dataset (``explain_dataset``), where the
+        session's caches would only grow."""
+        i = self._check_index(i)
+        nd = len(self.dataset) if self.dataset is not None else 0
+        label = None
+        x = self._inputs.get(i)
+        if x is None and i < nd:
+            item = self.dataset[i]
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            label = int(item[1]) if isinstance(item, (tuple, list)) and len(item) > 1 else None
+            x = to_model_input(x, self.transform)
+        elif x is None:
+            x = to_model_input(self._extra[i - nd], self.transform)
+        elif i < nd:
+            label = self.label(i)
+        if i < nd and hasattr(self.dataset, "image"):
+            img = to_pil(self.dataset.image(i))
+            size = (x.shape[2], x.shape[1])
+            shown = np.asarray(img if img.size == size else img.resize(size, Image.BILINEAR))
+        else:
+            shown = display_image(x, self.transform)
+        return x, shown, label
 
     def image_id(self, i: int) -> str:
         return tensor_id(self.input(i))
@@ -205,9 +232,9 @@ class Session:
         exp = self.explain(i, key.target, lazy=True)
         if key.layer not in exp.layers:
             raise KeyError(f"layer {key.layer!r} is not explained by this session; its layers are {exp.layers}")
-        recipes = [recipe or self.recipe] + [r for r in RECIPES if r != (recipe or self.recipe)]
+        first = get_recipe(recipe or self.recipe).name
         # a key does not say which recipe made it: the session's first, then dendrograms already built
-        recipes.sort(key=lambda r: (r != (recipe or self.recipe), not exp.layer(key.layer, r).is_built))
+        recipes = sorted(recipe_names(), key=lambda r: (r != first, not exp.layer(key.layer, r).is_built))
         error = None
         for r in recipes:
             try:
@@ -232,18 +259,14 @@ class Session:
         """Class probabilities (softmax of the logits) for image ``i`` (cached)."""
         x, key = self._resolve(i)
         with self._lock:
-            if key in self._preds:
-                self._preds.move_to_end(key)
-                return self._preds[key]
-            with torch.no_grad(), eval_mode(self.model):
-                logits = self.model(x[None].to(self.device))
-            if isinstance(logits, (tuple, list)):
-                logits = logits[0]
-            p = torch.softmax(logits.float(), 1)[0].cpu().numpy()
-            self._preds[key] = p
-            if len(self._preds) > 1024:
-                self._preds.popitem(last=False)
-            return p
+            return self._preds.get(key, lambda: self._probabilities(x))
+
+    def _probabilities(self, x: torch.Tensor) -> np.ndarray:
+        with torch.no_grad(), eval_mode(self.model):
+            logits = self.model(x[None].to(self.device))
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        return torch.softmax(logits.float(), 1)[0].cpu().numpy()
 
     def _resolve(self, item) -> tuple[torch.Tensor, str]:
         if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
@@ -279,9 +302,7 @@ class Session:
         The model runs once per (image, target); the result is cached. ``lazy=True`` returns before the
         layers' dendrograms are built (each is then built on first use).
         """
-        recipe = recipe or self.recipe
-        if recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+        recipe = get_recipe(recipe or self.recipe).name
         target = self._check_target(target)
         x, iid = self._resolve(image)
         with self._lock:
@@ -289,8 +310,7 @@ class Session:
             if exp is None:
                 if progress:
                     progress(0, len(self._layers) + 1, "running the model")
-                exp = self._run([x], [self._display(image, x)], [iid], target)[0]
-                self._store(exp, iid, target)
+                exp = self._store(self._run([x], [self._display(image, x)], [iid], target)[0], iid, target)
             if exp.recipe != recipe:
                 exp = _with_recipe(exp, recipe)
         if not lazy:
@@ -302,8 +322,11 @@ class Session:
 
     def explain_many(self, images: Sequence, target=None, *, recipe: str | None = None, batch_size: int | None = None,
                      progress: Progress | None = None, lazy: bool = True) -> list[Explanation]:
-        """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU)."""
-        recipe = recipe or self.recipe
+        """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU).
+
+        The in-memory form of :func:`inv_widgets.explain_dataset`: full explanations (every kept map,
+        recuts at any k) in the session's bounded cache, nothing on disk. For a dataset, use that."""
+        recipe = get_recipe(recipe or self.recipe).name
         target = self._check_target(target)
         bs = int(batch_size or self.batch_size)
         resolved = [self._resolve(im) for im in images]
@@ -322,8 +345,7 @@ class Session:
             exps = self._run(xs, [self._display(images[j], resolved[j][0]) for j in chunk],
                              [resolved[j][1] for j in chunk], target)
             for j, e in zip(chunk, exps):
-                self._store(e, resolved[j][1], target)
-                out[j] = e
+                out[j] = self._store(e, resolved[j][1], target)
             done += len(chunk)
             if progress:
                 progress(done, len(resolved), f"explained {done}/{len(resolved)} images")
@@ -354,22 +376,24 @@ class Session:
         return build_explanations(cap, displays, model_id=self.fingerprint, image_ids=iids, class_names=names,
                                   recipe=self.recipe)
 
-    def _cached(self, iid, target):
-        key = (iid, target)
-        exp = self._cache.get(key)
-        if exp is not None:
-            self._cache.move_to_end(key)
-        return exp
+    def _cached(self, iid, target) -> Explanation | None:
+        if target is None:
+            target = self._predicted.get(iid)
+            if target is None:
+                return None
+        return self._cache.get((iid, target))
 
-    def _store(self, exp: Explanation, iid, target):
-        self._cache[(iid, target)] = exp
-        self._cache[(iid, exp.target)] = exp
-        while len({id(v) for v in self._cache.values()}) > self.cache_size:
-            self._cache.popitem(last=False)
+    def _store(self, exp: Explanation, iid, target) -> Explanation:
+        """Keep ``exp``; returns the explanation now held for it (one already there wins: one object)."""
+        held = self._cache.put((iid, exp.target), exp)
+        if target is None:
+            self._predicted.put(iid, exp.target)
+        return held
 
     def clear_cache(self):
         with self._lock:
             self._cache.clear()
+            self._predicted.clear()
             self._preds.clear()
 
 

@@ -44,6 +44,51 @@ def label_store(tmp_path):
     store.close()
 
 
+# ---- small networks and images (tests/nets.py), shared by the engine, session, CLI and widget tests ----------
+@pytest.fixture(scope="module")
+def tiny_cnn():
+    """TinyCNN (in-place ReLU, BatchNorm, skip, depthwise, concatenation; 5 classes), seeded, eval mode."""
+    import torch
+    from nets import TinyCNN
+
+    torch.manual_seed(0)
+    return TinyCNN().eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_image():
+    """One random 32 x 32 input tensor, the same every time."""
+    import torch
+
+    return torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture
+def small_cnn():
+    """SmallCNN (three conv layers, six classes), seeded, eval mode; a fresh one per test."""
+    import torch
+    from nets import SmallCNN
+
+    torch.manual_seed(0)
+    return SmallCNN().eval()
+
+
+@pytest.fixture
+def small_images():
+    """Five 48 x 48 PIL images (a rectangle on a flat colour)."""
+    from nets import small_images
+
+    return small_images()
+
+
+@pytest.fixture
+def class_names():
+    """The six class names of SmallCNN."""
+    from nets import CLASS_NAMES
+
+    return list(CLASS_NAMES)
+
+
 # --------------------------------------------------------------------------------------------------
 # label stores on both backends: SQLite files and a throwaway PostgreSQL server (tests/pg_server.py)
 

@@ -12,8 +12,6 @@ from PIL import Image
 import inv_widgets as inv
 from inv_widgets.report import explanation_html
 
-from engine_helpers import TinyCNN
-
 
 def test_cli_explain_torchvision_model_writes_page(tmp_path):
     img = tmp_path / "photo.png"
@@ -41,9 +39,8 @@ def test_cli_reports_bad_input_clearly(tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
-def test_report_escapes_class_names():
-    torch.manual_seed(0)
+def test_report_escapes_class_names(tiny_cnn):
     names = ["<script>alert(1)</script>", "b", "c", "d", "e"]
-    exp = inv.explain(TinyCNN().eval(), torch.rand(3, 16, 16), class_names=names, target=0)
+    exp = inv.explain(tiny_cnn, torch.rand(3, 16, 16), class_names=names, target=0)
     page = explanation_html(exp, k=2)
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page

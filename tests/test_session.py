@@ -1,4 +1,5 @@
-"""Session and inputs: every kind of image, clear errors, the cache, the one-off explain()."""
+"""Session and inputs: every kind of image, clear errors, the caches, locating a cluster map, the one-off
+explain()."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,13 +12,10 @@ from torch import nn
 import inv_widgets as inv
 from inv_widgets.inputs import display_image, to_model_input
 
-from engine_helpers import TinyCNN
-
 
 @pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return TinyCNN().eval()
+def tiny(tiny_cnn):
+    return tiny_cnn
 
 
 def pil_images():
@@ -173,3 +171,49 @@ def test_deterministic_explanations(tiny):
             ca, cb = a[name].cut(), b[name].cut()
             assert [m.tolist() for m in ca.members] == [m.tolist() for m in cb.members]
             np.testing.assert_array_equal(ca.maps, cb.maps)
+
+
+def test_one_explanation_under_both_names_and_bounded_caches(tiny):
+    """``explain(i)`` and ``explain(i, predicted)`` are one object, counted once against ``cache_size``; the
+    other caches are bounded too."""
+    imgs = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    s = inv.Session(tiny, imgs, cache_size=2)
+    e0 = s.explain(0)
+    assert s.explain(0, target=e0.target) is e0
+    explicit = s.explain(1, target=s.explain(1).target)  # asked by class first, then by None: one object
+    assert s.explain(1) is explicit
+    assert len(s._cache) == 2  # two explanations, each once
+    s.explain(2)
+    assert len(s._cache) == 2 and s._cached(s.image_id(0), None) is None  # image 0 was least recently used
+    assert s._inputs.maxsize == 4096 and s._preds.maxsize == 1024
+    p = s.predict(3)
+    assert s.predict(3) is p  # kept
+    s.clear_cache()
+    assert len(s._cache) == 0 and len(s._preds) == 0 and s.explain(1) is not explicit
+
+
+def test_added_images_survive_the_input_cache(tiny):
+    s = inv.Session(tiny, [], class_names=list("abcde"))
+    i = s.add_image(Image.new("RGB", (16, 16), (0, 255, 0)))
+    x = s.input(i)
+    s._inputs.clear()  # dropped from the cache: made again from the image
+    torch.testing.assert_close(s.input(i), x)
+
+
+def test_locate_finds_every_map_of_every_cut_and_refuses_foreign_keys(demo_session):
+    s = demo_session
+    exp = s.explain(2)
+    for name in exp.layers[::3]:
+        for k in (None, 2, 6):
+            cl = exp[name].cut(k=k)
+            for j in range(cl.k):
+                i, found, jj = s.locate(cl.key(j))
+                assert i == 2 and found.key(jj) == cl.key(j)
+                np.testing.assert_allclose(found.maps[jj], cl.maps[j])
+    key = exp[exp.layers[0]].cut().key(0)
+    with pytest.raises(KeyError, match="another model"):
+        s.locate(key._replace(model="0" * 16))
+    with pytest.raises(KeyError, match="no image"):
+        s.locate(key._replace(image_id="not-an-image"))
+    with pytest.raises(KeyError, match="not all kept|not one cluster"):
+        s.locate(key._replace(members=tuple(range(16))))

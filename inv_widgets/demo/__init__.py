@@ -22,7 +22,7 @@ from .parts import (
 
 __all__ = [
     "PartsDataset", "DemoCNN", "load", "WEIGHTS_PATH", "PART_VOCABULARY", "CLASS_PART_VOCABULARY",
-    "CLASS_PARTS", "CLASSES", "MEAN", "STD", "TRAIN_SEED", "VAL_SEED", "EVAL_SEED",
+    "CLASS_PARTS", "CLASSES", "MEAN", "STD", "TRAIN_SEED", "VAL_SEED", "EVAL_SEED", "session",
 ]
 
 
@@ -60,3 +60,13 @@ def load(n: int = 200, device="cpu", *, weights=None, seed: int = EVAL_SEED):
     from ._load import load_model
 
     return load_model(weights, device=device), PartsDataset(n=n, seed=seed)
+
+
+def session(n: int = 200, device="cpu", *, seed: int = EVAL_SEED, **kwargs):
+    """``inv.Session`` over the demo model and ``n`` parts images: a session *factory* for Dask workers,
+    e.g. ``inv.explain_dataset(functools.partial(inv.demo.session, n=2000), out=..., client=client)``
+    (each worker builds its own, offline, in about a second). ``kwargs`` go to ``Session``."""
+    from ..session import Session
+
+    model, data = load(n, device, seed=seed)
+    return Session(model, data, **kwargs)

@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=None, help="state_dict to test (default: the shipped weights)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
-    if args.threads:
+    if args.threads:  # the command's thread count, as asked, for the whole process (not a cap for a block)
         torch.set_num_threads(args.threads)
 
     from . import load

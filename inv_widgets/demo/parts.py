@@ -758,6 +758,9 @@ class PartsDataset:
                 raise ValueError(f"PartsDataset: {name} must be an integer >= {lo}, got {val!r}")
         self.n, self.seed, self.size, self.offset = int(n), int(seed), int(size), int(offset)
         self.classes = list(CLASSES)
+        # drawn images, least recently used dropped. Not engine.runtime.LRU: this module stays importable
+        # without torch (importing anything of the engine imports torch), and the dataset is pickled to
+        # DataLoader workers (the LRU holds a lock).
         self._cache: OrderedDict[int, tuple] = OrderedDict()
         self._transform = None
         self._mean_col = np.asarray(self.mean, np.float32).reshape(3, 1, 1)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine.runtime import eval_mode
 from .model import DEFAULT_WIDTHS, DemoCNN
 from .parts import CLASSES, EVAL_SEED, TRAIN_SEED, VAL_SEED, PartsDataset
 
@@ -61,12 +62,11 @@ def _log(args, *a):
 
 @torch.no_grad()
 def evaluate(model, data, batch_size=100, threads=None):
-    """Accuracy of ``model`` on ``data``; returns (accuracy, per-class correct counts, per-class totals)."""
-    was_training = model.training
-    model.eval()
+    """Accuracy of ``model`` on ``data``; returns (accuracy, per-class correct counts, per-class totals).
+    The model runs in eval mode; every module's own train flag comes back afterwards."""
     n_cls = len(CLASSES)
     correct, total = np.zeros(n_cls, int), np.zeros(n_cls, int)
-    try:
+    with eval_mode(model):
         for start in range(0, len(data), batch_size):
             idx = range(start, min(len(data), start + batch_size))
             x = torch.stack([data[i][0] for i in idx])
@@ -74,8 +74,6 @@ def evaluate(model, data, batch_size=100, threads=None):
             pred = model(x).argmax(1).numpy()
             np.add.at(total, y, 1)
             np.add.at(correct, y, pred == y)
-    finally:
-        model.train(was_training)
     return correct.sum() / max(1, total.sum()), correct, total
 
 
@@ -89,6 +87,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
     widths = tuple(int(w) for w in args.widths.split(","))
 
+    # the process's thread count, not a cap for a block (engine.runtime.limited_threads): the trained weights
+    # depend on it, so it is set exactly as asked, for the whole run
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -11,8 +11,11 @@ import torch.nn.functional as F
 
 from .capture import Captured
 from .keys import MapKey
-from .cluster import RECIPES, Tree, assign, build_tree, build_trees, prune_mask
 from .maps import cluster_maps_lowres, reveal_image, upsample_minmax
+from .numeric import pearson
+from .recipes import build_tree, build_trees, get_recipe
+from .runtime import LRU
+from .tree import Tree, assign, prune_mask
 from .weights import gradcam_lowres, keep_channels, to_percent
 
 __all__ = ["Explanation", "LayerResult", "Clusters", "MapKey", "build_explanations"]
@@ -32,6 +35,9 @@ class Clusters:
     assignment: np.ndarray  # (len(kept),) cluster index aligned with maps, -1 where pruned
     threshold: float  # a cut height of the dendrogram that gives this cut
     k_cut: int  # clusters at the cut before pruning
+    #: how the cut was asked for: "suggested" (``cut()``), "k" (``cut(k=...)``, also a ``cut(height=...)``
+    #: that ``max_k`` turned into a cut by k) or "threshold" (``cut(threshold=...)``, ``cut(height=...)``)
+    cut_by: Literal["suggested", "k", "threshold"] = "k"
 
     @property
     def k(self) -> int:
@@ -39,6 +45,28 @@ class Clusters:
 
     def __len__(self) -> int:
         return self.k
+
+    @property
+    def pruned(self) -> int:
+        """How many light clusters the cut dropped (the paper's pruning; 0 without it)."""
+        return int(self.k_cut) - self.k
+
+    def find(self, key) -> int:
+        """The index of the cluster map whose identity is ``key`` (a :class:`MapKey`), -1 if this cut has none."""
+        if key is None:
+            return -1
+        try:
+            return self.keys().index(key)
+        except ValueError:
+            return -1
+
+    def gradcam_agreement(self) -> np.ndarray:
+        """Pearson correlation of each cluster map with the layer's plain Grad-CAM, (K,) in [-1, 1] (0 for a
+        flat map). Made once per cut."""
+        got = getattr(self, "_agreement", None)
+        if got is None:
+            got = self._agreement = pearson(self.maps, self.layer.gradcam()) if self.k else np.zeros(0)
+        return got.copy()
 
     def reveal(self, j: int, step: int) -> np.ndarray:
         """Deep Reveal image of cluster map ``j`` at step 0..5 (2, 4.5, 8, 13, 20, 30 % of pixels), uint8 (H, W, 3)."""
@@ -52,20 +80,26 @@ class Clusters:
         return MapKey(e.model_id, e.image_id, int(e.target), self.layer.name, tuple(int(c) for c in np.sort(self.members[j])))
 
     def keys(self) -> list[MapKey]:
-        return [self.key(j) for j in range(self.k)]
+        keys = getattr(self, "_keys", None)
+        if keys is None:
+            keys = self._keys = [self.key(j) for j in range(self.k)]
+        return list(keys)
 
 
 class LayerResult:
     """One layer of an Explanation for one clustering recipe. The linkage is computed once."""
 
+    #: How many cuts of one layer are kept (a recut of a kept one is free; any other costs a millisecond).
+    CUTS_KEPT = 64
+
     def __init__(self, explanation: "Explanation", name: str, recipe: str):
         self.explanation = explanation
         self.name = name
-        self.recipe = recipe
+        self.recipe = get_recipe(recipe).name
         self._data = explanation._layers[name]
         self._tree: Tree | None = None
         self._lock = threading.Lock()
-        self._cuts: dict = {}
+        self._cuts = LRU(self.CUTS_KEPT)
 
     def __repr__(self):
         return f"LayerResult({self.name!r}, recipe={self.recipe!r}, channels={self.n_channels}, kept={len(self.kept)})"
@@ -88,6 +122,14 @@ class LayerResult:
     def kept(self) -> np.ndarray:
         """Indices of the channels kept by the weight filter (percent >= 89.6 / C)."""
         return self._data.kept.cpu().numpy()
+
+    @property
+    def feature_maps(self) -> np.ndarray:
+        """The kept feature maps at feature resolution, (len(kept), h, w) float32, post-ReLU, aligned with
+        ``kept`` (row i is channel ``kept[i]``). A read-only view of what the explanation holds, no copy."""
+        maps = self._data.maps.numpy()
+        maps.flags.writeable = False
+        return maps
 
     @property
     def tree(self) -> Tree:
@@ -124,26 +166,37 @@ class LayerResult:
         """Plain Grad-CAM at this layer: ReLU(sum_k mean(G_k) A_k), bilinear to the input size, min-max, (H, W)."""
         return upsample_minmax(self._data.gradcam[None], self.explanation.input_size)[0]
 
-    def cut(self, k: int | None = None, threshold: float | None = None, prune: bool | None = None) -> Clusters:
-        """Cut the dendrogram: ``cut()`` the suggested cut, ``cut(k=5)`` or ``cut(threshold=t)``.
+    def cut(self, k: int | None = None, threshold: float | None = None, prune: bool | None = None, *,
+            height: float | None = None, max_k: int | None = None) -> Clusters:
+        """Cut the dendrogram: ``cut()`` the suggested cut, ``cut(k=5)``, ``cut(threshold=t)`` or ``cut(height=h)``.
 
+        ``height`` is a height picked by a person (a click on the dendrogram): below 0 it means 0, and with
+        ``max_k`` a height that would give more than ``max_k`` clusters gives the cut into ``max_k`` instead.
         ``prune`` drops clusters lighter than max(max_w / 3, mean_w / 2) (default: on for the paper
-        recipe, off otherwise). Cheap: the linkage is reused.
+        recipe, off otherwise). Cheap: the linkage is reused, and recent cuts are kept.
         """
+        if height is not None:
+            if k is not None or threshold is not None:
+                raise ValueError("give one of k, threshold or height, not several")
+            h = float(height)
+            if not np.isfinite(h):
+                raise ValueError(f"the cut height must be a finite number; got {height}")
+            h = max(h, 0.0)
+            if max_k is not None and self.tree.k_at(h) > int(max_k):
+                return self.cut(k=int(max_k), prune=prune)
+            return self.cut(threshold=h, prune=prune)
         tree = self.tree
         prune = tree.prune if prune is None else bool(prune)
-        cache_key = (k, threshold, prune)
-        hit = self._cuts.get(cache_key)
-        if hit is not None:
-            return hit
+        return self._cuts.get((k, threshold, prune), lambda: self._make_cut(tree, k, threshold, prune))
+
+    def _make_cut(self, tree: Tree, k, threshold, prune: bool) -> Clusters:
+        by = "suggested" if k is None and threshold is None else ("k" if threshold is None else "threshold")
         n = tree.n
         if n == 0:
             H, W = self.explanation.input_size
             h, w = self.shape
-            res = Clusters(self, np.zeros((0, H, W), np.float32), np.zeros(0), [], np.zeros((0, h, w), np.float32),
-                           np.zeros(0, np.int64), 0.0, 0)
-            self._cuts[cache_key] = res
-            return res
+            return Clusters(self, np.zeros((0, H, W), np.float32), np.zeros(0), [], np.zeros((0, h, w), np.float32),
+                            np.zeros(0, np.int64), 0.0, 0, by)
         labels = assign(tree, k=k, threshold=threshold)
         k_cut = int(labels.max()) + 1
         pct = self._data.percent[self._data.kept]
@@ -158,12 +211,8 @@ class LayerResult:
         kept = self.kept
         members = [kept[assignment == j] for j in range(len(order))]
         thr = float(threshold) if threshold is not None else tree.threshold_for(k_cut)
-        res = Clusters(self, maps, weights[order].astype(np.float64), members, low.cpu().numpy(), assignment, thr, k_cut)
-        if len(self._cuts) > 64:
-            self._cuts.clear()
-        self._cuts[cache_key] = res
-        return res
-
+        return Clusters(self, maps, weights[order].astype(np.float64), members, low.cpu().numpy(), assignment, thr,
+                        k_cut, by)
 
     def locate(self, members) -> tuple[Clusters, int]:
         """The cut in which the channels ``members`` form one cluster map, and that map's index in it.
@@ -184,16 +233,12 @@ class LayerResult:
         if want.size == n:
             cl = self.cut(k=1, prune=False)
             return cl, 0
-        z = tree.linkage
-        parent = np.full(2 * n - 1, -1, dtype=np.int64)
-        for r in range(n - 1):
-            parent[int(z[r, 0])] = parent[int(z[r, 1])] = n + r
-        size = np.r_[np.ones(n), z[:, 3]].astype(np.int64)
-        height = np.r_[np.zeros(n), z[:, 2]]
+        walk = tree.nodes
+        parent, size, height = walk.parent, walk.size, walk.height
         node = int(pos[0])
         while node != -1 and size[node] < want.size:
             node = int(parent[node])
-        if node == -1 or size[node] != want.size or not np.array_equal(np.sort(self._leaves(node, z, n)), pos):
+        if node == -1 or size[node] != want.size or not np.array_equal(np.sort(walk.leaves(node)), pos):
             raise KeyError(f"channels {want.tolist()} are not one cluster of layer {self.name!r}'s dendrogram "
                            f"(recipe {self.recipe!r})")
         lo, hi = height[node], height[parent[node]]
@@ -207,17 +252,6 @@ class LayerResult:
                     if np.array_equal(np.sort(m), want):
                         return cl, j
         raise KeyError(f"channels {want.tolist()} form a pruned cluster of layer {self.name!r}")  # pragma: no cover
-
-    @staticmethod
-    def _leaves(node: int, z: np.ndarray, n: int) -> np.ndarray:
-        out, stack = [], [node]
-        while stack:
-            v = stack.pop()
-            if v < n:
-                out.append(v)
-            else:
-                stack.extend((int(z[v - n, 0]), int(z[v - n, 1])))
-        return np.array(out, dtype=np.int64)
 
 
 @dataclass(eq=False)
@@ -264,9 +298,7 @@ class Explanation:
             name = self.layers[int(name)]
         if name not in self._layers:
             raise KeyError(f"layer {name!r} is not in this explanation; its layers are {self.layers}")
-        recipe = recipe or self.recipe
-        if recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+        recipe = get_recipe(recipe or self.recipe).name
         key = (name, recipe)
         if key not in self._results:
             self._results[key] = LayerResult(self, name, recipe)

@@ -1,13 +1,14 @@
-"""Numeric kernels shared by the engine and the label clustering: row scaling, distances, silhouette.
+"""Numeric kernels shared by the engine and the label clustering: row scaling, distances, silhouette, PCA,
+correlation.
 
-numpy / torch only. One implementation of each, tested against scikit-learn and scipy.
+numpy / torch only. One implementation of each, tested against scikit-learn, scipy and numpy.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["minmax_rows", "condensed_euclidean", "silhouette"]
+__all__ = ["minmax_rows", "condensed_euclidean", "silhouette", "pca_scores", "pearson"]
 
 
 def minmax_rows(x: torch.Tensor) -> torch.Tensor:
@@ -48,3 +49,37 @@ def silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
     b = means.min(axis=1)
     s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
     return float(s.mean())
+
+
+def pca_scores(x: torch.Tensor, n_components: int) -> torch.Tensor:
+    """Principal-component scores of rows ``x`` (n, d), deterministic signs (largest |loading| positive)."""
+    n, d = x.shape
+    k = min(n_components, n, d)
+    if n <= d:  # n x n Gram matrix is the cheap side; float32 products (4x faster at d = 50k), float64 eigh
+        xc = x.float() - x.float().mean(0, keepdim=True)
+        evals, evecs = torch.linalg.eigh((xc @ xc.T).double())
+        order = torch.argsort(evals, descending=True)[:k]
+        u = evecs[:, order]
+        s = evals[order].clamp_min(0).sqrt()
+    else:
+        x = x.double()
+        u, s, _ = torch.linalg.svd(x - x.mean(0, keepdim=True), full_matrices=False)
+        u, s = u[:, :k], s[:k]
+    idx = u.abs().argmax(0)
+    signs = torch.sign(u[idx, torch.arange(u.shape[1])])
+    signs[signs == 0] = 1
+    return (u * signs) * s
+
+
+def pearson(rows: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``rows`` (k, ...) with ``ref`` (same shape as one row), (k,).
+
+    0 where a row or ``ref`` is constant (no correlation to speak of), as the Explorer shows it.
+    """
+    a = np.asarray(rows, np.float64).reshape(len(rows), -1)
+    b = np.asarray(ref, np.float64).ravel()
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean()
+    den = np.sqrt((a * a).sum(1) * (b * b).sum())
+    num = a @ b
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)

@@ -37,21 +37,51 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 _threads_lock = threading.Lock()
-_thread_limits: list[int] = []  # the limits of the blocks running now, in any thread
+_thread_limits: list[int] = []  # global backends: the limits of the blocks running now, in any thread
 _threads_before = 1
+_per_thread: bool | None = None
+
+
+def _threads_are_per_thread() -> bool:
+    """Whether torch's intra-op thread count belongs to the calling thread (the OpenMP backend, which
+    torch's CPU wheels use: ``set_num_threads`` in one thread leaves the others as they were) rather than
+    to the process (the native thread pool)."""
+    global _per_thread
+    if _per_thread is None:
+        _per_thread = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    return _per_thread
 
 
 @contextmanager
 def limited_threads(limit: int = 1) -> Iterator[None]:
     """Run torch with at most ``limit`` intra-op threads (and never more than the caller had).
 
-    Counted across threads: nested and concurrent blocks agree on the smallest active limit, and the
-    caller's setting comes back once, when the last block ends. The t-SNE loop runs on one thread (many
-    small ops: extra threads only add synchronisation and make results depend on the thread count); the
-    Sentence-BERT embedding on a few.
+    Nested blocks agree on the smallest limit, and the caller's setting comes back when its block ends.
+    With torch's OpenMP backend the thread count is each thread's own: a block limits and restores the
+    thread it runs in and leaves other threads alone. With a process-wide thread pool, concurrent blocks
+    in several threads agree on the smallest active limit and the setting comes back once, when the last
+    block ends. The t-SNE loop runs on one thread (many small ops: extra threads only add synchronisation
+    and make results depend on the thread count); the Sentence-BERT embedding on a few.
     """
-    global _threads_before
     limit = max(1, int(limit))
+    if _threads_are_per_thread():
+        before = torch.get_num_threads()
+        wanted = max(1, min(limit, before, os.cpu_count() or 1))
+        if wanted != before:
+            torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+        return
+    with _counted_threads(limit):
+        yield
+
+
+@contextmanager
+def _counted_threads(limit: int) -> Iterator[None]:
+    global _threads_before
     with _threads_lock:
         if not _thread_limits:
             _threads_before = torch.get_num_threads()

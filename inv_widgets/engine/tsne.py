@@ -17,29 +17,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .numeric import pca_scores  # noqa: F401 - also importable from here, as before
 from .runtime import limited_threads
 
 __all__ = ["capped_perplexity", "pca_scores", "tsne_exact", "tsne_exact_many"]
-
-
-def pca_scores(x: torch.Tensor, n_components: int) -> torch.Tensor:
-    """Principal-component scores of rows ``x`` (n, d), deterministic signs (largest |loading| positive)."""
-    n, d = x.shape
-    k = min(n_components, n, d)
-    if n <= d:  # n x n Gram matrix is the cheap side; float32 products (4x faster at d = 50k), float64 eigh
-        xc = x.float() - x.float().mean(0, keepdim=True)
-        evals, evecs = torch.linalg.eigh((xc @ xc.T).double())
-        order = torch.argsort(evals, descending=True)[:k]
-        u = evecs[:, order]
-        s = evals[order].clamp_min(0).sqrt()
-    else:
-        x = x.double()
-        u, s, _ = torch.linalg.svd(x - x.mean(0, keepdim=True), full_matrices=False)
-        u, s = u[:, :k], s[:k]
-    idx = u.abs().argmax(0)
-    signs = torch.sign(u[idx, torch.arange(u.shape[1])])
-    signs[signs == 0] = 1
-    return (u * signs) * s
 
 
 def capped_perplexity(perplexity: float, n: int) -> float:

@@ -114,7 +114,9 @@ def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper"
                    offset: int = 0, progress: bool = True) -> pd.DataFrame:
     """The table: one row per (layer, method, cut) with purity and recall averaged over ``n`` images."""
     import inv_widgets as inv
+    from ..engine.recipes import get_recipe
 
+    recipes = tuple(get_recipe(r).name for r in recipes)  # an unknown name fails now, not after loading
     if model is None or data is None:
         model, data = inv.demo.load(n=offset + n)
     session = inv.Session(model, data, cache_size=1)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..engine import RECIPES
+from ..engine.recipes import get_recipe
 from ..engine.keys import MapKey
 from ..engine.maps import reveal_image, upsample_minmax
 from ..engine.runtime import LRU
@@ -50,8 +50,7 @@ class PoolSpec:
     def for_session(cls, session, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None,
                     recipe: str | None = None, k: int | None = None, target: str = "label") -> "PoolSpec":
         recipe = recipe or session.recipe
-        if recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+        get_recipe(recipe)  # the registry checks the name (its error lists the choices)
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise ValueError(f"k must be a positive int (clusters per layer) or None for the suggested cut; got {k!r}")
         if target not in TARGETS:

@@ -13,7 +13,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from scipy.cluster.hierarchy import leaves_list
+
+from ..engine.tree import Nodes, nodes
 
 __all__ = ["Dendrogram", "PALETTE", "ABOVE_CUT", "dendrogram_segments", "cluster_stubs", "MAX_K"]
 
@@ -31,67 +32,46 @@ _CATCH, _SUGGESTED, _ABOVE, _FIRST = 0, 1, 2, 3
 _CATCH_ROWS = 160
 
 
-def dendrogram_segments(linkage: np.ndarray, leaf_cluster: np.ndarray | None = None):
+def dendrogram_segments(linkage, leaf_cluster: np.ndarray | None = None):
     """Geometry of a dendrogram and the cluster of every link.
 
     Returns ``(xs, ys, link_cluster, order)``: ``xs``/``ys`` (n-1, 4) corner coordinates of every merge's
     upside-down U (leaves at x = 0..n-1 in ``order``, y = merge height), and ``link_cluster`` (n-1,) the
     cluster of each merge when both sides belong to the same cluster, else -2 (``-1`` = pruned cluster).
+    ``linkage`` is a scipy linkage matrix or its walk (:func:`inv_widgets.engine.tree.nodes`).
     """
-    z = np.asarray(linkage, dtype=np.float64)
-    m = z.shape[0]
-    n = m + 1
-    if m == 0:
-        return np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, np.int64), np.arange(n)
-    order = leaves_list(z)
-    x = np.empty(2 * n - 1)
-    y = np.zeros(2 * n - 1)
-    c = np.full(2 * n - 1, -2, dtype=np.int64)
-    x[order] = np.arange(n, dtype=np.float64)
-    if leaf_cluster is not None:
-        c[:n] = np.asarray(leaf_cluster, dtype=np.int64)
-    a_idx = z[:, 0].astype(np.int64)
-    b_idx = z[:, 1].astype(np.int64)
-    for i in range(m):  # children always come before parents in a linkage matrix
-        a, b = a_idx[i], b_idx[i]
-        x[n + i] = 0.5 * (x[a] + x[b])
-        y[n + i] = z[i, 2]
-        c[n + i] = c[a] if c[a] == c[b] else -2
-    xs = np.stack([x[a_idx], x[a_idx], x[b_idx], x[b_idx]], axis=1)
-    ys = np.stack([y[a_idx], z[:, 2], z[:, 2], y[b_idx]], axis=1)
-    return xs, ys, c[n:], order
+    walk = linkage if isinstance(linkage, Nodes) else nodes(linkage)
+    n = walk.n
+    if n == 1:
+        return np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, np.int64), walk.order
+    c = walk.clusters(leaf_cluster if leaf_cluster is not None else np.full(n, -2))
+    a, b = walk.left, walk.right
+    top = walk.height[n:]
+    xs = np.stack([walk.x[a], walk.x[a], walk.x[b], walk.x[b]], axis=1)
+    ys = np.stack([walk.height[a], top, top, walk.height[b]], axis=1)
+    return xs, ys, c[n:], walk.order
 
 
-def cluster_stubs(linkage: np.ndarray, leaf_cluster: np.ndarray, threshold: float):
+def cluster_stubs(linkage, leaf_cluster: np.ndarray, threshold: float):
     """Where a cluster's branch meets a merge above the cut: the leg from the cluster's top up to the cut.
 
     Returns ``(xs, ys, cluster)`` with xs/ys (m, 2): vertical segments drawn in the cluster's colour, so that
     every cluster, a single channel included, shows its colour below the cut line.
     """
-    z = np.asarray(linkage, dtype=np.float64)
-    m = z.shape[0]
-    n = m + 1
-    if m == 0:
+    walk = linkage if isinstance(linkage, Nodes) else nodes(linkage)
+    n = walk.n
+    if n == 1:
         return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, np.int64)
-    order = leaves_list(z)
-    x = np.empty(2 * n - 1)
-    y = np.zeros(2 * n - 1)
-    c = np.full(2 * n - 1, -2, dtype=np.int64)
-    x[order] = np.arange(n, dtype=np.float64)
-    c[:n] = np.asarray(leaf_cluster, dtype=np.int64)
+    c = walk.clusters(leaf_cluster)
+    x, y = walk.x, walk.height
     sx, sy, sc = [], [], []
-    for i in range(m):
-        a, b = int(z[i, 0]), int(z[i, 1])
-        x[n + i] = 0.5 * (x[a] + x[b])
-        y[n + i] = z[i, 2]
-        c[n + i] = c[a] if c[a] == c[b] else -2
-        if c[n + i] == -2:
-            top = min(float(threshold), z[i, 2])
-            for ch in (a, b):
-                if c[ch] >= 0 and top > y[ch]:
-                    sx.append((x[ch], x[ch]))
-                    sy.append((y[ch], top))
-                    sc.append(c[ch])
+    for i in np.flatnonzero(c[n:] == -2):  # merges above the cut, in merge order
+        top = min(float(threshold), y[n + i])
+        for ch in (walk.left[i], walk.right[i]):
+            if c[ch] >= 0 and top > y[ch]:
+                sx.append((x[ch], x[ch]))
+                sy.append((y[ch], top))
+                sc.append(c[ch])
     return np.asarray(sx).reshape(-1, 2), np.asarray(sy).reshape(-1, 2), np.asarray(sc, dtype=np.int64)
 
 
@@ -178,8 +158,9 @@ class Dendrogram:
         """Draw ``linkage`` with leaves coloured by ``leaf_cluster`` (cluster index, -1 pruned) and the cut."""
         z = np.asarray(linkage, dtype=np.float64)
         n = z.shape[0] + 1
-        xs, ys, link_c, _ = dendrogram_segments(z, leaf_cluster)
-        stub_x, stub_y, stub_c = cluster_stubs(z, leaf_cluster, threshold)
+        walk = nodes(z)  # one walk for the links and the legs
+        xs, ys, link_c, _ = dendrogram_segments(walk, leaf_cluster)
+        stub_x, stub_y, stub_c = cluster_stubs(walk, leaf_cluster, threshold)
         top = float(z[:, 2].max()) if z.shape[0] else 1.0
         ymax = top * 1.08 if top > 0 else 1.0
         self._ymax = ymax

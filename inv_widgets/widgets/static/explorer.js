@@ -116,11 +116,8 @@ function render({ model, el: root }) {
       const img = el("img");
       img.alt = caps[j] || `image ${i}`;
       img.draggable = false;
-      if (dv && dv.byteLength) {
-        const u = URL.createObjectURL(new Blob([dv], { type: "image/png" }));
-        bag.push(u);
-        img.src = u;
-      }
+      const u = pngUrl(dv, bag);
+      if (u) img.src = u;
       b.appendChild(img);
       b.appendChild(el("span", "inv-thumb-cap", caps[j] || `#${i}`));
       b.title = `${caps[j] || "image " + i} — click to explain it`;
@@ -128,7 +125,7 @@ function render({ model, el: root }) {
       frag.appendChild(b);
     });
     strip.replaceChildren(frag);
-    urls.forEach((u) => URL.revokeObjectURL(u));
+    revokeAll(urls);
     urls = bag;
     const page = model.get("page");
     const pages = Math.max(1, Math.ceil(model.get("n_images") / Math.max(1, model.get("page_size"))));
@@ -219,41 +216,23 @@ function render({ model, el: root }) {
     if (ev.dataTransfer && ev.dataTransfer.files.length) upload(Array.from(ev.dataTransfer.files));
   });
 
-  const onThumbs = () => renderThumbs();
-  model.on("change:thumbs", onThumbs);
-  model.on("change:page", onThumbs);
-  model.on("change:index", markCurrent);
-  model.on("change:top", renderPrediction);
-  model.on("change:target", renderPrediction);
-  model.on("change:predicted", renderPrediction);
-  model.on("change:truth", renderPrediction);
-  model.on("change:busy", renderStatus);
-  model.on("change:progress", renderStatus);
-  model.on("change:status", renderStatus);
-  model.on("change:error", renderError);
-  model.on("change:hint", renderHint);
-  renderThumbs();
-  renderPrediction();
-  renderStatus();
-  renderError();
-  renderHint();
+  const THUMBS = ["thumbs", "thumb_indices", "thumb_captions", "page", "n_images", "page_size"];
+  const PREDICTION = ["top", "target", "predicted", "truth"];
+  const STATUS = ["busy", "progress", "status"];
+  const stop = watch(model, [...THUMBS, "index", ...PREDICTION, ...STATUS, "error", "hint"], (changed) => {
+    if (anyOf(changed, THUMBS)) renderThumbs(); // marks the current image too
+    else if (changed.has("index")) markCurrent();
+    if (anyOf(changed, PREDICTION)) renderPrediction();
+    if (anyOf(changed, STATUS)) renderStatus();
+    if (changed.has("error")) renderError();
+    if (changed.has("hint")) renderHint();
+  });
   findRoot(root, model);
   model.send({ type: "ready" });
 
   return () => {
-    urls.forEach((u) => URL.revokeObjectURL(u));
-    model.off("change:thumbs", onThumbs);
-    model.off("change:page", onThumbs);
-    model.off("change:index", markCurrent);
-    model.off("change:top", renderPrediction);
-    model.off("change:target", renderPrediction);
-    model.off("change:predicted", renderPrediction);
-    model.off("change:truth", renderPrediction);
-    model.off("change:busy", renderStatus);
-    model.off("change:progress", renderStatus);
-    model.off("change:status", renderStatus);
-    model.off("change:error", renderError);
-    model.off("change:hint", renderHint);
+    stop();
+    revokeAll(urls);
   };
 }
 

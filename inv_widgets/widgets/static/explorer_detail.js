@@ -5,8 +5,8 @@
 
 function render({ model, el: root }) {
   root.classList.add("inv-detail");
-  let urls = [];
-  let seq = 0;
+  let urls = []; // object URLs of the images shown now
+  const take = tickets();
 
   const left = el("div", "inv-detail-left");
   const big = el("div", "inv-detail-stack");
@@ -71,43 +71,38 @@ function render({ model, el: root }) {
     model.save_changes();
   });
 
-  async function full() {
-    const my = ++seq;
+  // The content: rebuilt from the traits, swapped in once its images are decoded.
+  async function content() {
+    const fresh = take();
     const bag = [];
-    const url = (dv) => {
-      if (!dv || !dv.byteLength) return "";
-      const u = URL.createObjectURL(new Blob([dv], { type: "image/png" }));
-      bag.push(u);
-      return u;
-    };
     const has = model.get("heat") && model.get("heat").byteLength > 0;
     root.classList.toggle("inv-has-content", !!has);
     const color = model.get("color") || "#888";
     root.style.setProperty("--inv-color", color);
-    const bu = url(model.get("base"));
-    const hu = url(model.get("heat"));
+    const bu = pngUrl(model.get("base"), bag);
+    const hu = pngUrl(model.get("heat"), bag);
     const pending = [];
     const nb = new Image();
     const nh = new Image();
-    if (bu) { nb.src = bu; pending.push(nb.decode().catch(() => {})); }
-    if (hu) { nh.src = hu; pending.push(nh.decode().catch(() => {})); }
+    if (bu) { nb.src = bu; pending.push(nb); }
+    if (hu) { nh.src = hu; pending.push(nh); }
 
     const revFrag = document.createDocumentFragment();
     const percents = model.get("reveal_percents") || [];
     (model.get("reveals") || []).forEach((dv, s) => {
       const fig = el("figure", "inv-reveal");
       const img = el("img");
-      img.src = url(dv);
+      img.src = pngUrl(dv, bag);
       img.alt = `Deep Reveal step ${s + 1}`;
       img.draggable = false;
-      pending.push(img.decode ? img.decode().catch(() => {}) : Promise.resolve());
+      pending.push(img);
       fig.append(img, el("figcaption", "", `${s + 1} · top ${percents[s] ?? "?"}%`));
       revFrag.appendChild(fig);
     });
 
-    await Promise.all(pending);
-    if (my !== seq) {
-      bag.forEach((u) => URL.revokeObjectURL(u));
+    await decoded(pending);
+    if (!fresh()) {
+      revokeAll(bag);
       return;
     }
     baseImg.src = bu;
@@ -160,25 +155,22 @@ function render({ model, el: root }) {
     }
     if (mem.length > shown.length) members.appendChild(el("span", "inv-muted", `+${mem.length - shown.length} more`));
 
-    urls.forEach((u) => URL.revokeObjectURL(u));
+    revokeAll(urls);
     urls = bag;
     root.dataset.revision = String(model.get("revision"));
   }
 
-  applyAlpha();
-  renderCmaps();
-  model.on("change:revision", full);
-  model.on("change:alpha", applyAlpha);
-  model.on("change:cmaps", renderCmaps);
-  model.on("change:cmap", renderCmaps);
-  full();
+  const CONTENT = ["title", "base", "heat", "reveals", "reveal_percents", "weight", "n_maps", "gradcam_overlap",
+    "color", "members", "labels", "labels_hint", "revision"];
+  const stop = watch(model, [...CONTENT, "alpha", "cmaps", "cmap"], (changed) => {
+    if (changed.has("alpha")) applyAlpha();
+    if (anyOf(changed, ["cmaps", "cmap"])) renderCmaps();
+    if (anyOf(changed, CONTENT)) content();
+  });
   return () => {
-    seq++;
-    urls.forEach((u) => URL.revokeObjectURL(u));
-    model.off("change:revision", full);
-    model.off("change:alpha", applyAlpha);
-    model.off("change:cmaps", renderCmaps);
-    model.off("change:cmap", renderCmaps);
+    stop();
+    take(); // a draw still decoding gives up
+    revokeAll(urls);
   };
 }
 

@@ -32,15 +32,8 @@ function render({ model, el: root }) {
   const message = el("div", "inv-gallery-message");
   root.append(head, message, grid);
 
-  let urls = [];
-  let seq = 0;
-
-  const toUrl = (dv, bag) => {
-    if (!dv || !dv.byteLength) return null;
-    const u = URL.createObjectURL(new Blob([dv], { type: "image/png" }));
-    bag.push(u);
-    return u;
-  };
+  let urls = []; // object URLs of the images shown now
+  const take = tickets();
 
   const applyAlpha = () => {
     root.style.setProperty("--inv-alpha", String(model.get("alpha")));
@@ -83,14 +76,15 @@ function render({ model, el: root }) {
     return [s, imgs];
   }
 
-  async function full() {
-    const my = ++seq;
+  // The cards: rebuilt from the traits, swapped in once their images are decoded.
+  async function cards() {
+    const fresh = take();
     const rev = model.get("revision");
     performance.mark(`inv-gallery-arrived-${rev}`); // for benchmarks: kernel answer -> rendered
     const bag = [];
     const imgs = [];
     const frag = document.createDocumentFragment();
-    const baseUrl = toUrl(model.get("base"), bag);
+    const baseUrl = pngUrl(model.get("base"), bag);
     const heats = model.get("heats") || [];
     const weights = model.get("weights") || [];
     const counts = model.get("counts") || [];
@@ -100,7 +94,7 @@ function render({ model, el: root }) {
     const gc = model.get("gradcam");
     if (gc && gc.byteLength) {
       const card = el("div", "inv-card inv-gradcam");
-      const [s, ii] = stack(baseUrl, toUrl(gc, bag), "Grad-CAM of the layer");
+      const [s, ii] = stack(baseUrl, pngUrl(gc, bag), "Grad-CAM of the layer");
       imgs.push(...ii);
       card.appendChild(s);
       const cap = el("div", "inv-cap");
@@ -119,7 +113,7 @@ function render({ model, el: root }) {
       card.style.setProperty("--inv-color", colors[j] || "#888");
       const w = Number(weights[j]);
       const n = Number(counts[j]);
-      const [s, ii] = stack(baseUrl, toUrl(dv, bag), `cluster map ${j + 1}, w = ${pct(w)}`);
+      const [s, ii] = stack(baseUrl, pngUrl(dv, bag), `cluster map ${j + 1}, w = ${pct(w)}`);
       imgs.push(...ii);
       const rank = el("span", "inv-rank", String(j + 1));
       s.appendChild(rank);
@@ -140,9 +134,9 @@ function render({ model, el: root }) {
     });
 
     // Decode before swapping, so the gallery never flashes half-loaded images.
-    await Promise.all(imgs.map((im) => (im.decode ? im.decode().catch(() => {}) : Promise.resolve())));
-    if (my !== seq) {
-      bag.forEach((u) => URL.revokeObjectURL(u));
+    await decoded(imgs);
+    if (!fresh()) {
+      revokeAll(bag);
       return;
     }
     title.textContent = model.get("title") || "";
@@ -150,7 +144,7 @@ function render({ model, el: root }) {
     message.textContent = model.get("message") || "";
     message.style.display = model.get("message") ? "" : "none";
     grid.replaceChildren(frag);
-    urls.forEach((u) => URL.revokeObjectURL(u));
+    revokeAll(urls);
     urls = bag;
     applySelected();
     root.dataset.count = String(heats.length);
@@ -159,18 +153,17 @@ function render({ model, el: root }) {
     root.dispatchEvent(new CustomEvent("inv-gallery-rendered", { bubbles: true, detail: { revision: model.get("revision") } }));
   }
 
-  applyAlpha();
-  model.on("change:revision", full);
-  model.on("change:selected", applySelected);
-  model.on("change:alpha", applyAlpha);
-  full();
+  const CONTENT = ["title", "subtitle", "base", "heats", "weights", "counts", "colors", "labels", "gradcam",
+    "gradcam_caption", "message", "revision"];
+  const stop = watch(model, [...CONTENT, "selected", "alpha"], (changed) => {
+    if (changed.has("alpha")) applyAlpha();
+    if (anyOf(changed, CONTENT)) cards(); // selects the card too once it lands
+    else if (changed.has("selected")) applySelected();
+  });
   return () => {
-    seq++;
-    model.off("change:revision", full);
-    model.off("change:selected", applySelected);
-    model.off("change:alpha", applyAlpha);
-    urls.forEach((u) => URL.revokeObjectURL(u));
-    urls = [];
+    stop();
+    take(); // a draw still decoding gives up
+    revokeAll(urls);
   };
 }
 

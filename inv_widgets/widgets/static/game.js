@@ -11,14 +11,8 @@
 // bubble out of it; while typing in a text box only Enter is the game's.
 
 
-function button(cls, text, title) {
-  const b = el("button", cls, text);
-  b.type = "button";
-  if (title) b.title = title;
-  // A click must not leave the focus on the button (space would then press it): keep it on the game.
-  b.addEventListener("mousedown", (ev) => ev.preventDefault());
-  return b;
-}
+// Buttons come from dom.js's button(): a click leaves the focus on the game (space would otherwise press
+// the button that was clicked last).
 
 // Code points, as Python counts them (an emoji is one character, not two).
 function charCount(s) {
@@ -35,8 +29,8 @@ function render({ model, el: host }) {
   root.setAttribute("aria-label", "Deep Reveal game: keys 1-9 and 0 guess a class, space shows more, Enter saves");
   host.classList.add("inv-game");
   host.appendChild(root);
-  const urls = { masked: null, overlay: null };
-  const seen = { masked: null, overlay: null, round: -1, draft: -1, message: -1, phase: "" };
+  const urls = { masked: [], overlay: [] }; // object URLs of the images shown now
+  const seen = { round: -1, draft: -1, phase: "" };
 
   // --- top bar ---------------------------------------------------------------------------------
   const top = el("header", "ig-top");
@@ -274,18 +268,12 @@ function render({ model, el: host }) {
   });
 
   // --- drawing ----------------------------------------------------------------------------------
-  function setImage(which, img) {
-    const dv = model.get(which);
-    if (dv === seen[which]) return;
-    seen[which] = dv;
-    if (urls[which]) URL.revokeObjectURL(urls[which]);
-    urls[which] = null;
-    if (dv && dv.byteLength) {
-      urls[which] = URL.createObjectURL(new Blob([dv], { type: "image/png" }));
-      img.src = urls[which];
-    } else {
-      img.removeAttribute("src");
-    }
+  function setImage(which, img, changed) {
+    if (!changed.has(which)) return;
+    revokeAll(urls[which]);
+    const u = pngUrl(model.get(which), urls[which]);
+    if (u) img.src = u;
+    else img.removeAttribute("src");
   }
 
   function updateCounter(i) {
@@ -395,7 +383,7 @@ function render({ model, el: host }) {
     confetti.replaceChildren(frag);
   }
 
-  function draw() {
+  function draw(changed) {
     const phase = model.get("phase");
     const hadFocus = root.contains(document.activeElement) || document.activeElement === document.body;
     root.dataset.phase = phase;
@@ -436,17 +424,19 @@ function render({ model, el: host }) {
       "Thank you! Press ↻ Refresh to see how the others are doing.";
 
     // game
-    setImage("masked", imgMasked);
-    setImage("overlay", imgOverlay);
+    setImage("masked", imgMasked, changed);
+    setImage("overlay", imgOverlay, changed);
     const step = model.get("step");
     const percents = model.get("percents") || [];
-    const pct = percents[step];
+    const shown = percents[step];
     const answered_ = phase === "answer";
-    capMasked.textContent = answered_ ? `What you saw: the top ${pct} % of pixels`
-      : `The network's top ${pct} % of pixels`;
+    capMasked.textContent = answered_ ? `What you saw: the top ${shown} % of pixels`
+      : `The network's top ${shown} % of pixels`;
     figOverlay.hidden = !answered_;
-    drawSteps();
-    drawLadder();
+    if (anyOf(changed, ["percents", "step"])) {
+      drawSteps();
+      drawLadder();
+    }
     moreBtn.disabled = phase !== "play" || step >= percents.length - 1;
     giveUpBtn.disabled = phase !== "play";
     controls.hidden = answered_;
@@ -454,7 +444,7 @@ function render({ model, el: host }) {
     const potential = model.get("potential");
     worth.textContent = `right now: ${potential} pt${potential === 1 ? "" : "s"}`;
     worth.className = "ig-worth ig-worth-" + potential;
-    drawClasses();
+    if (anyOf(changed, ["classes", "phase"])) drawClasses();
     guessBox.hidden = answered_;
     answerBox.hidden = !answered_;
 
@@ -482,7 +472,7 @@ function render({ model, el: host }) {
       if (outcome === "win") {
         bannerIcon.textContent = "✔";
         bannerTitle.replaceChildren("Right! ", truthSpan);
-        bannerSub.textContent = `You needed only ${pct} % of the pixels.`;
+        bannerSub.textContent = `You needed only ${shown} % of the pixels.`;
       } else if (outcome === "lose") {
         bannerIcon.textContent = "✘";
         bannerTitle.replaceChildren("Not quite: it's ", truthSpan);
@@ -514,25 +504,15 @@ function render({ model, el: host }) {
       else if (phase === "name") nameInput.focus({ preventScroll: true });
       else root.focus({ preventScroll: true });
     }
-    drawBoard();
-    drawRecent();
+    if (changed.has("leaderboard")) drawBoard();
+    if (changed.has("recent")) drawRecent();
   }
 
-  let scheduled = false;
-  function schedule() {
-    if (scheduled) return;
-    scheduled = true;
-    queueMicrotask(() => {
-      scheduled = false;
-      draw();
-    });
-  }
   const traits = ["phase", "participant", "classes", "round", "masked", "step", "percents", "potential", "map_info",
     "outcome", "guessed", "true_class", "overlay", "earned", "draft", "draft_revision", "points", "streak",
     "best_streak", "answered", "total", "loading", "leaderboard", "recent", "can_undo", "message", "message_kind",
     "message_revision", "max_labels", "max_label_chars", "max_name_chars"];
-  for (const name of traits) model.on(`change:${name}`, schedule);
-  draw();
+  const stop = watch(model, traits, draw);
   // Alone on the page (Voila), the game takes the keyboard at once; in a notebook, click it first.
   // The view is attached to the page after render() returns: wait for that before focusing.
   let tries = 0;
@@ -550,8 +530,8 @@ function render({ model, el: host }) {
   model.send({ type: "ready" });
 
   return () => {
-    for (const name of traits) model.off(`change:${name}`, schedule);
-    Object.values(urls).forEach((u) => u && URL.revokeObjectURL(u));
+    stop();
+    Object.values(urls).forEach(revokeAll);
   };
 }
 

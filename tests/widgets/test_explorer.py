@@ -7,43 +7,14 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from ipywidgets.widgets.widget import _remove_buffers
 from PIL import Image
 from torch import nn
 
 import inv_widgets as inv
 from inv_widgets.widgets import Explorer, store_labels
-from inv_widgets.widgets.dendrogram import MAX_K, PALETTE, Dendrogram, cluster_stubs, dendrogram_segments
-
-
-class SmallCNN(nn.Module):
-    def __init__(self, n_classes=6):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 12, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(12, 24, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(24, 32, 3, padding=1), nn.ReLU(),
-        )
-        self.head = nn.Linear(32, n_classes)
-
-    def forward(self, x):
-        return self.head(self.features(x).mean((2, 3)))
-
-
-CLASSES = ["ant", "bee", "cat", "dog", "eel", "fox"]
-
-
-def _images(n=5, size=48):
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
-        a = np.zeros((size, size, 3), np.uint8)
-        a[...] = rng.integers(0, 255, 3)
-        r = rng.integers(4, size // 2)
-        a[r:r + size // 3, r:r + size // 4] = rng.integers(0, 255, 3)
-        out.append(Image.fromarray(a))
-    return out
+from inv_widgets.widgets.dendrogram import MAX_K, PALETTE, cluster_stubs
+from nets import CLASS_NAMES as CLASSES, small_images
 
 
 class Counter:
@@ -52,15 +23,18 @@ class Counter:
         model.register_forward_hook(lambda *a: setattr(self, "calls", self.calls + 1))
 
 
-@pytest.fixture
-def model():
-    torch.manual_seed(0)
-    return SmallCNN().eval()
+def _images(n=5):
+    return small_images(n)
 
 
 @pytest.fixture
-def session(model):
-    return inv.Session(model, _images(), class_names=CLASSES)
+def model(small_cnn):
+    return small_cnn
+
+
+@pytest.fixture
+def session(model, small_images):
+    return inv.Session(model, small_images, class_names=CLASSES)
 
 
 @pytest.fixture
@@ -171,18 +145,6 @@ def test_dendrogram_uses_k_plus_one_line_traces(explorer):
     # colours follow the gallery: cluster j's links are drawn with the gallery's colour j
     used = {tr.line.color for tr in lines}
     assert set(explorer.gallery.colors) <= used | {"#a0a7b0"}
-
-
-def test_dendrogram_segments_geometry():
-    from scipy.cluster.hierarchy import linkage
-
-    pts = np.array([[0.0], [0.1], [5.0], [5.2], [9.0]])
-    z = linkage(pts, "ward")
-    xs, ys, c, order = dendrogram_segments(z, np.array([0, 0, 1, 1, 2]))
-    assert xs.shape == ys.shape == (4, 4)
-    assert sorted(order.tolist()) == list(range(5))
-    assert (c >= 0).sum() == 2  # the two within-cluster merges; the rest are above the cut
-    assert np.allclose(ys[:, 1], z[:, 2]) and np.allclose(ys[:, 2], z[:, 2])
 
 
 def test_clicking_and_dragging_the_dendrogram_sets_the_cut(explorer):
@@ -366,19 +328,6 @@ def test_demo_explorer():
     assert 1 <= ex.k <= MAX_K
 
 
-def test_dendrogram_alone():
-    got = []
-    d = Dendrogram(on_cut=got.append)
-    from scipy.cluster.hierarchy import linkage
-
-    z = linkage(np.random.default_rng(1).normal(size=(20, 3)), "ward")
-    d.show(z, np.zeros(20, int), float(z[-1, 2]) * 1.01, suggested_threshold=float(z[-2, 2]), suggested_k=2, k=1)
-    d._emit(1.0)
-    assert got == [1.0]
-    d.clear("empty")
-    assert all(len(tr.x or []) == 0 for tr in d.figure.data[1:])
-
-
 def test_dendrogram_is_made_after_the_first_view(session):
     ex = Explorer(session)
     assert ex._dendrogram is None  # plotly.js (5 MB) must not delay the first gallery
@@ -389,3 +338,15 @@ def test_dendrogram_is_made_after_the_first_view(session):
     assert fig.layout.shapes[0].y0 == pytest.approx(ex.threshold)  # drawn with the current cut
     ex._on_header_msg(ex.header, {"type": "ready"}, [])  # a second view: same figure
     assert ex.dendrogram.figure is fig
+
+
+def test_what_the_explorer_shows_is_a_value(explorer):
+    """``explorer.view`` is the resolved state (widgets/explorer/state.py) the views were drawn from."""
+    view = explorer.view
+    assert view.explanation is explorer.explanation and view.clusters is explorer.clusters
+    assert view.selection.layer == explorer.layer and view.selection.target == explorer.target
+    explorer.set_cut(k=2)
+    assert explorer.view is not view and view.cut.mode == "suggested"  # a new value; the old one as it was
+    assert explorer.view.cut.mode == "k" and explorer.view.cut.value == 2
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        Explorer(explorer.session, k=0)

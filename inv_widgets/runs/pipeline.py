@@ -1,0 +1,231 @@
+"""What a writer does: describe a session for a new run, and explain one shard of images into the store.
+
+Used alike by the single-process loop and by Dask workers (runs/workers.py); nothing here knows which.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..engine import run_model
+from ..inputs import tensor_id
+from .compute import explain_batch
+from .store import RunStore
+
+__all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward",
+           "CHUNK_ROWS"]
+
+#: rows per Zarr chunk in a shard: one image's maps of a layer (3-8 rows) are one or two chunks
+CHUNK_ROWS = {"maps": 8, "gradcam": 8, "images": 8, "channel_weights": 64, "logits": 64}
+
+
+def build_session(factory):
+    """Call the factory and check that it made a Session (or a (model, data) pair, made into one)."""
+    from ..session import Session
+
+    made = factory()
+    if isinstance(made, tuple) and len(made) == 2:
+        made = Session(*made)
+    if not isinstance(made, Session):
+        raise TypeError(f"the session factory returned a {type(made).__name__}; it must return an "
+                        "inv_widgets.Session (or a (model, data) pair)")
+    return made
+
+
+def describe(session, index: int, layers=None) -> dict:
+    """What a run records about the session: model fingerprint, layer order and shapes, classes, sizes.
+
+    Runs the model once (forward and backward) on image ``index`` to learn the order in which the layers
+    fire and their shapes.
+    """
+    names = list(session.layers) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+    unknown = [n for n in names if n not in session.layers]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; the session's layers are {session.layers}")
+    if not names:
+        raise ValueError("layers is empty: give at least one layer name (or None for all)")
+    x, shown, _ = session.item(index)
+    cap = run_model(session.model, x[None].to(session.device), names)
+    classes = [str(c) for c in session.classes]
+    if len(classes) != cap.logits.shape[1]:
+        raise ValueError(f"the model has {cap.logits.shape[1]} outputs but the session has {len(classes)} class names")
+    weighting = getattr(session, "weighting", "guided")
+    if weighting != "guided":
+        raise ValueError(f"explain_dataset stores guided-gradient weights; this session uses weighting={weighting!r}. "
+                         "Use a session with weighting='guided' (the default).")
+    return {
+        "model": session.fingerprint,
+        "layers": list(cap.order),
+        "channels": {n: int(cap.activations[n].shape[1]) for n in cap.order},
+        "shapes": {n: [int(s) for s in cap.activations[n].shape[2:]] for n in cap.order},
+        "classes": classes,
+        "n_images": len(session),
+        "input_size": [int(shown.shape[0]), int(shown.shape[1])],
+        "weighting": weighting,
+        "session_recipe": session.recipe,
+    }
+
+
+def shard_meta(meta: dict, s: int) -> dict:
+    """What a writer needs of the run's description for shard ``s`` (a few hundred bytes: this is what
+    travels with each Dask task, not the run's whole index list)."""
+    if "shard_indices" in meta:
+        return meta
+    size = int(meta["shard_size"])
+    indices = meta["indices"][s * size:(s + 1) * size]
+    if not indices:
+        raise IndexError(f"shard {s} is outside the run ({len(meta['indices'])} images, {size} per shard)")
+    keep = ("model", "layers", "shapes", "recipe", "k", "target", "shard_size")
+    return {**{key: meta[key] for key in keep}, "n_classes": len(meta["classes"]), "shard_indices": list(indices)}
+
+
+def resolve_ward(ward: str, device: torch.device, recipe: str) -> str:
+    """``"auto"``: the torch kernel on a CUDA device for the fast recipe, scipy otherwise."""
+    if ward == "auto":
+        return "torch" if device.type == "cuda" and recipe == "fast" else "scipy"
+    return ward
+
+
+def _targets(spec, labels: list, n_classes: int):
+    """Per-image targets for run_model: None (predicted), an int, or a list with None where unknown."""
+    if spec is None:
+        return None
+    if spec == "label":
+        return [int(y) if y is not None and 0 <= int(y) < n_classes else None for y in labels]
+    return int(spec)
+
+
+def process_shard(session, store: RunStore, meta: dict, s: int, *, batch_size: int, ward: str = "auto",
+                  lock: threading.Lock | None = None) -> dict:
+    """Explain the images of shard ``s`` and commit them; a no-op when the shard is committed already.
+
+    Returns a small summary: ``{"shard", "images", "maps", "committed", "seconds"}``.
+    """
+    t0 = time.perf_counter()
+    if store.is_committed(s):  # finished by an earlier attempt of this task (or another writer)
+        return {"shard": s, "images": len(shard_meta(meta, s)["shard_indices"]), "maps": 0, "committed": False,
+                "seconds": 0.0}
+    maps, images, arrays = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, lock=lock)
+    committed = store.write_shard(s, maps, images, arrays, CHUNK_ROWS)
+    return {"shard": s, "images": len(images), "maps": len(maps), "committed": committed,
+            "seconds": time.perf_counter() - t0}
+
+
+def load_shard(session, meta: dict, s: int) -> dict:
+    """Read shard ``s``'s images from the session: model inputs, what a person sees, labels, image ids."""
+    indices = shard_meta(meta, s)["shard_indices"]
+    items = [session.item(i) for i in indices]
+    xs = [it[0] for it in items]
+    shapes = {tuple(x.shape) for x in xs}
+    if len(shapes) > 1:
+        raise ValueError(f"images of one run must have the same shape, got {sorted(shapes)} in images "
+                         f"{indices[0]}..{indices[-1]}; resize them in the transform")
+    return {"shard": s, "xs": xs, "shown": np.stack([it[1] for it in items]), "labels": [it[2] for it in items],
+            "ids": [tensor_id(x) for x in xs]}
+
+
+def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "auto",
+                  lock: threading.Lock | None = None,
+                  loaded: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """The tables and arrays of shard ``s`` (nothing written); ``loaded``: its images, read already."""
+    if session.fingerprint != meta["model"]:
+        raise ValueError(f"this session's model ({session.fingerprint}) is not the run's ({meta['model']}): the "
+                         "factory builds another model or other weights than the ones the run was started with")
+    meta = shard_meta(meta, s)
+    size = int(meta["shard_size"])
+    indices = meta["shard_indices"]
+    layers = list(meta["layers"])
+    n_classes = int(meta["n_classes"])
+    ward = resolve_ward(ward, session.device, meta["recipe"])
+    loaded = loaded if loaded is not None else load_shard(session, meta, s)
+    xs, labels, ids = loaded["xs"], loaded["labels"], loaded["ids"]
+    targets = _targets(meta["target"], labels, n_classes)
+    outs = []
+    bs = max(1, min(int(batch_size), size))
+    for start in range(0, len(indices), bs):
+        x = torch.stack(xs[start:start + bs]).to(session.device)
+        t = targets if targets is None or isinstance(targets, int) else targets[start:start + bs]
+        with lock or nullcontext():
+            if isinstance(t, list) and any(v is None for v in t):  # the label is unknown: its predicted class
+                with torch.no_grad():
+                    pred = session.model(x)
+                    pred = (pred[0] if isinstance(pred, (tuple, list)) else pred).argmax(1).tolist()
+                t = [p if v is None else v for v, p in zip(t, pred)]
+            out = explain_batch(session.model, x, layers, t, recipe=meta["recipe"], k=meta["k"], ward=ward)
+        if [lo.name for lo in out.layers] != layers:
+            raise RuntimeError(f"the model's layers fired in the order {[lo.name for lo in out.layers]}, not "
+                               f"{layers} as when the run began; the model's forward pass changed")
+        outs.append(out)
+    del xs
+    return _assemble(meta, s, indices, ids, labels, loaded["shown"], outs)
+
+
+def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: list, shown: np.ndarray,
+              outs: list) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """The shard's two tables and its arrays, from the batches' outputs (in image order)."""
+    size = int(meta["shard_size"])
+    layers = list(meta["layers"])
+    logits = np.concatenate([o.logits for o in outs]).astype(np.float32)
+    targets = np.concatenate([o.targets for o in outs])
+    z = logits.astype(np.float64) - logits.max(1, keepdims=True)
+    prob = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    predicted = logits.argmax(1)
+    b = len(indices)
+    images = pd.DataFrame({
+        "position": np.arange(s * size, s * size + b, dtype=np.int64),
+        "image": np.asarray(indices, dtype=np.int64),
+        "image_id": ids,
+        "label": pd.array([None if y is None else int(y) for y in labels], dtype="Int64"),
+        "predicted": predicted.astype(np.int64),
+        "target": targets.astype(np.int64),
+        "probability": prob[np.arange(b), targets],
+        "shard": np.full(b, s, dtype=np.int64),
+        "row": np.arange(b, dtype=np.int64),
+    })
+    arrays: dict[str, np.ndarray] = {"images": np.ascontiguousarray(shown, dtype=np.uint8), "logits": logits}
+    cols: dict[str, list] = {c: [] for c in ("model", "image_id", "target", "layer", "members", "image", "position",
+                                             "layer_index", "map", "weight", "size", "predicted", "shard", "row")}
+    model = meta["model"]
+    for li, name in enumerate(layers):
+        per = [o.layers[li] for o in outs]
+        arrays[f"channel_weights/{li}"] = np.concatenate([p.channel_weights for p in per]).astype(np.float32)
+        arrays[f"gradcam/{li}"] = np.concatenate([p.gradcam for p in per]).astype(np.float16)
+        layer_maps, row = [], 0
+        b0 = 0
+        for p in per:
+            for i in range(len(p.maps)):
+                img = b0 + i
+                for j, (w, m) in enumerate(zip(p.weights[i], p.members[i])):
+                    cols["model"].append(model)
+                    cols["image_id"].append(ids[img])
+                    cols["target"].append(int(targets[img]))
+                    cols["layer"].append(name)
+                    cols["members"].append(",".join(str(int(c)) for c in m))
+                    cols["image"].append(int(indices[img]))
+                    cols["position"].append(s * size + img)
+                    cols["layer_index"].append(li)
+                    cols["map"].append(j)
+                    cols["weight"].append(float(w))
+                    cols["size"].append(len(m))
+                    cols["predicted"].append(int(predicted[img]))
+                    cols["shard"].append(s)
+                    cols["row"].append(row + j)
+                row += len(p.weights[i])
+                layer_maps.append(p.maps[i])
+            b0 += len(p.maps)
+        h, w = meta["shapes"][name]
+        arrays[f"maps/{li}"] = (np.concatenate(layer_maps).astype(np.float16) if layer_maps
+                                else np.zeros((0, h, w), np.float16))
+    ints = ("target", "image", "position", "layer_index", "map", "size", "predicted", "shard", "row")
+    maps = pd.DataFrame({c: (np.asarray(v, dtype=np.int64) if c in ints else
+                             np.asarray(v, dtype=np.float64) if c == "weight" else pd.array(v, dtype=object))
+                         for c, v in cols.items()})
+    for c in ("model", "image_id", "layer", "members"):
+        maps[c] = maps[c].astype(str)
+    maps = maps.sort_values(["position", "layer_index", "map"], kind="stable", ignore_index=True)
+    return maps, images, arrays

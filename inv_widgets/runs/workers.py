@@ -1,0 +1,99 @@
+"""Dask: each worker builds the session once (a worker plugin) and writes its shards straight into the run.
+
+The scheduler only ever sees a plugin holding the *factory* (a picklable callable that builds the
+session where it runs: a module-level function or ``functools.partial`` of one), task arguments of a
+few hundred bytes (run path, shard number, settings) and results of a few numbers per shard.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from .pipeline import build_session, describe, process_shard
+from .store import RunStore
+
+__all__ = ["SessionPlugin", "SessionSpec", "register_session"]
+
+
+class SessionSpec:
+    """A factory made from a live Session: its model, images and settings, rebuilt on each worker.
+
+    The model travels once per worker inside the plugin (not once per task). Fine for small models; for
+    large ones pass a factory function that loads the weights where it runs.
+    """
+
+    def __init__(self, session):
+        self.model = session.model
+        self.dataset = session.dataset
+        self.extra = list(session._extra)
+        self.transform = session.transform
+        self.class_names = session._class_names
+        self.layers = session.layers
+        self.recipe = session.recipe
+        self.device = str(session.device)
+
+    def __call__(self):
+        from ..session import Session
+
+        data = self.dataset if self.dataset is not None else (self.extra or None)
+        s = Session(self.model, data, transform=self.transform, class_names=self.class_names, layers=self.layers,
+                    recipe=self.recipe, device=self.device)
+        if self.dataset is not None:
+            for im in self.extra:
+                s.add_image(im)
+        return s
+
+
+class SessionPlugin(WorkerPlugin):
+    """Builds the session from ``factory`` when a worker starts (and on every worker that joins later)."""
+
+    def __init__(self, factory, name: str):
+        self.factory = factory
+        self.name = name
+        self.session = None
+        self.lock = None
+
+    def setup(self, worker):
+        self.lock = threading.Lock()  # one model pass at a time, whatever the worker's thread count
+        self.session = build_session(self.factory)
+
+    def teardown(self, worker):
+        self.session = None
+
+
+def _plugin(name: str) -> SessionPlugin:
+    from distributed import get_worker
+
+    plugin = get_worker().plugins.get(name)
+    if plugin is None or getattr(plugin, "session", None) is None:
+        raise RuntimeError(f"this worker has no session {name!r}: its plugin was not set up")
+    return plugin
+
+
+def describe_task(name: str, index: int, layers) -> dict:
+    return describe(_plugin(name).session, index, layers)
+
+
+def length_task(name: str) -> int:
+    return len(_plugin(name).session)
+
+
+def shard_task(name: str, root: str, meta: dict, s: int, batch_size: int, ward: str) -> dict:
+    plugin = _plugin(name)
+    return process_shard(plugin.session, RunStore(root), meta, s, batch_size=batch_size, ward=ward, lock=plugin.lock)
+
+
+def register_session(client, factory) -> str:
+    """Register the session plugin on the cluster (once per factory) and return its name."""
+    from dask.base import tokenize
+
+    if isinstance(factory, SessionSpec):
+        name = f"inv-session-{uuid.uuid4().hex[:12]}"  # tokenizing would hash the whole model
+    else:
+        name = f"inv-session-{tokenize(factory)}"
+    present = client.run_on_scheduler(lambda dask_scheduler: name in dask_scheduler.worker_plugins)
+    if not present:
+        client.register_plugin(SessionPlugin(factory, name), name=name)
+    return name

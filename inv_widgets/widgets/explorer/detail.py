@@ -1,0 +1,71 @@
+"""The detail view of the selected cluster map (front end: static/explorer_detail.js): the map large over
+the image, its opacity and colour map, the six Deep Reveal steps, its member channels and labels."""
+from __future__ import annotations
+
+import anywidget
+import numpy as np
+import traitlets as t
+
+from .._common import STATIC, esm
+
+__all__ = ["Detail", "NO_STORE_HINT", "NO_LABELS_HINT"]
+
+NO_STORE_HINT = ("No label store connected: pass Explorer(session, store=...) and collect labels with the "
+                 "labelling game.")
+NO_LABELS_HINT = "No labels for this cluster map yet."
+
+
+class Detail(anywidget.AnyWidget):
+    """The selected cluster map. ``revision`` is bumped after each content update (the browser re-renders
+    once per bump); ``alpha`` and ``cmap`` are the person's controls."""
+
+    _esm = esm("explorer_detail.js")
+    _css = STATIC / "explorer_detail.css"
+
+    title = t.Unicode("").tag(sync=True)
+    base = t.Bytes(b"").tag(sync=True)
+    heat = t.Bytes(b"").tag(sync=True)
+    alpha = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
+    cmap = t.Unicode("jet").tag(sync=True)
+    cmaps = t.List(t.Unicode()).tag(sync=True)
+    reveals = t.List(t.Bytes()).tag(sync=True)
+    reveal_percents = t.List(t.Float()).tag(sync=True)
+    weight = t.Float(0.0).tag(sync=True)
+    n_maps = t.Int(0).tag(sync=True)
+    gradcam_overlap = t.Float(-1.0).tag(sync=True)
+    color = t.Unicode("#888").tag(sync=True)
+    members = t.List(t.List()).tag(sync=True)
+    labels = t.List(t.List()).tag(sync=True)
+    labels_hint = t.Unicode("").tag(sync=True)
+    revision = t.Int(0).tag(sync=True)
+
+    def show(self, view, pictures, *, cmap: str, color: str, labels: list, labels_hint: str) -> None:
+        """Cluster map ``view.selected`` of ``view.clusters`` (nothing when none is selected)."""
+        cl, lr, j = view.clusters, view.layer, view.selected
+        if not 0 <= j < cl.k:
+            self.clear()
+            return
+        w = np.asarray(lr.channel_weights)
+        mem = np.asarray(cl.members[j])
+        mem = mem[np.argsort(-w[mem], kind="stable")]  # heaviest first
+        exp = view.explanation
+        with self.hold_sync():
+            self.base = pictures.image(exp)
+            self.heat = pictures.heat(cl, j, cmap)
+            self.reveals = pictures.reveals(cl, j)
+            self.title = f"Cluster map {j + 1} of {cl.k} · {lr.name} · why “{exp.target_name}”"
+            self.weight = float(cl.weights[j])
+            self.n_maps = int(len(mem))
+            self.gradcam_overlap = float(cl.gradcam_agreement()[j])
+            self.color = color
+            self.members = [[int(c), float(w[c])] for c in mem]
+            self.labels = labels
+            self.labels_hint = labels_hint
+            self.revision += 1
+
+    def clear(self) -> None:
+        with self.hold_sync():
+            self.heat = b""
+            self.reveals = []
+            self.title = ""
+            self.revision += 1

@@ -1,0 +1,55 @@
+"""The Explorer's pictures as PNG bytes, made once and kept (engine.runtime.LRU): the image, the coloured
+cluster maps and Grad-CAMs, the Deep Reveal steps, the picker's thumbnails.
+
+Keys name what a picture shows, never a position in a list: a cluster map by its identity (MapKey) and
+colour map, so a recut or another recipe that finds the same cluster reuses its picture.
+"""
+from __future__ import annotations
+
+from ... import render
+from ...engine.maps import REVEAL_PERCENTS
+from ...engine.runtime import LRU
+
+__all__ = ["Pictures"]
+
+
+class Pictures:
+    """PNG bytes for one session's Explorer, ``maxsize`` pictures kept (least recently used dropped)."""
+
+    def __init__(self, session, maxsize: int = 512, thumb_size: int = 96):
+        self.session = session
+        self.thumb_size = int(thumb_size)
+        self._png = LRU(maxsize)
+
+    def image(self, exp) -> bytes:
+        """The explained image as a person sees it."""
+        return self._png.get(("base", exp.image_id), lambda: render.to_png(exp.image))
+
+    def heat(self, clusters, j: int, cmap: str) -> bytes:
+        """Cluster map ``j`` of a cut, coloured."""
+        return self._png.get(("heat", clusters.key(j), cmap),
+                             lambda: render.to_png(render.apply_cmap(clusters.maps[j], cmap)))
+
+    def heats(self, clusters, cmap: str) -> list[bytes]:
+        return [self.heat(clusters, j, cmap) for j in range(clusters.k)]
+
+    def gradcam(self, lr, cmap: str) -> bytes:
+        """The layer's plain Grad-CAM, coloured."""
+        e = lr.explanation
+        key = ("gradcam", e.model_id, e.image_id, int(e.target), lr.name, cmap)
+        return self._png.get(key, lambda: render.to_png(render.apply_cmap(lr.gradcam(), cmap)))
+
+    def reveals(self, clusters, j: int) -> list[bytes]:
+        """The six Deep Reveal steps of cluster map ``j``."""
+        key = clusters.key(j)
+        return [self._png.get(("reveal", key, s), lambda s=s: render.to_png(clusters.reveal(j, s)))
+                for s in range(len(REVEAL_PERCENTS))]
+
+    def thumb(self, i: int) -> bytes:
+        """Image ``i`` of the session, small, for the picker."""
+        return self._png.get(("thumb", i, self.thumb_size),
+                             lambda: render.to_png(render.thumbnail(self.session.image(i), self.thumb_size)))
+
+    def thumb_if_made(self, i: int) -> bytes:
+        """Image ``i``'s thumbnail if it was made already, else empty bytes (a placeholder)."""
+        return self._png.get(("thumb", i, self.thumb_size), default=b"")
