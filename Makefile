@@ -14,13 +14,19 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Debian's Chromium drives the browser tests (Playwright's own browser download does not work offline).
+# Debian's Chromium drives the browser tests (Playwright's own browser download does not work offline);
+# Debian's PostgreSQL server programs run the label store's tests against a throwaway server (tests/pg_server.py
+# starts and stops it; nothing is left running).
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@MISSING=""; \
+	command -v chromium >/dev/null 2>&1 || MISSING="$$MISSING chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || MISSING="$$MISSING postgresql"; \
+	if [ -n "$$MISSING" ]; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
-	  else echo "install Chromium for the browser tests (or set INV_CHROMIUM to a Chromium binary)"; fi; }
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$MISSING; \
+	  else echo "install$$MISSING for the browser and PostgreSQL tests (or set INV_CHROMIUM / INV_PG_BINDIR)"; fi; \
+	fi
 
 demo: setup
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) notebooks/01_explore.ipynb

@@ -1,7 +1,17 @@
-"""Benchmark: aggregate 10,000 synthetic game labels written through a real LabelStore file.
+"""Benchmark: the label store under 8 concurrent writers (SQLite and PostgreSQL), and the aggregation of
+10,000 synthetic game labels written through a real LabelStore file.
 
     python benchmarks/bench_labels.py [--labels 10000] [--model all-MiniLM-L6-v2] [--repeat 3]
+    python benchmarks/bench_labels.py --writers-only [--writers 8] [--answers 300] [--pg-url URL]
+    python benchmarks/bench_labels.py --aggregation-only --all-distinct --labels 50000 --repeat 1
 
+**Writers.** ``--writers`` processes each record ``--answers`` answers back to back into one store (the
+worst case: no pause between answers) and time every ``record_answer``. Printed per backend: answers per
+second, median, p99 and the longest single wait, and busy errors (``StoreBusyError``, timeout 5 s). SQLite
+is a file in a temporary folder (``synchronous=FULL``); PostgreSQL is ``--pg-url`` or a throwaway server
+started like the tests' (Debian's postgresql, default durability: fsync on).
+
+**Aggregation.**
 Synthetic players label cluster maps of 10 classes. Each map shows one concept of its class (its
 "expected word"); most labels are variants of that concept ("wheels", "round black tyres", typos),
 some name another concept of the class, a few are noise ("something on the left"). 80 % of the guesses
@@ -12,23 +22,31 @@ are right. The script prints:
 * the aggregation time, median of ``--repeat`` runs, with the embedding cache emptied before each
   run ("cold": every distinct label and word is embedded again) and kept ("warm"),
 * the share of maps whose best label (rank 1) is the expected word, and the share of label instances
-  whose representative is the expected word of their concept.
+  whose representative is the expected word of their concept,
+* the peak resident memory of the process during the cold aggregation, and the clustering scope used.
 
 ``--all-distinct`` replaces every label by two made-up words: the worst case, where the time is
-spent embedding ~10,000 distinct labels and their words.
+spent embedding every distinct label and its words (``--labels 50000`` for the README's figure).
+``--fake-embeddings`` replaces Sentence-BERT by random unit vectors of its size (384), seeded by the
+text: what is left is the time and memory of cleaning, clustering and scoring alone. ``--scope`` forces
+the clustering scope (``class``: every label of a guessed class together, as before ``map`` existed).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
+import os
 import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from inv_widgets.labels import LabelStore, MapKey  # noqa: E402
 from inv_widgets.labels import aggregate as agg  # noqa: E402
@@ -161,6 +179,124 @@ def make_labels(path: Path, n_labels: int, seed: int = 0, all_distinct: bool = F
     return store, expected, write_s, answers, classes
 
 
+# --------------------------------------------------------------------------------------------------
+# concurrent writers
+
+
+def _writer(target: str, worker: int, n: int, barrier, out: str) -> None:
+    from inv_widgets.labels import StoreBusyError
+
+    store = LabelStore(target, timeout=5.0)
+    rng = random.Random(worker)
+    waits, busy = [], 0
+    barrier.wait()
+    for i in range(n):
+        key = MapKey("bench", f"img{worker}-{i}", i % 10, f"layer{i % 4}", [i % 7, 7 + worker])
+        labels = [f"w{worker} label {i} {j}" for j in range(1 + i % 3)]
+        t0 = time.perf_counter()
+        try:
+            store.record_answer(f"player{rng.randrange(30)}", key, "car", "car", "win", i % 6, labels)
+        except StoreBusyError:
+            busy += 1
+        waits.append(time.perf_counter() - t0)
+    store.close()
+    Path(out).write_text(" ".join(f"{w:.6f}" for w in waits) + f"\n{busy}\n")
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def bench_writers(target: str, name: str, writers: int, answers: int, tmp: Path) -> dict:
+    LabelStore(target).close()  # the schema exists before the writers start
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["inv_widgets.labels.store"])
+    barrier = ctx.Barrier(writers + 1)
+    outs = [tmp / f"{name}-{w}.txt" for w in range(writers)]
+    procs = [ctx.Process(target=_writer, args=(target, w, answers, barrier, str(outs[w]))) for w in range(writers)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for p in procs:
+        p.join()
+    wall = time.perf_counter() - t0
+    waits, busy = [], 0
+    for out in outs:
+        first, second = out.read_text().splitlines()[:2]
+        waits += [float(x) for x in first.split()]
+        busy += int(second)
+    stored = len(LabelStore(target).games())
+    res = dict(backend=name, answers=len(waits), stored=stored, busy=busy, per_s=len(waits) / wall,
+               median_ms=1000 * statistics.median(waits), p99_ms=1000 * _quantile(waits, 0.99),
+               max_ms=1000 * max(waits))
+    print(f"{name:<11} {writers} writers x {answers} answers: {res['per_s']:.0f} answers/s, wait per answer "
+          f"median {res['median_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, longest {res['max_ms']:.0f} ms; "
+          f"busy errors: {busy}; stored {stored}/{writers * answers}", flush=True)
+    return res
+
+
+def run_writers(args) -> None:
+    print(f"-- {args.writers} concurrent writers, back to back (machine: {os.cpu_count()} cores) --", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        bench_writers(str(tmp / "writers.sqlite"), "sqlite", args.writers, args.answers, tmp)
+        if args.pg_url:
+            bench_writers(args.pg_url, "postgresql", args.writers, args.answers, tmp)
+            return
+        sys.path.insert(0, str(ROOT / "tests"))
+        import pg_server
+
+        reason = pg_server.missing_reason()
+        if reason:
+            print(f"postgresql: skipped ({reason}; or pass --pg-url)")
+            return
+        with pg_server.PgServer(fsync=True) as server:
+            bench_writers(server.create_database("bench"), "postgresql", args.writers, args.answers, tmp)
+
+
+# --------------------------------------------------------------------------------------------------
+# aggregation
+
+
+class FakeEmbeddings:
+    """Random unit vectors (384 numbers, as all-MiniLM-L6-v2), the same for the same text."""
+
+    def encode(self, texts, **kwargs):
+        import zlib
+
+        import numpy as np
+
+        out = np.empty((len(texts), 384), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = np.random.default_rng(zlib.crc32(t.encode("utf-8"))).standard_normal(384)
+        return out
+
+
+class _PeakRSS:
+    """The largest resident memory of this process while the block runs (sampled every 20 ms)."""
+
+    def __enter__(self):
+        import psutil
+
+        self._proc = psutil.Process()
+        self.start = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--labels", type=int, default=10_000)
@@ -169,8 +305,22 @@ def main() -> None:
     ap.add_argument("--all-distinct", action="store_true",
                     help="worst case: every label is two made-up words (the expected-word shares "
                          "are then meaningless)")
+    ap.add_argument("--writers", type=int, default=8)
+    ap.add_argument("--answers", type=int, default=300, help="answers per writer")
+    ap.add_argument("--pg-url", default=None, help="a PostgreSQL database for the writers (default: a throwaway "
+                                                   "server, when Debian's postgresql is installed)")
+    ap.add_argument("--fake-embeddings", action="store_true",
+                    help="random vectors instead of Sentence-BERT: time cleaning, clustering and scoring alone")
+    ap.add_argument("--scope", default="auto", choices=["auto", "class", "map"])
+    ap.add_argument("--writers-only", action="store_true")
+    ap.add_argument("--aggregation-only", action="store_true")
     args = ap.parse_args()
 
+    if not args.aggregation_only:
+        run_writers(args)
+    if args.writers_only:
+        return
+    print(f"-- aggregation of {args.labels} labels --", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         store, expected, write_s, answers, classes = make_labels(
             Path(tmp) / "bench.db", args.labels, all_distinct=args.all_distinct)
@@ -178,21 +328,27 @@ def main() -> None:
         print(f"wrote {n} labels in {answers} answers to a file store in {write_s:.2f} s "
               f"({1000 * write_s / answers:.2f} ms per answer)")
 
+        model = FakeEmbeddings() if args.fake_embeddings else args.model
         t0 = time.perf_counter()
-        embedder = agg._Embedder(args.model)
+        embedder = agg._Embedder(model)
         print(f"model: {embedder.kind} {embedder.name} loaded in {time.perf_counter() - t0:.2f} s")
 
         cold, warm = [], []
         result = None
-        for _ in range(args.repeat):
+        for r in range(args.repeat):
             agg.clear_embedding_cache()
-            t0 = time.perf_counter()
-            result = agg.aggregate_labels(store, class_names=classes, model=args.model,
-                                          progress=False)
-            cold.append(time.perf_counter() - t0)
+            with _PeakRSS() as mem:
+                t0 = time.perf_counter()
+                result = agg.aggregate_labels(store, class_names=classes, model=model,
+                                              progress=False, scope=args.scope)
+                cold.append(time.perf_counter() - t0)
+            if r == 0:
+                print(f"peak resident memory during the cold aggregation: {mem.peak / 2**30:.2f} GiB "
+                      f"({mem.start / 2**30:.2f} GiB before it); clustering scope: {result.attrs['scope']}",
+                      flush=True)
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            agg.aggregate_labels(store, class_names=classes, model=args.model, progress=False)
+            agg.aggregate_labels(store, class_names=classes, model=model, progress=False, scope=args.scope)
             warm.append(time.perf_counter() - t0)
 
         distinct = store.labels()["text"].nunique()
@@ -200,8 +356,8 @@ def main() -> None:
               f"{len(expected)} maps")
         print(f"aggregation, cold embedding cache: median {statistics.median(cold):.2f} s "
               f"(runs: {', '.join(f'{t:.2f}' for t in cold)})")
-        print(f"aggregation, warm embedding cache: median {statistics.median(warm):.2f} s "
-              f"(runs: {', '.join(f'{t:.2f}' for t in warm)})")
+        print(f"aggregation, warm embedding cache (cleaning, clustering, scoring): median "
+              f"{statistics.median(warm):.2f} s (runs: {', '.join(f'{t:.2f}' for t in warm)})")
 
         best = result[result["rank"] == 1]
         hits = sum(expected[agg.MapKey.from_row(r)] == r["label"] for _, r in best.iterrows())

@@ -87,3 +87,88 @@ def class_names():
     from nets import CLASS_NAMES
 
     return list(CLASS_NAMES)
+
+
+# --------------------------------------------------------------------------------------------------
+# label stores on both backends: SQLite files and a throwaway PostgreSQL server (tests/pg_server.py)
+
+import itertools  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/pg_server.py, also for the benchmarks
+import pg_server  # noqa: E402
+
+STORE_BACKENDS = ["sqlite", "postgresql"]
+_db_numbers = itertools.count(1)
+
+
+def missing_postgres(reason: str):
+    """No PostgreSQL server here: a failure in CI (which must run these tests: make test installs it), a
+    skip elsewhere, as for Chromium in tests/browser."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the whole test session (initdb + pg_ctl as an unprivileged
+    user, 127.0.0.1, a free port, trust authentication), stopped and deleted at the end, also on failure."""
+    reason = pg_server.missing_reason()
+    if reason:
+        missing_postgres(reason)
+    server = pg_server.PgServer(fsync=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class StoreTarget:
+    """A fresh, empty label database on one backend: ``url`` (a SQLite file path or a postgresql:// URL)
+    and ``open(**kwargs)`` for LabelStores on it (closed after the test)."""
+
+    def __init__(self, backend: str, url: str):
+        self.backend = backend
+        self.url = url
+        self._open: list = []
+
+    def open(self, **kwargs):
+        from inv_widgets.labels import LabelStore
+
+        store = LabelStore(self.url, **kwargs)
+        self._open.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in self._open:
+            try:
+                store.close()
+            except Exception:
+                pass
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_target(request, tmp_path):
+    """A fresh label database, once on SQLite (a file) and once on PostgreSQL (a new database on the
+    session's throwaway server)."""
+    if request.param == "sqlite":
+        target = StoreTarget("sqlite", str(tmp_path / "labels.sqlite"))
+        yield target
+        target.close_all()
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"t{next(_db_numbers)}"
+    target = StoreTarget("postgresql", server.create_database(name))
+    yield target
+    target.close_all()
+    server.drop_database(name)
+
+
+@pytest.fixture
+def any_store(store_target):
+    """A LabelStore on a fresh database of each backend."""
+    return store_target.open()

@@ -18,6 +18,7 @@ from .pool import Pool, PoolItem, PoolSpec
 from .protocols import GameStore, LabelSource
 from .queue import ParticipantQueue
 from .rules import (
+    AlreadyAnswered,
     MAX_LABEL_CHARS,
     MAX_LABELS,
     MAX_NAME_CHARS,
@@ -27,7 +28,15 @@ from .rules import (
     points_for,
     streaks,
 )
-from .store import LabelStore, MapKey, StoreBusyError
+from .store import (
+    ForeignDatabaseError,
+    LabelStore,
+    MapKey,
+    StoreBusyError,
+    StoreDamagedError,
+    StoreReadOnlyError,
+    StoreVersionError,
+)
 from .text import clean_label, lemmatize
 
 __all__ = [
@@ -39,7 +48,12 @@ __all__ = [
     "LabelIndex",
     "MapKey",
     "StoreBusyError",
+    "StoreDamagedError",
+    "StoreReadOnlyError",
+    "StoreVersionError",
+    "ForeignDatabaseError",
     "RuleError",
+    "AlreadyAnswered",
     "GameStore",
     "LabelSource",
     "Pool",

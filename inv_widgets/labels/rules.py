@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import operator
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -29,6 +31,7 @@ __all__ = [
     "OUTCOMES", "MAX_STEP", "MAX_LABELS", "MAX_LABEL_CHARS", "MAX_NAME_CHARS", "RuleError", "Answer",
     "now", "points_for", "streaks", "outcome_of", "check_outcome", "check_step", "check_name",
     "check_labels", "labels_from_boxes", "class_text", "as_time", "iso", "as_key", "validate_answer",
+    "AlreadyAnswered", "normal_text", "is_blank", "check_duration",
 ]
 
 OUTCOMES = ("win", "lose", "resign")
@@ -48,6 +51,19 @@ class RuleError(ValueError):
     def __init__(self, message: str, for_player: str | None = None):
         super().__init__(message)
         self.for_player = for_player or message
+
+
+class AlreadyAnswered(RuleError):
+    """The participant has already answered this cluster map (e.g. in another browser tab); nothing was stored."""
+
+    def __init__(self, participant: Any, key: MapKey):
+        super().__init__(
+            f"participant {participant!r} has already answered the cluster map {key}; a map is answered once "
+            "per participant (record_answer(..., once=False) stores it anyway)",
+            "You have already answered this map (in another window?), so this answer was not saved. "
+            "Here is the next one.")
+        self.participant = participant
+        self.key = key
 
 
 def now() -> datetime:
@@ -107,6 +123,24 @@ def outcome_of(guessed: int | str | None, true_class: int | str) -> str:
 # --------------------------------------------------------------------------------------------------
 # text from people
 
+#: Characters that draw nothing: text made only of these (and spaces) is blank.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u200e\u200f\u061c"
+#: Bidirectional embedding, override and isolate controls: removed from names, so that a name cannot show
+#: reversed (or reverse what follows it) on a leaderboard.
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+_NAME_DROP = re.compile("[" + BIDI_CONTROLS + "\u200b\u2060\ufeff]")
+_INVISIBLE_RE = re.compile("[" + INVISIBLE + BIDI_CONTROLS + "]")
+
+
+def normal_text(text: str) -> str:
+    """``text`` in Unicode NFC: "José" typed as one code point or as "e" + accent is the same text."""
+    return unicodedata.normalize("NFC", text)
+
+
+def is_blank(text: str) -> bool:
+    """Nothing visible: empty, spaces, or only zero-width and direction marks."""
+    return not _INVISIBLE_RE.sub("", text).strip()
+
 
 def _storable(text: str, what: str, player_what: str) -> None:
     if "\x00" in text:
@@ -120,11 +154,12 @@ def _storable(text: str, what: str, player_what: str) -> None:
 
 
 def check_name(name: Any) -> str:
-    """A participant name, stripped: 1..MAX_NAME_CHARS characters of storable text."""
+    """A participant name: NFC, without bidirectional controls (and zero-width spaces), stripped;
+    1..MAX_NAME_CHARS characters of storable text. Text with nothing visible is blank."""
     if not isinstance(name, str):
         raise TypeError(f"a participant name must be a str, got {type(name).__name__}")
-    name = name.strip()
-    if not name:
+    name = _NAME_DROP.sub("", normal_text(name)).strip()
+    if is_blank(name):
         raise RuleError("a participant name must not be empty or blank",
                         "Please type your name (it cannot be empty).")
     if len(name) > MAX_NAME_CHARS:
@@ -136,7 +171,7 @@ def check_name(name: Any) -> str:
 
 
 def _check_label(text: str, what: str, player_what: str) -> None:
-    if not text.strip():
+    if is_blank(text):
         raise RuleError(f"{what} is empty: type what gave the class away, or leave it out",
                         f"{player_what} is blank: type a feature, or clear the box.")
     if len(text) > MAX_LABEL_CHARS:
@@ -169,12 +204,15 @@ def check_labels(labels: Any, outcome: str) -> list[str]:
     except TypeError:
         raise TypeError(f"labels must be a list of str, got {type(labels).__name__}") from None
     _count_rule(len(labels), outcome)
+    out = []
     for i, text in enumerate(labels, 1):
         what = f"label {i} of {len(labels)}"
         if not isinstance(text, str):
             raise TypeError(f"{what} must be a str, got {type(text).__name__}")
+        text = normal_text(text)
         _check_label(text, what, f"Label {i}")
-    return labels
+        out.append(text)
+    return out
 
 
 def labels_from_boxes(boxes: Any, outcome: str) -> list[str]:
@@ -189,6 +227,7 @@ def labels_from_boxes(boxes: Any, outcome: str) -> list[str]:
                         "Labels must be a list of texts.") from None
     if not all(isinstance(x, str) for x in boxes):
         raise RuleError("labels must be str", "Labels must be texts.")
+    boxes = [normal_text(x) for x in boxes]
     for n, text in enumerate(boxes, 1):
         if text != "":
             _check_label(text, f"label {n}", f"Label {n}")
@@ -210,7 +249,7 @@ def class_text(value: Any, what: str, allow_none: bool) -> str | None:
             value = str(operator.index(value))
         except TypeError:
             raise TypeError(f"{what} must be a class name (str) or index (int), got {value!r}") from None
-    value = value.strip()
+    value = normal_text(value).strip()
     if not value:
         raise RuleError(f"{what} must not be empty")
     _storable(value, what, what)
@@ -287,6 +326,21 @@ class Answer:
 _DERIVE = object()
 
 
+def check_duration(value: Any) -> float | None:
+    """A duration in seconds: None (unknown) or a finite number >= 0 (NaN, infinities, negatives refused)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TypeError("duration_s must be a number of seconds, got a bool")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise RuleError(f"duration_s must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise RuleError(f"duration_s must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
+
+
 def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, outcome: Any,
                     reveal_step: Any, labels: Sequence[str] = (), started_at: Any = None,
                     answered_at: Any = None, *, duration_s: Any = _DERIVE) -> Answer:
@@ -314,7 +368,7 @@ def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, o
             if duration < 0:
                 raise RuleError("started_at is after answered_at")
     else:
-        duration = None if duration_s in (None, "") else float(duration_s)
+        duration = check_duration(duration_s)
     if not isinstance(participant, (int, str)) or isinstance(participant, bool):
         raise TypeError("participant must be a name (str) or an id (int)")
     if isinstance(participant, str):

@@ -11,14 +11,18 @@ The rules follow PAPER.md ("Labels to explanations"):
    possessive ``'s`` ending and English contractions (n't, 're, 've, 'll, 'd, 'm) are dropped, other
    apostrophes split a word. Words without any letter
    (pure numbers) and single ASCII letters are dropped.
-4. English stop words (scikit-learn's ``ENGLISH_STOP_WORDS``) are removed, plus the words that carry
-   position or vagueness: ``EXTRA_STOP_WORDS``.
+4. Function words are removed: the 179 English stop words of NLTK, as the paper did (shipped as
+   ``data/stopwords_en.txt``, nothing is downloaded), plus the paper's words for position or vagueness
+   (``EXTRA_STOP_WORDS``) except "center", which people use for a part ("flower center"). Words for parts
+   and their look stay: top, bottom, front, back, side, fire, thin, thick, empty, full, ...
 
 ``clean_label`` returns the remaining words joined by single spaces, or ``""`` when nothing is left;
 callers treat ``""`` as noise. Letters from every script are kept ("rueda", "колесо", "車輪").
 
-``lemmatize`` is a light rule-based English lemmatiser for plural nouns (no nltk): it is used for the
-representative word of a label cluster.
+``lemmatize`` gives the singular of an English noun with LemmInflect (a dictionary of English inflections
+and its rules for unknown words, offline, in the wheel), after a short table of this project's own
+choices (``leaves`` -> leaf, invariant words such as ``glasses``); it is used for the representative word
+of a label cluster.
 """
 
 from __future__ import annotations
@@ -28,17 +32,27 @@ import unicodedata
 from functools import lru_cache
 from typing import Iterable
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from pathlib import Path
 
-__all__ = ["clean_label", "lemmatize", "tokenize", "STOP_WORDS", "EXTRA_STOP_WORDS"]
+__all__ = ["clean_label", "lemmatize", "tokenize", "STOP_WORDS", "FUNCTION_WORDS", "EXTRA_STOP_WORDS"]
 
+
+def _read_words(name: str) -> frozenset[str]:
+    path = Path(__file__).parent / "data" / name
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return frozenset(w.strip() for w in lines if w.strip() and not w.startswith("#"))
+
+
+#: NLTK's English stop list (179 function words), as the paper used it.
+FUNCTION_WORDS = _read_words("stopwords_en.txt")
+#: The paper's extra words for position or vagueness, less "center" (a part: "flower center").
 EXTRA_STOP_WORDS = frozenset(
     {
-        "something", "like", "multiple", "lower", "upper", "typical", "maybe", "center",
+        "something", "like", "multiple", "lower", "upper", "typical", "maybe",
         "least", "most", "previous", "next", "left", "right",
     }
 )
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | EXTRA_STOP_WORDS
+STOP_WORDS = FUNCTION_WORDS | EXTRA_STOP_WORDS
 
 _APOSTROPHES = "'\u2019\u02bc\u2018`\u00b4"
 # A word: letters/digits (not underscore), possibly joined by apostrophes ("dog's", "o'clock").
@@ -110,23 +124,20 @@ def clean_label(text: str, class_names: Iterable[str] = ()) -> str:
     return " ".join(words)
 
 
-# --- light lemmatiser -----------------------------------------------------------------------------
+# --- lemmatiser -----------------------------------------------------------------------------------
 
+# This project's choices, before LemmInflect: plurals whose noun reading it does not put first
+# ("leaves" -> leave), or gets wrong ("calories" -> calory), and nouns with an -ie singular it lacks.
 _IRREGULAR = {
-    "feet": "foot", "teeth": "tooth", "geese": "goose", "mice": "mouse", "lice": "louse",
-    "men": "man", "women": "woman", "children": "child", "people": "person", "oxen": "ox",
-    "leaves": "leaf", "knives": "knife", "wives": "wife", "lives": "life", "wolves": "wolf",
-    "halves": "half", "shelves": "shelf", "calves": "calf", "loaves": "loaf", "thieves": "thief",
-    "hooves": "hoof", "scarves": "scarf", "elves": "elf", "selves": "self", "wharves": "wharf",
-    "heroes": "hero", "potatoes": "potato", "tomatoes": "tomato", "echoes": "echo",
-    "volcanoes": "volcano", "torpedoes": "torpedo", "vetoes": "veto", "mosquitoes": "mosquito",
-    "buses": "bus", "gases": "gas", "lenses": "lens", "cactuses": "cactus", "cacti": "cactus",
-    "fungi": "fungus", "nuclei": "nucleus", "radii": "radius", "stimuli": "stimulus",
-    "indices": "index", "vertices": "vertex", "matrices": "matrix", "axes": "axis",
-    "analyses": "analysis", "bases": "base", "crises": "crisis", "phenomena": "phenomenon",
-    "criteria": "criterion", "dice": "die", "quizzes": "quiz", "spikes": "spike",
+    "leaves": "leaf", "calves": "calf", "halves": "half", "people": "person", "oxen": "ox", "dice": "die",
+    "calories": "calorie", "hoodies": "hoodie", "selfies": "selfie", "smoothies": "smoothie",
+    "veggies": "veggie", "walkies": "walkie", "cuties": "cutie", "goalies": "goalie", "rookies": "rookie",
+    "aussies": "aussie", "budgies": "budgie", "birdies": "birdie", "beanies": "beanie", "doggies": "doggie",
+    "pixies": "pixie", "sweeties": "sweetie", "neckties": "necktie", "bowties": "bowtie", "axes": "axe",
+    "bases": "base",
 }
-# Words ending in "s" that are not plurals (or whose plural is the same word).
+# Words ending in "s" that are not plurals (or whose plural is the same word), and words that are not
+# nouns at all, which a noun lemmatiser would cut ("was" -> wa, "always" -> alway).
 _NOT_PLURAL = {
     "bus", "gas", "lens", "glass", "grass", "class", "brass", "mass", "pass", "boss", "moss",
     "series", "species", "news", "pants", "scissors", "jeans", "trousers", "shorts", "glasses",
@@ -135,35 +146,40 @@ _NOT_PLURAL = {
     "has", "does", "us", "tennis", "chaos", "christmas", "lotus", "octopus", "virus", "cactus",
     "status", "campus", "bonus", "focus", "genus", "radius", "walrus", "circus", "corpus",
     "apparatus", "abacus", "asparagus", "hippopotamus", "rhinoceros", "diabetes", "analysis",
-    "basis", "axis", "crisis", "thesis", "oasis", "tuxedos", "stairs", "goods", "clothes",
+    "basis", "axis", "crisis", "thesis", "oasis", "stairs", "goods", "clothes",
     "headphones", "earphones", "binoculars", "pliers", "tongs", "overalls", "sunglasses",
     "mess", "dress", "press", "less", "across", "towards", "afterwards",
     "sometimes", "besides", "whereas", "various", "numerous", "previous", "famous", "dangerous",
-    "gorgeous", "nervous", "obvious", "serious", "curious", "enormous", "tremendous",
+    "gorgeous", "nervous", "obvious", "serious", "curious", "enormous", "tremendous", "fireworks",
 }
+
+
+@lru_cache(maxsize=1)
+def _lemminflect():
+    try:
+        import lemminflect
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ImportError("lemmatize() needs the package lemminflect (pip install lemminflect)") from exc
+    return lemminflect
 
 
 @lru_cache(maxsize=65536)
 def lemmatize(word: str) -> str:
-    """Singular form of an English plural noun; other words come back unchanged.
+    """Singular form of an English noun; other words come back unchanged.
 
-    Rule based: a table of irregular plurals and invariant words, then the suffix rules
-    -ies -> -y, -sses -> -ss, -ches/-shes/-xes/-zzes -> drop "es", and a final -s dropped
-    (not after s, u or i). Non-ASCII words are returned as they are.
+    >>> [lemmatize(w) for w in ["wheels", "movies", "cookies", "leaves", "glasses", "colesa"]]
+    ['wheel', 'movie', 'cookie', 'leaf', 'glasses', 'colesa']
+
+    Lower case; words that are not plain ASCII letters, or of at most 3 letters, are returned as they are.
+    Then this module's table (``_IRREGULAR``, ``_NOT_PLURAL``), then LemmInflect's noun lemma (its
+    dictionary, or its rules for words it does not know: "blorfies" -> blorfy).
     """
     w = word.lower()
     if not w.isascii() or not w.isalpha() or len(w) <= 3:
         return w
     if w in _IRREGULAR:
         return _IRREGULAR[w]
-    if w in _NOT_PLURAL:
-        return w
-    if w.endswith("ies") and len(w) > 4:
-        return w[:-3] + "y"
-    if w.endswith("sses"):
-        return w[:-2]
-    if w.endswith(("ches", "shes", "xes", "zzes")):
-        return w[:-2]
-    if w.endswith("s") and not w.endswith(("ss", "us", "is", "ous")):
-        return w[:-1]
-    return w
+    if w in _NOT_PLURAL or not w.endswith(("s", "i", "a", "en", "ice", "eet", "eeth", "eese")):
+        return w  # only plural-looking words go to the lemmatiser: adjectives and singulars stay as typed
+    lemmas = _lemminflect().getLemma(w, upos="NOUN", lemmatize_oov=True)
+    return lemmas[0] if lemmas else w

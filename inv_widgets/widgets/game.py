@@ -21,7 +21,12 @@ This module is the view: its traits and the message-to-method table. Which maps 
 :mod:`inv_widgets.labels.rules`.
 
 Fair play: before the guess, no synced trait holds the true class (its name, its index, the cluster
-map overlay or the unmasked image); the masked image is the only view of the map.
+map overlay or the unmasked image); the masked image is the only view of the map. One player in two
+browser tabs cannot score a map twice: a map answered (or given up) in one tab is skipped in the other,
+which says so and shows its next map.
+
+A read-only store (a read-only file or folder, a database user who may only read) is said at once: the
+game does not start, and an answer that meets a store turned read-only is not "kept to submit again".
 """
 from __future__ import annotations
 
@@ -48,8 +53,8 @@ from ..labels.queue import (
     read_progress,
     sign_in,
 )
-from ..labels.rules import MAX_LABEL_CHARS, MAX_LABELS, MAX_NAME_CHARS, RuleError, points_for
-from ..labels.store import LabelStore, MapKey, StoreBusyError
+from ..labels.rules import MAX_LABEL_CHARS, MAX_LABELS, MAX_NAME_CHARS, AlreadyAnswered, RuleError, points_for
+from ..labels.store import LabelStore, MapKey, StoreBusyError, StoreReadOnlyError
 from ._common import STATIC, esm, readable as _readable
 
 __all__ = ["LabelingGame"]
@@ -71,6 +76,9 @@ ACTIONS = {
 }
 #: actions on the map on screen: ignored when they name another round (a stale click or double press)
 ROUND_ACTIONS = ("guess", "more", "resign", "submit", "skip")
+
+READ_ONLY_MESSAGE = ("This label store is read-only, so answers cannot be saved here and nothing you play "
+                     "would be kept. Please tell the person running the session.")
 
 
 class LabelingGame(anywidget.AnyWidget):
@@ -247,8 +255,23 @@ class LabelingGame(anywidget.AnyWidget):
         self.leaderboard = read_leaderboard(self.store, self.participant, LEADERBOARD_ROWS)
 
     # ---- screens ------------------------------------------------------------------------------
+    def _read_only(self) -> bool:
+        """Say so and stop when the store cannot take answers (checked before anyone plays)."""
+        if not getattr(self.store, "read_only", False):
+            return False
+        with self.hold_sync():
+            self.phase = "name"
+            self._say(READ_ONLY_MESSAGE, "error")
+        return True
+
     def start(self) -> None:
         """Build the pool (if needed) and show the first map; does nothing before a name is given."""
+        if self._read_only():
+            try:
+                self._read_leaderboard()
+            except Exception:  # the message about the store matters more than the leaderboard
+                pass
+            return
         if not self.participant:
             self.phase = "name"
             try:
@@ -271,11 +294,16 @@ class LabelingGame(anywidget.AnyWidget):
 
     def join(self, name: str) -> bool:
         """Set the player's name (the first screen when ``participant=None``) and start."""
+        if self._read_only():
+            return False
         if self.participant:
             self._say(f"You are playing as {self.participant}.", "info")
             return False
         try:
             name, known = sign_in(self.store, name)
+        except StoreReadOnlyError:
+            self._say(READ_ONLY_MESSAGE, "error")
+            return False
         except RuleError as exc:
             self._say(exc.for_player, "error")
             return False
@@ -377,6 +405,9 @@ class LabelingGame(anywidget.AnyWidget):
         except Refusal as exc:
             self._say(str(exc), exc.kind)
             return False
+        except AlreadyAnswered as exc:
+            self._answered_elsewhere(exc)
+            return False
         self._answer(answer)
         return True
 
@@ -384,8 +415,25 @@ class LabelingGame(anywidget.AnyWidget):
         """Give up on the map on screen (counted at the last step, as in the paper)."""
         if not self._ready_to_play("resign"):
             return False
-        self._answer(self._queue.resign())
+        try:
+            answer = self._queue.resign()
+        except AlreadyAnswered as exc:
+            self._answered_elsewhere(exc)
+            return False
+        self._answer(answer)
         return True
+
+    def _answered_elsewhere(self, exc: AlreadyAnswered) -> None:
+        """The map on screen was answered in another window of this player: say so, show the next one."""
+        try:
+            self._read_progress()
+        except StoreBusyError:
+            pass
+        self._say("")
+        rev = self.message_revision
+        self._next()
+        if self.message_revision == rev:
+            self._say(exc.for_player, "info")
 
     def _answer(self, answer: PendingAnswer) -> None:
         item = answer.item
@@ -421,12 +469,20 @@ class LabelingGame(anywidget.AnyWidget):
         answer = q.pending
         try:
             q.submit(labels)
+        except AlreadyAnswered as exc:
+            self._answered_elsewhere(exc)
+            return False
         except RuleError as exc:
             self._say(exc.for_player, "error")
             self._keep_draft(answer)
             return False
         except NotSaved as failure:
             exc = failure.error
+            if isinstance(exc, StoreReadOnlyError):  # submitting again cannot help: say what can
+                log.warning("LabelingGame: the store is read-only: %s", exc)
+                self._say("Your answer was not saved: " + READ_ONLY_MESSAGE, "error")
+                self._keep_draft(answer)
+                return False
             if isinstance(exc, (StoreBusyError, ValueError, TypeError, OSError, RuntimeError)):
                 log.warning("LabelingGame: could not save an answer: %s", exc)
                 self._say(_readable(exc, "saving your answer") if isinstance(exc, StoreBusyError)

@@ -117,8 +117,9 @@ def screenshot(locator_or_page, path: Path) -> bytes:
     return locator_or_page.screenshot(path=str(path))
 
 
-def env_for_game(store: Path, images: int = 4) -> dict:
-    """Kernel environment of the game notebook: untrained weights, a small pool, the store to use."""
+def env_for_game(store, images: int = 4) -> dict:
+    """Kernel environment of the game notebook: untrained weights, a small pool, the store to use (a file
+    path or a postgresql:// URL)."""
     return {"INV_RANDOM_WEIGHTS": "1", "INV_LABEL_STORE": str(store), "INV_GAME_IMAGES": str(images),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
@@ -127,7 +128,7 @@ class Oracle:
     """The game the notebook's kernel plays, rebuilt in the test process from the same seeded network,
     images and store: it knows the answer of the map on a player's screen (the browser never does)."""
 
-    def __init__(self, store_path: Path, images: int = 4):
+    def __init__(self, store_path, images: int = 4):
         import torch
 
         import inv_widgets as inv
@@ -135,7 +136,7 @@ class Oracle:
         torch.manual_seed(0)  # as the notebook does for its untrained network
         model = inv.demo.DemoCNN(num_classes=len(inv.demo.CLASSES)).eval()
         self.session = inv.Session(model, inv.demo.PartsDataset(n=images))
-        self.store_path = Path(store_path)
+        self.store_path = store_path if "://" in str(store_path) else Path(store_path)
 
     def current(self, participant: str):
         """The game ``participant`` sees now (its ``current`` map, ``classes``, ``masked`` PNG)."""

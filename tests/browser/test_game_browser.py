@@ -2,8 +2,9 @@
 
 (a) JupyterLab: one player plays with the keyboard and with the mouse, types a hostile label, fixes
     refused labels, undoes an answer and gives up; the store holds exactly what was played.
-(b) Voila: two players in two browser contexts against one server and one store file; both answers
-    reach the store and both players' leaderboards.
+(b) Voila: two players in two browser contexts against one server and one store (a SQLite file, and once
+    a PostgreSQL database through INV_LABEL_STORE=postgresql://...); both answers reach the store and both
+    players' leaderboards.
 
 The kernels run the project's notebook 03_label_session.ipynb with an untrained (seeded) network on a
 few images. An :class:`~tests.browser.game_support.Oracle` rebuilds the same game in the test process to
@@ -183,8 +184,13 @@ def test_play_with_keyboard_and_mouse_in_jupyterlab(browser, jupyter_server, tmp
 
 
 @pytest.mark.timeout(1200)
-def test_two_players_share_one_voila_server_and_store(browser, jupyter_server, tmp_path, screenshots_dir):
-    store_path = tmp_path / "shared.sqlite"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_players_share_one_voila_server_and_store(browser, jupyter_server, tmp_path, screenshots_dir, backend,
+                                                      request):
+    if backend == "postgresql":
+        store_path = request.getfixturevalue("postgres_server").create_database("voila_game")
+    else:
+        store_path = tmp_path / "shared.sqlite"
     server = jupyter_server("voila", notebooks=[NB], notebook=NB, env=env_for_game(store_path, N_IMAGES))
     contexts = []
     try:
@@ -194,7 +200,7 @@ def test_two_players_share_one_voila_server_and_store(browser, jupyter_server, t
             contexts.append(ctx)
             page = ctx.new_page()
             game = GamePage(page)
-            page.goto(server.url(""), wait_until="domcontentloaded")
+            page.goto(server.url(""), wait_until="domcontentloaded", timeout=LONG)  # Voila runs the notebook first
             players[name] = (page, game)
         for name, (page, game) in players.items():
             try:
@@ -240,8 +246,9 @@ def test_two_players_share_one_voila_server_and_store(browser, jupyter_server, t
             assert len(rows) == 2
             assert game.root.locator(".ig-player b").count() == 0
             _no_html_injection(page, game)
-        screenshot(ada.root, screenshots_dir / "game-voila-ada.png")
-        screenshot(bob.root, screenshots_dir / "game-voila-bob.png")
+        if backend == "sqlite":
+            screenshot(ada.root, screenshots_dir / "game-voila-ada.png")
+            screenshot(bob.root, screenshots_dir / "game-voila-bob.png")
     finally:
         for ctx in contexts:
             ctx.close()

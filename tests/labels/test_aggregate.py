@@ -36,7 +36,8 @@ from ._support import CLASSES, WordVectors, answer, key, rows_of
         ("the dogs ears", ["dog"], "ears"),
         ("cargo cart", ["car"], "cargo cart"),  # a class name inside another word stays
         ("something like a wheel on the left", [], "wheel"),
-        ("maybe the most typical upper center next previous least right lower multiple", [], ""),
+        ("maybe the most typical upper next previous least right lower multiple", [], ""),
+        ("flower center", ["flower"], "center"),  # "center" names a part: kept (the paper's list had it)
         ("round!!! tyres???", [], "round tyres"),
         ("don't know, it's round", [], "know round"),
         ("Ｗｈｅｅｌｓ   café 車輪 колесо", [], "wheels café 車輪 колесо"),
@@ -229,22 +230,41 @@ def test_empty_store_gives_an_empty_table():
     assert out.empty and "label" in out.columns
 
 
-def test_bad_model_path_falls_back_to_tfidf_with_a_warning(tmp_path):
+def test_a_named_model_that_cannot_load_raises_instead_of_falling_back(tmp_path):
     s = LabelStore()
     answer(s, key([1]), ["wheels"], true="car")
-    answer(s, key([1]), ["wheel"], true="car")
-    answer(s, key([2]), ["window glass"], true="car")
     bad = tmp_path / "no-such-model"
-    with pytest.warns(EmbeddingFallbackWarning) as record:
-        out = aggregate_labels(s, CLASSES, model=str(bad), progress=False)
-    msg = str(record[0].message)
-    assert "does not exist" in msg and "TF-IDF" in msg and "pip install" in msg
-    assert out.attrs["embedding"] == "tfidf"
-    assert rows_of(out, key([1])).index.tolist() == ["wheel"]  # spellings still grouped
-
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # asking for TF-IDF explicitly is not a fallback
-        aggregate_labels(s, CLASSES, model="tfidf", progress=False)
+        warnings.simplefilter("error")  # no silent (or warned) switch to another embedding
+        with pytest.raises(RuntimeError, match="no-such-model.*does not exist.*model='tfidf'"):
+            aggregate_labels(s, CLASSES, model=str(bad), progress=False)
+        out = aggregate_labels(s, CLASSES, model="tfidf", progress=False)  # TF-IDF on purpose: no warning
+    assert out.attrs["embedding"] == "tfidf"
+
+
+def test_paper_model_without_sentence_transformers_raises(monkeypatch):
+    # issue 14 item 15: model="all-mpnet-base-v2" without sentence-transformers importable
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_st(name, *args, **kwargs):
+        if name == "sentence_transformers" or name.startswith("sentence_transformers."):
+            raise ImportError("No module named 'sentence_transformers'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_st)
+    monkeypatch.setattr(embed_mod, "_load_sentence_model", embed_mod._load_sentence_model.__wrapped__)
+    s = LabelStore()
+    answer(s, key([1]), ["wheel"], true="car")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImportError, match="all-mpnet-base-v2.*pip install 'inv-widgets\\[labels\\]'"):
+            aggregate_labels(s, CLASSES, model="all-mpnet-base-v2", progress=False)
+    # the default model still falls back to TF-IDF, with its warning
+    with pytest.warns(EmbeddingFallbackWarning, match="sentence_transformers.*TF-IDF"):
+        out = aggregate_labels(s, CLASSES, progress=False)
+    assert out.attrs["embedding"] == "tfidf" and out["label"].tolist() == ["wheel"]
 
 
 def test_missing_sentence_transformers_falls_back_with_a_warning(monkeypatch):
@@ -257,6 +277,22 @@ def test_missing_sentence_transformers_falls_back_with_a_warning(monkeypatch):
     with pytest.warns(EmbeddingFallbackWarning, match="sentence_transformers"):
         out = aggregate_labels(s, CLASSES, progress=False)
     assert out["label"].tolist() == ["wheel"]
+
+
+def test_empty_store_loads_no_model(monkeypatch):
+    # issue 12 item 11: an empty store (or one with only noise) returns at once, without Sentence-BERT
+    def never(*args, **kwargs):
+        raise AssertionError("the Sentence-BERT model was loaded for nothing")
+
+    monkeypatch.setattr(embed_mod, "_load_sentence_model", never)
+    out = aggregate_labels(LabelStore(), CLASSES, progress=False)
+    assert out.empty and out.attrs["embedding"] == "none" and out.attrs["n_labels"] == 0
+    s = LabelStore()
+    answer(s, key([1]), ["the", "???"], true="car")  # labels that clean to nothing
+    out = aggregate_labels(s, CLASSES, progress=False)
+    assert out.empty and out.attrs["n_noise"] == 2
+    with pytest.raises(TypeError, match="model must be"):
+        aggregate_labels(LabelStore(), CLASSES, model=42, progress=False)
 
 
 def test_clustering_small_groups_is_sensible():
@@ -338,3 +374,142 @@ def test_class_names_from_the_argument_and_the_data_are_removed():
     s2.record_answer("p", key([1]), 2, 2, "win", 0, ["golf ball's dimples"])  # class indices
     out2 = aggregate_labels(s2, CLASSES, model=WordVectors(), progress=False)
     assert out2["label"].tolist() == ["dimple"]  # index 2 read as "golf ball" and removed
+
+
+# --------------------------------------------------------------------------------------------------
+# cleaning keeps the names of parts; the lemmatiser (issue 12 item 9)
+
+
+def test_every_word_of_the_demo_vocabulary_survives_cleaning():
+    from inv_widgets.demo.parts import CLASS_PART_VOCABULARY, CLASSES
+    from inv_widgets.labels.text import EXTRA_STOP_WORDS, FUNCTION_WORDS, tokenize
+
+    removed = set()
+    for cls, parts in CLASS_PART_VOCABULARY.items():
+        for part, phrases in parts.items():
+            assert clean_label(part, [c for c in CLASSES if c != part]) == part.lower()
+            for phrase in phrases:
+                kept = clean_label(phrase, CLASSES).split()
+                for word in tokenize(phrase):
+                    if word in CLASSES:  # "tree top": the class name goes, as the paper does
+                        continue
+                    if word not in kept:
+                        removed.add(word)
+    # only function words and the paper's words for position go; never a word for a part
+    assert removed == {"the", "on", "of", "and", "lower"}
+    assert removed <= FUNCTION_WORDS | EXTRA_STOP_WORDS
+
+
+@pytest.mark.parametrize("text,classes,expected", [
+    ("fire", [], "fire"), ("top", [], "top"), ("center", [], "center"),
+    ("flower center", ["flower"], "center"), ("tree top", ["tree"], "top"),
+    ("bottom front back side", [], "bottom front back side"), ("thin thick empty full", [], "thin thick empty full"),
+    ("the flame at the bottom of the rocket", ["rocket"], "flame bottom"),
+    ("it's on the left, i think", [], "think"),
+])
+def test_cleaning_removes_function_words_only(text, classes, expected):
+    assert clean_label(text, classes) == expected
+
+
+def test_the_stop_list_is_nltks_179_function_words_shipped_as_data():
+    from inv_widgets.labels.text import FUNCTION_WORDS
+
+    assert len(FUNCTION_WORDS) == 179
+    assert {"the", "a", "of", "and", "on", "above", "below", "mightn't", "y"} <= FUNCTION_WORDS
+    assert not {"top", "bottom", "front", "back", "side", "fire", "center", "full", "empty"} & FUNCTION_WORDS
+
+
+# singular nouns of plurals a player might type; the rule-based lemmatiser got the first three wrong
+LEMMAS = {
+    "movies": "movie", "cookies": "cookie", "axes": "axe", "wheels": "wheel", "tyres": "tyre",
+    "tires": "tire", "bodies": "body", "boxes": "box", "patches": "patch", "leaves": "leaf",
+    "teeth": "tooth", "feet": "foot", "mice": "mouse", "geese": "goose", "children": "child",
+    "women": "woman", "knives": "knife", "wolves": "wolf", "shelves": "shelf", "halves": "half",
+    "potatoes": "potato", "heroes": "hero", "echoes": "echo", "buses": "bus", "gases": "gas",
+    "lenses": "lens", "fungi": "fungus", "cacti": "cactus", "criteria": "criterion",
+    "phenomena": "phenomenon", "indices": "index", "matrices": "matrix", "analyses": "analysis",
+    "crises": "crisis", "zombies": "zombie", "brownies": "brownie", "pies": "pie", "ties": "tie",
+    "calories": "calorie", "hoodies": "hoodie", "stories": "story", "cherries": "cherry",
+    "skies": "sky", "branches": "branch", "churches": "church", "crosses": "cross", "dresses": "dress",
+    "petals": "petal", "spots": "spot", "dots": "dot", "stripes": "stripe", "fins": "fin",
+    "flames": "flame", "twigs": "twig", "needles": "needle", "windows": "window", "photos": "photo",
+    "pianos": "piano", "roofs": "roof", "chiefs": "chief", "dimples": "dimple",
+    # words that are not plurals stay as they are
+    "glasses": "glasses", "scissors": "scissors", "species": "species", "series": "series",
+    "grass": "grass", "lens": "lens", "cactus": "cactus", "virus": "virus", "news": "news",
+    "wheel": "wheel", "red": "red", "striped": "striped", "dimpled": "dimpled", "shiny": "shiny",
+    "колеса": "колеса", "車輪": "車輪",
+}
+
+
+def test_the_lemmatiser_on_a_word_list():
+    got = {w: lemmatize(w) for w in LEMMAS}
+    wrong = {w: (g, LEMMAS[w]) for w, g in got.items() if g != LEMMAS[w]}
+    assert wrong == {}, f"word: (got, expected) {wrong}"
+
+
+# --------------------------------------------------------------------------------------------------
+# many distinct labels (issue 12 item 11)
+
+
+def _many_maps_store(n_maps=12, per_map=6):
+    s = LabelStore()
+    for m in range(n_maps):
+        for j in range(per_map):
+            answer(s, key([m]), [f"part{m} kind{j}"], true="car", who=f"p{j}")
+    return s
+
+
+def test_map_scope_clusters_the_labels_of_each_map_apart():
+    s = _many_maps_store()
+    by_class = aggregate_labels(s, CLASSES, model=WordVectors(), scope="class", progress=False)
+    by_map = aggregate_labels(s, CLASSES, model=WordVectors(), scope="map", progress=False)
+    assert by_class.attrs["scope"] == "class" and by_map.attrs["scope"] == "map"
+    for m in range(12):
+        assert top_labels(by_map, key([m]), n=1)[0][0] == f"part{m}"  # the word every label of map m shares
+    assert set(by_map["members"]) == {str(m) for m in range(12)}
+    assert by_map.groupby("members")["frequency"].sum().tolist() == [6] * 12
+
+
+def test_auto_scope_switches_to_maps_above_max_group():
+    s = _many_maps_store()  # 72 distinct labels, all guessed "car"
+    small = aggregate_labels(s, CLASSES, model=WordVectors(), progress=False)
+    assert small.attrs["scope"] == "class"
+    big = aggregate_labels(s, CLASSES, model=WordVectors(), max_group=50, progress=False)
+    assert big.attrs["scope"] == "map"
+    pd.testing.assert_frame_equal(big, aggregate_labels(s, CLASSES, model=WordVectors(), scope="map",
+                                                        progress=False))
+    with pytest.raises(ValueError, match="scope"):
+        aggregate_labels(s, CLASSES, model=WordVectors(), scope="everything")
+
+
+def test_a_dataframe_with_a_repeated_index_aggregates_like_the_store():
+    s = _many_maps_store(n_maps=3, per_map=3)
+    df = s.labels()
+    df.index = [0] * len(df)  # e.g. concatenated exports
+    pd.testing.assert_frame_equal(aggregate_labels(df, CLASSES, model=WordVectors(), progress=False),
+                                  aggregate_labels(s, CLASSES, model=WordVectors(), progress=False))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_cuts_are_fclusters_partitions(seed):
+    # _Cuts replaces scipy's fcluster in the silhouette search (speed); the partitions must be the same
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(seed)
+
+    def same_partition(a, b):
+        return len(set(zip(a, b))) == len(set(a)) == len(set(b))
+
+    for trial in range(150):
+        n = int(rng.integers(3, 40))
+        x = rng.normal(size=(n, 4))
+        if trial % 2:
+            x = np.round(x)  # ties between merge heights
+        z = linkage(pdist(x), method="complete")
+        cuts = agg_mod._Cuts(z)
+        for k in range(1, n):
+            assert same_partition(cuts.maxclust(k), fcluster(z, k, criterion="maxclust")), (trial, n, k)
+        for t in np.unique(z[:, 2])[:10]:
+            assert same_partition(cuts.at(t), fcluster(z, t, criterion="distance")), (trial, t)

@@ -4,6 +4,7 @@ files refused with a message that names the problem."""
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pandas as pd
 import pytest
@@ -75,12 +76,13 @@ def test_export_import_round_trip_is_lossless(tmp_path, fmt):
     for a, b in zip(_comparable(src), _comparable(dst)):
         pd.testing.assert_frame_equal(a, b)
     assert sorted(dst.labels()["text"]) == sorted(src.labels()["text"])
-    assert set(HOSTILE) <= set(dst.labels()["text"]) | {HOSTILE[0]}  # HOSTILE[0] was undone
+    # kept as typed, in Unicode NFC (HOSTILE[0] was undone)
+    assert {unicodedata.normalize("NFC", h) for h in HOSTILE} <= set(dst.labels()["text"]) | {HOSTILE[0]}
     assert dst.leaderboard().equals(src.leaderboard())
     assert dst.integrity_check() == []
-    # importing into a store that already has data appends
-    assert dst.import_(out) == len(src.games())
-    assert len(dst.games()) == 2 * len(src.games())
+    # importing the same file again adds nothing (idempotent by game identity)
+    assert dst.import_(out) == 0
+    assert len(dst.games()) == len(src.games())
 
 
 def test_import_refuses_foreign_or_broken_files(tmp_path):
@@ -96,7 +98,7 @@ def test_import_refuses_foreign_or_broken_files(tmp_path):
     text = good.read_text(encoding="utf-8").replace(",win,0,", ",win,9,")
     broken = tmp_path / "broken.csv"
     broken.write_text(text, encoding="utf-8")
-    with pytest.raises(ValueError, match="game 1 is invalid.*between 0 and 5"):
+    with pytest.raises(ValueError, match=r"broken.csv: line 3 \(game 1\) is invalid.*between 0 and 5"):
         s.import_(broken)
     assert len(s.games()) == 0 and len(s.participants()) == 0
     with pytest.raises(ValueError, match=".csv or .json"):
@@ -163,3 +165,113 @@ def test_from_files_check_the_extension_and_failed_writes_leave_nothing(tmp_path
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(FileNotFoundError, match="folder does not exist"):
         LabelStore().to_csv(tmp_path / "no" / "x.csv")
+
+
+# ---- CSV formula injection, spreadsheets, idempotent and validated imports (issue 12 items 3 and 6) -------
+
+
+def test_csv_cells_that_start_a_formula_are_neutralised_and_restored(tmp_path, any_store):
+    import csv
+
+    s = any_store
+    s.record_answer("=1+1", KEY, "car", "car", "win", 0, ["@SUM(1)"])
+    risky = ["+cmd|' /C calc'!A0", "-2+3", "\tTAB", "\rCR", "'=already quoted", "'plain apostrophe", "=HYPERLINK(\"x\")"]
+    s.record_answer("-minus name", KEY, None, "car", "resign", 5, risky[:3])
+    s.record_answer("@at", KEY, None, "car", "resign", 5, risky[3:6])
+    s.record_answer("@at", MapKey("=model", "+img", 0, "-layer", [1]), "=car", "=car", "win", 1, risky[6:])
+    out = tmp_path / "labels.csv"
+    s.to_csv(out)
+    with open(out, encoding="utf-8", newline="") as f:
+        cells = [c for row in csv.reader(f) for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]  # a spreadsheet runs none
+    assert "'=1+1" in cells and "'@SUM(1)" in cells and "''=already quoted" in cells
+    back = LabelStore.from_csv(out)
+    for a, b in zip(_comparable(s), _comparable(back)):
+        pd.testing.assert_frame_equal(a, b)  # exact round trip
+    assert back.participants()["participant"].tolist() == ["=1+1", "-minus name", "@at"]
+
+
+def test_a_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_imports(tmp_path):
+    src = LabelStore()
+    src.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
+    out = tmp_path / "labels.csv"
+    src.to_csv(out)
+    bom = tmp_path / "from-excel.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())
+    dst = LabelStore.from_csv(bom)
+    assert dst.labels()["text"].tolist() == ["wheel"] and dst.participants()["participant"].tolist() == ["ada"]
+
+
+def test_importing_the_same_file_twice_adds_its_games_once(tmp_path, store_target):
+    src = LabelStore()
+    _fill_hostile(src)
+    src.to_csv(tmp_path / "labels.csv")
+    src.to_json(tmp_path / "labels.json")
+    dst = store_target.open()
+    n = len(src.games())
+    assert dst.import_(tmp_path / "labels.csv") == n
+    assert dst.import_(tmp_path / "labels.csv") == 0  # twice: nothing more
+    assert dst.import_(tmp_path / "labels.json") == 0  # the same games, exported as JSON
+    assert len(dst.games()) == n and len(dst.labels()) == len(src.labels())
+    # a file with the same game twice adds it once; a game that clashes with a stored one is refused
+    doc = json.loads((tmp_path / "labels.json").read_text(encoding="utf-8"))
+    doc["games"].append(dict(doc["games"][0]))
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps(doc), encoding="utf-8")
+    fresh = LabelStore()
+    assert fresh.import_(twice) == len(src.games())
+    doc["games"][-1]["labels"] = ["something else"]
+    clash = tmp_path / "clash.json"
+    clash.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"clash.json: game {len(doc['games'])} is invalid: .*already stored"):
+        LabelStore().import_(clash)
+
+
+def _csv_export(tmp_path, **change):
+    s = LabelStore()
+    s.record_answer("ada", KEY, "car", "car", "win", 1, ["wheel"], started_at=1_700_000_000,
+                    answered_at=1_700_000_004)
+    s.record_answer("bob", KEY, "car", "car", "win", 2, ["tyre"], started_at=1_700_000_000,
+                    answered_at=1_700_000_009)
+    path = tmp_path / "two.csv"
+    s.to_csv(path)
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8"), newline="")))
+    for column, value in change.items():
+        rows[-1][rows[0].index(column)] = value  # bob's game: the last row, line 5 of the file
+    buf = io.StringIO(newline="")
+    csv.writer(buf).writerows(rows)
+    path.write_bytes(buf.getvalue().encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(class_guessed="truck"), "outcome 'win' needs guessed == true_class"),
+    (dict(reveal_step="3.9"), "reveal_step must be a whole number"),
+    (dict(reveal_step="true"), "reveal_step must be a whole number"),
+    (dict(duration_s="nan"), "duration_s must be a finite number"),
+    (dict(duration_s="-4.0"), "duration_s must be a finite number"),
+    (dict(duration_s="inf"), "duration_s must be a finite number"),
+])
+def test_csv_import_validates_every_row_and_names_the_file_and_line(tmp_path, change, match):
+    path = _csv_export(tmp_path, **change)
+    s = LabelStore()
+    with pytest.raises(ValueError, match=rf"two.csv: line 5 \(game 2\) is invalid: .*{match}"):
+        s.import_(path)
+    assert len(s.games()) == 0 and len(s.participants()) == 0
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(reveal_step=True), "reveal_step must be an int 0..5, got a bool"),
+    (dict(reveal_step=3.9), "reveal_step must be an int"),
+    (dict(duration_s=float("nan")), "duration_s must be a finite number"),
+    (dict(duration_s=-1.5), "duration_s must be a finite number"),
+])
+def test_json_import_validates_steps_and_durations(tmp_path, change, match):
+    path = _json_export(tmp_path, **change)
+    s = LabelStore()
+    with pytest.raises(ValueError, match=f"one.json: game 1 is invalid: .*{match}"):
+        s.import_(path)
+    assert len(s.games()) == 0

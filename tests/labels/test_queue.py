@@ -248,3 +248,54 @@ def test_sign_in_and_busy_counts(pool, store, monkeypatch):
     monkeypatch.setattr(store, "label_counts", busy)
     # a busy store: the counts read last time decide
     assert least_labelled(store, list(pool), counts)[-1].key == pool.keys[0]
+
+
+# ---- fair play: one player in two browser tabs (issue 12 item 7) -----------------------------------------
+
+
+def test_a_map_given_up_in_one_tab_cannot_be_scored_in_the_other(pool, any_store):
+    tab_a, tab_b = queue_of(pool, any_store), queue_of(pool, any_store)
+    a, b = tab_a.next(), tab_b.next()
+    assert a.key == b.key  # both tabs opened at once: the same least-labelled map
+    tab_a.resign()
+    tab_a.submit([])  # given up in tab A
+    with pytest.raises(rules.AlreadyAnswered) as info:
+        tab_b.guess(b.target)  # tab B tries the right class at step 0: 6 points before the fix
+    assert "already answered" in info.value.for_player
+    assert tab_b.current is None and tab_b.pending is None and b.key in tab_b.done
+    games = any_store.games("ada")
+    assert games["outcome"].tolist() == ["resign"] and games["points"].sum() == 0
+    assert tab_b.next().key != a.key  # tab B goes on with another map
+
+
+def test_an_answer_saved_in_one_tab_makes_the_other_tabs_submit_a_no_op(pool, any_store):
+    tab_a, tab_b = queue_of(pool, any_store), queue_of(pool, any_store)
+    a, b = tab_a.next(), tab_b.next()
+    tab_b.guess(b.target)  # tab B guessed first (right, step 0) and is typing its labels...
+    tab_a.guess(a.target)
+    tab_a.submit(["wheel"])  # ...while tab A saved the same map
+    with pytest.raises(rules.AlreadyAnswered):
+        tab_b.submit(["round wheel"])  # checked inside the answer's transaction
+    games = any_store.games("ada")
+    assert len(games) == 1 and any_store.labels()["text"].tolist() == ["wheel"]
+    assert games["points"].sum() == 6
+    assert tab_b.pending is None and tab_b.next().key != a.key
+
+
+def test_next_skips_maps_answered_in_another_tab(pool, any_store):
+    tab_a, tab_b = queue_of(pool, any_store), queue_of(pool, any_store)
+    first = tab_a.next()
+    tab_a.guess(first.target)
+    tab_a.submit(["wheel"])
+    assert tab_b.next().key != first.key  # tab B had loaded its progress before tab A answered
+
+
+def test_record_answer_once_refuses_a_second_answer_of_the_same_map(any_store):
+    k = MapKey("net", "img0", 0, "conv1", [1])
+    any_store.record_answer("ada", k, "car", "car", "win", 0, ["wheel"], once=True)
+    with pytest.raises(rules.AlreadyAnswered, match="already answered"):
+        any_store.record_answer("ada", k, None, "car", "resign", 5, [], once=True)
+    any_store.record_answer("bob", k, None, "car", "resign", 5, [], once=True)  # another player may
+    any_store.record_answer("ada", k, None, "car", "resign", 5, [])  # once=False: stored as asked
+    assert any_store.games()["participant"].tolist() == ["ada", "bob", "ada"]
+    assert any_store.has_answered("ada", k) and not any_store.has_answered("eve", k)

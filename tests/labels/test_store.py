@@ -1,4 +1,5 @@
-"""Tests of the label store (SQLite): validation, atomicity, files and URLs, schema, backends.
+"""Tests of the label store on both backends (SQLite files and PostgreSQL, the ``any_store`` and
+``store_target`` fixtures of tests/conftest.py): validation, atomicity, files and URLs, schema, backends.
 
 Concurrent writers and killed processes are tests/labels/test_store_concurrency.py; export and import
 test_io.py; the rules themselves (points, limits) test_rules.py.
@@ -7,7 +8,6 @@ test_io.py; the rules themselves (points, limits) test_rules.py.
 from __future__ import annotations
 
 import pickle
-import sqlite3
 
 import pytest
 
@@ -37,7 +37,7 @@ def test_mapkey_is_canonical():
         MapKey("m", 1, 0, "", [1])
 
 
-def test_mapkey_equals_other_keys_with_the_same_values():
+def test_mapkey_equals_other_keys_with_the_same_values(any_store):
     from typing import NamedTuple
 
     class EngineKey(NamedTuple):  # the shape of inv_widgets.engine's Clusters.key(j)
@@ -53,7 +53,7 @@ def test_mapkey_equals_other_keys_with_the_same_values():
     assert {k: 1}[other] == 1
     assert k._replace(members=[9, 1]).members == (1, 9)
     assert pickle.loads(pickle.dumps(k)) == k and type(pickle.loads(pickle.dumps(k))) is MapKey
-    s = LabelStore()
+    s = any_store
     s.record_answer("ada", other, "car", "car", "win", 0, ["wheel"])  # any 5-tuple is accepted
     assert s.label_counts([other])[other] == 1
     assert s.games()["members"].tolist() == ["3,17"]
@@ -62,8 +62,8 @@ def test_mapkey_equals_other_keys_with_the_same_values():
 # participants and validation
 
 
-def test_participants_are_idempotent_stripped_and_unicode():
-    s = LabelStore()
+def test_participants_are_idempotent_stripped_and_unicode(any_store):
+    s = any_store
     a = s.add_participant("  Zoë 🦊 ")
     assert s.add_participant("Zoë 🦊") == a
     assert s.add_participant("zoë 🦊") != a  # names are case sensitive, kept as typed
@@ -76,8 +76,8 @@ def test_participants_are_idempotent_stripped_and_unicode():
         s.add_participant(None)
 
 
-def test_record_answer_keeps_text_exactly_and_cleans_a_copy():
-    s = LabelStore()
+def test_record_answer_keeps_text_exactly_and_cleans_a_copy(any_store):
+    s = any_store
     typed = ["  The Church's tall Spire!  ", "<img src=x onerror=alert(1)>", "中文 轮子"]
     gid = s.record_answer("ada", KEY, "church", "church", "win", 2, typed,
                           started_at="2024-05-01T10:00:00+00:00",
@@ -121,8 +121,8 @@ def test_record_answer_keeps_text_exactly_and_cleans_a_copy():
               answered_at="2029-01-01T00:00:00+00:00"), ValueError, "after"),
     ],
 )
-def test_bad_answers_are_refused_and_nothing_is_stored(kwargs, error, match):
-    s = LabelStore()
+def test_bad_answers_are_refused_and_nothing_is_stored(kwargs, error, match, any_store):
+    s = any_store
     answer = dict(participant="ada", key=KEY, guessed="church", true_class="church",
                   outcome="win", reveal_step=0, labels=["spire"])
     answer.update(kwargs)
@@ -131,8 +131,8 @@ def test_bad_answers_are_refused_and_nothing_is_stored(kwargs, error, match):
     assert len(s.games()) == 0 and len(s.labels()) == 0
 
 
-def test_label_of_exactly_the_limit_and_resign_without_labels_are_fine():
-    s = LabelStore()
+def test_label_of_exactly_the_limit_and_resign_without_labels_are_fine(any_store):
+    s = any_store
     s.record_answer("ada", KEY, "church", "church", "win", 0, ["x" * MAX_LABEL_CHARS])
     s.record_answer("ada", KEY, None, "church", "resign", 5, [])
     s.record_answer("ada", KEY, None, "church", "resign", 5, ["no idea", "blob"])
@@ -140,13 +140,13 @@ def test_label_of_exactly_the_limit_and_resign_without_labels_are_fine():
     assert s.integrity_check() == []
 
 
-def test_failure_inside_the_transaction_stores_nothing(monkeypatch):
-    s = LabelStore()
+def test_failure_inside_the_transaction_stores_nothing(monkeypatch, any_store):
+    s = any_store
     s.record_answer("ada", KEY, "church", "church", "win", 0, ["spire"])
 
     def broken(self, cur, game_id, labels, cleaned):
-        cur.execute("INSERT INTO labels (game_id, text, text_clean, position) VALUES (?,?,?,?)",
-                    (game_id, labels[0], cleaned[0], 0))
+        cur.execute("INSERT INTO labels (game_id, text, text_clean, position) VALUES (:g, :t, :c, 0)",
+                    {"g": game_id, "t": labels[0], "c": cleaned[0]})
         raise OSError("disk went away")
 
     monkeypatch.setattr(LabelStore, "_insert_labels", broken)
@@ -158,8 +158,8 @@ def test_failure_inside_the_transaction_stores_nothing(monkeypatch):
     assert s.integrity_check() == []
 
 
-def test_undo_last_removes_only_the_last_answer_of_that_participant():
-    s = LabelStore()
+def test_undo_last_removes_only_the_last_answer_of_that_participant(any_store):
+    s = any_store
     g1 = s.record_answer("ada", KEY, "church", "church", "win", 0, ["spire"])
     s.record_answer("bob", KEY, "dog", "church", "lose", 2, ["ears", "fur"])
     g3 = s.record_answer("ada", KEY, "dog", "church", "lose", 1, ["fur", "tail", "paw"])
@@ -173,8 +173,8 @@ def test_undo_last_removes_only_the_last_answer_of_that_participant():
     assert s.integrity_check() == []
 
 
-def test_leaderboard_points_wins_and_best_streak():
-    s = LabelStore()
+def test_leaderboard_points_wins_and_best_streak(any_store):
+    s = any_store
     s.add_participant("carol")  # signed up, never played
     plays = [("win", 1), ("win", 0), ("lose", 2), ("win", 5), ("win", 2), ("win", 3),
              ("resign", 5), ("win", 4)]
@@ -192,8 +192,8 @@ def test_leaderboard_points_wins_and_best_streak():
     assert board["points"].sum() == s.games()["points"].sum()
 
 
-def test_label_counts_and_filters():
-    s = LabelStore()
+def test_label_counts_and_filters(any_store):
+    s = any_store
     other = MapKey(KEY.model, KEY.image_id, KEY.target, KEY.layer, [1, 2])
     never = MapKey(KEY.model, KEY.image_id, KEY.target, KEY.layer, [5])
     s.record_answer("ada", KEY, "church", "church", "win", 0, ["a", "b"])
@@ -223,54 +223,61 @@ def test_file_store_uses_wal_and_urls(tmp_path, monkeypatch):
     assert len(LabelStore(f"sqlite:///{tmp_path / 'a.db'}").games()) == 1
     assert LabelStore("sqlite://").path == ":memory:"
     with pytest.raises(ValueError, match="not supported"):
-        LabelStore("postgresql://u@h/db")
+        LabelStore("mysql://u@h/db")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         LabelStore(tmp_path / "no" / "such" / "dir.db")
     with pytest.raises(ValueError, match="closed"):
         s.games()
 
 
-def test_pickled_file_store_reconnects(tmp_path):
-    s = LabelStore(tmp_path / "p.db")
+def test_pickled_store_reconnects(store_target):
+    s = store_target.open()
     s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
     t = pickle.loads(pickle.dumps(s))
-    assert t.path == s.path and len(t.labels()) == 1
+    assert t.path == s.path and len(t.labels()) == 1 and type(t.backend) is type(s.backend)
+    t.close()
     with pytest.raises(TypeError, match="in-memory"):
         pickle.dumps(LabelStore())
 
 
-def test_older_file_is_upgraded_and_newer_file_refused(tmp_path, monkeypatch):
-    path = tmp_path / "old.db"
-    old = LabelStore(path)
+def _columns(store, table="games") -> list[str]:
+    if store.backend.dialect == "sqlite":
+        return [r[1] for r in store._read(f"PRAGMA table_info({table})")]
+    return [r[0] for r in store._read("SELECT column_name FROM information_schema.columns"
+                                      " WHERE table_schema = current_schema() AND table_name = :t", {"t": table})]
+
+
+def test_older_store_is_upgraded_and_newer_store_refused(store_target, monkeypatch):
+    old = store_target.open()
     old.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel", "tyre"])
     assert old.schema_version == 1
     old.close()
 
     v2 = ["ALTER TABLE games ADD COLUMN device TEXT", "UPDATE games SET device = 'tablet'"]
     monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS + [(2, v2)])
-    new = LabelStore(path)
+    new = store_target.open()
     assert new.schema_version == 2
-    assert new._db.execute("SELECT device FROM games").fetchall() == [("tablet",)]
+    assert new._read("SELECT device FROM games") == [("tablet",)]
     assert new.labels()["text"].tolist() == ["wheel", "tyre"]  # data kept
     assert new.integrity_check() == []
     new.close()
 
-    # a failing migration leaves the file as it was
+    # a failing migration leaves the store as it was
     bad = [(3, ["ALTER TABLE games ADD COLUMN x TEXT", "THIS IS NOT SQL"])]
     monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS + bad)
-    with pytest.raises(sqlite3.OperationalError):
-        LabelStore(path)
+    with pytest.raises(Exception, match="(?i)syntax"):
+        store_target.open()
     monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:-1])
-    again = LabelStore(path)
+    again = store_target.open()
     assert again.schema_version == 2
-    cols = [r[1] for r in again._db.execute("PRAGMA table_info(games)")]
+    cols = _columns(again)
     assert "x" not in cols and "device" in cols
     again.close()
 
-    # a file from a newer version is refused, not damaged
+    # a store from a newer version is refused, not damaged
     monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:1])
     with pytest.raises(RuntimeError, match="newer"):
-        LabelStore(path)
+        store_target.open()
 
 # --------------------------------------------------------------------------------------------------
 # the store's seams: backends, batches, change stamps
@@ -303,10 +310,10 @@ def test_a_backend_is_a_class_registered_under_its_url_scheme(monkeypatch):
         LabelStore("mysql://u@h/db")
 
 
-def test_record_answers_is_one_transaction(monkeypatch):
+def test_record_answers_is_one_transaction(any_store):
     from inv_widgets.labels import rules
 
-    s = LabelStore()
+    s = any_store
     good = [rules.validate_answer("ada", KEY, "car", "car", "win", i, [f"l{i}"]) for i in range(3)]
     assert s.record_answers(good, participants=[("zed", "2020-01-01T00:00:00+00:00")]) == 3
     assert s.participants()["participant"].tolist() == ["zed", "ada"]
@@ -317,9 +324,9 @@ def test_record_answers_is_one_transaction(monkeypatch):
     assert len(s.games()) == 3 and "late" not in s.participants()["participant"].tolist()  # all or nothing
 
 
-def test_change_stamp_moves_with_every_write_from_any_connection(tmp_path):
-    a = LabelStore(tmp_path / "stamp.db")
-    b = LabelStore(tmp_path / "stamp.db")
+def test_change_stamp_moves_with_every_write_from_any_connection(store_target):
+    a = store_target.open()
+    b = store_target.open()
     first = a.change_stamp()
     assert a.change_stamp() == first  # reading changes nothing
     a.add_participant("ada")
@@ -327,3 +334,30 @@ def test_change_stamp_moves_with_every_write_from_any_connection(tmp_path):
     assert second != first
     b.record_answer("bob", KEY, "car", "car", "win", 0, ["wheel"])
     assert a.change_stamp() != second
+
+# --------------------------------------------------------------------------------------------------
+# text that looks like other text (issue 12 item 10)
+
+
+def test_names_and_labels_are_nfc_bidi_controls_stripped_and_invisible_text_blank(any_store):
+    s = any_store
+    composed, decomposed = "Jos\u00e9", "Jose\u0301"
+    assert s.add_participant(composed) == s.add_participant(decomposed)  # one player, typed two ways
+    s.record_answer(decomposed, KEY, "car", "car", "win", 0, ["caf\u0065\u0301 wheel"])
+    assert s.participants()["participant"].tolist() == ["Jos\u00e9"]
+    assert s.games("Jos\u00e9")["participant"].tolist() == ["Jos\u00e9"]  # filters find it either way
+    assert len(s.games(decomposed)) == 1
+    assert s.labels()["text"].tolist() == ["caf\u00e9 wheel"]
+    # a name cannot show reversed on the leaderboard: bidirectional controls are removed
+    rid = s.add_participant("\u202eevil\u202c Ada\u2066x\u2069")
+    name = s.participants().set_index("participant_id").loc[rid, "participant"]
+    assert name == "evil Adax" and not any(0x2066 <= ord(c) <= 0x2069 or 0x202A <= ord(c) <= 0x202E for c in name)
+    # zero-width-only text is blank: refused as a name and as a label
+    for blank in ("\u200b", "\u200b\u200c\u2060", " \ufeff "):
+        with pytest.raises(ValueError, match="empty|blank"):
+            s.add_participant(blank)
+        with pytest.raises(ValueError, match="empty"):
+            s.record_answer("ada", KEY, "car", "car", "win", 0, [blank])
+    assert s.labels()["text"].tolist() == ["caf\u00e9 wheel"]
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["\U0001F469\u200d\U0001F52C hat"])
+    assert s.labels()["text"].tolist()[-1] == "\U0001F469\u200d\U0001F52C hat"

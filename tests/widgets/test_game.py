@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import sqlite3
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -264,8 +265,11 @@ def test_unicode_and_hostile_labels_are_kept_as_typed(make_game, store):
     game = make_game()
     game.guess(right(game))
     assert game.submit([UNICODE, HOSTILE, "  spaces kept  "])
-    assert store.labels().text.tolist() == [UNICODE, HOSTILE, "  spaces kept  "]
-    assert game.recent[0]["labels"] == [UNICODE, HOSTILE, "  spaces kept  "]
+    # kept as typed, in Unicode NFC (e + combining accent is stored as the one character é)
+    nfc = unicodedata.normalize("NFC", UNICODE)
+    assert nfc != UNICODE and "\u00e9" in nfc
+    assert store.labels().text.tolist() == [nfc, HOSTILE, "  spaces kept  "]
+    assert game.recent[0]["labels"] == [nfc, HOSTILE, "  spaces kept  "]
     assert game.recent[0]["outcome"] == "win"
     game.resign()
     game.skip()
@@ -490,3 +494,62 @@ def test_a_store_is_checked_by_what_the_game_needs(session, layers):
 
     with pytest.raises(TypeError, match=r"it has no add_participant\(\), participants\(\), undo_last\(\)"):
         LabelingGame(session, Partial(), "a", layers=layers)
+
+
+# ---- fair play across two tabs, read-only stores (issue 12 items 5 and 7) -----------------------------------
+def test_one_player_in_two_tabs_cannot_score_a_map_twice(make_game, store):
+    tab_a, tab_b = make_game("ada"), make_game("ada")
+    assert tab_a.current == tab_b.current  # opened together: the same map
+    same = tab_a.current
+    assert tab_a.resign() and tab_a.skip()
+    assert not tab_b.guess(right(tab_b))  # the win at step 0 that scored 6 points before
+    assert "already answered" in tab_b.message and tab_b.message_kind == "info"
+    assert tab_b.phase == "play" and tab_b.current != same and tab_b.points == 0
+    games = store.games("ada")
+    assert games["outcome"].tolist() == ["resign"] and games["points"].sum() == 0
+
+
+def test_a_read_only_store_is_said_at_once_and_never_invites_submit_again(session, layers, postgres_server):
+    url = postgres_server.create_database("game_ro")
+    LabelStore(url).close()
+    postgres_server.execute("DROP ROLE IF EXISTS game_reader")
+    postgres_server.execute("CREATE ROLE game_reader LOGIN")
+    postgres_server.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO game_reader", database="game_ro")
+    reader = LabelStore(postgres_server.url("game_ro", user="game_reader"))
+    game = LabelingGame(session, reader, images=[0], layers=layers)
+    game.start()
+    assert game.phase == "name" and game.message_kind == "error" and "read-only" in game.message
+    assert not game.join("ada")
+    assert "read-only" in game.message and game.phase == "name" and len(reader.participants()) == 0
+    reader.close()
+
+    # a store that turns read-only during the game (the right to write taken away)
+    postgres_server.execute("GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO game_reader",
+                            database="game_ro")
+    writer = LabelStore(postgres_server.url("game_ro", user="game_reader"))
+    game = LabelingGame(session, writer, "ada", images=[0], layers=layers)
+    game.start()
+    assert game.phase == "play"
+    postgres_server.execute("REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM game_reader",
+                            database="game_ro")
+    game.guess(right(game))
+    assert not game.submit(["wheel"])
+    assert game.message_kind == "error" and "read-only" in game.message
+    assert "again" not in game.message.lower()
+    assert len(LabelStore(url).games()) == 0
+    writer.close()
+
+
+def test_a_damaged_store_file_is_refused_before_anyone_plays(session, layers, tmp_path):
+    from inv_widgets.labels import StoreDamagedError
+
+    path = tmp_path / "labels.sqlite"
+    s = LabelStore(path)
+    for i in range(300):
+        s.record_answer(f"p{i % 5}", MapKey("net", f"img{i}", 0, "conv", [1]), "car", "car", "win", 0, ["w" * 80])
+    s.close()
+    with open(path, "r+b") as f:  # 4 KiB overwritten in the middle: the game used to say "Saved" on it
+        f.seek(path.stat().st_size // 2)
+        f.write(b"\xff" * 4096)
+    with pytest.raises(StoreDamagedError, match="labels.sqlite.*damaged.*backup"):
+        LabelingGame(session, path, "ada", images=[0], layers=layers)

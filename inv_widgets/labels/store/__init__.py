@@ -3,7 +3,10 @@
 * :class:`LabelStore` (:mod:`.base`): the API, the same on every backend.
 * :mod:`.queries`: the SQL every backend runs; :mod:`.schema`: versions and migrations.
 * :mod:`.backend`: what a backend provides and the registry by URL scheme; :mod:`.sqlite`: SQLite.
-* :class:`StoreBusyError` (:mod:`.errors`): the lock stayed taken; nothing was stored, retry.
+* :mod:`.postgres`: PostgreSQL (``LabelStore("postgresql://...")``), SQLAlchemy Core with psycopg 3.
+* Typed errors (:mod:`.errors`): :class:`StoreBusyError` (the lock stayed taken; nothing was stored,
+  retry), :class:`StoreDamagedError`, :class:`StoreReadOnlyError`, :class:`StoreVersionError`,
+  :class:`ForeignDatabaseError`.
 
 The game's rules (limits, points, outcomes) live in :mod:`inv_widgets.labels.rules`; their names are
 re-exported here because ``from inv_widgets.labels.store import points_for, MAX_LABELS, ...`` worked
@@ -13,14 +16,25 @@ from __future__ import annotations
 
 from ...engine.keys import MapKey
 from ..rules import MAX_LABEL_CHARS, MAX_LABELS, MAX_NAME_CHARS, MAX_STEP, OUTCOMES, points_for
-from .base import LabelStore
-from .errors import StoreBusyError
+from .base import DuplicateGameError, LabelStore
+from .errors import (
+    ForeignDatabaseError,
+    StoreBusyError,
+    StoreDamagedError,
+    StoreReadOnlyError,
+    StoreVersionError,
+)
 from .schema import MIGRATIONS
 
 __all__ = [
     "LabelStore",
     "MapKey",
     "StoreBusyError",
+    "StoreDamagedError",
+    "StoreReadOnlyError",
+    "StoreVersionError",
+    "ForeignDatabaseError",
+    "DuplicateGameError",
     "points_for",
     "OUTCOMES",
     "MAX_LABEL_CHARS",

@@ -3,7 +3,7 @@
 :class:`~inv_widgets.labels.store.LabelStore` holds the API and the queries (:mod:`.queries`, SQL that
 every backend runs, with ``:name`` parameters); a backend holds what differs between databases: how to
 connect, the transaction and its locking, which errors mean "busy", integrity checks, a change stamp.
-SQLite is :mod:`.sqlite`. A new backend is a new module with a class that follows :class:`Backend`,
+SQLite is :mod:`.sqlite`, PostgreSQL :mod:`.postgres`. A new backend is a new module with a class that follows :class:`Backend`,
 registered in :data:`BACKENDS` under its URL scheme; nothing else changes.
 """
 from __future__ import annotations
@@ -40,11 +40,15 @@ class Backend(Protocol):
     dialect: str
     #: the path or URL, as shown in messages (passwords removed)
     where: str
+    #: True when the database can be read but not written (writes raise StoreReadOnlyError)
+    read_only: bool
 
-    def transaction(self, action: str = "write") -> AbstractContextManager[Tx]:
+    def transaction(self, action: str = "write", scope: str | None = None) -> AbstractContextManager[Tx]:
         """A write transaction that holds the write lock from its start: commit on success, rollback
         on any error; :class:`~inv_widgets.labels.store.StoreBusyError` when the lock is not free
-        within the timeout (nothing was done)."""
+        within the timeout (nothing was done). With a ``scope`` (a participant's name) the transaction
+        need only exclude the writes of the same scope and the unscoped ones; a backend may run writes of
+        different scopes side by side (PostgreSQL does; SQLite runs every write alone)."""
         ...
 
     def snapshot(self) -> AbstractContextManager[Tx]:
@@ -56,6 +60,10 @@ class Backend(Protocol):
         ...
 
     def has_table(self, name: str) -> bool: ...
+
+    def tables(self) -> list[str]:
+        """The database's own tables (of the current schema), to refuse another application's database."""
+        ...
 
     def change_stamp(self) -> Hashable:
         """A value that changes whenever this or any other connection commits a write."""
@@ -80,6 +88,8 @@ class Backend(Protocol):
 #: are SQLite files. A backend class is called as ``cls(path_or_url, timeout=..., synchronous=...)``.
 BACKENDS: dict[str, Any] = {
     "sqlite": "inv_widgets.labels.store.sqlite:SQLiteBackend",
+    "postgresql": "inv_widgets.labels.store.postgres:PostgresBackend",
+    "postgres": "inv_widgets.labels.store.postgres:PostgresBackend",
 }
 
 

@@ -3,6 +3,7 @@
 One database holds participants, games and their free-text labels::
 
     store = LabelStore("labels.sqlite")            # also "sqlite:///labels.sqlite", ":memory:"
+    store = LabelStore("postgresql://user@host:5432/labels")   # a shared server (SQLAlchemy + psycopg 3)
     key = MapKey("vgg16-3f2a", "img_0007", 4, "block5_conv3", [42, 3, 17])
     store.record_answer("ada", key, guessed="church", true_class="church", outcome="win",
                         reveal_step=1, labels=["tall spire", "stained windows"])
@@ -12,11 +13,16 @@ Design points:
 
 * The rules (what an answer may be, points, streaks) are :mod:`inv_widgets.labels.rules`; the SQL is
   :mod:`.queries`, the same for every backend; what differs between databases (connecting, locking,
-  busy errors, integrity checks) is the backend (:mod:`.sqlite`, picked by :func:`.backend.open_backend`).
+  busy errors, integrity checks) is the backend (:mod:`.sqlite`, :mod:`.postgres`, picked by
+  :func:`.backend.open_backend` from the path or URL).
 * Every answer is one transaction that takes the write lock first: the game and its labels are stored
   together or not at all. All SQL uses bound parameters: text from people is data.
-* Several processes may write at once. When another connection holds the write lock for longer than
-  ``timeout`` seconds the call raises :class:`StoreBusyError` (nothing was stored; retry).
+* Several processes may write at once; waiting writers are served fairly. When another connection holds
+  the write lock for longer than ``timeout`` seconds the call raises :class:`StoreBusyError` (nothing was
+  stored; retry).
+* A damaged, truncated or foreign file is refused on open with a message that names it and how to
+  recover (:class:`~.errors.StoreDamagedError`, :class:`~.errors.ForeignDatabaseError`); a store that may
+  only be read opens for reading and refuses writes (:class:`~.errors.StoreReadOnlyError`).
 * The schema is versioned (:mod:`.schema`); opening an older database applies the missing migrations.
 * A cluster map is identified by :class:`MapKey` (model, image id, target, layer, sorted member
   channels), stored as canonical text ``"3,17,42"``, never by its position in a list.
@@ -38,7 +44,15 @@ from . import queries as q
 from . import schema
 from .backend import Backend, Tx, open_backend
 
-__all__ = ["LabelStore"]
+__all__ = ["LabelStore", "DuplicateGameError"]
+
+
+class DuplicateGameError(ValueError):
+    """An imported game has the identity of a stored one (participant, map, answer time) but other content."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index
 
 
 class LabelStore:
@@ -48,16 +62,17 @@ class LabelStore:
     ----------
     path : str or path-like, default ":memory:"
         A SQLite database file (created when missing), ``"sqlite:///relative.db"``,
-        ``"sqlite:////absolute.db"`` or ``":memory:"`` (private to this object).
+        ``"sqlite:////absolute.db"``, ``":memory:"`` (private to this object), or a PostgreSQL database
+        ``"postgresql://user:password@host:port/database"`` (``pip install 'inv-widgets[postgres]'``).
     timeout : float, default 5.0
         Seconds to wait for another connection's write lock before :class:`StoreBusyError`.
     synchronous : {"FULL", "NORMAL"}, default "FULL"
-        SQLite durability. ``FULL`` syncs each answer to disk before ``record_answer`` returns;
+        Durability. ``FULL`` syncs each answer to disk before ``record_answer`` returns;
         ``NORMAL`` is faster and still safe when the process dies, but the last answers may be lost
-        if the machine loses power.
+        if the machine (PostgreSQL: the server's machine) loses power.
 
-    A store may be used from several threads (calls are serialised) and pickled to other processes
-    (a file store reconnects there). Close it with :meth:`close` or use it as a context manager.
+    A store may be used from several threads and pickled to other processes (a file or server store
+    reconnects there). Close it with :meth:`close` or use it as a context manager.
     """
 
     def __init__(self, path: Any = ":memory:", *, timeout: float = 5.0, synchronous: str = "FULL"):
@@ -113,17 +128,36 @@ class LabelStore:
     def __getstate__(self) -> dict[str, Any]:
         if not self._backend.shareable:
             raise TypeError("an in-memory LabelStore cannot be pickled; use a file path")
+        state = getattr(self._backend, "state", None)
+        if callable(state):
+            return dict(state())
         return {"path": self.path, "timeout": self.timeout, "synchronous": self.synchronous}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"], timeout=state["timeout"], synchronous=state["synchronous"])
 
-    def _transaction(self, action: str = "write"):
-        """A write transaction of the backend (a context manager yielding a :class:`~.backend.Tx`)."""
-        return self._backend.transaction(action)
+    def _transaction(self, action: str = "write", participant: Any = None):
+        """A write transaction of the backend (a context manager yielding a :class:`~.backend.Tx`).
+
+        With a participant's name, the transaction only has to exclude other writes of that participant
+        (a backend may run writes of different participants side by side: PostgreSQL does); without,
+        it excludes every other write."""
+        scope = participant if isinstance(participant, str) else None
+        if scope is None:
+            return self._backend.transaction(action)
+        try:
+            return self._backend.transaction(action, scope=scope)
+        except TypeError:  # a backend without scopes: every write excludes every other
+            return self._backend.transaction(action)
 
     def _read(self, sql: str, params: Any = ()) -> list[tuple]:
         return self._backend.read(sql, params)
+
+    @property
+    def read_only(self) -> bool:
+        """True when this store can be read but not written (a read-only file or folder, a read-only
+        server or a database user without the right to write); writes raise ``StoreReadOnlyError``."""
+        return bool(getattr(self._backend, "read_only", False))
 
     @property
     def schema_version(self) -> int:
@@ -154,7 +188,7 @@ class LabelStore:
     def add_participant(self, name: str) -> int:
         """Id of the participant ``name``, created when new (names are stripped; 1..64 characters)."""
         name = rules.check_name(name)
-        with self._transaction("participant sign-up") as tx:
+        with self._transaction("participant sign-up", name) as tx:
             return self._participant_id(tx, name, create=True)
 
     def record_answer(
@@ -168,6 +202,8 @@ class LabelStore:
         labels: Sequence[str] = (),
         started_at: Any = None,
         answered_at: Any = None,
+        *,
+        once: bool = False,
     ) -> int:
         """Store one game and its labels atomically; returns the game id.
 
@@ -183,25 +219,77 @@ class LabelStore:
             characters; kept exactly as typed, with a cleaned copy (:func:`clean_label`).
         started_at, answered_at : datetime, ISO 8601 text or epoch seconds; ``answered_at`` defaults
             to now. ``duration_s`` is derived when both are known.
+        once : bool, default False
+            Refuse the answer (:class:`~inv_widgets.labels.rules.AlreadyAnswered`, nothing stored) when
+            this participant has already answered this map; checked inside the answer's transaction, so
+            two browser tabs of one player cannot both score a map. The game sets it.
 
         Every rule is :func:`inv_widgets.labels.rules.validate_answer`.
         """
         answer = rules.validate_answer(participant, key, guessed, true_class, outcome, reveal_step, labels,
                                        started_at, answered_at)
-        with self._transaction("answer") as tx:
+        with self._transaction("answer", answer.participant) as tx:
+            if once and self._has_answered(tx, answer.participant, answer.key):
+                raise rules.AlreadyAnswered(answer.participant, answer.key)
             return self._write_answer(tx, answer)
 
+    def has_answered(self, participant: str | int, key: MapKey) -> bool:
+        """Whether ``participant`` has an answer for the cluster map ``key``."""
+        key = rules.as_key(key)
+        with self._backend.snapshot() as tx:
+            return self._has_answered(tx, participant, key)
+
+    def _has_answered(self, tx: Tx, participant: str | int, key: MapKey) -> bool:
+        pid = self._participant_id(tx, participant, create=False)
+        if pid is None:
+            return False
+        return tx.execute(q.ANSWERED, {"participant": pid, **q.key_params(key)}).fetchone() is not None
+
     def record_answers(self, answers: Iterable[rules.Answer],
-                       participants: Iterable[tuple[str, str | None]] = ()) -> int:
+                       participants: Iterable[tuple[str, str | None]] = (), *, skip_existing: bool = False) -> int:
         """Store several validated answers (:func:`rules.validate_answer`) in one transaction, after
-        signing up ``participants`` ((name, created) pairs, in order); returns the number of games."""
+        signing up ``participants`` ((name, created) pairs, in order); returns the number of games added.
+
+        ``skip_existing`` (what an import does): a game whose identity (participant, map, ``answered_at``)
+        is already stored is skipped when it is the same game, so importing a file twice adds nothing; one
+        that differs raises :class:`DuplicateGameError` (its ``index`` in ``answers``) and nothing is stored.
+        """
         answers = list(answers)
+        added = 0
         with self._transaction("import") as tx:
             for name, created in participants:
                 self._participant_id(tx, name, create=True, created=created)
-            for answer in answers:
+            for i, answer in enumerate(answers):
+                if skip_existing:
+                    same = self._stored_twin(tx, answer)
+                    if same is True:
+                        continue
+                    if same:
+                        raise DuplicateGameError(i, same)
                 self._write_answer(tx, answer)
-        return len(answers)
+                added += 1
+        return added
+
+    def _stored_twin(self, tx: Tx, a: rules.Answer) -> bool | str:
+        """False: no stored game has the identity of ``a``; True: one has, and it is the same game; else
+        what differs."""
+        pid = self._participant_id(tx, a.participant, create=False)
+        if pid is None:
+            return False
+        rows = tx.execute(q.GAME_BY_IDENTITY, {"participant": pid, "answered_at": a.answered_at,
+                                               **q.key_params(a.key)}).fetchall()
+        if not rows:
+            return False
+        mine = (a.guessed, a.true_class, a.outcome, a.step, a.started_at, a.duration_s, list(a.labels))
+        names = ("class_guessed", "true_class", "outcome", "reveal_step", "started_at", "duration_s", "labels")
+        for row in rows:
+            labels = [r[0] for r in tx.execute(q.LABEL_TEXTS_OF, {"game_id": row[0]}).fetchall()]
+            stored = tuple(row[1:]) + (labels,)
+            if stored == mine:
+                return True
+        diff = [n for n, x, y in zip(names, mine, stored) if x != y]
+        return (f"a game of {a.participant!r} on {a.key} answered at {a.answered_at} is already stored with "
+                f"another {', '.join(diff)}")
 
     def _write_answer(self, tx: Tx, a: rules.Answer) -> int:
         pid = self._participant_id(tx, a.participant, create=True)
@@ -224,7 +312,9 @@ class LabelStore:
 
     def undo_last(self, participant: str | int) -> bool:
         """Remove the participant's most recent answer (game and labels); False when there is none."""
-        with self._transaction("undo") as tx:
+        if isinstance(participant, str):
+            participant = rules.check_name(participant)
+        with self._transaction("undo", participant) as tx:
             pid = self._participant_id(tx, participant, create=False)
             if pid is None:
                 return False

@@ -43,6 +43,17 @@ ADD_GAME = (
 ADD_LABEL = ("INSERT INTO labels (game_id, text, text_clean, position)"
              " VALUES (:game_id, :text, :text_clean, :position)")
 
+_KEY_MATCH = ("model = :k_model AND image_id = :k_image_id AND target = :k_target AND layer = :k_layer"
+              " AND members = :k_members")
+#: does the participant have a game on this map
+ANSWERED = "SELECT 1 FROM games WHERE participant = :participant AND " + _KEY_MATCH + " LIMIT 1"
+#: a game's identity: participant, map and answer time
+GAME_BY_IDENTITY = (
+    "SELECT id, class_guessed, true_class, outcome, reveal_step, started_at, duration_s FROM games"
+    " WHERE participant = :participant AND answered_at = :answered_at AND " + _KEY_MATCH + " ORDER BY id"
+)
+LABEL_TEXTS_OF = "SELECT text FROM labels WHERE game_id = :game_id ORDER BY position"
+
 LAST_GAME_OF = "SELECT id FROM games WHERE participant = :participant ORDER BY id DESC LIMIT 1"
 DELETE_LABELS_OF = "DELETE FROM labels WHERE game_id = :game_id"
 DELETE_GAME = "DELETE FROM games WHERE id = :game_id"
@@ -86,6 +97,12 @@ EXPORT_GAMES = (
 EXPORT_LABELS = "SELECT game_id, text FROM labels ORDER BY game_id, position"
 
 
+def key_params(key) -> dict[str, Any]:
+    """The ``:k_*`` parameters of a map key."""
+    return dict(k_model=key.model, k_image_id=key.image_id, k_target=key.target, k_layer=key.layer,
+                k_members=key.members_text)
+
+
 def where(participant=None, key=None, model=None, image_id=None, target=None,
           layer=None) -> tuple[str, dict[str, Any]]:
     """`` WHERE ...`` for the filters of ``games()`` and ``labels()``, and its parameters."""
@@ -94,8 +111,7 @@ def where(participant=None, key=None, model=None, image_id=None, target=None,
         key = rules.as_key(key)
         clauses.append("g.model = :k_model AND g.image_id = :k_image_id AND g.target = :k_target"
                        " AND g.layer = :k_layer AND g.members = :k_members")
-        params.update(k_model=key.model, k_image_id=key.image_id, k_target=key.target,
-                      k_layer=key.layer, k_members=key.members_text)
+        params.update(key_params(key))
     if participant is not None:
         if isinstance(participant, int) and not isinstance(participant, bool):
             clauses.append("p.id = :p_id")
