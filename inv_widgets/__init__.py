@@ -26,6 +26,9 @@ _LAZY = {
     "aggregate_labels": ("inv_widgets.labels", "aggregate_labels"),
     "top_labels": ("inv_widgets.labels", "top_labels"),
     "StoreBusyError": ("inv_widgets.labels", "StoreBusyError"),
+    "GlobalExplanation": ("inv_widgets.concepts", "GlobalExplanation"),
+    "GlobalView": ("inv_widgets.widgets.global_view", "GlobalView"),
+    "concept_test": ("inv_widgets.concepts", "concept_test"),
 }
 
 __all__ = ["Session", "explain", "Explanation", "LayerResult", "Clusters", "MapKey", *_LAZY]
