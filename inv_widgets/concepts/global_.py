@@ -141,7 +141,7 @@ class GlobalExplanation:
         if class_names is None:
             class_names = [str(i) for i in range(top)]
         elif top > len(class_names):
-            raise ValueError(f"the labels name class {top - 1} but only {len(class_names)} class names were given")
+            raise ValueError(f"the labels name class {top - 1} but class_names has only {len(class_names)} entries")
         found = list(dict.fromkeys(maps["layer"]))
         if layers is None:
             layers = session.layers if session is not None else sorted(found, key=_natural)

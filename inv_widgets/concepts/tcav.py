@@ -222,7 +222,9 @@ class TCAVRunner:
         tcav = self._for_layer(layer)
         sets = [[concept, r] for r in randoms[1:]] + [[randoms[0], r] for r in randoms[1:]]
         model = self.session.model
-        with eval_mode(model), torch.enable_grad():
+        with eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
+            # captum's CAV.load names numpy.core (deprecated in numpy 2): not ours to fix, and harmless
+            warnings.filterwarnings("ignore", message="numpy.core is deprecated", category=DeprecationWarning)
             scores = tcav.interpret(inputs.to(self.session.device), sets, target=int(target))
         runs = len(randoms) - 1
         sign = [float(scores[concepts_to_str(s)][layer]["sign_count"][0]) for s in sets]

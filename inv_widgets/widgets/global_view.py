@@ -184,7 +184,9 @@ class GlobalView(W.VBox):
         return key
 
     def close(self):
-        self._unobserve()
+        stop = getattr(self, "_unobserve", None)  # absent when __init__ failed
+        if stop is not None:
+            stop()
         super().close()
 
     # ---- state to views ---------------------------------------------------------------------------------
