@@ -64,13 +64,34 @@ def test_ttest_matches_scipy_and_handles_no_spread():
         ttest_p([1.0], [0.0, 1.0])
 
 
+def pool():
+    """Example id -> image: 12 red, 12 green, 40 random-colour patches."""
+    rng = np.random.default_rng(1)
+    images = {("red", k): im for k, im in enumerate(patches(rng, 12, 0))}
+    images.update({("green", k): im for k, im in enumerate(patches(rng, 12, 1))})
+    images.update({("any", k): im for k, im in enumerate(patches(rng, 40))})
+    return images
+
+
+def concepts(runner, images, asked=None):
+    def load(ids):
+        if asked is not None:
+            asked.extend(ids)
+        return [images[i] for i in ids]
+
+    rng = np.random.default_rng(5)
+    red = runner.concept([("red", k) for k in range(12)], load)
+    green = runner.concept([("green", k) for k in range(12)], load)
+    randoms = [runner.concept([("any", int(k)) for k in rng.choice(40, 12, replace=False)], load) for _ in range(11)]
+    return red, green, randoms
+
+
 def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_path):
     session, rng = tiny
+    images = pool()
     runner = TCAVRunner(session, tmp_path, seed=0)
-    red = runner.concept("red", lambda: patches(np.random.default_rng(1), 12, 0))
-    green = runner.concept("green", lambda: patches(np.random.default_rng(2), 12, 1))
-    randoms = [runner.concept(f"random-{k}", lambda k=k: patches(np.random.default_rng(10 + k), 12))
-               for k in range(11)]
+    asked = []
+    red, green, randoms = concepts(runner, images, asked)
     inputs = torch.stack([session.input(i) for i in range(len(session))])  # red images, explained as "red"
     r = runner.test("feat", inputs, 0, red, randoms)
     g = runner.test("feat", inputs, 0, green, randoms)
@@ -80,15 +101,16 @@ def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_
     assert 0.0 < np.mean(r["random"]) < 1.0
     assert r["p_value"] < 0.05 and g["p_value"] < 0.05  # two-sided: both differ from random
     assert 0.5 < r["cav_accuracy"] <= 1.0
+    # each example went through the model once, although the random sets share examples
+    assert sorted(asked, key=repr) == sorted(set(asked), key=repr)
+    assert runner.concept([("red", k) for k in reversed(range(12))], None) is red  # a set: order does not matter
     # the CAVs are saved (captum's save_path) and a second runner reuses them: same scores, nothing retrained
     cavs = sorted(p for p in tmp_path.rglob("*.pkl"))
-    assert len(cavs) == 30  # 10 [red, R_k], 10 [green, R_k], 10 [R_0, R_k]
+    assert len(cavs) == 30  # 10 [red, R_k], 10 [green, R_k], 10 [R_k, R_k-1]
     stamps = {p: os.stat(p).st_mtime_ns for p in cavs}
     asked = []
     again = TCAVRunner(session, tmp_path, seed=0)
-    red2 = again.concept("red", lambda: asked.append("red") or patches(np.random.default_rng(1), 12, 0))
-    rnd2 = [again.concept(f"random-{k}", lambda k=k: asked.append(k) or patches(np.random.default_rng(10 + k), 12))
-            for k in range(11)]
+    red2, _, rnd2 = concepts(again, images, asked)
     assert again.has_cavs("feat", red2, rnd2)
     r2 = again.test("feat", inputs, 0, red2, rnd2)
     assert r2["concept"] == r["concept"] and r2["random"] == r["random"] and r2["p_value"] == r["p_value"]
@@ -97,8 +119,9 @@ def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_
     # another seed is another classifier: its CAVs are not mixed up with these
     assert not TCAVRunner(session, tmp_path, seed=1).has_cavs("feat", red2, rnd2)
     # the stored activations were only needed to train: gone after forget_activations
-    runner.forget_activations([red, green, *randoms])
-    assert not list((tmp_path / "av").rglob("*.pt"))
+    assert list((tmp_path / "av").rglob("*.pt"))
+    runner.forget_activations([red, green, *randoms], layer="feat")
+    assert not list((tmp_path / "av").rglob("*.pt")) and not runner._acts
 
 
 def test_the_model_is_left_as_it_was(tiny, tmp_path):
@@ -106,8 +129,8 @@ def test_the_model_is_left_as_it_was(tiny, tmp_path):
     model = session.model
     model.train()
     runner = TCAVRunner(session, tmp_path)
-    c = runner.concept("red", lambda: patches(np.random.default_rng(1), 6, 0))
-    rs = [runner.concept(f"r{k}", lambda k=k: patches(np.random.default_rng(20 + k), 6)) for k in range(3)]
+    c, _, rs = concepts(runner, pool())
+    rs = rs[:3]
     runner.test("feat", torch.stack([session.input(0)]), 0, c, rs)
     assert model.training and all(p.grad is None for p in model.parameters())
     assert not model.feat._forward_hooks and not model.feat._forward_pre_hooks

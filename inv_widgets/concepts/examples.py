@@ -56,8 +56,14 @@ def located(session, keys: Iterable, *, chunk: int = 16) -> Iterator[tuple[MapKe
     """
     for i, exp, ks in _explained(session, keys, chunk):
         for k in ks:
+            lr = exp.layer(k.layer)
+            cl = lr.cut()  # most keys are maps of the suggested cut (what the game plays): one cut per layer
+            hit = [j for j in range(cl.k) if tuple(int(c) for c in np.sort(cl.members[j])) == k.members]
+            if hit:
+                yield k, i, cl, hit[0]
+                continue
             try:
-                cl, j = exp.layer(k.layer).locate(k.members)
+                cl, j = lr.locate(k.members)
             except KeyError:
                 try:
                     _, cl, j = session.locate(k)  # another recipe's dendrogram may have it
