@@ -8,7 +8,7 @@
    every ``top`` and ``trends`` call of the explanation, and ``to_html`` without images. Medians of
    ``--repeat`` runs.
 2. **TCAV, 10 classes x 2 layers x 5 labels x 10 runs on the demo model** (target <= 2 min on this CPU):
-   simulated players label the two deepest layers of ``--images`` held-out images through a real store
+   simulated players label the two deepest layers of ``--images`` (300) held-out images through a real store
    (not timed), then ``inv.concept_test`` runs on a fresh Session (nothing cached) with an empty CAV folder;
    then once more, reusing the saved CAVs.
 """
@@ -95,7 +95,7 @@ def bench_table(n_maps: int, repeat: int) -> None:
     print(f"   to_html() without images:           {t_html:6.3f} s ({len(page) / 1e3:.0f} kB)")
 
 
-def bench_tcav(n_images: int, players: int, runs: int) -> None:
+def bench_tcav(n_images: int, players: int, runs: int, threads: int) -> None:
     from inv_widgets.eval.play import play
 
     model, data = inv.demo.load(n=n_images)
@@ -113,19 +113,21 @@ def bench_tcav(n_images: int, players: int, runs: int) -> None:
     ge = GlobalExplanation.from_labels(df, session, weights=weights)
     with tempfile.TemporaryDirectory() as cavs:
         t = time.perf_counter()
-        res = inv.concept_test(session, ge, layers=layers, n_labels=5, runs=runs, save_path=cavs, progress=False)
+        res = inv.concept_test(session, ge, layers=layers, n_labels=5, runs=runs, save_path=cavs, progress=False,
+                               threads=threads)
         cold = time.perf_counter() - t
         n_cavs = sum(1 for _ in Path(cavs).rglob("*.pkl"))
         size = sum(p.stat().st_size for p in Path(cavs).rglob("*")) / 2**20
         t = time.perf_counter()
-        inv.concept_test(session, ge, layers=layers, n_labels=5, runs=runs, save_path=cavs, progress=False)
+        inv.concept_test(session, ge, layers=layers, n_labels=5, runs=runs, save_path=cavs, progress=False,
+                         threads=threads)
         warm = time.perf_counter() - t
     tested = res[res["note"] == ""]
     print(f"   {len(res)} (class, layer, label) rows = 10 classes x 2 layers x 5 labels; {len(tested)} tested, "
           f"{len(res) - len(tested)} with fewer than 5 maps; {runs} random runs; {n_cavs} CAVs ({size:.0f} MB on disk)")
-    print(f"   concept_test, cold (reveals, activations, CAVs trained): {cold:6.1f} s   (target <= 120 s: "
+    print(f"   concept_test (threads={threads}), cold (reveals, activations, CAVs trained): {cold:6.1f} s   (target <= 120 s: "
           f"{cold / 120:.2f} of it; {cold / max(len(tested), 1):.2f} s per tested label)")
-    print(f"   concept_test, again (CAVs loaded from save_path):        {warm:6.1f} s")
+    print(f"   concept_test, again (CAVs loaded from save_path):                   {warm:6.1f} s")
     print(f"   significant: {int(tested['significant'].sum())} of {len(tested)}")
 
 
@@ -133,14 +135,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--maps", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--images", type=int, default=100, help="labelled demo images for TCAV (default 100)")
+    ap.add_argument("--images", type=int, default=300,
+                    help="labelled demo images for TCAV (default 300: 30 per class, so that most top labels have "
+                    "the 5 maps a test needs)")
     ap.add_argument("--players", type=int, default=8)
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1, help="concept_test(threads=...) (default 1)")
     ap.add_argument("--skip-tcav", action="store_true")
     args = ap.parse_args(argv)
     bench_table(args.maps, args.repeat)
     if not args.skip_tcav:
-        bench_tcav(args.images, args.players, args.runs)
+        bench_tcav(args.images, args.players, args.runs, args.threads)
     return 0
 
 

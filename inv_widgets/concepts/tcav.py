@@ -331,8 +331,9 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
     seed : int
         Seeds the samples and the classifier.
     threads : int
-        torch threads while testing (default 1: TCAV is mostly many small steps, and on a shared 2-core CPU one
-        thread ran the benchmark 1.7x faster than two; give more for a large model on an idle many-core CPU).
+        torch and BLAS threads while testing (default 1: TCAV is mostly many small steps, and on a shared 2-core
+        CPU one thread ran them several times faster than two; give more for a large model on an idle many-core
+        CPU).
     progress : bool
         A progress bar (tqdm.auto) over the tests.
     attach : bool
@@ -375,8 +376,90 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
     if save_path is None:
         save_path = _default_save_path(ge)
     runner = TCAVRunner(session, save_path, seed=seed)
+    tests, families = _plan(ge, names, layers, n_labels, labels, int(min_examples), int(max_examples), runs, seed)
+    inputs_of = {}
+    for name in names:
+        idx = sorted(session.index_of(i) for i in set(ge.maps.loc[ge.maps["class"] == name, "image_id"]))
+        if len(idx) > int(max_images):
+            idx = sorted(_rng(seed, "images", name).choice(idx, int(max_images), replace=False).tolist())
+        inputs_of[name] = idx
 
-    # ---- the plan: tests per layer, random families per (layer, label) ----
+    reveals: dict[MapKey, np.ndarray] = {}
+
+    def load(keys):
+        return [reveals[k] for k in keys]
+
+    for t in tests:
+        fam = families[(t["layer"], t["label"])]
+        if len(t["keys"]) < int(min_examples):
+            t["note"] = f"{len(t['keys'])} maps carry this label (min_examples={int(min_examples)})"
+        elif fam["sets"] is None:
+            t["note"] = (f"only {fam['pool']} maps with other labels from other images at this layer "
+                         f"(min_examples={int(min_examples)})")
+        else:
+            t["note"] = ""
+            t["concept"] = runner.concept(t["keys"], load, tag=f"reveal|{t['layer']}|step{step}")
+            t["randoms"] = [runner.concept(r, load, tag=f"reveal|{t['layer']}|step{step}") for r in fam["sets"]]
+    # the maps whose Deep Reveal images are needed: those of tests with a CAV not saved yet
+    needed = {k for t in tests if not t["note"] and not runner.has_cavs(t["layer"], t["concept"], t["randoms"])
+              for k in t["keys"] + [k for r in families[(t["layer"], t["label"])]["sets"] for k in r]}
+
+    rows = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tests), desc=f"TCAV: revealing {len(needed)} maps" if needed else "TCAV", unit="label")
+    try:
+        from threadpoolctl import threadpool_limits  # the BLAS under numpy (the SVM's Gram matrices)
+
+        with limited_threads(threads), threadpool_limits(int(threads)):
+            _reveal(session, needed, step, reveals)  # each image explained once, for every layer
+            if bar is not None:
+                bar.set_description("TCAV")
+            for layer in layers:
+                # every example of the layer through the model once, in full batches, before captum asks
+                runner.prefetch(layer, sorted((k for k in needed if k.layer == layer), key=_order), load)
+                inputs = {}
+                by_label: dict = {}
+                for t in tests:
+                    if t["layer"] == layer:
+                        by_label.setdefault(t["label"], []).append(t)
+                for group in by_label.values():
+                    for t in group:
+                        row = _row(t, ge, runs, len(inputs_of[t["name"]]))
+                        if not t["note"]:
+                            if t["name"] not in inputs:
+                                inputs[t["name"]] = torch.stack([session.input(i) for i in inputs_of[t["name"]]])
+                            res = runner.test(layer, inputs[t["name"]], ge.classes.index(t["name"]),
+                                              t["concept"], t["randoms"])
+                            row.update(n_random=len(t["randoms"][0]._inv_examples),
+                                       tcav_score=float(np.mean(res["concept"])), tcav_std=float(np.std(res["concept"])),
+                                       random_score=float(np.mean(res["random"])), random_std=float(np.std(res["random"])),
+                                       p_value=res["p_value"], significant=bool(res["p_value"] < float(alpha)),
+                                       cav_accuracy=res["cav_accuracy"])
+                        rows.append(row)
+                        if bar is not None:
+                            bar.update(1)
+                    # a label's CAVs are saved: captum's stored activations are not needed any more
+                    runner.forget_activations([c for t in group if not t["note"] for c in [t["concept"], *t["randoms"]]])
+                runner.forget_activations(layer=layer)
+    finally:
+        reveals.clear()
+        if bar is not None:
+            bar.close()
+    out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    out = out.astype({"target": "int64", "n_examples": "int64", "n_random": "int64", "n_images": "int64",
+                      "runs": "int64", "significant": "bool"})
+    out.attrs.update(alpha=float(alpha), step=step, save_path=str(save_path), seed=int(seed))
+    if attach:
+        ge.attach_tcav(out)
+    return out
+
+
+def _plan(ge, names, layers, n_labels, labels, min_examples, max_examples, runs, seed):
+    """The tests (class, layer, label, concept keys) and, per (layer, label), the random sets shared by the
+    classes that have that label: revealed maps of other labels from images without it."""
     maps = ge.maps
     tests, families = [], {}
     for layer in layers:
@@ -388,107 +471,26 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
             for lab in wanted:
                 rows = ge.maps_of(name, layer, lab).sort_values(["image_id", "members"], kind="stable")
                 keys = _keys(rows)
-                if len(keys) > int(max_examples):
-                    pick = np.sort(_rng(seed, "concept", name, layer, lab).choice(len(keys), int(max_examples),
+                if len(keys) > max_examples:
+                    pick = np.sort(_rng(seed, "concept", name, layer, lab).choice(len(keys), max_examples,
                                                                                   replace=False))
                     keys = [keys[p] for p in pick]
                 tests.append(dict(name=name, layer=layer, label=lab, keys=keys,
                                   global_score=float(rows["score"].sum())))
                 fam = families.setdefault((layer, lab), {"size": 0})
-                if len(keys) >= int(min_examples):
+                if len(keys) >= min_examples:
                     fam["size"] = max(fam["size"], len(keys))
     for (layer, lab), fam in families.items():
         at = maps[maps["layer"] == layer]
         with_label = set(at.loc[at["label"] == lab, "image_id"])
-        pool = at[(at["label"] != lab) & ~at["image_id"].isin(with_label)].sort_values(
-            ["image_id", "target", "members"], kind="stable")
-        pool_keys = _keys(pool)
-        fam["pool"] = len(pool_keys)
-        size = min(fam["size"], len(pool_keys))
+        pool = _keys(at[(at["label"] != lab) & ~at["image_id"].isin(with_label)].sort_values(
+            ["image_id", "target", "members"], kind="stable"))
+        fam["pool"] = len(pool)
+        size = min(fam["size"], len(pool))
         rng = _rng(seed, "random", layer, lab)
-        fam["sets"] = [[pool_keys[p] for p in np.sort(rng.choice(len(pool_keys), size, replace=False))]
-                       for _ in range(runs + 1)] if size >= int(min_examples) else None
-
-    inputs_of = {}
-    for name in names:
-        ids = sorted(set(maps.loc[maps["class"] == name, "image_id"]))
-        idx = sorted(session.index_of(i) for i in ids)
-        if len(idx) > int(max_images):
-            idx = sorted(_rng(seed, "images", name).choice(idx, int(max_images), replace=False).tolist())
-        inputs_of[name] = idx
-
-    # ---- running: a layer at a time, revealed examples computed only when some CAV is missing ----
-    reveals: dict[MapKey, np.ndarray] = {}
-
-    def load(keys):
-        return [reveals[k] for k in keys]
-
-    def concept_of(layer, keys):
-        return runner.concept(keys, load, tag=f"reveal|{layer}|step{step}")
-
-    rows_out = []
-    for t in tests:
-        fam = families[(t["layer"], t["label"])]
-        t["note"] = ""
-        if len(t["keys"]) < int(min_examples):
-            t["note"] = f"{len(t['keys'])} maps carry this label (min_examples={int(min_examples)})"
-        elif fam["sets"] is None:
-            t["note"] = (f"only {fam['pool']} maps with other labels from other images at this layer "
-                         f"(min_examples={int(min_examples)})")
-        if not t["note"]:
-            t["concept"] = concept_of(t["layer"], t["keys"])
-            t["randoms"] = [concept_of(t["layer"], s) for s in fam["sets"]]
-    runnable = [t for t in tests if not t["note"]]
-    # every image explained once for all layers, and only when some CAV of its maps is not saved yet
-    needed = {k for t in runnable if not runner.has_cavs(t["layer"], t["concept"], t["randoms"])
-              for k in t["keys"] + [k for s in families[(t["layer"], t["label"])]["sets"] for k in s]}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(tests), desc=f"TCAV: revealing {len(needed)} maps" if needed else "TCAV", unit="label")
-    try:
-        with limited_threads(threads):
-            _reveal(session, needed, step, reveals)
-            if bar is not None:
-                bar.set_description("TCAV")
-            for layer in layers:
-                # every example of the layer through the model once, in full batches, before captum asks for them
-                runner.prefetch(layer, sorted((k for k in needed if k.layer == layer), key=_order), load)
-                class_inputs = {}
-                by_label: dict = {}
-                for t in tests:
-                    if t["layer"] == layer:
-                        by_label.setdefault(t["label"], []).append(t)
-                for lab, group in by_label.items():
-                    for t in group:
-                        row = _row(t, ge, runs, len(inputs_of[t["name"]]))
-                        if not t["note"]:
-                            if t["name"] not in class_inputs:
-                                class_inputs[t["name"]] = torch.stack([session.input(i) for i in inputs_of[t["name"]]])
-                            res = runner.test(layer, class_inputs[t["name"]], ge.classes.index(t["name"]),
-                                              t["concept"], t["randoms"])
-                            row.update(n_random=len(families[(layer, lab)]["sets"][0]),
-                                       tcav_score=float(np.mean(res["concept"])), tcav_std=float(np.std(res["concept"])),
-                                       random_score=float(np.mean(res["random"])), random_std=float(np.std(res["random"])),
-                                       p_value=res["p_value"], significant=bool(res["p_value"] < float(alpha)),
-                                       cav_accuracy=res["cav_accuracy"])
-                        rows_out.append(row)
-                        if bar is not None:
-                            bar.update(1)
-                    runner.forget_activations([c for t in group if not t["note"] for c in [t["concept"], *t["randoms"]]])
-                runner.forget_activations(layer=layer)
-    finally:
-        reveals.clear()
-        if bar is not None:
-            bar.close()
-    out = pd.DataFrame(rows_out, columns=RESULT_COLUMNS)
-    out = out.astype({"target": "int64", "n_examples": "int64", "n_random": "int64", "n_images": "int64",
-                      "runs": "int64", "significant": "bool"})
-    out.attrs.update(alpha=float(alpha), step=step, save_path=str(save_path), seed=int(seed))
-    if attach:
-        ge.attach_tcav(out)
-    return out
+        fam["sets"] = ([[pool[p] for p in np.sort(rng.choice(len(pool), size, replace=False))] for _ in range(runs + 1)]
+                       if size >= min_examples else None)
+    return tests, families
 
 
 def _row(t: dict, ge, runs: int, n_images: int) -> dict:
