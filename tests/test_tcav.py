@@ -104,6 +104,7 @@ def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_
     # each example went through the model once, although the random sets share examples
     assert sorted(asked, key=repr) == sorted(set(asked), key=repr)
     assert runner.concept([("red", k) for k in reversed(range(12))], None) is red  # a set: order does not matter
+    n_examples = len(set(asked))
     # the CAVs are saved (captum's save_path) and a second runner reuses them: same scores, nothing retrained
     cavs = sorted(p for p in tmp_path.rglob("*.pkl"))
     assert len(cavs) == 30  # 10 [red, R_k], 10 [green, R_k], 10 [R_k, R_k-1]
@@ -118,10 +119,12 @@ def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_
     assert {p: os.stat(p).st_mtime_ns for p in cavs} == stamps
     # another seed is another classifier: its CAVs are not mixed up with these
     assert not TCAVRunner(session, tmp_path, seed=1).has_cavs("feat", red2, rnd2)
-    # the stored activations were only needed to train: gone after forget_activations
-    assert list((tmp_path / "av").rglob("*.pt"))
-    runner.forget_activations([red, green, *randoms], layer="feat")
-    assert not list((tmp_path / "av").rglob("*.pt")) and not runner._acts
+    # the activations captum stored were only needed to train: gone; the examples' activations stay in memory
+    # for the layer until the caller lets them go
+    assert not list((tmp_path / "av").rglob("*.pt"))
+    assert len(runner._acts) == n_examples
+    runner.forget_activations(layer="feat")
+    assert not runner._acts
 
 
 def test_the_model_is_left_as_it_was(tiny, tmp_path):

@@ -15,8 +15,10 @@ For each (class, layer, label) of a :class:`GlobalExplanation`:
   ``runs`` baseline scores; significant when p < ``alpha``.
 
 CAVs are saved by captum under ``save_path`` and reused by a later call with the same examples, seed and
-classifier (the concept ids are hashes of their examples). The layer activations captum stores to train
-them are deleted once a label's CAVs exist (they take ~130 KB per example at the demo's deepest layers).
+classifier (the concept ids are hashes of their examples); a CAV takes 2 x (the layer's features) numbers, 256 KB
+at the demo's deepest layers. The layer activations captum stores to train them (~130 KB per example there) are
+deleted as soon as the CAVs are trained; each example's activation is computed once per call and kept in memory
+for the layer being tested.
 """
 from __future__ import annotations
 
@@ -183,6 +185,7 @@ class TCAVRunner:
         self._concepts: dict = {}
         self._tcav: dict = {}
         self._acts: dict = {}
+        self._n_features: dict = {}
         os.makedirs(self.save_path, exist_ok=True)
 
     def concept(self, examples: Sequence, load: Callable[[list], list], *, tag: str = ""):
@@ -243,23 +246,58 @@ class TCAVRunner:
     def test(self, layer: str, inputs: torch.Tensor, target: int, concept, randoms) -> dict:
         """TCAV scores of [concept, R_k] and [R_k, R_k-1] for k = 1..len(randoms) - 1 on ``inputs`` (the class's
         images) for the logit of ``target``; ``p_value`` of the two-sided t-test between them."""
+        return self.test_many(layer, inputs, target, [(concept, randoms)])[0]
+
+    def test_many(self, layer: str, inputs: torch.Tensor, target: int, tests) -> list[dict]:
+        """:meth:`test` of several (concept, randoms) on the same images and target: one ``interpret`` call (the
+        images' gradients are computed once) per group of tests that keeps captum's Python copy of the CAVs
+        under about 4 million numbers."""
+        per_test = [2 * (len(randoms) - 1) for _, randoms in tests]
+        budget = max(1, int(4e6 // (2 * self._features(layer, inputs))))
+        out, group = [], []
+        for (concept, randoms), n in zip(tests, per_test):
+            if len(randoms) < 3:
+                raise ValueError("TCAV needs at least 2 random runs (3 random sets: R_0 and R_1..R_runs)")
+            if group and sum(per_test[len(out) + i] for i in range(len(group))) + n > budget:
+                out += self._interpret(layer, inputs, target, group)
+                group = []
+            group.append((concept, randoms))
+        return out + (self._interpret(layer, inputs, target, group) if group else [])
+
+    def _features(self, layer: str, inputs: torch.Tensor) -> int:
+        if layer not in self._n_features:
+            from captum.attr import LayerActivation
+
+            model = self.session.model
+            with eval_mode(model), torch.no_grad():
+                a = LayerActivation(model, dict(model.named_modules())[layer]).attribute(
+                    inputs[:1].to(self.session.device))
+            self._n_features[layer] = int(a[0].numel())
+        return self._n_features[layer]
+
+    def _interpret(self, layer: str, inputs: torch.Tensor, target: int, tests) -> list[dict]:
         from captum.concept._utils.common import concepts_to_str
 
-        if len(randoms) < 3:
-            raise ValueError("TCAV needs at least 2 random runs (3 random sets: R_0 and R_1..R_runs)")
         tcav = self._for_layer(layer)
-        sets = _sets(concept, randoms)
+        sets = [s for concept, randoms in tests for s in _sets(concept, randoms)]
         model = self.session.model
         with eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
             # captum's CAV.load names numpy.core (deprecated in numpy 2): not ours to fix, and harmless
             warnings.filterwarnings("ignore", message="numpy.core is deprecated", category=DeprecationWarning)
             scores = tcav.interpret(inputs.to(self.session.device), sets, target=int(target))
-        runs = len(randoms) - 1
-        sign = [float(scores[concepts_to_str(s)][layer]["sign_count"][0]) for s in sets]
-        accs = [tcav.cavs[concepts_to_str(s)][layer].stats.get("accs", float("nan")) for s in sets[:runs]]
-        accs = [float(a) for a in accs if a is not None]
-        return {"concept": sign[:runs], "random": sign[runs:], "p_value": ttest_p(sign[:runs], sign[runs:]),
-                "cav_accuracy": float(np.nanmean(accs)) if accs and not np.all(np.isnan(accs)) else float("nan")}
+        # the CAVs are saved: the activations captum stored to train them are not needed any more (a later set
+        # with one of these concepts gets them again from the in-memory cache)
+        self.forget_activations({id(c): c for st in sets for c in st}.values())
+        out = []
+        for concept, randoms in tests:
+            mine = _sets(concept, randoms)
+            runs = len(randoms) - 1
+            sign = [float(scores[concepts_to_str(s)][layer]["sign_count"][0]) for s in mine]
+            accs = [tcav.cavs[concepts_to_str(s)][layer].stats.get("accs") for s in mine[:runs]]
+            accs = np.array([np.nan if a is None else float(a) for a in accs])
+            out.append({"concept": sign[:runs], "random": sign[runs:], "p_value": ttest_p(sign[:runs], sign[runs:]),
+                        "cav_accuracy": float(np.nanmean(accs)) if np.isfinite(accs).any() else float("nan")})
+        return out
 
     def forget_activations(self, concepts=(), layer: str | None = None) -> None:
         """Delete the activations captum stored for these concepts (their CAVs stay), and the cached activations
@@ -420,19 +458,20 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
             for layer in layers:
                 # every example of the layer through the model once, in full batches, before captum asks
                 runner.prefetch(layer, sorted((k for k in needed if k.layer == layer), key=_order), load)
-                inputs = {}
-                by_label: dict = {}
-                for t in tests:
-                    if t["layer"] == layer:
-                        by_label.setdefault(t["label"], []).append(t)
-                for group in by_label.values():
-                    for t in group:
-                        row = _row(t, ge, runs, len(inputs_of[t["name"]]))
-                        if not t["note"]:
-                            if t["name"] not in inputs:
-                                inputs[t["name"]] = torch.stack([session.input(i) for i in inputs_of[t["name"]]])
-                            res = runner.test(layer, inputs[t["name"]], ge.classes.index(t["name"]),
-                                              t["concept"], t["randoms"])
+                todo = [t for t in tests if t["layer"] == layer]
+                for name in dict.fromkeys(t["name"] for t in todo):
+                    mine = [t for t in todo if t["name"] == name]
+                    run = [t for t in mine if not t["note"]]
+                    results = []
+                    if run:
+                        inputs = torch.stack([session.input(i) for i in inputs_of[name]])
+                        results = runner.test_many(layer, inputs, ge.classes.index(name),
+                                                   [(t["concept"], t["randoms"]) for t in run])
+                    found = dict(zip(map(id, run), results))
+                    for t in mine:
+                        row = _row(t, ge, runs, len(inputs_of[name]))
+                        res = found.get(id(t))
+                        if res is not None:
                             row.update(n_random=len(t["randoms"][0]._inv_examples),
                                        tcav_score=float(np.mean(res["concept"])), tcav_std=float(np.std(res["concept"])),
                                        random_score=float(np.mean(res["random"])), random_std=float(np.std(res["random"])),
@@ -441,8 +480,6 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
                         rows.append(row)
                         if bar is not None:
                             bar.update(1)
-                    # a label's CAVs are saved: captum's stored activations are not needed any more
-                    runner.forget_activations([c for t in group if not t["note"] for c in [t["concept"], *t["randoms"]]])
                 runner.forget_activations(layer=layer)
     finally:
         reveals.clear()
