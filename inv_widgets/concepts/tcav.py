@@ -6,7 +6,9 @@ For each (class, layer, label) of a :class:`GlobalExplanation`:
   shows them (Deep Reveal at a fixed step, default 3: the top 13 % of pixels, soft edges);
 - **random examples**: revealed maps (same step) of the same layer that carry another label, from images
   that have no map with this label at this layer; ``runs + 1`` random sets R_0 .. R_runs, each as large as
-  the largest concept set of that label at that layer (shared by the classes that have the label);
+  the largest concept set of that label at that layer but at most half the pool (so that the sets differ),
+  shared by the classes that have the label. With ``random="same_class"``, the class's own maps at that layer
+  with another label instead;
 - a CAV (``captum.concept.TCAV``, a linear SVM per experimental set) for [concept, R_k] and for the
   baseline [R_k, R_k-1], k = 1..runs (neighbouring random sets, so that no one random set leans every baseline
   CAV its way); the **TCAV score** of a set is the share of the class's images whose
@@ -332,7 +334,8 @@ def _default_save_path(ge) -> str:
 
 
 def concept_test(session, global_explanation, classes=None, layers=None, n_labels: int = 5, runs: int = 10, *,
-                 labels: Sequence[str] | None = None, step: int = 3, alpha: float = 0.05, min_examples: int = 5,
+                 labels: Sequence[str] | None = None, random: str = "other_labels", step: int = 3,
+                 alpha: float = 0.05, min_examples: int = 5,
                  max_examples: int = 50, max_images: int = 50, save_path=None, seed: int = 0, threads: int = 1,
                  progress: bool = True, attach: bool = True) -> pd.DataFrame:
     """Test the labels of a global explanation with TCAV (captum); see the module docstring for the method.
@@ -354,6 +357,11 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
         Random runs (default 10; the t-test needs at least 2, TCAV's authors use 10 or more).
     labels : list of str, optional
         Labels tested as well wherever a class has maps with them (e.g. noise labels).
+    random : {"other_labels", "same_class"}
+        Where the random examples come from: revealed maps of other labels from images without this label, any
+        class (default; the concept is then tested against the rest of the world, so the class itself counts
+        for much of it), or the same class's maps at the layer with another label (the concept against the
+        other things the layer sees in the class: a sharper test, see ``python -m inv_widgets.eval global``).
     step : int
         The Deep Reveal step of the concept and random examples (0..5; default 3, the top 13 % of pixels).
     alpha : float
@@ -414,7 +422,10 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
     if save_path is None:
         save_path = _default_save_path(ge)
     runner = TCAVRunner(session, save_path, seed=seed)
-    tests, families = _plan(ge, names, layers, n_labels, labels, int(min_examples), int(max_examples), runs, seed)
+    if random not in ("other_labels", "same_class"):
+        raise ValueError(f"random must be 'other_labels' or 'same_class', got {random!r}")
+    tests, families = _plan(ge, names, layers, n_labels, labels, int(min_examples), int(max_examples), runs, seed,
+                            random)
     inputs_of = {}
     for name in names:
         idx = sorted(session.index_of(i) for i in set(ge.maps.loc[ge.maps["class"] == name, "image_id"]))
@@ -428,11 +439,12 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
         return [reveals[k] for k in keys]
 
     for t in tests:
-        fam = families[(t["layer"], t["label"])]
+        fam = families[t["family"]]
         if len(t["keys"]) < int(min_examples):
             t["note"] = f"{len(t['keys'])} maps carry this label (min_examples={int(min_examples)})"
         elif fam["sets"] is None:
-            t["note"] = (f"only {fam['pool']} maps with other labels from other images at this layer "
+            where = "of this class" if random == "same_class" else "from other images"
+            t["note"] = (f"only {fam['pool']} maps with other labels {where} at this layer "
                          f"(min_examples={int(min_examples)})")
         else:
             t["note"] = ""
@@ -440,7 +452,7 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
             t["randoms"] = [runner.concept(r, load, tag=f"reveal|{t['layer']}|step{step}") for r in fam["sets"]]
     # the maps whose Deep Reveal images are needed: those of tests with a CAV not saved yet
     needed = {k for t in tests if not t["note"] and not runner.has_cavs(t["layer"], t["concept"], t["randoms"])
-              for k in t["keys"] + [k for r in families[(t["layer"], t["label"])]["sets"] for k in r]}
+              for k in t["keys"] + [k for r in families[t["family"]]["sets"] for k in r]}
 
     rows = []
     bar = None
@@ -488,15 +500,16 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
     out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     out = out.astype({"target": "int64", "n_examples": "int64", "n_random": "int64", "n_images": "int64",
                       "runs": "int64", "significant": "bool"})
-    out.attrs.update(alpha=float(alpha), step=step, save_path=str(save_path), seed=int(seed))
+    out.attrs.update(alpha=float(alpha), step=step, random=random, save_path=str(save_path), seed=int(seed))
     if attach:
         ge.attach_tcav(out)
     return out
 
 
-def _plan(ge, names, layers, n_labels, labels, min_examples, max_examples, runs, seed):
-    """The tests (class, layer, label, concept keys) and, per (layer, label), the random sets shared by the
-    classes that have that label: revealed maps of other labels from images without it."""
+def _plan(ge, names, layers, n_labels, labels, min_examples, max_examples, runs, seed, random):
+    """The tests (class, layer, label, concept keys) and their random families: per (layer, label), shared by the
+    classes with that label, revealed maps of other labels from images without it (``random="other_labels"``);
+    or per (class, layer, label), the class's maps at that layer with another label (``"same_class"``)."""
     maps = ge.maps
     tests, families = [], {}
     for layer in layers:
@@ -512,19 +525,24 @@ def _plan(ge, names, layers, n_labels, labels, min_examples, max_examples, runs,
                     pick = np.sort(_rng(seed, "concept", name, layer, lab).choice(len(keys), max_examples,
                                                                                   replace=False))
                     keys = [keys[p] for p in pick]
-                tests.append(dict(name=name, layer=layer, label=lab, keys=keys,
+                family = (layer, lab, name if random == "same_class" else None)
+                tests.append(dict(name=name, layer=layer, label=lab, keys=keys, family=family,
                                   global_score=float(rows["score"].sum())))
-                fam = families.setdefault((layer, lab), {"size": 0})
+                fam = families.setdefault(family, {"size": 0})
                 if len(keys) >= min_examples:
                     fam["size"] = max(fam["size"], len(keys))
-    for (layer, lab), fam in families.items():
+    for (layer, lab, name), fam in families.items():
         at = maps[maps["layer"] == layer]
-        with_label = set(at.loc[at["label"] == lab, "image_id"])
-        pool = _keys(at[(at["label"] != lab) & ~at["image_id"].isin(with_label)].sort_values(
-            ["image_id", "target", "members"], kind="stable"))
+        if name is None:
+            with_label = set(at.loc[at["label"] == lab, "image_id"])
+            pool = at[(at["label"] != lab) & ~at["image_id"].isin(with_label)]
+        else:
+            pool = at[(at["label"] != lab) & (at["class"] == name)]
+        pool = _keys(pool.sort_values(["image_id", "target", "members"], kind="stable"))
         fam["pool"] = len(pool)
-        size = min(fam["size"], len(pool))
-        rng = _rng(seed, "random", layer, lab)
+        # as large as the largest concept set, yet at most half the pool (so that the random sets differ)
+        size = min(fam["size"], max(min_examples, len(pool) // 2), len(pool))
+        rng = _rng(seed, "random", random, layer, lab, name)
         fam["sets"] = ([[pool[p] for p in np.sort(rng.choice(len(pool), size, replace=False))] for _ in range(runs + 1)]
                        if size >= min_examples else None)
     return tests, families

@@ -25,14 +25,16 @@ def simulated_players(players: int = 8, noise: float = 0.2, seed: int = 0) -> li
 
 
 def play(session, store, indices: Iterable[int], *, players: int = 8, noise: float = 0.2, seed: int = 0,
-         layers: Sequence[str] | None = None, progress: bool = True) -> dict:
+         layers: Sequence[str] | None = None, truth: dict | None = None, progress: bool = True) -> dict:
     """Play the default cut of every layer (or of ``layers``) of the images ``indices``; returns
     ``{MapKey: percent weight}`` of the maps played (what ``GlobalExplanation.from_labels(weights=...)`` takes).
+    ``truth``, when given, receives ``{MapKey: the part that dominates the map}`` (``simulate.dominant_part``).
 
     The session's dataset must know the parts under every pixel (``part_masks(i)``, as the demo's
     ``PartsDataset``): that is what a simulated player looks at.
     """
     from ..engine.maps import reveal_mask
+    from .simulate import dominant_part
 
     data = session.dataset
     if data is None or not hasattr(data, "part_masks"):
@@ -57,6 +59,8 @@ def play(session, store, indices: Iterable[int], *, players: int = 8, noise: flo
                 for j in range(cl.k):
                     key = cl.key(j)
                     weights[key] = float(cl.weights[j])
+                    if truth is not None:
+                        truth[key] = dominant_part(cl.maps[j], masks)
                     steps = [reveal_mask(cl.maps_lowres[j], exp.input_size, s) for s in range(6)]
                     for sim in sims:
                         ans = sim.play(steps, masks, true_name)
