@@ -29,6 +29,9 @@ _LAZY = {
     "runs": ("inv_widgets.runs", None),
     "explain_dataset": ("inv_widgets.runs", "explain_dataset"),
     "Run": ("inv_widgets.runs", "Run"),
+    "GlobalExplanation": ("inv_widgets.concepts", "GlobalExplanation"),
+    "GlobalView": ("inv_widgets.widgets.global_view", "GlobalView"),
+    "concept_test": ("inv_widgets.concepts", "concept_test"),
 }
 
 __all__ = ["Session", "explain", "Explanation", "LayerResult", "Clusters", "MapKey", *_LAZY]

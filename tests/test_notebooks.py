@@ -73,3 +73,20 @@ def test_02_your_model_runs_with_random_weights():
     text = "".join(o.get("text", "") for o in outputs(nb, "stream"))
     assert "random weights" in text
     print(f"02_your_model kernel RSS: {rss / 2**20:.0f} MiB")
+
+
+@pytest.mark.slow
+def test_04_global_runs_on_a_small_labelling_session(tmp_path):
+    """04_global with INV_GLOBAL_IMAGES=40 (the notebook's default is 100): simulated players, the global
+    explanation, the GlobalView with its Explorer, TCAV and the HTML page, all written next to the given store."""
+    store = tmp_path / "global.sqlite"
+    before = sorted(p.name for p in NOTEBOOKS.iterdir())
+    nb, rss = run_notebook("04_global.ipynb", env={"INV_GLOBAL_IMAGES": "40", "INV_LABEL_STORE": str(store)})
+    assert not list(outputs(nb, "error")), [o.get("evalue") for o in outputs(nb, "error")]
+    widgets = [o for o in outputs(nb, "execute_result") if WIDGET_MIME in o.get("data", {})]
+    assert len(widgets) == 2, "the GlobalView and the Explorer should be displayed"
+    text = "".join(o.get("text", "") for o in outputs(nb, "stream"))
+    assert "cluster maps played" in text and "(class, layer, label) tested" in text
+    assert store.exists() and (tmp_path / "global_explanation.html").stat().st_size > 10_000
+    assert sorted(p.name for p in NOTEBOOKS.iterdir()) == before  # nothing written next to the notebook
+    print(f"04_global kernel RSS: {rss / 2**20:.0f} MiB")

@@ -1,0 +1,368 @@
+"""Global explanations: which named features each layer uses for each class (PAPER.md, "Labels to explanations").
+
+From the output of :func:`~inv_widgets.labels.aggregate_labels` (one scored label per cluster map and label),
+each map's best label (rank 1) counts for its class (the map's target) and layer:
+
+- ``score``: the sum of the best-label scores of the maps carrying that label (the paper's "best-label
+  scores summed over the images");
+- ``n_images`` / ``n_maps``: images and cluster maps that carry it (a merged map counts its merged maps);
+- ``mean_weight``: the mean percent weight of those cluster maps (from ``weights``, a ``weight`` column, or
+  the session: the sum of the member channels' weights, as ``Clusters.weights`` shows it);
+- ``examples``: the MapKeys of the best examples, at most one per image (highest score, then weight).
+
+``trends(cls)`` follows each label through the layers: its score per image of the class at each layer
+(0 where it is nobody's best label) and the least-squares slope over the layer positions; the 6 most rising
+and the 6 most falling labels, as in the paper's second view.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..engine import MapKey
+
+__all__ = ["GlobalExplanation"]
+
+_KEY_COLS = ["model", "image_id", "target", "layer", "members"]
+_REQUIRED = _KEY_COLS + ["label", "score", "rank"]
+TABLE_COLUMNS = ["class", "target", "layer", "label", "score", "n_images", "n_maps", "share_images",
+                 "mean_weight", "mean_step", "examples"]
+TCAV_COLUMNS = ["tcav_score", "tcav_random", "tcav_p", "tcav_significant"]
+
+
+def _natural(text: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
+
+
+class GlobalExplanation:
+    """Per class and layer, the labels people gave the cluster maps, summed over images.
+
+    Build it with :meth:`from_labels` (an :func:`aggregate_labels` table) or :meth:`from_store`.
+
+    Attributes
+    ----------
+    maps : DataFrame
+        One row per labelled cluster map: its key columns, class, best label, score, frequency,
+        mean_step, n_maps and weight (percent; NaN when unknown).
+    classes : list of str
+        Every class name, in class-index order (also those without labels).
+    layers : list of str
+        Layers in forward order.
+    tcav : DataFrame or None
+        The last :func:`~inv_widgets.concept_test` result attached (see :meth:`attach_tcav`).
+    """
+
+    def __init__(self, maps: pd.DataFrame, *, class_names: Sequence[str], layers: Sequence[str],
+                 n_examples: int = 3, session=None, attrs: Mapping[str, Any] | None = None):
+        if int(n_examples) < 0:
+            raise ValueError(f"n_examples must be >= 0, got {n_examples}")
+        self.classes = [str(c) for c in class_names]
+        self.layers = [str(name) for name in layers]
+        self.n_examples = int(n_examples)
+        self.maps = maps.reset_index(drop=True)
+        self.session = session
+        self.attrs = dict(attrs or {})
+        self.tcav: pd.DataFrame | None = None
+        self._listeners: list[Callable[["GlobalExplanation"], None]] = []
+        self._base = self._build_table()
+        self._table: pd.DataFrame | None = None
+
+    # ---- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_labels(cls, df: pd.DataFrame, session=None, *, class_names: Sequence[str] | None = None,
+                    layers: Sequence[str] | None = None, weights: Mapping | None = None,
+                    n_examples: int = 3) -> "GlobalExplanation":
+        """A global explanation from an :func:`~inv_widgets.aggregate_labels` table.
+
+        Parameters
+        ----------
+        df : DataFrame
+            The aggregated labels (columns model, image_id, target, layer, members, label, score, rank, and
+            optionally frequency, mean_step, n_maps, weight). Only each map's best label (rank 1) counts.
+        session : Session, optional
+            Gives the class names, the layer order and the cluster-map weights (one model pass per labelled
+            image, unless ``weights`` or a ``weight`` column has them), keeps only this model's maps, and
+            lets :meth:`to_html`, the GlobalView and TCAV show and test the maps.
+        class_names, layers : optional
+            Class names in class-index order and layers in forward order (default: the session's; else
+            ``str(target)`` and the layers found, in natural order).
+        weights : mapping MapKey -> percent, optional
+            Cluster-map weights (e.g. collected from ``Clusters.weights`` while playing).
+        n_examples : int
+            MapKeys kept per (class, layer, label) as examples (default 3).
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"expected the DataFrame of aggregate_labels, got {type(df).__name__}; "
+                            "from a label store use GlobalExplanation.from_store(store, session)")
+        missing = [c for c in _REQUIRED if c not in df.columns]
+        if missing:
+            raise ValueError(f"the labels table lacks the columns {missing}; pass the output of "
+                             f"inv.aggregate_labels(store, class_names=...) (it has {_REQUIRED})")
+        best = df[df["rank"] == 1]
+        dropped = 0
+        if session is not None:
+            keep = best["model"] == session.fingerprint
+            dropped = int((~keep).sum())
+            best = best[keep]
+            if dropped:
+                warnings.warn(f"{dropped} labelled maps belong to other models than the session's "
+                              f"({session.fingerprint}) and are left out", stacklevel=2)
+        elif best["model"].nunique() > 1:
+            raise ValueError(f"the labels come from {best['model'].nunique()} models "
+                             f"({sorted(best['model'].unique())}); pass the session of one model, or filter "
+                             "the table by its 'model' column first")
+        maps = pd.DataFrame({
+            "model": best["model"].astype(str).to_numpy(),
+            "image_id": best["image_id"].astype(str).to_numpy(),
+            "target": best["target"].astype("int64").to_numpy(),
+            "layer": best["layer"].astype(str).to_numpy(),
+            "members": best["members"].astype(str).to_numpy(),
+            "label": best["label"].astype(str).to_numpy(),
+            "score": best["score"].astype("float64").to_numpy(),
+            "frequency": (best["frequency"] if "frequency" in best else pd.Series(1, index=best.index))
+            .astype("int64").to_numpy(),
+            "mean_step": (best["mean_step"] if "mean_step" in best else pd.Series(np.nan, index=best.index))
+            .astype("float64").to_numpy(),
+            "n_maps": (best["n_maps"] if "n_maps" in best else pd.Series(1, index=best.index))
+            .astype("int64").to_numpy(),
+        })
+        if maps.duplicated(_KEY_COLS).any():
+            raise ValueError("some cluster maps have more than one rank-1 label; pass the output of "
+                             "aggregate_labels (one rank 1 per map)")
+        maps["weight"] = cls._weights(maps, best, session, weights)
+
+        if class_names is None and session is not None:
+            class_names = session.classes
+        top = int(maps["target"].max()) + 1 if len(maps) else 0
+        if class_names is None:
+            class_names = [str(i) for i in range(top)]
+        elif top > len(class_names):
+            raise ValueError(f"the labels name class {top - 1} but class_names has only {len(class_names)} entries")
+        found = list(dict.fromkeys(maps["layer"]))
+        if layers is None:
+            layers = session.layers if session is not None else sorted(found, key=_natural)
+        layers = list(layers)
+        unknown = [name for name in found if name not in layers]
+        if unknown:
+            raise ValueError(f"the labels name layers {unknown} that are not among the layers {layers}")
+        maps.insert(3, "class", [class_names[t] for t in maps["target"]])
+        attrs = {k: v for k, v in df.attrs.items() if isinstance(v, (str, int, float))}
+        attrs["n_other_models"] = dropped
+        return cls(maps, class_names=class_names, layers=layers, n_examples=n_examples, session=session,
+                   attrs=attrs)
+
+    @staticmethod
+    def _weights(maps: pd.DataFrame, best: pd.DataFrame, session, weights) -> np.ndarray:
+        if weights is not None:
+            keys = [MapKey(*row) for row in maps[_KEY_COLS].itertuples(index=False, name=None)]
+            lost = [k for k in keys if k not in weights]
+            if lost:
+                raise KeyError(f"weights has no entry for {len(lost)} labelled maps (e.g. {lost[0]}); give every "
+                               "map a weight, or leave weights out to compute them from the session")
+            return np.array([float(weights[k]) for k in keys], dtype=np.float64)
+        if "weight" in best.columns:
+            return best["weight"].astype("float64").to_numpy()
+        if session is not None and len(maps):
+            from .examples import map_weights
+
+            keys = [MapKey(*row) for row in maps[_KEY_COLS].itertuples(index=False, name=None)]
+            got = map_weights(session, keys)
+            return np.array([got[k] for k in keys], dtype=np.float64)
+        return np.full(len(maps), np.nan)
+
+    @classmethod
+    def from_store(cls, store, session=None, *, class_names: Sequence[str] | None = None, merge: bool = False,
+                   min_labels: int = 1, model: Any = None, weights: Mapping | None = None,
+                   n_examples: int = 3, progress: bool = False) -> "GlobalExplanation":
+        """Aggregate a label store (:func:`~inv_widgets.aggregate_labels`) and build the global explanation.
+
+        ``class_names`` defaults to the session's; ``merge``, ``min_labels`` and ``model`` (the
+        Sentence-BERT model) are passed to ``aggregate_labels``.
+        """
+        from ..labels import aggregate_labels
+
+        if class_names is None and session is not None:
+            class_names = session.classes
+        options = dict(class_names=class_names, merge=merge, min_labels=min_labels, progress=progress)
+        if model is not None:
+            options["model"] = model
+        if merge and weights is not None:
+            options["weights"] = weights
+        df = aggregate_labels(store, **options)
+        return cls.from_labels(df, session, class_names=class_names, weights=None if merge else weights,
+                               n_examples=n_examples)
+
+    # ---- the table ------------------------------------------------------------------------------
+    def _build_table(self) -> pd.DataFrame:
+        maps = self.maps
+        if maps.empty:
+            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+                TABLE_COLUMNS, [object, "int64", object, object, "float64", "int64", "int64", "float64",
+                                "float64", "float64", object])})
+        group = ["target", "layer", "label"]
+        maps = maps.assign(_wstep=maps["mean_step"] * maps["frequency"])
+        agg = maps.groupby(group, sort=False).agg(
+            score=("score", "sum"), n_images=("image_id", "nunique"), n_maps=("n_maps", "sum"),
+            mean_weight=("weight", "mean"), _wstep=("_wstep", "sum"), _freq=("frequency", "sum"),
+        ).reset_index()
+        agg["mean_step"] = agg["_wstep"] / agg["_freq"]
+        per_class = maps.groupby("target")["image_id"].nunique()
+        agg["share_images"] = agg["n_images"] / agg["target"].map(per_class)
+        agg["class"] = [self.classes[t] for t in agg["target"]]
+        found = self._examples(maps, group)
+        agg["examples"] = [list(found.get(k, [])) for k in agg[group].itertuples(index=False, name=None)]
+        pos = {name: i for i, name in enumerate(self.layers)}
+        agg["_layer_pos"] = agg["layer"].map(pos)
+        agg = agg.sort_values(["target", "_layer_pos", "score", "label"], ascending=[True, True, False, True],
+                              kind="stable")
+        return agg[TABLE_COLUMNS].reset_index(drop=True)
+
+    def _examples(self, maps: pd.DataFrame, group: list[str]) -> dict:
+        """Per (target, layer, label): the keys of the best maps, one per image, unmerged maps first."""
+        if self.n_examples == 0:
+            return {}
+        ranked = maps.assign(_merged=maps["n_maps"] > 1, _w=maps["weight"].fillna(-1.0)).sort_values(
+            group + ["_merged", "score", "_w", "image_id", "members"],
+            ascending=[True, True, True, True, False, False, True, True], kind="stable")
+        ranked = ranked.drop_duplicates(group + ["image_id"]).groupby(group, sort=False).head(self.n_examples)
+        out: dict = {}
+        for g, row in zip(ranked[group].itertuples(index=False, name=None),
+                          ranked[_KEY_COLS].itertuples(index=False, name=None)):
+            out.setdefault(g, []).append(MapKey(*row))
+        return out
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per (class, layer, label): score, n_images, n_maps, share_images (of the class's labelled
+        images), mean_weight, mean_step, examples (MapKeys); after TCAV also tcav_score, tcav_random, tcav_p,
+        tcav_significant (NaN / None where not tested). Sorted by class, layer (forward order), score."""
+        if self._table is None:
+            t = self._base.copy()
+            if self.tcav is not None and len(self.tcav):
+                cols = self.tcav[["class", "layer", "label", "tcav_score", "random_score", "p_value", "significant"]]
+                cols = cols.rename(columns={"random_score": "tcav_random", "p_value": "tcav_p",
+                                            "significant": "tcav_significant"})
+                t = t.merge(cols, on=["class", "layer", "label"], how="left")
+            self._table = t
+        return self._table.copy()
+
+    def __repr__(self):
+        n_cls = self.maps["target"].nunique() if len(self.maps) else 0
+        return (f"GlobalExplanation({len(self.maps)} labelled maps, {n_cls}/{len(self.classes)} classes, "
+                f"{len(self.layers)} layers, {len(self._base)} (class, layer, label) rows"
+                + (", TCAV attached" if self.tcav is not None else "") + ")")
+
+    # ---- lookups ----------------------------------------------------------------------------------
+    def class_name(self, cls) -> str:
+        """The class name of ``cls`` (a name or a class index)."""
+        if isinstance(cls, (bool, np.bool_)):
+            raise TypeError("a class is a name or an index, not a bool")
+        if isinstance(cls, (int, np.integer)):
+            if not 0 <= int(cls) < len(self.classes):
+                raise IndexError(f"class {int(cls)} out of range: there are {len(self.classes)} classes")
+            return self.classes[int(cls)]
+        if str(cls) not in self.classes:
+            raise KeyError(f"unknown class {cls!r}; the classes are {self.classes}")
+        return str(cls)
+
+    def layer_name(self, layer) -> str:
+        """The layer name of ``layer`` (a name or a position in :attr:`layers`, negative from the end)."""
+        if isinstance(layer, (int, np.integer)) and not isinstance(layer, (bool, np.bool_)):
+            if not -len(self.layers) <= int(layer) < len(self.layers):
+                raise IndexError(f"layer {int(layer)} out of range: there are {len(self.layers)} layers")
+            return self.layers[int(layer)]
+        if str(layer) not in self.layers:
+            raise KeyError(f"unknown layer {layer!r}; the layers are {self.layers}")
+        return str(layer)
+
+    def n_images(self, cls) -> int:
+        """Labelled images of a class (images with at least one labelled map for that class)."""
+        name = self.class_name(cls)
+        return int(self.maps.loc[self.maps["class"] == name, "image_id"].nunique())
+
+    def top(self, class_name, layer, n: int = 5) -> pd.DataFrame:
+        """The ``n`` best labels of a class at a layer (rows of :attr:`table`, best first)."""
+        name, layer = self.class_name(class_name), self.layer_name(layer)
+        t = self.table
+        return t[(t["class"] == name) & (t["layer"] == layer)].head(int(n)).reset_index(drop=True)
+
+    def maps_of(self, class_name, layer, label: str) -> pd.DataFrame:
+        """Every labelled map of a class at a layer whose best label is ``label`` (rows of :attr:`maps`)."""
+        name, layer = self.class_name(class_name), self.layer_name(layer)
+        m = self.maps
+        return m[(m["class"] == name) & (m["layer"] == layer) & (m["label"] == str(label))].reset_index(drop=True)
+
+    def trends(self, class_name, n: int = 6) -> pd.DataFrame:
+        """How each label of a class rises and falls through the layers.
+
+        Returns one row per label (index ``label``): its score per labelled image of the class at each layer
+        (a column per layer, forward order; 0 where it is no map's best label), ``slope`` (least squares over
+        the layer positions 0, 1, ...), ``trend`` ("rising" or "falling"). The ``n`` most rising labels (largest
+        positive slopes) come first, then the ``n`` most falling (most negative), as in the paper.
+        """
+        name = self.class_name(class_name)
+        t = self._base[self._base["class"] == name]
+        cols = self.layers + ["slope", "trend"]
+        if t.empty or len(self.layers) < 2:
+            return pd.DataFrame(columns=cols).rename_axis("label")
+        per_image = t.pivot_table(index="label", columns="layer", values="score", aggfunc="sum", fill_value=0.0)
+        per_image = per_image.reindex(columns=self.layers, fill_value=0.0) / max(self.n_images(name), 1)
+        x = np.arange(len(self.layers), dtype=np.float64)
+        xc = x - x.mean()
+        slope = per_image.to_numpy() @ xc / float(xc @ xc)
+        per_image["slope"] = slope
+        per_image = per_image.reset_index()
+        rising = per_image[per_image["slope"] > 0].sort_values(["slope", "label"], ascending=[False, True]).head(n)
+        falling = per_image[per_image["slope"] < 0].sort_values(["slope", "label"], ascending=[True, True]).head(n)
+        out = pd.concat([rising.assign(trend="rising"), falling.assign(trend="falling")], ignore_index=True)
+        out.columns.name = None
+        return out.set_index("label")[cols]
+
+    # ---- TCAV ------------------------------------------------------------------------------------------
+    def attach_tcav(self, results: pd.DataFrame) -> None:
+        """Keep a :func:`~inv_widgets.concept_test` result (replacing rows of the same class, layer and label)
+        and tell the views that show this explanation."""
+        need = ["class", "layer", "label", "tcav_score", "random_score", "p_value", "significant"]
+        missing = [c for c in need if c not in results.columns]
+        if missing:
+            raise ValueError(f"TCAV results lack the columns {missing}; pass the output of inv.concept_test")
+        if self.tcav is not None and len(self.tcav):
+            old = self.tcav.set_index(["class", "layer", "label"])
+            new = results.set_index(["class", "layer", "label"])
+            results = pd.concat([old[~old.index.isin(new.index)], new]).reset_index()
+        self.tcav = results.reset_index(drop=True)
+        self._table = None
+        for fn in list(self._listeners):
+            fn(self)
+
+    def tcav_of(self, class_name, layer, label: str) -> dict | None:
+        """The TCAV result of one (class, layer, label), or None when it was not tested."""
+        if self.tcav is None or self.tcav.empty:
+            return None
+        t = self.tcav
+        rows = t[(t["class"] == self.class_name(class_name)) & (t["layer"] == self.layer_name(layer))
+                 & (t["label"] == str(label))]
+        return None if rows.empty else rows.iloc[-1].to_dict()
+
+    def observe(self, callback: Callable[["GlobalExplanation"], None]) -> Callable[[], None]:
+        """Call ``callback(self)`` when TCAV results are attached; returns a function that stops it."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    # ---- the page -------------------------------------------------------------------------------------
+    def to_html(self, path=None, *, session=None, n: int = 5, thumb: int = 56, title: str | None = None) -> str:
+        """One self-contained HTML page (images inline, no script, no network): per class, a column per
+        layer with the top ``n`` labels (score bars, mean weight, TCAV when attached) and their example
+        overlays (drawn with ``session``, default the one this explanation was built with; without one the
+        page has no images), and the rising and falling labels. Written atomically to ``path`` when given;
+        returns the HTML."""
+        from .html import global_html, write_atomic
+
+        page = global_html(self, session if session is not None else self.session, n=n, thumb=thumb, title=title)
+        if path is not None:
+            write_atomic(path, page)
+        return page
