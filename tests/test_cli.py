@@ -22,7 +22,10 @@ def test_cli_explain_torchvision_model_writes_page(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout
     page = out.read_text()
-    n_layers = len(inv.Session(__import__("torchvision").models.mobilenet_v3_small(), []).layers)
+    tv = __import__("torchvision").models
+    n_layers = len(inv.Session(tv.mobilenet_v3_small(), [str(img)],
+                               transform=tv.MobileNet_V3_Small_Weights.DEFAULT.transforms()).layers)
+    assert n_layers == 52 - 18  # the 1 x 1 convolutions of the squeeze-excitation blocks are left out
     assert page.count("Grad-CAM</figure>") == n_layers
     assert len(re.findall(r"w = \d+\.\d%", page)) >= n_layers  # every layer shows weighted cluster maps
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
