@@ -17,8 +17,10 @@ from . import render
 __all__ = ["write_atomically", "check_output_path", "overlay_png", "map_png", "gallery_sheet", "explanation_page"]
 
 
-def check_output_path(path) -> Path:
-    """``path`` as a Path, if a file can be written there: an error naming the fix otherwise (before any work)."""
+def check_output_path(path, *, try_write: bool = False) -> Path:
+    """``path`` as a Path, if a file can be written there: an error naming the fix otherwise (before any work).
+    ``try_write`` creates and removes a temporary file in the folder (some folders, such as /proc, refuse new
+    files whatever their permissions say)."""
     path = Path(os.fspath(path))
     if path.is_dir():
         raise IsADirectoryError(f"{str(path)!r} is a directory; give a file name inside it, e.g. "
@@ -28,6 +30,15 @@ def check_output_path(path) -> Path:
         raise FileNotFoundError(f"the folder {str(folder)!r} does not exist; create it first or choose another path")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write in the folder {str(folder)!r}; choose a path in a folder you can write to")
+    if try_write:
+        import tempfile
+
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".check"):
+                pass
+        except OSError as e:
+            raise PermissionError(f"cannot write in the folder {str(folder)!r} ({e.strerror or e}); choose a path in "
+                                  "a folder you can write to") from None
     return path
 
 

@@ -93,7 +93,7 @@ def layer_html(lr, thumb: int = 72) -> str:
     e = lr.explanation
     esc = html.escape
     kept = lr.kept
-    share = float(lr.channel_weights[kept].sum()) if len(kept) else 0.0
+    share = float(lr.channel_weights[kept].astype(np.float64).sum()) if len(kept) else 0.0
     h, w = lr.shape
     head = (f"<div><b>{esc(lr.name)}</b>: {lr.n_channels} channels, {len(kept)} kept ({share:.1f} % of the weight), "
             f"feature maps {h}×{w}, recipe {esc(lr.recipe)}</div>")
@@ -131,7 +131,7 @@ def clusters_rows(cl, layer_index: int = -1) -> list[dict]:
     lr = cl.layer
     e = lr.explanation
     kept = lr.kept
-    share = float(lr.channel_weights[kept].sum()) if len(kept) else 0.0
+    share = float(lr.channel_weights[kept].astype(np.float64).sum()) if len(kept) else 0.0
     keys = cl.keys()
     return [{"layer": lr.name, "layer_index": layer_index, "map": j, "weight": float(cl.weights[j]),
              "size": len(cl.members[j]), "members": keys[j].members, "key": keys[j], "k": cl.k,
