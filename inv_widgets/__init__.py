@@ -13,13 +13,18 @@ from __future__ import annotations
 import importlib
 
 from .engine import Clusters, Explanation, LayerResult, MapKey
+from .engine import display as _display
 from .session import Session, explain
+
+# pictures and files of the engine's results (exp.to_html, clusters.to_png, _repr_html_) come from export.py
+_display.provide("export", lambda: importlib.import_module("inv_widgets.export"))
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "demo": ("inv_widgets.demo", None),
     "render": ("inv_widgets.render", None),
+    "export": ("inv_widgets.export", None),
     "Explorer": ("inv_widgets.widgets", "Explorer"),
     "LabelingGame": ("inv_widgets.widgets", "LabelingGame"),
     "LabelStore": ("inv_widgets.labels", "LabelStore"),

@@ -3,10 +3,15 @@
     inv-widgets explain                          # the demo model on the demo's first image -> inv_report.html
     inv-widgets explain photo.jpg --model vgg16 --weights none --out vgg.html
     inv-widgets eval parts | labels | global     # evaluations on the embedded default
+
+Arguments are checked before anything is computed; a problem is one line on stderr that names the fix
+(``error: ...``), exit status 2 for a wrong argument and 1 when the work itself fails, and no file is left
+behind (the page is written whole or not at all).
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,34 +19,53 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _progress(done, total, msg):
-    width = 24
-    filled = int(width * done / max(total, 1))
-    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {msg:<40}", end="", file=sys.stderr, flush=True)
-    if done >= total:
-        print(file=sys.stderr)
+class CliError(Exception):
+    """A problem to report in one line; ``status`` is the exit status."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
 
 
-def _torchvision_model(name: str, weights: str):
-    import torchvision
+def _progress():
+    """A progress callback drawing a tqdm bar (notebook or terminal) on stderr."""
+    from tqdm.auto import tqdm
 
+    bar = None
+
+    def update(done, total, msg):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="step", desc="explaining", file=sys.stderr, leave=False)
+        bar.total = total
+        bar.set_postfix_str(msg[:40], refresh=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
     try:
-        builder = torchvision.models.get_model_builder(name)
-        enum = torchvision.models.get_model_weights(name)
-    except (ValueError, KeyError):
-        raise SystemExit(f"error: unknown torchvision model {name!r} (e.g. vgg16, resnet50, mobilenet_v3_small)")
-    meta_weights = enum.DEFAULT
-    if weights.lower() == "none":
-        import torch
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of cluster maps, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (cluster maps per layer), got {value}")
+    return value
 
-        torch.manual_seed(0)  # random weights, but the same ones every run
-        model = builder(weights=None)
-    else:
-        w = meta_weights if weights.upper() == "DEFAULT" else enum[weights]
-        print(f"loading {w} (downloads the weights once if they are not cached)", file=sys.stderr)
-        model = builder(weights=w)
-        meta_weights = w
-    return model.eval(), meta_weights.transforms(), meta_weights.meta["categories"]
+
+def _target(text: str):
+    """argparse type: a class index (0 or more) or a class name."""
+    if re.fullmatch(r"[+-]?\d+", text.strip()):
+        value = int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{value} is not a class index: indices start at 0 (give 0..classes-1, "
+                                             "or a class name)")
+        return value
+    return text
 
 
 def _recipe(name: str) -> str:
@@ -54,67 +78,164 @@ def _recipe(name: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _torchvision_weights(name: str, weights: str):
+    """(builder, weights enum member or None): checked without building or downloading anything."""
+    import torchvision
+
+    classifiers = torchvision.models.list_models(module=torchvision.models)
+    if name not in classifiers:
+        try:
+            torchvision.models.get_model_builder(name)
+            what = "a torchvision model, but not an image classifier"
+        except ValueError:
+            what = "not a torchvision model"
+        raise CliError(f"--model {name}: {what}; choose a classifier such as vgg16, resnet50 or "
+                       "mobilenet_v3_small (torchvision.models.list_models(module=torchvision.models))", 2)
+    builder = torchvision.models.get_model_builder(name)
+    enum = torchvision.models.get_model_weights(name)
+    if weights.lower() == "none":
+        return builder, None, enum.DEFAULT
+    if weights.upper() == "DEFAULT":
+        return builder, enum.DEFAULT, enum.DEFAULT
+    try:
+        w = enum[weights]
+    except KeyError:
+        choices = ", ".join(m.name for m in enum)
+        raise CliError(f"--weights {weights}: {name} has no such weights; choose none (random, offline), DEFAULT or "
+                       f"one of {choices}", 2) from None
+    return builder, w, w
+
+
+def _torchvision_model(name: str, weights: str):
+    builder, w, meta = _torchvision_weights(name, weights)
+    import torch
+
+    if w is None:
+        torch.manual_seed(0)  # random weights, but the same ones every run
+        model = builder(weights=None)
+    else:
+        print(f"loading {w} (downloads the weights once if they are not cached)", file=sys.stderr)
+        try:
+            model = builder(weights=w)
+        except OSError as e:  # URLError (offline), a full disk, an unreadable cache
+            reason = getattr(e, "reason", None) or e
+            raise CliError(f"--weights {weights}: could not get the {w} weights of {name} ({reason}); check the "
+                           "network, or use --weights none (random weights, offline)") from None
+    return model.eval(), meta.transforms(), meta.meta["categories"]
+
+
+def _check_paths(args) -> Path:
+    from .export import check_output_path
+
+    if args.image is not None and not Path(args.image).is_file():
+        raise CliError(f"image {args.image}: no such file; give the path of an image file", 2)
+    try:
+        return check_output_path(args.out, try_write=True)
+    except OSError as e:
+        raise CliError(f"--out {args.out}: {e}", 2) from None
+
+
 def cmd_explain(args) -> int:
+    out = _check_paths(args)
+    if args.model != "demo":
+        if args.image is None:
+            raise CliError("give an image file to explain with a torchvision model (inv-widgets explain photo.jpg "
+                           f"--model {args.model})", 2)
+        _torchvision_weights(args.model, args.weights)  # a wrong name or weights: said before loading anything
+
     import inv_widgets as inv
+    from .export import write_atomically
     from .report import explanation_html
 
     t0 = time.perf_counter()
-    if args.model == "demo":
-        model, data = inv.demo.load()
-        if args.image is None:
-            session = inv.Session(model, data, recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode)
-            source, title = 0, f"demo image 0 ({data.classes[data[0][1]]})"
-        else:
-            session = inv.Session(model, [args.image], transform=data.transform, class_names=data.classes,
-                                  recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode)
-            source, title = 0, Path(args.image).name
-    else:
-        if args.image is None:
-            raise SystemExit("error: give an image file to explain with a torchvision model")
-        model, transform, classes = _torchvision_model(args.model, args.weights)
-        session = inv.Session(model, [args.image], transform=transform, class_names=classes, recipe=args.recipe,
-                              layers=args.layers, layer_mode=args.layer_mode)
-        source, title = 0, f"{Path(args.image).name} · {args.model} ({args.weights} weights)"
+    options = dict(recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode)
     try:
-        exp = session.explain(source, target=args.target if args.target is None or not args.target.isdigit()
-                              else int(args.target), progress=None if args.quiet else _progress)
-    except (ValueError, TypeError) as e:
-        raise SystemExit(f"error: {e}")
-    page = explanation_html(exp, k=args.k, cmap=args.cmap, title=title)
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)  # never leave a half-written page behind
+        if args.model == "demo":
+            model, data = inv.demo.load()
+            if args.image is None:
+                session = inv.Session(model, data, **options)
+                title = f"demo image 0 ({data.classes[data[0][1]]})"
+            else:
+                session = inv.Session(model, [args.image], transform=data.transform, class_names=data.classes, **options)
+                title = Path(args.image).name
+        else:
+            model, transform, classes = _torchvision_model(args.model, args.weights)
+            session = inv.Session(model, [args.image], transform=transform, class_names=classes, **options)
+            title = f"{Path(args.image).name} · {args.model} ({args.weights} weights)"
+        exp = session.explain(0, target=args.target, progress=None if args.quiet else _progress())  # checks the
+        # target (a class index or name) before the model runs
+        page = explanation_html(exp, k=args.k, cmap=args.cmap, title=title)
+        write_atomically(out, page)
+    except (ValueError, TypeError, OSError, KeyError) as e:
+        raise CliError(str(e).strip("'\"")) from None
     print(f"wrote {out} ({len(page) / 1e6:.1f} MB): target {exp.target_name!r}, predicted {exp.predicted_name!r}, "
           f"{len(exp.layers)} layers, {time.perf_counter() - t0:.1f} s")
     return 0
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="inv-widgets", description="Interpretable Network Visualizations (INV)")
+_EXPLAIN_EPILOG = """examples:
+  inv-widgets explain                                     the demo model on the demo's first image
+  inv-widgets explain photo.jpg --model vgg16             any torchvision classifier, random weights (offline)
+  inv-widgets explain photo.jpg --model vgg16 --weights DEFAULT --target 'golden retriever' --k 5
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a wrong argument answered in one line that says where the help is."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="inv-widgets", description="Interpretable Network Visualizations (INV)")
     sub = ap.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("explain", help="explain one image and write a self-contained HTML page")
-    ex.add_argument("image", nargs="?", help="image file (default: the demo dataset's first image)")
-    ex.add_argument("--model", default="demo", help="'demo' (default) or a torchvision model name, e.g. vgg16")
+    ex = sub.add_parser("explain", help="explain one image and write a self-contained HTML page",
+                        description="Explain one image with INV and write one self-contained HTML page (images "
+                                    "inline, no script, no network): every layer's cluster maps with their weights, "
+                                    "beside the layer's plain Grad-CAM.",
+                        epilog=_EXPLAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("image", nargs="?", help="image file to explain (default: the demo dataset's first image)")
+    ex.add_argument("--model", default="demo",
+                    help="'demo' (the embedded demo CNN, default) or a torchvision classifier name, e.g. vgg16, "
+                         "resnet50, mobilenet_v3_small")
     ex.add_argument("--weights", default="none",
                     help="torchvision weights: 'none' (random, offline; default), 'DEFAULT' or an enum name "
-                         "such as IMAGENET1K_V1 (downloads once)")
-    ex.add_argument("--target", default=None, help="class index or name (default: the predicted class)")
-    ex.add_argument("--layers", nargs="+", default=None, help="layer names (default: every Conv2d)")
-    ex.add_argument("--layer-mode", default="conv", choices=["conv", "blocks"])
+                         "such as IMAGENET1K_V1 (downloads once, then cached)")
+    ex.add_argument("--target", default=None, type=_target,
+                    help="the class to explain: an index (0 or more) or a class name (default: the predicted class)")
+    ex.add_argument("--layers", nargs="+", default=None, metavar="NAME",
+                    help="layer names to explain (default: every Conv2d with feature maps larger than 1x1)")
+    ex.add_argument("--layer-mode", default="conv", choices=["conv", "blocks"],
+                    help="layers found automatically: every Conv2d ('conv', default) or the model's blocks "
+                         "(ResNet's BasicBlock, GoogLeNet's inception modules, ...)")
     ex.add_argument("--recipe", default="fast", type=_recipe,
                     help="clustering recipe: fast (default), paper, paper-sklearn or another registered one")
-    ex.add_argument("--k", type=int, default=None, help="cluster maps per layer (default: the suggested cut)")
-    ex.add_argument("--cmap", default="jet", choices=["jet", "viridis", "inferno", "gray"])
-    ex.add_argument("--out", default="inv_report.html")
-    ex.add_argument("--quiet", action="store_true")
+    ex.add_argument("--k", type=_positive, default=None,
+                    help="cluster maps per layer, 1 or more (default: each layer's suggested cut)")
+    ex.add_argument("--cmap", default="jet", choices=["jet", "viridis", "inferno", "gray"],
+                    help="colour map of the cluster maps (default: jet, as in the paper)")
+    ex.add_argument("--out", default="inv_report.html",
+                    help="the HTML file to write, in an existing folder (default: inv_report.html)")
+    ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=cmd_explain)
     ev = sub.add_parser("eval", help="evaluations on the embedded default (python -m inv_widgets.eval ...)")
     ev.add_argument("what", choices=["parts", "labels", "global"])
     ev.add_argument("rest", nargs=argparse.REMAINDER)
     ev.set_defaults(func=lambda a: __import__("inv_widgets.eval", fromlist=["main"]).main([a.what, *a.rest]))
-    args = ap.parse_args(argv)
-    return args.func(args)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.status
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

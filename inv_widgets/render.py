@@ -28,6 +28,7 @@ __all__ = [
     "resize_map",
     "thumbnail",
     "to_png",
+    "sheet",
 ]
 
 COLORMAPS = ("jet", "viridis", "inferno", "gray")
@@ -207,3 +208,30 @@ def to_png(array: ImageLike, compress_level: int = 1) -> bytes:
     buf = io.BytesIO()
     pil.save(buf, format="PNG", compress_level=int(compress_level))
     return buf.getvalue()
+
+
+def sheet(images: list, captions: list[str], cols: int | None = None, size: int = 160, pad: int = 6) -> np.ndarray:
+    """Pictures side by side with a caption under each (the gallery as one image), uint8 (H, W, 3), white
+    background. Each picture is scaled to ``size`` pixels on its longer side (up or down); ``cols`` per row
+    (default: all in one row, at most 6)."""
+    from PIL import ImageDraw, ImageFont, ImageOps
+
+    if len(images) != len(captions):
+        raise ValueError(f"{len(images)} pictures but {len(captions)} captions")
+    n = len(images)
+    cols = max(1, int(cols) if cols else min(max(n, 1), 6))
+    rows = max(1, -(-n // cols))
+    font = ImageFont.load_default()
+    line = 14
+    cell_w, cell_h = size + pad, size + line + pad
+    canvas = Image.new("RGB", (pad + cols * cell_w, pad + rows * cell_h), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (img, cap) in enumerate(zip(images, captions)):
+        x, y = pad + (i % cols) * cell_w, pad + (i // cols) * cell_h
+        pic = ImageOps.contain(Image.fromarray(to_uint8_image(img)), (size, size), Image.BILINEAR)
+        canvas.paste(pic, (x + (size - pic.width) // 2, y + (size - pic.height) // 2))
+        text = str(cap)
+        while len(text) > 1 and draw.textlength(text, font=font) > size:
+            text = text[:-2] + "…"
+        draw.text((x + (size - draw.textlength(text, font=font)) / 2, y + size + 2), text, fill=(30, 30, 30), font=font)
+    return np.asarray(canvas)

@@ -6,6 +6,7 @@ after that (layers, recipes, cuts) reuses the cached Explanation.
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -14,6 +15,9 @@ from PIL import Image
 from torch import nn
 
 from .engine import Clusters, Explanation, MapKey, build_explanations, find_layers, fingerprint, run_model
+from .engine.capture import LAYER_MODES
+from .engine.modelio import Output, failure_message, input_dtype, layer_names, resolve_layers, select_output, \
+    warn_one_layer
 from .engine.recipes import get_recipe, recipe_names
 from .engine.runtime import LRU, eval_mode
 from .inputs import display_image, to_model_input, tensor_id, to_pil
@@ -46,35 +50,57 @@ class Session:
         Defaults to the dataset's ``classes``.
     device : str or torch.device, optional
         Where the model runs (default: where its parameters are).
-    layers : list of str, optional
-        Layer names to explain; by default found automatically (``layer_mode="conv"``: every Conv2d;
-        ``"blocks"``: block outputs such as ResNet's BasicBlock).
+    layers : str or list of str, optional
+        Layer names to explain (a string is one name; repeated names are explained once, with a warning);
+        checked against the model here. By default found automatically (``layer_mode="conv"``: every Conv2d;
+        ``"blocks"``: the model's building blocks, such as ResNet's BasicBlock or GoogLeNet's inception
+        modules) and, when the model first runs, kept only if they run and give feature maps larger than
+        1 x 1 (the 1 x 1 convolutions of squeeze-excitation blocks have nothing to show; name such a layer to
+        explain it anyway). ``session.layers`` is that list once the model has run.
     recipe : str
         Default clustering recipe, a name of the recipe registry (``inv_widgets.engine.recipes``): "fast"
         (default), "paper" or "paper-sklearn".
+    output : int, str or callable, optional
+        Which of the model's outputs holds the logits, for a model that returns several: an index into a
+        tuple, a key of a dict, or a callable ``f(outputs) -> logits``. By default a tensor as it is, the first
+        item of a tuple (with a warning naming the outputs) or a dict's ``"logits"`` (else its first value).
     cache_size : int
         How many explanations to keep (least recently used are dropped). An explanation asked for with
-        ``target=None`` is the same object as the one asked for with its predicted class.
+        ``target=None`` is the same object as the one asked for with its predicted class. Model inputs are
+        kept for ``2 * cache_size`` images (at least 32), class probabilities for 1,024; ``clear_cache()``
+        empties all of them. See README, "Memory held by a session".
+
+    A float16 or bfloat16 model runs in its own dtype (the input is cast to it); weights and maps are
+    computed in float32 from what it records.
     """
 
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
-                 device=None, layers: Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
-                 cache_size: int = 16, batch_size: int = 8):
+                 device=None, layers: str | Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
+                 cache_size: int = 16, batch_size: int = 8, output: Output = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         recipe = get_recipe(recipe).name
-        if cache_size < 1:
-            raise ValueError("cache_size must be at least 1")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, (int, np.integer)) or cache_size < 1:
+            raise ValueError(f"cache_size must be an integer of at least 1, got {cache_size!r}")
+        if layer_mode not in LAYER_MODES:
+            raise ValueError(f"layer mode {layer_mode!r} is unknown; use one of {LAYER_MODES} or pass layer names")
+        if output is not None and not (callable(output) or isinstance(output, (int, str))) or isinstance(output, bool):
+            raise TypeError(f"output must be an index, a key or a callable, got {output!r}")
         if device is None:
             p = next(iter(model.parameters()), None)
             device = p.device if p is not None else torch.device("cpu")
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.recipe = recipe
+        self.output = output
         self.batch_size = int(batch_size)
         self.cache_size = int(cache_size)
         self.layer_mode = layer_mode
-        self._layers = list(layers) if layers is not None else find_layers(model, layer_mode)
+        self._auto_layers = layers is None
+        self._layers = layer_names(model, layers) if layers is not None else find_layers(model, layer_mode)
+        self._probed = False
+        if self._auto_layers and len(self._layers) == 1:
+            warn_one_layer(model, self._layers[0])
         self.dataset = data if _is_dataset(data) else None
         self.transform = transform if transform is not None else getattr(self.dataset, "transform", None)
         self._extra: list[Any] = []
@@ -84,17 +110,18 @@ class Session:
             self._extra = list(data)
         names = class_names if class_names is not None else getattr(self.dataset, "classes", None)
         self._class_names = [str(c) for c in names] if names is not None else None
-        # Bounded caches (engine.runtime.LRU). Explanations are kept under (image id, target class); an
-        # explanation of the predicted class (target=None) is found through ``_predicted`` (image id ->
-        # predicted class), so that both ways of asking give the same object and it counts once.
+        # Bounded caches (engine.runtime.LRU), all emptied by clear_cache(). Explanations are kept under
+        # (image id, target class); an explanation of the predicted class (target=None) is found through
+        # ``_predicted`` (image id -> predicted class), so that both ways of asking give the same object and it
+        # counts once.
         self._cache = LRU(self.cache_size)
         self._predicted = LRU(4096)
-        self._inputs = LRU(4096)  # model inputs by image index (an added image's is made again from it)
+        self._inputs = LRU(max(2 * self.cache_size, 32))  # model inputs by image index (made again when dropped)
         self._preds = LRU(1024)  # class probabilities by image id
         self._lock = threading.RLock()
         self._fingerprint: str | None = None
         # image id -> index, filled as ids are computed: an index of the session's images, not a cache
-        # (bounded by the number of images, nothing to evict)
+        # (bounded by the number of images, about 100 bytes each, nothing to evict)
         self._ids: dict[str, int] = {}
         self._ids_seen: set[int] = set()
 
@@ -103,12 +130,28 @@ class Session:
         return (len(self.dataset) if self.dataset is not None else 0) + len(self._extra)
 
     def __repr__(self):
-        return (f"Session({type(self.model).__name__}, images={len(self)}, classes={len(self.classes)}, "
-                f"layers={len(self.layers)}, device={str(self.device)!r}, recipe={self.recipe!r})")
+        classes = len(self._class_names) if self._class_names is not None else "?"
+        return (f"Session({type(self.model).__name__}, images={len(self)}, classes={classes}, "
+                f"layers={len(self._layers)}, device={str(self.device)!r}, recipe={self.recipe!r})")
 
     @property
     def layers(self) -> list[str]:
+        """The layers explained, in the order they run. Until the model has run once (the first use runs it on
+        image 0, without gradients), the layers found in the model; then only those that ran and gave feature
+        maps (for automatically found layers, larger than 1 x 1)."""
+        if not self._probed and len(self):
+            self._probe()
         return list(self._layers)
+
+    def _probe(self) -> None:
+        """Run the model once on image 0 (no gradients) to learn which layers run, and check its output."""
+        with self._lock:
+            if not self._probed:
+                x = self.input(0)
+                self._layers, logits = resolve_layers(self.model, x[None].to(self.device), self._layers,
+                                                      auto=self._auto_layers, output=self.output)
+                self._probed = True
+                self._preds.put(tensor_id(x), torch.softmax(logits.float(), 1)[0].cpu().numpy())
 
     @property
     def classes(self) -> list[str]:
@@ -262,10 +305,10 @@ class Session:
             return self._preds.get(key, lambda: self._probabilities(x))
 
     def _probabilities(self, x: torch.Tensor) -> np.ndarray:
+        if not self._probed:
+            self.layers  # noqa: B018 - the first run checks the model's output (and warns once)
         with torch.no_grad(), eval_mode(self.model):
-            logits = self.model(x[None].to(self.device))
-        if isinstance(logits, (tuple, list)):
-            logits = logits[0]
+            logits, _ = select_output(self.model(x[None].to(self.device, input_dtype(self.model))), self.output)
         return torch.softmax(logits.float(), 1)[0].cpu().numpy()
 
     def _resolve(self, item) -> tuple[torch.Tensor, str]:
@@ -321,34 +364,51 @@ class Session:
         return exp
 
     def explain_many(self, images: Sequence, target=None, *, recipe: str | None = None, batch_size: int | None = None,
-                     progress: Progress | None = None, lazy: bool = True) -> list[Explanation]:
+                     progress: Progress | bool = True, lazy: bool = True) -> list[Explanation]:
         """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU).
+
+        Images of different sizes are batched by size, so mixed sizes work whatever is cached. ``progress``:
+        True (default) shows a progress bar (tqdm: notebook or terminal) when there is more than one batch to
+        run, False nothing, or a callable ``progress(done, total, message)``.
 
         The in-memory form of :func:`inv_widgets.explain_dataset`: full explanations (every kept map,
         recuts at any k) in the session's bounded cache, nothing on disk. For a dataset, use that."""
         recipe = get_recipe(recipe or self.recipe).name
         target = self._check_target(target)
         bs = int(batch_size or self.batch_size)
+        if bs < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         resolved = [self._resolve(im) for im in images]
         out: list[Explanation | None] = [None] * len(resolved)
-        todo = []
+        by_shape: dict[tuple, list[int]] = {}  # images not cached, by input shape (in order of appearance)
         for j, (x, iid) in enumerate(resolved):
             hit = self._cached(iid, target)
             if hit is not None:
                 out[j] = hit
             else:
-                todo.append(j)
-        done = len(resolved) - len(todo)
-        for s in range(0, len(todo), bs):
-            chunk = todo[s:s + bs]
-            xs = [resolved[j][0] for j in chunk]
-            exps = self._run(xs, [self._display(images[j], resolved[j][0]) for j in chunk],
-                             [resolved[j][1] for j in chunk], target)
-            for j, e in zip(chunk, exps):
-                out[j] = self._store(e, resolved[j][1], target)
-            done += len(chunk)
-            if progress:
-                progress(done, len(resolved), f"explained {done}/{len(resolved)} images")
+                by_shape.setdefault(tuple(x.shape), []).append(j)
+        chunks = [todo[s:s + bs] for todo in by_shape.values() for s in range(0, len(todo), bs)]
+        done = len(resolved) - sum(len(c) for c in chunks)
+        bar = None
+        if progress is True and len(chunks) > 1:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(resolved), initial=done, unit="img", desc="explaining")
+        try:
+            for chunk in chunks:
+                xs = [resolved[j][0] for j in chunk]
+                exps = self._run(xs, [self._display(images[j], resolved[j][0]) for j in chunk],
+                                 [resolved[j][1] for j in chunk], target)
+                for j, e in zip(chunk, exps):
+                    out[j] = self._store(e, resolved[j][1], target)
+                done += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+                elif callable(progress):
+                    progress(done, len(resolved), f"explained {done}/{len(resolved)} images")
+        finally:
+            if bar is not None:
+                bar.close()
         out = [e if e.recipe == recipe else _with_recipe(e, recipe) for e in out]
         if not lazy:
             for e in out:
@@ -361,20 +421,25 @@ class Session:
             raise ValueError(f"images in one batch must have the same shape, got {sorted(shapes)}")
         batch = torch.stack(xs).to(self.device)
         with self._lock:
+            layers = self.layers  # the first run also checks the layers and the model's output
             try:
-                cap = run_model(self.model, batch, self._layers, target)
+                cap = run_model(self.model, batch, layers, target, output=self.output, spatial_only=self._auto_layers)
             except RuntimeError as e:
-                raise ValueError(
-                    f"the model could not run on an input of shape {tuple(batch.shape[1:])} ({e}). Check the image "
-                    "size and the transform (e.g. resize to the size the model was trained on)."
-                ) from e
+                raise ValueError(failure_message(self.model, batch[0], e)) from e
         names = self._class_names
         if names is None:
             names = self._class_names = [str(i) for i in range(cap.logits.shape[1])]
         elif len(names) != cap.logits.shape[1]:
             raise ValueError(f"the model has {cap.logits.shape[1]} outputs but {len(names)} class names were given")
-        return build_explanations(cap, displays, model_id=self.fingerprint, image_ids=iids, class_names=names,
+        exps = build_explanations(cap, displays, model_id=self.fingerprint, image_ids=iids, class_names=names,
                                   recipe=self.recipe)
+        for e in exps:
+            if all(len(d.kept) == 0 for d in e._layers.values()):
+                warnings.warn(
+                    f"no feature map is kept in any layer for class {e.target_name!r}: the class score does not "
+                    "depend on the explained layers (every guided gradient is zero or negative). Check the model's "
+                    "head (an untrained or zeroed last layer outputs constants).", UserWarning, stacklevel=4)
+        return exps
 
     def _cached(self, iid, target) -> Explanation | None:
         if target is None:
@@ -391,10 +456,15 @@ class Session:
         return held
 
     def clear_cache(self):
+        """Empty every cache the session holds: explanations, predictions, class probabilities, model inputs.
+
+        (The index from image ids to indices stays: it costs about 100 bytes per image and is slow to rebuild.)
+        A widget's own caches (the Explorer's pictures) are emptied by its ``clear_cache()``."""
         with self._lock:
             self._cache.clear()
             self._predicted.clear()
             self._preds.clear()
+            self._inputs.clear()
 
 
 def _with_recipe(exp: Explanation, recipe: str) -> Explanation:
@@ -405,8 +475,9 @@ def _with_recipe(exp: Explanation, recipe: str) -> Explanation:
 
 
 def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,
-            class_names=None, recipe: str = "fast", device=None) -> Explanation:
-    """One-off explanation of one image: ``inv.explain(model, image)``; see :class:`Session`."""
+            class_names=None, recipe: str = "fast", device=None, output: Output = None) -> Explanation:
+    """One-off explanation of one image: ``inv.explain(model, image)``; see :class:`Session` (``output``
+    chooses among the outputs of a model that returns several)."""
     s = Session(model, [image], transform=transform, class_names=class_names, device=device, layers=layers,
-                layer_mode=layer_mode, recipe=recipe, cache_size=1)
+                layer_mode=layer_mode, recipe=recipe, cache_size=1, output=output)
     return s.explain(0, target)

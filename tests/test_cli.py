@@ -22,7 +22,10 @@ def test_cli_explain_torchvision_model_writes_page(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout
     page = out.read_text()
-    n_layers = len(inv.Session(__import__("torchvision").models.mobilenet_v3_small(), []).layers)
+    tv = __import__("torchvision").models
+    n_layers = len(inv.Session(tv.mobilenet_v3_small(), [str(img)],
+                               transform=tv.MobileNet_V3_Small_Weights.DEFAULT.transforms()).layers)
+    assert n_layers == 52 - 18  # the 1 x 1 convolutions of the squeeze-excitation blocks are left out
     assert page.count("Grad-CAM</figure>") == n_layers
     assert len(re.findall(r"w = \d+\.\d%", page)) >= n_layers  # every layer shows weighted cluster maps
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
@@ -44,3 +47,90 @@ def test_report_escapes_class_names(tiny_cnn):
     exp = inv.explain(tiny_cnn, torch.rand(3, 16, 16), class_names=names, target=0)
     page = explanation_html(exp, k=2)
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# ---- arguments checked first, one line, non-zero, nothing left behind (issue 14, item 9) --------------------
+
+def _run(argv, capsys):
+    from inv_widgets.cli import main
+
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse
+        status = e.code
+    err = capsys.readouterr().err
+    return status, err
+
+
+def _one_line_error(err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_cli_refuses_bad_arguments_before_any_work(tmp_path, capsys):
+    img = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
+    cases = {
+        ("--out", str(tmp_path / "missing" / "r.html")): "does not exist; create it first",
+        ("--out", "/proc/r.html"): "cannot write in the folder '/proc'",
+        ("--out", str(tmp_path)): "is a directory; give a file name inside it",
+        ("--k", "0"): "must be at least 1",
+        ("--k", "2.5"): "expected a whole number",
+        ("--target", "-1"): "-1 is not a class index: indices start at 0",
+        (str(img), "--model", "raft_small"): "a torchvision model, but not an image classifier",
+        (str(img), "--model", "no_such_net"): "not a torchvision model",
+        (str(img), "--model", "mobilenet_v3_small", "--weights", "BOGUS"): "choose none (random, offline), DEFAULT or one of IMAGENET1K_V1",
+        (str(tmp_path / "nope.png"),): "no such file",
+        ("--layers", "features.nosuch", "--out", str(tmp_path / "r.html")): "unknown layer name(s) ['features.nosuch']",
+        ("--target", "zebra", "--out", str(tmp_path / "r.html")): "unknown class name 'zebra'",
+    }
+    for args, message in cases.items():
+        status, err = _run(["explain", *args, "--quiet"], capsys)
+        assert status not in (0, None), args
+        assert message in _one_line_error(err), (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]  # no page, no temporary file
+
+
+def test_cli_default_weights_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    import torch.hub
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    img = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
+    status, err = _run(["explain", str(img), "--model", "mobilenet_v3_small", "--weights", "DEFAULT",
+                        "--out", str(tmp_path / "r.html"), "--quiet"], capsys)
+    line = [x for x in err.splitlines() if x.startswith("error")]
+    assert status == 1 and len(line) == 1 and "Traceback" not in err
+    assert "could not get the MobileNet_V3_Small_Weights.IMAGENET1K_V1 weights" in line[0]
+    assert "use --weights none" in line[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_cli_help_describes_every_option(capsys):
+    from inv_widgets.cli import _parser
+
+    ex = _parser()._subparsers._group_actions[0].choices["explain"]
+    for action in ex._actions:
+        assert action.help and action.help != argparse_suppress(), action.dest
+    status, _ = _run(["explain", "--help"], capsys)
+    assert status == 0
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def test_cli_writes_the_demo_page_and_a_target_by_index(tmp_path, capsys):
+    status, err = _run(["explain", "--target", "3", "--k", "2", "--out", str(tmp_path / "r.html"), "--quiet"], capsys)
+    assert status == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert "Why <b>tree</b>?" in page and page.count("Grad-CAM</figure>") == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]

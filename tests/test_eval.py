@@ -103,3 +103,15 @@ def test_simulated_label_session_end_to_end(tmp_path):
     with LabelStore(path) as store:  # every answer is in the store, under both players
         games = store.games()
         assert len(games) == r["answers"] and set(store.participants()["participant"]) == {"sim-0", "sim-1"}
+
+
+def test_evaluations_show_a_progress_bar_not_bare_carriage_returns(capsys):
+    """Issue 14, item 13: tqdm (notebook or terminal), which also says the rate and the time left."""
+    from inv_widgets.eval.parts import evaluate_parts
+
+    evaluate_parts(n=2, recipes=("fast",), progress=True)
+    err = capsys.readouterr().err
+    assert "eval parts" in err and "2/2" in err and ("img/s" in err or "s/img" in err)
+    assert "\r  image" not in err
+    evaluate_parts(n=1, recipes=("fast",), progress=False)
+    assert capsys.readouterr().err == ""

@@ -185,11 +185,12 @@ def test_one_explanation_under_both_names_and_bounded_caches(tiny):
     assert len(s._cache) == 2  # two explanations, each once
     s.explain(2)
     assert len(s._cache) == 2 and s._cached(s.image_id(0), None) is None  # image 0 was least recently used
-    assert s._inputs.maxsize == 4096 and s._preds.maxsize == 1024
+    assert s._inputs.maxsize == 32 and s._preds.maxsize == 1024  # inputs: 2 x cache_size, at least 32
     p = s.predict(3)
     assert s.predict(3) is p  # kept
     s.clear_cache()
-    assert len(s._cache) == 0 and len(s._preds) == 0 and s.explain(1) is not explicit
+    assert len(s._cache) == len(s._preds) == len(s._inputs) == len(s._predicted) == 0
+    assert s.explain(1) is not explicit
 
 
 def test_added_images_survive_the_input_cache(tiny):

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .modelio import Output, check_layer_names, input_dtype, select_output
 from .runtime import eval_mode
 from .weights import guided_alpha
 
 __all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LAYER_MODES"]
+
 
 LAYER_MODES = ("conv", "blocks")
 
@@ -26,10 +28,13 @@ _CONV_TYPES = (nn.Conv2d,)
 def find_layers(model: nn.Module, mode: str = "conv") -> list[str]:
     """Names of the layers to explain, in registration order.
 
-    ``mode="conv"``: every ``nn.Conv2d``. ``mode="blocks"``: the outermost modules that hold a convolution
-    and sit inside an ``nn.Sequential`` (ResNet's BasicBlock/Bottleneck, MobileNet's InvertedResidual,
-    DenseNet's dense blocks and transitions, VGG's convolutions). Layers whose output turns out not to be
-    4-D are dropped at capture time.
+    ``mode="conv"``: every ``nn.Conv2d``. ``mode="blocks"``: the model's building blocks, found from the top:
+    plain containers (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``) are looked into; a module
+    with one convolution (a convolution, or conv-BN-ReLU) is a block; a module with several is a block
+    (ResNet's BasicBlock/Bottleneck, MobileNet's InvertedResidual, DenseNet's dense blocks, GoogLeNet's and
+    Inception's inception modules, RegNet's stages) unless it holds a container of such blocks (a backbone
+    wrapped in another module, or a stage of blocks), which is looked into. Layers that do not run, or whose
+    output is not 4-D, are left out when the model runs (``modelio.resolve_layers``).
     """
     if mode not in LAYER_MODES:
         raise ValueError(f"layer mode {mode!r} is unknown; use one of {LAYER_MODES} or pass layer names")
@@ -37,27 +42,49 @@ def find_layers(model: nn.Module, mode: str = "conv") -> list[str]:
     if mode == "conv":
         names = [n for n, m in named.items() if n and isinstance(m, _CONV_TYPES)]
     else:
-        def has_conv(m):
-            return any(isinstance(s, _CONV_TYPES) for s in m.modules())
-
-        names = []
-        for n, m in named.items():
-            if not n or not has_conv(m):
-                continue
-            parent = named.get(n.rpartition(".")[0]) if "." in n else model
-            if not isinstance(parent, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-                continue
-            if type(m) in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
-                continue  # a plain container: its children are the blocks (subclasses are blocks)
-            if any(n.startswith(p + ".") for p in names):
-                continue  # nested inside a block already chosen
-            names.append(n)
+        names = _blocks(model)
     if not names:
         raise ValueError(
             f"{type(model).__name__} has no Conv2d layer to explain. INV needs layers whose output is a "
             "4-D feature-map tensor (N, C, H, W); pass layers=[...] with the names of such modules "
             "(see [n for n, _ in model.named_modules()])."
         )
+    return names
+
+
+_PLAIN = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _n_convs(m: nn.Module) -> int:
+    return sum(isinstance(s, _CONV_TYPES) for s in m.modules())
+
+
+def _holds_blocks(m: nn.Module) -> bool:
+    """Whether a plain container inside ``m`` holds two or more modules with several convolutions each (a
+    stage of residual blocks), i.e. ``m`` is made of blocks rather than being one."""
+    for s in m.modules():
+        if s is not m and type(s) in _PLAIN and sum(_n_convs(c) >= 2 for c in s.children()) >= 2:
+            return True
+    return False
+
+
+def _blocks(model: nn.Module) -> list[str]:
+    names: list[str] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for child_name, child in module.named_children():
+            name = f"{prefix}{child_name}"
+            n = _n_convs(child)
+            if n == 0:
+                continue
+            if type(child) in _PLAIN or (n >= 2 and _holds_blocks(child)):
+                visit(child, name + ".")
+            else:
+                names.append(name)
+
+    if isinstance(model, _CONV_TYPES):
+        return []
+    visit(model, "")
     return names
 
 
@@ -75,7 +102,8 @@ class Captured:
 
 
 @contextmanager
-def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradients: bool = False):
+def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradients: bool = False, *,
+            spatial_only: bool = False):
     """Context manager: forward hooks on ``layers`` that store a copy of each output, and gradient hooks
     that reduce its gradient to the per-channel statistics INV uses.
 
@@ -84,17 +112,10 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
     change it, and the gradient is the gradient of that same tensor. The full gradients are reduced as
     they arrive and dropped (a VGG-16 explanation needs about 55 MB less), unless ``keep_gradients``
     stores them in ``grads`` too. With ``strict`` a layer whose output is not 4-D raises; otherwise it is
-    skipped.
+    skipped. With ``spatial_only`` a layer whose output has no spatial extent (1 x 1 feature maps, such as the
+    convolutions inside squeeze-excitation blocks) is skipped: its maps have nothing to show.
     """
-    named = dict(model.named_modules())
-    missing = [n for n in layers if n not in named]
-    if missing:
-        close = [n for n in named if n and any(m.split(".")[-1] in n for m in missing)][:5]
-        raise ValueError(
-            f"unknown layer name(s) {missing}; the model has no such module. "
-            + (f"Did you mean one of {close}? " if close else "")
-            + "List the names with [n for n, _ in model.named_modules()]."
-        )
+    named = check_layer_names(model, layers)
     acts: dict[str, torch.Tensor] = {}
     stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     grads: dict[str, torch.Tensor] = {}
@@ -115,6 +136,8 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
                 return
             if name in acts:
                 return  # a module called twice (shared weights): keep its first call, consistently
+            if spatial_only and output.shape[2] * output.shape[3] == 1:
+                return
             order.append(name)
             acts[name] = output.detach().clone()
             if output.requires_grad:
@@ -139,22 +162,25 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
 
 
 def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None, strict: bool = True,
-              keep_gradients: bool = False) -> Captured:
+              keep_gradients: bool = False, *, output: Output = None, spatial_only: bool = False) -> Captured:
     """One forward and one backward pass of a batch ``x`` (B,3,H,W).
 
     ``target``: None (each image's predicted class), an int, or a sequence of B ints. The score
     differentiated is the pre-softmax logit. Only the input's gradient is accumulated (and thrown away):
     no parameter ``.grad`` is left behind and ``requires_grad`` flags are not touched.
-    ``keep_gradients`` also keeps the layers' full gradients (for inspection and tests).
+    ``keep_gradients`` also keeps the layers' full gradients (for inspection and tests). ``output`` says
+    which of the model's outputs holds the logits (:func:`select_output`); ``spatial_only`` leaves out layers
+    with 1 x 1 feature maps. The input is cast to the model's dtype (a float16 or bfloat16 model runs in its
+    own dtype; the weights and maps are computed in float32 from what it records).
     """
-    x = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), capture(model, layers, strict, keep_gradients) as (acts, stats, grads, order):
-        logits = model(x)
-        if isinstance(logits, (tuple, list)):
-            logits = logits[0]
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"the model returned {shape}; a classifier returning logits (batch, classes) is expected")
+    x = x.detach().to(input_dtype(model)).clone().requires_grad_(True)
+    with torch.enable_grad(), capture(model, layers, strict, keep_gradients, spatial_only=spatial_only) as (
+            acts, stats, grads, order):
+        logits, which = select_output(model(x), output)
+        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(f"the model's output{' ' + which if which else ''} has shape {tuple(logits.shape)}; a "
+                             "classifier returning logits (batch, classes) is expected (choose another output with "
+                             "output=...)")
         n_classes = logits.shape[1]
         if target is None:
             t = logits.argmax(1)
@@ -171,6 +197,8 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
             raise ValueError(
                 "none of the chosen layers produced a 4-D feature map in the forward pass; "
                 "choose convolutional layers or blocks that the model actually runs"
+                + (" (layers with 1 x 1 feature maps are left out: a larger input gives them spatial extent, or name "
+                   "them in layers=[...] to explain them anyway)" if spatial_only else "")
             )
         score = logits.gather(1, t[:, None]).sum()
         torch.autograd.backward(score, inputs=[x])

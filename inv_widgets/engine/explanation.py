@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import display
 from .capture import Captured
 from .keys import MapKey
 from .maps import cluster_maps_lowres, reveal_image, upsample_minmax
@@ -25,11 +26,17 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass(eq=False)
 class Clusters:
-    """One cut of one layer's dendrogram: the cluster maps, sorted by weight (descending)."""
+    """One cut of one layer's dendrogram: the cluster maps, sorted by weight (descending).
+
+    ``weights`` are percentages of the layer's total guided-gradient weight: each map's is the sum of its
+    members' ``channel_weights``. They sum to the kept channels' share of the layer (often 70-99 %, less after
+    the paper recipe's pruning), not to 100 as ``channel_weights`` do: the channels below the keep filter
+    (89.6 / C %) are in no cluster map.
+    """
 
     layer: "LayerResult"
     maps: np.ndarray  # (K, H, W) float32 in [0, 1], input resolution
-    weights: np.ndarray  # (K,) percent, descending
+    weights: np.ndarray  # (K,) percent of the layer total, descending; sum = the kept channels' share
     members: list[np.ndarray]  # channel indices (into the layer's channels), aligned with maps
     maps_lowres: np.ndarray  # (K, h, w) feature resolution, before min-max
     assignment: np.ndarray  # (len(kept),) cluster index aligned with maps, -1 where pruned
@@ -85,12 +92,36 @@ class Clusters:
             keys = self._keys = [self.key(j) for j in range(self.k)]
         return list(keys)
 
+    # ---- notebook views and export (engine/display.py; pictures and files by inv_widgets.export) ----------
+    def __repr__(self) -> str:
+        return display.clusters_repr(self)
+
+    def _repr_html_(self) -> str:
+        return display.clusters_html(self)
+
+    def to_frame(self):
+        """One row per cluster map: layer, map (rank), weight (percent), size (feature maps), members, key, ..."""
+        return display.frame(display.clusters_rows(self))
+
+    def to_png(self, j: int, path=None, *, cmap: str = "jet", alpha: float = 0.5, overlay: bool = True) -> bytes:
+        """Cluster map ``j`` at the input resolution as PNG bytes, over the image (``overlay=False``: the
+        coloured map alone); also written to ``path`` when given (whole or not at all)."""
+        return display.tool("export").map_png(self, j, path, cmap=cmap, alpha=alpha, overlay=overlay)
+
+    def to_sheet(self, path=None, *, cmap: str = "jet", alpha: float = 0.5, size: int = 160, cols: int | None = None,
+                 gradcam: bool = True) -> bytes:
+        """The gallery as one PNG: the layer's Grad-CAM, then every cluster map over the image with its weight and
+        number of feature maps; also written to ``path`` when given."""
+        return display.tool("export").gallery_sheet(self, path, cmap=cmap, alpha=alpha, size=size, cols=cols,
+                                                   gradcam=gradcam)
+
 
 class LayerResult:
     """One layer of an Explanation for one clustering recipe. The linkage is computed once."""
 
-    #: How many cuts of one layer are kept (a recut of a kept one is free; any other costs a millisecond).
-    CUTS_KEPT = 64
+    #: How many cuts of one layer are kept (a recut of a kept one is free; any other costs a millisecond). Each
+    #: holds its cluster maps at the input resolution (K x H x W float32: 1.6 MB for 8 maps at 224 px).
+    CUTS_KEPT = 8
 
     def __init__(self, explanation: "Explanation", name: str, recipe: str):
         self.explanation = explanation
@@ -103,6 +134,9 @@ class LayerResult:
 
     def __repr__(self):
         return f"LayerResult({self.name!r}, recipe={self.recipe!r}, channels={self.n_channels}, kept={len(self.kept)})"
+
+    def _repr_html_(self) -> str:
+        return display.layer_html(self)
 
     @property
     def n_channels(self) -> int:
@@ -186,6 +220,7 @@ class LayerResult:
                 return self.cut(k=int(max_k), prune=prune)
             return self.cut(threshold=h, prune=prune)
         tree = self.tree
+        k = _whole(k, "k")
         prune = tree.prune if prune is None else bool(prune)
         return self._cuts.get((k, threshold, prune), lambda: self._make_cut(tree, k, threshold, prune))
 
@@ -254,6 +289,19 @@ class LayerResult:
         raise KeyError(f"channels {want.tolist()} form a pruned cluster of layer {self.name!r}")  # pragma: no cover
 
 
+def _whole(v, name: str) -> int | None:
+    """``v`` as an int (None stays None); a number that is not whole is refused, not rounded."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a whole number, got {v!r}")
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    raise ValueError(f"{name} must be a whole number of clusters, got {v!r}")
+
+
 @dataclass(eq=False)
 class _LayerData:
     percent: torch.Tensor  # (C,) percent weights
@@ -294,7 +342,10 @@ class Explanation:
 
     def layer(self, name: str | int, recipe: str | None = None) -> LayerResult:
         """One layer by name (or position), for a recipe (default: the explanation's)."""
-        if isinstance(name, (int, np.integer)):
+        if isinstance(name, (int, np.integer)) and not isinstance(name, (bool, np.bool_)):
+            if not -len(self.layers) <= int(name) < len(self.layers):
+                raise IndexError(f"layer {int(name)} out of range: this explanation has {len(self.layers)} layers "
+                                 f"(0..{len(self.layers) - 1}, or -{len(self.layers)}..-1)")
             name = self.layers[int(name)]
         if name not in self._layers:
             raise KeyError(f"layer {name!r} is not in this explanation; its layers are {self.layers}")
@@ -338,6 +389,25 @@ class Explanation:
     def __repr__(self):
         return (f"Explanation(target={self.target_name!r}, predicted={self.predicted_name!r}, "
                 f"layers={len(self.layers)}, recipe={self.recipe!r})")
+
+    def _repr_html_(self) -> str:
+        return display.explanation_html(self)
+
+    def to_frame(self, recipe: str | None = None, k: int | None = None):
+        """One row per layer and cluster map (``cut(k=k)``, default each layer's suggested cut): layer, map
+        (rank), weight (percent of the layer), size (feature maps), members, key (MapKey), k, the layer's
+        channels, kept channels and their share, recipe, target, image id, model. Builds every dendrogram."""
+        self.compute(recipe)
+        rows = []
+        for i, name in enumerate(self.layers):
+            rows.extend(display.clusters_rows(self.layer(name, recipe).cut(k=k), i))
+        return display.frame(rows)
+
+    def to_html(self, path=None, *, k: int | None = None, cmap: str = "jet", title: str | None = None) -> str:
+        """The self-contained HTML report of this explanation (images inline, no script, no network): every
+        layer's cluster maps (``cut(k=k)``, default the suggested cut) with weights, beside its Grad-CAM. Returns
+        the page; also written to ``path`` when given (whole or not at all)."""
+        return display.tool("export").explanation_page(self, path, k=k, cmap=cmap, title=title)
 
     @property
     def nbytes(self) -> int:

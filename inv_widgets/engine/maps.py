@@ -13,6 +13,7 @@ __all__ = [
     "reveal_image",
     "REVEAL_PERCENTS",
     "reveal_sigma",
+    "FLAT_RTOL",
 ]
 
 #: Share of pixels shown at each Deep Reveal step (the published game).
@@ -49,8 +50,16 @@ def cluster_maps_lowres(maps: torch.Tensor, percent: torch.Tensor, assignment: n
     return (wmat @ maps.reshape(n, h * w)).reshape(k, h, w)
 
 
+#: A map whose values span at most this share of their magnitude is flat (float32 rounding, about 100 units in
+#: the last place): min-max scaling would stretch rounding noise to [0, 1], so it is shown as zeros instead.
+FLAT_RTOL = 1e-5
+
+
 def upsample_minmax(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of (k, h, w) maps to ``size`` and per-map min-max to [0, 1], float32 numpy."""
+    """Bilinear upsampling of (k, h, w) maps to ``size`` and per-map min-max to [0, 1], float32 numpy.
+
+    A map that is flat to rounding (constant, 1 x 1, or a constant map that bilinear interpolation left a
+    unit in the last place apart) becomes zeros: there is nothing in it to stretch."""
     if maps.shape[0] == 0:
         return np.zeros((0, *size), dtype=np.float32)
     up = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
@@ -58,7 +67,8 @@ def upsample_minmax(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     lo = flat.amin(1, keepdim=True)
     hi = flat.amax(1, keepdim=True)
     span = hi - lo
-    out = torch.where(span > 0, (flat - lo) / span.clamp_min(1e-12), torch.zeros_like(flat))
+    shaped = span > FLAT_RTOL * torch.maximum(lo.abs(), hi.abs())
+    out = torch.where(shaped, (flat - lo) / torch.where(shaped, span, torch.ones_like(span)), torch.zeros_like(flat))
     return out.reshape(up.shape).cpu().numpy().astype(np.float32, copy=False)
 
 

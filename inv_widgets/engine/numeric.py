@@ -8,7 +8,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["minmax_rows", "condensed_euclidean", "silhouette", "pca_scores", "pearson"]
+__all__ = ["minmax_rows", "condensed_euclidean", "silhouette", "pca_scores", "pearson", "distinct_rows", "ROW_TOL"]
+
+#: Rows scaled to [0, 1] that agree within this in every column are copies of one map (rounding at most).
+ROW_TOL = 1e-6
 
 
 def minmax_rows(x: torch.Tensor) -> torch.Tensor:
@@ -83,3 +86,36 @@ def pearson(rows: np.ndarray, ref: np.ndarray) -> np.ndarray:
     den = np.sqrt((a * a).sum(1) * (b * b).sum())
     num = a @ b
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def distinct_rows(x: torch.Tensor, tol: float = ROW_TOL) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``x`` (n, d), scaled to [0, 1]: rows within ``tol`` of each other in every column
+    are copies (of one map, up to rounding).
+
+    Returns ``(first, groups)``: ``first`` (m,) the index of the first row of each distinct row, in order of
+    appearance, and ``groups`` (n,) which of them each row is. Deterministic; about O(n d): rows are sorted
+    by a fixed random projection, and a row is compared only with the distinct rows whose projection is close.
+    """
+    a = x.detach().to("cpu", torch.float64).numpy()
+    n, d = a.shape
+    r = np.random.default_rng(0).standard_normal(d)
+    p = a @ r
+    window = tol * np.abs(r).sum() * 1.01 + 1e-12
+    rep_of = np.full(n, -1, dtype=np.int64)  # each row's representative (a row index)
+    reps: list[int] = []  # representatives, in ascending projection
+    for i in np.argsort(p, kind="stable"):
+        rep_of[i] = i
+        for j in reversed(reps):
+            if p[j] < p[i] - window:
+                break
+            if np.abs(a[i] - a[j]).max() <= tol:
+                rep_of[i] = j
+                break
+        if rep_of[i] == i:
+            reps.append(int(i))
+    # number the groups by their first row, in order of appearance
+    first_of = np.full(n, n, dtype=np.int64)
+    np.minimum.at(first_of, rep_of, np.arange(n))
+    first = np.unique(first_of[rep_of])
+    groups = np.searchsorted(first, first_of[rep_of])
+    return first, groups.astype(np.int64)

@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, leaves_list
 
-__all__ = ["Tree", "Nodes", "nodes", "assign", "prune_mask"]
+__all__ = ["Tree", "Nodes", "nodes", "assign", "prune_mask", "one_cluster_linkage", "expand_linkage"]
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,9 @@ def assign(tree: Tree, k: int | None = None, threshold: float | None = None) -> 
         k = tree.suggested_k if k is None else int(k)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        labels = fcluster(tree.linkage, min(k, n), criterion="maxclust")
+        # merges at height 0 join copies of one map: no cut by k separates them
+        separable = 1 + int(np.count_nonzero(tree.linkage[:, 2] > 0))
+        labels = fcluster(tree.linkage, min(k, n, separable), criterion="maxclust")
     _, idx = np.unique(labels, return_inverse=True)
     return idx.astype(np.int64)
 
@@ -137,3 +139,40 @@ def prune_mask(weights: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     bar = max(weights.max() / 3.0, weights.mean() / 2.0)
     return weights >= bar - 1e-9
+
+
+def one_cluster_linkage(n: int) -> np.ndarray:
+    """A linkage over ``n`` leaves that are all the same: every merge at height 0, so every cut gives one cluster."""
+    z = np.zeros((max(n - 1, 0), 4))
+    for i in range(n - 1):
+        z[i] = (0 if i == 0 else n + i - 1, i + 1, 0.0, i + 2)
+    return z
+
+
+def expand_linkage(z: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The linkage over ``len(groups)`` leaves from a linkage ``z`` over the distinct ones.
+
+    ``groups[i]`` is the distinct row leaf ``i`` is a copy of (0..m-1, ``z`` is over m leaves): copies are merged
+    first, at height 0, then the distinct rows' merges follow as ``z`` says, so no cut separates two copies.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    n, m = len(groups), int(groups.max()) + 1
+    rows: list[tuple[float, float, float, float]] = []
+    node = np.empty(m, dtype=np.int64)  # the node standing for each distinct row
+    size = np.zeros(m, dtype=np.int64)
+    for g in range(m):
+        members = np.flatnonzero(groups == g)
+        node[g], size[g] = members[0], 1
+        for leaf in members[1:]:
+            size[g] += 1
+            rows.append((float(node[g]), float(leaf), 0.0, float(size[g])))
+            node[g] = n + len(rows) - 1
+    ids = list(node)  # ids of z's nodes in the expanded tree: leaves first, then each merge as it is made
+    sizes = list(size)
+    for a, b, h, _ in np.asarray(z, dtype=np.float64):
+        a, b = int(a), int(b)
+        s = sizes[a] + sizes[b]
+        rows.append((float(ids[a]), float(ids[b]), float(h), float(s)))
+        ids.append(n + len(rows) - 1)
+        sizes.append(s)
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)

@@ -61,7 +61,10 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
     truth = {}
     t0 = time.perf_counter()
     n_answers = 0
-    for i in range(n_images):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(n_images), desc="eval labels: playing", unit="img", disable=not progress)
+    for i in bar:
         masks = data.part_masks(i)
         true_name = data.classes[data[i][1]]
         exp = session.explain(i, target=data[i][1])
@@ -75,10 +78,7 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
                     ans = sim.play(steps, masks, true_name)
                     store.record_answer(sim.name, key, ans.guess, true_name, ans.outcome, ans.step, ans.labels)
                     n_answers += 1
-        if progress:
-            print(f"\r  played image {i + 1}/{n_images} ({n_answers} answers)", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+        bar.set_postfix(answers=n_answers, refresh=False)
     play_s = time.perf_counter() - t0
     labels_df = store.labels()
     t = time.perf_counter()

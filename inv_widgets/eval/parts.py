@@ -123,8 +123,9 @@ def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper"
     idx = list(range(offset, offset + n))
     acc: dict = {}
     rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    for count, i in enumerate(idx, 1):
+    from tqdm.auto import tqdm
+
+    for i in tqdm(idx, desc="eval parts", unit="img", disable=not progress):
         parts = PartMasks(data.part_masks(i), tolerance)
         exp = session.explain(i, target=data[i][1], lazy=True)  # the true class: where are its parts?
         for li, name in enumerate(exp.layers):
@@ -138,12 +139,6 @@ def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper"
                     if recipe == recipes[0] and rule == "suggested":  # chance level at the same k
                         rnd = random_maps(cl.k, exp.input_size, rng)
                         acc.setdefault((li, name, "random", "same k"), _Acc.new()).add(rnd, np.ones(len(rnd)), parts)
-        if progress:
-            el = time.perf_counter() - t0
-            print(f"\r  image {count}/{n}  {el:.0f} s elapsed, {el / count * (n - count):.0f} s left ",
-                  end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
     rows = [dict(layer_index=li, layer=name, method=method, cut=rule, **a.row())
             for (li, name, method, rule), a in acc.items()]
     return pd.DataFrame(rows).sort_values(["method", "cut", "layer_index"]).reset_index(drop=True)

@@ -40,7 +40,7 @@ def test_torchvision_models_capture_and_explain(arch, mode):
     x = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     layers = find_layers(model, mode)
     if arch == "resnet18" and mode == "blocks":
-        assert layers == [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+        assert layers == ["conv1"] + [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
     if arch == "densenet121":
         assert "features.denseblock1" in layers and "features.transition1" in layers
     s = inv.Session(model, [x], layers=layers)

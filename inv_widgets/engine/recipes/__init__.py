@@ -26,10 +26,11 @@ import threading
 from collections.abc import Sequence
 from typing import Callable
 
+import numpy as np
 import torch
 
-from ..numeric import minmax_rows
-from ..tree import Tree
+from ..numeric import distinct_rows, minmax_rows
+from ..tree import Tree, expand_linkage
 from .base import K_RANGE, PAPER_SEED, Link, Recipe
 from .fast import Fast
 from .paper import Paper
@@ -111,6 +112,14 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, see
     A recipe may share work between the layers (the paper recipes embed them side by side). Each layer's
     maps are flattened and min-max scaled only when the recipe asks for them, so at most one scaled copy
     exists at a time. ``progress(i)`` is called as the tree of ``maps_list[i]`` is ready.
+
+    Degenerate layers get one answer from every recipe: fewer than two maps, nothing to link; maps that are
+    all the same after scaling (constant, identical or all-zero maps, 1-pixel layers), one cluster (every merge
+    at height 0, suggested k = 1). Copies of a map join it at height 0, so no cut separates them, and the
+    suggested k is at most the number of distinct maps. A recipe with ``distinct_rows`` (the t-SNE recipes,
+    which cannot take repeated points) only ever sees distinct maps; for the others the maps are compared
+    (one pass) only when the dendrogram's top merges are as low as rounding noise, and then the distinct maps
+    are linked again.
     """
     r = get_recipe(recipe)
     trees: list[Tree | None] = [None] * len(maps_list)
@@ -127,18 +136,64 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, see
         else:
             todo.append(i)
 
+    def scaled(i: int) -> torch.Tensor:
+        maps = maps_list[i]
+        return minmax_rows(maps.reshape(maps.shape[0], -1).float())
+
+    sent: list[int] = []  # the layers handed to the recipe, in the order it sees them
+    copies: dict[int, np.ndarray] = {}  # layer -> the distinct map each map is a copy of (distinct_rows recipes)
+
     def rows():
         for i in todo:
-            maps = maps_list[i]
-            yield minmax_rows(maps.reshape(maps.shape[0], -1).float())
+            x = scaled(i)
+            if r.distinct_rows:
+                first, groups = distinct_rows(x)
+                if len(first) == 1:
+                    done(i, r.same_tree(x.shape[0]))
+                    continue
+                if len(first) < len(groups):
+                    copies[i] = groups
+                    x = x[torch.as_tensor(first)]
+            sent.append(i)
+            yield x
 
     def linked(j: int, link: Link) -> None:
-        i = todo[j]
-        done(i, r.tree(link, maps_list[i].shape[0]))
+        i = sent[j]
+        n = maps_list[i].shape[0]
+        groups = copies.pop(i, None)
+        if groups is None and _may_hold_copies(link, n, maps_list[i][0].numel()):
+            x = scaled(i)
+            first, groups = distinct_rows(x)
+            if len(first) == 1:
+                done(i, r.same_tree(n))
+                return
+            if len(first) < n:
+                link = r.link(x[torch.as_tensor(first)], seed)
+            else:
+                groups = None
+        if groups is not None:
+            emb = None if link.embedding is None else np.asarray(link.embedding)[groups]
+            link = Link(expand_linkage(link.linkage, groups), min(int(link.suggested_k), int(groups.max()) + 1), emb)
+        if not np.isfinite(np.asarray(link.linkage, dtype=np.float64)).all():
+            raise ValueError(f"the {r.name!r} recipe made a dendrogram with non-finite heights for a layer of {n} "
+                             "feature maps; try the 'fast' recipe for this layer")
+        done(i, r.tree(link, n))
 
     if todo:
         r.link_many(rows(), seed, linked)
     return trees
+
+
+def _may_hold_copies(link: Link, n: int, d: int) -> bool:
+    """Whether the merges a cut into the suggested k undoes (or all merges) are as low as the rounding noise
+    between copies of a map: float32 distances between copies in [0, 1]^d are about 1e-3 sqrt(d), and a Ward
+    merge of clusters multiplies them by at most sqrt(n)."""
+    h = np.sort(np.asarray(link.linkage, dtype=np.float64)[:, 2])
+    if not h.size:
+        return False
+    tol = 2e-3 * np.sqrt(float(n) * d)
+    k = int(link.suggested_k)
+    return bool(h[-1] <= tol or (k >= 2 and h[max(n - k, 0):].min() <= tol))
 
 
 register_recipe(Fast)

@@ -15,7 +15,7 @@ import torch
 from scipy.cluster.hierarchy import linkage as scipy_linkage
 
 from ..numeric import condensed_euclidean
-from ..tree import Tree
+from ..tree import Tree, one_cluster_linkage
 
 __all__ = ["Recipe", "Link", "K_RANGE", "PAPER_SEED", "ward"]
 
@@ -49,6 +49,9 @@ class Recipe:
     name: ClassVar[str] = ""
     prune: ClassVar[bool] = False
     summary: ClassVar[str] = ""
+    #: Link only the distinct maps (copies join their original at height 0): for recipes that cannot take
+    #: repeated points (t-SNE: scikit-learn's Barnes-Hut crashes the process on identical points).
+    distinct_rows: ClassVar[bool] = False
 
     def link(self, x: torch.Tensor, seed: int = PAPER_SEED) -> Link:
         """The dendrogram of one layer: ``x`` (n, d) with n >= 2, rows min-max scaled to [0, 1]. Deterministic."""
@@ -70,6 +73,10 @@ class Recipe:
     def empty_tree(self, n: int) -> Tree:
         """The tree of a layer with fewer than two kept maps: nothing to link."""
         return Tree(self.name, np.zeros((0, 4)), n, max(n, 1), self.prune)
+
+    def same_tree(self, n: int) -> Tree:
+        """The tree of a layer whose ``n`` maps are all the same after scaling: one cluster at every cut."""
+        return Tree(self.name, one_cluster_linkage(n), n, 1, self.prune)
 
     def __repr__(self) -> str:
         return f"<recipe {self.name!r}: {self.summary}>"

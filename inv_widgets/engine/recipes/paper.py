@@ -46,6 +46,7 @@ def pca50(x: torch.Tensor) -> torch.Tensor:
 class Paper(Recipe):
     name = "paper"
     prune = True
+    distinct_rows = True  # t-SNE of repeated points is degenerate (scikit-learn's crashes the process)
     summary = "As published: PCA, t-SNE (seed 432), Ward, k by silhouette, light clusters pruned (seconds per layer)"
 
     #: Fewer points than this are clustered as they are: t-SNE needs a few neighbours per point.

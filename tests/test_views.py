@@ -1,0 +1,87 @@
+"""Results in a notebook and out of it (issue 14, items 11, 12 and 14): short reprs, HTML views, DataFrames,
+PNG files and sheets, the HTML report as a method."""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import inv_widgets as inv
+from inv_widgets.report import explanation_html
+
+NAMES = ["<b>ant</b>", "bee", "cat", "dog", "eel", "fox"]
+
+
+@pytest.fixture(scope="module")
+def exp():
+    from nets import SmallCNN
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(1))
+    return inv.explain(SmallCNN().eval(), x, class_names=NAMES, target=0)
+
+
+def test_reprs_are_short(exp):
+    cl = exp[exp.layers[-1]].cut()
+    text = repr(cl)
+    assert len(text) < 200 and "array" not in text and text.startswith(f"Clusters('{exp.layers[-1]}', k={cl.k}")
+    assert len(repr(exp)) < 200 and len(repr(exp[0])) < 200
+    assert len(str([cl])) < 200  # also inside a list
+
+
+def test_html_views_are_small_tables_with_thumbnails_and_escape_text(exp):
+    cl = exp[exp.layers[-1]].cut()
+    page = cl._repr_html_()
+    assert page.count("data:image/png;base64,") == cl.k and "<table" in page
+    assert f"{cl.weights[0]:.2f}" in page and len(page) < 20_000 * max(cl.k, 1)
+    top = exp._repr_html_()
+    assert "&lt;b&gt;ant&lt;/b&gt;" in top and "<b>ant</b>" not in top  # a class name is text
+    assert top.count("data:image/png;base64,") == len(exp.layers) + 1  # the image and a Grad-CAM per layer
+    layer = exp[0]._repr_html_()
+    assert "Grad-CAM" in layer and f"{exp[0].n_channels} channels" in layer
+
+
+def test_to_frame_has_one_row_per_layer_and_cluster_map(exp):
+    df = exp.to_frame()
+    cuts = [exp[n].cut() for n in exp.layers]
+    assert len(df) == sum(c.k for c in cuts)
+    assert {"layer", "map", "weight", "size", "members", "key", "kept_share"} <= set(df.columns)
+    for name, c in zip(exp.layers, cuts):
+        rows = df[df.layer == name]
+        np.testing.assert_allclose(rows.weight.to_numpy(), c.weights)
+        assert list(rows.key) == c.keys() and list(rows["size"]) == [len(m) for m in c.members]
+        # cut weights sum to the kept channels' share of the layer; channel_weights sum to 100
+        assert rows.weight.sum() == pytest.approx(rows.kept_share.iloc[0], abs=1e-6)
+        assert exp[name].channel_weights.sum() == pytest.approx(100.0, abs=1e-3)
+    df3 = exp.to_frame(k=3)
+    assert set(df3.groupby("layer").size()) <= {3} and len(cuts[0].to_frame()) == cuts[0].k
+
+
+def test_to_png_and_to_sheet(exp, tmp_path):
+    cl = exp[exp.layers[-1]].cut()
+    png = cl.to_png(0, tmp_path / "map.png")
+    assert (tmp_path / "map.png").read_bytes() == png
+    assert Image.open(io.BytesIO(png)).size == (40, 40)
+    assert Image.open(io.BytesIO(cl.to_png(0, overlay=False))).size == (40, 40)
+    with pytest.raises(IndexError, match=f"this cut has {cl.k} maps"):
+        cl.to_png(cl.k)
+    sheet = Image.open(io.BytesIO(cl.to_sheet(tmp_path / "gallery.png", size=64, cols=cl.k + 1)))
+    assert sheet.size[0] >= (cl.k + 1) * 64 and sheet.size[1] >= 64
+    with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
+        cl.to_png(0, tmp_path / "missing" / "map.png")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        cl.to_sheet(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["gallery.png", "map.png"]  # nothing half-written, no temporary file
+
+
+def test_to_html_is_the_report(exp, tmp_path):
+    page = exp.to_html(tmp_path / "report.html", k=2)
+    assert (tmp_path / "report.html").read_text(encoding="utf-8") == page
+    assert page.count("Grad-CAM</figure>") == len(exp.layers) and "<script" not in page
+    a, b = (p.split("generated")[0] for p in (page, explanation_html(exp, k=2)))
+    assert a == b
+    assert os.listdir(tmp_path) == ["report.html"]
