@@ -21,6 +21,7 @@ exception it raises (e.g. :class:`Cancelled`) stops the computation: the method 
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ import torch
 
 from ..engine.runtime import LRU, eval_mode
 
-__all__ = ["attribution_maps", "superpixels", "METHODS", "DEFAULT_SAMPLES", "DEFAULT_SEGMENTS", "Cancelled"]
+__all__ = ["attribution_maps", "cached_maps", "superpixels", "METHODS", "DEFAULT_SAMPLES", "DEFAULT_SEGMENTS", "Cancelled"]
 
 #: The baselines, in the order they are shown.
 METHODS = ("lime", "kernelshap", "gradcam")
@@ -118,9 +119,12 @@ def _surrogate(session, x: torch.Tensor, target: int, seg: np.ndarray, method: s
 
     model = session.model
     device = session.device
+    # The session's lock around each batch: an explanation on another thread (the Explorer's) puts capture
+    # hooks on this same model and sets its mode, so the two must not interleave; between batches it can run.
+    lock = getattr(session, "_lock", None) or contextlib.nullcontext()
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with lock, eval_mode(model), torch.no_grad():
             out = model(batch)
         if isinstance(out, (tuple, list)):
             out = out[0]
@@ -134,11 +138,33 @@ def _surrogate(session, x: torch.Tensor, target: int, seg: np.ndarray, method: s
         explainer = Lime(forward, interpretable_model=SkLearnRidge(alpha=1.0), similarity_func=_lime_similarity)
     else:
         explainer = KernelShap(forward)
-    with _rng_lock, torch.random.fork_rng(devices=[]), eval_mode(model):
+    with _rng_lock, torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         attr = explainer.attribute(inp, baselines=fill, target=int(target), feature_mask=mask,
                                    n_samples=int(n_samples), perturbations_per_eval=min(BATCH, int(n_samples)))
     return attr[0, 0].detach().float().cpu().numpy()
+
+
+def _keys(session, index, target, methods, n_samples, n_segments, seed):
+    """(explanation, image id, {method: cache key}, checked settings) after checking every argument."""
+    methods = _check_methods(methods)
+    n_samples = _check_int("n_samples", n_samples, 3)
+    n_segments = _check_int("n_segments", n_segments, 2)
+    seed = _check_int("seed", seed, 0)
+    exp = session.explain(index, target, lazy=True)  # checks index and target; cached, as INV's own pass
+    tgt = int(exp.target)
+    iid = session.image_id(index)
+    keys = {m: (iid, tgt, m) if m == "gradcam" else (iid, tgt, m, n_samples, n_segments, seed) for m in methods}
+    return exp, iid, keys, (n_samples, n_segments, seed)
+
+
+def cached_maps(session, index, target=None, methods: Sequence[str] = METHODS, n_samples: int = DEFAULT_SAMPLES,
+                n_segments: int = DEFAULT_SEGMENTS, seed: int = 0) -> dict[str, np.ndarray] | None:
+    """What :func:`attribution_maps` would return if every map is cached already, else ``None`` (no work)."""
+    keys = _keys(session, index, target, methods, n_samples, n_segments, seed)[2]
+    cache = _cache(session)
+    hits = {m: cache.get(k) for m, k in keys.items()}
+    return None if any(v is None for v in hits.values()) else {m: v.copy() for m, v in hits.items()}
 
 
 def attribution_maps(session, index, target=None, methods: Sequence[str] = METHODS, n_samples: int = DEFAULT_SAMPLES,
@@ -168,21 +194,15 @@ def attribution_maps(session, index, target=None, methods: Sequence[str] = METHO
     -------
     dict mapping each method to an (H, W) float32 array in [0, 1] at model-input size.
     """
-    methods = _check_methods(methods)
-    n_samples = _check_int("n_samples", n_samples, 3)
-    n_segments = _check_int("n_segments", n_segments, 2)
-    seed = _check_int("seed", seed, 0)
-    exp = session.explain(index, target, lazy=True)  # checks index and target; cached, as INV's own pass
+    exp, iid, keys, (n_samples, n_segments, seed) = _keys(session, index, target, methods, n_samples, n_segments, seed)
     tgt = int(exp.target)
-    iid = session.image_id(index)
     cache = _cache(session)
-    keys = {m: (iid, tgt, m) if m == "gradcam" else (iid, tgt, m, n_samples, n_segments, seed) for m in methods}
     out: dict[str, np.ndarray] = {}
-    for m in methods:
+    for m in keys:
         hit = cache.get(keys[m])
         if hit is not None:
             out[m] = hit.copy()
-    todo = [m for m in methods if m not in out]
+    todo = [m for m in keys if m not in out]
     total = sum(1 if m == "gradcam" else n_samples for m in todo)
     done = [0]
 
@@ -199,8 +219,8 @@ def attribution_maps(session, index, target=None, methods: Sequence[str] = METHO
             report(f"Grad-CAM at {exp.layers[-1]}")
         else:
             if seg is None:
-                seg = cache.get(("slic", iid, n_segments), lambda: superpixels(np.asarray(session.image(index)),
-                                                                               n_segments))
+                seg = cache.get(("slic", iid, n_segments),
+                                lambda: superpixels(np.asarray(session.image(index)), n_segments))
             name = "LIME" if m == "lime" else "KernelSHAP"
 
             def tick(b: int, name=name) -> None:
@@ -211,4 +231,4 @@ def attribution_maps(session, index, target=None, methods: Sequence[str] = METHO
         cam.flags.writeable = False
         cache.put(keys[m], cam)
         out[m] = cam.copy()
-    return {m: out[m] for m in methods}
+    return {m: out[m] for m in keys}

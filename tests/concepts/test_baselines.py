@@ -139,3 +139,18 @@ def test_superpixels_are_numbered_without_gaps():
     assert seg.shape == (SIZE, SIZE) and seg.min() == 0
     assert np.array_equal(np.unique(seg), np.arange(seg.max() + 1))
     assert seg.max() + 1 >= 5
+
+
+def test_cached_maps_answer_without_work(region_session):
+    from inv_widgets.concepts.baselines import cached_maps
+
+    model = region_session.model
+    assert cached_maps(region_session, 0, methods=["lime", "gradcam"], n_samples=30, n_segments=12) is None
+    seen = model.seen
+    got = attribution_maps(region_session, 0, methods=["lime", "gradcam"], n_samples=30, n_segments=12)
+    hit = cached_maps(region_session, 0, methods=["lime", "gradcam"], n_samples=30, n_segments=12)
+    assert model.seen == seen + 30 and list(hit) == ["lime", "gradcam"]
+    for m in got:
+        np.testing.assert_array_equal(hit[m], got[m])
+    assert cached_maps(region_session, 0, methods=["lime"], n_samples=31, n_segments=12) is None  # other settings
+    assert model.seen == seen + 30
