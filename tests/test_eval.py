@@ -43,6 +43,28 @@ def test_random_maps_are_a_low_baseline():
     assert share.max(1).mean() < 0.5  # no random map concentrates on one part
 
 
+def test_random_groups_have_the_cuts_sizes_and_merge_like_cluster_maps(small_cnn, small_images):
+    """Random channel groups: the same kept channels, the cut's group sizes, weighted and merged like cluster
+    maps; with the shuffle left out they are the cut's own maps."""
+    import inv_widgets as inv
+    from inv_widgets.eval.parts import random_groups
+
+    class Identity:
+        def permutation(self, a):
+            return np.asarray(a).copy()
+
+    exp = inv.Session(small_cnn, small_images).explain(0)
+    for name in exp.layers:
+        lr = exp[name]
+        cl = lr.cut(k=3)
+        maps, w = random_groups(lr, cl, Identity())
+        np.testing.assert_allclose(maps, cl.maps, atol=1e-6)
+        np.testing.assert_allclose(w, cl.weights, rtol=1e-6)
+        rmaps, rw = random_groups(lr, cl, np.random.default_rng(0))
+        assert rmaps.shape == cl.maps.shape and rmaps.min() >= 0 and rmaps.max() <= 1
+        assert np.isclose(rw.sum(), cl.weights.sum())  # the same channels, regrouped
+
+
 def test_dominant_part_reads_the_salient_pixels():
     m = masks()
     cmap = 0.2 * m["body"] + 1.0 * m["wheels"]
@@ -81,9 +103,12 @@ def test_trained_demo_separates_parts_into_cluster_maps():
     maps point at most of an image's parts, far above chance, on held-out images."""
     from inv_widgets.eval.parts import evaluate_parts
 
-    df = evaluate_parts(n=12, recipes=("fast",), progress=False)
+    df = evaluate_parts(n=12, recipes=("fast",), progress=False, draws=1)
     default = df[(df.method == "fast") & (df.cut == "suggested")].set_index("layer")
     chance = df[df.method == "random"].set_index("layer")
+    groups = df[df.method == "fast/random-groups"].set_index("layer")
+    assert list(groups.index) == list(default.index) and (groups.images == 12).all()
+    np.testing.assert_allclose(groups.mean_k, default.mean_k)  # the cut's sizes
     best = default.recall_point.idxmax()
     assert default.recall_point[best] >= 0.6
     assert default.recall_point[best] > chance.recall_point[best] + 0.2

@@ -1,10 +1,12 @@
-"""Concepts across images: global explanations per class and layer, checked with TCAV (captum).
+"""Concepts across images: global explanations per class and layer, checked with TCAV (captum), and the
+baselines beside INV's cluster maps for one image (LIME, KernelSHAP, Grad-CAM: ``concepts.baselines``).
 
     ge = GlobalExplanation.from_labels(inv.aggregate_labels(store, class_names=...), session)
     ge.top("car", layer), ge.trends("car"), ge.to_html("global.html")
     concept_test(session, ge)          # TCAV via captum.concept.TCAV; results attached to ge
 
-``concept_test`` imports captum on first use, so importing this package stays light.
+``concept_test`` and ``baselines.attribution_maps`` import captum (and scikit-image) on first use, so importing
+this package stays light.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Do cluster maps find the parts? Part purity and part recall on the embedded default.
 
-    python -m inv_widgets.eval parts [--n 100] [--recipes fast paper] [--csv out.csv]
+    python -m inv_widgets.eval parts [--n 100] [--recipes fast paper spatial] [--draws 3] [--csv out.csv]
 
 For every layer and every clustering recipe (and cut rule), and for plain Grad-CAM at the same layer as
 the one-map baseline, over a fixed held-out set of parts images:
@@ -12,7 +12,14 @@ the one-map baseline, over a fixed held-out set of parts images:
 - mass recall: the share of parts that hold >= 50 % of some cluster map's mass;
 - hit_w: the share of cluster weight carried by maps whose peak lies on a part.
 
-The last line gives the default recipe's best layer by pointing recall.
+Two baselines beside each recipe's suggested cut: random smooth maps with the same k (chance), and
+**random channel groups** (``<recipe>/random-groups``): the same kept channels shuffled into groups of the
+cut's sizes (channels a pruning cut drops stay dropped), weighted and merged exactly like cluster maps,
+``--draws`` shuffles per image and layer. Is it the clustering that finds the parts, or would any grouping
+of these channels do as well?
+
+The last lines give, per recipe, the gain over random channel groups (mean pointing recall, its worst
+layer, the layers where purity is below them), then the default recipe's best layer by pointing recall.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ CUT_RULES = {
     "fast": ["suggested", "k=3", "k=5", "k=8"],
     "paper": ["suggested"],
     "paper-sklearn": ["suggested"],
+    "spatial": ["suggested", "k=5"],
 }
 
 
@@ -104,15 +112,31 @@ class _Acc:
                     recall_mass=f(self.recall_mass), hit_w=f(self.hit_w), mean_k=f(self.k), images=len(self.k))
 
 
+def random_groups(lr, cl, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The kept channels of ``lr`` shuffled into groups of the sizes of cut ``cl`` (its dropped channels as
+    many), merged like cluster maps: (maps (K, H, W) in [0, 1] at input size, weights (K,) percent)."""
+    from ..engine.maps import cluster_maps_lowres, upsample_minmax
+
+    labels = rng.permutation(cl.assignment)
+    maps = lr._data.maps
+    pct = lr._data.percent[lr._data.kept]
+    low = cluster_maps_lowres(maps, pct, labels, cl.k)
+    ok = labels >= 0
+    weights = np.bincount(labels[ok], weights=pct.cpu().numpy().astype(np.float64)[ok], minlength=cl.k)
+    return upsample_minmax(low, lr.explanation.input_size), weights
+
+
 def _cut(lr, rule):
     if rule == "suggested":
         return lr.cut()
     return lr.cut(k=int(rule.split("=")[1]))
 
 
-def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper"), tolerance: int = 3,
-                   offset: int = 0, progress: bool = True) -> pd.DataFrame:
-    """The table: one row per (layer, method, cut) with purity and recall averaged over ``n`` images."""
+def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper", "spatial"), tolerance: int = 3,
+                   offset: int = 0, progress: bool = True, draws: int = 3) -> pd.DataFrame:
+    """The table: one row per (layer, method, cut) with purity and recall averaged over ``n`` images.
+
+    ``draws``: random channel groupings per image, layer and recipe (rows ``<recipe>/random-groups``)."""
     import inv_widgets as inv
     from ..engine.recipes import get_recipe
 
@@ -123,6 +147,7 @@ def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper"
     idx = list(range(offset, offset + n))
     acc: dict = {}
     rng = np.random.default_rng(0)
+    groups_rng = np.random.default_rng(1)
     from tqdm.auto import tqdm
 
     for i in tqdm(idx, desc="eval parts", unit="img", disable=not progress):
@@ -139,21 +164,38 @@ def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper"
                     if recipe == recipes[0] and rule == "suggested":  # chance level at the same k
                         rnd = random_maps(cl.k, exp.input_size, rng)
                         acc.setdefault((li, name, "random", "same k"), _Acc.new()).add(rnd, np.ones(len(rnd)), parts)
+                    if rule == "suggested" and cl.k:  # the same channels in random groups of the same sizes
+                        for _ in range(draws):
+                            rmaps, rw = random_groups(lr, cl, groups_rng)
+                            acc.setdefault((li, name, f"{recipe}/random-groups", rule), _Acc.new()).add(rmaps, rw, parts)
     rows = [dict(layer_index=li, layer=name, method=method, cut=rule, **a.row())
             for (li, name, method, rule), a in acc.items()]
     return pd.DataFrame(rows).sort_values(["method", "cut", "layer_index"]).reset_index(drop=True)
+
+
+def grouping_gain(df: pd.DataFrame, recipe: str) -> pd.DataFrame:
+    """Per layer: the recipe's suggested cut against random channel groups of the same sizes (recall and
+    purity of both, and the differences)."""
+    own = df[(df.method == recipe) & (df.cut == "suggested")].set_index("layer")
+    rnd = df[(df.method == f"{recipe}/random-groups")].set_index("layer")
+    out = pd.DataFrame({"layer_index": own.layer_index, "recall": own.recall_point, "random_recall": rnd.recall_point,
+                        "purity": own.purity, "random_purity": rnd.purity}).dropna().sort_values("layer_index")
+    out["recall_gain"] = out.recall - out.random_recall
+    out["purity_gain"] = out.purity - out.random_purity
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m inv_widgets.eval parts", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="held-out images (default 100)")
-    ap.add_argument("--recipes", nargs="+", default=["fast", "paper"])
+    ap.add_argument("--recipes", nargs="+", default=["fast", "paper", "spatial"])
     ap.add_argument("--tolerance", type=int, default=3, help="pointing-game tolerance in pixels (default 3)")
+    ap.add_argument("--draws", type=int, default=3, help="random channel groupings per image and layer (default 3)")
     ap.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = ap.parse_args(argv)
     t = time.perf_counter()
-    df = evaluate_parts(n=args.n, recipes=tuple(args.recipes), tolerance=args.tolerance)
+    df = evaluate_parts(n=args.n, recipes=tuple(args.recipes), tolerance=args.tolerance, draws=args.draws)
     pd.set_option("display.width", 160)
     pd.set_option("display.max_rows", 500)
     cols = ["layer", "method", "cut", "mean_k", "purity", "purity_w", "recall_point", "recall_mass", "hit_w"]
@@ -161,6 +203,15 @@ def main(argv=None) -> int:
     if args.csv:
         df.to_csv(args.csv, index=False)
     print(f"({args.n} held-out images, {time.perf_counter() - t:.0f} s)")
+    for recipe in dict.fromkeys(args.recipes):
+        g = grouping_gain(df, recipe)
+        if g.empty:
+            continue
+        below = [name.split(".")[-1] for name in g.index[g.purity_gain < 0]]
+        print(f"{recipe} against random channel groups of the same sizes: pointing recall {g.recall.mean():.3f} vs "
+              f"{g.random_recall.mean():.3f} (gain {g.recall_gain.mean():+.3f}, worst layer {g.recall_gain.min():+.3f}); "
+              f"purity {g.purity.mean():.3f} vs {g.random_purity.mean():.3f}, below random in {len(below)} of "
+              f"{len(g)} layers{': ' + ', '.join(below) if below else ''}")
     default = df[(df.method == args.recipes[0]) & (df.cut == "suggested")]
     best = default.loc[default.recall_point.idxmax()]
     gc = df[(df.method == "gradcam") & (df.layer == best.layer)].iloc[0]

@@ -37,14 +37,14 @@ class Correlation(Recipe):
 # ---- the registry ----------------------------------------------------------------------------------
 
 def test_the_registered_recipes_and_the_old_names():
-    assert recipe_names() == ("fast", "paper", "paper-sklearn")
-    assert RECIPES == ("fast", "paper", "paper-sklearn") and "paper" in RECIPES and "magic" not in RECIPES
-    assert list(RECIPES) == list(recipe_names()) and len(RECIPES) == 3
+    assert recipe_names() == ("fast", "paper", "paper-sklearn", "spatial")
+    assert RECIPES == ("fast", "paper", "paper-sklearn", "spatial") and "paper" in RECIPES and "magic" not in RECIPES
+    assert list(RECIPES) == list(recipe_names()) and len(RECIPES) == 4
     from inv_widgets.engine.cluster import RECIPES as old, build_tree as old_build_tree, build_trees as old_build_trees
 
     assert old is RECIPES and old_build_tree is build_tree and old_build_trees is build_trees
     assert get_recipe("fast").prune is False and get_recipe("paper").prune is True
-    assert get_recipe("paper-sklearn").prune is True
+    assert get_recipe("paper-sklearn").prune is True and get_recipe("spatial").prune is False
     assert all(get_recipe(r).summary for r in recipe_names())
 
 
@@ -52,7 +52,7 @@ def test_an_unknown_name_gets_the_registrys_message_everywhere(tiny_cnn, tiny_im
     with pytest.raises(ValueError) as reference:
         get_recipe("magic")
     msg = str(reference.value)
-    assert msg == "unknown recipe 'magic'; choose one of ('fast', 'paper', 'paper-sklearn')"
+    assert msg == "unknown recipe 'magic'; choose one of ('fast', 'paper', 'paper-sklearn', 'spatial')"
     s = inv.Session(tiny_cnn, [tiny_image])
     exp = s.explain(0, lazy=True)
     entry_points = [
@@ -82,7 +82,7 @@ def test_the_cli_asks_the_registry(capsys):
     with pytest.raises(SystemExit):
         main(["explain", "--recipe", "magic"])
     err = capsys.readouterr().err
-    assert "unknown recipe 'magic'; choose one of ('fast', 'paper', 'paper-sklearn')" in err
+    assert "unknown recipe 'magic'; choose one of ('fast', 'paper', 'paper-sklearn', 'spatial')" in err
 
 
 def test_a_new_recipe_is_one_class_and_one_registration(registry, tiny_cnn, tiny_image):
@@ -147,7 +147,7 @@ def test_the_driver_scales_rows_and_handles_tiny_layers(registry):
 
 # ---- the recipes -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("recipe", ["fast", "paper", "paper-sklearn"])
+@pytest.mark.parametrize("recipe", ["fast", "paper", "paper-sklearn", "spatial"])
 def test_recipes_recover_planted_groups(recipe):
     maps, truth = planted_maps()
     tree = build_tree(maps, recipe)
@@ -158,7 +158,7 @@ def test_recipes_recover_planted_groups(recipe):
 
 def test_recipe_is_deterministic():
     maps, _ = planted_maps(seed=5)
-    for recipe in ("fast", "paper"):
+    for recipe in ("fast", "paper", "spatial"):
         a, b = build_tree(maps, recipe), build_tree(maps.clone(), recipe)
         np.testing.assert_array_equal(a.linkage, b.linkage)
 

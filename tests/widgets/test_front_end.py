@@ -11,7 +11,7 @@ import pytest
 
 from inv_widgets.widgets._common import STATIC, esm
 
-VIEWS = ["explorer.js", "explorer_detail.js", "gallery.js", "game.js"]
+VIEWS = ["explorer.js", "explorer_detail.js", "explorer_compare.js", "gallery.js", "game.js"]
 NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (the browser tests run these files)")
 

@@ -3,6 +3,7 @@
 - ``fast`` (default, ``fast.py``): Ward linkage on the scaled maps, k from the widest gap between merges.
 - ``paper`` (``paper.py``): as published, PCA, exact t-SNE, Ward, k by silhouette, light clusters pruned.
 - ``paper-sklearn`` (``paper_sklearn.py``): ``paper`` with scikit-learn's Barnes-Hut TSNE, as the authors ran it.
+- ``spatial`` (``spatial.py``): Ward linkage on each map as a distribution over the pixels (where it responds).
 
 This module is the only place that knows which recipes exist and the only one that checks a recipe name:
 Session, Explanation, the widgets, the CLI and the evaluations ask :func:`get_recipe` (which raises a
@@ -35,6 +36,7 @@ from .base import K_RANGE, PAPER_SEED, Link, Recipe
 from .fast import Fast
 from .paper import Paper
 from .paper_sklearn import PaperSklearn
+from .spatial import Spatial
 
 __all__ = ["Recipe", "Link", "register_recipe", "get_recipe", "recipe_names", "RECIPES", "build_tree", "build_trees",
            "K_RANGE", "PAPER_SEED", "DEFAULT_RECIPE"]
@@ -199,3 +201,4 @@ def _may_hold_copies(link: Link, n: int, d: int) -> bool:
 register_recipe(Fast)
 register_recipe(Paper)
 register_recipe(PaperSklearn)
+register_recipe(Spatial)

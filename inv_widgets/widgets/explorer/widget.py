@@ -38,6 +38,7 @@ from ...engine.runtime import LRU
 from .._common import readable
 from ..dendrogram import MAX_K, Dendrogram
 from ..gallery import Gallery
+from .compare import Compare
 from .controls import Controls
 from .dendrogram_view import show_dendrogram, start_plotly_import
 from .detail import NO_LABELS_HINT, NO_STORE_HINT, Detail
@@ -126,6 +127,8 @@ class Explorer(W.VBox):
         self.detail = Detail(alpha=float(alpha), cmap=cmap, cmaps=list(render.COLORMAPS),
                              reveal_percents=[float(p) for p in REVEAL_PERCENTS])
         self._alpha_link = W.jslink((self.detail, "alpha"), (self.gallery, "alpha"))
+        self.compare = Compare(session, cmap=cmap, alpha=float(alpha))  # LIME, KernelSHAP, Grad-CAM on demand
+        self._compare_alpha = W.jslink((self.detail, "alpha"), (self.compare, "alpha"))
 
         placeholder = W.HTML("<div class='inv-dendro-wait'>dendrogram…</div>")
         self._dendro_box = dendro_box = W.VBox([placeholder])
@@ -134,7 +137,7 @@ class Explorer(W.VBox):
         gallery_box.add_class("inv-gallery-box")
         main = W.HBox([dendro_box, gallery_box])
         main.add_class("inv-main")
-        super().__init__(children=[self.header, *self.controls.rows(), main, self.detail])
+        super().__init__(children=[self.header, *self.controls.rows(), main, self.detail, self.compare])
         self.add_class("inv-explorer")
 
         # ---- wiring ----------------------------------------------------------------------------
@@ -281,6 +284,7 @@ class Explorer(W.VBox):
         self._cmap = cmap
         with self._silenced():
             self.detail.cmap = cmap
+        self.compare.set_cmap(cmap)
         self._push_gallery()
         self._push_detail()
 
@@ -357,6 +361,7 @@ class Explorer(W.VBox):
         if self.header.page_of(view.image) != self.header.page or not self.header.shows(view.image):
             self._push_thumbs(self.header.page_of(view.image))
         self.controls.show_targets(exp, names, self._silenced)
+        self.compare.show(view.image, exp.target, image_png=self._pictures.image(exp), class_name=exp.target_name)
 
     def _caption(self, i: int) -> str:
         if i in self._names:
