@@ -2,7 +2,7 @@
 
     inv-widgets explain                          # the demo model on the demo's first image -> inv_report.html
     inv-widgets explain photo.jpg --model vgg16 --weights none --out vgg.html
-    inv-widgets eval parts | labels              # evaluations on the embedded default
+    inv-widgets eval parts | labels | faithfulness   # evaluations on the embedded default
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     ex.add_argument("--quiet", action="store_true")
     ex.set_defaults(func=cmd_explain)
     ev = sub.add_parser("eval", help="evaluations on the embedded default (python -m inv_widgets.eval ...)")
-    ev.add_argument("what", choices=["parts", "labels"])
+    ev.add_argument("what", choices=["parts", "labels", "faithfulness"])
     ev.add_argument("rest", nargs=argparse.REMAINDER)
     ev.set_defaults(func=lambda a: __import__("inv_widgets.eval", fromlist=["main"]).main([a.what, *a.rest]))
     args = ap.parse_args(argv)

@@ -14,8 +14,10 @@ from PIL import Image
 from torch import nn
 
 from .engine import Clusters, Explanation, MapKey, build_explanations, find_layers, fingerprint, run_model
+from .engine.ablation import ModelProbe
 from .engine.recipes import get_recipe, recipe_names
 from .engine.runtime import LRU, eval_mode
+from .engine.weights import check_weighting
 from .inputs import display_image, to_model_input, tensor_id, to_pil
 
 __all__ = ["Session", "explain"]
@@ -52,6 +54,11 @@ class Session:
     recipe : str
         Default clustering recipe, a name of the recipe registry (``inv_widgets.engine.recipes``): "fast"
         (default), "paper" or "paper-sklearn".
+    weighting : str
+        How each feature map is weighted: "guided" (the paper's guided gradients, mean_ij((A>0)(G>0)G)) or
+        "taylor" (gradient x activation, mean_ij(G A), its positive part): a first-order estimate of what
+        zeroing the map costs the target. Everything after the model's pass follows it: the keep filter,
+        the clusters, the cluster weights and maps, Deep Reveal and the labels' keys.
     cache_size : int
         How many explanations to keep (least recently used are dropped). An explanation asked for with
         ``target=None`` is the same object as the one asked for with its predicted class.
@@ -59,10 +66,11 @@ class Session:
 
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
                  device=None, layers: Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
-                 cache_size: int = 16, batch_size: int = 8):
+                 weighting: str = "guided", cache_size: int = 16, batch_size: int = 8):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         recipe = get_recipe(recipe).name
+        self.weighting = check_weighting(weighting)
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         if device is None:
@@ -104,7 +112,8 @@ class Session:
 
     def __repr__(self):
         return (f"Session({type(self.model).__name__}, images={len(self)}, classes={len(self.classes)}, "
-                f"layers={len(self.layers)}, device={str(self.device)!r}, recipe={self.recipe!r})")
+                f"layers={len(self.layers)}, device={str(self.device)!r}, recipe={self.recipe!r}, "
+                f"weighting={self.weighting!r})")
 
     @property
     def layers(self) -> list[str]:
@@ -310,7 +319,8 @@ class Session:
             if exp is None:
                 if progress:
                     progress(0, len(self._layers) + 1, "running the model")
-                exp = self._store(self._run([x], [self._display(image, x)], [iid], target)[0], iid, target)
+                exp = self._store(self._run([x], [self._display(image, x)], [iid], target, sources=[image])[0],
+                                  iid, target)
             if exp.recipe != recipe:
                 exp = _with_recipe(exp, recipe)
         if not lazy:
@@ -343,7 +353,7 @@ class Session:
             chunk = todo[s:s + bs]
             xs = [resolved[j][0] for j in chunk]
             exps = self._run(xs, [self._display(images[j], resolved[j][0]) for j in chunk],
-                             [resolved[j][1] for j in chunk], target)
+                             [resolved[j][1] for j in chunk], target, sources=[images[j] for j in chunk])
             for j, e in zip(chunk, exps):
                 out[j] = self._store(e, resolved[j][1], target)
             done += len(chunk)
@@ -355,7 +365,7 @@ class Session:
                 e.compute(recipe)
         return out
 
-    def _run(self, xs, displays, iids, target) -> list[Explanation]:
+    def _run(self, xs, displays, iids, target, sources=None) -> list[Explanation]:
         shapes = {tuple(x.shape) for x in xs}
         if len(shapes) > 1:
             raise ValueError(f"images in one batch must have the same shape, got {sorted(shapes)}")
@@ -373,8 +383,33 @@ class Session:
             names = self._class_names = [str(i) for i in range(cap.logits.shape[1])]
         elif len(names) != cap.logits.shape[1]:
             raise ValueError(f"the model has {cap.logits.shape[1]} outputs but {len(names)} class names were given")
+        sources = sources if sources is not None else [xs[i] for i in range(len(xs))]
+        probes = [ModelProbe(self.model, batch[i], cap.targets[i], lock=self._lock,
+                             fill=lambda src=src, x=xs[i]: self._fill(src, x))
+                  for i, src in enumerate(sources)]
         return build_explanations(cap, displays, model_id=self.fingerprint, image_ids=iids, class_names=names,
-                                  recipe=self.recipe)
+                                  recipe=self.recipe, weighting=self.weighting, probes=probes)
+
+    def fill(self, image) -> torch.Tensor:
+        """Image ``image`` (index, PIL image, array or tensor) with its content removed, as model input (C, H, W):
+        what deletion and insertion curves put in place of the pixels they delete. The dataset's
+        ``background(i)`` when it has one (the demo draws each image's own background without the object),
+        otherwise a Gaussian blur of the input (sigma: 1/16 of the longer side)."""
+        x, _ = self._resolve(image)
+        return self._fill(image, x)
+
+    def _fill(self, image, x: torch.Tensor) -> torch.Tensor:
+        nd = len(self.dataset) if self.dataset is not None else 0
+        if (isinstance(image, (int, np.integer)) and not isinstance(image, (bool, np.bool_))
+                and 0 <= int(image) % max(len(self), 1) < nd and hasattr(self.dataset, "background")):
+            bg = to_model_input(self.dataset.background(int(image) % len(self)), self.transform)
+            if bg.shape == x.shape:
+                return bg
+        from scipy.ndimage import gaussian_filter
+
+        sigma = max(x.shape[-2:]) / 16.0
+        a = x.detach().float().cpu().numpy()
+        return torch.from_numpy(gaussian_filter(a, sigma=(0, sigma, sigma), mode="nearest")).to(x.dtype)
 
     def _cached(self, iid, target) -> Explanation | None:
         if target is None:

@@ -1,6 +1,6 @@
 """Do cluster maps find the parts? Part purity and part recall on the embedded default.
 
-    python -m inv_widgets.eval parts [--n 100] [--recipes fast paper] [--csv out.csv]
+    python -m inv_widgets.eval parts [--n 100] [--recipes fast paper] [--weighting guided] [--csv out.csv]
 
 For every layer and every clustering recipe (and cut rule), and for plain Grad-CAM at the same layer as
 the one-map baseline, over a fixed held-out set of parts images:
@@ -111,7 +111,7 @@ def _cut(lr, rule):
 
 
 def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper"), tolerance: int = 3,
-                   offset: int = 0, progress: bool = True) -> pd.DataFrame:
+                   offset: int = 0, progress: bool = True, weighting: str = "guided") -> pd.DataFrame:
     """The table: one row per (layer, method, cut) with purity and recall averaged over ``n`` images."""
     import inv_widgets as inv
     from ..engine.recipes import get_recipe
@@ -119,7 +119,7 @@ def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper"
     recipes = tuple(get_recipe(r).name for r in recipes)  # an unknown name fails now, not after loading
     if model is None or data is None:
         model, data = inv.demo.load(n=offset + n)
-    session = inv.Session(model, data, cache_size=1)
+    session = inv.Session(model, data, cache_size=1, weighting=weighting)
     idx = list(range(offset, offset + n))
     acc: dict = {}
     rng = np.random.default_rng(0)
@@ -155,10 +155,12 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100, help="held-out images (default 100)")
     ap.add_argument("--recipes", nargs="+", default=["fast", "paper"])
     ap.add_argument("--tolerance", type=int, default=3, help="pointing-game tolerance in pixels (default 3)")
+    ap.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
+                    help="the channel weights (Session(weighting=...); default guided)")
     ap.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = ap.parse_args(argv)
     t = time.perf_counter()
-    df = evaluate_parts(n=args.n, recipes=tuple(args.recipes), tolerance=args.tolerance)
+    df = evaluate_parts(n=args.n, recipes=tuple(args.recipes), tolerance=args.tolerance, weighting=args.weighting)
     pd.set_option("display.width", 160)
     pd.set_option("display.max_rows", 500)
     cols = ["layer", "method", "cut", "mean_k", "purity", "purity_w", "recall_point", "recall_mass", "hit_w"]
