@@ -219,21 +219,21 @@ _WORKER: dict = {}
 
 
 def _init_worker(n: int, offset: int, recipe: str, weighting: str, baselines: bool) -> None:
-    """A worker process: its own model and session, one thread."""
-    import torch
-
+    """A worker process: its own model and session (one thread: :func:`_one`)."""
     import inv_widgets as inv
 
-    torch.set_num_threads(1)
     model, data = _demo(offset + n)
     _WORKER["session"] = inv.Session(model, data, recipe=recipe, weighting=weighting, cache_size=1)
     _WORKER["fn"] = _baseline_function() if baselines else None
 
 
 def _one(args) -> dict:
+    from ..engine.runtime import limited_threads
+
     i, recipe, steps, repeats, seed = args
-    return image_records(_WORKER["session"], i, recipe=recipe, steps=steps, repeats=repeats, seed=seed,
-                         attribution_maps=_WORKER["fn"])
+    with limited_threads(1):
+        return image_records(_WORKER["session"], i, recipe=recipe, steps=steps, repeats=repeats, seed=seed,
+                             attribution_maps=_WORKER["fn"])
 
 
 def evaluate_faithfulness(n: int = 50, *, recipe: str = "fast", weighting: str = "guided", steps: int | None = None,
