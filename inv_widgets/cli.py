@@ -62,18 +62,20 @@ def cmd_explain(args) -> int:
     if args.model == "demo":
         model, data = inv.demo.load()
         if args.image is None:
-            session = inv.Session(model, data, recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode)
+            session = inv.Session(model, data, recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode,
+                                  weighting=args.weighting)
             source, title = 0, f"demo image 0 ({data.classes[data[0][1]]})"
         else:
             session = inv.Session(model, [args.image], transform=data.transform, class_names=data.classes,
-                                  recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode)
+                                  recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode,
+                                  weighting=args.weighting)
             source, title = 0, Path(args.image).name
     else:
         if args.image is None:
             raise SystemExit("error: give an image file to explain with a torchvision model")
         model, transform, classes = _torchvision_model(args.model, args.weights)
         session = inv.Session(model, [args.image], transform=transform, class_names=classes, recipe=args.recipe,
-                              layers=args.layers, layer_mode=args.layer_mode)
+                              layers=args.layers, layer_mode=args.layer_mode, weighting=args.weighting)
         source, title = 0, f"{Path(args.image).name} · {args.model} ({args.weights} weights)"
     try:
         exp = session.explain(source, target=args.target if args.target is None or not args.target.isdigit()
@@ -104,6 +106,9 @@ def main(argv=None) -> int:
     ex.add_argument("--layer-mode", default="conv", choices=["conv", "blocks"])
     ex.add_argument("--recipe", default="fast", type=_recipe,
                     help="clustering recipe: fast (default), paper, paper-sklearn or another registered one")
+    ex.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
+                    help="channel weights: guided (the paper's guided gradients, default) or taylor "
+                         "(gradient x activation)")
     ex.add_argument("--k", type=int, default=None, help="cluster maps per layer (default: the suggested cut)")
     ex.add_argument("--cmap", default="jet", choices=["jet", "viridis", "inferno", "gray"])
     ex.add_argument("--out", default="inv_report.html")

@@ -81,11 +81,11 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
     that reduce its gradient to the per-channel statistics INV uses.
 
     Yields ``(acts, stats, grads, order)``, filled during the pass: ``stats[name] = (guided, grad_mean,
-    taylor)``, each (B, C) (``taylor``: gradient x activation, mean_ij(G A)). The copy is taken when the layer fires, so an in-place ReLU that follows (VGG) cannot
-    change it, and the gradient is the gradient of that same tensor. The full gradients are reduced as
-    they arrive and dropped (a VGG-16 explanation needs about 55 MB less), unless ``keep_gradients``
-    stores them in ``grads`` too. With ``strict`` a layer whose output is not 4-D raises; otherwise it is
-    skipped.
+    taylor)``, each (B, C) (``taylor``: gradient x activation, mean_ij(G A)). The copy is taken when the
+    layer fires, so an in-place ReLU that follows (VGG) cannot change it, and the gradient is the gradient
+    of that same tensor. The full gradients are reduced as they arrive and dropped (a VGG-16 explanation
+    needs about 55 MB less), unless ``keep_gradients`` stores them in ``grads`` too. With ``strict`` a layer
+    whose output is not 4-D raises; otherwise it is skipped.
     """
     named = dict(model.named_modules())
     missing = [n for n in layers if n not in named]

@@ -170,7 +170,8 @@ def summarise(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for m in BASELINE_METHODS:
         if f"del_{m}" in img:
             methods.append({"method": m, "images": int(img[f"del_{m}"].notna().sum()),
-                            "deletion_area": float(img[f"del_{m}"].mean()), "insertion_area": float(img[f"ins_{m}"].mean())})
+                            "deletion_area": float(img[f"del_{m}"].mean()),
+                            "insertion_area": float(img[f"ins_{m}"].mean())})
     return layers, pd.DataFrame(methods, columns=["method", "images", "deletion_area", "insertion_area"])
 
 
@@ -297,7 +298,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=50, help="held-out images (default 50)")
     ap.add_argument("--offset", type=int, default=0, help="first image (default 0)")
     ap.add_argument("--recipe", default="fast", help="clustering recipe (default fast)")
-    ap.add_argument("--weighting", default="guided", choices=["guided", "taylor"], help="channel weights (default guided)")
+    ap.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
+                    help="channel weights (default guided)")
     ap.add_argument("--steps", type=int, default=None,
                     help="equal steps of the deletion / insertion curves (default: 2 %% steps to 30 %%, then 10 %%)")
     ap.add_argument("--random", type=int, default=5, help="random channel groupings per image and layer (default 5)")
