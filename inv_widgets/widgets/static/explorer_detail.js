@@ -160,8 +160,8 @@ function render({ model, el: root }) {
     root.dataset.revision = String(model.get("revision"));
   }
 
-  const CONTENT = ["title", "base", "heat", "reveals", "reveal_percents", "weight", "weight_tip", "n_maps", "gradcam_overlap",
-    "color", "members", "labels", "labels_hint", "revision"];
+  const CONTENT = ["title", "base", "heat", "reveals", "reveal_percents", "weight", "weight_tip", "n_maps",
+    "gradcam_overlap", "color", "members", "labels", "labels_hint", "revision"];
   const stop = watch(model, [...CONTENT, "alpha", "cmaps", "cmap"], (changed) => {
     if (changed.has("alpha")) applyAlpha();
     if (anyOf(changed, ["cmaps", "cmap"])) renderCmaps();
