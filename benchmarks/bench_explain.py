@@ -170,7 +170,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="3 repeats")
     ap.add_argument("--recipes", nargs="+", default=["fast", "paper", "paper-sklearn"])
     ap.add_argument("--ablation-only", action="store_true", help="only the ablation figures")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:  # the command's setting for the whole process (on a busy machine one thread is steadier)
+        torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else args.repeats
     print(f"torch {torch.__version__}, inv-widgets {inv.__version__}, CPU")
     if not args.ablation_only:
