@@ -2,6 +2,7 @@
 
     python benchmarks/bench_explain.py            # VGG-16 and ResNet-50, random weights, 224 px, CPU
     python benchmarks/bench_explain.py --quick    # fewer repeats
+    python benchmarks/bench_explain.py --ablation-only   # only the ablation figures (demo CNN and VGG-16)
 
 For each model it prints the median forward+backward time (the logit's backward with parameter
 gradients, what a plain training step or a hand-written Grad-CAM does), the median time of a full
@@ -9,6 +10,11 @@ explanation of all conv layers per recipe and its ratio to that, the median recu
 and the peak resident memory of a fresh process that runs one explanation.
 Targets (issue "Core INV engine"): fast recipe over all 13 VGG-16 conv layers <= 1.25x, paper recipe
 <= 3x, recut <= 10 ms median, peak memory of one VGG-16 explanation < 1.5 GB.
+
+Ablation (issue 10): ``Clusters.ablation()`` of the suggested cut, per layer (one batched forward pass of the
+K masked copies from the layer on, plus the whole-layer copy), for the demo CNN (target: <= 100 ms for one
+layer) and VGG-16, against the model's plain forward pass; and the Explorer's deletion / insertion curves of
+one map against Grad-CAM (25 steps).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 import torchvision
 
@@ -122,17 +129,57 @@ def bench(name, repeats, recipes):
               f"({mem['base']:.0f} MB with the model loaded, +{mem['peak'] - mem['base']:.0f} MB)")
 
 
+def bench_ablation(repeats):
+    """Per layer: the median time of one cut's ablation (nothing cached), against a plain forward pass."""
+    from inv_widgets.widgets.explorer.faithfulness_view import CURVE_STEPS
+
+    demo_model, demo_data = inv.demo.load(n=4)
+    vgg, x = build("vgg16")
+    cases = [("demo CNN (128 px)", inv.Session(demo_model, demo_data)),
+             ("VGG-16 (224 px, random weights)", inv.Session(vgg, [x]))]
+    for title, session in cases:
+        exp = session.explain(0)
+        x0 = session.input(0)[None]
+        with torch.no_grad():
+            fwd = median_time(lambda: session.model(x0), repeats)
+        print(f"\nablation, {title}: {torch.get_num_threads()} threads, medians of {repeats}; plain forward "
+              f"{fwd * 1000:.1f} ms")
+        worst = 0.0
+        for name in exp.layers:
+            lr = exp[name]
+            cl = lr.cut()
+            if not cl.k:
+                continue
+            lr.ablation(cl.members)  # first use at a layer also checks the copies against the plain pass
+            t = median_time(lambda: lr.ablation(cl.members), repeats)
+            worst = max(worst, t)
+            print(f"  {name:<28} K = {cl.k}  {t * 1000:7.1f} ms  {t / fwd:5.2f}x forward")
+        target = "  (target <= 100 ms)" if session.model is demo_model else ""
+        print(f"  slowest layer {worst * 1000:.1f} ms{target}")
+        cl = exp[exp.layers[-1]].cut()
+        t = median_time(lambda: exp.curves(np.stack([cl.maps[0], exp[exp.layers[-1]].gradcam()]), steps=CURVE_STEPS),
+                        max(1, repeats // 3))
+        print(f"  deletion + insertion curves of one map and Grad-CAM ({CURVE_STEPS} steps, "
+              f"{4 * (CURVE_STEPS - 1) + 2} images): {t * 1000:.0f} ms")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="3 repeats")
     ap.add_argument("--recipes", nargs="+", default=["fast", "paper", "paper-sklearn"])
+    ap.add_argument("--ablation-only", action="store_true", help="only the ablation figures")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:  # the command's setting for the whole process (on a busy machine one thread is steadier)
+        torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else args.repeats
     print(f"torch {torch.__version__}, inv-widgets {inv.__version__}, CPU")
-    for name in args.models:
-        bench(name, repeats, args.recipes)
+    if not args.ablation_only:
+        for name in args.models:
+            bench(name, repeats, args.recipes)
+    bench_ablation(repeats)
 
 
 if __name__ == "__main__":

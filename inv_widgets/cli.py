@@ -2,7 +2,7 @@
 
     inv-widgets explain                          # the demo model on the demo's first image -> inv_report.html
     inv-widgets explain photo.jpg --model vgg16 --weights none --out vgg.html
-    inv-widgets eval parts | labels | global     # evaluations on the embedded default
+    inv-widgets eval parts | labels | global | faithfulness   # evaluations on the embedded default
 
 Arguments are checked before anything is computed; a problem is one line on stderr that names the fix
 (``error: ...``), exit status 2 for a wrong argument and 1 when the work itself fails, and no file is left
@@ -148,7 +148,8 @@ def cmd_explain(args) -> int:
     from .report import explanation_html
 
     t0 = time.perf_counter()
-    options = dict(recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode)
+    options = dict(recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode,
+                   weighting=args.weighting)
     try:
         if args.model == "demo":
             model, data = inv.demo.load()
@@ -211,6 +212,9 @@ def _parser() -> argparse.ArgumentParser:
                          "(ResNet's BasicBlock, GoogLeNet's inception modules, ...)")
     ex.add_argument("--recipe", default="fast", type=_recipe,
                     help="clustering recipe: fast (default), paper, paper-sklearn or another registered one")
+    ex.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
+                    help="channel weights: guided (the paper's guided gradients, default) or taylor "
+                         "(gradient x activation)")
     ex.add_argument("--k", type=_positive, default=None,
                     help="cluster maps per layer, 1 or more (default: each layer's suggested cut)")
     ex.add_argument("--cmap", default="jet", choices=["jet", "viridis", "inferno", "gray"],
@@ -220,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=cmd_explain)
     ev = sub.add_parser("eval", help="evaluations on the embedded default (python -m inv_widgets.eval ...)")
-    ev.add_argument("what", choices=["parts", "labels", "global"])
+    ev.add_argument("what", choices=["parts", "labels", "global", "faithfulness"])
     ev.add_argument("rest", nargs=argparse.REMAINDER)
     ev.set_defaults(func=lambda a: __import__("inv_widgets.eval", fromlist=["main"]).main([a.what, *a.rest]))
     return ap

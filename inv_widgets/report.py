@@ -51,7 +51,8 @@ def explanation_html(exp: Explanation, *, k: int | None = None, cmap: str = "jet
         f"<title>{esc(title or 'INV explanation')}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title or 'INV explanation')}</h1>",
         f'<div class="sub">Why <b>{esc(exp.target_name)}</b>? Predicted: <b>{esc(exp.predicted_name)}</b> · '
-        f"recipe <code>{esc(exp.recipe)}</code> · {len(exp.layers)} layers · "
+        f"recipe <code>{esc(exp.recipe)}</code> · weighting <code>{esc(exp.weighting)}</code> · "
+        f"{len(exp.layers)} layers · "
         f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by inv-widgets</div>",
         f'<div class="head">{_img(exp.image, 224, "input image")}<table class="pred">{rows}</table></div>',
     ]

@@ -18,8 +18,10 @@ from .engine import Clusters, Explanation, MapKey, build_explanations, find_laye
 from .engine.capture import LAYER_MODES
 from .engine.modelio import Output, failure_message, input_dtype, layer_names, resolve_layers, select_output, \
     warn_one_layer
+from .engine.ablation import ModelProbe
 from .engine.recipes import get_recipe, recipe_names
 from .engine.runtime import LRU, eval_mode
+from .engine.weights import check_weighting
 from .inputs import display_image, to_model_input, tensor_id, to_pil
 
 __all__ = ["Session", "explain"]
@@ -64,6 +66,11 @@ class Session:
         Which of the model's outputs holds the logits, for a model that returns several: an index into a
         tuple, a key of a dict, or a callable ``f(outputs) -> logits``. By default a tensor as it is, the first
         item of a tuple (with a warning naming the outputs) or a dict's ``"logits"`` (else its first value).
+    weighting : str
+        How each feature map is weighted: "guided" (the paper's guided gradients, mean_ij((A>0)(G>0)G)) or
+        "taylor" (gradient x activation, mean_ij(G A), its positive part): a first-order estimate of what
+        zeroing the map costs the target. Everything after the model's pass follows it: the keep filter,
+        the clusters, the cluster weights and maps, Deep Reveal and the labels' keys.
     cache_size : int
         How many explanations to keep (least recently used are dropped). An explanation asked for with
         ``target=None`` is the same object as the one asked for with its predicted class. Model inputs are
@@ -76,10 +83,11 @@ class Session:
 
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
                  device=None, layers: str | Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
-                 cache_size: int = 16, batch_size: int = 8, output: Output = None):
+                 weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         recipe = get_recipe(recipe).name
+        self.weighting = check_weighting(weighting)
         if isinstance(cache_size, bool) or not isinstance(cache_size, (int, np.integer)) or cache_size < 1:
             raise ValueError(f"cache_size must be an integer of at least 1, got {cache_size!r}")
         if layer_mode not in LAYER_MODES:
@@ -132,7 +140,8 @@ class Session:
     def __repr__(self):
         classes = len(self._class_names) if self._class_names is not None else "?"
         return (f"Session({type(self.model).__name__}, images={len(self)}, classes={classes}, "
-                f"layers={len(self._layers)}, device={str(self.device)!r}, recipe={self.recipe!r})")
+                f"layers={len(self._layers)}, device={str(self.device)!r}, recipe={self.recipe!r}, "
+                f"weighting={self.weighting!r})")
 
     @property
     def layers(self) -> list[str]:
@@ -353,7 +362,8 @@ class Session:
             if exp is None:
                 if progress:
                     progress(0, len(self._layers) + 1, "running the model")
-                exp = self._store(self._run([x], [self._display(image, x)], [iid], target)[0], iid, target)
+                exp = self._store(self._run([x], [self._display(image, x)], [iid], target, sources=[image])[0],
+                                  iid, target)
             if exp.recipe != recipe:
                 exp = _with_recipe(exp, recipe)
         if not lazy:
@@ -398,7 +408,7 @@ class Session:
             for chunk in chunks:
                 xs = [resolved[j][0] for j in chunk]
                 exps = self._run(xs, [self._display(images[j], resolved[j][0]) for j in chunk],
-                                 [resolved[j][1] for j in chunk], target)
+                                 [resolved[j][1] for j in chunk], target, sources=[images[j] for j in chunk])
                 for j, e in zip(chunk, exps):
                     out[j] = self._store(e, resolved[j][1], target)
                 done += len(chunk)
@@ -415,7 +425,7 @@ class Session:
                 e.compute(recipe)
         return out
 
-    def _run(self, xs, displays, iids, target) -> list[Explanation]:
+    def _run(self, xs, displays, iids, target, sources=None) -> list[Explanation]:
         shapes = {tuple(x.shape) for x in xs}
         if len(shapes) > 1:
             raise ValueError(f"images in one batch must have the same shape, got {sorted(shapes)}")
@@ -431,15 +441,40 @@ class Session:
             names = self._class_names = [str(i) for i in range(cap.logits.shape[1])]
         elif len(names) != cap.logits.shape[1]:
             raise ValueError(f"the model has {cap.logits.shape[1]} outputs but {len(names)} class names were given")
+        sources = sources if sources is not None else [xs[i] for i in range(len(xs))]
+        probes = [ModelProbe(self.model, batch[i], cap.targets[i], lock=self._lock, output=self.output,
+                             fill=lambda src=src, x=xs[i]: self._fill(src, x))
+                  for i, src in enumerate(sources)]
         exps = build_explanations(cap, displays, model_id=self.fingerprint, image_ids=iids, class_names=names,
-                                  recipe=self.recipe)
+                                  recipe=self.recipe, weighting=self.weighting, probes=probes)
         for e in exps:
             if all(len(d.kept) == 0 for d in e._layers.values()):
                 warnings.warn(
                     f"no feature map is kept in any layer for class {e.target_name!r}: the class score does not "
-                    "depend on the explained layers (every guided gradient is zero or negative). Check the model's "
+                    "depend on the explained layers (every channel weight is zero or negative). Check the model's "
                     "head (an untrained or zeroed last layer outputs constants).", UserWarning, stacklevel=4)
         return exps
+
+    def fill(self, image) -> torch.Tensor:
+        """Image ``image`` (index, PIL image, array or tensor) with its content removed, as model input (C, H, W):
+        what deletion and insertion curves put in place of the pixels they delete. The dataset's
+        ``background(i)`` when it has one (the demo draws each image's own background without the object),
+        otherwise a Gaussian blur of the input (sigma: 1/16 of the longer side)."""
+        x, _ = self._resolve(image)
+        return self._fill(image, x)
+
+    def _fill(self, image, x: torch.Tensor) -> torch.Tensor:
+        nd = len(self.dataset) if self.dataset is not None else 0
+        if (isinstance(image, (int, np.integer)) and not isinstance(image, (bool, np.bool_))
+                and 0 <= int(image) % max(len(self), 1) < nd and hasattr(self.dataset, "background")):
+            bg = to_model_input(self.dataset.background(int(image) % len(self)), self.transform)
+            if bg.shape == x.shape:
+                return bg
+        from scipy.ndimage import gaussian_filter
+
+        sigma = max(x.shape[-2:]) / 16.0
+        a = x.detach().float().cpu().numpy()
+        return torch.from_numpy(gaussian_filter(a, sigma=(0, sigma, sigma), mode="nearest")).to(x.dtype)
 
     def _cached(self, iid, target) -> Explanation | None:
         if target is None:

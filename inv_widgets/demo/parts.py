@@ -674,8 +674,23 @@ def _occluder(cv, rng, center, scale, size):
         cv.poly(np.stack([rr * np.cos(t), rr * np.sin(t)], 1), colour, rid, outline=1.2)
 
 
-def _render(seed: int, i: int, size: int, n_classes: int):
-    """Draw image i: returns (uint8 RGB array (H,W,3), region map (2H,2W) uint8, part lut, class)."""
+class _Both:
+    """Two ImageDraw objects drawn alike (the occluder goes into the image and into its background)."""
+
+    def __init__(self, a, b):
+        self._a, self._b = a, b
+
+    def __getattr__(self, name):
+        fa, fb = getattr(self._a, name), getattr(self._b, name)
+        return lambda *args, **kw: (fa(*args, **kw), fb(*args, **kw))[0]
+
+
+def _render(seed: int, i: int, size: int, n_classes: int, background: bool = False):
+    """Draw image i: returns (uint8 RGB array (H,W,3), region map (2H,2W) uint8, part lut, class).
+
+    ``background=True`` returns only the same picture without the object (uint8 (H,W,3)): the same random
+    draws, so every pixel the object does not touch is the image's own; what was behind the object is the
+    background and clutter, and an occluder stays in front."""
     rng = np.random.default_rng([seed, i])
     # classes are balanced: every block of n_classes consecutive images holds each class once
     perm = np.random.default_rng([seed, i // n_classes, 0x5EED]).permutation(n_classes)
@@ -690,6 +705,8 @@ def _render(seed: int, i: int, size: int, n_classes: int):
 
     for _ in range(int(rng.integers(2, 8))):
         _distractor(cv, rng, size)
+    if background:  # the scene before the object, drawn on from here only by the occluder
+        img0, lab0 = img.copy(), lab.copy()
 
     scale = rng.uniform(0.22, 0.37) * size
     margin = scale * 0.95
@@ -699,23 +716,40 @@ def _render(seed: int, i: int, size: int, n_classes: int):
     _PAINTERS[cls](cv, rng)
 
     if rng.random() < 0.3:
+        if background:
+            cv.draw, cv.ldraw = _Both(cv.draw, ImageDraw.Draw(img0)), _Both(cv.ldraw, ImageDraw.Draw(lab0))
         _occluder(cv, rng, center, scale, size)
 
     out = np.asarray(img.reduce(_SS), np.float32)
     labels = np.asarray(lab)
     lab1 = labels[_SS // 2::_SS, _SS // 2::_SS]
+    if background:
+        out0 = np.asarray(img0.reduce(_SS), np.float32)
+        lab01 = np.asarray(lab0)[_SS // 2::_SS, _SS // 2::_SS]
     if cv.textures:
         x, yy = _grid(size)
-        for rid, name, params, (fx, fy, s, ca, sa, fl) in cv.textures:
-            m = lab1 == rid
-            if not m.any():
-                continue
+
+        def shade(m, name, params, frame, r):
+            fx, fy, s, ca, sa, fl = frame
             dx, dy = (x[m] - fx) / s, (yy[m] - fy) / s
             u, v = (ca * dx + sa * dy) * fl, -sa * dx + ca * dy
-            out[m] *= np.asarray(_texture(name, u, v, rng, params), np.float32)[..., None]
+            return np.asarray(_texture(name, u, v, r, params), np.float32)[..., None]
+
+        for rid, name, params, frame in cv.textures:
+            m = lab1 == rid
+            if m.any():
+                out[m] *= shade(m, name, params, frame, rng)
+            if background:  # clutter textures draw nothing at random: the same shading, rng left alone
+                m0 = lab01 == rid
+                if m0.any():
+                    out0[m0] *= shade(m0, name, params, frame, np.random.default_rng(0))
     # a little sensor noise and a random overall exposure
-    out *= rng.uniform(0.9, 1.1)
-    out += rng.normal(0.0, 3.0, (1, 1, 3)).astype(np.float32)
+    exposure = rng.uniform(0.9, 1.1)
+    out *= exposure
+    shift = rng.normal(0.0, 3.0, (1, 1, 3)).astype(np.float32)
+    out += shift
+    if background:
+        return np.clip(out0 * exposure + shift, 0, 255).astype(np.uint8)
     rgb = np.clip(out, 0, 255).astype(np.uint8)
 
     parts = CLASS_PARTS[cls]
@@ -828,6 +862,12 @@ class PartsDataset:
     def image(self, i) -> Image.Image:
         """Image i as an RGB PIL image, as a person sees it (same size as the tensor)."""
         return Image.fromarray(self._get(i)[0])
+
+    def background(self, i) -> np.ndarray:
+        """Image i without its object, uint8 (H, W, 3): the same background, clutter and occluder, and the same
+        pixels wherever the object does not reach. What deletion and insertion curves fill deleted pixels
+        with (``python -m inv_widgets.eval faithfulness``); the demo CNN calls such images at chance."""
+        return _render(self.seed, self.offset + self._index(i), self.size, len(CLASSES), background=True)
 
     def label(self, i) -> int:
         """Class index of image i (without drawing the tensor)."""

@@ -14,7 +14,7 @@ from torch import nn
 
 from .modelio import Output, check_layer_names, input_dtype, select_output
 from .runtime import eval_mode
-from .weights import guided_alpha
+from .weights import guided_alpha, taylor_alpha
 
 __all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LAYER_MODES"]
 
@@ -98,6 +98,7 @@ class Captured:
     activations: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C, h, w), detached
     guided: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C) mean_ij((A>0)(G>0)G), float32
     grad_mean: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C) mean_ij(G), float32
+    taylor: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C) mean_ij(G A), float32
     gradients: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C, h, w), only with keep_gradients
 
 
@@ -107,8 +108,8 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
     """Context manager: forward hooks on ``layers`` that store a copy of each output, and gradient hooks
     that reduce its gradient to the per-channel statistics INV uses.
 
-    Yields ``(acts, stats, grads, order)``, filled during the pass: ``stats[name] = (guided, grad_mean)``,
-    each (B, C). The copy is taken when the layer fires, so an in-place ReLU that follows (VGG) cannot
+    Yields ``(acts, stats, grads, order)``, filled during the pass: ``stats[name] = (guided, grad_mean,
+    taylor)``, each (B, C) (``taylor``: gradient x activation, mean_ij(G A)). The copy is taken when the layer fires, so an in-place ReLU that follows (VGG) cannot
     change it, and the gradient is the gradient of that same tensor. The full gradients are reduced as
     they arrive and dropped (a VGG-16 explanation needs about 55 MB less), unless ``keep_gradients``
     stores them in ``grads`` too. With ``strict`` a layer whose output is not 4-D raises; otherwise it is
@@ -117,7 +118,7 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
     """
     named = check_layer_names(model, layers)
     acts: dict[str, torch.Tensor] = {}
-    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     grads: dict[str, torch.Tensor] = {}
     order: list[str] = []
     handles = []
@@ -144,7 +145,7 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
                 def reduce_grad(g, name=name):
                     g = g.detach()
                     a, gf = acts[name].float(), g.float()
-                    stats[name] = (guided_alpha(a, gf), gf.mean(dim=(2, 3)))
+                    stats[name] = (guided_alpha(a, gf), gf.mean(dim=(2, 3)), taylor_alpha(a, gf))
                     if keep_gradients:
                         grads[name] = g
                 output.register_hook(reduce_grad)
@@ -205,12 +206,13 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
     for n in order:
         if n not in stats:  # layer not on the path to the score (e.g. an unused branch): zero gradient
             zero = torch.zeros(acts[n].shape[:2], device=acts[n].device)
-            stats[n] = (zero, zero)
+            stats[n] = (zero, zero, zero)
             if keep_gradients:
                 grads[n] = torch.zeros_like(acts[n])
     return Captured(logits=logits.detach(), order=list(order), targets=[int(v) for v in t.tolist()],
                     activations=dict(acts), guided={n: s[0] for n, s in stats.items()},
-                    grad_mean={n: s[1] for n, s in stats.items()}, gradients=dict(grads))
+                    grad_mean={n: s[1] for n, s in stats.items()}, taylor={n: s[2] for n, s in stats.items()},
+                    gradients=dict(grads))
 
 
 def fingerprint(model: nn.Module) -> str:

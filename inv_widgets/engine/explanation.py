@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from . import display
+from .ablation import Ablation, Curves, ModelProbe
 from .capture import Captured
 from .keys import MapKey
 from .maps import cluster_maps_lowres, reveal_image, upsample_minmax
@@ -17,7 +18,7 @@ from .numeric import pearson
 from .recipes import build_tree, build_trees, get_recipe
 from .runtime import LRU
 from .tree import Tree, assign, prune_mask
-from .weights import gradcam_lowres, keep_channels, to_percent
+from .weights import check_weighting, gradcam_lowres, keep_channels, layer_percent
 
 __all__ = ["Explanation", "LayerResult", "Clusters", "MapKey", "build_explanations"]
 
@@ -74,6 +75,28 @@ class Clusters:
         if got is None:
             got = self._agreement = pearson(self.maps, self.layer.gradcam()) if self.k else np.zeros(0)
         return got.copy()
+
+    def ablation(self) -> Ablation:
+        """What each cluster map's member channels are worth to the target: the drop of its logit and
+        probability when they are zeroed at the layer's output (one batched forward pass of the K masked
+        copies from the layer on; made once per cut). Aligned with ``maps``; ``.share`` is each drop as a
+        percentage of the drop when the whole layer is zeroed."""
+        got = getattr(self, "_ablation", None)
+        if got is None:
+            got = self._ablation = self.layer.ablation(self.members)
+        return got
+
+    def curves(self, j: int, *, steps: int = 20, progress=None) -> Curves:
+        """Deletion and insertion curves of cluster map ``j`` (row 0) and of the layer's Grad-CAM (row 1),
+        scored by the target's probability (:meth:`Explanation.curves`); made once per map and ``steps``."""
+        if not 0 <= j < self.k:
+            raise IndexError(f"cluster map {j} does not exist; this cut has {self.k} maps")
+        cache = self.__dict__.setdefault("_curves", {})
+        key = (int(j), int(steps))
+        if key not in cache:
+            sal = np.stack([self.maps[j], self.layer.gradcam()])
+            cache[key] = self.layer.explanation.curves(sal, steps=steps, progress=progress)
+        return cache[key]
 
     def reveal(self, j: int, step: int) -> np.ndarray:
         """Deep Reveal image of cluster map ``j`` at step 0..5 (2, 4.5, 8, 13, 20, 30 % of pixels), uint8 (H, W, 3)."""
@@ -148,8 +171,14 @@ class LayerResult:
         return tuple(self._data.gradcam.shape)
 
     @property
+    def weighting(self) -> str:
+        """How the channel weights were made: "guided" or "taylor" (the explanation's, the session's)."""
+        return self.explanation.weighting
+
+    @property
     def channel_weights(self) -> np.ndarray:
-        """Guided-gradient weight of every channel, percent of the layer total, (C,)."""
+        """Weight of every channel under the explanation's weighting (guided gradients, or the positive part of
+        gradient x activation), percent of the layer total, (C,)."""
         return self._data.percent.cpu().numpy()
 
     @property
@@ -199,6 +228,30 @@ class LayerResult:
     def gradcam(self) -> np.ndarray:
         """Plain Grad-CAM at this layer: ReLU(sum_k mean(G_k) A_k), bilinear to the input size, min-max, (H, W)."""
         return upsample_minmax(self._data.gradcam[None], self.explanation.input_size)[0]
+
+    def ablation(self, groups) -> Ablation:
+        """Zero each group of channels (a list of channel-index arrays) at this layer's output, one group per
+        masked copy, all copies in one batched forward pass from the layer on: the target's logit and
+        probability drop per group, and the drop when every channel of the layer is zeroed."""
+        e = self.explanation
+        probe = e._need_probe("ablation")
+        c = self.n_channels
+        groups = [np.asarray(g, dtype=np.int64).reshape(-1) for g in groups]
+        keep = torch.ones(len(groups) + 1, c)
+        keep[0] = 0.0  # the whole layer
+        for i, g in enumerate(groups, 1):
+            if g.size and (g.min() < 0 or g.max() >= c):
+                raise IndexError(f"channel {int(g.max() if g.max() >= c else g.min())} is not one of the layer's "
+                                 f"{c} channels")
+            keep[i, g] = 0.0
+        logits = probe.ablate(self.name, keep)
+        base = probe.logits()
+        t = probe.target
+        p0 = torch.softmax(base, 0)[t].item()
+        probs = torch.softmax(logits, 1)[:, t].numpy().astype(np.float64)
+        drops = (base[t] - logits[:, t]).numpy().astype(np.float64)
+        return Ablation(self.name, t, float(base[t]), float(p0), drops[1:], p0 - probs[1:], float(drops[0]),
+                        float(p0 - probs[0]), np.array([len(g) for g in groups], dtype=np.int64))
 
     def cut(self, k: int | None = None, threshold: float | None = None, prune: bool | None = None, *,
             height: float | None = None, max_k: int | None = None) -> Clusters:
@@ -324,6 +377,9 @@ class Explanation:
     image_id: str = ""
     class_names: list[str] | None = None
     recipe: str = "fast"
+    weighting: str = "guided"  # how the channel weights were made: "guided" or "taylor"
+    #: the model and this input, to run again on changed copies (ablation, deletion / insertion curves)
+    probe: ModelProbe | None = field(default=None, repr=False, compare=False)
     _layers: dict = field(default_factory=dict, repr=False)
     _results: dict = field(default_factory=dict, repr=False)
 
@@ -378,6 +434,22 @@ class Explanation:
             progress(total, total, "clustered")
         return self
 
+    def _need_probe(self, what: str) -> ModelProbe:
+        if self.probe is None:
+            raise ValueError(f"{what} runs the model again, and this explanation has no model attached; explain "
+                             "the image with a Session (or inv.explain) to use it")
+        return self.probe
+
+    def curves(self, saliency: np.ndarray, *, steps: int = 20, fractions=None, batch_size: int = 64,
+               progress=None) -> Curves:
+        """Deletion and insertion curves of saliency maps (M, H, W) at the input's resolution: the most salient
+        pixels first, in ``steps`` equal shares, replaced by the fill (deletion) or put back onto it
+        (insertion), scored by the target's probability (or at the shares ``fractions``, 0 to 1). The fill is
+        the image without its content (the session's: the dataset's ``background(i)`` when it has one, else a
+        blurred copy)."""
+        return self._need_probe("a deletion or insertion curve").curves(
+            saliency, steps=steps, fractions=fractions, batch_size=batch_size, progress=progress)
+
     @property
     def target_name(self) -> str:
         return self.class_names[self.target] if self.class_names else str(self.target)
@@ -422,8 +494,15 @@ def build_explanations(
     image_ids: list[str] | None = None,
     class_names: list[str] | None = None,
     recipe: str = "fast",
+    weighting: str = "guided",
+    probes: list[ModelProbe] | None = None,
 ) -> list[Explanation]:
-    """Turn one captured batch into one Explanation per image (weights, filter, kept maps, Grad-CAM)."""
+    """Turn one captured batch into one Explanation per image (weights, filter, kept maps, Grad-CAM).
+
+    ``weighting``: the channel weights every later step uses (keep filter, clusters, cluster weights and maps,
+    Deep Reveal): "guided" (the paper's guided gradients) or "taylor" (gradient x activation). ``probes``: one
+    :class:`ModelProbe` per image, for ablation and deletion / insertion curves (optional)."""
+    check_weighting(weighting)
     logits = captured.logits.float()
     probs = F.softmax(logits, dim=1).cpu().numpy()
     pred = logits.argmax(1).cpu().numpy()
@@ -433,7 +512,7 @@ def build_explanations(
         a = captured.activations[name].float()
         # the small per-channel and per-pixel results cross to the CPU once per batch, the kept maps once
         # per image (on a GPU each transfer waits for the device)
-        pct = to_percent(captured.guided[name]).cpu()
+        pct = layer_percent(captured, name, weighting).cpu()
         cams = gradcam_lowres(a, grad_mean=captured.grad_mean[name]).cpu()
         for i in range(b):
             kept = keep_channels(pct[i])
@@ -444,6 +523,7 @@ def build_explanations(
         out.append(Explanation(
             image=images[i], predicted=int(pred[i]), target=int(captured.targets[i]), probabilities=probs[i], logits=logits[i].cpu().numpy(),
             layers=list(captured.order), model_id=model_id, image_id=(image_ids[i] if image_ids else ""),
-            class_names=class_names, recipe=recipe, _layers=per_image[i],
+            class_names=class_names, recipe=recipe, weighting=weighting, probe=probes[i] if probes else None,
+            _layers=per_image[i],
         ))
     return out

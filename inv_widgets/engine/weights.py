@@ -1,10 +1,12 @@
-"""Per-channel weights: guided gradients (the paper's alpha_k), the keep filter, plain Grad-CAM."""
+"""Per-channel weights: guided gradients (the paper's alpha_k) or gradient x activation (a first-order Taylor
+estimate of what zeroing a channel costs), the keep filter, plain Grad-CAM."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["guided_alpha", "guided_weights", "to_percent", "keep_channels", "gradcam_lowres", "KEEP_FACTOR"]
+__all__ = ["guided_alpha", "taylor_alpha", "guided_weights", "to_percent", "keep_channels", "gradcam_lowres",
+           "KEEP_FACTOR", "WEIGHTINGS", "check_weighting", "layer_percent"]
 
 #: Maps whose share is below KEEP_FACTOR / N percent are dropped (0.175 % at 512 maps, as published).
 KEEP_FACTOR = 89.6
@@ -14,6 +16,33 @@ def guided_alpha(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """alpha_k = mean_ij((A > 0)(G > 0) G), (B, C), from ``acts`` and ``grads`` (B, C, h, w)."""
     g = torch.where((acts > 0) & (grads > 0), grads, torch.zeros((), dtype=grads.dtype, device=grads.device))
     return g.mean(dim=(2, 3))
+
+
+def taylor_alpha(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """Gradient x activation, mean_ij(G A), (B, C): the first-order (Taylor) estimate of the target's drop when
+    a channel is zeroed, divided by the number of pixels. Negative where removing the channel would raise the
+    target."""
+    return (acts * grads).mean(dim=(2, 3))
+
+
+#: The per-channel weightings a Session offers: ``"guided"`` (the paper's), ``"taylor"`` (gradient x activation).
+WEIGHTINGS = ("guided", "taylor")
+
+
+def check_weighting(weighting) -> str:
+    """``weighting`` if it is one of :data:`WEIGHTINGS`, else a ValueError naming the choices."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting {weighting!r} is unknown; use one of {list(WEIGHTINGS)} (\"guided\": the paper's "
+                         "guided gradients, \"taylor\": gradient x activation)")
+    return weighting
+
+
+def layer_percent(captured, name: str, weighting: str = "guided") -> torch.Tensor:
+    """Percent weights (B, C) of layer ``name`` of a captured pass under ``weighting``: the guided alpha, or the
+    positive part of gradient x activation (a channel whose removal would raise the target gets 0), as a
+    percentage of the layer total."""
+    alpha = {"guided": captured.guided, "taylor": captured.taylor}[check_weighting(weighting)][name]
+    return to_percent(alpha.clamp_min(0))
 
 
 def to_percent(alpha: torch.Tensor) -> torch.Tensor:

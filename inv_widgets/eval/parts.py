@@ -1,6 +1,7 @@
 """Do cluster maps find the parts? Part purity and part recall on the embedded default.
 
-    python -m inv_widgets.eval parts [--n 100] [--recipes fast paper spatial] [--draws 3] [--csv out.csv]
+    python -m inv_widgets.eval parts [--n 100] [--recipes fast paper spatial] [--draws 3] [--weighting guided]
+                                     [--csv out.csv]
 
 For every layer and every clustering recipe (and cut rule), and for plain Grad-CAM at the same layer as
 the one-map baseline, over a fixed held-out set of parts images:
@@ -133,17 +134,18 @@ def _cut(lr, rule):
 
 
 def evaluate_parts(model=None, data=None, n: int = 100, recipes=("fast", "paper", "spatial"), tolerance: int = 3,
-                   offset: int = 0, progress: bool = True, draws: int = 3) -> pd.DataFrame:
+                   offset: int = 0, progress: bool = True, draws: int = 3, weighting: str = "guided") -> pd.DataFrame:
     """The table: one row per (layer, method, cut) with purity and recall averaged over ``n`` images.
 
-    ``draws``: random channel groupings per image, layer and recipe (rows ``<recipe>/random-groups``)."""
+    ``draws``: random channel groupings per image, layer and recipe (rows ``<recipe>/random-groups``);
+    ``weighting``: the channel weights (``Session(weighting=...)``)."""
     import inv_widgets as inv
     from ..engine.recipes import get_recipe
 
     recipes = tuple(get_recipe(r).name for r in recipes)  # an unknown name fails now, not after loading
     if model is None or data is None:
         model, data = inv.demo.load(n=offset + n)
-    session = inv.Session(model, data, cache_size=1)
+    session = inv.Session(model, data, cache_size=1, weighting=weighting)
     idx = list(range(offset, offset + n))
     acc: dict = {}
     rng = np.random.default_rng(0)
@@ -192,10 +194,13 @@ def main(argv=None) -> int:
     ap.add_argument("--recipes", nargs="+", default=["fast", "paper", "spatial"])
     ap.add_argument("--tolerance", type=int, default=3, help="pointing-game tolerance in pixels (default 3)")
     ap.add_argument("--draws", type=int, default=3, help="random channel groupings per image and layer (default 3)")
+    ap.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
+                    help="the channel weights (Session(weighting=...); default guided)")
     ap.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = ap.parse_args(argv)
     t = time.perf_counter()
-    df = evaluate_parts(n=args.n, recipes=tuple(args.recipes), tolerance=args.tolerance, draws=args.draws)
+    df = evaluate_parts(n=args.n, recipes=tuple(args.recipes), tolerance=args.tolerance, draws=args.draws,
+                        weighting=args.weighting)
     pd.set_option("display.width", 160)
     pd.set_option("display.max_rows", 500)
     cols = ["layer", "method", "cut", "mean_k", "purity", "purity_w", "recall_point", "recall_mass", "hit_w"]

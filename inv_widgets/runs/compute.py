@@ -1,7 +1,7 @@
 """One batch of images -> everything a stored run keeps of them, without Explanation objects.
 
 The same steps as ``Session.explain`` followed by ``cut()`` on every layer (the same engine functions:
-``run_model``, ``to_percent``, the keep filter, ``condensed_euclidean`` and scipy's Ward as the fast
+``run_model``, ``layer_percent``, the keep filter, ``condensed_euclidean`` and scipy's Ward as the fast
 recipe's ``build_trees`` uses them, ``build_trees`` itself for the other recipes, ``assign``,
 ``prune_mask``), batched across the images and layers of a batch, and only what is stored is made: cluster maps at feature
 resolution (min-max scaled, float16), their weights and members, the layer's Grad-CAM (feature
@@ -26,7 +26,7 @@ from ..engine.recipes.fast import gap_k
 from ..engine.numeric import condensed_euclidean
 from ..engine.runtime import limited_threads
 from ..engine.ward_torch import pairwise_sq_euclidean, ward_linkage_groups
-from ..engine.weights import KEEP_FACTOR, to_percent
+from ..engine.weights import KEEP_FACTOR, check_weighting, layer_percent
 
 __all__ = ["LayerOut", "BatchOut", "explain_batch", "WARD_BACKENDS"]
 
@@ -140,12 +140,15 @@ def _torch_trees(xs: list[tuple[torch.Tensor, np.ndarray]], dtype) -> list[list[
 
 
 def explain_batch(model, x: torch.Tensor, layers: list[str], target=None, *, recipe: str = "fast",
-                  k: int | None = None, ward: str = "scipy", ward_dtype: torch.dtype | None = None) -> BatchOut:
+                  k: int | None = None, ward: str = "scipy", ward_dtype: torch.dtype | None = None,
+                  weighting: str = "guided") -> BatchOut:
     """Explain a batch ``x`` (B, C, H, W) on the model's device and cut every layer (suggested cut, or ``k``).
 
     ``target``: None (each image's predicted class), an int, or B ints. ``ward``: ``"scipy"`` (the
     engine's recipes, as ``Session.explain``) or ``"torch"`` (the batched kernel; ``fast`` recipe only).
+    ``weighting``: the channel weights, "guided" or "taylor" (``Session(weighting=...)``).
     """
+    check_weighting(weighting)
     if ward not in ("scipy", "torch"):
         raise ValueError(f"ward must be 'scipy' or 'torch' here, got {ward!r}")
     if ward == "torch" and recipe != "fast":
@@ -155,14 +158,15 @@ def explain_batch(model, x: torch.Tensor, layers: list[str], target=None, *, rec
     # after the model's pass: many small ops per image and layer, which extra threads only slow down (on a
     # busy CPU by several times); one big pass on a GPU does not care
     with limited_threads(1):
-        return _summarise(cap, x.shape[0], x.device, recipe, k, ward, ward_dtype)
+        return _summarise(cap, x.shape[0], x.device, recipe, k, ward, ward_dtype, weighting)
 
 
-def _summarise(cap, b: int, device: torch.device, recipe: str, k: int | None, ward: str, ward_dtype) -> BatchOut:
+def _summarise(cap, b: int, device: torch.device, recipe: str, k: int | None, ward: str, ward_dtype,
+               weighting: str = "guided") -> BatchOut:
     acts, pcts, keeps, cams = [], [], [], []
     for name in cap.order:
         a = cap.activations[name].float()
-        pct = to_percent(cap.guided[name])
+        pct = layer_percent(cap, name, weighting)
         n = pct.shape[-1]
         # plain Grad-CAM, ReLU(sum_k mean(G_k) A_k) as engine.weights.gradcam_lowres, as one batched product
         gm = cap.grad_mean[name].to(a.dtype)

@@ -55,9 +55,6 @@ def describe(session, index: int, layers=None) -> dict:
     if len(classes) != cap.logits.shape[1]:
         raise ValueError(f"the model has {cap.logits.shape[1]} outputs but the session has {len(classes)} class names")
     weighting = getattr(session, "weighting", "guided")
-    if weighting != "guided":
-        raise ValueError(f"explain_dataset stores guided-gradient weights; this session uses weighting={weighting!r}. "
-                         "Use a session with weighting='guided' (the default).")
     return {
         "model": session.fingerprint,
         "layers": list(cap.order),
@@ -80,8 +77,8 @@ def shard_meta(meta: dict, s: int) -> dict:
     indices = meta["indices"][s * size:(s + 1) * size]
     if not indices:
         raise IndexError(f"shard {s} is outside the run ({len(meta['indices'])} images, {size} per shard)")
-    keep = ("model", "layers", "shapes", "recipe", "k", "target", "shard_size")
-    return {**{key: meta[key] for key in keep}, "n_classes": len(meta["classes"]), "shard_indices": list(indices)}
+    keep = ("model", "layers", "shapes", "recipe", "k", "target", "shard_size", "weighting")
+    return {**{key: meta[key] for key in keep if key in meta}, "n_classes": len(meta["classes"]), "shard_indices": list(indices)}
 
 
 def resolve_ward(ward: str, device: torch.device, recipe: str) -> str:
@@ -156,7 +153,8 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
                     pred = session.model(x)
                     pred = (pred[0] if isinstance(pred, (tuple, list)) else pred).argmax(1).tolist()
                 t = [p if v is None else v for v, p in zip(t, pred)]
-            out = explain_batch(session.model, x, layers, t, recipe=meta["recipe"], k=meta["k"], ward=ward)
+            out = explain_batch(session.model, x, layers, t, recipe=meta["recipe"], k=meta["k"], ward=ward,
+                                weighting=meta.get("weighting", "guided"))
         if [lo.name for lo in out.layers] != layers:
             raise RuntimeError(f"the model's layers fired in the order {[lo.name for lo in out.layers]}, not "
                                f"{layers} as when the run began; the model's forward pass changed")

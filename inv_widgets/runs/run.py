@@ -250,6 +250,11 @@ class Run:
         return self.meta["recipe"]
 
     @property
+    def weighting(self) -> str:
+        """The channel weights the run used: "guided" or "taylor" (its session's)."""
+        return self.meta.get("weighting", "guided")
+
+    @property
     def k(self) -> int | None:
         return self.meta["k"]
 

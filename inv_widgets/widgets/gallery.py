@@ -8,6 +8,7 @@ the image with CSS opacity ``alpha``, so the overlay is exactly ``(1 - alpha) * 
 from __future__ import annotations
 
 import anywidget
+import numpy as np
 import traitlets as t
 
 __all__ = ["Gallery"]
@@ -26,6 +27,9 @@ class Gallery(anywidget.AnyWidget):
     ``colors``     CSS colour of each map (the dendrogram's branch colour).
     ``labels``     per map a list of ``[label, score]`` (top 3) from the label store; empty lists hide the bars.
     ``gradcam``    PNG of the layer's plain Grad-CAM (coloured), shown first; empty hides it.
+    ``drops``      per map the ablation drop in percent ("drop x %" under "w = x %"; None: not measured);
+                   empty hides them. ``drop_tips``: the sentence shown when hovering it. Set apart from the
+                   content (:meth:`show_drops`): the cards keep their images, only the captions change.
     ``selected``   index of the highlighted map (-1: none); set by a click in the browser.
     ``alpha``      opacity of the heat over the image, 0..1.
     ``revision``   bumped by the kernel after each content update; the browser re-renders once per bump and
@@ -49,6 +53,8 @@ class Gallery(anywidget.AnyWidget):
     alpha = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
     revision = t.Int(0).tag(sync=True)
     message = t.Unicode("").tag(sync=True)
+    drops = t.List(t.Float(allow_none=True)).tag(sync=True)
+    drop_tips = t.List(t.Unicode()).tag(sync=True)
 
     def show(self, *, base: bytes, heats: list[bytes], weights, counts, colors, labels=None,
              gradcam: bytes = b"", gradcam_caption: str = "Grad-CAM", title: str = "", subtitle: str = "",
@@ -74,4 +80,16 @@ class Gallery(anywidget.AnyWidget):
             self.subtitle = subtitle
             self.message = message
             self.selected = int(selected) if -1 <= int(selected) < n else -1
+            self.drops = []  # measured for other maps: shown again by show_drops once measured for these
+            self.drop_tips = []
             self.revision = self.revision + 1
+
+    def show_drops(self, drops, tips=None) -> None:
+        """Each map's ablation drop in percent (None where not measured), heaviest first; [] hides them."""
+        drops = [None if d is None or not np.isfinite(d) else float(d) for d in drops]
+        if drops and len(drops) != len(self.heats):
+            raise ValueError(f"drops must have one entry per map ({len(self.heats)}); got {len(drops)}")
+        tips = [str(x) for x in tips] if tips is not None else [""] * len(drops)
+        with self.hold_sync():
+            self.drops = drops
+            self.drop_tips = tips

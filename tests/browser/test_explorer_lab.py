@@ -222,6 +222,48 @@ def test_upload_errors_show_in_the_widget_and_images_are_added(lab):
     ui.wait_gallery_change(before["rev"], timeout=LONG)
 
 
+def test_drop_toggle_shows_drops_and_deletion_insertion_curves(lab):
+    """The "drop x %" toggle: every card of the shown layer reads "drop x%" under "w = x%", then clicking a card
+    draws its deletion and insertion curves against Grad-CAM (plotly) with their areas; off hides both."""
+    nb, ui, _ = lab
+    page = nb.page
+    gallery = f"{ui.root} .inv-gallery"
+    toggle = page.locator(f"{ui.root} .inv-drop-toggle")
+    assert toggle.text_content().strip() == "drop x %"
+    assert page.locator(f"{gallery} .inv-drop").count() == 0
+    toggle.click()
+    page.wait_for_function(
+        "(g) => { const el = document.querySelector(g); const n = el.querySelectorAll('.inv-card[data-index]').length;"
+        " return n > 0 && el.querySelectorAll('.inv-drop').length === n; }", arg=gallery, timeout=60_000)
+    drops = page.locator(f"{gallery} .inv-drop").all_text_contents()
+    assert all(d.startswith("drop ") and d.endswith("%") for d in drops), drops
+    assert "Zeroing the" in page.locator(f"{gallery} .inv-drop").first.get_attribute("title")
+    # the cards kept their images: only the captions changed
+    assert ui.gallery()["loaded"]
+    page.locator(f"{gallery} .inv-card[data-index='1']").click()
+    curves = page.locator(f"{ui.root} .inv-curves-box .js-plotly-plot")
+    curves.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "(root) => { const t = Array.from(document.querySelectorAll(root + ' .inv-curves-box .gtitle'))"
+        ".map(e => e.textContent).join(' '); return t.startsWith('Map 2 of'); }", arg=ui.root, timeout=60_000)
+    titles = page.locator(f"{ui.root} .inv-curves-box .annotation-text").all_text_contents()
+    assert any(t.startswith("Deletion area: map 0.") and "Grad-CAM 0." in t for t in titles), titles
+    assert any(t.startswith("Insertion area: map 0.") for t in titles), titles
+    assert page.locator(f"{ui.root} .inv-curves-box .scatterlayer .trace").count() == 4
+    # another layer: its own drops, measured for the layer shown
+    before = ui.gallery()
+    ui.drag_slider_to("Layer", 0.0)
+    ui.wait_gallery_change(before["rev"])
+    page.wait_for_function(
+        "(g) => { const el = document.querySelector(g); const n = el.querySelectorAll('.inv-card[data-index]').length;"
+        " return n > 0 && el.querySelectorAll('.inv-drop').length === n; }", arg=gallery, timeout=60_000)
+    assert ui.error() == ""
+    toggle.click()  # off: both go
+    page.wait_for_function("(g) => document.querySelector(g).querySelectorAll('.inv-drop').length === 0",
+                           arg=gallery, timeout=30_000)
+    page.locator(f"{ui.root} .inv-curves-box").wait_for(state="hidden", timeout=30_000)
+
+
 def test_screenshots(lab, screenshots_dir):
     """Screenshots for the README: the whole Explorer and the detail view (checked by eye, saved to docs/)."""
     nb, ui, _ = lab

@@ -13,6 +13,11 @@ __all__ = ["Detail", "NO_STORE_HINT", "NO_LABELS_HINT"]
 NO_STORE_HINT = ("No label store connected: pass Explorer(session, store=...) and collect labels with the "
                  "labelling game.")
 NO_LABELS_HINT = "No labels for this cluster map yet."
+WEIGHT_TIPS = {
+    "guided": "Sum of the member feature maps' guided-gradient (Grad-CAM style) weights, as a share of the layer",
+    "taylor": "Sum of the member feature maps' gradient x activation weights (a first-order estimate of what "
+              "zeroing them costs the class), as a share of the layer",
+}
 
 
 class Detail(anywidget.AnyWidget):
@@ -31,6 +36,7 @@ class Detail(anywidget.AnyWidget):
     reveals = t.List(t.Bytes()).tag(sync=True)
     reveal_percents = t.List(t.Float()).tag(sync=True)
     weight = t.Float(0.0).tag(sync=True)
+    weight_tip = t.Unicode("").tag(sync=True)
     n_maps = t.Int(0).tag(sync=True)
     gradcam_overlap = t.Float(-1.0).tag(sync=True)
     color = t.Unicode("#888").tag(sync=True)
@@ -55,6 +61,7 @@ class Detail(anywidget.AnyWidget):
             self.reveals = pictures.reveals(cl, j)
             self.title = f"Cluster map {j + 1} of {cl.k} · {lr.name} · why “{exp.target_name}”"
             self.weight = float(cl.weights[j])
+            self.weight_tip = WEIGHT_TIPS.get(getattr(lr, "weighting", "guided"), "")
             self.n_maps = int(len(mem))
             self.gradcam_overlap = float(cl.gradcam_agreement()[j])
             self.color = color

@@ -13,7 +13,9 @@ A composition of small views over one :class:`~inv_widgets.Session`:
   drawn by ``dendrogram_view.py``): click or drag to set the cut height;
 - the :class:`~inv_widgets.widgets.gallery.Gallery` of cluster maps beside the layer's plain Grad-CAM
   (``gallery_view.py``);
-- a detail view (``detail.py``, front end ``static/explorer_detail.js``) of the selected cluster map.
+- a detail view (``detail.py``, front end ``static/explorer_detail.js``) of the selected cluster map;
+- the "drop x %" toggle (``faithfulness_view.py``, ``explorer.faithfulness.show()``): the cards' ablation drops
+  (``gallery.drops``), the selected map's deletion and insertion curves (``faithfulness.figure``).
 
 What is shown is a value (``state.py``): a person's request makes a new Selection, which is resolved against
 the Session into a View; only then does anything change on screen, so a failed request leaves the Explorer as
@@ -42,6 +44,7 @@ from .compare import Compare
 from .controls import Controls
 from .dendrogram_view import show_dendrogram, start_plotly_import
 from .detail import NO_LABELS_HINT, NO_STORE_HINT, Detail
+from .faithfulness_view import FaithfulnessView
 from .gallery_view import color, show_gallery
 from .header import HINT, Header, caption, read_upload, true_class
 from .images import Pictures
@@ -133,11 +136,14 @@ class Explorer(W.VBox):
         placeholder = W.HTML("<div class='inv-dendro-wait'>dendrogram…</div>")
         self._dendro_box = dendro_box = W.VBox([placeholder])
         dendro_box.add_class("inv-dendro-box")
-        gallery_box = W.VBox([self.gallery])
+        self.faithfulness = FaithfulnessView(self.gallery, self.header, lambda: self._view)
+        self.drop_toggle = self.faithfulness.toggle
+        gallery_box = W.VBox([self.faithfulness.tools, self.gallery])
         gallery_box.add_class("inv-gallery-box")
         main = W.HBox([dendro_box, gallery_box])
         main.add_class("inv-main")
-        super().__init__(children=[self.header, *self.controls.rows(), main, self.detail, self.compare])
+        super().__init__(children=[self.header, *self.controls.rows(), main, self.detail, self.faithfulness.box,
+                                   self.compare])
         self.add_class("inv-explorer")
 
         # ---- wiring ----------------------------------------------------------------------------
@@ -329,6 +335,7 @@ class Explorer(W.VBox):
         if self._dendrogram is not None:
             show_dendrogram(self._dendrogram, new)
         self._push_detail()
+        self.faithfulness.update()
 
     # ==== pushing state to the views ===================================================================
     def _labels(self, keys) -> list[list]:

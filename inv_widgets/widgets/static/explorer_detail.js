@@ -119,7 +119,7 @@ function render({ model, el: root }) {
       if (tip) f.title = tip;
       facts.appendChild(f);
     };
-    addFact("gradient weight", "w = " + pct(w), "Sum of the member feature maps' guided-gradient (Grad-CAM style) weights, as a share of the layer");
+    addFact("gradient weight", "w = " + pct(w), model.get("weight_tip") || "Share of the layer's weight");
     addFact("feature maps", String(n), "Channels of this layer merged into this cluster map");
     const gc = Number(model.get("gradcam_overlap"));
     if (isFinite(gc) && gc >= 0) addFact("agreement with Grad-CAM", gc.toFixed(2), "Pearson correlation between this cluster map and the layer's Grad-CAM");
@@ -160,8 +160,8 @@ function render({ model, el: root }) {
     root.dataset.revision = String(model.get("revision"));
   }
 
-  const CONTENT = ["title", "base", "heat", "reveals", "reveal_percents", "weight", "n_maps", "gradcam_overlap",
-    "color", "members", "labels", "labels_hint", "revision"];
+  const CONTENT = ["title", "base", "heat", "reveals", "reveal_percents", "weight", "weight_tip", "n_maps",
+    "gradcam_overlap", "color", "members", "labels", "labels_hint", "revision"];
   const stop = watch(model, [...CONTENT, "alpha", "cmaps", "cmap"], (changed) => {
     if (changed.has("alpha")) applyAlpha();
     if (anyOf(changed, ["cmaps", "cmap"])) renderCmaps();

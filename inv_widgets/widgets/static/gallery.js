@@ -48,6 +48,29 @@ function render({ model, el: root }) {
     }
   };
 
+  // "drop x %" under "w = x %": a caption line of its own, changed in place (the images stay).
+  const applyDrops = () => {
+    const drops = model.get("drops") || [];
+    const tips = model.get("drop_tips") || [];
+    for (const card of grid.querySelectorAll(".inv-card[data-index]")) {
+      const j = Number(card.dataset.index);
+      let line = card.querySelector(".inv-drop");
+      if (j >= drops.length) {
+        if (line) line.remove();
+        continue;
+      }
+      if (!line) {
+        line = el("div", "inv-drop");
+        card.querySelector(".inv-cap").after(line);
+      }
+      const d = drops[j];
+      line.textContent = d === null || d === undefined ? "drop –" : "drop " + pct(Number(d));
+      line.classList.toggle("inv-drop-negative", d !== null && d !== undefined && Number(d) < 0);
+      line.title = tips[j] || "";
+    }
+    root.dataset.drops = String(drops.length);
+  };
+
   const select = (j) => {
     model.set("selected", j);
     model.save_changes();
@@ -147,6 +170,7 @@ function render({ model, el: root }) {
     revokeAll(urls);
     urls = bag;
     applySelected();
+    applyDrops();
     root.dataset.count = String(heats.length);
     root.dataset.revision = String(model.get("revision"));
     performance.mark(`inv-gallery-rendered-${rev}`);
@@ -155,10 +179,13 @@ function render({ model, el: root }) {
 
   const CONTENT = ["title", "subtitle", "base", "heats", "weights", "counts", "colors", "labels", "gradcam",
     "gradcam_caption", "message", "revision"];
-  const stop = watch(model, [...CONTENT, "selected", "alpha"], (changed) => {
+  const stop = watch(model, [...CONTENT, "selected", "alpha", "drops", "drop_tips"], (changed) => {
     if (changed.has("alpha")) applyAlpha();
-    if (anyOf(changed, CONTENT)) cards(); // selects the card too once it lands
-    else if (changed.has("selected")) applySelected();
+    if (anyOf(changed, CONTENT)) cards(); // selects the card and shows the drops too once it lands
+    else {
+      if (changed.has("selected")) applySelected();
+      if (anyOf(changed, ["drops", "drop_tips"])) applyDrops();
+    }
   });
   return () => {
     stop();
