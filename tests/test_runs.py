@@ -355,30 +355,12 @@ def test_memory_held_does_not_grow_with_the_number_of_images(session48, tmp_path
     assert large - small < 256 * 1024, f"{large - small} bytes more held after 40 images than after 8"
 
 
-def pool_from_run(run, images=None, layers=None):
-    """What ``Pool.from_run`` (labels/pool.py, to be added at merge) does: the run's maps as pool items."""
-    from inv_widgets.labels.pool import Pool, PoolItem
-
-    layers = list(layers or run.layers)
-    images = list(images if images is not None else run.images["image"])
-    position = {i: p for p, i in enumerate(images)}
-    depth = {name: d for d, name in enumerate(layers)}
-    items = []
-    for row, low in run.iter_maps(images=images, layers=layers):
-        low.flags.writeable = False
-        items.append(PoolItem(key=MapKey.from_row(row), image=row["image"], target=row["target"], layer=row["layer"],
-                              depth=depth[row["layer"]] + 1, rank=row["map"], weight=row["weight"], lowres=low,
-                              recipe=run.recipe, k=run.k,
-                              order=(row["map"], len(layers) - depth[row["layer"]], position[row["image"]])))
-    return Pool(items, image=run.image, layers=layers)
-
-
 def test_a_labelling_pool_from_a_run_shows_what_the_session_pool_shows(run24, session48):
     """The game's pool built from the run (no model) and from the session: the same maps, the same pictures."""
     from inv_widgets.labels.pool import Pool, PoolSpec
 
     images, layers = [0, 5, 9], session48.layers[-2:]
-    from_run = pool_from_run(run24, images, layers)
+    from_run = Pool.from_run(run24, images, layers)
     spec = PoolSpec.for_session(session48, images, layers, target="predicted")
     from_session = Pool.from_session(session48, spec)
     assert from_run.keys == from_session.keys and len(from_run) > 6
@@ -390,3 +372,46 @@ def test_a_labelling_pool_from_a_run_shows_what_the_session_pool_shows(run24, se
         np.testing.assert_allclose(from_run.heatmap(a), from_session.heatmap(b), atol=2e-3)
         assert np.abs(from_run.reveal(a, 2).astype(int) - from_session.reveal(b, 2)).mean() < 8
         np.testing.assert_array_equal(from_run.reveal(a, 2), run24.reveal(a.key, 2))
+    assert all(it.lowres is None for it in from_run)  # maps are read when shown, not held by the pool
+
+
+def test_pool_from_run_refuses_what_the_run_does_not_hold(run24, session48):
+    from inv_widgets.labels.pool import Pool
+
+    with pytest.raises(ValueError, match="not finished in the run"):
+        Pool.from_run(run24, [0, 30])  # image 30 is in the session, not in the 24-image run
+    with pytest.raises(ValueError, match="unknown layers"):
+        Pool.from_run(run24, [0], ["features.nope"])
+    assert len(Pool.from_run(run24)) == len(run24.maps)
+
+
+def test_a_labelling_game_plays_a_run_without_the_model(run24, tmp_path, monkeypatch):
+    """LabelingGame(run, store): the maps, pictures and answers of a run; the model is never called."""
+    from inv_widgets.labels import LabelStore
+    from inv_widgets.widgets.game import LabelingGame
+
+    run = inv.Run.open(run24.path)  # a fresh reader: nothing of the session it was made with
+    monkeypatch.setattr(torch.nn.Module, "__call__", lambda *a, **k: pytest.fail("the model ran"))
+    store = LabelStore(tmp_path / "labels.db")
+    layers = run.layers[-2:]
+    game = LabelingGame(run, store, "ada", images=[3, 7], layers=layers)
+    game.start()
+    keys = set(run.keys())
+    assert game.total == len(run.maps.query("image in [3, 7] and layer in @layers")) > 2
+    first = game.current
+    assert first in keys and game.masked[:8] == b"\x89PNG\r\n\x1a\n"
+    assert game.classes == run.classes
+    assert game.guess(first.target) and game.outcome == "win"
+    assert game.overlay[:4] == b"\x89PNG"
+    assert game.submit(["round wheels"])
+    games = store.games("ada")
+    assert MapKey.from_row(games.iloc[0]) == first and games.iloc[0].true_class == run.classes[first.target]
+    weights = run.weights()  # the global explanation weighs the maps by the run's weights, no model pass
+    ge = inv.GlobalExplanation.from_store(store, class_names=run.classes, weights=weights, model="tfidf")
+    row = ge.table.iloc[0]
+    assert (row["class"], row["layer"]) == (run.classes[first.target], first.layer)
+    assert row["mean_weight"] == pytest.approx(weights[first])
+    with pytest.raises(ValueError, match="differs from the run's recipe"):
+        LabelingGame(run, store, "bob", recipe="paper")
+    with pytest.raises(ValueError, match="differs from the run's target"):
+        LabelingGame(run, store, "bob", target="label")

@@ -13,8 +13,9 @@ the explanation: the pool draws it from the low-resolution map and the image, ex
 :meth:`~inv_widgets.engine.Clusters.reveal` and ``Clusters.maps`` do.
 
 A pool can come from anything that gives these items: :meth:`Pool.from_session` explains the images of
-a :class:`~inv_widgets.Session`; a stored dataset run gives the same items from its table of maps and its
-arrays (``Pool(items, image=provider, layers=...)``), without running a model.
+a :class:`~inv_widgets.Session`; :meth:`Pool.from_run` takes the same items from a stored dataset run
+(:func:`inv_widgets.explain_dataset`): its table of maps, with each map read from disk when it is shown,
+so a pool over tens of thousands of maps holds only their identities, and no model runs.
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ class PoolItem:
     depth: int  # 1-based position of the layer among the pool's layers
     rank: int  # position in its cut (0 = heaviest)
     weight: float  # percent of the layer
-    lowres: np.ndarray  # the cluster map at feature resolution, before min-max (read-only)
+    lowres: np.ndarray | None  # the cluster map at feature resolution (read-only); None: the pool reads it
     recipe: str  # the cut that made it: recipe and k (None: the suggested cut)
     k: int | None
     order: tuple  # deterministic tie-break among maps with as many labels
@@ -106,10 +107,13 @@ class Pool:
         size. The last ``cache_images`` pictures are kept.
     layers : sequence of str
         The layers played, in forward order ("layer 3 of 8").
+    lowres : callable, optional
+        ``lowres(item) -> np.ndarray`` (h, w): the cluster map of an item made without one (``item.lowres is
+        None``), read when the map is shown; the last ``cache_images`` are kept.
     """
 
     def __init__(self, items: Iterable[PoolItem], image: Callable[[int], Any], layers: Sequence[str], *,
-                 cache_images: int = 16):
+                 cache_images: int = 16, lowres: Callable[[PoolItem], Any] | None = None):
         self._items = sorted(items, key=lambda it: it.order)
         self._by_key: dict[MapKey, PoolItem] = {}
         for it in self._items:
@@ -119,6 +123,8 @@ class Pool:
         self._image = image
         self.layers = list(layers)
         self._pictures = LRU(cache_images)
+        self._read_lowres = lowres
+        self._lowres = LRU(cache_images)
 
     @classmethod
     def from_session(cls, session, spec: PoolSpec | None = None, *, progress: Callable[[int, int], None] | None = None,
@@ -156,6 +162,49 @@ class Pool:
                     progress(done, len(spec.images))
         return cls(items, lambda i: np.asarray(session.image(i)), spec.layers)
 
+    @classmethod
+    def from_run(cls, run, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None) -> "Pool":
+        """The cluster maps of a stored run (``inv.Run``), without a model: every map of the run's cut of
+        ``images`` (session indices; default: every finished image) at ``layers`` (default: all the run's).
+
+        Items are ordered as :meth:`from_session` orders them, and show the same pictures (tested); each
+        map is read from the run when it is shown.
+        """
+        table = run.maps
+        done = [int(i) for i in run.images.sort_values("position")["image"]]
+        if images is None:
+            image_list = done
+        else:
+            image_list = []
+            for i in images:
+                if isinstance(i, bool) or not hasattr(i, "__index__"):
+                    raise TypeError(f"images must be session indices (int), got {i!r}")
+                if int(i) not in image_list:
+                    image_list.append(int(i))
+            missing = [i for i in image_list if i not in set(done)]
+            if missing:
+                raise ValueError(f"images {missing[:10]}{' ...' if len(missing) > 10 else ''} are not finished in "
+                                 f"the run {str(run.path)!r}; finish it with the same explain_dataset call, or "
+                                 "play the finished ones (run.images)")
+        if not image_list:
+            raise ValueError(f"no images to play: the run {str(run.path)!r} has no finished image yet")
+        wanted = list(run.layers) if layers is None else [layers] if isinstance(layers, str) else list(layers)
+        unknown = [name for name in wanted if name not in run.layers]
+        if unknown:
+            raise ValueError(f"unknown layers {unknown}; the run's layers are {run.layers}")
+        if not wanted:
+            raise ValueError("layers is empty: give at least one layer name")
+        played = [name for name in run.layers if name in wanted]
+        position = {i: p for p, i in enumerate(image_list)}
+        depth = {name: d for d, name in enumerate(played)}
+        table = table[table["image"].isin(image_list) & table["layer"].isin(played)]
+        items = [PoolItem(key=MapKey.from_row(row), image=int(row["image"]), target=int(row["target"]),
+                          layer=row["layer"], depth=depth[row["layer"]] + 1, rank=int(row["map"]),
+                          weight=float(row["weight"]), lowres=None, recipe=run.recipe, k=run.k,
+                          order=(int(row["map"]), len(played) - depth[row["layer"]], position[int(row["image"])]))
+                 for row in table.to_dict("records")]
+        return cls(items, run.image, played, lowres=lambda item: run.map(item.key))
+
     # -- the items --------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -185,14 +234,28 @@ class Pool:
         """The whole picture of the item's image, uint8 (H, W, 3)."""
         return self._pictures.get(item.image, lambda: np.asarray(self._image(item.image), dtype=np.uint8))
 
+    def lowres(self, item: PoolItem) -> np.ndarray:
+        """The cluster map at feature resolution (h, w), read-only."""
+        if item.lowres is not None:
+            return item.lowres
+        if self._read_lowres is None:
+            raise ValueError(f"the pool item {item.key} has no map and the pool no reader for it")
+
+        def read():
+            low = np.array(self._read_lowres(item), dtype=np.float32)
+            low.flags.writeable = False
+            return low
+
+        return self._lowres.get(item.key, read)
+
     def reveal(self, item: PoolItem, step: int) -> np.ndarray:
         """The Deep Reveal image of the map at ``step`` (0..5), uint8 (H, W, 3)."""
-        return reveal_image(self.image(item), item.lowres, step)
+        return reveal_image(self.image(item), self.lowres(item), step)
 
     def heatmap(self, item: PoolItem) -> np.ndarray:
         """The cluster map at image size in [0, 1], float32 (H, W): ``Clusters.maps[j]`` of its cut."""
         size = tuple(self.image(item).shape[:2])
-        return upsample_minmax(torch.from_numpy(np.array(item.lowres)[None]), size)[0]
+        return upsample_minmax(torch.from_numpy(np.array(self.lowres(item))[None]), size)[0]
 
 
 def _target_for(session, mode: str, i: int) -> int | None:

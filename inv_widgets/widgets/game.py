@@ -86,8 +86,11 @@ class LabelingGame(anywidget.AnyWidget):
 
     Parameters
     ----------
-    session : Session
+    session : Session or Run
         The model and images. The class names are the guess buttons (the first ten get the keys 1-9, 0).
+        Or a stored dataset run (``inv.Run``, made by :func:`inv_widgets.explain_dataset`): the game then plays
+        the run's maps as they were stored, reading each from disk when it is shown, and no model runs; its
+        recipe, cut and targets are the run's (``recipe``, ``k`` and ``target`` must be left out or agree).
     store : LabelStore or path
         Where answers go; give every player the same store (a file) so that the queue, the counts and
         the leaderboard are shared.
@@ -157,20 +160,27 @@ class LabelingGame(anywidget.AnyWidget):
 
     def __init__(self, session, store, participant: str | None = None, images: Iterable[int] | None = None,
                  layers: Sequence[str] | None = None, recipe: str | None = None, k: int | None = None, *,
-                 target: str = "label", **kwargs):
-        if not (hasattr(session, "explain") and hasattr(session, "classes") and hasattr(session, "layers")):
-            raise TypeError(f"session must be an inv_widgets.Session, got {type(session).__name__}; "
-                            "build one with inv.Session(model, data)")
+                 target: str | None = None, **kwargs):
+        if not (_is_run(session) or hasattr(session, "explain") and hasattr(session, "classes")
+                and hasattr(session, "layers")):
+            raise TypeError(f"session must be an inv_widgets.Session or a stored run (inv.Run), got "
+                            f"{type(session).__name__}; build one with inv.Session(model, data)")
         if isinstance(store, (str, os.PathLike)):
             store = LabelStore(store)
         check_store(store)
-        spec = PoolSpec.for_session(session, images, layers, recipe, k, target)
-        classes = [str(c) for c in session.classes]
+        run = session if _is_run(session) else None
+        if run is not None:
+            spec = _run_spec(run, images, layers, recipe, k, target)
+            session = None
+        else:
+            spec = PoolSpec.for_session(session, images, layers, recipe, k, target or "label")
+        classes = [str(c) for c in (run or session).classes]
         if len(classes) < 2:
             raise ValueError(f"the game needs at least two classes to guess from; the session has {classes}")
         name = rules.check_name(participant) if participant is not None else None
         super().__init__(classes=classes, percents=[float(p) for p in REVEAL_PERCENTS], **kwargs)
-        self.session = session
+        self.session = session  # None when the maps come from a stored run
+        self.run = run
         self.store = store
         self.spec = spec
         self.images = list(spec.images)
@@ -212,12 +222,16 @@ class LabelingGame(anywidget.AnyWidget):
 
     # ---- the pool and the queue ---------------------------------------------------------------
     def prepare(self) -> None:
-        """Explain every image and list its cluster maps (once; the progress shows in the widget)."""
+        """Explain every image and list its cluster maps (once; the progress shows in the widget). From a
+        stored run: list its maps (no model runs)."""
         if self._pool is not None:
             return
         self.loading = 0.001
-        self._pool = Pool.from_session(self.session, self.spec,
-                                       progress=lambda done, total: setattr(self, "loading", done / total))
+        if self.run is not None:
+            self._pool = Pool.from_run(self.run, self.spec.images, self.spec.layers)
+        else:
+            self._pool = Pool.from_session(self.session, self.spec,
+                                           progress=lambda done, total: setattr(self, "loading", done / total))
         self.total = len(self._pool)
         self.loading = 1.0
 
@@ -562,3 +576,28 @@ class LabelingGame(anywidget.AnyWidget):
         if not quiet:
             self._say("Leaderboard updated.", "info")
         return True
+
+
+def _is_run(obj) -> bool:
+    """A stored dataset run (``inv.Run``): told by what the game uses of it, not by importing runs/."""
+    return all(hasattr(obj, a) for a in ("iter_maps", "map", "image", "maps", "images", "recipe", "classes"))
+
+
+def _run_spec(run, images, layers, recipe, k, target) -> PoolSpec:
+    """The pool spec of a run: its images (default: every finished one), layers, recipe, cut and targets."""
+    stored = run.meta.get("target")
+    mode = "label" if stored == "label" else "predicted" if stored is None else f"class {stored}"
+    for name, given, have in (("recipe", recipe, run.recipe), ("k", k, run.k), ("target", target, mode)):
+        if given is not None and given != have:
+            raise ValueError(f"{name}={given!r} differs from the run's {name} ({have!r}): a run stores one cut per "
+                             f"image and layer; leave {name} out, or make another run with explain_dataset(..., "
+                             f"{name}={given!r})")
+    done = [int(i) for i in run.images.sort_values("position")["image"]]
+    chosen = done if images is None else list(dict.fromkeys(int(i) for i in images))
+    if not chosen:
+        raise ValueError(f"no images to play: the run {str(run.path)!r} has no finished image yet")
+    wanted = run.layers if layers is None else [layers] if isinstance(layers, str) else list(layers)
+    unknown = [n for n in wanted if n not in run.layers]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; the run's layers are {run.layers}")
+    return PoolSpec(tuple(chosen), tuple(n for n in run.layers if n in wanted), run.recipe, run.k, mode)
