@@ -91,6 +91,7 @@ def test_click_a_cluster_map_shows_its_detail(lab):
     w_card = g["captions"][1].split("w = ")[1].split("%")[0]
     assert f"w = {w_card}%" in detail.locator(".inv-detail-facts").text_content()
     assert detail.locator(".inv-chip").count() >= 1
+    assert detail.locator(".inv-member-map img").count() == min(12, detail.locator(".inv-chip").count())
     nb.page.wait_for_function(
         "() => Array.from(document.querySelectorAll('.inv-explorer .inv-detail img')).every(i => i.complete && i.naturalWidth > 0)",
         timeout=30_000)

@@ -205,6 +205,23 @@ def test_detail_view(explorer):
         explorer.select_cluster(99)
 
 
+def test_detail_shows_the_member_channels_feature_maps(explorer):
+    """The heaviest members' own feature maps, at the layer's resolution, min-max scaled, heaviest first."""
+    from inv_widgets import render
+
+    explorer.select_cluster(0)
+    d, lr = explorer.detail, explorer.layer_result
+    members = [c for c, _ in d.members]
+    assert len(d.member_maps) == min(12, len(members)) >= 1
+    for c, data in list(zip(members, d.member_maps))[:4]:
+        fm = lr.feature_maps[list(lr.kept).index(c)]
+        assert png_shape(data) == (*fm.shape, 3)
+        span = fm.max() - fm.min()
+        want = render.apply_cmap((fm - fm.min()) / span if span > 0 else np.zeros_like(fm), "viridis")
+        got = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert np.abs(got.astype(int) - want).max() <= 3
+
+
 def test_selection_follows_the_cluster_identity_across_cuts(explorer):
     explorer.set_cut(k=3)
     key = explorer.clusters.key(2)

@@ -13,6 +13,7 @@ __all__ = ["Detail", "NO_STORE_HINT", "NO_LABELS_HINT"]
 NO_STORE_HINT = ("No label store connected: pass Explorer(session, store=...) and collect labels with the "
                  "labelling game.")
 NO_LABELS_HINT = "No labels for this cluster map yet."
+MEMBER_MAPS = 12  # member channels shown as feature-map thumbnails (heaviest first)
 WEIGHT_TIPS = {
     "guided": "Sum of the member feature maps' guided-gradient (Grad-CAM style) weights, as a share of the layer",
     "taylor": "Sum of the member feature maps' gradient x activation weights (a first-order estimate of what "
@@ -41,6 +42,7 @@ class Detail(anywidget.AnyWidget):
     gradcam_overlap = t.Float(-1.0).tag(sync=True)
     color = t.Unicode("#888").tag(sync=True)
     members = t.List(t.List()).tag(sync=True)
+    member_maps = t.List(t.Bytes()).tag(sync=True)  # PNG: the heaviest members' feature maps, feature resolution
     labels = t.List(t.List()).tag(sync=True)
     labels_hint = t.Unicode("").tag(sync=True)
     revision = t.Int(0).tag(sync=True)
@@ -66,6 +68,7 @@ class Detail(anywidget.AnyWidget):
             self.gradcam_overlap = float(cl.gradcam_agreement()[j])
             self.color = color
             self.members = [[int(c), float(w[c])] for c in mem]
+            self.member_maps = [pictures.channel(lr, int(c)) for c in mem[:MEMBER_MAPS]]
             self.labels = labels
             self.labels_hint = labels_hint
             self.revision += 1
@@ -74,5 +77,6 @@ class Detail(anywidget.AnyWidget):
         with self.hold_sync():
             self.heat = b""
             self.reveals = []
+            self.member_maps = []
             self.title = ""
             self.revision += 1

@@ -143,6 +143,21 @@ function render({ model, el: root }) {
     const mem = model.get("members") || [];
     membersHead.textContent = `Member channels (${mem.length}), heaviest first`;
     members.replaceChildren();
+    const maps = model.get("member_maps") || [];
+    if (maps.length) {
+      const strip = el("div", "inv-member-maps");
+      maps.forEach((dv, i) => {
+        const fig = el("figure", "inv-member-map");
+        const img = el("img");
+        img.src = pngUrl(dv, bag);
+        img.alt = `feature map of channel ${mem[i] ? mem[i][0] : "?"}`;
+        img.draggable = false;
+        fig.append(img, el("figcaption", "", mem[i] ? `#${mem[i][0]}` : ""));
+        if (mem[i]) fig.title = `channel ${mem[i][0]}: its feature map at the layer's resolution, ${pct(Number(mem[i][1]))} of the layer's weight`;
+        strip.appendChild(fig);
+      });
+      members.appendChild(strip);
+    }
     const shown = mem.slice(0, 48);
     const wmax = Math.max(...shown.map((m) => Number(m[1]) || 0), 1e-9);
     for (const [ch, wc] of shown) {
@@ -161,7 +176,7 @@ function render({ model, el: root }) {
   }
 
   const CONTENT = ["title", "base", "heat", "reveals", "reveal_percents", "weight", "weight_tip", "n_maps",
-    "gradcam_overlap", "color", "members", "labels", "labels_hint", "revision"];
+    "gradcam_overlap", "color", "members", "member_maps", "labels", "labels_hint", "revision"];
   const stop = watch(model, [...CONTENT, "alpha", "cmaps", "cmap"], (changed) => {
     if (changed.has("alpha")) applyAlpha();
     if (anyOf(changed, ["cmaps", "cmap"])) renderCmaps();
