@@ -30,7 +30,7 @@ from ..engine.keys import MapKey
 from ..engine.maps import reveal_image, upsample_minmax
 from ..engine.runtime import LRU
 
-__all__ = ["Pool", "PoolItem", "PoolSpec", "TARGETS"]
+__all__ = ["Pool", "PoolItem", "PoolSpec", "TARGETS", "is_run"]
 
 #: Which class the maps of an image explain: the dataset's label (else the prediction), or the prediction.
 TARGETS = ("label", "predicted")
@@ -76,6 +76,46 @@ class PoolSpec:
         if not wanted:
             raise ValueError("layers is empty: give at least one layer name")
         return cls(tuple(image_list), tuple(n_ for n_ in all_layers if n_ in wanted), recipe, k, target)
+
+    @classmethod
+    def for_run(cls, run, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None,
+                recipe: str | None = None, k: int | None = None, target: str | None = None) -> "PoolSpec":
+        """What a game plays from a stored run: its images (default: every finished one), layers, and the run's
+        own recipe, cut and targets (a ``recipe``, ``k`` or ``target`` that differs is refused)."""
+        stored = run.meta.get("target")
+        mode = "label" if stored == "label" else "predicted" if stored is None else f"class {stored}"
+        for name, given, have in (("recipe", recipe, run.recipe), ("k", k, run.k), ("target", target, mode)):
+            if given is not None and given != have:
+                raise ValueError(f"{name}={given!r} differs from the run's {name} ({have!r}): a run stores one cut "
+                                 f"per image and layer; leave {name} out, or make another run with "
+                                 f"explain_dataset(..., {name}={given!r})")
+        done = [int(i) for i in run.images.sort_values("position")["image"]]
+        if images is None:
+            chosen = done
+        else:
+            for i in images:
+                if isinstance(i, bool) or not hasattr(i, "__index__"):
+                    raise TypeError(f"images must be session indices (int), got {i!r}")
+            chosen = list(dict.fromkeys(int(i) for i in images))
+            missing = [i for i in chosen if i not in set(done)]
+            if missing:
+                raise ValueError(f"images {missing[:10]}{' ...' if len(missing) > 10 else ''} are not finished in "
+                                 f"the run {str(run.path)!r}; finish it with the same explain_dataset call, or "
+                                 "play the finished ones (run.images)")
+        if not chosen:
+            raise ValueError(f"no images to play: the run {str(run.path)!r} has no finished image yet")
+        wanted = run.layers if layers is None else [layers] if isinstance(layers, str) else list(layers)
+        unknown = [n for n in wanted if n not in run.layers]
+        if unknown:
+            raise ValueError(f"unknown layers {unknown}; the run's layers are {run.layers}")
+        if not wanted:
+            raise ValueError("layers is empty: give at least one layer name")
+        return cls(tuple(chosen), tuple(n for n in run.layers if n in wanted), run.recipe, run.k, mode)
+
+
+def is_run(obj) -> bool:
+    """A stored dataset run (``inv.Run``): told by what a pool uses of it, not by importing ``runs``."""
+    return all(hasattr(obj, a) for a in ("iter_maps", "map", "image", "maps", "images", "recipe", "classes"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,31 +210,9 @@ class Pool:
         Items are ordered as :meth:`from_session` orders them, and show the same pictures (tested); each
         map is read from the run when it is shown.
         """
+        spec = PoolSpec.for_run(run, images, layers)
+        image_list, played = list(spec.images), list(spec.layers)
         table = run.maps
-        done = [int(i) for i in run.images.sort_values("position")["image"]]
-        if images is None:
-            image_list = done
-        else:
-            image_list = []
-            for i in images:
-                if isinstance(i, bool) or not hasattr(i, "__index__"):
-                    raise TypeError(f"images must be session indices (int), got {i!r}")
-                if int(i) not in image_list:
-                    image_list.append(int(i))
-            missing = [i for i in image_list if i not in set(done)]
-            if missing:
-                raise ValueError(f"images {missing[:10]}{' ...' if len(missing) > 10 else ''} are not finished in "
-                                 f"the run {str(run.path)!r}; finish it with the same explain_dataset call, or "
-                                 "play the finished ones (run.images)")
-        if not image_list:
-            raise ValueError(f"no images to play: the run {str(run.path)!r} has no finished image yet")
-        wanted = list(run.layers) if layers is None else [layers] if isinstance(layers, str) else list(layers)
-        unknown = [name for name in wanted if name not in run.layers]
-        if unknown:
-            raise ValueError(f"unknown layers {unknown}; the run's layers are {run.layers}")
-        if not wanted:
-            raise ValueError("layers is empty: give at least one layer name")
-        played = [name for name in run.layers if name in wanted]
         position = {i: p for p, i in enumerate(image_list)}
         depth = {name: d for d, name in enumerate(played)}
         table = table[table["image"].isin(image_list) & table["layer"].isin(played)]

@@ -40,7 +40,7 @@ import traitlets as t
 from .. import render
 from ..engine.maps import REVEAL_PERCENTS
 from ..labels import rules
-from ..labels.pool import Pool, PoolItem, PoolSpec
+from ..labels.pool import Pool, PoolItem, PoolSpec, is_run
 from ..labels.queue import (
     LEADERBOARD_ROWS,
     NotSaved,
@@ -161,16 +161,16 @@ class LabelingGame(anywidget.AnyWidget):
     def __init__(self, session, store, participant: str | None = None, images: Iterable[int] | None = None,
                  layers: Sequence[str] | None = None, recipe: str | None = None, k: int | None = None, *,
                  target: str | None = None, **kwargs):
-        if not (_is_run(session) or hasattr(session, "explain") and hasattr(session, "classes")
+        if not (is_run(session) or hasattr(session, "explain") and hasattr(session, "classes")
                 and hasattr(session, "layers")):
             raise TypeError(f"session must be an inv_widgets.Session or a stored run (inv.Run), got "
                             f"{type(session).__name__}; build one with inv.Session(model, data)")
         if isinstance(store, (str, os.PathLike)):
             store = LabelStore(store)
         check_store(store)
-        run = session if _is_run(session) else None
+        run = session if is_run(session) else None
         if run is not None:
-            spec = _run_spec(run, images, layers, recipe, k, target)
+            spec = PoolSpec.for_run(run, images, layers, recipe, k, target)
             session = None
         else:
             spec = PoolSpec.for_session(session, images, layers, recipe, k, target or "label")
@@ -577,27 +577,3 @@ class LabelingGame(anywidget.AnyWidget):
             self._say("Leaderboard updated.", "info")
         return True
 
-
-def _is_run(obj) -> bool:
-    """A stored dataset run (``inv.Run``): told by what the game uses of it, not by importing runs/."""
-    return all(hasattr(obj, a) for a in ("iter_maps", "map", "image", "maps", "images", "recipe", "classes"))
-
-
-def _run_spec(run, images, layers, recipe, k, target) -> PoolSpec:
-    """The pool spec of a run: its images (default: every finished one), layers, recipe, cut and targets."""
-    stored = run.meta.get("target")
-    mode = "label" if stored == "label" else "predicted" if stored is None else f"class {stored}"
-    for name, given, have in (("recipe", recipe, run.recipe), ("k", k, run.k), ("target", target, mode)):
-        if given is not None and given != have:
-            raise ValueError(f"{name}={given!r} differs from the run's {name} ({have!r}): a run stores one cut per "
-                             f"image and layer; leave {name} out, or make another run with explain_dataset(..., "
-                             f"{name}={given!r})")
-    done = [int(i) for i in run.images.sort_values("position")["image"]]
-    chosen = done if images is None else list(dict.fromkeys(int(i) for i in images))
-    if not chosen:
-        raise ValueError(f"no images to play: the run {str(run.path)!r} has no finished image yet")
-    wanted = run.layers if layers is None else [layers] if isinstance(layers, str) else list(layers)
-    unknown = [n for n in wanted if n not in run.layers]
-    if unknown:
-        raise ValueError(f"unknown layers {unknown}; the run's layers are {run.layers}")
-    return PoolSpec(tuple(chosen), tuple(n for n in run.layers if n in wanted), run.recipe, run.k, mode)
