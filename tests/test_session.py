@@ -218,3 +218,26 @@ def test_locate_finds_every_map_of_every_cut_and_refuses_foreign_keys(demo_sessi
         s.locate(key._replace(image_id="not-an-image"))
     with pytest.raises(KeyError, match="not all kept|not one cluster"):
         s.locate(key._replace(members=tuple(range(16))))
+
+
+def test_memory_held_is_bounded_by_cache_size_and_emptied_by_clear_cache(tiny):
+    """Browsing many images keeps at most ``cache_size`` explanations and ``max(2 * cache_size, 32)`` model inputs,
+    whatever the number of images seen; ``clear_cache()`` lets go of all of them (issue 14, item 8: the inputs grew
+    with every image and survived ``clear_cache()``)."""
+    imgs = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(120)]
+
+    def held_input_bytes(s):
+        return sum(x.numel() * x.element_size() for x in s._inputs.values())
+
+    one = imgs[0].numel() * imgs[0].element_size()
+    for cache_size, inputs_kept in ((3, 32), (20, 40)):
+        s = inv.Session(tiny, imgs, cache_size=cache_size)
+        for i in range(len(imgs)):
+            s.predict(i)
+            if i % 10 == 0:
+                s.explain(i)
+        assert len(s._cache) == min(cache_size, 12)
+        assert len(s._inputs) == inputs_kept and held_input_bytes(s) == inputs_kept * one
+        s.clear_cache()
+        assert held_input_bytes(s) == 0 and len(s._cache) == len(s._preds) == len(s._predicted) == 0
+        torch.testing.assert_close(s.input(5), imgs[5])  # made again on demand
