@@ -6,13 +6,24 @@ baselines beside INV's cluster maps for one image (LIME, KernelSHAP, Grad-CAM: `
     concept_test(session, ge)          # TCAV via captum.concept.TCAV; results attached to ge
 
 ``concept_test`` and ``baselines.attribution_maps`` import captum (and scikit-image) on first use, so importing
-this package stays light.
+this package stays light; without them they raise an ImportError that says ``pip install 'inv-widgets[concepts]'``.
 """
 from __future__ import annotations
 
 from .global_ import GlobalExplanation
 
 __all__ = ["GlobalExplanation", "concept_test", "TCAVRunner"]
+
+
+def require_concepts(what: str, modules=("captum", "skimage", "threadpoolctl")) -> None:
+    """ImportError naming the ``concepts`` extra when a library ``what`` needs is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        names = {"skimage": "scikit-image"}
+        raise ImportError(f"{what} needs {', '.join(names.get(m, m) for m in missing)}, which is not installed; "
+                          "install it with: pip install 'inv-widgets[concepts]'")
 
 
 def __getattr__(name):

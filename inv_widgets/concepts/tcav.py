@@ -177,7 +177,9 @@ class TCAVRunner:
 
     def __init__(self, session, save_path, *, seed: int = 0, C: float = 1.0, test_split: float = 1 / 3,
                  batch_size: int = 64):
-        from captum.concept import TCAV  # noqa: F401 - fail early when captum is missing
+        from . import require_concepts
+
+        require_concepts("TCAV")  # fail early, naming the extra, when captum is missing
 
         self.session = session
         self.save_path = str(save_path)
