@@ -5,7 +5,9 @@ from each cluster up to the cut, so a one-channel cluster shows its colour too) 
 links above the cut (and for pruned clusters), segments joined with gaps. The pool
 of traces is fixed (``MAX_K`` colours), so a new cut or a new layer only changes trace data inside one
 ``batch_update``: the figure is never rebuilt. A transparent heatmap behind the tree catches clicks at any
-height; the cut line is a draggable shape; the suggested cut is a dashed line.
+height; the cut line is a draggable shape; the suggested cut is a dashed line. Their labels ("cut k = 3 ⇕ drag",
+"suggested k = 4") sit in the right margin, beside the plot, so that they never cover a branch; when the two lines
+are close, the higher line's label goes above it and the lower one's below (:func:`label_anchors`).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import plotly.graph_objects as go
 
 from ..engine.tree import Nodes, nodes
 
-__all__ = ["Dendrogram", "PALETTE", "ABOVE_CUT", "dendrogram_segments", "cluster_stubs", "MAX_K"]
+__all__ = ["Dendrogram", "PALETTE", "ABOVE_CUT", "dendrogram_segments", "cluster_stubs", "label_anchors", "MAX_K"]
 
 #: Cluster colours, heaviest cluster first (shared by the dendrogram branches and the gallery cards).
 PALETTE = (
@@ -30,6 +32,23 @@ MAX_K = len(PALETTE)
 
 _CATCH, _SUGGESTED, _ABOVE, _FIRST = 0, 1, 2, 3
 _CATCH_ROWS = 160
+#: Right margin (px) that holds the labels of the cut and of the suggested cut, outside the plot area.
+LABEL_MARGIN = 74
+
+
+def label_anchors(cut: float, suggested: float | None, ymax: float) -> tuple[str, str]:
+    """Vertical anchors (plotly ``yanchor``) of the cut's and the suggested cut's labels, in the right margin.
+
+    Each label sits just above its line ("bottom") or just below it ("top"): the higher of the two lines gets
+    its label above and the lower one below, so that two close lines never put their labels on each other; a
+    line in the top eighth of the plot gets its label below, inside the plot's height.
+    """
+    near_top = 0.875 * ymax
+    if suggested is None:
+        return ("top" if cut >= near_top else "bottom"), "top"
+    if cut >= suggested:
+        return ("top" if cut >= near_top else "bottom"), "top"
+    return "top", ("top" if suggested >= near_top else "bottom")
 
 
 def dendrogram_segments(linkage, leaf_cluster: np.ndarray | None = None):
@@ -106,7 +125,7 @@ class Dendrogram:
             traces.append(go.Scatter(x=[], y=[], mode="lines", line=dict(color=col, width=1.6), hoverinfo="skip",
                                      name=f"cluster {j + 1}", showlegend=False))
         layout = go.Layout(
-            width=width, height=height, margin=dict(l=52, r=12, t=34, b=30),
+            width=width, height=height, margin=dict(l=52, r=LABEL_MARGIN, t=34, b=30),
             template="plotly_white", dragmode=False, hovermode="closest", showlegend=False,
             title=dict(text="", font=dict(size=13), x=0.02, xanchor="left", y=0.98, yanchor="top"),
             xaxis=dict(showticklabels=False, showgrid=False, zeroline=False, fixedrange=True,
@@ -116,10 +135,10 @@ class Dendrogram:
             shapes=[dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=0, y1=0,
                          line=dict(color=CUT_COLOR, width=3), layer="above", name="cut")],
             annotations=[
-                dict(xref="paper", x=1.0, xanchor="right", yref="y", y=0, yanchor="bottom", text="", showarrow=False,
-                     font=dict(size=11, color=CUT_COLOR), bgcolor="rgba(255,255,255,0.8)"),
-                dict(xref="paper", x=0.0, xanchor="left", yref="y", y=0, yanchor="top", text="", showarrow=False,
-                     font=dict(size=10, color=SUGGESTED_COLOR), bgcolor="rgba(255,255,255,0.7)"),
+                dict(xref="paper", x=1.0, xanchor="left", xshift=3, yref="y", y=0, yanchor="bottom", text="",
+                     showarrow=False, align="left", font=dict(size=11, color=CUT_COLOR)),
+                dict(xref="paper", x=1.0, xanchor="left", xshift=3, yref="y", y=0, yanchor="top", text="",
+                     showarrow=False, align="left", font=dict(size=10, color=SUGGESTED_COLOR)),
             ],
         )
         self.figure = go.FigureWidget(data=traces, layout=layout)
@@ -190,9 +209,16 @@ class Dendrogram:
             lay.yaxis.range = [0.0, ymax]
             lay.title.text = title
             lay.shapes[0].update(x0=0, x1=1, y0=threshold, y1=threshold)
-            lay.annotations[0].update(y=threshold, text=f"cut {k_text}".strip() + "  ⇕ drag")
-            if suggested_threshold is not None and suggested_k is not None and z.shape[0]:
-                lay.annotations[1].update(y=suggested_threshold, text=f"suggested k = {suggested_k}")
+            show_suggested = suggested_threshold is not None and suggested_k is not None and z.shape[0]
+            same = show_suggested and abs(float(suggested_threshold) - float(threshold)) <= 1e-9 * max(1.0, ymax)
+            cut_anchor, sugg_anchor = label_anchors(float(threshold), float(suggested_threshold)
+                                                    if show_suggested and not same else None, ymax)
+            # short lines, to fit the margin; a cut on the suggested line says so in its own label
+            cut_text = f"cut {k_text}".strip() + "<br>⇕ drag" + ("<br>= suggested" if same else "")
+            lay.annotations[0].update(y=threshold, yanchor=cut_anchor, text=cut_text)
+            if show_suggested and not same:
+                lay.annotations[1].update(y=suggested_threshold, yanchor=sugg_anchor,
+                                          text=f"suggested<br>k = {suggested_k}")
             else:
                 lay.annotations[1].update(text="")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.cluster.hierarchy import dendrogram, fcluster, linkage
 
-from inv_widgets.widgets.dendrogram import Dendrogram, cluster_stubs, dendrogram_segments
+from inv_widgets.widgets.dendrogram import Dendrogram, cluster_stubs, dendrogram_segments, label_anchors
 
 
 def test_dendrogram_segments_geometry():
@@ -46,3 +46,23 @@ def test_every_cluster_shows_its_colour_up_to_the_cut():
     assert sorted(set(sc.tolist())) == sorted(set(labels.tolist()))  # each cluster, a lone leaf too
     assert np.all(sy[:, 1] <= t + 1e-12) and np.all(sy[:, 1] > sy[:, 0])  # legs go up to the cut, no further
     assert np.all(sx[:, 0] == sx[:, 1])  # vertical
+
+
+def test_cut_labels_sit_beside_the_plot_and_apart():
+    """The labels of the cut and of the suggested cut are in the right margin (never over a branch: issue 14,
+    item 17; the browser test measures it on screen), the higher line's label above it, the lower one's below."""
+    d = Dendrogram()
+    z = linkage(np.random.default_rng(1).normal(size=(20, 3)), "ward")
+    top = float(z[-1, 2])
+    d.show(z, np.zeros(20, int), float(z[-3, 2]), suggested_threshold=float(z[-2, 2]), suggested_k=2, k=3)
+    cut, sugg = d.figure.layout.annotations
+    assert d.figure.layout.margin.r >= 70
+    for a in (cut, sugg):
+        assert (a.xref, a.x, a.xanchor) == ("paper", 1.0, "left")  # right of the plot area
+    assert cut.text.startswith("cut k = 3") and sugg.text == "suggested<br>k = 2"
+    assert (cut.yanchor, sugg.yanchor) == ("top", "bottom")  # cut below the suggested line: labels apart
+    d.show(z, np.zeros(20, int), float(z[-2, 2]), suggested_threshold=float(z[-2, 2]), suggested_k=2, k=2)
+    cut, sugg = d.figure.layout.annotations
+    assert cut.text.endswith("= suggested") and sugg.text == ""  # one label for both lines
+    assert label_anchors(0.5, 0.2, 1.0) == ("bottom", "top")
+    assert label_anchors(0.95 * top, None, top)[0] == "top"  # near the top: below the line, inside the plot
