@@ -5,6 +5,7 @@ after that (layers, recipes, cuts) reuses the cached Explanation.
 """
 from __future__ import annotations
 
+import gc
 import threading
 import warnings
 from typing import Any, Callable, Sequence
@@ -123,6 +124,7 @@ class Session:
         # ``_predicted`` (image id -> predicted class), so that both ways of asking give the same object and it
         # counts once.
         self._cache = LRU(self.cache_size)
+        self._dropped = 0  # explanations pushed out since the last garbage collection (see _store)
         self._predicted = LRU(4096)
         self._inputs = LRU(max(2 * self.cache_size, 32))  # model inputs by image index (made again when dropped)
         self._preds = LRU(1024)  # class probabilities by image id
@@ -484,10 +486,22 @@ class Session:
         return self._cache.get((iid, target))
 
     def _store(self, exp: Explanation, iid, target) -> Explanation:
-        """Keep ``exp``; returns the explanation now held for it (one already there wins: one object)."""
-        held = self._cache.put((iid, exp.target), exp)
+        """Keep ``exp``; returns the explanation now held for it (one already there wins: one object).
+
+        An explanation pushed out of the cache is a reference cycle (its layers point back to it), which only
+        Python's cyclic garbage collector frees, and it runs rarely when few Python objects are made: dropped
+        explanations (hundreds of MB each with a large model) piled up. So after every ``max(cache_size, 8)``
+        explanations dropped, the session collects them (one ``gc.collect()``)."""
+        key = (iid, exp.target)
+        drops = len(self._cache) >= self._cache.maxsize and key not in self._cache
+        held = self._cache.put(key, exp)
         if target is None:
             self._predicted.put(iid, exp.target)
+        if drops:
+            self._dropped += 1
+            if self._dropped >= max(self.cache_size, 8):
+                self._dropped = 0
+                gc.collect()
         return held
 
     def clear_cache(self):

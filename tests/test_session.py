@@ -241,3 +241,32 @@ def test_memory_held_is_bounded_by_cache_size_and_emptied_by_clear_cache(tiny):
         s.clear_cache()
         assert held_input_bytes(s) == 0 and len(s._cache) == len(s._preds) == len(s._predicted) == 0
         torch.testing.assert_close(s.input(5), imgs[5])  # made again on demand
+
+
+def test_dropped_explanations_are_freed_without_waiting_for_the_garbage_collector(tiny):
+    """An explanation pushed out of the cache is a reference cycle (its layers point back to it); Python's cyclic
+    collector runs rarely, so dropped explanations piled up (+1.7 GB of resident memory after 600 demo images
+    with 107 MB in the caches). The session frees them itself: with automatic collection off, at most
+    ``cache_size`` kept plus ``max(cache_size, 8)`` dropped explanations exist at any time."""
+    import gc
+
+    from inv_widgets.engine.explanation import Explanation
+
+    imgs = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(40)]
+    s = inv.Session(tiny, imgs, cache_size=2)
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        most = 0
+        for i in range(len(imgs)):
+            exp = s.explain(i)
+            for name in exp.layers:
+                exp[name].cut()
+            del exp
+            most = max(most, sum(isinstance(o, Explanation) for o in gc.get_objects()))
+    finally:
+        if was:
+            gc.enable()
+    assert len(s._cache) == 2
+    assert most <= 2 + 8 + 1, most

@@ -133,6 +133,9 @@ def test_another_target_class_changes_the_explanation(lab):
     new_name = rows.nth(1).locator(".inv-bar-label").text_content()
     rows.nth(1).click()
     after = ui.wait_gallery_change(before["rev"], timeout=LONG)
+    nb.page.wait_for_function(  # the header's bars may follow the gallery by a moment
+        "name => (document.querySelector('.inv-explorer .inv-header .inv-bar-row.inv-target .inv-bar-label') || {})"
+        ".textContent === name", arg=new_name, timeout=30_000)
     assert ui.target_row() == new_name != target0
     assert f"“{new_name}”" in after["title"]
     assert images_differ(g_png, ui.gallery_png())
