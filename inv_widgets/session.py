@@ -76,7 +76,8 @@ class Session:
         How many explanations to keep (least recently used are dropped). An explanation asked for with
         ``target=None`` is the same object as the one asked for with its predicted class. Model inputs are
         kept for ``2 * cache_size`` images (at least 32), class probabilities for 1,024; ``clear_cache()``
-        empties all of them. See README, "Memory held by a session".
+        empties all of them. Dropped explanations are freed as they go (one garbage collection per
+        ``max(cache_size, 8)`` dropped). See README, "Memory held by a session".
 
     A float16 or bfloat16 model runs in its own dtype (the input is cast to it); weights and maps are
     computed in float32 from what it records.

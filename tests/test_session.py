@@ -270,3 +270,31 @@ def test_dropped_explanations_are_freed_without_waiting_for_the_garbage_collecto
             gc.enable()
     assert len(s._cache) == 2
     assert most <= 2 + 8 + 1, most
+
+
+def test_readme_states_the_bounds_the_code_has(tiny):
+    """README, "Memory held by a session" (the Session docstring points there): its table gives the bounds the
+    caches really have."""
+    from pathlib import Path
+
+    from inv_widgets.engine.explanation import LayerResult
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Memory held by a session\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    rows = {r.split("|")[1].strip(): r.split("|")[2].strip() for r in section.splitlines() if r.startswith("| ")}
+    bound = {name.split(" ")[0].split(",")[0]: value for name, value in rows.items()}
+    for cache_size in (1, 4, 16, 40):
+        s = inv.Session(tiny, [torch.rand(3, 16, 16)], cache_size=cache_size)
+        assert bound["explanations"] == "`cache_size` (default 16)" and s._cache.maxsize == cache_size
+        assert bound["model"] == "`max(2 * cache_size, 32)`" and s._inputs.maxsize == max(2 * cache_size, 32)
+        assert bound["class"] == f"{s._preds.maxsize:,} images"
+        assert bound["predicted"] == f"{s._predicted.maxsize:,} images"
+    assert bound["cuts"] == f"{LayerResult.CUTS_KEPT} per layer"
+    assert inspect_default_cache_size() == 16
+    assert "python benchmarks/bench_memory.py" in section and "clear_cache()" in section
+
+
+def inspect_default_cache_size():
+    import inspect
+
+    return inspect.signature(inv.Session).parameters["cache_size"].default
