@@ -85,3 +85,28 @@ def test_to_html_is_the_report(exp, tmp_path):
     a, b = (p.split("generated")[0] for p in (page, explanation_html(exp, k=2)))
     assert a == b
     assert os.listdir(tmp_path) == ["report.html"]
+
+
+def test_readme_shows_the_export_api_that_exists(exp):
+    """README, "The headless report": every call it shows exists, and static images of plotly figures are
+    explained (kaleido is not a dependency; issue 14, item 14)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## The headless report\n", 1)[1].split("\n## ", 1)[0]
+    cl = exp[exp.layers[-1]].cut()
+    for obj, names in ((exp, ("to_frame", "to_html", "_repr_html_")), (cl, ("to_png", "to_sheet", "to_frame"))):
+        for name in names:
+            assert callable(getattr(obj, name))
+            if not name.startswith("_"):
+                assert f".{name}(" in section, name
+    assert "pip install kaleido" in section and "write_html" in section
+    assert not any(r.startswith("kaleido") for r in _pyproject_requirements())
+
+
+def _pyproject_requirements():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + [r for reqs in project["optional-dependencies"].values() for r in reqs]
