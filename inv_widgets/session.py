@@ -125,7 +125,6 @@ class Session:
         # ``_predicted`` (image id -> predicted class), so that both ways of asking give the same object and it
         # counts once.
         self._cache = LRU(self.cache_size)
-        self._dropped = 0  # explanations pushed out since the last garbage collection (see _store)
         self._predicted = LRU(4096)
         self._inputs = LRU(max(2 * self.cache_size, 32))  # model inputs by image index (made again when dropped)
         self._preds = LRU(1024)  # class probabilities by image id
@@ -487,32 +486,22 @@ class Session:
         return self._cache.get((iid, target))
 
     def _store(self, exp: Explanation, iid, target) -> Explanation:
-        """Keep ``exp``; returns the explanation now held for it (one already there wins: one object).
-
-        An explanation pushed out of the cache is a reference cycle (its layers point back to it), which only
-        Python's cyclic garbage collector frees, and it runs rarely when few Python objects are made: dropped
-        explanations (hundreds of MB each with a large model) piled up. So after every ``max(cache_size, 8)``
-        explanations dropped, the session collects them (one ``gc.collect()``)."""
-        key = (iid, exp.target)
-        drops = len(self._cache) >= self._cache.maxsize and key not in self._cache
-        held = self._cache.put(key, exp)
+        """Keep ``exp``; returns the explanation now held for it (one already there wins: one object). Dropped
+        explanations are reference cycles (layers point back) that the cyclic collector reached too rarely: one
+        ``gc.collect()`` per ``max(cache_size, 8)`` dropped frees them (README, "Memory held by a session")."""
+        held = self._cache.put((iid, exp.target), exp)
         if target is None:
             self._predicted.put(iid, exp.target)
-        if drops:
-            self._dropped += 1
-            if self._dropped >= max(self.cache_size, 8):
-                self._dropped = 0
-                gc.collect()
+        if self._cache.dropped >= max(self.cache_size, 8):
+            self._cache.dropped = 0
+            gc.collect()
         return held
 
     def clear_cache(self):
-        """Empty every cache the session holds: explanations (with their cuts), predicted classes, class
-        probabilities, model inputs; then hand the freed memory back to the operating system (``malloc_trim`` on
-        Linux: without it the process's resident size would not go down). See README, "Memory held by a session".
-
-        (The index from image ids to indices stays: it costs about 100 bytes per image and is slow to rebuild.)
-        A widget's own picture caches are bounded (the Explorer keeps 512 pictures) and go with the widget.
-        Explanations you still hold a reference to stay in memory."""
+        """Empty every cache (explanations with their cuts, predicted classes, class probabilities, model inputs)
+        and hand the freed memory back to the system (``malloc_trim`` on Linux). The index from image ids to
+        indices stays (about 100 bytes per image); so do explanations you hold and the widgets' own bounded
+        picture caches. See README, "Memory held by a session"."""
         with self._lock:
             self._cache.clear()
             self._predicted.clear()

@@ -264,7 +264,7 @@ def test_dropped_explanations_are_freed_without_waiting_for_the_garbage_collecto
             for name in exp.layers:
                 exp[name].cut()
             del exp
-            most = max(most, sum(isinstance(o, Explanation) for o in gc.get_objects()))
+            most = max(most, sum(type(o) is Explanation for o in gc.get_objects()))  # garbage included
     finally:
         if was:
             gc.enable()

@@ -15,17 +15,6 @@ from .global_ import GlobalExplanation
 __all__ = ["GlobalExplanation", "concept_test", "TCAVRunner"]
 
 
-def require_concepts(what: str, modules=("captum", "skimage", "threadpoolctl")) -> None:
-    """ImportError naming the ``concepts`` extra when a library ``what`` needs is not installed."""
-    import importlib.util
-
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        names = {"skimage": "scikit-image"}
-        raise ImportError(f"{what} needs {', '.join(names.get(m, m) for m in missing)}, which is not installed; "
-                          "install it with: pip install 'inv-widgets[concepts]'")
-
-
 def __getattr__(name):
     if name in ("concept_test", "TCAVRunner"):
         from . import tcav

@@ -211,7 +211,7 @@ def attribution_maps(session, index, target=None, methods: Sequence[str] = METHO
             progress(min(done[0], total), total, message)
 
     if any(m != "gradcam" for m in todo):
-        from . import require_concepts
+        from .extras import require_concepts
 
         require_concepts("LIME and KernelSHAP", ("captum", "skimage"))
     report("starting" if todo else "cached")

@@ -115,6 +115,7 @@ class LRU:
         if int(maxsize) < 1:
             raise ValueError(f"an LRU cache holds at least one entry, got maxsize={maxsize}")
         self.maxsize = int(maxsize)
+        self.dropped = 0  #: entries pushed out so far (the owner may reset it)
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -139,6 +140,7 @@ class LRU:
             self._data[key] = value
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
+                self.dropped += 1
             return value
 
     def pop(self, key: Hashable, default: Any = None) -> Any:
