@@ -5,6 +5,7 @@ after that (layers, recipes, cuts) reuses the cached Explanation.
 """
 from __future__ import annotations
 
+import gc
 import threading
 import warnings
 from typing import Any, Callable, Sequence
@@ -20,7 +21,7 @@ from .engine.modelio import Output, failure_message, input_dtype, layer_names, r
     warn_one_layer
 from .engine.ablation import ModelProbe
 from .engine.recipes import get_recipe, recipe_names
-from .engine.runtime import LRU, eval_mode
+from .engine.runtime import LRU, eval_mode, return_freed_memory
 from .engine.weights import check_weighting
 from .inputs import display_image, to_model_input, tensor_id, to_pil
 
@@ -75,7 +76,8 @@ class Session:
         How many explanations to keep (least recently used are dropped). An explanation asked for with
         ``target=None`` is the same object as the one asked for with its predicted class. Model inputs are
         kept for ``2 * cache_size`` images (at least 32), class probabilities for 1,024; ``clear_cache()``
-        empties all of them. See README, "Memory held by a session".
+        empties all of them. Dropped explanations are freed as they go (one garbage collection per
+        ``max(cache_size, 8)`` dropped). See README, "Memory held by a session".
 
     A float16 or bfloat16 model runs in its own dtype (the input is cast to it); weights and maps are
     computed in float32 from what it records.
@@ -484,22 +486,28 @@ class Session:
         return self._cache.get((iid, target))
 
     def _store(self, exp: Explanation, iid, target) -> Explanation:
-        """Keep ``exp``; returns the explanation now held for it (one already there wins: one object)."""
+        """Keep ``exp``; returns the explanation now held for it (one already there wins: one object). Dropped
+        explanations are reference cycles (layers point back) that the cyclic collector reached too rarely: one
+        ``gc.collect()`` per ``max(cache_size, 8)`` dropped frees them (README, "Memory held by a session")."""
         held = self._cache.put((iid, exp.target), exp)
         if target is None:
             self._predicted.put(iid, exp.target)
+        if self._cache.dropped >= max(self.cache_size, 8):
+            self._cache.dropped = 0
+            gc.collect()
         return held
 
     def clear_cache(self):
-        """Empty every cache the session holds: explanations, predictions, class probabilities, model inputs.
-
-        (The index from image ids to indices stays: it costs about 100 bytes per image and is slow to rebuild.)
-        A widget's own caches (the Explorer's pictures) are emptied by its ``clear_cache()``."""
+        """Empty every cache (explanations with their cuts, predicted classes, class probabilities, model inputs)
+        and hand the freed memory back to the system (``malloc_trim`` on Linux). The index from image ids to
+        indices stays (about 100 bytes per image); so do explanations you hold and the widgets' own bounded
+        picture caches. See README, "Memory held by a session"."""
         with self._lock:
             self._cache.clear()
             self._predicted.clear()
             self._preds.clear()
             self._inputs.clear()
+        return_freed_memory()
 
 
 def _with_recipe(exp: Explanation, recipe: str) -> Explanation:

@@ -134,3 +134,73 @@ def test_cli_writes_the_demo_page_and_a_target_by_index(tmp_path, capsys):
     page = (tmp_path / "r.html").read_text()
     assert "Why <b>tree</b>?" in page and page.count("Grad-CAM</figure>") == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
+
+
+def test_cli_existing_directory_as_out_leaves_nothing_behind(tmp_path):
+    """In a subprocess as a user runs it: refused at once in one line, nothing written in the directory or beside it
+    (the old CLI computed the explanation, printed a traceback and left a temporary file next to the directory)."""
+    outdir = tmp_path / "outdir"
+    outdir.mkdir()
+    r = subprocess.run([sys.executable, "-m", "inv_widgets.cli", "explain", "--out", str(outdir), "--quiet"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2
+    line = _one_line_error(r.stderr)
+    assert "is a directory; give a file name inside it" in line and str(outdir / "inv_report.html") in line
+    assert [p.name for p in tmp_path.iterdir()] == ["outdir"] and not list(outdir.iterdir())
+
+
+def test_cli_default_weights_without_network_subprocess(tmp_path):
+    """``--weights DEFAULT`` with no way to download (an empty torch cache, every HTTPS request sent to a closed
+    port): one line naming the fix, exit status 1, no traceback, nothing written."""
+    import os
+
+    img = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch_home"), https_proxy="http://127.0.0.1:9",
+               HTTPS_PROXY="http://127.0.0.1:9", no_proxy="", NO_PROXY="")
+    r = subprocess.run([sys.executable, "-m", "inv_widgets.cli", "explain", str(img), "--model", "mobilenet_v3_small",
+                        "--weights", "DEFAULT", "--out", str(tmp_path / "r.html"), "--quiet"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    errors = [x for x in r.stderr.splitlines() if x.startswith("error")]
+    assert len(errors) == 1 and "could not get the MobileNet_V3_Small_Weights.IMAGENET1K_V1 weights" in errors[0]
+    assert "use --weights none" in errors[0]
+    assert not (tmp_path / "r.html").exists() and not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+
+
+def test_cli_explain_help_text_names_and_describes_every_option(capsys):
+    """What ``inv-widgets explain --help`` prints: every option, each followed by words saying what it does."""
+    from inv_widgets.cli import main
+
+    try:
+        main(["explain", "--help"])
+    except SystemExit as e:
+        assert e.code == 0
+    text = capsys.readouterr().out
+    described = {
+        "--model": "torchvision classifier", "--weights": "random, offline", "--target": "class to explain",
+        "--layers": "layer names", "--layer-mode": "blocks", "--recipe": "clustering recipe",
+        "--weighting": "gradient x activation", "--k": "cluster maps per layer", "--cmap": "colour map",
+        "--out": "HTML file to write", "--quiet": "no progress bar", "image": "image file to explain",
+    }
+    flat = " ".join(text.split())
+    for option, words in described.items():
+        assert option in text and words in flat, (option, text)
+
+
+def test_write_atomically_leaves_no_temporary_file_when_the_write_fails(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from inv_widgets.export import write_atomically
+
+    def fail(self, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "replace", fail)
+    try:
+        write_atomically(tmp_path / "r.html", "<p>page</p>")
+    except OSError as e:
+        assert "could not write" in str(e) and "No space left" in str(e)
+    else:
+        raise AssertionError("the failed write was not reported")
+    assert list(tmp_path.iterdir()) == []

@@ -85,3 +85,46 @@ def test_to_html_is_the_report(exp, tmp_path):
     a, b = (p.split("generated")[0] for p in (page, explanation_html(exp, k=2)))
     assert a == b
     assert os.listdir(tmp_path) == ["report.html"]
+
+
+def test_readme_shows_the_export_api_that_exists(exp):
+    """README, "The headless report": every call it shows exists, and static images of plotly figures are
+    explained (kaleido is not a dependency; issue 14, item 14)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## The headless report\n", 1)[1].split("\n## ", 1)[0]
+    cl = exp[exp.layers[-1]].cut()
+    for obj, names in ((exp, ("to_frame", "to_html", "_repr_html_")), (cl, ("to_png", "to_sheet", "to_frame"))):
+        for name in names:
+            assert callable(getattr(obj, name))
+            if not name.startswith("_"):
+                assert f".{name}(" in section, name
+    assert "pip install kaleido" in section and "write_html" in section
+    assert not any(r.startswith("kaleido") for r in _pyproject_requirements())
+
+
+def _pyproject_requirements():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + [r for reqs in project["optional-dependencies"].values() for r in reqs]
+
+
+def test_cut_weights_sum_to_the_kept_share_and_the_docs_say_so(exp):
+    """Cut weights sum to the kept channels' share (70-99 %), channel_weights to 100: said where weights are
+    documented (Clusters docstring, README quick start, the Clusters table) (issue 14, item 11)."""
+    from pathlib import Path
+
+    from inv_widgets.engine.explanation import Clusters
+
+    lr = exp[exp.layers[-1]]
+    cl = lr.cut()
+    kept_share = float(np.asarray(lr.channel_weights)[np.asarray(lr.kept)].sum())
+    assert float(np.sum(cl.weights)) == pytest.approx(kept_share, abs=0.01)
+    assert float(np.sum(lr.channel_weights)) == pytest.approx(100.0, abs=0.01)
+    assert "kept channels' share" in " ".join(Clusters.__doc__.split())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "cl.weights sum to the kept channels' share" in readme and "lr.channel_weights sum to 100 %" in readme
+    assert f"weights sum to {kept_share:.1f} % of the layer (the kept channels' share)" in cl._repr_html_()

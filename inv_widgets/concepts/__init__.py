@@ -6,7 +6,7 @@ baselines beside INV's cluster maps for one image (LIME, KernelSHAP, Grad-CAM: `
     concept_test(session, ge)          # TCAV via captum.concept.TCAV; results attached to ge
 
 ``concept_test`` and ``baselines.attribution_maps`` import captum (and scikit-image) on first use, so importing
-this package stays light.
+this package stays light; without them they raise an ImportError that says ``pip install 'inv-widgets[concepts]'``.
 """
 from __future__ import annotations
 

@@ -210,6 +210,10 @@ def attribution_maps(session, index, target=None, methods: Sequence[str] = METHO
         if progress is not None:
             progress(min(done[0], total), total, message)
 
+    if any(m != "gradcam" for m in todo):
+        from .extras import require_concepts
+
+        require_concepts("LIME and KernelSHAP", ("captum", "skimage"))
     report("starting" if todo else "cached")
     seg = None
     for m in todo:

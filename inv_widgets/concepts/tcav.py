@@ -39,6 +39,7 @@ import torch
 from ..engine import MapKey
 from ..engine.runtime import eval_mode, limited_threads
 from ..inputs import to_model_input
+from .extras import require_concepts
 
 __all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "ttest_p"]
 
@@ -177,7 +178,7 @@ class TCAVRunner:
 
     def __init__(self, session, save_path, *, seed: int = 0, C: float = 1.0, test_split: float = 1 / 3,
                  batch_size: int = 64):
-        from captum.concept import TCAV  # noqa: F401 - fail early when captum is missing
+        require_concepts("TCAV")  # fail early, naming the extra, when captum is missing
 
         self.session = session
         self.save_path = str(save_path)

@@ -3,6 +3,7 @@
 - :func:`eval_mode`: run a model in eval mode and give every module its own train flag back.
 - :func:`limited_threads`: cap torch's intra-op threads for a block, restore the caller's setting.
 - :class:`LRU`: a bounded, thread-safe least-recently-used cache with ``get(key, make)``.
+- :func:`return_freed_memory`: hand memory freed by emptied caches back to the operating system.
 
 Pure Python and torch; nothing here knows about sessions, labels or widgets.
 """
@@ -17,7 +18,7 @@ from typing import Any, Callable, Hashable, Iterator
 import torch
 from torch import nn
 
-__all__ = ["eval_mode", "limited_threads", "LRU"]
+__all__ = ["eval_mode", "limited_threads", "LRU", "return_freed_memory"]
 
 
 @contextmanager
@@ -114,6 +115,7 @@ class LRU:
         if int(maxsize) < 1:
             raise ValueError(f"an LRU cache holds at least one entry, got maxsize={maxsize}")
         self.maxsize = int(maxsize)
+        self.dropped = 0  #: entries pushed out so far (the owner may reset it)
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -138,6 +140,7 @@ class LRU:
             self._data[key] = value
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
+                self.dropped += 1
             return value
 
     def pop(self, key: Hashable, default: Any = None) -> Any:
@@ -166,3 +169,27 @@ class LRU:
 
     def __repr__(self) -> str:
         return f"LRU({len(self)}/{self.maxsize})"
+
+
+def return_freed_memory() -> bool:
+    """Collect garbage, then ask the C allocator to give freed memory back to the operating system.
+
+    Arrays and tensors dropped from a cache are freed, but glibc keeps much of that memory in its heap (an
+    explanation is many medium-sized buffers), so the process's resident size stays where it was. On Linux
+    with glibc this calls ``malloc_trim(0)`` (a few milliseconds) and returns True; elsewhere it only collects
+    garbage and returns False.
+    """
+    import gc
+    import sys
+
+    gc.collect()
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
+        return False
+    return True

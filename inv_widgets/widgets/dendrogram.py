@@ -5,7 +5,9 @@ from each cluster up to the cut, so a one-channel cluster shows its colour too) 
 links above the cut (and for pruned clusters), segments joined with gaps. The pool
 of traces is fixed (``MAX_K`` colours), so a new cut or a new layer only changes trace data inside one
 ``batch_update``: the figure is never rebuilt. A transparent heatmap behind the tree catches clicks at any
-height; the cut line is a draggable shape; the suggested cut is a dashed line.
+height; the cut line is a draggable shape; the suggested cut is a dashed line. Their labels ("cut k = 3 ⇕ drag",
+"suggested k = 4") sit in the right margin, beside the plot, so that they never cover a branch; when the two lines
+are close, their labels are pushed apart (:func:`label_shifts`).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import plotly.graph_objects as go
 
 from ..engine.tree import Nodes, nodes
 
-__all__ = ["Dendrogram", "PALETTE", "ABOVE_CUT", "dendrogram_segments", "cluster_stubs", "MAX_K"]
+__all__ = ["Dendrogram", "PALETTE", "ABOVE_CUT", "dendrogram_segments", "cluster_stubs", "label_shifts", "MAX_K"]
 
 #: Cluster colours, heaviest cluster first (shared by the dendrogram branches and the gallery cards).
 PALETTE = (
@@ -30,6 +32,33 @@ MAX_K = len(PALETTE)
 
 _CATCH, _SUGGESTED, _ABOVE, _FIRST = 0, 1, 2, 3
 _CATCH_ROWS = 160
+#: Right margin (px) that holds the labels of the cut and of the suggested cut, outside the plot area.
+LABEL_MARGIN = 74
+_MARGIN_T, _MARGIN_B = 34, 30
+_LINE_PX = {11: 15.0, 10: 14.0}  # height of one line of label text by font size (plotly: about 1.3 em)
+
+
+def label_shifts(lines: Sequence[float], heights: Sequence[float], plot_px: float, ymax: float,
+                 lo: float = 0.0, hi: float | None = None, gap: float = 3.0) -> list[float]:
+    """Vertical shifts (px, up positive: plotly's ``yshift``) of labels centred on horizontal lines at data
+    heights ``lines`` (0..``ymax`` over ``plot_px`` pixels), each ``heights[i]`` px tall, so that no two overlap
+    and each stays between ``lo`` and ``hi`` px from the top of the plot area (``hi``: its bottom). A label sits
+    at the end of its line when there is room; two close lines push their labels apart."""
+    hi = plot_px if hi is None else hi
+    centre = [(1.0 - float(y) / ymax) * plot_px if ymax > 0 else plot_px for y in lines]
+    pos = [min(max(c, lo + h / 2), hi - h / 2) for c, h in zip(centre, heights)]
+    order = sorted(range(len(pos)), key=lambda i: pos[i])
+    for a, b in zip(order, order[1:]):  # downwards: push the lower label down
+        need = (heights[a] + heights[b]) / 2 + gap
+        if pos[b] - pos[a] < need:
+            pos[b] = pos[a] + need
+    for a, b in reversed(list(zip(order, order[1:]))):  # past the bottom: push back up
+        if pos[b] > hi - heights[b] / 2:
+            pos[b] = hi - heights[b] / 2
+        need = (heights[a] + heights[b]) / 2 + gap
+        if pos[b] - pos[a] < need:
+            pos[a] = pos[b] - need
+    return [c - p for c, p in zip(centre, pos)]
 
 
 def dendrogram_segments(linkage, leaf_cluster: np.ndarray | None = None):
@@ -106,7 +135,7 @@ class Dendrogram:
             traces.append(go.Scatter(x=[], y=[], mode="lines", line=dict(color=col, width=1.6), hoverinfo="skip",
                                      name=f"cluster {j + 1}", showlegend=False))
         layout = go.Layout(
-            width=width, height=height, margin=dict(l=52, r=12, t=34, b=30),
+            width=width, height=height, margin=dict(l=52, r=LABEL_MARGIN, t=_MARGIN_T, b=_MARGIN_B),
             template="plotly_white", dragmode=False, hovermode="closest", showlegend=False,
             title=dict(text="", font=dict(size=13), x=0.02, xanchor="left", y=0.98, yanchor="top"),
             xaxis=dict(showticklabels=False, showgrid=False, zeroline=False, fixedrange=True,
@@ -116,10 +145,10 @@ class Dendrogram:
             shapes=[dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=0, y1=0,
                          line=dict(color=CUT_COLOR, width=3), layer="above", name="cut")],
             annotations=[
-                dict(xref="paper", x=1.0, xanchor="right", yref="y", y=0, yanchor="bottom", text="", showarrow=False,
-                     font=dict(size=11, color=CUT_COLOR), bgcolor="rgba(255,255,255,0.8)"),
-                dict(xref="paper", x=0.0, xanchor="left", yref="y", y=0, yanchor="top", text="", showarrow=False,
-                     font=dict(size=10, color=SUGGESTED_COLOR), bgcolor="rgba(255,255,255,0.7)"),
+                dict(xref="paper", x=1.0, xanchor="left", xshift=3, yref="y", y=0, yanchor="middle", text="",
+                     showarrow=False, align="left", font=dict(size=11, color=CUT_COLOR)),
+                dict(xref="paper", x=1.0, xanchor="left", xshift=3, yref="y", y=0, yanchor="middle", text="",
+                     showarrow=False, align="left", font=dict(size=10, color=SUGGESTED_COLOR)),
             ],
         )
         self.figure = go.FigureWidget(data=traces, layout=layout)
@@ -190,9 +219,19 @@ class Dendrogram:
             lay.yaxis.range = [0.0, ymax]
             lay.title.text = title
             lay.shapes[0].update(x0=0, x1=1, y0=threshold, y1=threshold)
-            lay.annotations[0].update(y=threshold, text=f"cut {k_text}".strip() + "  ⇕ drag")
-            if suggested_threshold is not None and suggested_k is not None and z.shape[0]:
-                lay.annotations[1].update(y=suggested_threshold, text=f"suggested k = {suggested_k}")
+            show_suggested = suggested_threshold is not None and suggested_k is not None and z.shape[0]
+            same = show_suggested and abs(float(suggested_threshold) - float(threshold)) <= 1e-9 * max(1.0, ymax)
+            # short lines, to fit the margin; a cut on the suggested line says so in its own label
+            cut_lines = ["cut " + k_text if k_text else "cut", "⇕ drag"] + (["= suggested"] if same else [])
+            lines, heights = [float(threshold)], [len(cut_lines) * _LINE_PX[11]]
+            if show_suggested and not same:
+                lines.append(float(suggested_threshold))
+                heights.append(2 * _LINE_PX[10])
+            plot_px = float(lay.height) - _MARGIN_T - _MARGIN_B
+            shifts = label_shifts(lines, heights, plot_px, ymax, lo=0.0, hi=plot_px + _MARGIN_B - 4)
+            lay.annotations[0].update(y=threshold, yshift=shifts[0], text="<br>".join(cut_lines))
+            if show_suggested and not same:
+                lay.annotations[1].update(y=suggested_threshold, yshift=shifts[1], text=f"suggested<br>k = {suggested_k}")
             else:
                 lay.annotations[1].update(text="")
 

@@ -120,3 +120,65 @@ class ExplorerUI:
         self.page.mouse.move(x, y, steps=3)
         self.page.wait_for_timeout(250)  # plotly updates its hover point on mouse moves
         self.page.mouse.click(x, y)
+
+    def clipping(self) -> dict:
+        """What a person would see cut off or covered, measured in the page (issue 14, item 17):
+
+        - ``thumbs``: picker captions whose text does not fit their box (scrollWidth/Height > clientWidth/Height);
+        - ``captions``: gallery card captions wider than the card allows, or poking out of the card;
+        - ``labels``: the dendrogram's text labels (cut, suggested cut) with their box and what is wrong with it:
+          outside the figure (cut by the SVG's edge), crossing a branch of the tree (points sampled every 2 px
+          along every drawn branch path, dashed guide lines excepted), or on top of another label.
+        """
+        return self.page.evaluate(
+            """(root) => {
+                const r = document.querySelector(root);
+                const over = (e) => e.scrollWidth > e.clientWidth + 0.5 || e.scrollHeight > e.clientHeight + 0.5;
+                const out = {thumbs: [], captions: [], labels: [], n_thumbs: 0, n_captions: 0};
+                for (const c of r.querySelectorAll('.inv-header .inv-thumb-cap')) {
+                    out.n_thumbs += 1;
+                    if (over(c)) out.thumbs.push(c.textContent);
+                }
+                for (const card of r.querySelectorAll('.inv-gallery .inv-card')) {
+                    const cap = card.querySelector('.inv-cap');
+                    if (!cap) continue;
+                    out.n_captions += 1;
+                    const inner = card.getBoundingClientRect();
+                    const right = inner.right - card.clientLeft;  // inside the card's border
+                    const poking = Array.from(cap.children).some(s => s.getBoundingClientRect().right > right + 0.5);
+                    if (over(cap) || poking) out.captions.push(cap.textContent);
+                }
+                const box = r.querySelector('.inv-dendro-box .js-plotly-plot');
+                if (!box) return out;
+                const svg = box.querySelector('svg.main-svg').getBoundingClientRect();
+                const paths = Array.from(box.querySelectorAll('.scatterlayer .trace path.js-line'))
+                    .filter(p => !(p.style.strokeDasharray && p.style.strokeDasharray !== 'none'));
+                const points = [];
+                for (const p of paths) {
+                    const m = p.getScreenCTM();
+                    const len = p.getTotalLength();
+                    for (let s = 0; s <= len; s += 2) {
+                        const q = p.getPointAtLength(s);
+                        points.push([m.a * q.x + m.c * q.y + m.e, m.b * q.x + m.d * q.y + m.f]);
+                    }
+                }
+                const boxes = [];
+                for (const a of box.querySelectorAll('.annotation')) {
+                    const text = a.textContent.trim();
+                    if (!text) continue;
+                    const b = a.querySelector('.annotation-text').getBoundingClientRect();
+                    const inside = (x, y) => x > b.left && x < b.right && y > b.top && y < b.bottom;
+                    const problems = [];
+                    if (b.left < svg.left || b.right > svg.right || b.top < svg.top || b.bottom > svg.bottom)
+                        problems.push('outside the figure');
+                    const hits = points.filter(([x, y]) => inside(x, y)).length;
+                    if (hits) problems.push(`crosses ${hits} branch points`);
+                    for (const o of boxes)
+                        if (b.left < o.right && o.left < b.right && b.top < o.bottom && o.top < b.bottom)
+                            problems.push('on another label');
+                    boxes.push(b);
+                    out.labels.push({text, problems, n_points: points.length,
+                                     box: [b.left - svg.left, b.top - svg.top, b.width, b.height]});
+                }
+                return out;
+            }""", self.root)

@@ -134,6 +134,9 @@ def test_another_target_class_changes_the_explanation(lab):
     new_name = rows.nth(1).locator(".inv-bar-label").text_content()
     rows.nth(1).click()
     after = ui.wait_gallery_change(before["rev"], timeout=LONG)
+    nb.page.wait_for_function(  # the header's bars may follow the gallery by a moment
+        "name => (document.querySelector('.inv-explorer .inv-header .inv-bar-row.inv-target .inv-bar-label') || {})"
+        ".textContent === name", arg=new_name, timeout=30_000)
     assert ui.target_row() == new_name != target0
     assert f"“{new_name}”" in after["title"]
     assert images_differ(g_png, ui.gallery_png())
@@ -287,3 +290,38 @@ def test_screenshots(lab, screenshots_dir):
     for name in ("explorer.png", "explorer_detail.png", "explorer_gallery.png"):
         img = Image.open(screenshots_dir / name)
         assert img.width > 300 and img.height > 150
+
+
+def test_labels_and_captions_are_not_clipped(lab):
+    """Nothing the Explorer writes is cut off or drawn over the tree (issue 14, item 17): the picker's captions
+    ("#0 mushroom", not "#0 mushr..."), every gallery caption ("Grad-CAM whole layer" inside its card), and the
+    dendrogram's labels ("cut k = 3 ⇕ drag", "suggested k = 4") inside the figure, off every branch and off each
+    other, at the suggested cut, at cuts from the bottom to the top of the tree, and on another layer."""
+    nb, ui, _ = lab
+    page = nb.page
+    seen = set()
+
+    def check(where):
+        page.wait_for_timeout(800)  # the dendrogram redraws after the gallery
+        c = ui.clipping()
+        assert c["n_thumbs"] >= 10 and not c["thumbs"], (where, c["thumbs"])
+        assert c["n_captions"] >= 2 and not c["captions"], (where, c["captions"])
+        assert page.locator(f"{ui.root} .inv-gallery .inv-card.inv-gradcam .inv-cap").count() == 1
+        texts = [lab["text"] for lab in c["labels"]]
+        assert any(t.startswith("cut k = ") for t in texts), (where, c["labels"])
+        assert all(lab["n_points"] > 100 for lab in c["labels"]), c["labels"]  # the branches were measured
+        bad = [lab for lab in c["labels"] if lab["problems"]]
+        assert not bad, (where, bad)
+        seen.update(w for t in texts for w in ("cut", "suggested") if t.startswith(w))
+
+    check("the suggested cut")
+    for fraction in (0.97, 0.6, 0.35, 0.04):  # from many clusters (near the leaves) to one (above the root)
+        ui.click_dendrogram(fraction)
+        ui.wait_k_matches_gallery()
+        check(f"a cut at {fraction:.0%} from the top")
+    before = ui.gallery()
+    ui.drag_slider_to("Layer", 0.0)
+    ui.wait_gallery_change(before["rev"])
+    ui.wait_layer_matches_gallery()
+    check("the first layer")
+    assert {"cut", "suggested"} <= seen, seen  # both labels were on screen at some point
