@@ -147,14 +147,15 @@ class Compare(anywidget.AnyWidget):
         return cached_maps(self.session, key[0], key[1], self.methods, **self.options)
 
     def _run(self, job: _Job) -> None:
-        last = [0.0]
+        last, shown = [0.0], [0]
 
         def progress(done: int, total: int, message: str) -> None:
             if job.stop.is_set():
                 raise Cancelled()
             now = time.perf_counter()
-            if now - last[0] >= 0.1 or done >= total:  # at most ten updates a second
-                last[0] = now
+            # at most ten updates a second, but the first batch and the end always show
+            if now - last[0] >= 0.1 or done >= total or (done > 0 and shown[0] == 0):
+                last[0], shown[0] = now, int(done)
                 if self._current(job):
                     with self.hold_sync():
                         self.done, self.total, self.message = int(done), int(total), message
