@@ -86,13 +86,19 @@ class Explorer(W.VBox):
         Colour map (``"jet"`` as in the paper, ``"viridis"``, ``"inferno"``, ``"gray"``) and its opacity.
     page_size : int
         Thumbnails per page in the image picker.
+    baselines : dict, optional
+        Settings of the compare view (LIME, KernelSHAP and Grad-CAM on demand): ``n_samples`` (model
+        evaluations each for LIME and KernelSHAP, default 256), ``n_segments`` (SLIC superpixels, default 50),
+        ``seed`` (default 0).
     """
 
     def __init__(self, session, images=None, *, store=None, labels: LabelsProvider | None = None, index: int = 0,
                  target=None, layer=None, k: int | None = None, recipe: str | None = None, cmap: str = "jet",
-                 alpha: float = 0.5, page_size: int = 24, thumb_size: int = 96, **session_options):
+                 alpha: float = 0.5, page_size: int = 24, thumb_size: int = 96, baselines: dict | None = None,
+                 **session_options):
         session = _as_session(session, images, session_options)
         render.colormap(cmap)  # validates the name
+        baselines = Compare.check_options(baselines)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
         recipe = get_recipe(recipe or getattr(session, "recipe", "fast")).name
@@ -130,7 +136,7 @@ class Explorer(W.VBox):
         self.detail = Detail(alpha=float(alpha), cmap=cmap, cmaps=list(render.COLORMAPS),
                              reveal_percents=[float(p) for p in REVEAL_PERCENTS])
         self._alpha_link = W.jslink((self.detail, "alpha"), (self.gallery, "alpha"))
-        self.compare = Compare(session, cmap=cmap, alpha=float(alpha))  # LIME, KernelSHAP, Grad-CAM on demand
+        self.compare = Compare(session, cmap=cmap, alpha=float(alpha), **baselines)  # LIME, KernelSHAP, Grad-CAM on demand
         self._compare_alpha = W.jslink((self.detail, "alpha"), (self.compare, "alpha"))
 
         placeholder = W.HTML("<div class='inv-dendro-wait'>dendrogram…</div>")
