@@ -17,15 +17,14 @@ Per layer:
   beyond, where every curve is flat or nearly so; ``--steps N``: N equal steps instead; the demo's own
   background as the fill, the target's probability): the area under each curve for the union of the
   cluster maps (their weighted mean, the weights as shown), the heaviest map and the layer's Grad-CAM; and
-  once per image for LIME and KernelSHAP (``inv_widgets.concepts.baselines.attribution_maps``) when that
-  module is there.
+  once per image for LIME and KernelSHAP (``inv_widgets.concepts.baselines.attribution_maps``, as the
+  Explorer's compare view and ``inv-widgets explain --baselines``).
 
 Every random step is seeded (``--seed``); the figures do not depend on ``--workers``.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -66,11 +65,11 @@ def union_map(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _baseline_function():
-    """``inv_widgets.concepts.baselines.attribution_maps``, or None while that module is not there."""
-    try:
-        return importlib.import_module("inv_widgets.concepts.baselines").attribution_maps
-    except (ImportError, AttributeError):
-        return None
+    """``inv_widgets.concepts.baselines.attribution_maps``: the one implementation of LIME and KernelSHAP, the
+    one the Explorer's compare view and ``inv-widgets explain --baselines`` call (looked up at call time)."""
+    from ..concepts import baselines
+
+    return baselines.attribution_maps
 
 
 def _fractions(steps: int | None) -> np.ndarray:
@@ -246,7 +245,7 @@ def evaluate_faithfulness(n: int = 50, *, recipe: str = "fast", weighting: str =
                           progress: bool = True) -> Faithfulness:
     """Run the evaluation on ``n`` held-out demo images (``offset`` onwards), one thread per process.
     ``attribution_maps``: the LIME / KernelSHAP function (default: ``inv_widgets.concepts.baselines.
-    attribution_maps`` when it exists; none with ``baselines=False``). ``workers`` > 1 shares the images out to
+    attribution_maps``; none with ``baselines=False``). ``workers`` > 1 shares the images out to
     that many processes (the demo model only). ``curves=False``: the ablation figures only (no deletion /
     insertion areas, and so no LIME / KernelSHAP), a fraction of the time."""
     import inv_widgets as inv
@@ -293,7 +292,7 @@ def evaluate_faithfulness(n: int = 50, *, recipe: str = "fast", weighting: str =
     layers, methods = summarise(records)
     settings = dict(n=n, offset=offset, recipe=recipe, weighting=weighting, steps=steps, repeats=repeats, seed=seed,
                     curves=curves,
-                    baselines=fn is not None or (baselines and workers > 1 and _baseline_function() is not None),
+                    baselines=baselines,
                     seconds=time.perf_counter() - t0)
     return Faithfulness(layers, methods, records, settings)
 
@@ -342,8 +341,6 @@ def main(argv=None) -> int:
         print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if len(res.methods):
         print(res.methods.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    elif not args.no_baselines and not args.no_curves:
-        print("LIME / KernelSHAP: not measured (inv_widgets.concepts.baselines.attribution_maps is not installed)")
     if args.csv:
         res.layers.to_csv(args.csv, index=False)
     print(f"({args.n} images, {res.settings['seconds']:.0f} s)")
