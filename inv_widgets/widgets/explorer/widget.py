@@ -15,7 +15,9 @@ A composition of small views over one :class:`~inv_widgets.Session`:
   (``gallery_view.py``);
 - a detail view (``detail.py``, front end ``static/explorer_detail.js``) of the selected cluster map;
 - the "drop x %" toggle (``faithfulness_view.py``, ``explorer.faithfulness.show()``): the cards' ablation drops
-  (``gallery.drops``), the selected map's deletion and insertion curves (``faithfulness.figure``).
+  (``gallery.drops``), the selected map's deletion and insertion curves (``faithfulness.figure``);
+- the compare view (``compare.py``, front end ``static/explorer_compare.js``): LIME, KernelSHAP and Grad-CAM
+  of the image and class shown, computed on demand in a worker thread, cached, stoppable (``baselines=``).
 
 What is shown is a value (``state.py``): a person's request makes a new Selection, which is resolved against
 the Session into a View; only then does anything change on screen, so a failed request leaves the Explorer as
