@@ -2,7 +2,7 @@
 
     python benchmarks/bench_explain.py            # VGG-16 and ResNet-50, random weights, 224 px, CPU
     python benchmarks/bench_explain.py --quick    # fewer repeats
-    python benchmarks/bench_explain.py --ablation-only   # only the ablation figures (demo CNN and VGG-16)
+    python benchmarks/bench_explain.py --ablation-only   # only the ablation and baseline figures (demo, VGG-16)
 
 For each model it prints the median forward+backward time (the logit's backward with parameter
 gradients, what a plain training step or a hand-written Grad-CAM does), the median time of a full
@@ -15,6 +15,11 @@ Ablation (issue 10): ``Clusters.ablation()`` of the suggested cut, per layer (on
 K masked copies from the layer on, plus the whole-layer copy), for the demo CNN (target: <= 100 ms for one
 layer) and VGG-16, against the model's plain forward pass; and the Explorer's deletion / insertion curves of
 one map against Grad-CAM (25 steps).
+
+Baselines (issue 10): the per-image cost of LIME, KernelSHAP (captum over SLIC superpixels, the default
+sample and superpixel counts) and Grad-CAM as the Explorer's compare view and ``inv-widgets explain
+--baselines`` compute them (``inv_widgets.concepts.baselines.attribution_maps``, nothing cached: each
+repeat another seed), for the demo CNN and VGG-16, against the model's plain forward pass.
 """
 from __future__ import annotations
 
@@ -163,13 +168,42 @@ def bench_ablation(repeats):
               f"{4 * (CURVE_STEPS - 1) + 2} images): {t * 1000:.0f} ms")
 
 
+def bench_baselines(repeats):
+    """Per image: LIME, KernelSHAP and Grad-CAM (nothing cached), against a plain forward pass."""
+    from inv_widgets.concepts import baselines
+    from inv_widgets.concepts.baselines import BATCH, DEFAULT_SAMPLES, DEFAULT_SEGMENTS, attribution_maps
+
+    demo_model, demo_data = inv.demo.load(n=4)
+    vgg, x = build("vgg16")
+    cases = [("demo CNN (128 px)", inv.Session(demo_model, demo_data), repeats),
+             ("VGG-16 (224 px, random weights)", inv.Session(vgg, [x]), max(1, repeats // 3))]
+    for title, session, reps in cases:
+        exp = session.explain(0)
+        x0 = session.input(0)[None]
+        with torch.no_grad():
+            fwd = median_time(lambda: session.model(x0), repeats)
+            batch = median_time(lambda: session.model(x0.expand(BATCH, -1, -1, -1)), max(1, repeats // 3))
+        print(f"\nbaselines, {title}: {torch.get_num_threads()} threads, medians of {reps}; {DEFAULT_SAMPLES} "
+              f"model evaluations each for LIME and KernelSHAP, {DEFAULT_SEGMENTS} superpixels asked for; plain "
+              f"forward {fwd * 1000:.1f} ms, a batch of {BATCH} {batch * 1000:.0f} ms")
+        attribution_maps(session, 0, exp.target, methods=["lime"], n_samples=8)  # captum's and skimage's imports
+        for method in ("lime", "kernelshap", "gradcam"):
+            def once():
+                baselines._caches.pop(session, None)  # nothing cached: SLIC included, as on a first request
+                attribution_maps(session, 0, exp.target, methods=[method])
+            t = median_time(once, reps)
+            how = "from INV's cached pass" if method == "gradcam" else "SLIC included"
+            print(f"  {method:<11} {t:8.3f} s per image  {t / fwd:7.1f}x forward  ({how})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="3 repeats")
     ap.add_argument("--recipes", nargs="+", default=["fast", "paper", "paper-sklearn"])
-    ap.add_argument("--ablation-only", action="store_true", help="only the ablation figures")
+    ap.add_argument("--ablation-only", action="store_true", help="only the ablation and baseline figures")
+    ap.add_argument("--no-baselines", action="store_true", help="leave out LIME / KernelSHAP / Grad-CAM costs")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
     if args.threads:  # the command's setting for the whole process (on a busy machine one thread is steadier)
@@ -180,6 +214,8 @@ def main():
         for name in args.models:
             bench(name, repeats, args.recipes)
     bench_ablation(repeats)
+    if not args.no_baselines:
+        bench_baselines(repeats)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,22 @@ def _target(text: str):
     return text
 
 
+def _at_least(low: int, what: str):
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low} ({what}), got {value}")
+        return value
+    return check
+
+
+_samples = _at_least(3, "model evaluations")
+_segments = _at_least(2, "superpixels")
+
+
 def _recipe(name: str) -> str:
     """argparse type: a recipe name, checked by the recipe registry (its message names the choices)."""
     from .engine.recipes import get_recipe
@@ -136,6 +152,9 @@ def _check_paths(args) -> Path:
 
 
 def cmd_explain(args) -> int:
+    if not args.baselines and (args.baseline_samples is not None or args.baseline_segments is not None):
+        raise CliError("--baseline-samples and --baseline-segments set up --baselines: add --baselines, or leave "
+                       "them out", 2)
     out = _check_paths(args)
     if args.model != "demo":
         if args.image is None:
@@ -165,7 +184,8 @@ def cmd_explain(args) -> int:
             title = f"{Path(args.image).name} · {args.model} ({args.weights} weights)"
         exp = session.explain(0, target=args.target, progress=None if args.quiet else _progress())  # checks the
         # target (a class index or name) before the model runs
-        page = explanation_html(exp, k=args.k, cmap=args.cmap, title=title)
+        maps, note = _baselines(session, exp, args) if args.baselines else (None, "")
+        page = explanation_html(exp, k=args.k, cmap=args.cmap, title=title, baselines=maps, baselines_note=note)
         write_atomically(out, page)
     except (ValueError, TypeError, OSError, KeyError) as e:
         raise CliError(str(e).strip("'\"")) from None
@@ -174,10 +194,32 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def _baselines(session, exp, args):
+    """LIME, KernelSHAP and Grad-CAM of the explained image and target, and a line saying how."""
+    from .concepts.baselines import DEFAULT_SAMPLES, DEFAULT_SEGMENTS, attribution_maps
+
+    n_samples = args.baseline_samples or DEFAULT_SAMPLES
+    n_segments = args.baseline_segments or DEFAULT_SEGMENTS
+    t0 = time.perf_counter()
+    progress = None
+    if not args.quiet:
+        bar = _progress()
+
+        def progress(done, total, msg):
+            bar(done, max(total, 1), msg)
+    maps = attribution_maps(session, 0, exp.target, n_samples=n_samples, n_segments=n_segments, seed=0,
+                            progress=progress)
+    note = (f"LIME and KernelSHAP: captum, {n_samples} model evaluations each over about {n_segments} SLIC "
+            f"superpixels (seed 0); Grad-CAM at {exp.layers[-1]}; computed in "
+            f"{time.perf_counter() - t0:.1f} s")
+    return maps, note
+
+
 _EXPLAIN_EPILOG = """examples:
   inv-widgets explain                                     the demo model on the demo's first image
   inv-widgets explain photo.jpg --model vgg16             any torchvision classifier, random weights (offline)
   inv-widgets explain photo.jpg --model vgg16 --weights DEFAULT --target 'golden retriever' --k 5
+  inv-widgets explain --baselines                         also LIME, KernelSHAP and Grad-CAM of the same image
 """
 
 
@@ -221,6 +263,14 @@ def _parser() -> argparse.ArgumentParser:
                     help="colour map of the cluster maps (default: jet, as in the paper)")
     ex.add_argument("--out", default="inv_report.html",
                     help="the HTML file to write, in an existing folder (default: inv_report.html)")
+    ex.add_argument("--baselines", action="store_true",
+                    help="also show LIME, KernelSHAP (captum, over SLIC superpixels) and Grad-CAM of the same "
+                         "image and class (hundreds of model evaluations: seconds on the demo, longer on large "
+                         "models)")
+    ex.add_argument("--baseline-samples", type=_samples, default=None, metavar="N",
+                    help="model evaluations for LIME and for KernelSHAP with --baselines (default 256)")
+    ex.add_argument("--baseline-segments", type=_segments, default=None, metavar="N",
+                    help="SLIC superpixels asked for with --baselines (default 50)")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=cmd_explain)
     ev = sub.add_parser("eval", help="evaluations on the embedded default (python -m inv_widgets.eval ...)")

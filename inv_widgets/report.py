@@ -27,7 +27,11 @@ table.pred td{padding:1px 8px} .bar{background:#4a78c2;height:10px;border-radius
 figure{margin:0;text-align:center;font-size:12px;color:#333} figure img{display:block;border-radius:4px}
 figure.cam{padding-right:10px;border-right:1px dashed #ccc}
 .empty{color:#999;font-style:italic;align-self:center}
+.baselines .note{color:#666;font-size:12px;margin-top:6px}
 """
+
+#: What each baseline is called on the page.
+_TITLES = {"lime": "LIME", "kernelshap": "KernelSHAP", "gradcam": "Grad-CAM"}
 
 
 def _img(array: np.ndarray, size: int, alt: str) -> str:
@@ -37,8 +41,14 @@ def _img(array: np.ndarray, size: int, alt: str) -> str:
 
 
 def explanation_html(exp: Explanation, *, k: int | None = None, cmap: str = "jet", thumb: int = 128,
-                     title: str | None = None, top: int = 5) -> str:
-    """The page as a string. ``k``: clusters per layer (default: each layer's suggested cut)."""
+                     title: str | None = None, top: int = 5, baselines: dict | None = None,
+                     baselines_note: str = "") -> str:
+    """The page as a string. ``k``: clusters per layer (default: each layer's suggested cut).
+
+    ``baselines``: maps of the explanations people already know, method -> (H, W) in [0, 1] (what
+    :func:`inv_widgets.concepts.baselines.attribution_maps` returns for this image and target), shown in a
+    section of their own above the layers; ``baselines_note`` says how they were computed.
+    """
     esc = html.escape
     names = exp.class_names or [str(i) for i in range(len(exp.probabilities))]
     order = np.argsort(-exp.probabilities)[:top]
@@ -56,6 +66,12 @@ def explanation_html(exp: Explanation, *, k: int | None = None, cmap: str = "jet
         f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by inv-widgets</div>",
         f'<div class="head">{_img(exp.image, 224, "input image")}<table class="pred">{rows}</table></div>',
     ]
+    if baselines:
+        figs = "".join(f"<figure>{_img(render.overlay(exp.image, m, cmap=cmap), 2 * thumb, _TITLES.get(k_, k_))}"
+                       f"{esc(_TITLES.get(k_, k_))}</figure>" for k_, m in baselines.items())
+        note = f'<div class="note">{esc(baselines_note)}</div>' if baselines_note else ""
+        parts.append(f'<div class="layer baselines"><h2>Beside INV <small>the same image and class, explained by '
+                     f'the methods people already know</small></h2><div class="row">{figs}</div>{note}</div>')
     for name in exp.layers:
         lr = exp[name]
         cl = lr.cut(k=k) if k is not None else lr.cut()

@@ -203,4 +203,51 @@ def test_write_atomically_leaves_no_temporary_file_when_the_write_fails(tmp_path
         assert "could not write" in str(e) and "No space left" in str(e)
     else:
         raise AssertionError("the failed write was not reported")
+
+
+# ---- LIME, KernelSHAP and Grad-CAM beside INV (--baselines, issue 10, item 4) ---------------------------------
+
+def _figures(page):
+    """{caption: decoded image} of the page's figures whose caption follows the image."""
+    import base64
+    import io
+
+    out = {}
+    for data, caption in re.findall(r'<figure><img src="data:image/png;base64,([^"]+)"[^>]*>([^<]+)</figure>', page):
+        out.setdefault(caption, np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))))
+    return out
+
+
+def test_cli_baselines_put_lime_kernelshap_and_gradcam_of_the_same_image_on_the_page(tmp_path, capsys):
+    from inv_widgets import render
+    from inv_widgets.concepts.baselines import attribution_maps
+
+    out = tmp_path / "r.html"
+    status, err = _run(["explain", "--baselines", "--baseline-samples", "24", "--baseline-segments", "12", "--k", "2",
+                        "--out", str(out), "--quiet"], capsys)
+    assert status == 0, err
+    page = out.read_text()
+    assert "Beside INV" in page and "24 model evaluations each over about 12 SLIC superpixels" in page
+    figs = _figures(page)
+    model, data = inv.demo.load()
+    session = inv.Session(model, data)
+    exp = session.explain(0)
+    maps = attribution_maps(session, 0, exp.target, n_samples=24, n_segments=12, seed=0)
+    for method, caption in [("lime", "LIME"), ("kernelshap", "KernelSHAP"), ("gradcam", "Grad-CAM")]:
+        want = render.thumbnail(render.overlay(exp.image, maps[method], cmap="jet"), int(1.5 * 256))
+        np.testing.assert_array_equal(figs[caption], want)  # the method's own map of this image and class
+    assert "<script" not in page and page.count("Grad-CAM</figure>") == 8 + 1  # 8 layers and the baseline
+    plain = tmp_path / "plain.html"
+    status, err = _run(["explain", "--k", "2", "--out", str(plain), "--quiet"], capsys)
+    assert status == 0 and "Beside INV" not in plain.read_text()
+
+
+def test_cli_baseline_options_are_checked_first(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    status, err = _run(["explain", "--baseline-samples", "50", "--out", str(out)], capsys)
+    assert status == 2 and "add --baselines" in _one_line_error(err)
+    status, err = _run(["explain", "--baselines", "--baseline-samples", "1", "--out", str(out)], capsys)
+    assert status == 2 and "at least 3" in _one_line_error(err)
+    status, err = _run(["explain", "--baselines", "--baseline-segments", "many", "--out", str(out)], capsys)
+    assert status == 2 and "superpixels" in _one_line_error(err)
     assert list(tmp_path.iterdir()) == []

@@ -116,3 +116,36 @@ def test_command_line(capsys):
     assert "spearman_pooled" in out and "del_union" in out and out.count("\ntarget ") == 4
     with pytest.raises(ValueError, match="weighting"):
         evaluate_faithfulness(1, weighting="nope", progress=False)
+
+
+def test_lime_and_kernelshap_columns_come_from_the_one_implementation(demo, monkeypatch):
+    """By default the evaluation calls inv_widgets.concepts.baselines.attribution_maps (as the Explorer's compare
+    view and `explain --baselines` do), looked up when it runs: no copy of LIME / KernelSHAP of its own."""
+    from inv_widgets.concepts import baselines
+
+    model, data = demo
+    calls = []
+
+    def spy(session, index, target, methods=baselines.METHODS, **kw):
+        calls.append((index, tuple(methods)))
+        exp = session.explain(index, target)
+        return {m: exp[exp.layers[-1]].gradcam() for m in methods}
+
+    monkeypatch.setattr(baselines, "attribution_maps", spy)
+    res = evaluate_faithfulness(1, steps=2, repeats=1, model=model, data=data, progress=False)
+    assert calls == [(0, BASELINE_METHODS)] and list(res.methods.method) == ["lime", "kernelshap"]
+
+
+def test_no_curves_gives_the_same_ablation_figures_without_areas(demo):
+    model, data = demo
+    calls = []
+    full = evaluate_faithfulness(2, steps=2, repeats=2, model=model, data=data, progress=False,
+                                 attribution_maps=lambda *a, **k: calls.append(a) or {})
+    short = evaluate_faithfulness(2, steps=2, repeats=2, model=model, data=data, progress=False, curves=False,
+                                  attribution_maps=lambda *a, **k: calls.append(a) or {})
+    assert len(calls) == 2  # the full run only
+    cols = ["spearman_pooled", "spearman_image", "heaviest_top", "chance", "random_pooled", "random_top"]
+    pd.testing.assert_frame_equal(full.layers[cols], short.layers[cols])
+    assert short.layers.del_union.isna().all() and full.layers.del_union.notna().all()
+    assert [t[0] for t in check_targets(short.layers, "guided")] == [t[0] for t in check_targets(full.layers,
+                                                                                                  "guided")][:3]

@@ -17,15 +17,14 @@ Per layer:
   beyond, where every curve is flat or nearly so; ``--steps N``: N equal steps instead; the demo's own
   background as the fill, the target's probability): the area under each curve for the union of the
   cluster maps (their weighted mean, the weights as shown), the heaviest map and the layer's Grad-CAM; and
-  once per image for LIME and KernelSHAP (``inv_widgets.concepts.baselines.attribution_maps``) when that
-  module is there.
+  once per image for LIME and KernelSHAP (``inv_widgets.concepts.baselines.attribution_maps``, as the
+  Explorer's compare view and ``inv-widgets explain --baselines``).
 
 Every random step is seeded (``--seed``); the figures do not depend on ``--workers``.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -66,11 +65,11 @@ def union_map(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _baseline_function():
-    """``inv_widgets.concepts.baselines.attribution_maps``, or None while that module is not there."""
-    try:
-        return importlib.import_module("inv_widgets.concepts.baselines").attribution_maps
-    except (ImportError, AttributeError):
-        return None
+    """``inv_widgets.concepts.baselines.attribution_maps``: the one implementation of LIME and KernelSHAP, the
+    one the Explorer's compare view and ``inv-widgets explain --baselines`` call (looked up at call time)."""
+    from ..concepts import baselines
+
+    return baselines.attribution_maps
 
 
 def _fractions(steps: int | None) -> np.ndarray:
@@ -78,10 +77,11 @@ def _fractions(steps: int | None) -> np.ndarray:
 
 
 def image_records(session, i: int, *, recipe: str, steps: int | None, repeats: int, seed: int,
-                  attribution_maps=None) -> dict:
+                  attribution_maps=None, curves: bool = True) -> dict:
     """Everything measured on image ``i`` (explained for its predicted class): per layer the cut's weights,
     ablation drops, the random groups' weights and drops, and the deletion / insertion areas; per image the
-    LIME and KernelSHAP areas (when ``attribution_maps`` is given)."""
+    LIME and KernelSHAP areas (when ``attribution_maps`` is given). ``curves=False``: ablation only (no
+    deletion / insertion areas, no LIME / KernelSHAP)."""
     exp = session.explain(i, lazy=True)
     rng = np.random.default_rng([seed, i])
     layers, saliency, rows = [], [], []
@@ -101,16 +101,17 @@ def image_records(session, i: int, *, recipe: str, steps: int | None, repeats: i
                        rnd_weights=np.array([[pct[g].sum() for g in r] for r in rnd]).reshape(repeats, k),
                        rnd_drops=ab.logit_drop[k:k + repeats * k].reshape(repeats, k),
                        kept_drop=float(ab.logit_drop[-1]), layer_drop=ab.layer_logit_drop)
-            saliency += [union_map(cl.maps, cl.weights), cl.maps[0], lr.gradcam()]
-            rows.append(len(layers))
+            if curves:
+                saliency += [union_map(cl.maps, cl.weights), cl.maps[0], lr.gradcam()]
+                rows.append(len(layers))
         layers.append(rec)
-    curves = exp.curves(np.stack(saliency), fractions=_fractions(steps)) if saliency else None
+    cv = exp.curves(np.stack(saliency), fractions=_fractions(steps)) if saliency else None
     for pos, li in enumerate(rows):
-        d, ins = curves.deletion_area[3 * pos:3 * pos + 3], curves.insertion_area[3 * pos:3 * pos + 3]
+        d, ins = cv.deletion_area[3 * pos:3 * pos + 3], cv.insertion_area[3 * pos:3 * pos + 3]
         layers[li].update(del_union=d[0], del_heaviest=d[1], del_gradcam=d[2],
                           ins_union=ins[0], ins_heaviest=ins[1], ins_gradcam=ins[2])
     image = {"image": i, "target": exp.target}
-    if attribution_maps is not None:
+    if attribution_maps is not None and curves:
         maps = attribution_maps(session, i, exp.target, methods=BASELINE_METHODS)
         got = [m for m in BASELINE_METHODS if m in maps]
         if got:
@@ -160,9 +161,9 @@ def summarise(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
                "heaviest_weight_share": float(np.mean(heavy_w)) if heavy_w else float("nan"),
                "heaviest_drop_share": float(np.mean(heavy_d)) if heavy_d else float("nan")}
         for key in ("del_union", "del_heaviest", "del_gradcam", "ins_union", "ins_heaviest", "ins_gradcam"):
-            row[key] = float(np.mean([r[key] for r in full])) if full else float("nan")
+            row[key] = float(np.mean([r[key] for r in full])) if full and key in full[0] else float("nan")
         row["union_deletes_better"] = (float(np.mean([r["del_union"] <= r["del_gradcam"] for r in full]))
-                                       if full else float("nan"))
+                                       if full and "del_union" in full[0] else float("nan"))
         rows.append(row)
     layers = pd.DataFrame(rows)
     img = pd.DataFrame([r["image"] for r in records])
@@ -186,8 +187,9 @@ def check_targets(layers: pd.DataFrame, weighting: str) -> list[tuple[str, bool,
            ("heaviest map = largest drop in >= 50 % of images in every layer", bool((layers.heaviest_top >= 0.5).all()),
             f(layers.heaviest_top))]
     wins = int((layers.del_union <= layers.del_gradcam).sum())
-    out.append(("union deletes no worse than Grad-CAM in >= 6 of 8 layers", wins >= min(6, len(layers) * 6 // 8),
-                f"{wins} of {len(layers)} layers"))
+    if layers.del_union.notna().any():
+        out.append(("union deletes no worse than Grad-CAM in >= 6 of 8 layers",
+                    wins >= min(6, len(layers) * 6 // 8), f"{wins} of {len(layers)} layers"))
     if weighting == "taylor":
         out.append(("taylor: pooled Spearman >= 0.8 in every layer", bool((layers.spearman_pooled >= 0.8).all()),
                     f(layers.spearman_pooled)))
@@ -231,20 +233,21 @@ def _init_worker(n: int, offset: int, recipe: str, weighting: str, baselines: bo
 def _one(args) -> dict:
     from ..engine.runtime import limited_threads
 
-    i, recipe, steps, repeats, seed = args
+    i, recipe, steps, repeats, seed, curves = args
     with limited_threads(1):
         return image_records(_WORKER["session"], i, recipe=recipe, steps=steps, repeats=repeats, seed=seed,
-                             attribution_maps=_WORKER["fn"])
+                             attribution_maps=_WORKER["fn"], curves=curves)
 
 
 def evaluate_faithfulness(n: int = 50, *, recipe: str = "fast", weighting: str = "guided", steps: int | None = None,
                           repeats: int = 5, seed: int = 0, offset: int = 0, baselines: bool = True,
-                          attribution_maps=None, workers: int = 1, model=None, data=None,
+                          curves: bool = True, attribution_maps=None, workers: int = 1, model=None, data=None,
                           progress: bool = True) -> Faithfulness:
     """Run the evaluation on ``n`` held-out demo images (``offset`` onwards), one thread per process.
     ``attribution_maps``: the LIME / KernelSHAP function (default: ``inv_widgets.concepts.baselines.
-    attribution_maps`` when it exists; none with ``baselines=False``). ``workers`` > 1 shares the images out to
-    that many processes (the demo model only)."""
+    attribution_maps``; none with ``baselines=False``). ``workers`` > 1 shares the images out to
+    that many processes (the demo model only). ``curves=False``: the ablation figures only (no deletion /
+    insertion areas, and so no LIME / KernelSHAP), a fraction of the time."""
     import inv_widgets as inv
     from ..engine.recipes import get_recipe
     from ..engine.runtime import limited_threads
@@ -254,6 +257,7 @@ def evaluate_faithfulness(n: int = 50, *, recipe: str = "fast", weighting: str =
     check_weighting(weighting)
     if n < 1 or (steps is not None and steps < 2) or repeats < 1:
         raise ValueError(f"n >= 1, steps >= 2 and repeats >= 1 are needed; got n={n}, steps={steps}, repeats={repeats}")
+    baselines = baselines and curves
     fn = (attribution_maps or _baseline_function()) if baselines else None
     idx = list(range(offset, offset + n))
     t0 = time.perf_counter()
@@ -271,7 +275,7 @@ def evaluate_faithfulness(n: int = 50, *, recipe: str = "fast", weighting: str =
 
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                  initargs=(n, offset, recipe, weighting, baselines)) as pool:
-            for count, rec in enumerate(pool.map(_one, [(i, recipe, steps, repeats, seed) for i in idx]), 1):
+            for count, rec in enumerate(pool.map(_one, [(i, recipe, steps, repeats, seed, curves) for i in idx]), 1):
                 records.append(rec)
                 tick(count)
     else:
@@ -281,13 +285,14 @@ def evaluate_faithfulness(n: int = 50, *, recipe: str = "fast", weighting: str =
         with limited_threads(1):  # as the workers: the same figures whatever --workers says
             for count, i in enumerate(idx, 1):
                 records.append(image_records(session, i, recipe=recipe, steps=steps, repeats=repeats, seed=seed,
-                                             attribution_maps=fn))
+                                             attribution_maps=fn, curves=curves))
                 tick(count)
     if progress:
         print(file=sys.stderr)
     layers, methods = summarise(records)
     settings = dict(n=n, offset=offset, recipe=recipe, weighting=weighting, steps=steps, repeats=repeats, seed=seed,
-                    baselines=fn is not None or (baselines and workers > 1 and _baseline_function() is not None),
+                    curves=curves,
+                    baselines=baselines,
                     seconds=time.perf_counter() - t0)
     return Faithfulness(layers, methods, records, settings)
 
@@ -307,11 +312,15 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="processes of one thread each (default: 2, or 1 on a 1-core machine)")
     ap.add_argument("--no-baselines", action="store_true", help="leave out LIME and KernelSHAP")
+    ap.add_argument("--no-curves", action="store_true",
+                    help="the ablation figures only: no deletion / insertion areas and no LIME / KernelSHAP "
+                         "(a fraction of the time)")
     ap.add_argument("--csv", default=None, help="also write the per-layer table to this CSV file")
     args = ap.parse_args(argv)
     res = evaluate_faithfulness(args.n, recipe=args.recipe, weighting=args.weighting, steps=args.steps,
                                 repeats=args.random, seed=args.seed, offset=args.offset,
-                                baselines=not args.no_baselines, workers=max(1, args.workers))
+                                baselines=not args.no_baselines, curves=not args.no_curves,
+                                workers=max(1, args.workers))
     df = res.layers.copy()
     df["layer"] = df.layer.str.replace("features.", "", regex=False)
     pd.set_option("display.width", 200)
@@ -324,13 +333,14 @@ def main(argv=None) -> int:
     cols = ["layer", "del_union", "del_heaviest", "del_gradcam", "union_deletes_better", "ins_union", "ins_heaviest",
             "ins_gradcam"]
     grid = f"{args.steps} equal steps" if args.steps else "2 % steps to 30 %, 10 % steps to 100 %"
-    print(f"\ndeletion / insertion areas (0-100 % of the pixels in {grid}; the image's background as the fill; "
-          "target probability)")
-    print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.no_curves:
+        print("\ndeletion / insertion areas: not measured (--no-curves)")
+    else:
+        print(f"\ndeletion / insertion areas (0-100 % of the pixels in {grid}; the image's background as the fill; "
+              "target probability)")
+        print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if len(res.methods):
         print(res.methods.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    elif not args.no_baselines:
-        print("LIME / KernelSHAP: not measured (inv_widgets.concepts.baselines.attribution_maps is not installed)")
     if args.csv:
         res.layers.to_csv(args.csv, index=False)
     print(f"({args.n} images, {res.settings['seconds']:.0f} s)")

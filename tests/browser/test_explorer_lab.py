@@ -268,6 +268,68 @@ def test_drop_toggle_shows_drops_and_deletion_insertion_curves(lab):
     page.locator(f"{ui.root} .inv-curves-box").wait_for(state="hidden", timeout=30_000)
 
 
+def test_compare_view_computes_lime_kernelshap_gradcam_on_demand(lab):
+    """The compare view under the detail: offered, computed on "Compute" with a progress bar while the rest of the
+    Explorer keeps answering, stoppable, three panels (LIME, KernelSHAP, Grad-CAM) when done; another image is
+    another comparison, and coming back shows the computed one at once (cached)."""
+    nb, ui, _ = lab
+    page = nb.page
+    box = f"{ui.root} .inv-compare"
+    state = lambda: page.locator(box).get_attribute("data-state")  # noqa: E731
+    page.locator(box).scroll_into_view_if_needed()
+    page.wait_for_function("(b) => document.querySelector(b).dataset.state === 'idle'", arg=box, timeout=30_000)
+    assert "Not computed yet" in page.locator(f"{box} .inv-compare-status").text_content()
+    assert page.locator(f"{box} .inv-compare-title").text_content().startswith("Beside INV: LIME, KernelSHAP")
+    assert "256 model evaluations" in page.locator(f"{box} .inv-compare-settings").text_content()
+    assert page.locator(f"{box} .inv-compare-panel").count() == 0
+    # Compute, then Stop while it runs
+    page.locator(f"{box} .inv-compare-go").click()
+    page.wait_for_function("(b) => document.querySelector(b).dataset.state === 'running'", arg=box, timeout=30_000)
+    assert page.locator(f"{box} .inv-compare-bar").is_visible() and page.locator(f"{box} .inv-compare-stop").is_visible()
+    page.locator(f"{box} .inv-compare-stop").click()
+    page.wait_for_function("(b) => ['stopped', 'done'].includes(document.querySelector(b).dataset.state)", arg=box,
+                           timeout=60_000)
+    if state() == "stopped":  # a fast machine may finish the last batch before the Stop arrives (unit-tested)
+        assert page.locator(f"{box} .inv-compare-go").text_content() == "Compute again"
+        assert page.locator(f"{box} .inv-compare-panel").count() == 0
+    else:
+        print("compare view: done before the Stop click arrived")
+    # Compute again: the progress bar moves while a click on another card is answered at once
+    page.locator(f"{box} .inv-compare-go").click()
+    page.wait_for_function(
+        "(b) => { const r = document.querySelector(b); return r.dataset.state === 'done' || (r.dataset.state === "
+        "'running' && parseFloat(r.querySelector('.inv-compare-fill').style.width) > 0); }", arg=box, timeout=60_000)
+    was_running = state() == "running"
+    card = 1 if ui.gallery()["selected"] != 1 else 0
+    page.locator(f"{ui.root} .inv-gallery .inv-card[data-index='{card}']").click()
+    page.wait_for_function(
+        "([root, t]) => (document.querySelector(root + ' .inv-detail .inv-detail-title') || {}).textContent"
+        "?.startsWith(t)", arg=[ui.root, f"Cluster map {card + 1} of"], timeout=30_000)
+    print(f"compare view still running when the card click was answered: {was_running and state() == 'running'}")
+    page.wait_for_function("(b) => document.querySelector(b).dataset.state === 'done'", arg=box, timeout=240_000)
+    page.wait_for_function(
+        "(b) => { const imgs = Array.from(document.querySelectorAll(b + ' .inv-compare-panel img'));"
+        " return imgs.length === 6 && imgs.every(i => i.complete && i.naturalWidth > 0); }", arg=box, timeout=30_000)
+    assert page.locator(f"{box} figcaption").all_text_contents() == ["LIME", "KernelSHAP", "Grad-CAM"]
+    assert not page.locator(f"{box} .inv-compare-go").is_visible()
+    assert not page.locator(f"{box} .inv-compare-bar").is_visible()
+    heats = [page.locator(f"{box} .inv-compare-panel img.inv-heat").nth(j).screenshot() for j in range(3)]
+    assert images_differ(heats[0], heats[2]) and images_differ(heats[1], heats[2])  # three different maps
+    # another image: not computed yet; back: the computed maps at once
+    before = ui.gallery()
+    page.locator(f"{ui.root} .inv-header .inv-thumb[data-index='1']").click()
+    ui.wait_gallery_change(before["rev"], timeout=LONG)
+    page.wait_for_function("(b) => document.querySelector(b).dataset.state === 'idle'", arg=box, timeout=30_000)
+    assert page.locator(f"{box} .inv-compare-panel").count() == 0
+    before = ui.gallery()
+    page.locator(f"{ui.root} .inv-header .inv-thumb[data-index='0']").click()
+    ui.wait_gallery_change(before["rev"], timeout=LONG)
+    page.wait_for_function(
+        "(b) => document.querySelector(b).dataset.state === 'done' && "
+        "document.querySelectorAll(b + ' .inv-compare-panel').length === 3", arg=box, timeout=10_000)
+    assert ui.error() == ""
+
+
 def test_screenshots(lab, screenshots_dir):
     """Screenshots for the README: the whole Explorer and the detail view (checked by eye, saved to docs/)."""
     nb, ui, _ = lab

@@ -165,3 +165,18 @@ def test_colour_map_follows_the_explorer(gated):
     assert c.heats != jet and len(c.heats) == 3
     gray = np.asarray(Image.open(io.BytesIO(c.heats[0])))
     assert (gray[..., 0] == gray[..., 1]).all()
+
+
+def test_sample_counts_are_explorer_options(small_cnn, small_images):
+    session = inv.Session(small_cnn, small_images, class_names=CLASSES)
+    ex = Explorer(session, baselines=dict(n_samples=20, n_segments=10, seed=3))
+    assert ex.compare.options == dict(n_samples=20, n_segments=10, seed=3)
+    assert "20 model evaluations" in ex.compare.settings and "10 superpixels" in ex.compare.settings
+    ex.compare.compute()
+    assert ex.compare.wait(60) and ex.compare.state == "done"
+    ref = attribution_maps(session, ex.index, ex.target, n_samples=20, n_segments=10, seed=3)
+    np.testing.assert_array_equal(ex.compare.maps["lime"], ref["lime"])
+    with pytest.raises(ValueError, match="unknown baselines setting.*samples"):
+        Explorer(session, baselines=dict(samples=20))
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 3"):
+        Explorer(session, baselines=dict(n_samples=1))

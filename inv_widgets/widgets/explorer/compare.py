@@ -17,7 +17,8 @@ import anywidget
 import traitlets as t
 
 from ... import render
-from ...concepts.baselines import DEFAULT_SAMPLES, DEFAULT_SEGMENTS, METHODS, Cancelled, attribution_maps, cached_maps
+from ...concepts.baselines import (DEFAULT_SAMPLES, DEFAULT_SEGMENTS, METHODS, Cancelled, _check_int, attribution_maps,
+                                   cached_maps)
 from .._common import STATIC, esm, readable
 
 __all__ = ["Compare", "TITLES"]
@@ -63,7 +64,7 @@ class Compare(anywidget.AnyWidget):
         super().__init__(alpha=float(alpha), **kwargs)
         self.session = session
         self.methods = tuple(methods)
-        self.options = dict(n_samples=int(n_samples), n_segments=int(n_segments), seed=int(seed))
+        self.options = self.check_options(dict(n_samples=n_samples, n_segments=n_segments, seed=seed))
         self.settings = (f"{self.options['n_samples']} model evaluations each for LIME and KernelSHAP, "
                          f"{self.options['n_segments']} superpixels (SLIC), seed {self.options['seed']}")
         self._cmap = cmap
@@ -74,6 +75,21 @@ class Compare(anywidget.AnyWidget):
         self._maps: dict | None = None
         self.last_error: BaseException | None = None
         self.on_msg(self._on_msg)
+
+    @staticmethod
+    def check_options(options: dict | None) -> dict:
+        """The compare view's settings (``n_samples``, ``n_segments``, ``seed``), checked: a clear error for an
+        unknown name or a bad value."""
+        if options is None:
+            return {}
+        if not isinstance(options, dict):
+            raise TypeError(f"baselines must be a dict of n_samples, n_segments, seed; got {options!r}")
+        unknown = sorted(set(options) - {"n_samples", "n_segments", "seed"})
+        if unknown:
+            raise ValueError(f"unknown baselines setting(s) {unknown}; the settings are n_samples (model "
+                             "evaluations, >= 3), n_segments (superpixels, >= 2) and seed")
+        low = {"n_samples": 3, "n_segments": 2, "seed": 0}
+        return {k: _check_int(k, v, low[k]) for k, v in options.items()}
 
     # ---- what the Explorer calls -------------------------------------------------------------------
     def show(self, index: int, target: int, *, image_png: bytes = b"", class_name: str = "") -> None:
@@ -147,14 +163,15 @@ class Compare(anywidget.AnyWidget):
         return cached_maps(self.session, key[0], key[1], self.methods, **self.options)
 
     def _run(self, job: _Job) -> None:
-        last = [0.0]
+        last, shown = [0.0], [0]
 
         def progress(done: int, total: int, message: str) -> None:
             if job.stop.is_set():
                 raise Cancelled()
             now = time.perf_counter()
-            if now - last[0] >= 0.1 or done >= total:  # at most ten updates a second
-                last[0] = now
+            # at most ten updates a second, but the first batch and the end always show
+            if now - last[0] >= 0.1 or done >= total or (done > 0 and shown[0] == 0):
+                last[0], shown[0] = now, int(done)
                 if self._current(job):
                     with self.hold_sync():
                         self.done, self.total, self.message = int(done), int(total), message

@@ -15,7 +15,9 @@ A composition of small views over one :class:`~inv_widgets.Session`:
   (``gallery_view.py``);
 - a detail view (``detail.py``, front end ``static/explorer_detail.js``) of the selected cluster map;
 - the "drop x %" toggle (``faithfulness_view.py``, ``explorer.faithfulness.show()``): the cards' ablation drops
-  (``gallery.drops``), the selected map's deletion and insertion curves (``faithfulness.figure``).
+  (``gallery.drops``), the selected map's deletion and insertion curves (``faithfulness.figure``);
+- the compare view (``compare.py``, front end ``static/explorer_compare.js``): LIME, KernelSHAP and Grad-CAM
+  of the image and class shown, computed on demand in a worker thread, cached, stoppable (``baselines=``).
 
 What is shown is a value (``state.py``): a person's request makes a new Selection, which is resolved against
 the Session into a View; only then does anything change on screen, so a failed request leaves the Explorer as
@@ -86,13 +88,19 @@ class Explorer(W.VBox):
         Colour map (``"jet"`` as in the paper, ``"viridis"``, ``"inferno"``, ``"gray"``) and its opacity.
     page_size : int
         Thumbnails per page in the image picker.
+    baselines : dict, optional
+        Settings of the compare view (LIME, KernelSHAP and Grad-CAM on demand): ``n_samples`` (model
+        evaluations each for LIME and KernelSHAP, default 256), ``n_segments`` (SLIC superpixels, default 50),
+        ``seed`` (default 0).
     """
 
     def __init__(self, session, images=None, *, store=None, labels: LabelsProvider | None = None, index: int = 0,
                  target=None, layer=None, k: int | None = None, recipe: str | None = None, cmap: str = "jet",
-                 alpha: float = 0.5, page_size: int = 24, thumb_size: int = 96, **session_options):
+                 alpha: float = 0.5, page_size: int = 24, thumb_size: int = 96, baselines: dict | None = None,
+                 **session_options):
         session = _as_session(session, images, session_options)
         render.colormap(cmap)  # validates the name
+        baselines = Compare.check_options(baselines)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
         recipe = get_recipe(recipe or getattr(session, "recipe", "fast")).name
@@ -130,7 +138,7 @@ class Explorer(W.VBox):
         self.detail = Detail(alpha=float(alpha), cmap=cmap, cmaps=list(render.COLORMAPS),
                              reveal_percents=[float(p) for p in REVEAL_PERCENTS])
         self._alpha_link = W.jslink((self.detail, "alpha"), (self.gallery, "alpha"))
-        self.compare = Compare(session, cmap=cmap, alpha=float(alpha))  # LIME, KernelSHAP, Grad-CAM on demand
+        self.compare = Compare(session, cmap=cmap, alpha=float(alpha), **baselines)  # LIME, KernelSHAP, Grad-CAM on demand
         self._compare_alpha = W.jslink((self.detail, "alpha"), (self.compare, "alpha"))
 
         placeholder = W.HTML("<div class='inv-dendro-wait'>dendrogram…</div>")
