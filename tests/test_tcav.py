@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -201,3 +202,44 @@ def test_concept_test_refuses_what_it_cannot_test(labelled):
     other = inv.Session(inv.demo.DemoCNN(num_classes=10).eval(), session.dataset)
     with pytest.raises(ValueError, match="other models"):
         inv.concept_test(other, ge)
+
+
+def test_without_save_path_a_second_call_reuses_the_cavs_and_a_progress_bar_follows_the_tests(labelled,
+                                                                                                monkeypatch):
+    """The default: CAVs in a folder kept as long as the GlobalExplanation, found again by a second call; the long
+    part runs under a tqdm.auto bar that counts the (class, layer, label) tests."""
+    import tqdm.auto
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total=None, **kwargs):
+            self.total, self.n, self.closed, self.descs = total, 0, False, [kwargs.get("desc", "")]
+            bars.append(self)
+
+        def update(self, k=1):
+            self.n += k
+
+        def set_description(self, desc):
+            self.descs.append(desc)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    session, ge = labelled
+    last = session.layers[-1]
+    classes = [c for c in ge.classes if ge.n_images(c)][:2]
+    res = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2)
+    assert len(bars) == 1 and bars[0].total == bars[0].n == len(res) and bars[0].closed
+    assert bars[0].descs[0].startswith("TCAV: revealing ") and bars[0].descs[-1] == "TCAV"
+    folder = res.attrs["save_path"]
+    cavs = {p: os.stat(p).st_mtime_ns for p in Path(folder).rglob("*.pkl")}
+    assert len(cavs) >= 2 * 3 and len(cavs) >= 3 * (res["note"] == "").sum() > 0  # [concept, R_k] and [R_k, R_k-1]
+    again = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2)
+    assert again.attrs["save_path"] == folder
+    pd.testing.assert_frame_equal(res, again)
+    assert {p: os.stat(p).st_mtime_ns for p in Path(folder).rglob("*.pkl")} == cavs
+    assert bars[1].descs[0] == "TCAV"  # nothing to reveal: every CAV was found
+    assert not inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
+                                progress=False).empty and len(bars) == 2
