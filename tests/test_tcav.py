@@ -87,6 +87,7 @@ def concepts(runner, images, asked=None):
     return red, green, randoms
 
 
+@pytest.mark.filterwarnings("ignore:numpy.core is deprecated:DeprecationWarning")
 def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_path):
     session, rng = tiny
     images = pool()
@@ -104,6 +105,20 @@ def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_
     assert 0.5 < r["cav_accuracy"] <= 1.0
     # each example went through the model once, although the random sets share examples
     assert sorted(asked, key=repr) == sorted(set(asked), key=repr)
+    # the scores are captum's: its stock TCAV.interpret gives the same, to the bit (the CAVs are saved: no retraining)
+    from captum.concept import TCAV
+    from captum.concept._utils.common import concepts_to_str
+
+    from inv_widgets.concepts.tcav import _sets
+
+    sets = _sets(red, randoms) + _sets(green, randoms)
+    ours = runner._for_layer("feat").interpret(inputs, sets, target=0)
+    stock = TCAV.interpret(runner._for_layer("feat"), inputs, sets, target=0)
+    assert sorted(ours) == sorted(stock) == sorted({concepts_to_str(s) for s in sets})
+    for k in stock:
+        for kind in ("sign_count", "magnitude"):
+            assert torch.equal(ours[k]["feat"][kind], stock[k]["feat"][kind]), (k, kind)
+    assert [float(ours[concepts_to_str(s)]["feat"]["sign_count"][0]) for s in sets[10:20]] == r["random"]
     assert runner.concept([("red", k) for k in reversed(range(12))], None) is red  # a set: order does not matter
     n_examples = len(set(asked))
     # the CAVs are saved (captum's save_path) and a second runner reuses them: same scores, nothing retrained
