@@ -258,3 +258,33 @@ def test_without_save_path_a_second_call_reuses_the_cavs_and_a_progress_bar_foll
     assert bars[1].descs[0] == "TCAV"  # nothing to reveal: every CAV was found
     assert not inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
                                 progress=False).empty and len(bars) == 2
+
+
+def test_random_sets_differ_from_each_other_or_the_label_is_not_tested():
+    """Two equal random sets would make a baseline CAV between a concept and itself (captum cannot train it): the
+    sets drawn are all different, and a pool too small for that leaves the label untested, with the reason."""
+    from inv_widgets.concepts import GlobalExplanation
+    from inv_widgets.concepts.tcav import _plan, random_sets
+
+    assert random_sets(5, 5, 11, np.random.default_rng(0)) is None  # one possible set
+    assert random_sets(6, 5, 7, np.random.default_rng(0)) is None   # six possible sets
+    six = random_sets(6, 5, 6, np.random.default_rng(0))
+    assert sorted(map(tuple, six)) == sorted({tuple(s) for s in six}) and len(six) == 6
+    # where repeats are unlikely the draws are plain seeded samples
+    rng = np.random.default_rng(3)
+    assert random_sets(100, 10, 11, np.random.default_rng(3)) == [
+        sorted(rng.choice(100, 10, replace=False).tolist()) for _ in range(11)]
+
+    def row(i, label):
+        return dict(model="m0", image_id=f"img{i}", target=0, layer="feat", members=str(i), label=label,
+                    score=1.0, rank=1)
+
+    # "same_class": the class's 6 maps with another label, random sets of 5: 6 different sets, not 11
+    ge = GlobalExplanation.from_labels(pd.DataFrame([row(i, "wheel") for i in range(5)]
+                                                    + [row(i, "door") for i in range(5, 11)]),
+                                       class_names=["car"], layers=["feat"])
+    tests, families = _plan(ge, ["car"], ["feat"], 5, None, 5, 50, 10, 0, "same_class")
+    assert families[("feat", "wheel", "car")]["sets"] is None
+    tests, families = _plan(ge, ["car"], ["feat"], 5, None, 5, 50, 5, 0, "same_class")  # 6 sets: possible
+    sets = families[("feat", "wheel", "car")]["sets"]
+    assert len(sets) == 6 and len({tuple(map(repr, s)) for s in sets}) == 6

@@ -25,6 +25,7 @@ for the layer being tested.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -40,7 +41,7 @@ from ..engine import MapKey
 from ..engine.runtime import eval_mode, limited_threads
 from ..inputs import to_model_input
 
-__all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "ttest_p"]
+__all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "random_sets", "ttest_p"]
 
 RESULT_COLUMNS = ["class", "target", "layer", "label", "global_score", "n_examples", "n_random", "n_images",
                   "runs", "tcav_score", "tcav_std", "random_score", "random_std", "p_value", "significant",
@@ -470,8 +471,8 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
             t["note"] = f"{len(t['keys'])} maps carry this label (min_examples={int(min_examples)})"
         elif fam["sets"] is None:
             where = "of this class" if random == "same_class" else "from other images"
-            t["note"] = (f"only {fam['pool']} maps with other labels {where} at this layer "
-                         f"(min_examples={int(min_examples)})")
+            t["note"] = (f"only {fam['pool']} maps with other labels {where} at this layer: too few for {runs + 1} "
+                         f"different random sets (min_examples={int(min_examples)})")
         else:
             t["note"] = ""
             t["concept"] = runner.concept(t["keys"], load, tag=f"reveal|{t['layer']}|step{step}")
@@ -568,10 +569,25 @@ def _plan(ge, names, layers, n_labels, labels, min_examples, max_examples, runs,
         fam["pool"] = len(pool)
         # as large as the largest concept set, yet at most half the pool (so that the random sets differ)
         size = min(fam["size"], max(min_examples, len(pool) // 2), len(pool))
-        rng = _rng(seed, "random", random, layer, lab, name)
-        fam["sets"] = ([[pool[p] for p in np.sort(rng.choice(len(pool), size, replace=False))] for _ in range(runs + 1)]
-                       if size >= min_examples else None)
+        picks = random_sets(len(pool), size, runs + 1, _rng(seed, "random", random, layer, lab, name)) \
+            if size >= min_examples else None
+        fam["sets"] = None if picks is None else [[pool[p] for p in pick] for pick in picks]
     return tests, families
+
+
+def random_sets(n_pool: int, size: int, n_sets: int, rng: np.random.Generator) -> list[list[int]] | None:
+    """``n_sets`` different random sets: sorted samples of ``size`` positions of ``range(n_pool)`` (each without
+    replacement), drawn in turn with ``rng`` and a repeat drawn again; None when there are fewer than ``n_sets``
+    different samples (two equal random sets would make a baseline CAV between one concept and itself)."""
+    if not 1 <= size <= n_pool or math.comb(n_pool, size) < n_sets:
+        return None
+    out, seen = [], set()
+    while len(out) < n_sets:
+        pick = tuple(np.sort(rng.choice(n_pool, size, replace=False)).tolist())
+        if pick not in seen:
+            seen.add(pick)
+            out.append(list(pick))
+    return out
 
 
 def _row(t: dict, ge, runs: int, n_images: int) -> dict:
