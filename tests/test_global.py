@@ -266,3 +266,39 @@ def test_global_view_without_explorer_says_how_to_connect_one(played):
     key = view.open_example(layer, 0)
     assert key == g.top(view.class_name, layer).iloc[0]["examples"][0]
     assert "explorer=inv.Explorer(session)" in view.main.message
+
+
+def test_global_view_escapes_label_text_and_shows_tcav_as_it_is_attached(ge):
+    """Label text reaches the page as typed: raw in the columns (the front end sets it with textContent only),
+    HTML-escaped in the plotly trends (plotly reads tags in trace names); TCAV results attached after the view
+    was made show up in it, not-significant and untested ones marked as such."""
+    view = inv.GlobalView(ge, class_name="house")  # no session: columns without images
+    rows = view.main.columns[2]["labels"]
+    assert [r["label"] for r in rows] == ["<b>roof</b> & co"] and rows[0]["tcav"] is None
+    names = [d.name for d in view.trends.data if d.visible]
+    assert names == ["&lt;b&gt;roof&lt;/b&gt; &amp; co (+1.00/layer)"]  # score 2 on 1 image at conv3 only
+    assert "<b>" not in view.trends.layout.title.text
+    assert "TCAV" not in view.main.subtitle
+
+    rev = view.main.revision
+    res = pd.DataFrame([
+        {"class": "house", "layer": "net.conv3", "label": "<b>roof</b> & co", "tcav_score": 0.9, "random_score": 0.4,
+         "p_value": 0.2, "significant": False, "note": ""},
+        {"class": "car", "layer": "net.conv3", "label": "window", "tcav_score": np.nan, "random_score": np.nan,
+         "p_value": np.nan, "significant": False, "note": "1 maps carry this label (min_examples=5)"},
+        {"class": "car", "layer": "net.conv3", "label": "wheel", "tcav_score": 1.0, "random_score": 0.5,
+         "p_value": 0.001, "significant": True, "note": ""},
+    ])
+    ge.attach_tcav(res)  # as inv.concept_test(..., attach=True) does
+    assert view.main.revision > rev and "TCAV" in view.main.subtitle
+    assert view.main.columns[2]["labels"][0]["tcav"] == {"score": 0.9, "random": 0.4, "p": 0.2,
+                                                          "significant": False}
+    view.select_class("car")
+    car = {r["label"]: r["tcav"] for r in view.main.columns[2]["labels"]}
+    assert car["wheel"] == {"score": 1.0, "random": 0.5, "p": 0.001, "significant": True}
+    assert car["window"] == {"note": "1 maps carry this label (min_examples=5)"}
+    assert view.main.columns[0]["labels"][0]["tcav"] is None  # conv1 was not tested
+    view.close()
+    rev = view.main.revision
+    ge.attach_tcav(res)  # a closed view stops listening
+    assert view.main.revision == rev

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,7 @@ def concepts(runner, images, asked=None):
     return red, green, randoms
 
 
+@pytest.mark.filterwarnings("ignore:numpy.core is deprecated:DeprecationWarning")
 def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_path):
     session, rng = tiny
     images = pool()
@@ -103,6 +105,20 @@ def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_
     assert 0.5 < r["cav_accuracy"] <= 1.0
     # each example went through the model once, although the random sets share examples
     assert sorted(asked, key=repr) == sorted(set(asked), key=repr)
+    # the scores are captum's: its stock TCAV.interpret gives the same, to the bit (the CAVs are saved: no retraining)
+    from captum.concept import TCAV
+    from captum.concept._utils.common import concepts_to_str
+
+    from inv_widgets.concepts.tcav import _sets
+
+    sets = _sets(red, randoms) + _sets(green, randoms)
+    ours = runner._for_layer("feat").interpret(inputs, sets, target=0)
+    stock = TCAV.interpret(runner._for_layer("feat"), inputs, sets, target=0)
+    assert sorted(ours) == sorted(stock) == sorted({concepts_to_str(s) for s in sets})
+    for k in stock:
+        for kind in ("sign_count", "magnitude"):
+            assert torch.equal(ours[k]["feat"][kind], stock[k]["feat"][kind]), (k, kind)
+    assert [float(ours[concepts_to_str(s)]["feat"]["sign_count"][0]) for s in sets[10:20]] == r["random"]
     assert runner.concept([("red", k) for k in reversed(range(12))], None) is red  # a set: order does not matter
     n_examples = len(set(asked))
     # the CAVs are saved (captum's save_path) and a second runner reuses them: same scores, nothing retrained
@@ -201,3 +217,74 @@ def test_concept_test_refuses_what_it_cannot_test(labelled):
     other = inv.Session(inv.demo.DemoCNN(num_classes=10).eval(), session.dataset)
     with pytest.raises(ValueError, match="other models"):
         inv.concept_test(other, ge)
+
+
+def test_without_save_path_a_second_call_reuses_the_cavs_and_a_progress_bar_follows_the_tests(labelled,
+                                                                                                monkeypatch):
+    """The default: CAVs in a folder kept as long as the GlobalExplanation, found again by a second call; the long
+    part runs under a tqdm.auto bar that counts the (class, layer, label) tests."""
+    import tqdm.auto
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total=None, **kwargs):
+            self.total, self.n, self.closed, self.descs = total, 0, False, [kwargs.get("desc", "")]
+            bars.append(self)
+
+        def update(self, k=1):
+            self.n += k
+
+        def set_description(self, desc):
+            self.descs.append(desc)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    session, ge = labelled
+    last = session.layers[-1]
+    classes = [c for c in ge.classes if ge.n_images(c)][:2]
+    res = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2)
+    assert len(bars) == 1 and bars[0].total == bars[0].n == len(res) and bars[0].closed
+    assert bars[0].descs[0].startswith("TCAV: revealing ") and bars[0].descs[-1] == "TCAV"
+    folder = res.attrs["save_path"]
+    cavs = {p: os.stat(p).st_mtime_ns for p in Path(folder).rglob("*.pkl")}
+    assert len(cavs) >= 2 * 3 and len(cavs) >= 3 * (res["note"] == "").sum() > 0  # [concept, R_k] and [R_k, R_k-1]
+    again = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2)
+    assert again.attrs["save_path"] == folder
+    pd.testing.assert_frame_equal(res, again)
+    assert {p: os.stat(p).st_mtime_ns for p in Path(folder).rglob("*.pkl")} == cavs
+    assert bars[1].descs[0] == "TCAV"  # nothing to reveal: every CAV was found
+    assert not inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
+                                progress=False).empty and len(bars) == 2
+
+
+def test_random_sets_differ_from_each_other_or_the_label_is_not_tested():
+    """Two equal random sets would make a baseline CAV between a concept and itself (captum cannot train it): the
+    sets drawn are all different, and a pool too small for that leaves the label untested, with the reason."""
+    from inv_widgets.concepts import GlobalExplanation
+    from inv_widgets.concepts.tcav import _plan, random_sets
+
+    assert random_sets(5, 5, 11, np.random.default_rng(0)) is None  # one possible set
+    assert random_sets(6, 5, 7, np.random.default_rng(0)) is None   # six possible sets
+    six = random_sets(6, 5, 6, np.random.default_rng(0))
+    assert sorted(map(tuple, six)) == sorted({tuple(s) for s in six}) and len(six) == 6
+    # where repeats are unlikely the draws are plain seeded samples
+    rng = np.random.default_rng(3)
+    assert random_sets(100, 10, 11, np.random.default_rng(3)) == [
+        sorted(rng.choice(100, 10, replace=False).tolist()) for _ in range(11)]
+
+    def row(i, label):
+        return dict(model="m0", image_id=f"img{i}", target=0, layer="feat", members=str(i), label=label,
+                    score=1.0, rank=1)
+
+    # "same_class": the class's 6 maps with another label, random sets of 5: 6 different sets, not 11
+    ge = GlobalExplanation.from_labels(pd.DataFrame([row(i, "wheel") for i in range(5)]
+                                                    + [row(i, "door") for i in range(5, 11)]),
+                                       class_names=["car"], layers=["feat"])
+    tests, families = _plan(ge, ["car"], ["feat"], 5, None, 5, 50, 10, 0, "same_class")
+    assert families[("feat", "wheel", "car")]["sets"] is None
+    tests, families = _plan(ge, ["car"], ["feat"], 5, None, 5, 50, 5, 0, "same_class")  # 6 sets: possible
+    sets = families[("feat", "wheel", "car")]["sets"]
+    assert len(sets) == 6 and len({tuple(map(repr, s)) for s in sets}) == 6

@@ -25,6 +25,7 @@ for the layer being tested.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -41,7 +42,7 @@ from ..engine.runtime import eval_mode, limited_threads
 from ..inputs import to_model_input
 from .extras import require_concepts
 
-__all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "ttest_p"]
+__all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "random_sets", "ttest_p"]
 
 RESULT_COLUMNS = ["class", "target", "layer", "label", "global_score", "n_examples", "n_random", "n_images",
                   "runs", "tcav_score", "tcav_std", "random_score", "random_std", "p_value", "significant",
@@ -115,18 +116,23 @@ def _classifier(seed: int, C: float, test_split: float):
 
 
 def _tcav_class():
-    """``captum.concept.TCAV`` with two changes, both about the activations captum stores to train CAVs:
+    """``captum.concept.TCAV`` with three changes, none to what is computed:
 
     - captum 0.9's ``load_cavs`` asks ``AV.exists(path, model_id, layer, identifier)`` with layer and identifier
       swapped, never finds saved activations, and so recomputes a concept's activations for every experimental
       set it is in; here the arguments are in their order (otherwise captum's own method);
     - ``generate_activation`` gets each example's activation from the runner, which computes it once (captum's
       ``LayerActivation``, batched) however many concepts share the example, and saves the concept's stack with
-      captum's ``AV.save`` where captum would.
+      captum's ``AV.save`` where captum would;
+    - ``interpret`` stacks the CAVs of the experimental sets as one tensor, where captum 0.9 turns each CAV into
+      a Python list and the lists back into a tensor (most of a call's time once the CAVs are trained); the
+      gradients (captum's layer attribution method) and the scores (captum's ``_tcav_sub_computation``) are
+      captum's own, and so the results, to the bit (``tests/test_tcav.py`` compares them with captum's method).
     """
     from collections import defaultdict
 
     from captum._utils.av import AV
+    from captum._utils.common import _format_tensor_into_tuples, _get_module_from_name
     from captum.concept import TCAV
     from captum.concept._core.cav import CAV
     from captum.concept._utils.common import concepts_to_str
@@ -152,6 +158,27 @@ def _tcav_class():
             for layer in [layers] if isinstance(layers, str) else layers:
                 acts = self.runner.activations(layer, concept._inv_examples, concept._inv_load)
                 AV.save(self.save_path, self.model_id, concept.identifier, layer, acts, "0")
+
+        def interpret(self, inputs, experimental_sets, target=None, additional_forward_args=None, processes=None,
+                      **kwargs):
+            assert "attribute_to_layer_input" not in kwargs, "set attribute_to_layer_input on the TCAV object"
+            self.compute_cavs(experimental_sets, processes=processes)
+            scores = defaultdict(lambda: defaultdict())
+            by_size: dict = {}  # captum scores sets of the same number of concepts together
+            for concepts in experimental_sets:
+                by_size.setdefault(len(concepts), []).append(concepts)
+            for layer in self.layers:
+                self.layer_attr_method.layer = _get_module_from_name(self.model, layer)
+                attribs = self.layer_attr_method.attribute.__wrapped__(
+                    self.layer_attr_method, inputs, target=target, additional_forward_args=additional_forward_args,
+                    attribute_to_layer_input=self.attribute_to_layer_input, **kwargs)
+                attribs = _format_tensor_into_tuples(attribs)
+                attribs = torch.cat([torch.reshape(a, (a.shape[0], -1)) for a in attribs], dim=1)
+                for sets in by_size.values():
+                    stats = [self.cavs[concepts_to_str(c)][layer].stats for c in sets]
+                    cavs = torch.stack([st["weights"].float().detach() for st in stats]).to(attribs.device)
+                    self._tcav_sub_computation(scores, layer, attribs, cavs, [st["classes"] for st in stats], sets)
+            return scores
 
     return InvTCAV
 
@@ -253,10 +280,10 @@ class TCAVRunner:
 
     def test_many(self, layer: str, inputs: torch.Tensor, target: int, tests) -> list[dict]:
         """:meth:`test` of several (concept, randoms) on the same images and target: one ``interpret`` call (the
-        images' gradients are computed once) per group of tests that keeps captum's Python copy of the CAVs
-        under about 4 million numbers."""
+        images' gradients are computed once) per group of tests whose stacked CAVs stay under about 16 million
+        numbers (64 MB)."""
         per_test = [2 * (len(randoms) - 1) for _, randoms in tests]
-        budget = max(1, int(4e6 // (2 * self._features(layer, inputs))))
+        budget = max(1, int(16e6 // (2 * self._features(layer, inputs))))
         out, group = [], []
         for (concept, randoms), n in zip(tests, per_test):
             if len(randoms) < 3:
@@ -445,8 +472,8 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
             t["note"] = f"{len(t['keys'])} maps carry this label (min_examples={int(min_examples)})"
         elif fam["sets"] is None:
             where = "of this class" if random == "same_class" else "from other images"
-            t["note"] = (f"only {fam['pool']} maps with other labels {where} at this layer "
-                         f"(min_examples={int(min_examples)})")
+            t["note"] = (f"only {fam['pool']} maps with other labels {where} at this layer: too few for {runs + 1} "
+                         f"different random sets (min_examples={int(min_examples)})")
         else:
             t["note"] = ""
             t["concept"] = runner.concept(t["keys"], load, tag=f"reveal|{t['layer']}|step{step}")
@@ -543,10 +570,25 @@ def _plan(ge, names, layers, n_labels, labels, min_examples, max_examples, runs,
         fam["pool"] = len(pool)
         # as large as the largest concept set, yet at most half the pool (so that the random sets differ)
         size = min(fam["size"], max(min_examples, len(pool) // 2), len(pool))
-        rng = _rng(seed, "random", random, layer, lab, name)
-        fam["sets"] = ([[pool[p] for p in np.sort(rng.choice(len(pool), size, replace=False))] for _ in range(runs + 1)]
-                       if size >= min_examples else None)
+        picks = random_sets(len(pool), size, runs + 1, _rng(seed, "random", random, layer, lab, name)) \
+            if size >= min_examples else None
+        fam["sets"] = None if picks is None else [[pool[p] for p in pick] for pick in picks]
     return tests, families
+
+
+def random_sets(n_pool: int, size: int, n_sets: int, rng: np.random.Generator) -> list[list[int]] | None:
+    """``n_sets`` different random sets: sorted samples of ``size`` positions of ``range(n_pool)`` (each without
+    replacement), drawn in turn with ``rng`` and a repeat drawn again; None when there are fewer than ``n_sets``
+    different samples (two equal random sets would make a baseline CAV between one concept and itself)."""
+    if not 1 <= size <= n_pool or math.comb(n_pool, size) < n_sets:
+        return None
+    out, seen = [], set()
+    while len(out) < n_sets:
+        pick = tuple(np.sort(rng.choice(n_pool, size, replace=False)).tolist())
+        if pick not in seen:
+            seen.add(pick)
+            out.append(list(pick))
+    return out
 
 
 def _row(t: dict, ge, runs: int, n_images: int) -> dict:

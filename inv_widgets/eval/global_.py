@@ -94,6 +94,8 @@ def _noise_explanation(df, ge, session, weights, noise_words):
 def _gt_tests(runner, session, ge, gt, layers, runs, n, min_examples, seed, baseline):
     import torch
 
+    from ..concepts.tcav import random_sets
+
     rng = np.random.default_rng(seed)
     src = f"{n}|{sorted((c, p, len(v)) for c, ps in gt.items() for p, v in ps.items())}"
 
@@ -118,9 +120,11 @@ def _gt_tests(runner, session, ge, gt, layers, runs, n, min_examples, seed, base
                 if len(others) < min_examples:
                     continue
                 size = min(n, max(min_examples, len(others) // 2))  # random sets that differ from each other
-                sets = [runner.concept([("gt", src, *others[q]) for q in sorted(rng.choice(len(others), size,
-                                                                                           replace=False))],
-                                       load, tag="gt-random") for _ in range(runs + 1)]
+                picks = random_sets(len(others), size, runs + 1, rng)
+                if picks is None:  # too few other examples for runs + 1 different random sets
+                    continue
+                sets = [runner.concept([("gt", src, *others[q]) for q in pick], load, tag="gt-random")
+                        for pick in picks]
                 concept = runner.concept([("gt", src, name, part, k) for k in range(len(ims))], load, tag="gt")
                 res = runner.test(layer, inputs, ge.classes.index(name), concept, sets)
                 up = res["p_value"] < 0.05 and np.mean(res["concept"]) > np.mean(res["random"])

@@ -13,6 +13,7 @@ The kernel owns the state; the front end (``static/global_view.js``) sends inten
 """
 from __future__ import annotations
 
+import html
 import logging
 
 import anywidget
@@ -281,11 +282,13 @@ class GlobalView(W.VBox):
                     if m < len(rows):
                         label = rows.index[m]
                         trace.x, trace.y = x, [float(v) for v in rows.iloc[m][ge.layers]]
-                        trace.name = f"{label} ({rows.iloc[m]['slope']:+.2f}/layer)"
+                        # plotly reads a few HTML tags in names and titles: label text is escaped (it shows as typed)
+                        trace.name = f"{html.escape(str(label))} ({rows.iloc[m]['slope']:+.2f}/layer)"
                         trace.visible = True
                     else:
                         trace.x, trace.y, trace.name, trace.visible = [], [], "", False
-            self.trends.layout.title = dict(text=f"“{self._class}”: how each label rises and falls through the layers",
+            self.trends.layout.title = dict(text=f"“{html.escape(self._class)}”: how each label rises and falls "
+                                                 "through the layers",
                                             font=dict(size=13), x=0.01)
 
     # ---- browser intents ---------------------------------------------------------------------------------
