@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["to_pil", "to_model_input", "display_image", "tensor_id", "find_normalize"]
+__all__ = ["to_pil", "to_model_input", "display_image", "tensor_id", "find_normalize", "blurred", "is_dataset"]
 
 
 def _check_finite(arr, what="image"):
@@ -221,3 +221,19 @@ def tensor_id(x: torch.Tensor) -> str:
     h = hashlib.sha1(str(tuple(t.shape)).encode())
     h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def is_dataset(data) -> bool:
+    """A dataset (indexable, sized, not itself an image or a list of images)."""
+    return (not isinstance(data, (list, tuple, np.ndarray, torch.Tensor, Image.Image, str))
+            and hasattr(data, "__getitem__") and hasattr(data, "__len__"))
+
+
+def blurred(x: torch.Tensor) -> torch.Tensor:
+    """Model input (C, H, W) with its content removed by a Gaussian blur (sigma: 1/16 of the longer side): what
+    deletion and insertion curves put in place of deleted pixels when the data has no background of its own."""
+    from scipy.ndimage import gaussian_filter
+
+    sigma = max(x.shape[-2:]) / 16.0
+    a = x.detach().float().cpu().numpy()
+    return torch.from_numpy(gaussian_filter(a, sigma=(0, sigma, sigma), mode="nearest")).to(x.dtype)

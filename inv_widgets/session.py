@@ -23,16 +23,11 @@ from .engine.ablation import ModelProbe
 from .engine.recipes import get_recipe, recipe_names
 from .engine.runtime import LRU, eval_mode, return_freed_memory
 from .engine.weights import check_weighting
-from .inputs import display_image, to_model_input, tensor_id, to_pil
+from .inputs import blurred, display_image, is_dataset, tensor_id, to_model_input, to_pil
 
 __all__ = ["Session", "explain"]
 
 Progress = Callable[[int, int, str], None]
-
-
-def _is_dataset(data) -> bool:
-    return (not isinstance(data, (list, tuple, np.ndarray, torch.Tensor, Image.Image, str))
-            and hasattr(data, "__getitem__") and hasattr(data, "__len__"))
 
 
 class Session:
@@ -111,7 +106,7 @@ class Session:
         self._probed = False
         if self._auto_layers and len(self._layers) == 1:
             warn_one_layer(model, self._layers[0])
-        self.dataset = data if _is_dataset(data) else None
+        self.dataset = data if is_dataset(data) else None
         self.transform = transform if transform is not None else getattr(self.dataset, "transform", None)
         self._extra: list[Any] = []
         if data is not None and self.dataset is None:
@@ -367,7 +362,7 @@ class Session:
                 exp = self._store(self._run([x], [self._display(image, x)], [iid], target, sources=[image])[0],
                                   iid, target)
             if exp.recipe != recipe:
-                exp = _with_recipe(exp, recipe)
+                exp = exp.with_recipe(recipe)
         if not lazy:
             total = len(exp.layers) + 1
             exp.compute(recipe, (lambda d, t, m: progress(d + 1, total, m)) if progress else None)
@@ -421,7 +416,7 @@ class Session:
         finally:
             if bar is not None:
                 bar.close()
-        out = [e if e.recipe == recipe else _with_recipe(e, recipe) for e in out]
+        out = [e if e.recipe == recipe else e.with_recipe(recipe) for e in out]
         if not lazy:
             for e in out:
                 e.compute(recipe)
@@ -472,11 +467,7 @@ class Session:
             bg = to_model_input(self.dataset.background(int(image) % len(self)), self.transform)
             if bg.shape == x.shape:
                 return bg
-        from scipy.ndimage import gaussian_filter
-
-        sigma = max(x.shape[-2:]) / 16.0
-        a = x.detach().float().cpu().numpy()
-        return torch.from_numpy(gaussian_filter(a, sigma=(0, sigma, sigma), mode="nearest")).to(x.dtype)
+        return blurred(x)
 
     def _cached(self, iid, target) -> Explanation | None:
         if target is None:
@@ -510,17 +501,11 @@ class Session:
         return_freed_memory()
 
 
-def _with_recipe(exp: Explanation, recipe: str) -> Explanation:
-    """A view of the same explanation whose default recipe is ``recipe`` (shares the captured data)."""
-    import dataclasses
-
-    return dataclasses.replace(exp, recipe=recipe)  # same _layers and _results: dendrograms are shared
-
-
 def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,
-            class_names=None, recipe: str = "fast", device=None, output: Output = None) -> Explanation:
+            class_names=None, recipe: str = "fast", weighting: str = "guided", device=None,
+            output: Output = None) -> Explanation:
     """One-off explanation of one image: ``inv.explain(model, image)``; see :class:`Session` (``output``
     chooses among the outputs of a model that returns several)."""
     s = Session(model, [image], transform=transform, class_names=class_names, device=device, layers=layers,
-                layer_mode=layer_mode, recipe=recipe, cache_size=1, output=output)
+                layer_mode=layer_mode, recipe=recipe, weighting=weighting, cache_size=1, output=output)
     return s.explain(0, target)

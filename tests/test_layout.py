@@ -19,6 +19,7 @@ MAX_LINES = 500
 LONG_FILES = {
     "demo/parts.py": "one idea: the procedural parts world (ten classes drawn from their parts, masks, vocabulary)",
     "widgets/game.py": "the game widget's traits (each documented) and its message table; the logic is in labels/",
+    "session.py": "one idea: the stateful Session (model, images, bounded caches), every option checked and documented",
 }
 
 #: Import cycles that exist for now, with the reason (each a sorted tuple of module names).
