@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -25,7 +25,7 @@ class Clusters:
     (89.6 / C %) are in no cluster map.
     """
 
-    layer: "LayerResult"  # engine/explanation.py (not imported here: it imports this module)
+    layer: Any  # the LayerResult that made this cut (engine/explanation.py, which imports this module)
     maps: np.ndarray  # (K, H, W) float32 in [0, 1], input resolution
     weights: np.ndarray  # (K,) percent of the layer total, descending; sum = the kept channels' share
     members: list[np.ndarray]  # channel indices (into the layer's channels), aligned with maps
