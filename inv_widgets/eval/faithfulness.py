@@ -1,7 +1,8 @@
 """Does a cluster map matter as much as its weight says? Ablation and deletion / insertion on the demo.
 
     python -m inv_widgets.eval faithfulness [--n 50] [--recipe fast] [--weighting guided] [--steps N]
-                                            [--random 5] [--workers 2] [--no-baselines] [--csv out.csv]
+                                            [--random 5] [--workers 2] [--no-baselines] [--no-curves]
+                                            [--offset 0] [--csv out.csv]
 
 Held-out parts images, each explained for its predicted class, every layer cut at the recipe's suggested cut.
 Per layer:

@@ -285,7 +285,8 @@ def test_compare_view_computes_lime_kernelshap_gradcam_on_demand(lab):
     # Compute, then Stop while it runs
     page.locator(f"{box} .inv-compare-go").click()
     page.wait_for_function("(b) => document.querySelector(b).dataset.state === 'running'", arg=box, timeout=30_000)
-    assert page.locator(f"{box} .inv-compare-bar").is_visible() and page.locator(f"{box} .inv-compare-stop").is_visible()
+    assert page.locator(f"{box} .inv-compare-bar").is_visible()
+    assert page.locator(f"{box} .inv-compare-stop").is_visible()
     page.locator(f"{box} .inv-compare-stop").click()
     page.wait_for_function("(b) => ['stopped', 'done'].includes(document.querySelector(b).dataset.state)", arg=box,
                            timeout=60_000)

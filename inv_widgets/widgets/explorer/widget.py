@@ -138,7 +138,8 @@ class Explorer(W.VBox):
         self.detail = Detail(alpha=float(alpha), cmap=cmap, cmaps=list(render.COLORMAPS),
                              reveal_percents=[float(p) for p in REVEAL_PERCENTS])
         self._alpha_link = W.jslink((self.detail, "alpha"), (self.gallery, "alpha"))
-        self.compare = Compare(session, cmap=cmap, alpha=float(alpha), **baselines)  # LIME, KernelSHAP, Grad-CAM on demand
+        # LIME, KernelSHAP, Grad-CAM on demand
+        self.compare = Compare(session, cmap=cmap, alpha=float(alpha), **baselines)
         self._compare_alpha = W.jslink((self.detail, "alpha"), (self.compare, "alpha"))
 
         placeholder = W.HTML("<div class='inv-dendro-wait'>dendrogram…</div>")
