@@ -6,7 +6,7 @@ from __future__ import annotations
 import pathlib
 from functools import lru_cache
 
-__all__ = ["STATIC", "esm", "readable"]
+__all__ = ["STATIC", "esm", "readable", "as_session"]
 
 STATIC = pathlib.Path(__file__).parent / "static"
 
@@ -35,3 +35,15 @@ def readable(exc: BaseException, action: str) -> str:
     msg = str(exc).strip() or type(exc).__name__
     kind = "" if isinstance(exc, (ValueError, TypeError, KeyError, IndexError)) else f"{type(exc).__name__}: "
     return f"Could not {action}: {kind}{msg}"
+
+
+def as_session(obj, images, kwargs: dict, widget: str):
+    """``obj`` if it is a Session; else a Session built from a model, ``images`` and session options."""
+    if hasattr(obj, "explain") and hasattr(obj, "image") and hasattr(obj, "classes"):
+        if images is not None or kwargs:
+            raise TypeError(f"{widget}(session) takes no images or session options; give them to the Session, "
+                            f"or call {widget}(model, images, **session_options)")
+        return obj
+    from ..session import Session
+
+    return Session(obj, images, **kwargs)

@@ -4,20 +4,7 @@
     model, data = inv.demo.load()
     inv.Explorer(inv.Session(model, data))          # or inv.Explorer(model, images, transform=..., class_names=...)
 
-A composition of small views over one :class:`~inv_widgets.Session`:
-
-- a header (``header.py``, front end ``static/explorer.js``): image picker with thumbnails and an upload tile,
-  the top-5 prediction (click a class to explain it), progress and errors, and the keyboard for the Explorer;
-- ipywidgets controls (``controls.py``): target class, recipe, layer slider, cut (k slider, "suggested cut");
-- the dendrogram of the layer (:class:`~inv_widgets.widgets.dendrogram.Dendrogram`, a plotly FigureWidget,
-  drawn by ``dendrogram_view.py``): click or drag to set the cut height;
-- the :class:`~inv_widgets.widgets.gallery.Gallery` of cluster maps beside the layer's plain Grad-CAM
-  (``gallery_view.py``);
-- a detail view (``detail.py``, front end ``static/explorer_detail.js``) of the selected cluster map;
-- the "drop x %" toggle (``faithfulness_view.py``, ``explorer.faithfulness.show()``): the cards' ablation drops
-  (``gallery.drops``), the selected map's deletion and insertion curves (``faithfulness.figure``);
-- the compare view (``compare.py``, front end ``static/explorer_compare.js``): LIME, KernelSHAP and Grad-CAM
-  of the image and class shown, computed on demand in a worker thread, cached, stoppable (``baselines=``).
+A composition of small views over one :class:`~inv_widgets.Session` (listed in ``__init__.py``).
 
 What is shown is a value (``state.py``): a person's request makes a new Selection, which is resolved against
 the Session into a View; only then does anything change on screen, so a failed request leaves the Explorer as
@@ -39,7 +26,7 @@ from ... import render
 from ...engine.maps import REVEAL_PERCENTS
 from ...engine.recipes import get_recipe
 from ...engine.runtime import LRU
-from .._common import readable
+from .._common import as_session, readable
 from ..dendrogram import MAX_K, Dendrogram
 from ..gallery import Gallery
 from .compare import Compare
@@ -56,17 +43,6 @@ from .state import KEEP, Cut, Selection, View
 __all__ = ["Explorer"]
 
 log = logging.getLogger("inv_widgets.explorer")
-
-
-def _as_session(obj, images, kwargs):
-    if hasattr(obj, "explain") and hasattr(obj, "image") and hasattr(obj, "classes"):
-        if images is not None or kwargs:
-            raise TypeError("Explorer(session) takes no images or session options; give them to the Session, "
-                            "or call Explorer(model, images, **session_options)")
-        return obj
-    from ...session import Session
-
-    return Session(obj, images, **kwargs)
 
 
 class Explorer(W.VBox):
@@ -98,7 +74,7 @@ class Explorer(W.VBox):
                  target=None, layer=None, k: int | None = None, recipe: str | None = None, cmap: str = "jet",
                  alpha: float = 0.5, page_size: int = 24, thumb_size: int = 96, baselines: dict | None = None,
                  **session_options):
-        session = _as_session(session, images, session_options)
+        session = as_session(session, images, session_options, "Explorer")
         render.colormap(cmap)  # validates the name
         baselines = Compare.check_options(baselines)
         if not 0.0 <= float(alpha) <= 1.0:
