@@ -6,7 +6,6 @@ many keys cost one model pass per image, not one per key.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -21,9 +20,9 @@ def _key(k) -> MapKey:
     return k if isinstance(k, MapKey) else MapKey(*k)
 
 
-def by_image(session, keys: Iterable) -> "OrderedDict[tuple[int, str], list[MapKey]]":
+def by_image(session, keys: Iterable) -> dict[tuple[int, str], list[MapKey]]:
     """Keys grouped by (target, image id), in first-seen order. Keys of another model raise ``KeyError``."""
-    groups: OrderedDict = OrderedDict()
+    groups: dict = {}  # first-seen order
     fp = session.fingerprint
     for k in keys:
         k = _key(k)
@@ -37,7 +36,7 @@ def by_image(session, keys: Iterable) -> "OrderedDict[tuple[int, str], list[MapK
 def _explained(session, keys, chunk: int) -> Iterator[tuple[int, object, list[MapKey]]]:
     """(image index, Explanation, its keys), explaining ``chunk`` images of one target per model pass."""
     groups = by_image(session, keys)
-    per_target: OrderedDict = OrderedDict()
+    per_target: dict = {}
     for (target, image_id), ks in groups.items():
         per_target.setdefault(target, []).append((session.index_of(image_id), ks))
     for target, items in per_target.items():
