@@ -109,7 +109,7 @@ def test_tcav_finds_the_concept_the_logit_reads_and_reuses_saved_cavs(tiny, tmp_
     from captum.concept import TCAV
     from captum.concept._utils.common import concepts_to_str
 
-    from inv_widgets.concepts.tcav import _sets
+    from inv_widgets.concepts.captum_tcav import _sets
 
     sets = _sets(red, randoms) + _sets(green, randoms)
     ours = runner._for_layer("feat").interpret(inputs, sets, target=0)

@@ -22,7 +22,7 @@ def _key(k) -> MapKey:
 
 def by_image(session, keys: Iterable) -> dict[tuple[int, str], list[MapKey]]:
     """Keys grouped by (target, image id), in first-seen order. Keys of another model raise ``KeyError``."""
-    groups: dict[tuple[int, str], list[MapKey]] = {}  # insertion order: first seen first
+    groups: dict = {}  # first-seen order
     fp = session.fingerprint
     for k in keys:
         k = _key(k)
@@ -36,7 +36,7 @@ def by_image(session, keys: Iterable) -> dict[tuple[int, str], list[MapKey]]:
 def _explained(session, keys, chunk: int) -> Iterator[tuple[int, object, list[MapKey]]]:
     """(image index, Explanation, its keys), explaining ``chunk`` images of one target per model pass."""
     groups = by_image(session, keys)
-    per_target: dict[int, list] = {}
+    per_target: dict = {}
     for (target, image_id), ks in groups.items():
         per_target.setdefault(target, []).append((session.index_of(image_id), ks))
     for target, items in per_target.items():
