@@ -47,6 +47,8 @@ bench: setup
 	$(PY) benchmarks/bench_labels.py
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_batch.py --memory
+	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_global.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
