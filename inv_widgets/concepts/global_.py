@@ -360,9 +360,12 @@ class GlobalExplanation:
         overlays (drawn with ``session``, default the one this explanation was built with; without one the
         page has no images), and the rising and falling labels. Written atomically to ``path`` when given;
         returns the HTML."""
-        from .html import global_html, write_atomic
+        from ..export import check_output_path, write_atomically
+        from .html import global_html
 
+        if path is not None:
+            check_output_path(path)  # a wrong path is said before the page is drawn
         page = global_html(self, session if session is not None else self.session, n=n, thumb=thumb, title=title)
         if path is not None:
-            write_atomic(path, page)
+            write_atomically(path, page)
         return page

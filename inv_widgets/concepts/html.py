@@ -9,17 +9,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .. import render
 
-__all__ = ["global_html", "write_atomic"]
+__all__ = ["global_html"]
 
 _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d1d1f;background:#fafafa}
@@ -40,27 +37,6 @@ section.cls h2{font-size:16px;margin:0 0 8px} h2 small{color:#777;font-weight:no
 .legend{font-size:11px;columns:2;margin-top:4px} .legend span{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
 """
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
-
-
-def write_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder: never half a page."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; give a file name such as {path / 'global.html'}")
-    if not path.parent.exists():
-        raise FileNotFoundError(f"the folder {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def _uri(array: np.ndarray) -> str:
