@@ -15,17 +15,19 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # Debian's Chromium drives the browser tests (Playwright's own browser download does not work offline);
+# Node.js checks that the widgets' ES modules parse and run (tests/widgets/test_front_end.py);
 # Debian's PostgreSQL server programs run the label store's tests against a throwaway server (tests/pg_server.py
 # starts and stops it; nothing is left running).
 system-deps:
 	@MISSING=""; \
 	command -v chromium >/dev/null 2>&1 || MISSING="$$MISSING chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || MISSING="$$MISSING postgresql"; \
+	command -v node >/dev/null 2>&1 || MISSING="$$MISSING nodejs"; \
 	if [ -n "$$MISSING" ]; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$MISSING; \
-	  else echo "install$$MISSING for the browser and PostgreSQL tests (or set INV_CHROMIUM / INV_PG_BINDIR)"; fi; \
+	  else echo "install$$MISSING for the browser, front-end and PostgreSQL tests (or set INV_CHROMIUM / INV_PG_BINDIR)"; fi; \
 	fi
 
 demo: setup
