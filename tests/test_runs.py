@@ -58,9 +58,11 @@ def assert_same_runs(a, b):
     for i in a.images["image"]:
         ra, rb = a[int(i)], b[int(i)]
         np.testing.assert_array_equal(ra.image, rb.image)
+        np.testing.assert_array_equal(ra.logits, rb.logits)
         for name in a.layers:
             np.testing.assert_array_equal(ra[name].maps_lowres, rb[name].maps_lowres)
             np.testing.assert_array_equal(ra[name].gradcam_lowres(), rb[name].gradcam_lowres())
+            np.testing.assert_array_equal(ra[name].channel_weights, rb[name].channel_weights)
 
 
 # ---- what a run holds --------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import distributed  # the runs extra, installed by dev: missing, it is a failure, not a skip
-import numpy as np
 import pandas as pd
 import pytest
 
 import inv_widgets as inv
 from inv_widgets.runs.store import RunStore
+from test_runs import assert_same_runs  # one comparison of two runs for both files
 
 TESTS = Path(__file__).resolve().parent
 pytestmark = pytest.mark.slow
@@ -42,19 +42,6 @@ def client():
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
-
-
-def assert_same_runs(a, b):
-    pd.testing.assert_frame_equal(a.maps, b.maps)
-    pd.testing.assert_frame_equal(a.images, b.images)
-    for i in a.images["image"]:
-        ra, rb = a[int(i)], b[int(i)]
-        np.testing.assert_array_equal(ra.image, rb.image)
-        np.testing.assert_array_equal(ra.logits, rb.logits)
-        for name in a.layers:
-            np.testing.assert_array_equal(ra[name].maps_lowres, rb[name].maps_lowres)
-            np.testing.assert_array_equal(ra[name].gradcam_lowres(), rb[name].gradcam_lowres())
-            np.testing.assert_array_equal(ra[name].channel_weights, rb[name].channel_weights)
 
 
 def test_two_workers_give_the_single_process_run(client, tmp_path):

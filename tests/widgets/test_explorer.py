@@ -327,7 +327,7 @@ def test_shortcut_constructor_and_bad_arguments(model):
 
 def test_alpha_is_shared_by_gallery_and_detail(explorer):
     explorer.alpha = 0.8
-    assert explorer.gallery.alpha == explorer.detail.alpha == 0.8
+    assert explorer.gallery.alpha == explorer.detail.alpha == explorer.compare.alpha == 0.8
     with pytest.raises(ValueError):
         explorer.alpha = 2
 

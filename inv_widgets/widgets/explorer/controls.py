@@ -9,7 +9,7 @@ import numpy as np
 from ...engine.recipes import get_recipe
 from ..dendrogram import MAX_K
 
-__all__ = ["Controls", "SHOWN_RECIPES", "RECIPE_TIPS"]
+__all__ = ["Controls", "SHOWN_RECIPES"]
 
 #: Recipes offered by the recipe buttons (any registered recipe works with ``set_recipe``; it then gets a button).
 SHOWN_RECIPES = ("fast", "paper")
@@ -20,10 +20,6 @@ def _tip(name: str) -> str:
         return get_recipe(name).summary or name
     except ValueError:
         return name
-
-
-#: The buttons' tooltips: each recipe's own summary (engine/recipes).
-RECIPE_TIPS = {name: _tip(name) for name in SHOWN_RECIPES}
 
 
 class Controls:

@@ -228,6 +228,7 @@ class Explorer(W.VBox):
             raise ValueError(f"alpha must be in [0, 1]; got {value}")
         self.gallery.alpha = value
         self.detail.alpha = value
+        self.compare.alpha = value  # jslink keeps the three together in the browser, not in the kernel
 
     def select_image(self, index: int, target=None) -> None:
         """Explain image ``index`` (for ``target``, default its predicted class)."""
