@@ -417,3 +417,29 @@ def test_a_labelling_game_plays_a_run_without_the_model(run24, tmp_path, monkeyp
         LabelingGame(run, store, "bob", recipe="paper")
     with pytest.raises(ValueError, match="differs from the run's target"):
         LabelingGame(run, store, "bob", target="label")
+
+
+class _FeaturesAndLogits(torch.nn.Module):
+    """A model returning (features, logits), explained with Session(output=1)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3)), self.net(x)
+
+
+def test_a_run_takes_the_sessions_output_and_predicted_class_where_the_label_is_unknown(demo, tmp_path):
+    """explain_dataset explains the output the Session was told to (output=1, the logits), and an image
+    without a label gets its predicted class from the same pass, as Session.explain does."""
+    model, data = demo
+    images = [data.image(i) for i in range(4)]  # no labels: target="label" falls back to the prediction
+    session = inv.Session(_FeaturesAndLogits(model), images, transform=data.transform, class_names=data.classes,
+                          output=1)
+    run = inv.explain_dataset(session, out=tmp_path / "out1", batch_size=4, target="label", progress=False)
+    for i in range(4):
+        exp = session.explain(i)
+        assert (run[i].target, run[i].predicted) == (exp.predicted, exp.predicted)
+        for name in exp.layers:
+            assert run[i][name].keys() == exp[name].cut().keys()

@@ -166,7 +166,8 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
               keep_gradients: bool = False, *, output: Output = None, spatial_only: bool = False) -> Captured:
     """One forward and one backward pass of a batch ``x`` (B,3,H,W).
 
-    ``target``: None (each image's predicted class), an int, or a sequence of B ints. The score
+    ``target``: None (each image's predicted class), an int, or a sequence of B ints (None in it: that image's
+    predicted class). The score
     differentiated is the pre-softmax logit. Only the input's gradient is accumulated (and thrown away):
     no parameter ``.grad`` is left behind and ``requires_grad`` flags are not touched.
     ``keep_gradients`` also keeps the layers' full gradients (for inspection and tests). ``output`` says
@@ -186,6 +187,9 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
         if target is None:
             t = logits.argmax(1)
         else:
+            if not isinstance(target, (int, torch.Tensor)) and any(v is None for v in target):  # those: predicted
+                pred = logits.argmax(1).tolist()
+                target = [pred[i] if v is None else v for i, v in enumerate(target)]
             t = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
             if t.numel() == 1:
                 t = t.expand(x.shape[0])

@@ -141,12 +141,13 @@ def _torch_trees(xs: list[tuple[torch.Tensor, np.ndarray]], dtype) -> list[list[
 
 def explain_batch(model, x: torch.Tensor, layers: list[str], target=None, *, recipe: str = "fast",
                   k: int | None = None, ward: str = "scipy", ward_dtype: torch.dtype | None = None,
-                  weighting: str = "guided") -> BatchOut:
+                  weighting: str = "guided", output=None) -> BatchOut:
     """Explain a batch ``x`` (B, C, H, W) on the model's device and cut every layer (suggested cut, or ``k``).
 
     ``target``: None (each image's predicted class), an int, or B ints. ``ward``: ``"scipy"`` (the
     engine's recipes, as ``Session.explain``) or ``"torch"`` (the batched kernel; ``fast`` recipe only).
-    ``weighting``: the channel weights, "guided" or "taylor" (``Session(weighting=...)``).
+    ``weighting``: the channel weights, "guided" or "taylor" (``Session(weighting=...)``); ``output``: which of
+    the model's outputs holds the logits (``Session(output=...)``).
     """
     check_weighting(weighting)
     if ward not in ("scipy", "torch"):
@@ -154,7 +155,7 @@ def explain_batch(model, x: torch.Tensor, layers: list[str], target=None, *, rec
     if ward == "torch" and recipe != "fast":
         raise ValueError(f"the torch Ward kernel builds the 'fast' recipe's dendrograms, not {recipe!r}; "
                          "use ward='scipy' for other recipes")
-    cap = run_model(model, x, layers, target)
+    cap = run_model(model, x, layers, target, output=output)
     # after the model's pass: many small ops per image and layer, which extra threads only slow down (on a
     # busy CPU by several times); one big pass on a GPU does not care
     with limited_threads(1):

@@ -50,7 +50,7 @@ def describe(session, index: int, layers=None) -> dict:
     if not names:
         raise ValueError("layers is empty: give at least one layer name (or None for all)")
     x, shown, _ = session.item(index)
-    cap = run_model(session.model, x[None].to(session.device), names)
+    cap = run_model(session.model, x[None].to(session.device), names, output=getattr(session, "output", None))
     classes = [str(c) for c in session.classes]
     if len(classes) != cap.logits.shape[1]:
         raise ValueError(f"the model has {cap.logits.shape[1]} outputs but the session has {len(classes)} class names")
@@ -148,13 +148,8 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
         x = torch.stack(xs[start:start + bs]).to(session.device)
         t = targets if targets is None or isinstance(targets, int) else targets[start:start + bs]
         with lock or nullcontext():
-            if isinstance(t, list) and any(v is None for v in t):  # the label is unknown: its predicted class
-                with torch.no_grad():
-                    pred = session.model(x)
-                    pred = (pred[0] if isinstance(pred, (tuple, list)) else pred).argmax(1).tolist()
-                t = [p if v is None else v for v, p in zip(t, pred)]
             out = explain_batch(session.model, x, layers, t, recipe=meta["recipe"], k=meta["k"], ward=ward,
-                                weighting=meta.get("weighting", "guided"))
+                                weighting=meta.get("weighting", "guided"), output=getattr(session, "output", None))
         if [lo.name for lo in out.layers] != layers:
             raise RuntimeError(f"the model's layers fired in the order {[lo.name for lo in out.layers]}, not "
                                f"{layers} as when the run began; the model's forward pass changed")

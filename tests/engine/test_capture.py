@@ -135,3 +135,10 @@ def test_gradcam_agrees_with_captum():
         ours = exp[name].gradcam()
         assert ours.shape == (96, 96)
         np.testing.assert_allclose(ours, up.numpy(), atol=1e-4)
+
+
+def test_run_model_takes_the_predicted_class_where_a_target_is_none(tiny_cnn, tiny_image):
+    x = torch.stack([tiny_image, tiny_image.flip(-1)])
+    pred = run_model(tiny_cnn, x, find_layers(tiny_cnn)).targets
+    cap = run_model(tiny_cnn, x, find_layers(tiny_cnn), [None, (pred[1] + 1) % 5])
+    assert cap.targets == [pred[0], (pred[1] + 1) % 5]
