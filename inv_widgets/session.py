@@ -430,7 +430,8 @@ class Session:
         with self._lock:
             layers = self.layers  # the first run also checks the layers and the model's output
             try:
-                cap = run_model(self.model, batch, layers, target, output=self.output, spatial_only=self._auto_layers)
+                cap = run_model(self.model, batch, layers, target, output=self.output, spatial_only=self._auto_layers,
+                                weighting=self.weighting)
             except RuntimeError as e:
                 raise ValueError(failure_message(self.model, batch[0], e)) from e
         names = self._class_names

@@ -104,7 +104,7 @@ class Captured:
 
 @contextmanager
 def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradients: bool = False, *,
-            spatial_only: bool = False):
+            spatial_only: bool = False, weighting: str | None = None):
     """Context manager: forward hooks on ``layers`` that store a copy of each output, and gradient hooks
     that reduce its gradient to the per-channel statistics INV uses.
 
@@ -114,7 +114,8 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
     they arrive and dropped (a VGG-16 explanation needs about 55 MB less), unless ``keep_gradients``
     stores them in ``grads`` too. With ``strict`` a layer whose output is not 4-D raises; otherwise it is
     skipped. With ``spatial_only`` a layer whose output has no spatial extent (1 x 1 feature maps, such as the
-    convolutions inside squeeze-excitation blocks) is skipped: its maps have nothing to show.
+    convolutions inside squeeze-excitation blocks) is skipped: its maps have nothing to show. ``weighting``
+    ("guided" or "taylor") computes that statistic only (the other is None); None computes both.
     """
     named = check_layer_names(model, layers)
     acts: dict[str, torch.Tensor] = {}
@@ -145,7 +146,8 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
                 def reduce_grad(g, name=name):
                     g = g.detach()
                     a, gf = acts[name].float(), g.float()
-                    stats[name] = (guided_alpha(a, gf), gf.mean(dim=(2, 3)), taylor_alpha(a, gf))
+                    stats[name] = (guided_alpha(a, gf) if weighting != "taylor" else None, gf.mean(dim=(2, 3)),
+                                   taylor_alpha(a, gf) if weighting != "guided" else None)
                     if keep_gradients:
                         grads[name] = g
                 output.register_hook(reduce_grad)
@@ -163,7 +165,8 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
 
 
 def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None, strict: bool = True,
-              keep_gradients: bool = False, *, output: Output = None, spatial_only: bool = False) -> Captured:
+              keep_gradients: bool = False, *, output: Output = None, spatial_only: bool = False,
+              weighting: str | None = None) -> Captured:
     """One forward and one backward pass of a batch ``x`` (B,3,H,W).
 
     ``target``: None (each image's predicted class), an int, or a sequence of B ints (None in it: that image's
@@ -172,11 +175,13 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
     no parameter ``.grad`` is left behind and ``requires_grad`` flags are not touched.
     ``keep_gradients`` also keeps the layers' full gradients (for inspection and tests). ``output`` says
     which of the model's outputs holds the logits (:func:`select_output`); ``spatial_only`` leaves out layers
-    with 1 x 1 feature maps. The input is cast to the model's dtype (a float16 or bfloat16 model runs in its
+    with 1 x 1 feature maps; ``weighting`` computes that channel statistic only (None: both). The input is cast
+    to the model's dtype (a float16 or bfloat16 model runs in its
     own dtype; the weights and maps are computed in float32 from what it records).
     """
     x = x.detach().to(input_dtype(model)).clone().requires_grad_(True)
-    with torch.enable_grad(), capture(model, layers, strict, keep_gradients, spatial_only=spatial_only) as (
+    with torch.enable_grad(), capture(model, layers, strict, keep_gradients, spatial_only=spatial_only,
+                                      weighting=weighting) as (
             acts, stats, grads, order):
         logits, which = select_output(model(x), output)
         if logits.dim() != 2 or logits.shape[0] != x.shape[0]:

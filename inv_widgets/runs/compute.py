@@ -155,7 +155,7 @@ def explain_batch(model, x: torch.Tensor, layers: list[str], target=None, *, rec
     if ward == "torch" and recipe != "fast":
         raise ValueError(f"the torch Ward kernel builds the 'fast' recipe's dendrograms, not {recipe!r}; "
                          "use ward='scipy' for other recipes")
-    cap = run_model(model, x, layers, target, output=output)
+    cap = run_model(model, x, layers, target, output=output, weighting=weighting)
     # after the model's pass: many small ops per image and layer, which extra threads only slow down (on a
     # busy CPU by several times); one big pass on a GPU does not care
     with limited_threads(1):
