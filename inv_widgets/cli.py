@@ -35,6 +35,7 @@ def _progress():
 
     def update(done, total, msg):
         nonlocal bar
+        total = max(total, 1)  # nothing left to do (all cached) still draws a whole bar
         if bar is None:
             bar = tqdm(total=total, unit="step", desc="explaining", file=sys.stderr, leave=False)
         bar.total = total
@@ -44,17 +45,6 @@ def _progress():
             bar.close()
 
     return update
-
-
-def _positive(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of cluster maps, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (cluster maps per layer), got {value}")
-    return value
 
 
 def _target(text: str):
@@ -80,6 +70,7 @@ def _at_least(low: int, what: str):
     return check
 
 
+_positive = _at_least(1, "cluster maps per layer")
 _samples = _at_least(3, "model evaluations")
 _segments = _at_least(2, "superpixels")
 
@@ -203,10 +194,7 @@ def _baselines(session, exp, args):
     t0 = time.perf_counter()
     progress = None
     if not args.quiet:
-        bar = _progress()
-
-        def progress(done, total, msg):
-            bar(done, max(total, 1), msg)
+        progress = _progress()
     maps = attribution_maps(session, 0, exp.target, n_samples=n_samples, n_segments=n_segments, seed=0,
                             progress=progress)
     note = (f"LIME and KernelSHAP: captum, {n_samples} model evaluations each over about {n_segments} SLIC "

@@ -57,9 +57,9 @@ def located(session, keys: Iterable, *, chunk: int = 16) -> Iterator[tuple[MapKe
         for k in ks:
             lr = exp.layer(k.layer)
             cl = lr.cut()  # most keys are maps of the suggested cut (what the game plays): one cut per layer
-            hit = [j for j in range(cl.k) if tuple(int(c) for c in np.sort(cl.members[j])) == k.members]
-            if hit:
-                yield k, i, cl, hit[0]
+            j = cl.find(k)
+            if j >= 0:
+                yield k, i, cl, j
                 continue
             try:
                 cl, j = lr.locate(k.members)
