@@ -140,3 +140,8 @@ def test_evaluations_show_a_progress_bar_not_bare_carriage_returns(capsys):
     assert "\r  image" not in err
     evaluate_parts(n=1, recipes=("fast",), progress=False)
     assert capsys.readouterr().err == ""
+    from inv_widgets.eval.faithfulness import evaluate_faithfulness
+
+    evaluate_faithfulness(n=2, curves=False, progress=True)
+    err = capsys.readouterr().err
+    assert "eval faithfulness" in err and "2/2" in err and "\r  image" not in err

@@ -264,32 +264,28 @@ def evaluate_faithfulness(n: int = 50, *, recipe: str = "fast", weighting: str =
     t0 = time.perf_counter()
     records: list[dict] = []
 
-    def tick(count: int) -> None:
-        if progress:
-            el = time.perf_counter() - t0
-            print(f"\r  image {count}/{n}  {el:.0f} s elapsed, {el / count * (n - count):.0f} s left ",
-                  end="", file=sys.stderr, flush=True)
+    from tqdm.auto import tqdm
 
+    bar = tqdm(total=n, desc="eval faithfulness", unit="img", disable=not progress)
     if workers > 1 and model is None and attribution_maps is None:
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                  initargs=(n, offset, recipe, weighting, baselines)) as pool:
-            for count, rec in enumerate(pool.map(_one, [(i, recipe, steps, repeats, seed, curves) for i in idx]), 1):
+            for rec in pool.map(_one, [(i, recipe, steps, repeats, seed, curves) for i in idx]):
                 records.append(rec)
-                tick(count)
+                bar.update()
     else:
         if model is None or data is None:
             model, data = _demo(offset + n)
         session = inv.Session(model, data, recipe=recipe, weighting=weighting, cache_size=1)
         with limited_threads(1):  # as the workers: the same figures whatever --workers says
-            for count, i in enumerate(idx, 1):
+            for i in idx:
                 records.append(image_records(session, i, recipe=recipe, steps=steps, repeats=repeats, seed=seed,
                                              attribution_maps=fn, curves=curves))
-                tick(count)
-    if progress:
-        print(file=sys.stderr)
+                bar.update()
+    bar.close()
     layers, methods = summarise(records)
     settings = dict(n=n, offset=offset, recipe=recipe, weighting=weighting, steps=steps, repeats=repeats, seed=seed,
                     curves=curves,
