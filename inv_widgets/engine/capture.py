@@ -6,6 +6,7 @@ removed also after an exception, and the model's train/eval flags are restored o
 from __future__ import annotations
 
 import hashlib
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from .modelio import Output, check_layer_names, input_dtype, select_output
 from .runtime import eval_mode
-from .weights import guided_alpha, taylor_alpha
+from .weights import channel_statistics
 
 __all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LAYER_MODES"]
 
@@ -102,15 +103,35 @@ class Captured:
     gradients: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C, h, w), only with keep_gradients
 
 
+#: per model, the layers whose output the model changes in place after it is recorded: copied when they fire
+_copied: "weakref.WeakKeyDictionary[nn.Module, set[str]]" = weakref.WeakKeyDictionary()
+
+
+class _Activations(dict):
+    """The recorded activations, {layer: (B, C, h, w)}, and the version of each one recorded without a copy."""
+
+    def __init__(self):
+        super().__init__()
+        self.versions: dict[str, int] = {}
+
+    def changed(self) -> list[str]:
+        """Layers whose recorded output was changed in place since it was recorded."""
+        return [n for n, v in self.versions.items() if self[n]._version != v]
+
+
 @contextmanager
 def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradients: bool = False, *,
             spatial_only: bool = False, weighting: str | None = None):
-    """Context manager: forward hooks on ``layers`` that store a copy of each output, and gradient hooks
-    that reduce its gradient to the per-channel statistics INV uses.
+    """Context manager: forward hooks on ``layers`` that record each output, and gradient hooks that reduce
+    its gradient to the per-channel statistics INV uses.
 
     Yields ``(acts, stats, grads, order)``, filled during the pass: ``stats[name] = (guided, grad_mean,
-    taylor)``, each (B, C) (``taylor``: gradient x activation, mean_ij(G A)). The copy is taken when the layer fires, so an in-place ReLU that follows (VGG) cannot
-    change it, and the gradient is the gradient of that same tensor. The full gradients are reduced as
+    taylor)``, each (B, C) (``taylor``: gradient x activation, mean_ij(G A)). An output is recorded as it is,
+    without a copy, unless the model is known to change it in place after the layer (an in-place ReLU, as in
+    VGG) or it shares memory with another recorded output: then a copy is taken when the layer fires. After
+    the forward pass ``acts.changed()`` names the layers whose output changed in place although it was not
+    copied; :func:`run_model` then runs the pass again, copying those (once per model and layer). The
+    gradient is the gradient of that same tensor. The full gradients are reduced as
     they arrive and dropped (a VGG-16 explanation needs about 55 MB less), unless ``keep_gradients``
     stores them in ``grads`` too. With ``strict`` a layer whose output is not 4-D raises; otherwise it is
     skipped. With ``spatial_only`` a layer whose output has no spatial extent (1 x 1 feature maps, such as the
@@ -118,7 +139,9 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
     ("guided" or "taylor") computes that statistic only (the other is None); None computes both.
     """
     named = check_layer_names(model, layers)
-    acts: dict[str, torch.Tensor] = {}
+    copy = _copied.setdefault(model, set())
+    storages: set[int] = set()
+    acts = _Activations()
     stats: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     grads: dict[str, torch.Tensor] = {}
     order: list[str] = []
@@ -141,13 +164,20 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
             if spatial_only and output.shape[2] * output.shape[3] == 1:
                 return
             order.append(name)
-            acts[name] = output.detach().clone()
+            ptr = output.untyped_storage().data_ptr()
+            if name in copy or ptr in storages:
+                acts[name] = output.detach().clone()
+            else:
+                # no copy: the output itself, and its version, to check that nothing changed it in place
+                # before the backward pass (``check_unchanged``); a layer whose output is changed (an in-place
+                # ReLU after it, as in VGG) is copied from then on
+                acts[name] = output.detach()
+                acts.versions[name] = output._version
+            storages.add(ptr)
             if output.requires_grad:
                 def reduce_grad(g, name=name):
                     g = g.detach()
-                    a, gf = acts[name].float(), g.float()
-                    stats[name] = (guided_alpha(a, gf) if weighting != "taylor" else None, gf.mean(dim=(2, 3)),
-                                   taylor_alpha(a, gf) if weighting != "guided" else None)
+                    stats[name] = channel_statistics(acts[name], g, weighting)
                     if keep_gradients:
                         grads[name] = g
                 output.register_hook(reduce_grad)
@@ -179,11 +209,29 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
     to the model's dtype (a float16 or bfloat16 model runs in its
     own dtype; the weights and maps are computed in float32 from what it records).
     """
+    for _ in range(2):
+        try:
+            return _run_model(model, x, layers, target, strict, keep_gradients, output=output,
+                              spatial_only=spatial_only, weighting=weighting)
+        except _ChangedInPlace:  # those layers are copied from now on: run the pass again
+            continue
+    raise RuntimeError("the model changes the recorded layer outputs in place although they are copied")
+
+
+class _ChangedInPlace(Exception):
+    """A recorded layer output was changed in place by the model after the layer (see ``capture``)."""
+
+
+def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spatial_only, weighting) -> Captured:
     x = x.detach().to(input_dtype(model)).clone().requires_grad_(True)
     with torch.enable_grad(), capture(model, layers, strict, keep_gradients, spatial_only=spatial_only,
                                       weighting=weighting) as (
             acts, stats, grads, order):
         logits, which = select_output(model(x), output)
+        changed = acts.changed()
+        if changed:
+            _copied[model].update(changed)
+            raise _ChangedInPlace(changed)
         if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
             raise ValueError(f"the model's output{' ' + which if which else ''} has shape {tuple(logits.shape)}; a "
                              "classifier returning logits (batch, classes) is expected (choose another output with "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["guided_alpha", "taylor_alpha", "guided_weights", "to_percent", "keep_channels", "gradcam_lowres",
+__all__ = ["guided_alpha", "taylor_alpha", "channel_statistics", "guided_weights", "to_percent", "keep_channels", "gradcam_lowres",
            "KEEP_FACTOR", "WEIGHTINGS", "check_weighting", "layer_percent"]
 
 #: Maps whose share is below KEEP_FACTOR / N percent are dropped (0.175 % at 512 maps, as published).
@@ -23,6 +23,32 @@ def taylor_alpha(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     a channel is zeroed, divided by the number of pixels. Negative where removing the channel would raise the
     target."""
     return (acts * grads).mean(dim=(2, 3))
+
+
+def channel_statistics(acts: torch.Tensor, grads: torch.Tensor, weighting: str | None = None):
+    """``(guided_alpha, mean gradient, taylor_alpha)`` of a layer, each (B, C) float32; ``weighting``
+    ("guided" or "taylor") computes that one of the two weightings only (the other is None).
+
+    On the CPU the statistics are reduced one image at a time: each image's maps and temporaries stay in
+    the cache and reuse the same small buffers, where a whole batch's temporaries are fresh memory (page
+    faults) several times the size of the cache. Bit for bit what the batched expressions give (every
+    (image, channel) row is reduced by itself either way). On a GPU, the whole batch at once.
+    """
+    chunks = acts.split(1) if acts.device.type == "cpu" else (acts,)
+    gchunks = grads.split(1) if acts.device.type == "cpu" else (grads,)
+    guided, mean, taylor = [], [], []
+    for a, g in zip(chunks, gchunks):
+        a, g = a.float(), g.float()
+        if weighting != "taylor":
+            guided.append(guided_alpha(a, g))
+        mean.append(g.mean(dim=(2, 3)))
+        if weighting != "guided":
+            taylor.append(taylor_alpha(a, g))
+
+    def cat(xs):
+        return (xs[0] if len(xs) == 1 else torch.cat(xs)) if xs else None
+
+    return cat(guided), cat(mean), cat(taylor)
 
 
 #: The per-channel weightings a Session offers: ``"guided"`` (the paper's), ``"taylor"`` (gradient x activation).
