@@ -21,7 +21,8 @@ least inside their part dropped): they bound what any grouping could reach. ``fo
 the channels whose maps are focused (the share of a map's mass in its top 10 % pixels, read from the map
 alone, in the layer's top half, or top 30 % for ``-q7``) and drop the diffuse rest, as a pruning cut drops
 channels: ``focus-spatial`` with the ``spatial`` distance, ``focus-peak`` by centre of mass and spread,
-``focus-jaccard`` by the overlap of top-10 % pixel masks (average linkage); all with the gap rule.
+``focus-jaccard`` by the overlap of top-10 % pixel masks (average linkage); all with the gap rule
+(``-k3``, ``-k2-4``: the cut fixed at 3 or chosen in 2..4); ``jaccard`` and ``spatial-k3`` drop nothing.
 
 The target (issue 10): pointing recall on average >= 0.10 above random groups and below them in no layer;
 purity at least that of random groups in every layer. Development happened on VAL_SEED images; the figures
@@ -290,6 +291,7 @@ def focused(base, q=0.5, top=0.1):
 
 
 def spatial_gap(x, L, k_range=(3, 8)):
+    """The ``spatial`` recipe's distance (each map divided by its mean), Ward, the gap rule over ``k_range``."""
     from scipy.cluster.hierarchy import linkage
     from inv_widgets.engine.recipes.fast import gap_k
 
@@ -299,7 +301,8 @@ def spatial_gap(x, L, k_range=(3, 8)):
 
 
 def peak_gap(x, L):
-    """Ward on each map's peak position (feature grid, in units of the grid) and its spread."""
+    """Ward on each map's centre of mass (as a fraction of the grid) and its spread (root mean square distance
+    from that centre), the gap rule."""
     from scipy.cluster.hierarchy import linkage
     from inv_widgets.engine.recipes.fast import gap_k
 
