@@ -15,7 +15,14 @@ finds the parts?
 Registered recipes (``fast``, ``paper``, ``spatial``) use their own suggested cut; the other candidates
 use ``fast``'s suggested k for the layer (the setting of the issue's NMF reference). ``oracle-part`` is not
 a method: it groups channels by the part that holds most of their mass, read from the ground truth, to see
-what grouping by part can give under these metrics.
+what grouping by part can give under these metrics; the other ``oracle-*`` candidates are ground-truth
+groupings too (by the part holding each channel's peak, by mass density, and with the channels whose mass is
+least inside their part dropped): they bound what any grouping could reach. ``focus-*`` candidates group only
+the channels whose maps are focused (the share of a map's mass in its top 10 % pixels, read from the map
+alone, in the layer's top half, or top 30 % for ``-q7``) and drop the diffuse rest, as a pruning cut drops
+channels: ``focus-spatial`` with the ``spatial`` distance, ``focus-peak`` by centre of mass and spread,
+``focus-jaccard`` by the overlap of top-10 % pixel masks (average linkage); all with the gap rule
+(``-k3``, ``-k2-4``: the cut fixed at 3 or chosen in 2..4); ``jaccard`` and ``spatial-k3`` drop nothing.
 
 The target (issue 10): pointing recall on average >= 0.10 above random groups and below them in no layer;
 purity at least that of random groups in every layer. Development happened on VAL_SEED images; the figures
@@ -189,6 +196,139 @@ def oracle_part(L):
     return np.unique(share.argmax(1), return_inverse=True)[1]
 
 
+def _oracle_scores(L):
+    up = upsample_minmax(torch.from_numpy(L.maps), L.size)
+    share, on = map_part_scores(up, L.parts)
+    return up, share, on
+
+
+def oracle_peak(drop_background=False):
+    """Not a method: each channel to the part its map's peak lies on (3 px tolerance, the first such part),
+    channels peaking on no part gathered in one group (or dropped, as a pruning cut drops channels)."""
+
+    def run(L):
+        up, share, on = _oracle_scores(L)
+        if share.shape[1] == 0:
+            return np.zeros(len(up), np.int64)
+        hit = on.any(1)
+        lab = np.where(hit, on.argmax(1), -1 if drop_background else share.shape[1])
+        if not (lab >= 0).any():
+            return np.zeros(len(up), np.int64)
+        out = np.full(len(lab), -1, np.int64)
+        out[lab >= 0] = np.unique(lab[lab >= 0], return_inverse=True)[1]
+        return out
+    return run
+
+
+def oracle_pure(q=0.5):
+    """Not a method, a ceiling for purity: each channel to the part holding most of its mass, and only the
+    channels whose share there is in the layer's top (1 - q) kept; the rest dropped."""
+
+    def run(L):
+        up, share, _ = _oracle_scores(L)
+        if share.shape[1] == 0:
+            return np.zeros(len(up), np.int64)
+        best = share.max(1)
+        keep = best >= np.quantile(best, q)
+        out = np.full(len(up), -1, np.int64)
+        out[keep] = np.unique(share.argmax(1)[keep], return_inverse=True)[1]
+        return out
+    return run
+
+
+def oracle_peak_pure(q=0.5):
+    """Not a method: channels grouped by the part their peak lies on, and within each part only those whose
+    mass share on it is in the part's top (1 - q) kept (at least one per part); the rest dropped."""
+
+    def run(L):
+        up, share, on = _oracle_scores(L)
+        if share.shape[1] == 0:
+            return np.zeros(len(up), np.int64)
+        part = np.where(on.any(1), on.argmax(1), -1)
+        out = np.full(len(up), -1, np.int64)
+        g = 0
+        for p in np.unique(part[part >= 0]):
+            idx = np.flatnonzero(part == p)
+            s = share[idx, p]
+            out[idx[s >= min(np.quantile(s, q), s.max())]] = g
+            g += 1
+        return out if g else np.zeros(len(up), np.int64)
+    return run
+
+
+def oracle_enrich(L):
+    """Not a method: each channel to the part where its mass is densest (mass share / part area)."""
+    up, share, _ = _oracle_scores(L)
+    if share.shape[1] == 0:
+        return np.zeros(len(up), np.int64)
+    area = L.parts.flat.mean(1)
+    return np.unique((share / np.maximum(area, 1e-12)).argmax(1), return_inverse=True)[1]
+
+
+def concentration(x: np.ndarray, top: float = 0.1) -> np.ndarray:
+    """Share of each row's mass (rows >= 0) in its top ``top`` fraction of entries: 1 for a map that responds
+    in one spot, ``top`` for a flat one. Read from the map alone, no labels."""
+    m = max(1, int(round(top * x.shape[1])))
+    s = np.sort(x, axis=1)[:, ::-1]
+    return s[:, :m].sum(1) / np.maximum(s.sum(1), 1e-12)
+
+
+def focused(base, q=0.5, top=0.1):
+    """Group only the channels whose maps are focused (concentration in the layer's top 1 - q) with ``base``
+    (a function of the rows it sees -> labels); the diffuse rest dropped, as a pruning cut drops channels."""
+
+    def run(L):
+        x = L.rows("minmax")
+        c = concentration(x, top)
+        keep = c >= np.quantile(c, q)
+        out = np.full(len(x), -1, np.int64)
+        if keep.sum() < 2:
+            out[keep] = 0
+            return out
+        out[keep] = base(x[keep], L)
+        return out
+    return run
+
+
+def spatial_gap(x, L, k_range=(3, 8)):
+    """The ``spatial`` recipe's distance (each map divided by its mean), Ward, the gap rule over ``k_range``."""
+    from scipy.cluster.hierarchy import linkage
+    from inv_widgets.engine.recipes.fast import gap_k
+
+    p = x / np.maximum(x.mean(1, keepdims=True), 1e-12)
+    z = linkage(p, "ward")
+    return _cut(z, gap_k(z[:, 2], len(x), k_range))
+
+
+def peak_gap(x, L):
+    """Ward on each map's centre of mass (as a fraction of the grid) and its spread (root mean square distance
+    from that centre), the gap rule."""
+    from scipy.cluster.hierarchy import linkage
+    from inv_widgets.engine.recipes.fast import gap_k
+
+    h, w = L.maps.shape[1:]
+    yy, xx = np.divmod(np.arange(h * w), w)
+    p = x / np.maximum(x.sum(1, keepdims=True), 1e-12)
+    cy, cx = p @ yy, p @ xx
+    spread = np.sqrt(np.maximum(p @ (yy ** 2) - cy ** 2 + p @ (xx ** 2) - cx ** 2, 0))
+    f = np.stack([cy / h, cx / w, spread / max(h, w)], 1)
+    z = linkage(f, "ward")
+    return _cut(z, gap_k(z[:, 2], len(x)))
+
+
+def jaccard_gap(x, L, top=0.1):
+    """Average linkage on the Jaccard distance between each map's top-``top`` pixel masks."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import pdist
+    from inv_widgets.engine.recipes.fast import gap_k
+
+    m = max(1, int(round(top * x.shape[1])))
+    thr = np.sort(x, 1)[:, -m][:, None]
+    b = x >= thr
+    z = linkage(pdist(b, "jaccard"), "average")
+    return _cut(z, gap_k(z[:, 2], len(x)))
+
+
 CANDIDATES = {
     "fast": recipe("fast"),
     "paper": recipe("paper"),
@@ -210,6 +350,23 @@ CANDIDATES = {
     "nmf-l1": nmf("l1"),
     "nmf-gradxact-weighted": nmf("contrib", weighted=True),
     "oracle-part": oracle_part,
+    "oracle-peak": oracle_peak(),
+    "oracle-peak-drop": oracle_peak(drop_background=True),
+    "oracle-enrich": oracle_enrich,
+    "oracle-pure": oracle_pure(0.5),
+    "oracle-purest": oracle_pure(0.9),
+    "oracle-peak-pure": oracle_peak_pure(0.5),
+    "oracle-peak-purest": oracle_peak_pure(0.8),
+    "focus-spatial": focused(spatial_gap),
+    "focus-peak": focused(peak_gap),
+    "focus-jaccard": focused(jaccard_gap),
+    "jaccard": lambda L: jaccard_gap(L.rows("minmax"), L),
+    "focus-spatial-q7": focused(spatial_gap, q=0.7),
+    "focus-spatial-k3": focused(lambda x, L: spatial_gap(x, L, (3, 3))),
+    "focus-spatial-k2-4": focused(lambda x, L: spatial_gap(x, L, (2, 4))),
+    "focus-spatial-q7-k3": focused(lambda x, L: spatial_gap(x, L, (3, 3)), q=0.7),
+    "focus-spatial-q7-k2-4": focused(lambda x, L: spatial_gap(x, L, (2, 4)), q=0.7),
+    "spatial-k3": lambda L: spatial_gap(L.rows("minmax"), L, (3, 3)),
 }
 
 
