@@ -142,3 +142,51 @@ def test_run_model_takes_the_predicted_class_where_a_target_is_none(tiny_cnn, ti
     pred = run_model(tiny_cnn, x, find_layers(tiny_cnn)).targets
     cap = run_model(tiny_cnn, x, find_layers(tiny_cnn), [None, (pred[1] + 1) % 5])
     assert cap.targets == [pred[0], (pred[1] + 1) % 5]
+
+
+def test_outputs_recorded_without_copy_unless_changed_in_place():
+    """A layer output is kept as the model made it (no copy), unless the model changes it in place later (an
+    in-place ReLU after the layer: then the pass is rerun once with a copy, found by the tensor's version) or
+    another recorded layer shares its memory."""
+    from torch import nn
+
+    from inv_widgets.engine.capture import _copied
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 5, 3), nn.BatchNorm2d(5),
+                          nn.ReLU(), nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3)).eval()
+    x = torch.rand(2, 3, 12, 12)
+    with torch.no_grad():
+        a0 = model[0](x)
+        a2 = model[2](a0.relu())
+        a4 = model[4](model[3](a2))
+    made = {}
+    model[2].register_forward_hook(lambda m, i, o: made.__setitem__("2", o.untyped_storage().data_ptr()))
+    for _ in range(2):  # the first call finds out that layer 0 is changed in place, the second knows it
+        cap = run_model(model, x, ["0", "2", "4", "5"], target=1)
+        torch.testing.assert_close(cap.activations["0"], a0)  # not the ReLU'd tensor
+        assert cap.activations["0"].min() < 0
+        torch.testing.assert_close(cap.activations["2"], a2)
+        torch.testing.assert_close(cap.activations["4"], a4)
+        torch.testing.assert_close(cap.activations["5"], a4)
+        assert _copied[model] == {"0"}
+        assert cap.activations["2"].untyped_storage().data_ptr() == made["2"]  # the model's own tensor
+        # layer 5 (Identity) returns layer 4's tensor: recorded as a copy, so changing one leaves the other
+        assert cap.activations["5"].untyped_storage().data_ptr() != cap.activations["4"].untyped_storage().data_ptr()
+        cap.activations["4"].zero_()
+        torch.testing.assert_close(cap.activations["5"], a4)
+
+
+def test_channel_statistics_per_image_equal_the_batched_expressions():
+    from inv_widgets.engine.weights import channel_statistics, taylor_alpha
+
+    g = torch.Generator().manual_seed(0)
+    a, gr = torch.randn(5, 7, 9, 11, generator=g), torch.randn(5, 7, 9, 11, generator=g)
+    gr[0, 0, 0, :3] = torch.tensor([float("nan"), float("inf"), -0.0])
+    guided, mean, taylor = channel_statistics(a, gr)
+    exact = dict(rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(guided, guided_alpha(a, gr), **exact)
+    assert not guided.isnan().any()  # a NaN gradient counts as not positive, as in guided_alpha
+    torch.testing.assert_close(mean, gr.mean(dim=(2, 3)), **exact)
+    torch.testing.assert_close(taylor, taylor_alpha(a, gr), **exact)
+    assert channel_statistics(a, gr, "guided")[2] is None and channel_statistics(a, gr, "taylor")[0] is None
