@@ -125,9 +125,28 @@ def test_simulated_label_session_end_to_end(tmp_path):
     assert r["maps"] > 20 and r["integrity"] == []
     assert r["embedding"].startswith("sentence-transformers")
     assert r["named_share"] > 0.5  # a random vocabulary word would name the dominant part far less often
+    # the part most players named, read back from the store, and how often the aggregation names it
+    assert r["named_players_share"] > 0.6
+    t = r["table"]
+    assert set(t["players_part"].dropna()) <= {p for parts in CLASS_PARTS.values() for p in parts}
+    assert r["players_agree"] == pytest.approx((t["players_part"] == t["part"]).mean())
     with LabelStore(path) as store:  # every answer is in the store, under both players
         games = store.games()
         assert len(games) == r["answers"] and set(store.participants()["participant"]) == {"sim-0", "sim-1"}
+
+
+def test_players_part_counts_phrases_of_parts_and_ignores_noise():
+    import pandas as pd
+
+    from inv_widgets import MapKey
+    from inv_widgets.eval.labels import players_part
+
+    vocab = {"car": {"wheels": ["tires", "wheel"], "body": ["car body"]}}
+    key = MapKey("m", "img", 0, "l", "1,2")
+    rows = [("tires",), ("Wheel",), ("car body",), ("no idea",), ("texture",), ("car body",), ("wheels",)]
+    labels = pd.DataFrame([dict(key.as_dict(), true_class="car", text=t) for (t,) in rows])
+    assert players_part(labels, vocab) == {key: "wheels"}  # 3 wheels phrases (any case) against 2, noise left out
+    assert players_part(labels[labels.text.isin(["no idea"])], vocab) == {}
 
 
 def test_evaluations_show_a_progress_bar_not_bare_carriage_returns(capsys):

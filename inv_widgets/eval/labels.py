@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["evaluate_labels", "main", "part_words"]
+__all__ = ["evaluate_labels", "main", "part_words", "players_part"]
 
 
 def part_words(vocabulary: dict) -> dict[tuple[str, str], set[str]]:
@@ -36,6 +36,22 @@ def part_words(vocabulary: dict) -> dict[tuple[str, str], set[str]]:
         for part, phrases in parts.items():
             words = {lemmatize(w) for ph in phrases + [part] for w in re.findall(r"\w+", ph.lower())}
             out[(cls, part)] = words
+    return out
+
+
+def players_part(labels: pd.DataFrame, vocabulary: dict) -> dict:
+    """{MapKey: the part most of the players' labels on that map are phrases for} (noise labels and phrases of
+    no part left out; ties go to the part named first). What the players said, read back from the store:
+    the aggregation can only name what the players named."""
+    from ..labels import MapKey
+
+    phrase = {(cls, ph.lower()): part for cls, parts in vocabulary.items() for part, phrases in parts.items()
+              for ph in phrases + [part]}
+    parts = [phrase.get((c, str(t).lower())) for c, t in zip(labels["true_class"], labels["text"])]
+    named = labels.assign(part=parts).dropna(subset=["part"])
+    out = {}
+    for key, grp in named.groupby(list(MapKey._fields), sort=False):
+        out[MapKey(*key)] = grp["part"].value_counts(sort=True).index[0]
     return out
 
 
@@ -85,6 +101,7 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
     agg = aggregate_labels(labels_df, class_names=data.classes, model=model_name, progress=False)
     agg_all_s = time.perf_counter() - t
     words = part_words(demo.CLASS_PART_VOCABULARY)
+    said = players_part(labels_df, demo.CLASS_PART_VOCABULARY)
     best = agg[agg["rank"] == 1]
     rows = []
     for _, r in best.iterrows():
@@ -92,8 +109,11 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
         cls, part = truth.get(key, (None, None))
         if part is None:
             continue
-        named = lemmatize(str(r["label"]).lower()) in words[(cls, part)]
-        rows.append(dict(layer=r["layer"], named=named, label=r["label"], part=part))
+        word = lemmatize(str(r["label"]).lower())
+        named = word in words[(cls, part)]
+        most = said.get(key)
+        rows.append(dict(layer=r["layer"], named=named, label=r["label"], part=part, players_part=most,
+                         named_players_part=most is not None and word in words[(cls, most)]))
     res = pd.DataFrame(rows)
     timing = {}
     if len(labels_df) >= timing_labels:
@@ -109,6 +129,8 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
     out = dict(maps=len(truth), answers=n_answers, labels=len(labels_df), play_s=play_s, agg_all_s=agg_all_s,
                embedding=agg.attrs.get("embedding"), named_share=float(res["named"].mean()) if len(res) else 0.0,
                named_share_deep=float(deep_rows["named"].mean()) if len(deep_rows) else 0.0,
+               players_agree=float((res["players_part"] == res["part"]).mean()) if len(res) else 0.0,
+               named_players_share=float(res["named_players_part"].mean()) if len(res) else 0.0,
                deep_layers=[n for n in exp.layers if n in deep],
                by_layer=res.groupby("layer", sort=False)["named"].mean() if len(res) else None,
                integrity=store.integrity_check(), table=res, **timing)
@@ -138,6 +160,9 @@ def main(argv=None) -> int:
     if "agg_10k_s" in r:
         print(f"aggregation time for 10,000 labels: {r['agg_10k_s']:.1f} s (model loaded, embeddings computed)")
     print(f"store integrity: {', '.join(r['integrity']) or 'ok'}")
+    print(f"the part most players named is the dominant part in {r['players_agree']:.3f} of maps; the representative "
+          f"label names the part most players named in {r['named_players_share']:.3f} of maps (what the "
+          "aggregation recovers of what the players said)")
     print(f"all layers: {r['named_share']:.3f} of maps named")
     print(f"maps whose representative label names their dominant part, deeper half of the layers "
           f"({r['deep_layers'][0]} .. {r['deep_layers'][-1]}): {r['named_share_deep']:.3f}")
