@@ -168,9 +168,9 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
             if name in copy or ptr in storages:
                 acts[name] = output.detach().clone()
             else:
-                # no copy: the output itself, and its version, to check that nothing changed it in place
-                # before the backward pass (``check_unchanged``); a layer whose output is changed (an in-place
-                # ReLU after it, as in VGG) is copied from then on
+                # no copy: the output itself, and its version, to check after the forward pass that nothing
+                # changed it in place (``acts.changed()``); a layer whose output is changed (an in-place ReLU
+                # after it, as in VGG) is copied from then on
                 acts[name] = output.detach()
                 acts.versions[name] = output._version
             storages.add(ptr)

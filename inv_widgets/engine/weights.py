@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["guided_alpha", "taylor_alpha", "channel_statistics", "guided_weights", "to_percent", "keep_channels", "gradcam_lowres",
-           "KEEP_FACTOR", "WEIGHTINGS", "check_weighting", "layer_percent"]
+__all__ = ["guided_alpha", "taylor_alpha", "channel_statistics", "guided_weights", "to_percent", "keep_channels",
+           "gradcam_lowres", "KEEP_FACTOR", "WEIGHTINGS", "check_weighting", "layer_percent"]
 
 #: Maps whose share is below KEEP_FACTOR / N percent are dropped (0.175 % at 512 maps, as published).
 KEEP_FACTOR = 89.6

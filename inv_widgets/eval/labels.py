@@ -19,9 +19,9 @@ import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["evaluate_labels", "main", "part_words", "players_part"]
@@ -51,7 +51,7 @@ def players_part(labels: pd.DataFrame, vocabulary: dict) -> dict:
     named = labels.assign(part=parts).dropna(subset=["part"])
     out = {}
     for key, grp in named.groupby(list(MapKey._fields), sort=False):
-        out[MapKey(*key)] = grp["part"].value_counts(sort=True).index[0]
+        out[MapKey(*key)] = Counter(grp["part"]).most_common(1)[0][0]  # equal counts: the one named first
     return out
 
 
