@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from scipy.cluster.hierarchy import linkage as scipy_linkage
 
 from ..engine import run_model
-from ..engine.cluster import Tree, assign, build_trees, prune_mask
-from ..engine.recipes.fast import gap_k
 from ..engine.numeric import condensed_euclidean
+from ..engine.recipes import build_trees
+from ..engine.recipes.fast import gap_k
 from ..engine.runtime import limited_threads
+from ..engine.tree import Tree, assign, prune_mask
 from ..engine.ward_torch import pairwise_sq_euclidean, ward_linkage_groups
 from ..engine.weights import KEEP_FACTOR, check_weighting, layer_percent
 
