@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import render
+from .files import atomic_write
 
 __all__ = ["write_atomically", "check_output_path", "overlay_png", "map_png", "gallery_sheet", "explanation_page"]
 
@@ -46,19 +47,10 @@ def write_atomically(path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, renamed into place: never a
     half-written file, and no temporary file left after an error."""
     path = check_output_path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
-        tmp.replace(path)
+        return atomic_write(path, lambda f: f.write(data), binary=not isinstance(data, str))
     except OSError as e:
         raise OSError(f"could not write {str(path)!r}: {e.strerror or e}") from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def overlay_png(image: np.ndarray, m: np.ndarray | None, size: int = 96, cmap: str = "jet", alpha: float = 0.5) -> bytes:

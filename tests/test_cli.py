@@ -189,20 +189,24 @@ def test_cli_explain_help_text_names_and_describes_every_option(capsys):
 
 
 def test_write_atomically_leaves_no_temporary_file_when_the_write_fails(tmp_path, monkeypatch):
-    from pathlib import Path
+    import os
 
     from inv_widgets.export import write_atomically
 
-    def fail(self, target):
+    def fail(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)
     try:
         write_atomically(tmp_path / "r.html", "<p>page</p>")
     except OSError as e:
         assert "could not write" in str(e) and "No space left" in str(e)
     else:
         raise AssertionError("the failed write was not reported")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    write_atomically(tmp_path / "r.png", b"\x89PNG")  # bytes too
+    assert (tmp_path / "r.png").read_bytes() == b"\x89PNG" and len(list(tmp_path.iterdir())) == 1
 
 
 # ---- LIME, KernelSHAP and Grad-CAM beside INV (--baselines, issue 10, item 4) ---------------------------------

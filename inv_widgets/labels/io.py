@@ -23,10 +23,10 @@ import csv
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from ..files import atomic_write
 from . import rules
 
 __all__ = ["EXPORT_FORMAT", "CSV_COLUMNS", "write_csv", "write_json", "read_export", "read_answers",
@@ -54,27 +54,6 @@ def csv_cell(value: Any) -> str:
 def from_csv_cell(text: str) -> str:
     """The value of a cell written by :func:`csv_cell`."""
     return text[1:] if text.startswith("'") else text
-
-
-def atomic_write(path: Any, write: Callable[[Any], None], newline: str | None = None) -> Path:
-    """Write to a temporary file next to ``path`` and rename it: no half-written file is left."""
-    path = Path(os.fspath(path)).expanduser()
-    if not path.parent.exists():
-        raise FileNotFoundError(f"cannot write {str(path)!r}: the folder does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def write_json(store, path: Any) -> Path:
