@@ -1,7 +1,8 @@
 // INV GlobalView (anywidget front end): a class picker and, for the class, one column per layer with its
 // top labels (score bar, mean weight, images, TCAV result) and example overlays. Clicking a class or an
 // example sends an intent to the kernel ({type: "select_class"} / {type: "open_example"}); the kernel owns
-// the state and answers by setting traits. Label text is set with textContent only.
+// the state and answers by setting traits. Label text is set with textContent only. The helpers (el, pct,
+// watch, tickets, pngUrl, decoded, revokeAll) are dom.js's, with its one re-render rule.
 
 function tcavChip(tcav) {
   if (!tcav) return null;
@@ -36,8 +37,8 @@ function render({ model, el: root }) {
   const cols = el("div", "inv-global-cols");
   root.append(head, subtitle, error, message, cols);
 
-  let urls = [];
-  let seq = 0;
+  const urls = []; // object URLs of the examples shown now
+  const take = tickets();
 
   function drawPicker() {
     const classes = model.get("classes") || [];
@@ -68,15 +69,10 @@ function render({ model, el: root }) {
   }
 
   async function full() {
-    const my = ++seq;
+    const fresh = take();
     const bag = [];
     const imgs = [];
-    const urlOf = (images, n) => {
-      if (n < 0 || n >= images.length) return null;
-      const u = URL.createObjectURL(new Blob([images[n]], { type: "image/png" }));
-      bag.push(u);
-      return u;
-    };
+    const urlOf = (images, n) => (n >= 0 && n < images.length ? pngUrl(images[n], bag) : "");
     const images = model.get("images") || [];
     const columns = model.get("columns") || [];
     const frag = document.createDocumentFragment();
@@ -129,31 +125,28 @@ function render({ model, el: root }) {
       });
       frag.appendChild(c);
     });
-    await Promise.all(imgs.map((im) => (im.decode ? im.decode().catch(() => {}) : Promise.resolve())));
-    if (my !== seq) {
-      bag.forEach((u) => URL.revokeObjectURL(u));
+    await decoded(imgs);
+    if (!fresh()) {
+      revokeAll(bag);
       return;
     }
     drawPicker();
     drawText();
     cols.replaceChildren(frag);
-    urls.forEach((u) => URL.revokeObjectURL(u));
-    urls = bag;
+    revokeAll(urls);
+    urls.push(...bag);
     root.dataset.class = (model.get("classes") || [])[model.get("class_index")] || "";
     root.dataset.revision = String(model.get("revision"));
   }
 
-  model.on("change:revision", full);
-  model.on("change:message", drawText);
-  model.on("change:error", drawText);
-  full();
+  const stop = watch(model, ["revision", "message", "error"], (changed) => {
+    if (anyOf(changed, ["message", "error"])) drawText();
+    if (changed.has("revision")) full();
+  });
   return () => {
-    seq++;
-    model.off("change:revision", full);
-    model.off("change:message", drawText);
-    model.off("change:error", drawText);
-    urls.forEach((u) => URL.revokeObjectURL(u));
-    urls = [];
+    stop();
+    take(); // a draw still decoding its images does not land
+    revokeAll(urls);
   };
 }
 
