@@ -59,23 +59,14 @@ class PoolSpec:
         n = len(session)
         image_list: list[int] = []
         for i in range(n) if images is None else images:
-            if isinstance(i, bool) or not hasattr(i, "__index__"):
-                raise TypeError(f"images must be session indices (int), got {i!r}")
-            i = int(i)
+            i = _index(i)
             if not -n <= i < n:
                 raise IndexError(f"image index {i} out of range: the session has {n} images")
             if i % n not in image_list:
                 image_list.append(i % n)
         if not image_list:
             raise ValueError("no images to play: the session is empty (or images=[] was given)")
-        all_layers = list(session.layers)
-        wanted = all_layers if layers is None else [layers] if isinstance(layers, str) else list(layers)
-        unknown = [name for name in wanted if name not in all_layers]
-        if unknown:
-            raise ValueError(f"unknown layers {unknown}; the session's layers are {all_layers}")
-        if not wanted:
-            raise ValueError("layers is empty: give at least one layer name")
-        return cls(tuple(image_list), tuple(n_ for n_ in all_layers if n_ in wanted), recipe, k, target)
+        return cls(tuple(image_list), _layers(list(session.layers), layers, "session"), recipe, k, target)
 
     @classmethod
     def for_run(cls, run, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None,
@@ -93,10 +84,7 @@ class PoolSpec:
         if images is None:
             chosen = done
         else:
-            for i in images:
-                if isinstance(i, bool) or not hasattr(i, "__index__"):
-                    raise TypeError(f"images must be session indices (int), got {i!r}")
-            chosen = list(dict.fromkeys(int(i) for i in images))
+            chosen = list(dict.fromkeys(_index(i) for i in images))
             missing = [i for i in chosen if i not in set(done)]
             if missing:
                 raise ValueError(f"images {missing[:10]}{' ...' if len(missing) > 10 else ''} are not finished in "
@@ -104,13 +92,26 @@ class PoolSpec:
                                  "play the finished ones (run.images)")
         if not chosen:
             raise ValueError(f"no images to play: the run {str(run.path)!r} has no finished image yet")
-        wanted = run.layers if layers is None else [layers] if isinstance(layers, str) else list(layers)
-        unknown = [n for n in wanted if n not in run.layers]
-        if unknown:
-            raise ValueError(f"unknown layers {unknown}; the run's layers are {run.layers}")
-        if not wanted:
-            raise ValueError("layers is empty: give at least one layer name")
-        return cls(tuple(chosen), tuple(n for n in run.layers if n in wanted), run.recipe, run.k, mode)
+        return cls(tuple(chosen), _layers(list(run.layers), layers, "run"), run.recipe, run.k, mode)
+
+
+def _index(i) -> int:
+    """An image index given by a person: an int (numpy ints too), not a bool or a float."""
+    if isinstance(i, bool) or not hasattr(i, "__index__"):
+        raise TypeError(f"images must be session indices (int), got {i!r}")
+    return int(i)
+
+
+def _layers(have: list[str], layers, owner: str) -> tuple[str, ...]:
+    """The chosen ``layers`` (None: all, a name, or names) in the order of ``have``, the layers of the
+    session or run (``owner``); unknown names and an empty choice are refused."""
+    wanted = have if layers is None else [layers] if isinstance(layers, str) else list(layers)
+    unknown = [name for name in wanted if name not in have]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; the {owner}'s layers are {have}")
+    if not wanted:
+        raise ValueError("layers is empty: give at least one layer name")
+    return tuple(name for name in have if name in wanted)
 
 
 def is_run(obj) -> bool:
