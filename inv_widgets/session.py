@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from .engine import Clusters, Explanation, MapKey, build_explanations, find_layers, fingerprint, run_model
-from .engine.capture import LAYER_MODES
+from .engine.capture import LAYER_MODES, InferenceModeError
 from .engine.modelio import Output, failure_message, input_dtype, layer_names, resolve_layers, select_output, \
     warn_one_layer
 from .engine.ablation import ModelProbe
@@ -432,6 +432,8 @@ class Session:
             try:
                 cap = run_model(self.model, batch, layers, target, output=self.output, spatial_only=self._auto_layers,
                                 weighting=self.weighting)
+            except InferenceModeError:
+                raise  # says what to do itself; not the model's failure
             except RuntimeError as e:
                 raise ValueError(failure_message(self.model, batch[0], e)) from e
         names = self._class_names

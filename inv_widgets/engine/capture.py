@@ -17,7 +17,7 @@ from .modelio import Output, check_layer_names, input_dtype, select_output
 from .runtime import eval_mode
 from .weights import channel_statistics
 
-__all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LAYER_MODES"]
+__all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LAYER_MODES", "InferenceModeError"]
 
 
 LAYER_MODES = ("conv", "blocks")
@@ -209,6 +209,10 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
     to the model's dtype (a float16 or bfloat16 model runs in its
     own dtype; the weights and maps are computed in float32 from what it records).
     """
+    if torch.is_inference_mode_enabled():
+        raise InferenceModeError("INV needs the gradients of the model's pass, and torch.inference_mode() turns "
+                                 "them off for good; explain outside the `with torch.inference_mode():` block "
+                                 "(torch.no_grad() is fine: INV turns gradients back on for its own pass)")
     for _ in range(2):
         try:
             return _run_model(model, x, layers, target, strict, keep_gradients, output=output,
@@ -216,6 +220,10 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
         except _ChangedInPlace:  # those layers are copied from now on: run the pass again
             continue
     raise RuntimeError("the model changes the recorded layer outputs in place although they are copied")
+
+
+class InferenceModeError(RuntimeError):
+    """INV was asked to explain inside ``torch.inference_mode()``, where no gradient can be had."""
 
 
 class _ChangedInPlace(Exception):

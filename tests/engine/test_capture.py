@@ -190,3 +190,15 @@ def test_channel_statistics_per_image_equal_the_batched_expressions():
     torch.testing.assert_close(mean, gr.mean(dim=(2, 3)), **exact)
     torch.testing.assert_close(taylor, taylor_alpha(a, gr), **exact)
     assert channel_statistics(a, gr, "guided")[2] is None and channel_statistics(a, gr, "taylor")[0] is None
+
+
+def test_inference_mode_gets_a_clear_error_and_no_grad_is_fine(tiny_cnn, tiny_image):
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="outside the `with torch.inference_mode"):
+        run_model(tiny_cnn, tiny_image[None], ["conv1"])
+    s = inv.Session(tiny_cnn, [tiny_image])
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="^INV needs the gradients"):
+        s.explain(0)  # said as it is, not as the model failing on the image
+    assert s.explain(0).layers  # and outside the block it explains
+    with torch.no_grad():
+        cap = run_model(tiny_cnn, tiny_image[None], ["conv1"])
+    assert cap.guided["conv1"].abs().sum() > 0
