@@ -12,7 +12,7 @@ import pytest
 
 from inv_widgets.widgets._common import STATIC, esm
 
-VIEWS = ["explorer.js", "explorer_detail.js", "explorer_compare.js", "gallery.js", "game.js"]
+VIEWS = ["explorer.js", "explorer_detail.js", "explorer_compare.js", "gallery.js", "game.js", "global_view.js"]
 NODE = shutil.which("node") or "node"  # missing in CI: FileNotFoundError naming node
 #: Without Node.js these checks are skipped on a person's machine (the browser tests run the same files) and fail in
 #: CI, where `make test` installs it (Makefile: system-deps).
