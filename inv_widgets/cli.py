@@ -71,8 +71,13 @@ def _at_least(low: int, what: str):
 
 
 _positive = _at_least(1, "cluster maps per layer")
-_samples = _at_least(3, "model evaluations")
-_segments = _at_least(2, "superpixels")
+
+
+def _baseline_setting(name: str, what: str):
+    """argparse type for a LIME / KernelSHAP setting, with the lowest value the baselines accept."""
+    from .concepts.baselines import LOWEST
+
+    return _at_least(LOWEST[name], what)
 
 
 def _recipe(name: str) -> str:
@@ -255,9 +260,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="also show LIME, KernelSHAP (captum, over SLIC superpixels) and Grad-CAM of the same "
                          "image and class (hundreds of model evaluations: seconds on the demo, longer on large "
                          "models)")
-    ex.add_argument("--baseline-samples", type=_samples, default=None, metavar="N",
+    ex.add_argument("--baseline-samples", type=_baseline_setting("n_samples", "model evaluations"), default=None,
+                    metavar="N",
                     help="model evaluations for LIME and for KernelSHAP with --baselines (default 256)")
-    ex.add_argument("--baseline-segments", type=_segments, default=None, metavar="N",
+    ex.add_argument("--baseline-segments", type=_baseline_setting("n_segments", "superpixels"), default=None,
+                    metavar="N",
                     help="SLIC superpixels asked for with --baselines (default 50)")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=cmd_explain)

@@ -31,7 +31,8 @@ import torch
 
 from ..engine.runtime import LRU, eval_mode
 
-__all__ = ["attribution_maps", "cached_maps", "superpixels", "METHODS", "DEFAULT_SAMPLES", "DEFAULT_SEGMENTS", "Cancelled"]
+__all__ = ["attribution_maps", "cached_maps", "superpixels", "check_settings", "METHODS", "DEFAULT_SAMPLES",
+           "DEFAULT_SEGMENTS", "LOWEST", "Cancelled"]
 
 #: The baselines, in the order they are shown.
 METHODS = ("lime", "kernelshap", "gradcam")
@@ -78,10 +79,25 @@ def _check_methods(methods) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+#: The lowest value of each setting of LIME and KernelSHAP (the compare view, ``--baselines`` and
+#: :func:`attribution_maps` all check against these).
+LOWEST = {"n_samples": 3, "n_segments": 2, "seed": 0}
+
+
 def _check_int(name: str, value, low: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or int(value) < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def check_settings(**settings) -> dict:
+    """The settings given (``n_samples``, ``n_segments``, ``seed``), checked: a clear error for an unknown name
+    or a value below :data:`LOWEST`."""
+    unknown = sorted(set(settings) - set(LOWEST))
+    if unknown:
+        raise ValueError(f"unknown baselines setting(s) {unknown}; the settings are n_samples (model "
+                         "evaluations, >= 3), n_segments (superpixels, >= 2) and seed")
+    return {k: _check_int(k, v, LOWEST[k]) for k, v in settings.items()}
 
 
 def superpixels(image: np.ndarray, n_segments: int = DEFAULT_SEGMENTS) -> np.ndarray:
@@ -148,9 +164,7 @@ def _surrogate(session, x: torch.Tensor, target: int, seg: np.ndarray, method: s
 def _keys(session, index, target, methods, n_samples, n_segments, seed):
     """(explanation, image id, {method: cache key}, checked settings) after checking every argument."""
     methods = _check_methods(methods)
-    n_samples = _check_int("n_samples", n_samples, 3)
-    n_segments = _check_int("n_segments", n_segments, 2)
-    seed = _check_int("seed", seed, 0)
+    n_samples, n_segments, seed = check_settings(n_samples=n_samples, n_segments=n_segments, seed=seed).values()
     exp = session.explain(index, target, lazy=True)  # checks index and target; cached, as INV's own pass
     tgt = int(exp.target)
     iid = session.image_id(index)

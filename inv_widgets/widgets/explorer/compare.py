@@ -17,8 +17,8 @@ import anywidget
 import traitlets as t
 
 from ... import render
-from ...concepts.baselines import (DEFAULT_SAMPLES, DEFAULT_SEGMENTS, METHODS, Cancelled, _check_int, attribution_maps,
-                                   cached_maps)
+from ...concepts.baselines import (DEFAULT_SAMPLES, DEFAULT_SEGMENTS, METHODS, Cancelled, attribution_maps,
+                                   cached_maps, check_settings)
 from .._common import STATIC, esm, readable
 
 __all__ = ["Compare", "TITLES"]
@@ -84,12 +84,7 @@ class Compare(anywidget.AnyWidget):
             return {}
         if not isinstance(options, dict):
             raise TypeError(f"baselines must be a dict of n_samples, n_segments, seed; got {options!r}")
-        unknown = sorted(set(options) - {"n_samples", "n_segments", "seed"})
-        if unknown:
-            raise ValueError(f"unknown baselines setting(s) {unknown}; the settings are n_samples (model "
-                             "evaluations, >= 3), n_segments (superpixels, >= 2) and seed")
-        low = {"n_samples": 3, "n_segments": 2, "seed": 0}
-        return {k: _check_int(k, v, low[k]) for k, v in options.items()}
+        return check_settings(**options)
 
     # ---- what the Explorer calls -------------------------------------------------------------------
     def show(self, index: int, target: int, *, image_png: bytes = b"", class_name: str = "") -> None:
