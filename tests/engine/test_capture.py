@@ -183,9 +183,17 @@ def test_channel_statistics_per_image_equal_the_batched_expressions():
     g = torch.Generator().manual_seed(0)
     a, gr = torch.randn(5, 7, 9, 11, generator=g), torch.randn(5, 7, 9, 11, generator=g)
     gr[0, 0, 0, :3] = torch.tensor([float("nan"), float("inf"), -0.0])
+    # the odd values where the mask A > 0 is on and where it is off: inf * 0 and NaN must not leak through
+    a[1, 2, 0, :4] = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    gr[1, 2, 0, :4] = torch.tensor([float("inf"), float("inf"), float("nan"), float("nan")])
+    a[2, 3, 0, :2] = torch.tensor([-1.0, 0.0])
+    gr[2, 3, 0, :2] = torch.tensor([float("inf"), float("-inf")])
+    gr[3] = -0.0  # every product a signed zero
     guided, mean, taylor = channel_statistics(a, gr)
     exact = dict(rtol=0, atol=0, equal_nan=True)
     torch.testing.assert_close(guided, guided_alpha(a, gr), **exact)
+    assert torch.equal(guided.view(torch.int32), guided_alpha(a, gr).view(torch.int32))  # bit for bit, signed zeros too
+    assert guided[1, 2].isinf() and guided[2, 3] == guided_alpha(a[2:3, 3:4], gr[2:3, 3:4])[0, 0]
     assert not guided.isnan().any()  # a NaN gradient counts as not positive, as in guided_alpha
     torch.testing.assert_close(mean, gr.mean(dim=(2, 3)), **exact)
     torch.testing.assert_close(taylor, taylor_alpha(a, gr), **exact)
