@@ -118,19 +118,68 @@ def assign(tree: Tree, k: int | None = None, threshold: float | None = None) -> 
         return np.zeros(0, dtype=np.int64)
     if n == 1:
         return np.zeros(1, dtype=np.int64)
+    z = tree.linkage
+    h = z[:, 2]
+    monotone = bool(np.all(h[1:] >= h[:-1]))
     if threshold is not None:
         if not np.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold}")
-        labels = fcluster(tree.linkage, float(threshold), criterion="distance")
+        if monotone:
+            return _cut_monotone(z, float(threshold))
+        labels = fcluster(z, float(threshold), criterion="distance")
     else:
         k = tree.suggested_k if k is None else int(k)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         # merges at height 0 join copies of one map: no cut by k separates them
-        separable = 1 + int(np.count_nonzero(tree.linkage[:, 2] > 0))
-        labels = fcluster(tree.linkage, min(k, n, separable), criterion="maxclust")
+        separable = 1 + int(np.count_nonzero(h > 0))
+        k = min(k, n, separable)
+        if k >= n:  # every leaf alone, numbered as the leaves are (as maxclust does)
+            return np.arange(n, dtype=np.int64)
+        if monotone:  # the lowest merge height that leaves at most k clusters (what maxclust searches for)
+            return _cut_monotone(z, float(h[n - k - 1]))
+        labels = fcluster(z, k, criterion="maxclust")
     _, idx = np.unique(labels, return_inverse=True)
     return idx.astype(np.int64)
+
+
+def _cut_monotone(z: np.ndarray, height: float) -> np.ndarray:
+    """``fcluster(z, height, "distance")`` as 0-based labels, for a linkage whose merge heights never go down
+    (Ward's, and every recipe's here): the same clusters (merges at or below ``height`` joined), numbered in
+    the same order as scipy's walk numbers them (tested against it). Without scipy's checks of the matrix,
+    which cost several times the cut itself at these sizes (a dataset run cuts every layer of every image)."""
+    m = z.shape[0]
+    n = m + 1
+    left = z[:, 0].astype(np.int64).tolist()
+    right = z[:, 1].astype(np.int64).tolist()
+    joined = (z[:, 2] <= height).tolist()
+    labels = [0] * n
+    count, leader = 0, -1
+    # depth first from the root, left before right: a joined merge met on the way down opens a cluster (all
+    # its leaves), a leaf outside every joined merge is a cluster by itself, numbered when its parent is left
+    stack = [(n + m - 1, False)]
+    while stack:
+        node, children_done = stack.pop()
+        i = node - n
+        a, b = left[i], right[i]
+        if not children_done:
+            if leader < 0 and joined[i]:
+                leader = node
+                count += 1
+            stack.append((node, True))
+            if b >= n:
+                stack.append((b, False))
+            if a >= n:
+                stack.append((a, False))
+            continue
+        for leaf in (a, b):
+            if leaf < n:
+                if leader < 0:
+                    count += 1
+                labels[leaf] = count - 1
+        if leader == node:
+            leader = -1
+    return np.asarray(labels, dtype=np.int64)
 
 
 def prune_mask(weights: np.ndarray) -> np.ndarray:

@@ -44,3 +44,38 @@ def test_clusters_of_nodes_follow_the_cut():
 def test_a_single_leaf_has_no_merges():
     walk = nodes(np.zeros((0, 4)))
     assert walk.n == 1 and walk.order.tolist() == [0] and walk.leaves(0).tolist() == [0]
+
+
+def _points(kind: str, n: int, rng) -> np.ndarray:
+    if kind == "distinct":
+        return rng.random((n, 4))
+    if kind == "ties":  # a 3 x 3 grid of values: many equal merge heights
+        return rng.integers(0, 3, (n, 2)).astype(float)
+    return np.repeat(rng.random((max(1, n // 3), 3)), 3, axis=0)[:n]  # copies: merges at height 0
+
+
+@pytest.mark.parametrize("kind", ["distinct", "ties", "copies"])
+def test_cuts_equal_scipys_fcluster_labels_and_numbering(kind):
+    """``assign`` cuts monotone trees without scipy (engine.tree._cut_monotone): the same clusters, numbered
+    the same, as fcluster by maxclust and by distance, for every k and at every merge height (ties too)."""
+    from inv_widgets.engine.tree import Tree, assign
+
+    rng = np.random.default_rng({"distinct": 0, "ties": 1, "copies": 2}[kind])
+    cases = 0
+    for _ in range(150):
+        x = _points(kind, int(rng.integers(2, 40)), rng)
+        n = len(x)
+        if n < 2:
+            continue
+        z = linkage(x, "ward")
+        tree = Tree("fast", z, n, 1, False)
+        separable = 1 + int(np.count_nonzero(z[:, 2] > 0))
+        for k in range(1, n + 2):
+            want = np.unique(fcluster(z, min(k, n, separable), "maxclust"), return_inverse=True)[1]
+            assert assign(tree, k=k).tolist() == want.tolist(), (k, z)
+            cases += 1
+        for height in [0.0, *z[:, 2], float(z[:, 2].mean()), float(z[:, 2].max() * 2)]:
+            want = np.unique(fcluster(z, height, "distance"), return_inverse=True)[1]
+            assert assign(tree, threshold=height).tolist() == want.tolist(), (height, z)
+            cases += 1
+    assert cases > 3000
