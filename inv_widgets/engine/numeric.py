@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .runtime import LRU
+
 __all__ = ["minmax_rows", "condensed_euclidean", "silhouette", "pca_scores", "pearson", "distinct_rows", "ROW_TOL"]
 
 #: Rows scaled to [0, 1] that agree within this in every column are copies of one map (rounding at most).
@@ -23,12 +25,30 @@ def minmax_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def condensed_euclidean(x: torch.Tensor) -> np.ndarray:
-    """Condensed pairwise Euclidean distances via one matrix product (n, d) -> (n(n-1)/2,)."""
+    """Condensed pairwise Euclidean distances via one matrix product (n, d) -> (n(n-1)/2,), float64 from
+    float32 arithmetic.
+
+    The (n, d) work (squared norms, Gram matrix) is torch's, on ``x``'s device; the (n, n) arithmetic is
+    numpy's on the CPU, the same float32 operations in the same order (so the same bits), without torch's
+    per-call cost on these small matrices (a dataset run computes thousands of them). The square root stays
+    torch's: on the CPU it is not always correctly rounded, and the distances must not change by an ulp.
+    """
     x = x.to(torch.float32)
-    sq = (x * x).sum(1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min_(0.0)
-    iu = torch.triu_indices(x.shape[0], x.shape[0], offset=1)
-    return d2[iu[0], iu[1]].sqrt().cpu().to(torch.float64).numpy()
+    n = x.shape[0]
+    sq = (x * x).sum(1).cpu().numpy()
+    gram = (x @ x.T).cpu().numpy()
+    d2 = sq[:, None] + sq[None, :]
+    d2 -= np.float32(2.0) * gram
+    np.maximum(d2, np.float32(0.0), out=d2)
+    return torch.from_numpy(d2[_upper(n)]).sqrt_().numpy().astype(np.float64)
+
+
+_UPPER = LRU(256)
+
+
+def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n, 1)``, kept for the sizes met lately (a few sizes recur thousands of times)."""
+    return _UPPER.get(n, lambda: np.triu_indices(n, 1)) if n <= 512 else np.triu_indices(n, 1)
 
 
 def silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
