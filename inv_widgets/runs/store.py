@@ -46,12 +46,14 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunStore", "RunBusyError", "FORMAT", "VERSION", "shard_name"]
+__all__ = ["RunStore", "RunBusyError", "FORMAT", "VERSION", "shard_name", "CHUNK_BYTES", "chunk_shape"]
 
 FORMAT = "inv-run"
 VERSION = 1
 _SHARD = re.compile(r"^s(\d{6,})$")
 _TMP = ".tmp-"
+#: uncompressed bytes per Zarr chunk of a shard's arrays (``chunk_shape``)
+CHUNK_BYTES = 1 << 20
 
 
 class RunBusyError(RuntimeError):
@@ -172,9 +174,10 @@ class RunStore:
         return (self.shards / shard_name(s)).is_dir()
 
     def write_shard(self, s: int, maps: pd.DataFrame, images: pd.DataFrame, arrays: dict[str, np.ndarray],
-                    chunk_rows: dict[str, int] | None = None) -> bool:
+                    chunk_bytes: int = CHUNK_BYTES) -> bool:
         """Write shard ``s`` privately and publish it with one rename.
 
+        Arrays are chunked along their first axis, about ``chunk_bytes`` (before compression) per chunk.
         Returns True when this call committed it, False when another writer had already (ours is dropped).
         """
         import zarr
@@ -191,7 +194,7 @@ class RunStore:
             images.to_parquet(tmp / "images.parquet", index=False)
             zstore = zarr.storage.ZipStore(tmp / "arrays.zarr.zip", mode="w")
             try:
-                sync(_write_arrays(zstore, arrays, chunk_rows or {}))
+                sync(_write_arrays(zstore, arrays, chunk_bytes))
             finally:
                 zstore.close()
             for f in tmp.iterdir():
@@ -210,7 +213,7 @@ class RunStore:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def _write_arrays(zstore, arrays: dict[str, np.ndarray], chunk_rows: dict[str, int]) -> None:
+async def _write_arrays(zstore, arrays: dict[str, np.ndarray], chunk_bytes: int) -> None:
     """Create and fill every array of a shard concurrently (one round trip to zarr's event loop)."""
     import asyncio
 
@@ -221,10 +224,19 @@ async def _write_arrays(zstore, arrays: dict[str, np.ndarray], chunk_rows: dict[
     codec = ZstdCodec(level=1)  # the default level's size within 2 %, at two thirds of the time
 
     async def one(name: str, arr: np.ndarray) -> None:
-        rows = chunk_rows.get(name.split("/")[0], arr.shape[0] or 1)
-        chunks = (max(1, min(rows, arr.shape[0] or 1)),) + tuple(max(1, d) for d in arr.shape[1:])
-        out = await group.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=chunks, compressors=codec)
+        out = await group.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=chunk_shape(arr, chunk_bytes),
+                                       compressors=codec, config={"write_empty_chunks": True})
         if arr.size:
             await out.setitem(slice(None), arr)
 
     await asyncio.gather(*(one(n, a) for n, a in arrays.items()))
+
+
+def chunk_shape(arr: np.ndarray, chunk_bytes: int | None = None) -> tuple[int, ...]:
+    """Chunks of whole rows (first axis), about ``chunk_bytes`` each: one image's maps of a layer are in one or
+    two chunks, and a shard's array is a handful of chunks rather than one per few rows (zarr's cost per
+    chunk is about a millisecond, more than compressing it)."""
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+    row = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize)
+    rows = max(1, min(arr.shape[0] or 1, chunk_bytes // row))
+    return (rows,) + tuple(max(1, d) for d in arr.shape[1:])
