@@ -1,4 +1,5 @@
 """The shared runtime helpers (engine/runtime.py): eval_mode, limited_threads, LRU."""
+import sys
 import threading
 
 import pytest
@@ -101,3 +102,39 @@ def test_lru_keeps_the_most_recently_used():
     assert c.get("b", default=0) == 0 and c.get("a") == "A"
     with pytest.raises(ValueError):
         LRU(0)
+
+
+def _faults_of_big_allocations(times: int = 4) -> int:
+    """Minor page faults of allocating, touching and freeing a 64 MB buffer ``times`` times (after one)."""
+    import resource
+
+    torch.empty(16 << 20).fill_(1.0)  # 64 MB: above every mmap threshold glibc picks by itself
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(times):
+        torch.empty(16 << 20).fill_(1.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_reuse_freed_memory_stops_the_page_faults_of_a_loop_and_ends_with_the_defaults():
+    from inv_widgets.engine.runtime import reuse_freed_memory
+
+    pages = (64 << 20) // 4096
+    outside = _faults_of_big_allocations()
+    with reuse_freed_memory() as active:
+        assert active
+        with reuse_freed_memory() as nested:  # nested blocks share the setting
+            assert nested
+        inside = _faults_of_big_allocations()
+    after = _faults_of_big_allocations()
+    assert outside > 3 * pages  # each 64 MB buffer is mapped afresh and faulted in page by page
+    assert inside < pages // 4  # the same heap memory, reused
+    assert after > 3 * pages  # back to glibc's behaviour when the block ends
+
+
+def test_reuse_freed_memory_can_be_turned_off(monkeypatch):
+    from inv_widgets.engine.runtime import reuse_freed_memory
+
+    monkeypatch.setenv("INV_WIDGETS_REUSE_MEMORY", "0")
+    with reuse_freed_memory() as active:
+        assert not active
