@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.recipes import get_recipe
+from ..engine.runtime import reuse_freed_memory
 from .compute import WARD_BACKENDS
-from .pipeline import CHUNK_ROWS, build_session, compute_shard, describe, load_shard, shard_meta
+from .pipeline import build_session, compute_shard, describe, load_shard, shard_meta
 from .run import Run
 from .store import VERSION, FORMAT, RunStore
 
@@ -194,30 +195,69 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
 
 
 def _run_here(session, store, meta, todo, batch_size, ward, bar) -> None:
-    """Shard after shard in this process, as a three-stage pipeline: a thread reads the next shard's images
-    while this one computes, and another writes the previous one (at most three shards in memory)."""
+    """Shard after shard in this process. The model's pass uses every core; the clustering after it runs
+    on one thread, so meanwhile the other cores write the shard computed before and read the next one (one
+    writer and one reader thread, :class:`_SideWork`). At most three shards are in memory: the one being
+    read, the one being computed, the one being written. A shard computed when the run is interrupted
+    (Ctrl-C) is still written: the rerun resumes after it."""
     from concurrent.futures import ThreadPoolExecutor
 
     todo = [s for s in todo if not store.is_committed(s)]
     if not todo:
         return
-    with ThreadPoolExecutor(1, thread_name_prefix="inv-run-reader") as reader, \
+    with reuse_freed_memory(), ThreadPoolExecutor(1, thread_name_prefix="inv-run-reader") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="inv-run-writer") as writer:
-        nxt = reader.submit(load_shard, session, meta, todo[0])
-        pending = None
-        for n, s in enumerate(todo):
-            loaded = nxt.result()
-            if n + 1 < len(todo):
-                nxt = reader.submit(load_shard, session, meta, todo[n + 1])
-            maps, images, arrays = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, loaded=loaded)
-            del loaded
-            if pending is not None:
-                pending[0].result()
-                bar.update(pending[1])
-            pending = (writer.submit(store.write_shard, s, maps, images, arrays, CHUNK_ROWS), len(images))
-            del maps, images, arrays
-        pending[0].result()
-        bar.update(pending[1])
+        side = _SideWork(session, store, meta, todo, reader, writer, bar)
+        try:
+            for n, s in enumerate(todo):
+                loaded = side.loaded()
+                result = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, loaded=loaded,
+                                       after_pass=lambda n=n: side.start(n))
+                side.start(n)  # (a shard without batches)
+                del loaded
+                side.computed = (s, *result)
+                del result
+        finally:
+            side.write_computed()
+            side.wait_write()
+
+
+class _SideWork:
+    """The reading and writing around the main thread's computing, started when a shard's model pass ends."""
+
+    def __init__(self, session, store, meta, todo, reader, writer, bar):
+        self.session, self.store, self.meta, self.todo = session, store, meta, todo
+        self.reader, self.writer, self.bar = reader, writer, bar
+        self.next = reader.submit(load_shard, session, meta, todo[0])
+        self.started = -1  # the last shard (position in todo) whose side work was started
+        self.computed = None  # (shard, maps, images, arrays) computed, not yet handed to the writer
+        self.writing = None  # (future, images) of the write in progress
+
+    def loaded(self) -> dict:
+        return self.next.result()
+
+    def start(self, n: int) -> None:
+        """Once per shard: read the next shard, write the one computed before."""
+        if self.started == n:
+            return
+        self.started = n
+        if n + 1 < len(self.todo):
+            self.next = self.reader.submit(load_shard, self.session, self.meta, self.todo[n + 1])
+        self.write_computed()
+
+    def write_computed(self) -> None:
+        if self.computed is None:
+            return
+        self.wait_write()  # one write at a time: a slow disk holds the loop back, not memory
+        self.writing = (self.writer.submit(self.store.write_shard, *self.computed), len(self.computed[2]))
+        self.computed = None
+
+    def wait_write(self) -> None:
+        if self.writing is not None:
+            future, images = self.writing
+            self.writing = None
+            future.result()
+            self.bar.update(images)
 
 
 def _bar(total: int, initial: int, enabled: bool):

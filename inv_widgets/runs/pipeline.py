@@ -17,11 +17,7 @@ from ..inputs import tensor_id
 from .compute import explain_batch
 from .store import RunStore
 
-__all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward",
-           "CHUNK_ROWS"]
-
-#: rows per Zarr chunk in a shard: one image's maps of a layer (3-8 rows) are one or two chunks
-CHUNK_ROWS = {"maps": 8, "gradcam": 8, "images": 8, "channel_weights": 64, "logits": 64}
+__all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward"]
 
 
 def build_session(factory):
@@ -108,7 +104,7 @@ def process_shard(session, store: RunStore, meta: dict, s: int, *, batch_size: i
         return {"shard": s, "images": len(shard_meta(meta, s)["shard_indices"]), "maps": 0, "committed": False,
                 "seconds": 0.0}
     maps, images, arrays = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, lock=lock)
-    committed = store.write_shard(s, maps, images, arrays, CHUNK_ROWS)
+    committed = store.write_shard(s, maps, images, arrays)
     return {"shard": s, "images": len(images), "maps": len(maps), "committed": committed,
             "seconds": time.perf_counter() - t0}
 
@@ -127,9 +123,10 @@ def load_shard(session, meta: dict, s: int) -> dict:
 
 
 def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "auto",
-                  lock: threading.Lock | None = None,
-                  loaded: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-    """The tables and arrays of shard ``s`` (nothing written); ``loaded``: its images, read already."""
+                  lock: threading.Lock | None = None, loaded: dict | None = None,
+                  after_pass=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """The tables and arrays of shard ``s`` (nothing written); ``loaded``: its images, read already;
+    ``after_pass``: called after each batch's model pass, before its clustering (``explain_batch``)."""
     if session.fingerprint != meta["model"]:
         raise ValueError(f"this session's model ({session.fingerprint}) is not the run's ({meta['model']}): the "
                          "factory builds another model or other weights than the ones the run was started with")
@@ -149,7 +146,8 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
         t = targets if targets is None or isinstance(targets, int) else targets[start:start + bs]
         with lock or nullcontext():
             out = explain_batch(session.model, x, layers, t, recipe=meta["recipe"], k=meta["k"], ward=ward,
-                                weighting=meta.get("weighting", "guided"), output=getattr(session, "output", None))
+                                weighting=meta.get("weighting", "guided"), output=getattr(session, "output", None),
+                                after_pass=after_pass)
         if [lo.name for lo in out.layers] != layers:
             raise RuntimeError(f"the model's layers fired in the order {[lo.name for lo in out.layers]}, not "
                                f"{layers} as when the run began; the model's forward pass changed")

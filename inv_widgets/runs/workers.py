@@ -11,6 +11,7 @@ import uuid
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from ..engine.runtime import reuse_freed_memory
 from .pipeline import build_session, describe, process_shard
 from .store import RunStore
 
@@ -54,13 +55,21 @@ class SessionPlugin(WorkerPlugin):
         self.name = name
         self.session = None
         self.lock = None
+        self._memory = None
 
     def setup(self, worker):
         self.lock = threading.Lock()  # one model pass at a time, whatever the worker's thread count
         self.session = build_session(self.factory)
+        # the worker's shards reuse each other's freed memory instead of page-faulting it in again, for as
+        # long as the session lives on the worker (engine.runtime.reuse_freed_memory)
+        self._memory = reuse_freed_memory()
+        self._memory.__enter__()
 
     def teardown(self, worker):
         self.session = None
+        memory, self._memory = self._memory, None
+        if memory is not None:
+            memory.__exit__(None, None, None)
 
 
 def _plugin(name: str) -> SessionPlugin:
