@@ -1,8 +1,8 @@
 """One batch of images -> everything a stored run keeps of them, without Explanation objects.
 
 The same steps as ``Session.explain`` followed by ``cut()`` on every layer (the same engine functions:
-``run_model``, ``layer_percent``, the keep filter, ``condensed_euclidean`` and scipy's Ward as the fast
-recipe's ``build_trees`` uses them, ``build_trees`` itself for the other recipes, ``assign``,
+``run_model``, ``layer_percent``, the keep filter, the fast recipe's ``ward`` and ``gap_k``,
+``build_trees`` itself for the other recipes, ``assign``,
 ``prune_mask``), batched across the images and layers of a batch, and only what is stored is made: cluster maps at feature
 resolution (min-max scaled, float16), their weights and members, the layer's Grad-CAM (feature
 resolution, min-max scaled), per-channel weights, logits. No map is upsampled to the input size.
@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.cluster.hierarchy import linkage as scipy_linkage
 
 from ..engine import run_model
-from ..engine.numeric import condensed_euclidean
 from ..engine.recipes import build_trees
+from ..engine.recipes.base import ward as ward_linkage
 from ..engine.recipes.fast import gap_k
 from ..engine.runtime import limited_threads
 from ..engine.tree import Tree, assign, prune_mask
@@ -109,8 +108,8 @@ def _padded(x: torch.Tensor, cnt: np.ndarray) -> torch.Tensor:
 
 
 def _scipy_fast_trees(xs: list[tuple[torch.Tensor, np.ndarray]]) -> list[list[Tree]]:
-    """The fast recipe's dendrograms, exactly as ``build_trees(maps, "fast")`` makes them (the engine's
-    distances and scipy's Ward), from rows already scaled."""
+    """The fast recipe's dendrograms, exactly as ``build_trees(maps, "fast")`` makes them (the recipe's
+    ``ward``), from rows already scaled."""
     out = []
     for x, cnt in xs:
         trees, start = [], 0
@@ -119,7 +118,7 @@ def _scipy_fast_trees(xs: list[tuple[torch.Tensor, np.ndarray]]) -> list[list[Tr
             if n < 2:
                 trees.append(Tree("fast", np.zeros((0, 4)), n, max(n, 1), False))
             else:
-                z = scipy_linkage(condensed_euclidean(x[start:start + n]), method="ward")
+                z = ward_linkage(x[start:start + n])
                 trees.append(Tree("fast", z, n, gap_k(z[:, 2], n), False))
             start += n
         out.append(trees)

@@ -178,6 +178,25 @@ def test_fast_is_ward_on_the_scaled_maps_with_the_widest_gap():
     assert gap_k(h, 8) == 3
 
 
+@pytest.mark.parametrize("copies", [False, True])
+def test_ward_is_scipys_linkage_bit_for_bit(copies):
+    """The recipes' ``ward`` calls scipy's kernel directly: the same matrix as ``linkage(y, "ward")``, and
+    scipy's own error for distances that are not finite."""
+    from inv_widgets.engine.numeric import condensed_euclidean
+    from inv_widgets.engine.recipes.base import ward
+
+    g = torch.Generator().manual_seed(3)
+    for n in (2, 3, 17, 64):
+        x = torch.rand(n, 300, generator=g)
+        if copies:
+            x[n // 2:] = x[0]  # merges at height 0
+        ref = linkage(condensed_euclidean(x), method="ward")
+        assert ward(x).tobytes() == ref.tobytes()
+    x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        ward(x)
+
+
 def test_paper_layers_side_by_side_equal_one_at_a_time():
     """The paper recipe's shared embedding step gives each layer the tree it gets alone (and tiny layers are
     clustered as they are)."""
