@@ -53,15 +53,18 @@ def channel_statistics(acts: torch.Tensor, grads: torch.Tensor, weighting: str |
 
 
 def _guided_alpha_cpu(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """:func:`guided_alpha` bit for bit, about 1.7x faster on the CPU (where ``torch.where`` is slow).
+    """:func:`guided_alpha` bit for bit, about twice as fast on the CPU (where ``torch.where`` and bool masks
+    are slow).
 
-    ``threshold(G, 0, 0)`` is G where G > 0 and +0 elsewhere, except that a NaN stays NaN; times the mask
-    A > 0 it is the guided product wherever it is not NaN: NaN appears only from a NaN gradient or from
-    ``inf * 0`` (an infinite gradient where A <= 0), and the guided product has no NaN at all. So a row whose
-    mean is not NaN is exactly ``guided_alpha``'s (the same values, reduced alike), and the rare NaN rows are
-    computed again by ``guided_alpha`` itself.
+    The mask A > 0 is written as 1.0 / 0.0 (``gt`` into a float tensor: a NaN activation gives 0, as in the
+    mask), multiplied by G and thresholded at 0 (values that are not positive become +0): the guided product
+    wherever it is not NaN, the same values reduced alike. NaN appears only from ``0 * inf`` (an infinite
+    gradient where A <= 0) or a NaN gradient, where the guided product is 0 (it has no NaN at all); such rows
+    are computed again by ``guided_alpha`` itself.
     """
-    alpha = F.threshold(grads, 0.0, 0.0).mul_(acts > 0).mean(dim=(2, 3))
+    t = torch.gt(acts, 0, out=torch.empty_like(acts)).mul_(grads)
+    F.threshold(t, 0.0, 0.0, inplace=True)
+    alpha = t.mean(dim=(2, 3))
     bad = alpha.isnan()
     if bad.any():
         alpha = torch.where(bad, guided_alpha(acts, grads), alpha)
