@@ -172,8 +172,9 @@ class LRU:
         return f"LRU({len(self)}/{self.maxsize})"
 
 
-def return_freed_memory() -> bool:
-    """Collect garbage, then ask the C allocator to give freed memory back to the operating system.
+def return_freed_memory(collect: bool = True) -> bool:
+    """Collect garbage (unless ``collect=False``), then ask the C allocator to give freed memory back to the
+    operating system.
 
     Arrays and tensors dropped from a cache are freed, but glibc keeps much of that memory in its heap (an
     explanation is many medium-sized buffers), so the process's resident size stays where it was. On Linux
@@ -183,7 +184,8 @@ def return_freed_memory() -> bool:
     import gc
     import sys
 
-    gc.collect()
+    if collect:
+        gc.collect()
     if not sys.platform.startswith("linux"):
         return False
     try:
