@@ -19,7 +19,7 @@ from typing import Any, Callable, Hashable, Iterator
 import torch
 from torch import nn
 
-__all__ = ["eval_mode", "limited_threads", "LRU", "return_freed_memory", "reuse_freed_memory"]
+__all__ = ["eval_mode", "limited_threads", "LRU", "return_freed_memory", "reuse_freed_memory", "MemoryReuse"]
 
 
 @contextmanager
@@ -172,9 +172,8 @@ class LRU:
         return f"LRU({len(self)}/{self.maxsize})"
 
 
-def return_freed_memory(collect: bool = True) -> bool:
-    """Collect garbage (unless ``collect=False``), then ask the C allocator to give freed memory back to the
-    operating system.
+def return_freed_memory() -> bool:
+    """Collect garbage, then ask the C allocator to give freed memory back to the operating system.
 
     Arrays and tensors dropped from a cache are freed, but glibc keeps much of that memory in its heap (an
     explanation is many medium-sized buffers), so the process's resident size stays where it was. On Linux
@@ -182,44 +181,58 @@ def return_freed_memory(collect: bool = True) -> bool:
     garbage and returns False.
     """
     import gc
-    import sys
 
-    if collect:
-        gc.collect()
-    if not sys.platform.startswith("linux"):
+    gc.collect()
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
-        return False
+    libc.malloc_trim(0)
     return True
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _reuse_lock = threading.Lock()
 _reuse_depth = 0
+_GLIBC: list = []  # the C library, once looked up: [handle or None]
 
 
-def _libc():
-    import ctypes
-    import sys
+def _glibc():
+    """glibc through ctypes, or None (not Linux, or another C library: musl has no libc.so.6 with these)."""
+    if not _GLIBC:
+        import ctypes
+        import sys
 
-    if not sys.platform.startswith("linux") or os.environ.get("INV_WIDGETS_REUSE_MEMORY", "1") == "0":
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt  # noqa: B018 - glibc (musl has no libc.so.6)
-        libc.malloc_trim  # noqa: B018
-    except (OSError, AttributeError):
-        return None
-    return libc
+        libc = None
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                libc.mallopt  # noqa: B018 - both must be there
+                libc.malloc_trim  # noqa: B018
+            except (OSError, AttributeError):
+                libc = None
+        _GLIBC.append(libc)
+    return _GLIBC[0]
+
+
+class MemoryReuse:
+    """What :func:`reuse_freed_memory` yields: true when it took effect; :meth:`step` once per batch or shard."""
+
+    def __init__(self, libc, trim_every: int):
+        self._libc, self._every, self._steps = libc, max(1, int(trim_every)), 0
+
+    def __bool__(self) -> bool:
+        return self._libc is not None
+
+    def step(self) -> None:
+        """Count one batch (or shard); every ``trim_every`` of them, give back what of the kept heap is free
+        (``malloc_trim``: fragments that no later batch fits in would otherwise stay until the block ends)."""
+        self._steps += 1
+        if self._libc is not None and self._steps % self._every == 0:
+            self._libc.malloc_trim(0)
 
 
 @contextmanager
-def reuse_freed_memory() -> Iterator[bool]:
+def reuse_freed_memory(trim_every: int = 16) -> Iterator[MemoryReuse]:
     """For the block, glibc keeps memory that is freed for the next allocation instead of unmapping it.
 
     A run over many batches allocates and frees the same few hundred MB per batch (feature maps, gradients,
@@ -228,17 +241,19 @@ def reuse_freed_memory() -> Iterator[bool]:
     kernel: about 700,000 page faults per 256 demo images, a quarter of the model pass's time. Inside the
     block every block up to 1 GB comes from the heap and the heap is not trimmed, so a batch reuses the
     pages of the one before (resident memory stays at the largest batch's needs, as the run's flat-memory
-    test checks). On leaving, the thresholds are set to 32 MB and 64 MB, the ceiling glibc's own dynamic
-    thresholds reach once a block of that size is freed, and ``malloc_trim(0)`` gives the heap back.
+    test checks); ``step()`` on what it yields, once per batch, trims every ``trim_every`` batches so that
+    free fragments do not pile up over a long loop. On leaving, the thresholds are set to 32 MB and 64 MB,
+    the ceiling glibc's own dynamic thresholds reach once a block of that size is freed, and
+    ``malloc_trim(0)`` gives the heap back.
 
-    Yields whether it took effect: only with glibc on Linux; nothing is changed elsewhere or when the
-    environment variable ``INV_WIDGETS_REUSE_MEMORY=0`` is set (e.g. under jemalloc or tcmalloc). Nested
-    and concurrent blocks share one setting, undone when the last one ends.
+    What it yields is true when it took effect: only with glibc on Linux; nothing is changed elsewhere or
+    when the environment variable ``INV_WIDGETS_REUSE_MEMORY=0`` is set (e.g. under jemalloc or tcmalloc).
+    Nested and concurrent blocks share one setting, undone when the last one ends.
     """
     global _reuse_depth
-    libc = _libc()
+    libc = None if os.environ.get("INV_WIDGETS_REUSE_MEMORY", "1") == "0" else _glibc()
     if libc is None:
-        yield False
+        yield MemoryReuse(None, trim_every)
         return
     with _reuse_lock:
         if _reuse_depth == 0:
@@ -246,7 +261,7 @@ def reuse_freed_memory() -> Iterator[bool]:
             libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
         _reuse_depth += 1
     try:
-        yield True
+        yield MemoryReuse(libc, trim_every)
     finally:
         with _reuse_lock:
             _reuse_depth -= 1

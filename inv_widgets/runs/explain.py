@@ -9,17 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.recipes import get_recipe
-from ..engine.runtime import return_freed_memory, reuse_freed_memory
+from ..engine.runtime import reuse_freed_memory
 from .compute import WARD_BACKENDS
 from .pipeline import build_session, compute_shard, describe, load_shard, shard_meta
 from .run import Run
 from .store import VERSION, FORMAT, RunStore
 
 __all__ = ["explain_dataset"]
-
-#: shards between two trims of the heap in a run (``reuse_freed_memory`` keeps freed memory for the next batch;
-#: a trim every so often gives back what fragments of it stay free, so a long run's memory does not creep)
-_TRIM_EVERY = 16
 
 # what must match for a rerun to continue a run (the rest of run.json describes the model and data)
 _SAME = ("model", "layers", "recipe", "k", "target", "indices")
@@ -209,7 +205,7 @@ def _run_here(session, store, meta, todo, batch_size, ward, bar) -> None:
     todo = [s for s in todo if not store.is_committed(s)]
     if not todo:
         return
-    with reuse_freed_memory(), ThreadPoolExecutor(1, thread_name_prefix="inv-run-reader") as reader, \
+    with reuse_freed_memory() as memory, ThreadPoolExecutor(1, thread_name_prefix="inv-run-reader") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="inv-run-writer") as writer:
         side = _SideWork(session, store, meta, todo, reader, writer, bar)
         try:
@@ -221,8 +217,7 @@ def _run_here(session, store, meta, todo, batch_size, ward, bar) -> None:
                 del loaded
                 side.computed = (s, *result)
                 del result
-                if n % _TRIM_EVERY == _TRIM_EVERY - 1:
-                    return_freed_memory(collect=False)  # what fragments of the kept heap are free goes back
+                memory.step()  # a trim every 16 shards: a long run's memory does not creep
         finally:
             side.write_computed()
             side.wait_write()

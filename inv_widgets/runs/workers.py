@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from contextlib import ExitStack
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -55,21 +56,22 @@ class SessionPlugin(WorkerPlugin):
         self.name = name
         self.session = None
         self.lock = None
-        self._memory = None
+        self._resources = None
+        self.memory = None
 
     def setup(self, worker):
         self.lock = threading.Lock()  # one model pass at a time, whatever the worker's thread count
         self.session = build_session(self.factory)
         # the worker's shards reuse each other's freed memory instead of page-faulting it in again, for as
         # long as the session lives on the worker (engine.runtime.reuse_freed_memory)
-        self._memory = reuse_freed_memory()
-        self._memory.__enter__()
+        self._resources = ExitStack()
+        self.memory = self._resources.enter_context(reuse_freed_memory())
 
     def teardown(self, worker):
         self.session = None
-        memory, self._memory = self._memory, None
-        if memory is not None:
-            memory.__exit__(None, None, None)
+        resources, self._resources, self.memory = self._resources, None, None
+        if resources is not None:
+            resources.close()
 
 
 def _plugin(name: str) -> SessionPlugin:
@@ -91,7 +93,9 @@ def length_task(name: str) -> int:
 
 def shard_task(name: str, root: str, meta: dict, s: int, batch_size: int, ward: str) -> dict:
     plugin = _plugin(name)
-    return process_shard(plugin.session, RunStore(root), meta, s, batch_size=batch_size, ward=ward, lock=plugin.lock)
+    done = process_shard(plugin.session, RunStore(root), meta, s, batch_size=batch_size, ward=ward, lock=plugin.lock)
+    plugin.memory.step()
+    return done
 
 
 def register_session(client, factory) -> str:

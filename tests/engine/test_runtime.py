@@ -1,5 +1,6 @@
 """The shared runtime helpers (engine/runtime.py): eval_mode, limited_threads, LRU."""
 import os
+import platform
 import sys
 import threading
 
@@ -126,12 +127,14 @@ with reuse_freed_memory() as active:
         pass
     loop()
     held = resident_mb()
-print(json.dumps({"active": active and nested, "before": before, "after_loop": after_loop, "held": held,
+print(json.dumps({"active": bool(active) and bool(nested), "before": before, "after_loop": after_loop, "held": held,
                   "after": resident_mb()}))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc",
+                    reason="reuse_freed_memory works through glibc's mallopt; with another C library it does "
+                           "nothing and says so (tested below with the switch off)")
 def test_reuse_freed_memory_keeps_one_buffer_for_the_loop_and_gives_it_back():
     """By default a 64 MB buffer goes back to the kernel when freed (and comes back zero-filled, page by page,
     the next time); inside the block it stays in the process and the loop reuses it (one buffer held, not
