@@ -1,7 +1,7 @@
 """One batch of images -> everything a stored run keeps of them, without Explanation objects.
 
 The same steps as ``Session.explain`` followed by ``cut()`` on every layer (the same engine functions:
-``run_model``, ``layer_percent``, the keep filter, the fast recipe's ``ward`` and ``gap_k``,
+``run_model``, ``layer_percent``, the keep filter, the fast recipe's ``link``,
 ``build_trees`` itself for the other recipes, ``assign``,
 ``prune_mask``), batched across the images and layers of a batch, and only what is stored is made: cluster maps at feature
 resolution (min-max scaled, float16), their weights and members, the layer's Grad-CAM (feature
@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import run_model
-from ..engine.recipes import build_trees
-from ..engine.recipes.base import ward as ward_linkage
+from ..engine.recipes import build_trees, get_recipe
 from ..engine.recipes.fast import gap_k
 from ..engine.runtime import limited_threads
 from ..engine.tree import Tree, assign, prune_mask
@@ -31,6 +30,7 @@ from ..engine.weights import KEEP_FACTOR, check_weighting, layer_percent
 __all__ = ["LayerOut", "BatchOut", "explain_batch", "WARD_BACKENDS"]
 
 WARD_BACKENDS = ("auto", "scipy", "torch")
+_FAST = get_recipe("fast")
 
 
 @dataclass
@@ -109,8 +109,8 @@ def _padded(x: torch.Tensor, cnt: np.ndarray) -> torch.Tensor:
 
 
 def _scipy_fast_trees(xs: list[tuple[torch.Tensor, np.ndarray]]) -> list[list[Tree]]:
-    """The fast recipe's dendrograms, exactly as ``build_trees(maps, "fast")`` makes them (the recipe's
-    ``ward``), from rows already scaled."""
+    """The fast recipe's dendrograms, exactly as ``build_trees(maps, "fast")`` makes them (the recipe's own
+    ``link``), from rows already scaled."""
     out = []
     for x, cnt in xs:
         trees, start = [], 0
@@ -119,8 +119,8 @@ def _scipy_fast_trees(xs: list[tuple[torch.Tensor, np.ndarray]]) -> list[list[Tr
             if n < 2:
                 trees.append(Tree("fast", np.zeros((0, 4)), n, max(n, 1), False))
             else:
-                z = ward_linkage(x[start:start + n])
-                trees.append(Tree("fast", z, n, gap_k(z[:, 2], n), False))
+                link = _FAST.link(x[start:start + n])
+                trees.append(Tree("fast", link.linkage, n, link.suggested_k, _FAST.prune))
             start += n
         out.append(trees)
     return out
