@@ -874,6 +874,7 @@ class PartsDataset:
         return self._get(i)[3]
 
     def class_name(self, i) -> str:
+        """The class name of image ``i`` (``classes[label(i)]``)."""
         return CLASSES[self.label(i)]
 
     def parts_of(self, cls) -> list[str]:

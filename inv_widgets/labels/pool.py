@@ -50,6 +50,10 @@ class PoolSpec:
     @classmethod
     def for_session(cls, session, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None,
                     recipe: str | None = None, k: int | None = None, target: str = "label") -> "PoolSpec":
+        """The pool a game over ``session`` plays: its ``images`` (default all), ``layers`` (default all),
+        ``recipe`` (default the session's), cut ``k`` (default the suggested one) and ``target`` (one of
+        :data:`TARGETS`: "label", the dataset's label, else the prediction; or "predicted"); every value checked
+        here."""
         recipe = recipe or session.recipe
         get_recipe(recipe)  # the registry checks the name (its error lists the choices)
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):

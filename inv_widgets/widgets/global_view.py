@@ -123,6 +123,7 @@ class GlobalView(W.VBox):
 
     @property
     def layers(self) -> list[str]:
+        """The layers of the global explanation, in forward order (one column each)."""
         return list(self.global_explanation.layers)
 
     def shown(self) -> list[list[dict]]:
@@ -185,6 +186,7 @@ class GlobalView(W.VBox):
         return key
 
     def close(self):
+        """Stop following the global explanation's TCAV results and close the widget."""
         stop = getattr(self, "_unobserve", None)  # absent when __init__ failed
         if stop is not None:
             stop()

@@ -171,6 +171,7 @@ class Explorer(W.VBox):
 
     @property
     def explanation(self):
+        """The :class:`~inv_widgets.engine.Explanation` shown (image and target)."""
         return self._view.explanation
 
     @property
@@ -180,18 +181,22 @@ class Explorer(W.VBox):
 
     @property
     def layer(self) -> str:
+        """Name of the layer shown."""
         return self._view.layer_name
 
     @property
     def layers(self) -> list[str]:
+        """The explained layers, in forward order (the layer slider's stops)."""
         return list(self._view.explanation.layers)
 
     @property
     def recipe(self) -> str:
+        """The clustering recipe shown (a name of the recipe registry)."""
         return self._view.recipe
 
     @property
     def layer_result(self):
+        """The shown layer's :class:`~inv_widgets.engine.LayerResult` (weights, kept channels, dendrogram)."""
         return self._view.layer
 
     @property
@@ -206,6 +211,7 @@ class Explorer(W.VBox):
 
     @property
     def threshold(self) -> float:
+        """Height at which the dendrogram is cut."""
         return float(self._view.clusters.threshold)
 
     @property
@@ -215,10 +221,12 @@ class Explorer(W.VBox):
 
     @property
     def cmap(self) -> str:
+        """Colour map of the cluster maps (``set_cmap`` changes it)."""
         return self._cmap
 
     @property
     def alpha(self) -> float:
+        """Opacity of the maps over the image, 0..1 (gallery, detail and compare view together)."""
         return float(self.gallery.alpha)
 
     @alpha.setter
@@ -272,6 +280,7 @@ class Explorer(W.VBox):
         self._push_detail()
 
     def set_cmap(self, cmap: str) -> None:
+        """Colour the maps with another colour map (``"jet"``, ``"viridis"``, ``"inferno"``, ``"gray"``)."""
         render.colormap(cmap)
         self._cmap = cmap
         with self._silenced():
