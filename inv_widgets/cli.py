@@ -246,7 +246,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="layers found automatically: every Conv2d ('conv', default) or the model's blocks "
                          "(ResNet's BasicBlock, GoogLeNet's inception modules, ...)")
     ex.add_argument("--recipe", default="fast", type=_recipe,
-                    help="clustering recipe: fast (default), paper, paper-sklearn or another registered one")
+                    help="clustering recipe: fast (default), paper, paper-sklearn, spatial or another registered one")
     ex.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
                     help="channel weights: guided (the paper's guided gradients, default) or taylor "
                          "(gradient x activation)")

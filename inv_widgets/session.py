@@ -57,7 +57,7 @@ class Session:
         explain it anyway). ``session.layers`` is that list once the model has run.
     recipe : str
         Default clustering recipe, a name of the recipe registry (``inv_widgets.engine.recipes``): "fast"
-        (default), "paper" or "paper-sklearn".
+        (default), "paper", "paper-sklearn" or "spatial".
     output : int, str or callable, optional
         Which of the model's outputs holds the logits, for a model that returns several: an index into a
         tuple, a key of a dict, or a callable ``f(outputs) -> logits``. By default a tensor as it is, the first
