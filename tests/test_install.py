@@ -16,7 +16,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-TOOL_EXTRAS = {"notebook", "test", "dev"}  # programs to run the notebooks and tests, not imported by the package
+TOOL_EXTRAS = {"notebook", "test", "docs", "dev"}  # programs to run the notebooks and tests, not imported by the package
+#: Libraries the package uses without importing them itself, with how.
+USED_INDIRECTLY = {"pyarrow": "pandas' Parquet engine: DataFrame.to_parquet and read_parquet in runs/"}
 
 
 def _dist(requirement: str) -> str:
@@ -67,7 +69,7 @@ def test_every_library_imported_is_declared_and_every_extra_is_used():
         imported[module] = dists
     undeclared = {m: d for m, d in imported.items() if not d & declared}
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
-    used = set().union(*imported.values())
+    used = set().union(*imported.values()) | set(USED_INDIRECTLY)
     for name, dists in extras.items():
         if name in TOOL_EXTRAS:
             continue
@@ -123,3 +125,23 @@ def test_readme_install_section_names_every_extra_and_the_cpu_torch_index():
                 assert first in brings.replace(" ", "-") or first in brings, (name, r, row.group(0))
     assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in section
     assert "CUDA" in section and "3 GB" in section
+
+
+def test_stored_runs_without_the_runs_extra_name_it_before_any_work(tiny_cnn, tmp_path, monkeypatch):
+    """zarr and pyarrow serve only stored runs, so they are the ``runs`` extra's (issue 22): without them
+    explain_dataset and Run.open say the install command, and nothing is written."""
+    import inv_widgets as inv
+
+    project = PYPROJECT["project"]
+    base = {_dist(r) for r in project["dependencies"]}
+    assert not base & {"zarr", "pyarrow", "numcodecs"}
+    assert {"zarr", "pyarrow"} <= {_dist(r) for r in project["optional-dependencies"]["runs"]}
+    session = inv.Session(tiny_cnn, [torch.rand(3, 16, 16)])
+    for missing in ("zarr", "pyarrow"):
+        _without(monkeypatch, missing)
+        with pytest.raises(ImportError, match=rf"need {missing}.*pip install 'inv-widgets\[runs\]'"):
+            inv.explain_dataset(session, out=tmp_path / "run")
+        with pytest.raises(ImportError, match=r"pip install 'inv-widgets\[runs\]'"):
+            inv.Run.open(tmp_path / "run")
+        monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
