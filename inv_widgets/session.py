@@ -375,8 +375,10 @@ class Session:
         """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU).
 
         Images of different sizes are batched by size, so mixed sizes work whatever is cached. ``progress``:
-        True (default) shows a progress bar (tqdm: notebook or terminal) when there is more than one batch to
-        run, False nothing, or a callable ``progress(done, total, message)``.
+        True (default) shows a progress bar (tqdm: notebook or terminal) at once when there is more than one
+        batch to run, and for one batch once it has run for two seconds (the model's pass over a large batch
+        takes a while; a quick call stays quiet); False nothing; or a callable ``progress(done, total, message)``,
+        called after each batch.
 
         The in-memory form of :func:`inv_widgets.explain_dataset`: full explanations (every kept map,
         recuts at any k) in the session's bounded cache, nothing on disk. For a dataset, use that."""
@@ -396,13 +398,20 @@ class Session:
                 by_shape.setdefault(tuple(x.shape), []).append(j)
         chunks = [todo[s:s + bs] for todo in by_shape.values() for s in range(0, len(todo), bs)]
         done = len(resolved) - sum(len(c) for c in chunks)
-        bar = None
-        if progress is True and len(chunks) > 1:
+        bar, ticking, ticker = None, threading.Event(), None
+        if progress is True and chunks:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(resolved), initial=done, unit="img", desc="explaining")
+            one = len(chunks) == 1  # shown after two seconds, and kept ticking while the model's pass runs
+            bar = tqdm(total=len(resolved), initial=done, unit="img", desc="explaining", delay=2.0 if one else 0)
+            if one:
+                ticker = threading.Thread(target=_tick, args=(bar, ticking), daemon=True)
+                ticker.start()
         try:
             for chunk in chunks:
+                if bar is not None:
+                    bar.set_postfix_str(f"model pass of {len(chunk)} image{'s' if len(chunk) != 1 else ''}",
+                                        refresh=False)
                 xs = [resolved[j][0] for j in chunk]
                 exps = self._run(xs, [self._display(images[j], resolved[j][0]) for j in chunk],
                                  [resolved[j][1] for j in chunk], target, sources=[images[j] for j in chunk])
@@ -414,7 +423,11 @@ class Session:
                 elif callable(progress):
                     progress(done, len(resolved), f"explained {done}/{len(resolved)} images")
         finally:
+            ticking.set()
+            if ticker is not None:
+                ticker.join()
             if bar is not None:
+                bar.set_postfix_str("", refresh=False)
                 bar.close()
         out = [e if e.recipe == recipe else e.with_recipe(recipe) for e in out]
         if not lazy:
@@ -502,6 +515,13 @@ class Session:
             self._preds.clear()
             self._inputs.clear()
         return_freed_memory()
+
+
+def _tick(bar, stop: threading.Event, every: float = 1.0) -> None:
+    """Redraw ``bar`` every second until ``stop``: its clock moves (and, past its ``delay``, it appears) while
+    one long batch gives it nothing to count."""
+    while not stop.wait(every):
+        bar.update(0)
 
 
 def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,
