@@ -191,7 +191,7 @@ class Pool:
         for target, idxs in sorted(groups.items(), key=lambda kv: position[kv[1][0]]):
             for s in range(0, len(idxs), _CHUNK):
                 chunk = idxs[s:s + _CHUNK]
-                exps = session.explain_many(chunk, target=target, recipe=spec.recipe, lazy=True)
+                exps = session.explain_many(chunk, target=target, recipe=spec.recipe, lazy=True, progress=False)
                 for i, exp in zip(chunk, exps):
                     for layer in spec.layers:
                         cl = exp.layer(layer, spec.recipe).cut(k=spec.k)
