@@ -114,7 +114,8 @@ def test_lime_without_captum_or_scikit_image_names_the_extra_and_gradcam_still_w
 def test_readme_install_section_names_every_extra_and_the_cpu_torch_index():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
-    assert "pip install inv-widgets\n" in section or "pip install inv-widgets " in section
+    assert "pip install .  " in section and "pip install -e " in section  # from a checkout (issue 22)
+    assert "`pip install inv-widgets`" in section and "Until then that command fails" in section
     for name, reqs in PYPROJECT["project"]["optional-dependencies"].items():
         row = re.search(rf"^\| `{name}` \|([^|]+)\|([^|]+)\|", section, re.M)
         assert row, f"the install section has no row for the {name!r} extra"
@@ -125,6 +126,8 @@ def test_readme_install_section_names_every_extra_and_the_cpu_torch_index():
                 assert first in brings.replace(" ", "-") or first in brings, (name, r, row.group(0))
     assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in section
     assert "CUDA" in section and "3 GB" in section
+    # offline or behind a mirror: a wheel carried over, the mirror's index, or a folder of wheels (issue 22)
+    assert "mirror" in section and "--find-links" in section and "pip download" in section
 
 
 def test_stored_runs_without_the_runs_extra_name_it_before_any_work(tiny_cnn, tmp_path, monkeypatch):
