@@ -1,11 +1,13 @@
 """Writing a file so that readers never see half of it: one helper for the label exports and the reports."""
+
 from __future__ import annotations
 
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["atomic_write", "current_umask"]
 
@@ -37,8 +39,7 @@ def _mode_for(path: Path) -> int:
     return 0o666 & ~current_umask()
 
 
-def atomic_write(path: Any, write: Callable[[Any], None], *, binary: bool = False,
-                 newline: str | None = None) -> Path:
+def atomic_write(path: Any, write: Callable[[Any], None], *, binary: bool = False, newline: str | None = None) -> Path:
     """Call ``write(f)`` on a temporary file next to ``path`` (text in UTF-8, or ``binary``), flush it to the
     disk and rename it over ``path``: no half-written file, and no temporary file left after an error.
 
@@ -51,7 +52,7 @@ def atomic_write(path: Any, write: Callable[[Any], None], *, binary: bool = Fals
     mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline=newline)) as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -1,5 +1,6 @@
 """Every Python block of the README and of the docs' getting-started page runs as printed (issue 22): the
 blocks of one page in order, in one fresh process, in an empty folder, as a newcomer pastes them."""
+
 from __future__ import annotations
 
 import re

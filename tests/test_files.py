@@ -1,6 +1,7 @@
 """Every file the package writes follows the umask, as a plain ``open(path, "w")`` would (issue 22): a report on a
 shared JupyterHub is readable by the group under umask 022 and private under 077, and overwriting a shared file
 keeps its permissions."""
+
 from __future__ import annotations
 
 import json
@@ -46,12 +47,20 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("umask, mode", [("022", 0o644), ("077", 0o600), ("002", 0o664)])
 def test_every_export_follows_the_umask(tmp_path, umask, mode):
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), umask], capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), umask], capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     modes = json.loads(r.stdout.strip().splitlines()[-1])
-    assert set(modes) == {"report.html", "map0.png", "sheet.png", "global.html", "labels.csv", "cli.html",
-                          "shared.html"}  # nothing else, no temporary file
+    assert set(modes) == {
+        "report.html",
+        "map0.png",
+        "sheet.png",
+        "global.html",
+        "labels.csv",
+        "cli.html",
+        "shared.html",
+    }  # nothing else, no temporary file
     assert modes.pop("shared.html") == 0o640  # an overwritten file keeps its own permissions
     assert modes == dict.fromkeys(modes, mode), {k: oct(v) for k, v in modes.items()}
 

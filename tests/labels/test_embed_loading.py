@@ -1,5 +1,6 @@
 """Loading Sentence-BERT prints nothing into the user's output (issue 22: transformers' "Loading weights" bar
 leaked into the notebook cell that first aggregated labels)."""
+
 from __future__ import annotations
 
 import subprocess

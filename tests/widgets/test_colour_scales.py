@@ -1,5 +1,6 @@
 """A colour scale beside every map a person reads values from (issue 22): the Explorer's detail view, its compare
 view and the HTML report, each following the colour map in use."""
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,8 @@ def test_css_gradient_runs_from_the_colour_of_0_to_the_colour_of_1(cmap):
     g = render.css_gradient(cmap)
     assert g.startswith("linear-gradient(to top, ")
     stops = _stops(g)
-    assert stops[0] == "#%02x%02x%02x" % tuple(lut[0]) and stops[-1] == "#%02x%02x%02x" % tuple(lut[255])
+    hexes = ["#" + "".join(f"{int(c):02x}" for c in lut[i]) for i in (0, 255)]
+    assert stops[0] == hexes[0] and stops[-1] == hexes[1]
     assert g.rstrip(")").endswith("100.0%")
 
 

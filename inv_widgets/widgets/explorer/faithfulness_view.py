@@ -134,10 +134,10 @@ class FaithfulnessView:
         fig = make_subplots(rows=1, cols=2, subplot_titles=(_subplot_title("Deletion"), _subplot_title("Insertion")),
                             horizontal_spacing=0.1)
         for col in (1, 2):
-            for name, color, dash in (("cluster map", PALETTE[0], "solid"), ("Grad-CAM", GRADCAM_COLOR, "dash")):
+            for name, line_color, dash in (("cluster map", PALETTE[0], "solid"), ("Grad-CAM", GRADCAM_COLOR, "dash")):
                 fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name, legendgroup=name,
                                          showlegend=col == 1, marker={"size": 4},
-                                         line={"color": color, "dash": dash, "width": 2}), row=1, col=col)
+                                         line={"color": line_color, "dash": dash, "width": 2}), row=1, col=col)
             fig.update_xaxes(title_text="% of pixels, most salient first", range=[0, 100], row=1, col=col)
             fig.update_yaxes(title_text="class probability" if col == 1 else None, range=[0, 1.02], row=1, col=col)
         fig.update_layout(width=CURVES_WIDTH, height=360, margin={"l": 60, "r": 20, "t": 96, "b": 50},
