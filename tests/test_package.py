@@ -145,3 +145,18 @@ def test_every_registered_recipe_is_named_where_a_user_chooses_one():
         assert f'"{name}"' in doc, name
         # paper-sklearn, the reference (9x slower than paper), gets its button when set_recipe asks for it
         assert name in buttons or name == "paper-sklearn", (name, buttons)
+
+
+def test_release_files_agree_with_the_package():
+    """CITATION.cff cites the INV paper and this package at its version; the changelog has its Unreleased section."""
+    yaml = __import__("pytest").importorskip("yaml")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software" and cff["authors"]
+    assert str(cff["version"]) == project["version"] and cff["license"] == project["license"]
+    paper = cff["preferred-citation"]
+    assert [a["family-names"] for a in paper["authors"]] == ["Bianchi", "De Santis", "Tocchetti", "Brambilla"]
+    assert paper["year"] == 2024 and "arXiv:2405.03301" in [i["value"] for i in paper["identifiers"]]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "keepachangelog.com" in changelog and "\n## Unreleased\n" in changelog
+    assert "Development Status :: 3 - Alpha" in project["classifiers"] and project["urls"]
