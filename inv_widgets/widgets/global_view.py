@@ -84,7 +84,7 @@ class GlobalView(W.VBox):
     n_labels, n_examples : int
         Labels per layer (default 5, as in the paper) and example overlays per label (default 3).
     thumb : int
-        Size of the example overlay images in pixels (drawn 72 px wide on the page).
+        Size of the example overlay images in pixels (drawn 64 px wide on the page, two to a row).
 
     Each label reads "score · w̄ · images": the score (best-label scores summed over the images), w̄ the mean
     weight of the cluster maps carrying the label (percent of their layer) and the number of images.

@@ -48,14 +48,15 @@ def _trends_are_readable(page) -> None:
     x axes off each other."""
     fig = ".inv-global-view .js-plotly-plot"
     info = page.evaluate(
-        """(fig) => { const root = document.querySelector(fig);
+        r"""(fig) => { const root = document.querySelector(fig);
             const svg = root.querySelector('.main-svg').getBoundingClientRect();
             const box = r => [r.left, r.right, r.top, r.bottom];
             const colours = Array.from(root.querySelectorAll('.scatterlayer .trace'))
                 .filter(t => t.style.opacity !== '0' && t.querySelector('path.js-line'))
                 .map(t => t.querySelector('path.js-line').style.stroke);
             const names = Array.from(root.querySelectorAll('.legend .traces .legendtext')).map(e => e.textContent);
-            const titles = Array.from(root.querySelectorAll('.gtitle, .annotation-text')).map(e => box(e.getBoundingClientRect()));
+            const titles = Array.from(root.querySelectorAll('.gtitle, .annotation-text'))
+                .map(e => box(e.getBoundingClientRect()));
             const ticks = ['xtick', 'x2tick'].map(c => Array.from(root.querySelectorAll('.' + c + ' text'))
                 .map(e => { const r = e.getBoundingClientRect(), b = e.getBBox();
                             const m = /rotate\((-?[\d.]+)/.exec(e.getAttribute('transform') || '');
@@ -143,9 +144,11 @@ def test_pick_a_class_read_the_columns_and_open_an_example(browser, jupyter_serv
         assert "w̄ = mean weight of the cluster maps carrying the label" in page.locator(
             f"{VIEW} .inv-global-subtitle").text_content()
 
+        page.set_viewport_size({"width": 1500, "height": 2000})  # the whole view, trends included, on screen
         page.locator(VIEW).scroll_into_view_if_needed()
         page.wait_for_timeout(500)
         page.locator(".inv-global-view").screenshot(path=str(screenshots_dir / "global_view.png"))
+        page.set_viewport_size({"width": 1500, "height": 1100})
         img = Image.open(screenshots_dir / "global_view.png")
         assert img.width > 600 and img.height > 300
 
