@@ -4,13 +4,11 @@
     model, data = inv.demo.load()
     inv.Explorer(inv.Session(model, data))          # or inv.Explorer(model, images, transform=..., class_names=...)
 
-A composition of small views over one :class:`~inv_widgets.Session` (listed in ``__init__.py``).
-
-What is shown is a value (``state.py``): a person's request makes a new Selection, which is resolved against
-the Session into a View; only then does anything change on screen, so a failed request leaves the Explorer as
-it was. A change sets trait values or figure data (never rebuilds the widget tree), and the model runs only
-for a new (image, target); a layer, cut or recipe change reuses the Session's cache. Images go to the browser
-as PNG bytes in binary buffers.
+A composition of small views over one :class:`~inv_widgets.Session` (listed in ``__init__.py``). What is shown
+is a value (``state.py``): a person's request makes a new Selection, which is resolved against the Session into a
+View; only then does anything change on screen, so a failed request leaves the Explorer as it was. A change sets
+trait values or figure data (never rebuilds the widget tree), and the model runs only for a new (image, target);
+a layer, cut or recipe change reuses the Session's cache. Images go to the browser as PNG bytes in binary buffers.
 """
 from __future__ import annotations
 
