@@ -72,7 +72,7 @@ class Session:
         ``target=None`` is the same object as the one asked for with its predicted class. Model inputs are
         kept for ``2 * cache_size`` images (at least 32), class probabilities for 1,024; ``clear_cache()``
         empties all of them. Dropped explanations are freed as they go (one garbage collection per
-        ``max(cache_size, 8)`` dropped). See README, "Memory held by a session".
+        ``max(cache_size, 8)`` dropped). See docs/method.md, "Memory held by a session".
 
     A float16 or bfloat16 model runs in its own dtype (the input is cast to it); weights and maps are
     computed in float32 from what it records.
@@ -495,7 +495,7 @@ class Session:
     def _store(self, exp: Explanation, iid, target) -> Explanation:
         """Keep ``exp``; returns the explanation now held for it (one already there wins: one object). Dropped
         explanations are reference cycles (layers point back) that the cyclic collector reached too rarely: one
-        ``gc.collect()`` per ``max(cache_size, 8)`` dropped frees them (README, "Memory held by a session")."""
+        ``gc.collect()`` per ``max(cache_size, 8)`` dropped frees them (docs/method.md, "Memory held by a session")."""
         held = self._cache.put((iid, exp.target), exp)
         if target is None:
             self._predicted.put(iid, exp.target)
@@ -508,7 +508,7 @@ class Session:
         """Empty every cache (explanations with their cuts, predicted classes, class probabilities, model inputs)
         and hand the freed memory back to the system (``malloc_trim`` on Linux). The index from image ids to
         indices stays (about 100 bytes per image); so do explanations you hold and the widgets' own bounded
-        picture caches. See README, "Memory held by a session"."""
+        picture caches. See docs/method.md, "Memory held by a session"."""
         with self._lock:
             self._cache.clear()
             self._predicted.clear()
