@@ -36,13 +36,10 @@ class Correlation(Recipe):
 
 # ---- the registry ----------------------------------------------------------------------------------
 
-def test_the_registered_recipes_and_the_old_names():
+def test_the_registered_recipes():
     assert recipe_names() == ("fast", "paper", "paper-sklearn", "spatial")
     assert RECIPES == ("fast", "paper", "paper-sklearn", "spatial") and "paper" in RECIPES and "magic" not in RECIPES
     assert list(RECIPES) == list(recipe_names()) and len(RECIPES) == 4
-    from inv_widgets.engine.cluster import RECIPES as old, build_tree as old_build_tree, build_trees as old_build_trees
-
-    assert old is RECIPES and old_build_tree is build_tree and old_build_trees is build_trees
     assert get_recipe("fast").prune is False and get_recipe("paper").prune is True
     assert get_recipe("paper-sklearn").prune is True and get_recipe("spatial").prune is False
     assert all(get_recipe(r).summary for r in recipe_names())

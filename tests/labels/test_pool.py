@@ -27,13 +27,13 @@ def test_spec_is_validated_against_the_session(game_session, layers):
     assert (spec.recipe, spec.k, spec.target) == (game_session.recipe, None, "label")
     assert PoolSpec.for_session(game_session, layers=layers[0]).layers == (layers[0],)
     for kwargs, error, match in [
-        (dict(layers=["nope"]), ValueError, "unknown layers"),
+        (dict(layers=["nope"]), ValueError, "unknown layer 'nope'"),
         (dict(layers=[]), ValueError, "layers is empty"),
         (dict(images=[99]), IndexError, "out of range: the session has 4 images"),
         (dict(images=[]), ValueError, "no images to play"),
-        (dict(images=["0"]), TypeError, "session indices"),
-        (dict(k=0), ValueError, "k must be a positive int"),
-        (dict(k=True), ValueError, "k must be"),
+        (dict(images=["0"]), TypeError, "image index must be an int"),
+        (dict(k=0), ValueError, "k must be at least 1"),
+        (dict(k=True), TypeError, "k must be a whole number"),
         (dict(recipe="magic"), ValueError, "unknown recipe"),
         (dict(target="truth"), ValueError, "target must be one of"),
     ]:
