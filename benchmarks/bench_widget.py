@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from tests.browser import servers  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.browser.explorer_ui import ExplorerUI  # noqa: E402
-from tests.browser.pages import NotebookPage  # noqa: E402
+from tests.browser.pages import KERNEL_EXEC, NotebookPage  # noqa: E402
 
 VGG_CELLS = [
     """import torch, torchvision
@@ -74,18 +74,6 @@ ARM = """() => {
     const a = performance.getEntriesByName('inv-gallery-arrived-' + rev).pop();
     return {total, arrived: a && window.__invT0 !== null ? a.startTime - window.__invT0 : -1};
   });
-}"""
-
-KERNEL_EXEC = """async (code) => {
-  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-  const f = k.requestExecute({code, silent: false, store_history: false});
-  let out = '';
-  f.onIOPub = (msg) => {
-    if (msg.header.msg_type === 'stream') out += msg.content.text;
-    if (msg.header.msg_type === 'error') out += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
-  };
-  await f.done;
-  return out;
 }"""
 
 KERNEL_PROBE = """

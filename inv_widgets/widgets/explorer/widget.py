@@ -14,8 +14,10 @@ as PNG bytes in binary buffers.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections import deque
 
@@ -43,6 +45,37 @@ from .state import KEEP, Cut, Selection, View
 __all__ = ["Explorer"]
 
 log = logging.getLogger("inv_widgets.explorer")
+
+
+#: Seconds without a new request before the dendrogram and the detail view follow the gallery (in a kernel).
+REST_DELAY_S = 0.04
+
+
+def kernel_loop():
+    """The running event loop of an IPython kernel (JupyterLab, Notebook, Voila), or None elsewhere."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    kernel = sys.modules.get("ipykernel.kernelbase")
+    if kernel is None or not kernel.Kernel.initialized():
+        return None
+    return loop
+
+
+def send_now() -> None:
+    """Let the kernel send the widget messages queued so far before going on.
+
+    ipykernel sends messages from a thread of its own, which needs the GIL: while this thread keeps it (the
+    dendrogram's plotly update after the gallery's), the gallery's message waited 20-30 ms for it. Flushing
+    the kernel's stdout queues a marker behind every message queued before it and waits for it (GIL released),
+    so the gallery leaves at once. Outside a kernel this flushes stdout, which costs nothing."""
+    out = sys.stdout
+    if type(out).__module__.startswith("ipykernel"):
+        try:
+            out.flush()
+        except Exception:  # pragma: no cover - never let a flush break a view change
+            log.debug("flushing the kernel's output failed", exc_info=True)
 
 
 class Explorer(W.VBox):
@@ -99,6 +132,9 @@ class Explorer(W.VBox):
         self._names: dict[int, str] = {}  # names given to added images (uploads): data, not a cache
         self._captions = LRU(4096)
         self._thumbs_pending = True  # the picker's thumbnails follow once the front end is up
+        self._from_ui = 0  # > 0 while a person's request (a message from the page) is handled
+        self._rest_pending = False  # the dendrogram and the detail view do not show the current view yet
+        self._rest_handle = None  # their drawing, scheduled on the kernel's event loop
 
         # ---- views ---------------------------------------------------------------------------
         self.header = Header(page_size=int(page_size), n_images=len(session), hint=HINT)
@@ -313,15 +349,43 @@ class Explorer(W.VBox):
             return  # nothing to show that is not already shown
         image_changed = old is None or new.explanation is not old.explanation or new.image != old.image
         layer_changed = old is None or new.layer is not old.layer
-        # The gallery first: it is what a person waits for.
+        # The gallery first: it is what a person waits for; it leaves the kernel before the rest is worked out.
         self._push_gallery()
+        send_now()
         if image_changed:
             self._push_image()
         self.controls.show(new, layer_changed or image_changed, self._silenced)
+        self._rest_pending = True
+        if not (self._from_ui and self._finish_later()):
+            self._finish_view()
+
+    def _finish_view(self) -> None:
+        """The views that follow the gallery: the dendrogram, the detail view, the drops (for the view shown now)."""
+        if self._rest_handle is not None:
+            self._rest_handle.cancel()
+            self._rest_handle = None
+        if not self._rest_pending or self._view is None:
+            return
+        self._rest_pending = False
         if self._dendrogram is not None:
-            show_dendrogram(self._dendrogram, new)
+            show_dendrogram(self._dendrogram, self._view)
         self._push_detail()
         self.faithfulness.update()
+
+    def _finish_later(self) -> bool:
+        """In a kernel, after a person's request: draw the dendrogram and the detail view once requests pause for
+        ``REST_DELAY_S`` (each new request restarts the wait), so that keys pressed in a row (a held arrow key) are
+        each answered by the gallery alone and the rest is drawn once, for the last. Outside a kernel's event loop,
+        or for calls from code (``explorer.set_layer(...)`` in a cell: the next line may read the views), False:
+        everything is drawn at once."""
+        loop = kernel_loop()
+        if loop is None:
+            return False
+        if self._rest_handle is not None:
+            self._rest_handle.cancel()
+        self._rest_handle = loop.call_later(REST_DELAY_S, self._safely, "draw the dendrogram and the detail view",
+                                            self._finish_view)
+        return True
 
     # ==== pushing state to the views ===================================================================
     def _labels(self, keys) -> list[list]:
@@ -390,6 +454,7 @@ class Explorer(W.VBox):
         if self.header.error:
             self.header.error = ""  # a new request replaces the last message
         t0 = time.perf_counter()
+        self._from_ui += 1
         try:
             fn(*args, **kwargs)
             self.timings.append((action, time.perf_counter() - t0))
@@ -398,6 +463,8 @@ class Explorer(W.VBox):
             log.warning("Explorer could not %s", action, exc_info=True)
             self.header.error = readable(e, action)
             self._resync()
+        finally:
+            self._from_ui -= 1
 
     def _resync(self) -> None:
         """Put the controls back to the state actually shown (after a failed request)."""
