@@ -48,7 +48,7 @@ log = logging.getLogger("inv_widgets.explorer")
 
 
 #: Seconds without a new request before the dendrogram and the detail view follow the gallery (in a kernel).
-REST_DELAY_S = 0.04
+REST_DELAY_S = 0.15
 
 
 def kernel_loop():
@@ -374,8 +374,10 @@ class Explorer(W.VBox):
 
     def _finish_later(self) -> bool:
         """In a kernel, after a person's request: draw the dendrogram and the detail view once requests pause for
-        ``REST_DELAY_S`` (each new request restarts the wait), so that keys pressed in a row (a held arrow key) are
-        each answered by the gallery alone and the rest is drawn once, for the last. Outside a kernel's event loop,
+        ``REST_DELAY_S`` (each new request restarts the wait), so that keys pressed in a row (a held arrow key, quick
+        taps) are each answered by the gallery alone, without waiting for the kernel or the page to draw the
+        previous dendrogram (plotly: tens of ms on each side), and the rest is drawn once, for the last. Outside a
+        kernel's event loop,
         or for calls from code (``explorer.set_layer(...)`` in a cell: the next line may read the views), False:
         everything is drawn at once."""
         loop = kernel_loop()
