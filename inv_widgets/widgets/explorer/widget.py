@@ -9,15 +9,13 @@ A composition of small views over one :class:`~inv_widgets.Session` (listed in `
 What is shown is a value (``state.py``): a person's request makes a new Selection, which is resolved against
 the Session into a View; only then does anything change on screen, so a failed request leaves the Explorer as
 it was. A change sets trait values or figure data (never rebuilds the widget tree), and the model runs only
-for a new (image, target); a layer, cut or recipe change reuses the Session's cache. Images go to the browser
-as PNG bytes in binary buffers.
+for a new (image, target); a layer, cut or recipe change reuses the Session's cache. The gallery is drawn first
+and the rest once a person's requests pause (``pacing.py``); its maps go to the page as numbers in binary buffers.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import sys
 import time
 from collections import deque
 
@@ -39,43 +37,13 @@ from .faithfulness_view import FaithfulnessView
 from .gallery_view import color, show_gallery
 from .header import HINT, Header, caption, read_upload, true_class
 from .images import Pictures
+from .pacing import Later, send_now
 from .provider import LabelsProvider, store_labels, top_labels
 from .state import KEEP, Cut, Selection, View
 
 __all__ = ["Explorer"]
 
 log = logging.getLogger("inv_widgets.explorer")
-
-
-#: Seconds without a new request before the dendrogram and the detail view follow the gallery (in a kernel).
-REST_DELAY_S = 0.15
-
-
-def kernel_loop():
-    """The running event loop of an IPython kernel (JupyterLab, Notebook, Voila), or None elsewhere."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    kernel = sys.modules.get("ipykernel.kernelbase")
-    if kernel is None or not kernel.Kernel.initialized():
-        return None
-    return loop
-
-
-def send_now() -> None:
-    """Let the kernel send the widget messages queued so far before going on.
-
-    ipykernel sends messages from a thread of its own, which needs the GIL: while this thread keeps it (the
-    dendrogram's plotly update after the gallery's), the gallery's message waited 20-30 ms for it. Flushing
-    the kernel's stdout queues a marker behind every message queued before it and waits for it (GIL released),
-    so the gallery leaves at once. Outside a kernel this flushes stdout, which costs nothing."""
-    out = sys.stdout
-    if type(out).__module__.startswith("ipykernel"):
-        try:
-            out.flush()
-        except Exception:  # pragma: no cover - never let a flush break a view change
-            log.debug("flushing the kernel's output failed", exc_info=True)
 
 
 class Explorer(W.VBox):
@@ -132,9 +100,9 @@ class Explorer(W.VBox):
         self._names: dict[int, str] = {}  # names given to added images (uploads): data, not a cache
         self._captions = LRU(4096)
         self._thumbs_pending = True  # the picker's thumbnails follow once the front end is up
-        self._from_ui = 0  # > 0 while a person's request (a message from the page) is handled
-        self._rest_pending = False  # the dendrogram and the detail view do not show the current view yet
-        self._rest_handle = None  # their drawing, scheduled on the kernel's event loop
+        self._from_ui = 0  # > 0 while a person's request (a message from the page) is handled (pacing.py)
+        self._later = Later(lambda: [self._push_dendrogram, self._push_detail, self.faithfulness.update],
+                            lambda step: self._safely("draw the dendrogram and the detail view", step))
 
         # ---- views ---------------------------------------------------------------------------
         self.header = Header(page_size=int(page_size), n_images=len(session), hint=HINT)
@@ -191,8 +159,7 @@ class Explorer(W.VBox):
         if self._dendrogram is None:
             self._dendrogram = Dendrogram(on_cut=self._ui_cut_height)
             self._dendro_box.children = [self._dendrogram.figure]
-            if self._view is not None:
-                show_dendrogram(self._dendrogram, self._view)
+            self._push_dendrogram()
         return self._dendrogram
 
     @property
@@ -355,39 +322,7 @@ class Explorer(W.VBox):
         if image_changed:
             self._push_image()
         self.controls.show(new, layer_changed or image_changed, self._silenced)
-        self._rest_pending = True
-        if not (self._from_ui and self._finish_later()):
-            self._finish_view()
-
-    def _finish_view(self) -> None:
-        """The views that follow the gallery: the dendrogram, the detail view, the drops (for the view shown now)."""
-        if self._rest_handle is not None:
-            self._rest_handle.cancel()
-            self._rest_handle = None
-        if not self._rest_pending or self._view is None:
-            return
-        self._rest_pending = False
-        if self._dendrogram is not None:
-            show_dendrogram(self._dendrogram, self._view)
-        self._push_detail()
-        self.faithfulness.update()
-
-    def _finish_later(self) -> bool:
-        """In a kernel, after a person's request: draw the dendrogram and the detail view once requests pause for
-        ``REST_DELAY_S`` (each new request restarts the wait), so that keys pressed in a row (a held arrow key, quick
-        taps) are each answered by the gallery alone, without waiting for the kernel or the page to draw the
-        previous dendrogram (plotly: tens of ms on each side), and the rest is drawn once, for the last. Outside a
-        kernel's event loop,
-        or for calls from code (``explorer.set_layer(...)`` in a cell: the next line may read the views), False:
-        everything is drawn at once."""
-        loop = kernel_loop()
-        if loop is None:
-            return False
-        if self._rest_handle is not None:
-            self._rest_handle.cancel()
-        self._rest_handle = loop.call_later(REST_DELAY_S, self._safely, "draw the dendrogram and the detail view",
-                                            self._finish_view)
-        return True
+        self._later.due(soon=self._from_ui > 0)  # the dendrogram, the detail view, the drops
 
     # ==== pushing state to the views ===================================================================
     def _labels(self, keys) -> list[list]:
@@ -400,6 +335,10 @@ class Explorer(W.VBox):
         view = self._view
         with self._silenced():
             show_gallery(self.gallery, view, self._pictures, cmap=self._cmap, labels=self._labels(view.clusters.keys()))
+
+    def _push_dendrogram(self) -> None:
+        if self._dendrogram is not None and self._view is not None:
+            show_dendrogram(self._dendrogram, self._view)
 
     def _push_detail(self) -> None:
         view = self._view
