@@ -43,10 +43,16 @@ test-fast: setup
 screenshots: setup system-deps
 	INV_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -m browser
 
+# The rows of issue 24 print ratios against baselines measured in the same run; the Explorer's against the code of
+# BENCH_BASELINE (before that issue), alternating. docs/benchmarks.md has the figures.
+BENCH_BASELINE ?= 16db34a
+
 bench: setup
+	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_explain.py
-	$(PY) benchmarks/bench_widget.py
-	$(PY) benchmarks/bench_labels.py
+	$(PY) benchmarks/bench_widget.py --baseline $(BENCH_BASELINE)
+	$(PY) benchmarks/bench_labels.py --pairs
+	$(PY) benchmarks/bench_labels.py --aggregation-only --all-distinct --labels 50000 --repeat 1
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_batch.py --memory
 	$(PY) benchmarks/bench_memory.py
