@@ -36,8 +36,12 @@ demo: setup
 test: setup system-deps
 	$(PY) -m pytest
 
+# The unit tier: engine, labels and widget-state tests without the browser, PostgreSQL or anything slow (about a
+# minute on a 2-core machine); `make test` stays the whole suite.
+FAST_TESTS := tests/engine tests/labels tests/widgets/test_explorer_state.py tests/widgets/test_pacing.py tests/test_layout.py
+
 test-fast: setup
-	$(PY) -m pytest -m "not browser"
+	$(PY) -m pytest -q -m "not browser and not slow and not postgres" $(FAST_TESTS)
 
 # Re-take the README's screenshots (docs/screenshots) with the browser tests; commit the result.
 screenshots: setup system-deps
