@@ -16,11 +16,7 @@ import importlib
 import importlib.metadata
 
 from .engine import Clusters, Explanation, LayerResult, MapKey
-from .engine import display as _display
 from .session import Session, explain
-
-# pictures and files of the engine's results (exp.to_html, clusters.to_png, _repr_html_) come from export.py
-_display.provide("export", lambda: importlib.import_module("inv_widgets.export"))
 
 try:  # the installed distribution's version (pyproject.toml), so that a release needs one edit
     __version__ = importlib.metadata.version("inv-widgets")

@@ -46,6 +46,10 @@ def public_names() -> dict[str, object]:
     found = [getattr(inv, n) for n in inv.__all__]
     for module in (
         "inv_widgets.engine",
+        "inv_widgets.engine.sources",
+        "inv_widgets.engine.records",
+        "inv_widgets.engine.cut",
+        "inv_widgets.engine.request",
         "inv_widgets.labels",
         "inv_widgets.concepts",
         "inv_widgets.runs",
@@ -69,8 +73,10 @@ def public_names() -> dict[str, object]:
 #: Public methods and properties still without a docstring, in files this branch does not edit (issue 22 left
 #: them to their owners); the test fails when one gains a docstring and is still listed here.
 KNOWN_UNDOCUMENTED = {
+    # engine/**: the lead's (issue 21 reshapes it)
     "inv_widgets.engine.clusters.Clusters.k",
     "inv_widgets.engine.clusters.Clusters.keys",
+    "inv_widgets.engine.cut.LayerMaps.shape",
     "inv_widgets.engine.explanation.Explanation.input_size",
     "inv_widgets.engine.explanation.Explanation.nbytes",
     "inv_widgets.engine.explanation.Explanation.predicted_name",
@@ -82,27 +88,44 @@ KNOWN_UNDOCUMENTED = {
     "inv_widgets.engine.keys.MapKey.as_dict",
     "inv_widgets.engine.recipes.base.Recipe.tree",
     "inv_widgets.engine.tree.Tree.heights",
-    "inv_widgets.session.Session.classes",
-    "inv_widgets.session.Session.image_id",
+    # labels/queue.py: another helper's
     "inv_widgets.labels.queue.ParticipantQueue.can_undo",
     "inv_widgets.labels.queue.ParticipantQueue.leaderboard",
+    # runs/*: another helper's
+    "inv_widgets.runs.image.RunImage.layers",
+    "inv_widgets.runs.image.RunImage.logits",
+    "inv_widgets.runs.image.RunImage.predicted_name",
+    "inv_widgets.runs.image.RunImage.probabilities",
+    "inv_widgets.runs.image.RunImage.size",
+    "inv_widgets.runs.image.RunImage.target_name",
+    "inv_widgets.runs.image.RunLayer.k",
+    "inv_widgets.runs.image.RunLayer.key",
+    "inv_widgets.runs.image.RunLayer.keys",
+    "inv_widgets.runs.image.RunLayer.maps_lowres",
+    "inv_widgets.runs.image.RunLayer.shape",
     "inv_widgets.runs.run.Run.classes",
     "inv_widgets.runs.run.Run.complete",
     "inv_widgets.runs.run.Run.k",
     "inv_widgets.runs.run.Run.layers",
     "inv_widgets.runs.run.Run.path",
     "inv_widgets.runs.run.Run.recipe",
-    "inv_widgets.runs.run.RunImage.layers",
-    "inv_widgets.runs.run.RunImage.logits",
-    "inv_widgets.runs.run.RunImage.predicted_name",
-    "inv_widgets.runs.run.RunImage.probabilities",
-    "inv_widgets.runs.run.RunImage.size",
-    "inv_widgets.runs.run.RunImage.target_name",
-    "inv_widgets.runs.run.RunLayer.k",
-    "inv_widgets.runs.run.RunLayer.key",
-    "inv_widgets.runs.run.RunLayer.keys",
-    "inv_widgets.runs.run.RunLayer.maps_lowres",
-    "inv_widgets.runs.run.RunLayer.shape",
+    # session.py: the lead's
+    "inv_widgets.session.Session.classes",
+    "inv_widgets.session.Session.dataset",
+    "inv_widgets.session.Session.device",
+    "inv_widgets.session.Session.image_id",
+    "inv_widgets.session.Session.model",
+    "inv_widgets.session.Session.transform",
+    # widgets/explorer/widget.py: at its 500-line limit (tests/test_layout.py), its owner's
+    "inv_widgets.widgets.explorer.widget.Explorer.alpha",
+    "inv_widgets.widgets.explorer.widget.Explorer.cmap",
+    "inv_widgets.widgets.explorer.widget.Explorer.explanation",
+    "inv_widgets.widgets.explorer.widget.Explorer.layer",
+    "inv_widgets.widgets.explorer.widget.Explorer.layer_result",
+    "inv_widgets.widgets.explorer.widget.Explorer.layers",
+    "inv_widgets.widgets.explorer.widget.Explorer.recipe",
+    "inv_widgets.widgets.explorer.widget.Explorer.set_cmap",
+    "inv_widgets.widgets.explorer.widget.Explorer.threshold",
 }
 
 
