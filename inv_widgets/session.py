@@ -10,6 +10,7 @@ Each idea has its own home, and the Session puts them together: how the model is
 from __future__ import annotations
 
 import gc
+import threading
 import warnings
 from typing import Any, Callable, Iterator, Sequence
 
