@@ -179,5 +179,6 @@ def pytest_collection_modifyitems(config, items):
     them out: the server takes seconds to start)."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "postgres_server" in getattr(item, "fixturenames", ()) or "postgresql" in params.values():
+        backends = [value for value in params.values() if isinstance(value, str)]
+        if "postgres_server" in getattr(item, "fixturenames", ()) or "postgresql" in backends:
             item.add_marker(pytest.mark.postgres)
