@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["to_pil", "to_model_input", "display_image", "tensor_id", "find_normalize", "blurred", "is_dataset"]
+__all__ = ["to_pil", "to_model_input", "display_image", "tensor_id", "find_normalize", "blurred", "is_dataset",
+           "InputTooLargeError"]
 
 
 def _check_finite(arr, what="image"):
@@ -97,15 +98,23 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(bg, img).convert("RGB")
 
 
-def to_pil(image: Any) -> Image.Image:
-    """Any supported image (PIL of any mode, array, path) as an RGB PIL image; transparency over white."""
+def to_pil(image: Any, limits=None) -> Image.Image:
+    """Any supported image (PIL of any mode, array, path) as an RGB PIL image; transparency over white.
+
+    With ``limits``, a picture above its pixel cap is refused before it is decoded (a file) or converted."""
+    if limits is not None:
+        limits.check_pixels(image)
     if isinstance(image, (str, os.PathLike)):
         try:
             with Image.open(image) as im:
+                if limits is not None:
+                    limits.check_pixels(im, name=os.fspath(image))  # from the header, before decoding
                 im.load()
                 image = im.copy()
         except FileNotFoundError:
             raise ValueError(f"image file {os.fspath(image)!r} does not exist") from None
+        except InputTooLargeError:
+            raise
         except Exception as e:  # PIL.UnidentifiedImageError and friends
             raise ValueError(f"cannot read {os.fspath(image)!r} as an image ({e})") from None
     if isinstance(image, Image.Image):
@@ -146,7 +155,7 @@ def _is_model_input_array(image: Any) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
 
 
-def to_model_input(image: Any, transform=None) -> torch.Tensor:
+def to_model_input(image: Any, transform=None, limits=None) -> torch.Tensor:
     """One image as a float tensor (C, H, W) ready for the model.
 
     Tensors and float numpy arrays laid out channels-first, (C, H, W) or (1, C, H, W), are model input: they
@@ -154,6 +163,10 @@ def to_model_input(image: Any, transform=None) -> torch.Tensor:
     Everything else (PIL images, file paths, (H, W) and (H, W, C) arrays, integer arrays) is an image as a
     person sees it and goes through ``transform`` (default: to a [0, 1] tensor at its own size). A float
     (H, W, C) array with negative values is refused: it looks like normalised input laid out as an image.
+
+    ``limits`` (a session's :class:`InputLimits`): a picture above its pixel cap is refused before it is
+    decoded, one larger than the model's input size is resized to it (keeping its aspect; model input is never
+    resized), and the memory its explanation needs is checked before the model runs.
     """
     if _is_model_input_array(image):
         image = torch.from_numpy(np.ascontiguousarray(image))
@@ -173,8 +186,13 @@ def to_model_input(image: Any, transform=None) -> torch.Tensor:
         if not x.is_floating_point():
             x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         _check_finite(x)
+        if limits is not None:
+            limits.check_pixels(x)
+            limits.check_memory(x)
         return x.float()
-    pil = to_pil(image)
+    pil = to_pil(image, limits)
+    if limits is not None:
+        pil = limits.fit(pil)
     if transform is None:
         a = np.asarray(pil, dtype=np.float32) / 255.0
         return torch.from_numpy(a).permute(2, 0, 1).contiguous()
@@ -193,6 +211,8 @@ def to_model_input(image: Any, transform=None) -> torch.Tensor:
     if x.dim() != 3:
         raise ValueError(f"the transform returned shape {tuple(x.shape)}; expected (C, H, W)")
     _check_finite(x, "transformed image")
+    if limits is not None:
+        limits.check_memory(x)
     return x.float()
 
 
@@ -237,3 +257,9 @@ def blurred(x: torch.Tensor) -> torch.Tensor:
     sigma = max(x.shape[-2:]) / 16.0
     a = x.detach().float().cpu().numpy()
     return torch.from_numpy(gaussian_filter(a, sigma=(0, sigma, sigma), mode="nearest")).to(x.dtype)
+
+
+
+class InputTooLargeError(ValueError):
+    """A picture above a session's pixel cap, or one whose explanation needs more memory than there is
+    (``inv_widgets.sizing.InputLimits``)."""

@@ -24,6 +24,7 @@ from .engine.recipes import get_recipe, recipe_names
 from .engine.runtime import LRU, eval_mode, return_freed_memory
 from .engine.weights import check_weighting
 from .inputs import blurred, display_image, is_dataset, tensor_id, to_model_input, to_pil
+from .sizing import DEFAULT_MAX_PIXELS, InputLimits
 
 __all__ = ["Session", "explain"]
 
@@ -73,6 +74,13 @@ class Session:
         kept for ``2 * cache_size`` images (at least 32), class probabilities for 1,024; ``clear_cache()``
         empties all of them. Dropped explanations are freed as they go (one garbage collection per
         ``max(cache_size, 8)`` dropped). See README, "Memory held by a session".
+    input_size, max_pixels, max_memory :
+        Pictures sized for the model (:class:`inv_widgets.sizing.InputLimits`): one larger than the model's input
+        size (``"auto"``: ``model.input_size``, 128 x 128 for the demo CNN, unless the transform resizes itself;
+        or ``(height, width)``; None: full size) is resized to it, aspect kept, with a warning once; one above
+        ``max_pixels`` (default 50 megapixels; None: no cap) is refused before it is decoded; and an input whose
+        explanation would need more than ``max_memory`` bytes (``"auto"``: what the process can still allocate;
+        None: no check) is refused before the model runs, with an ``InputTooLargeError`` naming the option.
 
     A float16 or bfloat16 model runs in its own dtype (the input is cast to it); weights and maps are
     computed in float32 from what it records.
@@ -80,7 +88,8 @@ class Session:
 
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
                  device=None, layers: str | Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
-                 weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None):
+                 weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None,
+                 input_size="auto", max_pixels: int | None = DEFAULT_MAX_PIXELS, max_memory="auto"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         recipe = get_recipe(recipe).name
@@ -108,6 +117,8 @@ class Session:
             warn_one_layer(model, self._layers[0])
         self.dataset = data if is_dataset(data) else None
         self.transform = transform if transform is not None else getattr(self.dataset, "transform", None)
+        self.inputs = InputLimits(model, self.transform, self._layers, input_size=input_size, max_pixels=max_pixels,
+                                  max_memory=max_memory, device=self.device)
         self._extra: list[Any] = []
         if data is not None and self.dataset is None:
             if isinstance(data, (Image.Image, str, np.ndarray, torch.Tensor)):
@@ -180,7 +191,8 @@ class Session:
 
     def add_image(self, image: Any) -> int:
         """Add an image (PIL, array, path or tensor); returns its index. Checked now, not at first use."""
-        x = to_model_input(image, self.transform)
+        image = self.inputs.fit(image)  # a picture is kept at the size it is explained
+        x = to_model_input(image, self.transform, self.inputs)
         self._extra.append(image)
         i = len(self) - 1
         self._inputs.put(i, x)
@@ -205,8 +217,8 @@ class Session:
         if i < nd:
             item = self.dataset[i]
             x = item[0] if isinstance(item, (tuple, list)) else item
-            return to_model_input(x, self.transform)
-        return to_model_input(self._extra[i - nd], self.transform)
+            return to_model_input(x, self.transform, self.inputs)
+        return to_model_input(self._extra[i - nd], self.transform, self.inputs)
 
     def image(self, i: int) -> Image.Image:
         """What a person sees of image ``i``, at model-input size (PIL RGB)."""
@@ -231,9 +243,9 @@ class Session:
             item = self.dataset[i]
             x = item[0] if isinstance(item, (tuple, list)) else item
             label = int(item[1]) if isinstance(item, (tuple, list)) and len(item) > 1 else None
-            x = to_model_input(x, self.transform)
+            x = to_model_input(x, self.transform, self.inputs)
         elif x is None:
-            x = to_model_input(self._extra[i - nd], self.transform)
+            x = to_model_input(self._extra[i - nd], self.transform, self.inputs)
         elif i < nd:
             label = self.label(i)
         if i < nd and hasattr(self.dataset, "image"):
@@ -321,7 +333,7 @@ class Session:
         if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
             x = self.input(item)
         else:
-            x = to_model_input(item, self.transform)
+            x = to_model_input(item, self.transform, self.inputs)
         return x, tensor_id(x)
 
     def _display(self, item, x) -> np.ndarray:

@@ -29,7 +29,8 @@ KNOWN_CYCLES: dict = {}
 MAY_IMPORT = {
     "inv_widgets.engine": {"inv_widgets.engine"},
     "inv_widgets.inputs": set(),
-    "inv_widgets.session": {"inv_widgets.engine", "inv_widgets.inputs"},
+    "inv_widgets.sizing": {"inv_widgets.engine", "inv_widgets.inputs"},
+    "inv_widgets.session": {"inv_widgets.engine", "inv_widgets.inputs", "inv_widgets.sizing"},
     "inv_widgets.render": set(),
 }
 

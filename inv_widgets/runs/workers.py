@@ -35,13 +35,14 @@ class SessionSpec:
         self.layers = session.layers
         self.recipe = session.recipe
         self.device = str(session.device)
+        self.input_options = dict(getattr(getattr(session, "inputs", None), "options", {}))  # input_size, max_pixels...
 
     def __call__(self):
         from ..session import Session
 
         data = self.dataset if self.dataset is not None else (self.extra or None)
         s = Session(self.model, data, transform=self.transform, class_names=self.class_names, layers=self.layers,
-                    recipe=self.recipe, device=self.device)
+                    recipe=self.recipe, device=self.device, **self.input_options)
         if self.dataset is not None:
             for im in self.extra:
                 s.add_image(im)
