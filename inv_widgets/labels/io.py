@@ -201,7 +201,7 @@ def _read_csv(path: Path) -> tuple[list[tuple[str, str | None]], list[dict[str, 
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, exc) from None
     except csv.Error as exc:
-        n = reader.line_num + 1 if reader is not None else 1
+        n = max(1, reader.line_num) if reader is not None else 1  # the line being read
         if "field larger than field limit" in str(exc):
             raise ValueError(f"{path.name}: line {n}: a cell is longer than {csv.field_size_limit():,} characters, "
                              f"which no label export has (a label is at most {rules.MAX_LABEL_CHARS}); is it the "
