@@ -267,8 +267,8 @@ class InputLimits:
     def estimate(self, x: torch.Tensor) -> int | None:
         """Bytes an explanation of model input ``x`` (C, H, W) needs, estimated from the shape probe: every
         module's output (what autograd keeps), the explained layers' activations and gradients (float32), the
-        maps at input resolution, per pixel (measured: 1.05 to 1.31 times the peak it adds for the demo CNN at 0.5 to 2
-        megapixels, benchmarks/bench_inputs.py); None when the probe could not run the model."""
+        maps at input resolution, per pixel (measured: 1.05 to 1.31 times the peak it adds for the demo CNN at 0.5
+        to 2 megapixels, benchmarks/bench_inputs.py); None when the probe could not run the model."""
         c, h, w = x.shape[-3:]
         if int(c) not in self._per_pixel:
             self._per_pixel[int(c)] = self._probe(x)

@@ -206,7 +206,7 @@ def test_a_password_with_an_unescaped_at_sign_is_masked_in_every_message(postgre
     assert store.path == f"postgresql://postgres:***@127.0.0.1:{port}/at_sign" and "P@ss" not in repr(store)
     store.close()
     with pytest.raises(StoreConnectionError) as info:  # nothing listens on port 9: every message is masked
-        LabelStore(f"postgresql://postgres:s3cr@tP@ss@127.0.0.1:9/at_sign", timeout=1)
+        LabelStore("postgresql://postgres:s3cr@tP@ss@127.0.0.1:9/at_sign", timeout=1)
     text = str(info.value)
     assert "***" in text and "tP" not in text and "ss@" not in text and "s3cr" not in text
     assert mask_url("postgresql://u:p@ss@h:1/db?sslmode=require") == "postgresql://u:***@h:1/db?sslmode=require"
