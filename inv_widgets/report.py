@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 import numpy as np
 
 from . import render
-from .engine import Explanation
 
 __all__ = ["explanation_html"]
 
@@ -40,7 +39,7 @@ def _img(array: np.ndarray, size: int, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" width="{size}" height="{size}" alt="{html.escape(alt)}">'
 
 
-def explanation_html(exp: Explanation, *, k: int | None = None, cmap: str = "jet", thumb: int = 128,
+def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int = 128,
                      title: str | None = None, top: int = 5, baselines: dict | None = None,
                      baselines_note: str = "") -> str:
     """The page as a string. ``k``: clusters per layer (default: each layer's suggested cut).

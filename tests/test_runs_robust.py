@@ -180,7 +180,7 @@ def test_run_image_index_errors_name_the_layers(reference):
     with pytest.raises(IndexError) as info:
         reference[0][99]
     msg = str(info.value)
-    assert "layer 99 does not exist" in msg and "has 8 layers (0..7)" in msg and reference.layers[0] in msg
+    assert "layer index 99 out of range" in msg and "has 8 layers (0..7)" in msg and reference.layers[0] in msg
     assert reference[0][-1].name == reference.layers[-1]
 
 

@@ -4,7 +4,8 @@
 
 Every cluster map (default cut, every layer) of held-out parts images is played by each simulated
 player (inv_widgets.eval.simulate); answers go through a real SQLite LabelStore; labels are aggregated
-with Sentence-BERT (all-MiniLM-L6-v2, offline). A map counts as named when its representative label is
+with the default label model (all-MiniLM-L6-v2 distilled into a static model, offline; ``--model
+all-MiniLM-L6-v2`` for the transformer itself). A map counts as named when its representative label is
 a word of the vocabulary of the part that dominates it (most of the mass among its top 8 % pixels, what
 the game's first three steps show).
 Prints the share of named maps over all layers and over the deeper half of the layers (the paper
@@ -56,7 +57,7 @@ def players_part(labels: pd.DataFrame, vocabulary: dict) -> dict:
 
 
 def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *, store_path=None,
-                    model_name: str = "all-MiniLM-L6-v2", seed: int = 0, progress: bool = True,
+                    model_name: str | None = None, seed: int = 0, progress: bool = True,
                     timing_labels: int = 10_000) -> dict:
     import inv_widgets as inv
     from ..engine.maps import reveal_mask
@@ -64,6 +65,9 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
     from ..labels.text import lemmatize
     from .simulate import SimulatedPlayer, dominant_part
 
+    from ..labels.embed import DEFAULT_MODEL
+
+    model_name = model_name or DEFAULT_MODEL
     demo = inv.demo
     model, data = demo.load(n=n_images)
     session = inv.Session(model, data, cache_size=2)
@@ -147,7 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--players", type=int, default=8)
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--store", default=None, help="keep the SQLite store at this path (default: a temporary file)")
-    ap.add_argument("--model", default="all-MiniLM-L6-v2", help="sentence-transformers model name or path")
+    ap.add_argument("--model", default=None, help="label model: minilm-static (default), all-MiniLM-L6-v2, "
+                                                  "a sentence-transformers or model2vec name or folder")
     args = ap.parse_args(argv)
     r = evaluate_labels(args.images, args.players, args.noise, store_path=args.store, model_name=args.model)
     print(f"{r['maps']} cluster maps, {r['answers']} answers, {r['labels']} labels from {args.players} simulated "

@@ -29,14 +29,14 @@ class SessionSpec:
     def __init__(self, session):
         self.model = session.model
         self.dataset = session.dataset
-        self.extra = list(session._extra)
+        self.extra = list(session.image_set._extra)
         self.transform = session.transform
         self.class_names = session._class_names
         self.layers = session.layers
         self.recipe = session.recipe
         self.device = str(session.device)
-        self.weighting = getattr(session, "weighting", "guided")
-        self.output = getattr(session, "output", None)
+        self.weighting = session.weighting
+        self.output = session.output
         self.input_options = dict(getattr(getattr(session, "inputs", None), "options", {}))  # input_size, max_pixels...
 
     def __call__(self):
