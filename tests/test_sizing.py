@@ -117,7 +117,7 @@ def test_a_large_picture_is_resized_to_the_demo_size_keeping_its_aspect_with_one
     assert len(said) == 1 and "800x600 picture is resized to 171x128" in said[0] and "input_size=None" in said[0]
     assert exp.layer(exp.layers[0]).cut().maps.shape[1:] == (128, 171)
     small = Image.fromarray(np.zeros((100, 90, 3), np.uint8))
-    assert tuple(s._resolve(small)[0].shape) == (3, 100, 90)  # smaller pictures are not enlarged
+    assert tuple(s.image_set.resolve(small)[0].shape) == (3, 100, 90)  # smaller pictures are not enlarged
 
 
 def test_the_explorer_upload_keeps_the_resized_picture_and_refuses_a_huge_one(demo):
@@ -130,7 +130,7 @@ def test_the_explorer_upload_keeps_the_resized_picture_and_refuses_a_huge_one(de
         warnings.simplefilter("ignore")
         ex._on_header_msg(ex.header, {"type": "upload", "name": "photo.png"}, [memoryview(buf.getvalue())])
     assert ex.header.error == "" and len(s) == 4
-    assert s._extra[-1].size == (171, 128) and tuple(s.input(3).shape) == (3, 128, 171)
+    assert s.image_set._extra[-1].size == (171, 128) and tuple(s.input(3).shape) == (3, 128, 171)
     buf = io.BytesIO()
     Image.new("1", (9000, 9000), 1).save(buf, "PNG")
     t0 = time.perf_counter()
@@ -175,11 +175,11 @@ def test_model_input_is_never_resized_but_is_capped(demo):
     model, data = demo
     s = inv.Session(model, data, max_pixels=100_000)
     x = torch.zeros(3, 200, 300)
-    assert tuple(s._resolve(x)[0].shape) == (3, 200, 300)
+    assert tuple(s.image_set.resolve(x)[0].shape) == (3, 200, 300)
     with pytest.raises(InputTooLargeError, match=r"400x300 \(0.1 megapixels\), above the limit of 0.1 megapixels"):
-        s._resolve(torch.zeros(3, 300, 400))
+        s.image_set.resolve(torch.zeros(3, 300, 400))
     with pytest.raises(InputTooLargeError, match="max_pixels"):
-        s._resolve(np.zeros((300, 400, 3), np.uint8))
+        s.image_set.resolve(np.zeros((300, 400, 3), np.uint8))
 
 
 def test_an_explanation_that_needs_more_memory_than_allowed_is_refused_before_the_model_runs(demo):
