@@ -164,9 +164,9 @@ def cmd_explain(args) -> int:
 
     import inv_widgets as inv
     from .export import write_atomically
+    from .report import explanation_html
 
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"note: {message}\n"  # one line each
-    from .report import explanation_html
 
     t0 = time.perf_counter()
     options = dict(recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode,

@@ -198,10 +198,11 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
         names them. Shards that hold only some of their images (a Dask retry stored the images that did not
         fail) are redone whole by every rerun.
 
-    Failures on a Dask cluster are reported once the other shards are done: every failed shard with its
-    images, the first failure first. A failed shard is retried one image at a time, so that an image that
-    fails (or kills its worker) leaves out only itself: the shard is stored with its other images, and the
-    next rerun redoes it whole.
+    Failures on a Dask cluster are reported once the other shards are done, every failed shard with its
+    images. A failed shard is retried alone (one that only ran beside an image that killed their worker goes
+    through), then one image at a time, so that an image that fails (or kills its worker) leaves out only
+    itself: its shard is stored with the other images, and the next run of the same call redoes it whole. The
+    report names the shards whose images fail on their own first, in the order they failed.
     """
     if out is None:
         raise TypeError("explain_dataset needs out=, the folder where the run is stored")
