@@ -117,7 +117,7 @@ class Session:
         #: how pictures are sized for the model and what is refused (sizing.InputLimits; the image set applies it)
         self.inputs = self.image_set.limits = InputLimits(
             model, self.image_set.transform, self._layers, input_size=input_size, max_pixels=max_pixels,
-            max_memory=max_memory, device=self.runner.device)
+            max_memory=max_memory, device=self.runner.device, lock=self.runner.lock)
         names = class_names if class_names is not None else self.image_set.classes
         self._class_names = [str(c) for c in names] if names is not None else None
         # Bounded caches (engine.runtime.LRU), all emptied by clear_cache(). Explanations are kept under

@@ -10,6 +10,7 @@ allocate is refused with :class:`~inv_widgets.inputs.InputTooLargeError`, which 
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -194,10 +195,12 @@ class InputLimits:
         would need more is refused with an :class:`InputTooLargeError` instead of running out of memory.
     device : torch.device, optional
         Where the model runs (a CUDA device's free memory is its budget).
+    lock : lock, optional
+        Held while the shape probe runs the model (the session's: one pass at a time).
     """
 
     def __init__(self, model, transform=None, layers=(), *, input_size="auto", max_pixels=DEFAULT_MAX_PIXELS,
-                 max_memory="auto", device=None):
+                 max_memory="auto", device=None, lock=None):
         if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, float,
                                                                                                    np.number))
                                        or not max_pixels >= 1):
@@ -213,6 +216,7 @@ class InputLimits:
         self.max_pixels = None if max_pixels is None else int(max_pixels)
         self.max_memory = max_memory
         self.device = torch.device(device) if device is not None else None
+        self.lock = lock
         self.resizes_itself = False
         if isinstance(input_size, str) and input_size == "auto":
             self.size = model_size(model)
@@ -306,16 +310,17 @@ class InputLimits:
                         total["every"] += t.numel() * t.element_size()
             return hook
 
-        handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules()
-                   if n in names or not any(True for _ in m.children())]
-        try:
-            with torch.no_grad(), eval_mode(model):
-                model(small)
-        except Exception:  # noqa: BLE001 - a model that only takes its own size: no estimate
-            return None
-        finally:
-            for hd in handles:
-                hd.remove()
+        with self.lock or nullcontext():  # no other pass meets these hooks
+            handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules()
+                       if n in names or not any(True for _ in m.children())]
+            try:
+                with torch.no_grad(), eval_mode(model):
+                    model(small)
+            except Exception:  # noqa: BLE001 - a model that only takes its own size: no estimate
+                return None
+            finally:
+                for hd in handles:
+                    hd.remove()
         px = size[0] * size[1]
         return total["every"] / px, total["layers"] / px
 
