@@ -74,6 +74,7 @@ def test_a_resume_over_changed_data_is_refused_naming_the_first_images(data, fir
     assert run.complete
 
 
+@pytest.mark.slow
 def test_the_sample_of_a_large_run_catches_an_image_inserted_at_the_front(model, tmp_path):
     data = PartsDataset(80)
     out = tmp_path / "large"
@@ -210,6 +211,7 @@ KILL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["lock", "meta", "described", "shard"])
 def test_a_kill_at_any_moment_of_a_runs_creation_never_locks_its_folder(point, model, tmp_path):
     out = tmp_path / "run"

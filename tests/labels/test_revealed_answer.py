@@ -45,6 +45,7 @@ def test_a_class_shown_in_one_tab_cannot_be_scored_in_the_other(how, any_store):
     assert any_store.integrity_check() == []
 
 
+@pytest.mark.slow  # builds a session and its pool: the widget tier's, not the unit tier's
 def test_two_game_widgets_of_one_player_on_one_store(tmp_path):
     """The same with the widget: tab A gives up and sees the class; tab B's right guess at step 0 is refused."""
     import torch
