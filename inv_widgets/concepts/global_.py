@@ -41,7 +41,7 @@ _NUMBERS = (("score", 0.0, np.inf, False), ("frequency", 1, np.inf, False), ("n_
 
 def _check_numbers(maps: pd.DataFrame, columns) -> None:
     """Refuse a labels table whose numbers (of ``columns``, those it has) cannot be scores, counts, steps or
-    weights (NaN, infinite, negative, out of range, not numbers), naming the column, the first bad map and the
+    weights (NaN, infinite, negative, outside their bounds, not numbers), naming the column, the first bad map and the
     fix: inf broke ``to_html``, NaN vanished from ``trends()`` and a negative weight showed "w̄ = -50.0 %"."""
     for col, lo, hi, nan_ok in _NUMBERS:
         if col not in columns or col not in maps.columns:

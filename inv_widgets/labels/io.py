@@ -279,7 +279,7 @@ def _int(value: Any, what: str) -> Any:
     if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and not -2 ** 31 <= value < 2 ** 31:
-        raise ValueError(f"{what} {value} is out of range (a class index, at most {2 ** 31 - 1:,})")
+        raise ValueError(f"{what} {value} is too large for a class index (at most {2 ** 31 - 1:,})")
     return value
 
 

@@ -383,7 +383,7 @@ def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, o
     """
     key = as_key(key)
     if not -2 ** 31 <= key.target < 2 ** 31:  # both backends store it as a 32-bit INTEGER
-        raise RuleError(f"target {key.target} is out of range (a class index, at most {2 ** 31 - 1:,})")
+        raise RuleError(f"target {key.target} is too large for a class index (at most {2 ** 31 - 1:,})")
     outcome = check_outcome(outcome)
     step = check_step(reveal_step)
     guessed_t = class_text(guessed, "guessed", allow_none=outcome == "resign")

@@ -75,7 +75,7 @@ def describe(session, index: int, layers=None) -> dict:
         "n_images": len(session),
         "input_size": [int(shown.shape[0]), int(shown.shape[1])],
         "weighting": weighting,
-        "output": output_name(getattr(session, "output", None)),
+        "output": output_name(session.output),
         "session_recipe": session.recipe,
     }
 

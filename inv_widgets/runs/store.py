@@ -42,6 +42,7 @@ stores have no atomic rename and are not supported as ``out``.
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
 import re
@@ -56,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["RunStore", "RunBusyError", "RunDamagedError", "FORMAT", "VERSION", "shard_name", "CHUNK_BYTES",
-           "chunk_shape", "CUT_COLUMNS", "STORAGE_COLUMNS", "SHARD_FILES"]
+           "chunk_shape", "CUT_COLUMNS", "STORAGE_COLUMNS", "SHARD_FILES", "require_runs"]
 
 FORMAT = "inv-run"
 VERSION = 1
@@ -72,6 +73,15 @@ CHUNK_BYTES = 1 << 20
 
 #: the files of a committed shard
 SHARD_FILES = ("maps.parquet", "images.parquet", "arrays.zarr.zip")
+
+
+def require_runs() -> None:
+    """ImportError naming the ``runs`` extra when the libraries a stored run is written with are missing (Zarr
+    and its codecs, numcodecs, for the arrays; pyarrow for the Parquet tables): checked before any work."""
+    missing = [m for m in ("zarr", "numcodecs", "pyarrow") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"stored runs (explain_dataset, Run) need {', '.join(missing)}, which is not installed; "
+                          "install it with: pip install 'inv-widgets[runs]'")
 
 
 class RunBusyError(RuntimeError):
@@ -119,6 +129,7 @@ class RunStore:
     """Paths, metadata and shard commits of one run directory (no model, no compute)."""
 
     def __init__(self, root):
+        require_runs()
         self.root = Path(root)
         self.shards = self.root / "shards"
         self.meta_path = self.root / "run.json"

@@ -37,7 +37,7 @@ class SessionSpec:
         self.device = str(session.device)
         self.weighting = session.weighting
         self.output = session.output
-        self.input_options = dict(getattr(getattr(session, "inputs", None), "options", {}))  # input_size, max_pixels...
+        self.input_options = dict(session.inputs.options)  # input_size, max_pixels, max_memory
 
     def __call__(self):
         from ..session import Session

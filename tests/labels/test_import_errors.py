@@ -50,10 +50,10 @@ def test_a_target_of_2_to_the_70(export):
     doc = json.loads(path.read_text(encoding="utf-8"))
     doc["games"][1]["target"] = 2 ** 70
     path.write_text(json.dumps(doc), encoding="utf-8")
-    _refused(path, "game 2 is invalid", f"target {2 ** 70} is out of range")
+    _refused(path, "game 2 is invalid", f"target {2 ** 70} is too large for a class index")
     csv = export / "labels.csv"
     csv.write_text(csv.read_text(encoding="utf-8").replace(",img_1,0,", f",img_1,{2 ** 70},"), encoding="utf-8")
-    _refused(csv, "line 4 (game 1) is invalid", "out of range")
+    _refused(csv, "line 4 (game 1) is invalid", "too large for a class index")
 
 
 def test_json_nested_deeper_than_any_export(export):
