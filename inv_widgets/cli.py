@@ -18,6 +18,8 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+DEFAULT_MAX_PIXELS = 50_000_000  # inv_widgets.sizing.DEFAULT_MAX_PIXELS (not imported: --help stays light)
+
 
 class CliError(Exception):
     """A problem to report in one line; ``status`` is the exit status."""
@@ -174,13 +176,17 @@ def cmd_explain(args) -> int:
                            f"--model {args.model})", 2)
         _torchvision_weights(args.model, args.weights)  # a wrong name or weights: said before loading anything
 
+    import warnings
+
     import inv_widgets as inv
     from .export import write_atomically
     from .report import explanation_html
 
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"note: {message}\n"  # one line each
+
     t0 = time.perf_counter()
     options = dict(recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode,
-                   weighting=args.weighting)
+                   weighting=args.weighting, max_pixels=args.max_pixels)
     try:
         if args.model == "demo":
             model, data = inv.demo.load()
@@ -283,6 +289,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--baseline-segments", type=_baseline_setting("n_segments", "superpixels"), default=None,
                     metavar="N",
                     help="SLIC superpixels asked for with --baselines (default 50)")
+    ex.add_argument("--max-pixels", type=_at_least(1, "pixels"), default=DEFAULT_MAX_PIXELS, metavar="N",
+                    help="refuse pictures with more pixels than this, before decoding them (default 50000000); "
+                         "pictures larger than the model's input size (the demo's 128x128) are resized to it")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=cmd_explain)
     ev = sub.add_parser("eval", help="evaluations on the embedded default (python -m inv_widgets.eval ...)")

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 __all__ = ["to_pil", "to_model_input", "display_image", "tensor_id", "find_normalize", "blurred", "is_dataset",
-           "ImageSet"]
+           "ImageSet", "InputTooLargeError"]
 
 
 def _check_finite(arr, what="image"):
@@ -98,15 +98,23 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(bg, img).convert("RGB")
 
 
-def to_pil(image: Any) -> Image.Image:
-    """Any supported image (PIL of any mode, array, path) as an RGB PIL image; transparency over white."""
+def to_pil(image: Any, limits=None) -> Image.Image:
+    """Any supported image (PIL of any mode, array, path) as an RGB PIL image; transparency over white.
+
+    With ``limits``, a picture above its pixel cap is refused before it is decoded (a file) or converted."""
+    if limits is not None:
+        limits.check_pixels(image)
     if isinstance(image, (str, os.PathLike)):
         try:
             with Image.open(image) as im:
+                if limits is not None:
+                    limits.check_pixels(im, name=os.fspath(image))  # from the header, before decoding
                 im.load()
                 image = im.copy()
         except FileNotFoundError:
             raise ValueError(f"image file {os.fspath(image)!r} does not exist") from None
+        except InputTooLargeError:
+            raise
         except Exception as e:  # PIL.UnidentifiedImageError and friends
             raise ValueError(f"cannot read {os.fspath(image)!r} as an image ({e})") from None
     if isinstance(image, Image.Image):
@@ -147,7 +155,7 @@ def _is_model_input_array(image: Any) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
 
 
-def to_model_input(image: Any, transform=None) -> torch.Tensor:
+def to_model_input(image: Any, transform=None, limits=None) -> torch.Tensor:
     """One image as a float tensor (C, H, W) ready for the model.
 
     Tensors and float numpy arrays laid out channels-first, (C, H, W) or (1, C, H, W), are model input: they
@@ -155,6 +163,10 @@ def to_model_input(image: Any, transform=None) -> torch.Tensor:
     Everything else (PIL images, file paths, (H, W) and (H, W, C) arrays, integer arrays) is an image as a
     person sees it and goes through ``transform`` (default: to a [0, 1] tensor at its own size). A float
     (H, W, C) array with negative values is refused: it looks like normalised input laid out as an image.
+
+    ``limits`` (a session's :class:`InputLimits`): a picture above its pixel cap is refused before it is
+    decoded, one larger than the model's input size is resized to it (keeping its aspect; model input is never
+    resized), and the memory its explanation needs is checked before the model runs.
     """
     if _is_model_input_array(image):
         image = torch.from_numpy(np.ascontiguousarray(image))
@@ -174,8 +186,13 @@ def to_model_input(image: Any, transform=None) -> torch.Tensor:
         if not x.is_floating_point():
             x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         _check_finite(x)
+        if limits is not None:
+            limits.check_pixels(x)
+            limits.check_memory(x)
         return x.float()
-    pil = to_pil(image)
+    pil = to_pil(image, limits)
+    if limits is not None:
+        pil = limits.fit(pil)
     if transform is None:
         a = np.asarray(pil, dtype=np.float32) / 255.0
         return torch.from_numpy(a).permute(2, 0, 1).contiguous()
@@ -194,6 +211,8 @@ def to_model_input(image: Any, transform=None) -> torch.Tensor:
     if x.dim() != 3:
         raise ValueError(f"the transform returned shape {tuple(x.shape)}; expected (C, H, W)")
     _check_finite(x, "transformed image")
+    if limits is not None:
+        limits.check_memory(x)
     return x.float()
 
 
@@ -240,6 +259,11 @@ def blurred(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(gaussian_filter(a, sigma=(0, sigma, sigma), mode="nearest")).to(x.dtype)
 
 
+class InputTooLargeError(ValueError):
+    """A picture above a session's pixel cap, or one whose explanation needs more memory than there is
+    (``inv_widgets.sizing.InputLimits``)."""
+
+
 class ImageSet:
     """The images a session explains: a dataset followed by images added one by one.
 
@@ -250,9 +274,11 @@ class ImageSet:
     the last ``cache_size`` inputs are kept.
     """
 
-    def __init__(self, data: Any = None, transform=None, *, cache_size: int = 32):
+    def __init__(self, data: Any = None, transform=None, *, cache_size: int = 32, limits=None):
         from .engine.runtime import LRU
 
+        #: how pictures are sized for the model (``inv_widgets.sizing.InputLimits``, set by the session)
+        self.limits = limits
         self.dataset = data if is_dataset(data) else None
         self.transform = transform if transform is not None else getattr(self.dataset, "transform", None)
         extra = [] if data is None or self.dataset is not None else data
@@ -288,8 +314,11 @@ class ImageSet:
         return (True, self.dataset[i]) if i < nd else (False, self._extra[i - nd])
 
     def add(self, image: Any) -> int:
-        """Add an image (PIL, array, path or tensor), checked now; returns its index."""
-        x = to_model_input(image, self.transform)
+        """Add an image (PIL, array, path or tensor), checked now; returns its index. A picture is kept at the
+        size it is explained (``limits``)."""
+        if self.limits is not None:
+            image = self.limits.fit(image)
+        x = to_model_input(image, self.transform, self.limits)
         self._extra.append(image)
         i = len(self) - 1
         self._inputs.put(i, x)
@@ -304,7 +333,7 @@ class ImageSet:
         in_dataset, entry = self._entry(i)
         if in_dataset and isinstance(entry, (tuple, list)):
             entry = entry[0]
-        return to_model_input(entry, self.transform)
+        return to_model_input(entry, self.transform, self.limits)
 
     def _picture(self, i: int, x: torch.Tensor) -> Image.Image:
         size = (x.shape[2], x.shape[1])
@@ -329,7 +358,7 @@ class ImageSet:
             if in_dataset and isinstance(entry, (tuple, list)):
                 label = int(entry[1]) if len(entry) > 1 else None
                 entry = entry[0]
-            x = to_model_input(entry, self.transform)
+            x = to_model_input(entry, self.transform, self.limits)
         else:
             label = self.label(i)
         return x, np.asarray(self._picture(i, x)), label
@@ -374,7 +403,7 @@ class ImageSet:
             iid = tensor_id(x)
             self._ids.setdefault(iid, i)
             return x, iid, i
-        x = to_model_input(image, self.transform)
+        x = to_model_input(image, self.transform, self.limits)
         iid = tensor_id(x)
         return x, iid, self._ids.get(iid, -1)
 

@@ -31,6 +31,7 @@ from .engine.runtime import LRU, return_freed_memory
 from .engine.sources import MapItem
 from .engine.weights import check_weighting
 from .inputs import ImageSet, tensor_id
+from .sizing import DEFAULT_MAX_PIXELS, InputLimits
 
 __all__ = ["Session", "explain"]
 
@@ -80,6 +81,11 @@ class Session:
         kept for ``2 * cache_size`` images (at least 32), class probabilities for 1,024; ``clear_cache()``
         empties all of them. Dropped explanations are freed as they go (one garbage collection per
         ``max(cache_size, 8)`` dropped). See docs/method.md, "Memory held by a session".
+    input_size, max_pixels, max_memory :
+        Pictures sized for the model (``session.inputs``, :class:`inv_widgets.sizing.InputLimits`, where each is
+        described): larger than the model's input size ("auto": ``model.input_size``, the demo's 128 x 128),
+        resized to it with a warning; above ``max_pixels`` (50 MP), refused before decoding; an explanation that
+        would need more than ``max_memory`` bytes ("auto": what the process can allocate), refused before it runs.
 
     A float16 or bfloat16 model runs in its own dtype (the input is cast to it); weights and maps are
     computed in float32 from what it records.
@@ -87,7 +93,8 @@ class Session:
 
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
                  device=None, layers: str | Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
-                 weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None):
+                 weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None,
+                 input_size="auto", max_pixels: int | None = DEFAULT_MAX_PIXELS, max_memory="auto"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.recipe = check_recipe(recipe)
@@ -105,6 +112,9 @@ class Session:
         self._probed = False
         if self._auto_layers and len(self._layers) == 1:
             warn_one_layer(model, self._layers[0])
+        self.inputs = self.image_set.limits = InputLimits(  # pictures sized for the model (the image set applies it)
+            model, self.image_set.transform, self._layers, input_size=input_size, max_pixels=max_pixels,
+            max_memory=max_memory, device=self.runner.device, lock=self.runner.lock)
         names = class_names if class_names is not None else self.image_set.classes
         self._class_names = [str(c) for c in names] if names is not None else None
         # Bounded caches (engine.runtime.LRU), all emptied by clear_cache(). Explanations are kept under

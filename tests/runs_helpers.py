@@ -26,6 +26,35 @@ def slow_demo_session(n: int = 48, delay: float = 0.05):
     return inv.Session(model, SlowParts(n, delay))
 
 
+class KillerParts(PartsDataset):
+    """The demo's parts images, but reading image ``kill`` inside a Dask worker kills that worker's process (as a
+    picture that crashes a decoder or exhausts memory does). Read elsewhere, it is an ordinary image."""
+
+    def __init__(self, n, kill):
+        super().__init__(n=n)
+        self.kill = int(kill)
+
+    def __getitem__(self, i):
+        if int(i) == self.kill:
+            try:
+                from distributed import get_worker
+
+                get_worker()
+            except (ImportError, ValueError):
+                pass
+            else:
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().__getitem__(i)
+
+
+def killer_demo_session(n: int = 40, kill: int = 13):
+    model, _ = inv.demo.load(n)
+    return inv.Session(model, KillerParts(n, kill))
+
+
 def main():
     """``python runs_helpers.py OUT N DELAY BATCH``: a run in a process of its own, to be killed."""
     out, n, delay, batch = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])

@@ -34,7 +34,8 @@ MAY_IMPORT = {
     "inv_widgets.engine": {"inv_widgets.engine", "inv_widgets.export", "inv_widgets.render", "inv_widgets.report",
                            "inv_widgets.files"},
     "inv_widgets.inputs": {"inv_widgets.engine"},
-    "inv_widgets.session": {"inv_widgets.engine", "inv_widgets.inputs"},
+    "inv_widgets.sizing": {"inv_widgets.engine", "inv_widgets.inputs"},
+    "inv_widgets.session": {"inv_widgets.engine", "inv_widgets.inputs", "inv_widgets.sizing"},
 }
 
 

@@ -319,7 +319,8 @@ def test_interrupted_run_shows_only_whole_images_and_resumes(session48, tmp_path
             assert rl.gradcam_lowres().shape == rl.shape
     assert sorted(run.images["image"]) == sorted(set(run.images["image"]))
     done = shard_state(run)
-    again = inv.explain_dataset(session48, range(32), out=out, batch_size=4, progress=False)  # the same run, to the end
+    same_data = inv.Session(session48.model, inv.demo.PartsDataset(32))  # the run's 32 images (a resume compares
+    again = inv.explain_dataset(same_data, range(32), out=out, batch_size=4, progress=False)  # n_images): to the end
     assert again.complete and [s for s in shard_state(again) if s[0] in {d[0] for d in done}] == done
     assert not [p for p in (out / "shards").iterdir() if p.name.startswith(".tmp")]
     ref = inv.explain_dataset(session48, range(32), out=tmp_path / "ref", batch_size=4, progress=False)

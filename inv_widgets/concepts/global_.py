@@ -34,6 +34,38 @@ TABLE_COLUMNS = ["class", "target", "layer", "label", "score", "n_images", "n_ma
 TCAV_COLUMNS = ["tcav_score", "tcav_random", "tcav_p", "tcav_significant"]
 
 
+#: the numbers of a labels table and what each may be: (column, lowest, highest, NaN allowed)
+_NUMBERS = (("score", 0.0, np.inf, False), ("frequency", 1, np.inf, False), ("n_maps", 1, np.inf, False),
+            ("mean_step", 0.0, 5.0, True), ("weight", 0.0, 100.0 + 1e-6, True), ("target", 0, np.inf, False))
+
+
+def _check_numbers(maps: pd.DataFrame, columns) -> None:
+    """Refuse a labels table whose numbers (of ``columns``, those it has) cannot be scores, counts, steps or
+    weights (NaN, infinite, negative, outside their bounds, not numbers), naming the column, the first bad map and the
+    fix: inf broke ``to_html``, NaN vanished from ``trends()`` and a negative weight showed "w̄ = -50.0 %"."""
+    for col, lo, hi, nan_ok in _NUMBERS:
+        if col not in columns or col not in maps.columns:
+            continue
+        try:
+            v = pd.to_numeric(maps[col], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"the labels table's {col} column holds values that are not numbers ({e}); pass the "
+                             "output of inv.aggregate_labels, or fix the column") from None
+        nan = np.isnan(v)
+        bad = (nan & (not nan_ok)) | (~nan & (~np.isfinite(v) | (v < lo) | (v > hi)))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            row = maps.iloc[i]
+            what = "NaN" if nan[i] else f"{v[i]:g}"
+            allowed = f"{lo:g} or more" if hi == np.inf else f"from {lo:g} to {min(hi, 100):g}"
+            raise ValueError(
+                f"the labels table has {int(bad.sum())} {col} value{'s' if bad.sum() != 1 else ''} that "
+                f"{'are' if bad.sum() != 1 else 'is'} not a finite number {allowed} (first: {what} for label "
+                f"{row['label']!r} of image {row['image_id']} at {row['layer']}); {col} must be "
+                + ("a finite number " if not nan_ok else "a number (or NaN for unknown) ") + f"{allowed}: pass "
+                "the output of inv.aggregate_labels, or fix the column")
+
+
 def _natural(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
 
@@ -103,6 +135,7 @@ class GlobalExplanation:
             raise ValueError(f"the labels table lacks the columns {missing}; pass the output of "
                              f"inv.aggregate_labels(store, class_names=...) (it has {_REQUIRED})")
         best = df[df["rank"] == 1]
+        _check_numbers(best, [c for c, *_ in _NUMBERS if c != "weight"])
         dropped = 0
         if session is not None:
             keep = best["model"] == session.fingerprint
@@ -134,6 +167,7 @@ class GlobalExplanation:
             raise ValueError("some cluster maps have more than one rank-1 label; pass the output of "
                              "aggregate_labels (one rank 1 per map)")
         maps["weight"] = cls._weights(maps, best, session, weights)
+        _check_numbers(maps, ["weight"])
 
         if class_names is None and session is not None:
             class_names = session.classes

@@ -28,10 +28,14 @@ class DemoCNN(nn.Module):
         Output channels of each conv layer, two per block; its length must be even.
     dropout : float
         Dropout before the linear head (training only).
+    input_size : int
+        The side of the square pictures it is trained on (the parts dataset's 128). A session reads it
+        (``model.input_size``, (height, width)) and resizes larger pictures to it (``inv_widgets.sizing``).
     """
 
-    def __init__(self, num_classes: int = 10, widths=DEFAULT_WIDTHS, dropout: float = 0.1):
+    def __init__(self, num_classes: int = 10, widths=DEFAULT_WIDTHS, dropout: float = 0.1, input_size: int = 128):
         super().__init__()
+        self.input_size = (int(input_size), int(input_size))
         widths = tuple(int(w) for w in widths)
         if len(widths) == 0 or len(widths) % 2:
             raise ValueError(f"DemoCNN: widths needs an even, non-zero number of entries, got {widths}")

@@ -29,6 +29,7 @@ from .rules import (
     streaks,
 )
 from .store import (
+    AnswerOutcomeUnknown,
     ForeignDatabaseError,
     LabelStore,
     MapKey,
@@ -52,6 +53,7 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreVersionError",
     "ForeignDatabaseError",
+    "AnswerOutcomeUnknown",
     "RuleError",
     "AlreadyAnswered",
     "GameStore",

@@ -46,12 +46,15 @@ class GameStore(Protocol):
 
     def record_answer(self, participant: str | int, key: MapKey, guessed: str | int | None,
                       true_class: str | int, outcome: str, reveal_step: int, labels: Sequence[str] = (),
-                      started_at: Any = None, answered_at: Any = None, *, once: bool = False) -> int:
-        """Store one game (a guess, its outcome and reveal step, the labels typed) in one transaction; its id."""
+                      started_at: Any = None, answered_at: Any = None, *, once: bool = False,
+                      answer_id: str | None = None, weight: float | None = None,
+                      labels_pending: bool = False) -> int:
+        """Store one game (a guess, its outcome and reveal step, the labels typed, or none yet with
+        ``labels_pending``) in one transaction, once per ``answer_id``; its id."""
         ...
 
-    def undo_last(self, participant: str | int) -> bool:
-        """Take back the participant's last answer; False when there is none."""
+    def set_labels(self, participant: str | int, game_id: int, labels: Sequence[str] = ()) -> int:
+        """Give (or replace) the labels of a stored game (the game saves an answer when it shows the class)."""
         ...
 
     def label_counts(self, keys: Iterable[MapKey]) -> dict[MapKey, int]:

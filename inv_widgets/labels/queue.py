@@ -4,23 +4,31 @@
     queue.load()                       # this player's answered maps, points and streaks (from the store)
     item = queue.next()                # the least-labelled map this player has not answered
     queue.more()                       # reveal step 1
-    queue.guess(2)                     # or queue.resign(): the answer waits for its labels
-    queue.submit(["round wheels"])     # one transaction in the store; the next map may come
-    queue.undo()                       # the last answer is taken back and waits again
+    queue.guess(2)                     # or queue.resign(): the answer is saved, the class may be shown
+    queue.submit(["round wheels"])     # its labels follow (one transaction); the next map may come
+    queue.undo()                       # the last answer's labels come back to be fixed
 
 The order is the one every player shares: fewest labels in the store first (counts read again for each
 map), ties by the pool's order. A map the player has answered never comes back, also when it was answered
 in another window (the answered maps are read from the store for each map); a map taken back by
-:meth:`~ParticipantQueue.undo` comes first. Fair play across two tabs of one player: an answer is stored
-with ``record_answer(..., once=True)``, so a map answered (or given up) in one tab cannot be scored in
-the other; that tab gets :class:`~inv_widgets.labels.rules.AlreadyAnswered` and moves on. The queue is
+:meth:`~ParticipantQueue.undo` comes first. Fair play across two tabs of one player: a revealed class is an
+answer. :meth:`~ParticipantQueue.guess` and :meth:`~ParticipantQueue.resign` store the answer
+(``record_answer(..., once=True, labels_pending=True)``) before they return, that is before the class can be
+shown; its labels follow as an update (:meth:`~ParticipantQueue.submit`, ``LabelStore.set_labels``). So a map
+answered, lost or given up in one tab cannot be scored in the other, whatever happens to the labels; that tab
+gets :class:`~inv_widgets.labels.rules.AlreadyAnswered` and moves on. Each answer carries an identity made
+before it is sent (``answer_id``): when the store cannot say whether it kept it
+(:class:`~inv_widgets.labels.store.errors.AnswerOutcomeUnknown`), the next try on that map sends the same
+answer again, which the store keeps once. The queue is
 pure Python over a pool and a :class:`~inv_widgets.labels.protocols.GameStore`: no widget, and every rule
 comes from :mod:`inv_widgets.labels.rules`. Refused actions raise :class:`Refusal` (a message for the player);
 labels that break a rule raise :class:`~inv_widgets.labels.rules.RuleError`; a store that could not
-save raises :class:`NotSaved` (the answer stays pending, nothing was stored).
+save raises :class:`NotSaved` (a guess that was not saved is not shown: nothing was stored, guess again;
+labels that were not saved stay pending).
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
@@ -30,7 +38,7 @@ from ..engine.maps import REVEAL_PERCENTS
 from . import rules
 from .pool import Pool, PoolItem
 from .protocols import GameStore, missing_methods
-from .store.errors import StoreBusyError
+from .store.errors import AnswerOutcomeUnknown, StoreBusyError
 
 __all__ = ["ParticipantQueue", "PendingAnswer", "Progress", "Refusal", "NotSaved", "read_progress",
            "read_leaderboard", "least_labelled", "sign_in", "check_store", "RECENT_ROWS", "LEADERBOARD_ROWS"]
@@ -58,7 +66,7 @@ class NotSaved(Exception):
 
 @dataclass
 class PendingAnswer:
-    """A guess (or a resignation) waiting for its labels."""
+    """A guess (or a resignation), saved in the store, waiting for its labels."""
 
     item: PoolItem
     guessed: int | None  # class index, None for a resignation
@@ -67,6 +75,8 @@ class PendingAnswer:
     started_at: datetime
     answered_at: datetime
     labels: list[str] = field(default_factory=list)  # the last labels tried (kept on errors)
+    answer_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # made before it is sent
+    game_id: int | None = None  # the stored game, once saved
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,15 @@ def sign_in(store: GameStore, name: Any) -> tuple[str, bool]:
     return name, known
 
 
+def _weight(item: PoolItem) -> float | None:
+    """The map's weight as the store keeps it (percent), or None when the pool has none that fits."""
+    try:
+        w = float(item.weight)
+    except (TypeError, ValueError):
+        return None
+    return w if 0.0 <= w <= 100.0 else None  # NaN fails both
+
+
 class ParticipantQueue:
     """Next map, answer, undo and progress of one participant; see the module docstring.
 
@@ -166,6 +185,7 @@ class ParticipantQueue:
         self.pinned: list[PoolItem] = []  # maps to serve next, before the queue order (after an undo)
         self.history: list[tuple[int, PendingAnswer]] = []  # (game id, answer) saved here, for undo
         self.dropped: set[MapKey] = set()  # maps that could not be shown
+        self.unsure: PendingAnswer | None = None  # an answer the store may or may not have kept (sent again)
         self._counts: dict[MapKey, int] = {}
 
     # -- the order ----------------------------------------------------------------------------------
@@ -261,33 +281,64 @@ class ParticipantQueue:
         self.pending = None
 
     def guess(self, cls: int | str) -> PendingAnswer:
-        """Guess class ``cls`` (index or name) for the current map; the answer waits for its labels.
-        :class:`~inv_widgets.labels.rules.AlreadyAnswered` when this player answered the map in another
-        window meanwhile (the map is then done: call :meth:`next`)."""
+        """Guess class ``cls`` (index or name) for the current map. The answer is stored before this returns
+        (its labels follow with :meth:`submit`), so the class may be shown. :class:`NotSaved` when the store
+        did not take it (nothing is shown; guess again). :class:`~inv_widgets.labels.rules.AlreadyAnswered`
+        when this player answered the map in another window meanwhile (the map is then done: call
+        :meth:`next`)."""
         item = self._playing()
         if isinstance(cls, str) and cls in self.classes:
             cls = self.classes.index(cls)
         if isinstance(cls, bool) or not isinstance(cls, int) or not 0 <= cls < len(self.classes):
             raise Refusal(f"There is no class {cls!r} to guess; pick one of the {len(self.classes)} buttons.", "error")
+        if self.unsure is not None and self.unsure.item is item:
+            return self._save(self.unsure)  # the answer the store may have kept already: the same, again
         self._answered_elsewhere(item)
-        self.pending = PendingAnswer(item, cls, rules.outcome_of(cls, item.target), self.step,
-                                     self.started_at or rules.now(), rules.now())
-        return self.pending
+        return self._save(PendingAnswer(item, cls, rules.outcome_of(cls, item.target), self.step,
+                                        self.started_at or rules.now(), rules.now()))
 
     def resign(self) -> PendingAnswer:
-        """Give up on the current map (counted at the last step, as in the paper)."""
+        """Give up on the current map (counted at the last step, as in the paper); stored before this returns,
+        as :meth:`guess` is."""
         item = self._playing()
+        if self.unsure is not None and self.unsure.item is item:
+            return self._save(self.unsure)
         self._answered_elsewhere(item)
-        self.pending = PendingAnswer(item, None, "resign", rules.MAX_STEP, self.started_at or rules.now(), rules.now())
-        self.step = rules.MAX_STEP
-        return self.pending
+        return self._save(PendingAnswer(item, None, "resign", rules.MAX_STEP, self.started_at or rules.now(),
+                                        rules.now()))
+
+    def _save(self, answer: PendingAnswer) -> PendingAnswer:
+        """Store ``answer`` with its labels to follow (once per map and player; once per ``answer_id``)."""
+        item = answer.item
+        guessed = None if answer.guessed is None else self.classes[answer.guessed]
+        try:
+            game_id = self.store.record_answer(
+                self.participant, item.key, guessed, self.classes[item.target], answer.outcome, answer.step, (),
+                started_at=answer.started_at, answered_at=answer.answered_at, once=True,
+                answer_id=answer.answer_id, weight=_weight(item), labels_pending=True)
+        except rules.AlreadyAnswered:
+            self.unsure = None
+            self._gone(item)
+            raise
+        except AnswerOutcomeUnknown as exc:
+            self.unsure = answer  # kept or not: the next try sends this answer again, which is stored once
+            raise NotSaved(exc) from exc
+        except Exception as exc:
+            raise NotSaved(exc) from exc
+        self.unsure = None
+        answer.game_id = int(game_id)
+        self.pending = answer
+        self.done.add(item.key)
+        if answer.outcome == "resign":
+            self.step = rules.MAX_STEP
+        return answer
 
     def submit(self, boxes: Any = ()) -> int:
-        """Save the pending answer with the labels typed in ``boxes`` (empty boxes are left out); returns
-        the game id. :class:`~inv_widgets.labels.rules.RuleError` for labels that break a rule,
-        :class:`NotSaved` when the store refused; in both cases nothing was stored and the answer waits.
-        :class:`~inv_widgets.labels.rules.AlreadyAnswered` (nothing stored) when this player has answered
-        the map in another window meanwhile: the answer is dropped and the map is done here too."""
+        """Save the labels typed in ``boxes`` (empty boxes are left out) for the pending answer, which is
+        stored already; returns the game id. :class:`~inv_widgets.labels.rules.RuleError` for labels that
+        break a rule, :class:`NotSaved` when the store refused; in both cases the labels wait (submitting
+        them again is safe: they replace the game's labels). A :class:`Refusal` when the answer is no longer in
+        the store (taken back elsewhere)."""
         answer = self.pending
         if answer is None:
             raise Refusal("There is no answer to save: guess first.")
@@ -298,14 +349,11 @@ class ParticipantQueue:
                 pass
         labels = rules.labels_from_boxes(boxes, answer.outcome)
         item = answer.item
-        guessed = None if answer.guessed is None else self.classes[answer.guessed]
         try:
-            game_id = self.store.record_answer(self.participant, item.key, guessed, self.classes[item.target],
-                                               answer.outcome, answer.step, labels, started_at=answer.started_at,
-                                               answered_at=answer.answered_at, once=True)
-        except rules.AlreadyAnswered:
+            game_id = self.store.set_labels(self.participant, answer.game_id, labels)
+        except KeyError:
             self._gone(item)
-            raise
+            raise Refusal("That answer is no longer in the store (it was taken back elsewhere).", "error") from None
         except Exception as exc:
             raise NotSaved(exc) from exc
         answer.labels = list(labels)
@@ -316,8 +364,9 @@ class ParticipantQueue:
         return int(game_id)
 
     def undo(self) -> PendingAnswer:
-        """Take back this player's last answer saved here: it leaves the store and waits again (same guess,
-        same labels), and the map that was current comes right after it."""
+        """Bring back this player's last answer saved here, to fix its labels: the answer itself stays in the
+        store (its class has been shown), the labels come back to be submitted again (they replace the stored
+        ones), and the map that was current comes right after it."""
         if not self.history:
             raise Refusal("Nothing to undo.")
         if self.pending is not None:
@@ -325,14 +374,13 @@ class ParticipantQueue:
         game_id, answer = self.history[-1]
         games = self.store.games(self.participant)
         last = int(games["game_id"].iloc[-1]) if len(games) else None
+        if last is None or game_id not in set(int(g) for g in games["game_id"]):
+            self.history.pop()
+            raise Refusal("That answer is no longer in the store.", "error")
         if last != game_id:
             self.history.clear()
             raise Refusal("Your last answer was saved from another window; undo it there.", "error")
-        if not self.store.undo_last(self.participant):
-            self.history.pop()
-            raise Refusal("That answer is no longer in the store.", "error")
         self.history.pop()
-        self.done.discard(answer.item.key)
         if self.current is not None:
             self.pinned.insert(0, self.current)
         self.current = answer.item

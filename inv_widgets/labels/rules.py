@@ -321,9 +321,39 @@ class Answer:
     started_at: str | None
     answered_at: str
     duration_s: float | None
+    answer_id: str | None = None  # the writer's identity of this answer (a retry with it stores it once)
+    weight: float | None = None  # the cluster map's weight in percent, when the writer gave it
+    labels_pending: bool = False  # saved when the class was shown; the labels follow
 
 
 _DERIVE = object()
+_ANSWER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def check_answer_id(value: Any) -> str | None:
+    """An answer's identity chosen by its writer (e.g. ``uuid.uuid4().hex``): None, or 1..128 characters of
+    letters, digits and ``. _ : -``."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _ANSWER_ID.fullmatch(value):
+        raise RuleError(f"answer_id must be 1 to 128 letters, digits, '.', '_', ':' or '-' (e.g. uuid4().hex), "
+                        f"got {value!r}")
+    return value
+
+
+def check_weight(value: Any) -> float | None:
+    """A cluster map's weight: None (unknown) or a finite percentage in [0, 100]."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TypeError("weight must be a percentage (a number), got a bool")
+    try:
+        w = float(value)
+    except (TypeError, ValueError):
+        raise RuleError(f"weight must be a percentage (a number 0..100), got {value!r}") from None
+    if not math.isfinite(w) or not 0.0 <= w <= 100.0 + 1e-6:
+        raise RuleError(f"weight must be a finite percentage in 0..100, got {value!r}")
+    return min(w, 100.0)
 
 
 def check_duration(value: Any) -> float | None:
@@ -343,13 +373,17 @@ def check_duration(value: Any) -> float | None:
 
 def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, outcome: Any,
                     reveal_step: Any, labels: Sequence[str] = (), started_at: Any = None,
-                    answered_at: Any = None, *, duration_s: Any = _DERIVE) -> Answer:
+                    answered_at: Any = None, *, duration_s: Any = _DERIVE, answer_id: Any = None,
+                    weight: Any = None, labels_pending: bool = False) -> Answer:
     """Check one answer against every rule and return it as an :class:`Answer`.
 
     ``answered_at`` defaults to :func:`now`; ``duration_s`` is derived from the two times unless given
-    (an import keeps the exported value).
+    (an import keeps the exported value). ``labels_pending``: the answer is saved when the class is shown and
+    its labels follow (``LabelStore.set_labels``); it has none yet.
     """
     key = as_key(key)
+    if not -2 ** 31 <= key.target < 2 ** 31:  # both backends store it as a 32-bit INTEGER
+        raise RuleError(f"target {key.target} is too large for a class index (at most {2 ** 31 - 1:,})")
     outcome = check_outcome(outcome)
     step = check_step(reveal_step)
     guessed_t = class_text(guessed, "guessed", allow_none=outcome == "resign")
@@ -358,7 +392,16 @@ def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, o
         raise RuleError(f"outcome 'win' needs guessed == true_class; got {guessed_t!r} and {true_t!r}")
     if outcome == "lose" and guessed_t == true_t:
         raise RuleError(f"outcome 'lose' needs a guess other than the true class {true_t!r}")
-    labels = check_labels(labels, outcome)
+    labels_pending = bool(labels_pending)
+    if labels_pending:
+        if labels:
+            raise RuleError("an answer whose labels follow (labels_pending) has no labels yet; give them with "
+                            "set_labels")
+        labels = []
+    else:
+        labels = check_labels(labels, outcome)
+    answer_id = check_answer_id(answer_id)
+    weight = check_weight(weight)
     started = as_time(started_at, "started_at")
     answered = as_time(answered_at, "answered_at") or now()
     if duration_s is _DERIVE:
@@ -376,4 +419,4 @@ def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, o
     names = [n for n in (true_t, guessed_t) if n]
     cleaned = tuple(clean_label(t, names) for t in labels)
     return Answer(participant, key, guessed_t, true_t, outcome, step, tuple(labels), cleaned,
-                  iso(started), iso(answered), duration)
+                  iso(started), iso(answered), duration, answer_id, weight, labels_pending)

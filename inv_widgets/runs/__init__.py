@@ -7,10 +7,12 @@
     run.reveal(key, step)        # the Deep Reveal image of a map, for a labelling pool
     run.weights()                # MapKey -> percent, for aggregate_labels(..., merge=True, weights=...)
 
-Layout and commit protocol: runs/store.py. Dask workers: runs/workers.py.
+Layout, commit protocol and verification: runs/store.py. Dask workers: runs/workers.py. A damaged shard is
+named (``RunDamagedError``, or ``RunDamageWarning`` from ``Run.open``) and redone by
+``explain_dataset(..., repair=True)``.
 """
 from .explain import explain_dataset
-from .run import Run, RunImage, RunLayer
-from .store import RunBusyError
+from .run import Run, RunDamageWarning, RunImage, RunLayer
+from .store import RunBusyError, RunDamagedError
 
-__all__ = ["explain_dataset", "Run", "RunImage", "RunLayer", "RunBusyError"]
+__all__ = ["explain_dataset", "Run", "RunImage", "RunLayer", "RunBusyError", "RunDamagedError", "RunDamageWarning"]

@@ -181,7 +181,11 @@ class RunImage:
         return self.run.classes[self.predicted]
 
     def __getitem__(self, name) -> RunLayer:
-        name = check_layer(name, self.run.layers, owner="this run")
+        try:
+            name = check_layer(name, self.run.layers, owner="this run")
+        except IndexError as e:  # name them: run[i][99] (issue 23)
+            raise IndexError(f"{e} (0..{len(self.run.layers) - 1}): {self.run.layers}; a layer's cluster maps are "
+                             f"run[{self.index}][layer][j]") from None
         if name not in self._layers:
             li = self.run.layers.index(name)
             rows = self._rows[self._rows["layer_index"] == li].sort_values("map")

@@ -20,7 +20,7 @@ from ..inputs import tensor_id
 from .store import CUT_COLUMNS, STORAGE_COLUMNS, RunStore
 
 __all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward",
-           "WARD_BACKENDS"]
+           "WARD_BACKENDS", "image_ids", "output_name"]
 
 #: How a run links the fast recipe's dendrograms: "scipy" (the engine's recipes on the CPU), "torch" (the batched
 #: Ward kernel on the model's device), "auto" (torch on a CUDA device, scipy otherwise).
@@ -39,6 +39,18 @@ def build_session(factory):
         raise TypeError(f"the session factory returned a {type(made).__name__}; it must return an "
                         "inv_widgets.Session (or a (model, data) pair)")
     return made
+
+
+def output_name(output) -> str | int | None:
+    """How a run records the session's ``output`` (which of the model's outputs holds the logits)."""
+    if output is None or isinstance(output, (int, str)):
+        return output
+    return f"callable {getattr(output, '__module__', '?')}.{getattr(output, '__qualname__', type(output).__name__)}"
+
+
+def image_ids(session, indices) -> list[str]:
+    """The ids (``MapKey.image_id``) of the session's images ``indices``, read as a run reads them."""
+    return [tensor_id(session.item(int(i))[0]) for i in indices]
 
 
 def describe(session, index: int, layers=None) -> dict:
@@ -63,21 +75,32 @@ def describe(session, index: int, layers=None) -> dict:
         "n_images": len(session),
         "input_size": [int(shown.shape[0]), int(shown.shape[1])],
         "weighting": weighting,
+        "output": output_name(session.output),
         "session_recipe": session.recipe,
     }
 
 
-def shard_meta(meta: dict, s: int) -> dict:
+def shard_meta(meta: dict, s: int, only=None) -> dict:
     """What a writer needs of the run's description for shard ``s`` (a few hundred bytes: this is what
-    travels with each Dask task, not the run's whole index list)."""
+    travels with each Dask task, not the run's whole index list). ``only``: the offsets (0..shard size - 1)
+    of the shard's images to explain, when not all (a retry of a failed shard, image by image)."""
     if "shard_indices" in meta:
+        if only is None:
+            return meta
+        meta = {**meta, "shard_indices": [meta["shard_indices"][o] for o in only],
+                "shard_offsets": [meta.get("shard_offsets", range(len(meta["shard_indices"])))[o] for o in only]}
         return meta
     size = int(meta["shard_size"])
     indices = meta["indices"][s * size:(s + 1) * size]
     if not indices:
         raise IndexError(f"shard {s} is outside the run ({len(meta['indices'])} images, {size} per shard)")
     keep = ("model", "layers", "shapes", "recipe", "k", "target", "shard_size", "weighting")
-    return {**{key: meta[key] for key in keep if key in meta}, "n_classes": len(meta["classes"]), "shard_indices": list(indices)}
+    out = {**{key: meta[key] for key in keep if key in meta}, "n_classes": len(meta["classes"]),
+           "shard_indices": list(indices)}
+    if only is not None:
+        out["shard_offsets"] = [int(o) for o in only]
+        out["shard_indices"] = [indices[int(o)] for o in only]
+    return out
 
 
 def resolve_ward(ward: str, device: torch.device, recipe: str) -> str:
@@ -97,24 +120,30 @@ def _targets(spec, labels: list, n_classes: int):
 
 
 def process_shard(session, store: RunStore, meta: dict, s: int, *, batch_size: int, ward: str = "auto",
-                  lock: threading.Lock | None = None) -> dict:
+                  lock: threading.Lock | None = None, only=None, write: bool = True, replace: bool = False) -> dict:
     """Explain the images of shard ``s`` and commit them; a no-op when the shard is committed already.
 
+    ``only``: the offsets of the shard's images to explain (a shard holding only those is committed);
+    ``write=False`` explains them and stores nothing (a retry that finds which image fails);
+    ``replace``: a committed shard ``s`` is replaced (it was damaged, or held only some of its images).
     Returns a small summary: ``{"shard", "images", "maps", "committed", "seconds"}``.
     """
     t0 = time.perf_counter()
-    if store.is_committed(s):  # finished by an earlier attempt of this task (or another writer)
-        return {"shard": s, "images": len(shard_meta(meta, s)["shard_indices"]), "maps": 0, "committed": False,
-                "seconds": 0.0}
-    maps, images, arrays = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, lock=lock)
-    committed = store.write_shard(s, maps, images, arrays)
+    if write and not replace and store.is_committed(s):  # finished by an earlier attempt (or another writer)
+        return {"shard": s, "images": len(shard_meta(meta, s, only)["shard_indices"]), "maps": 0,
+                "committed": False, "seconds": 0.0}
+    maps, images, arrays = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, lock=lock, only=only)
+    if not write:
+        return {"shard": s, "images": len(images), "maps": len(maps), "committed": False,
+                "seconds": time.perf_counter() - t0}
+    committed = store.write_shard(s, maps, images, arrays, replace=replace)
     return {"shard": s, "images": len(images), "maps": len(maps), "committed": committed,
             "seconds": time.perf_counter() - t0}
 
 
-def load_shard(session, meta: dict, s: int) -> dict:
+def load_shard(session, meta: dict, s: int, only=None) -> dict:
     """Read shard ``s``'s images from the session: model inputs, what a person sees, labels, image ids."""
-    indices = shard_meta(meta, s)["shard_indices"]
+    indices = shard_meta(meta, s, only)["shard_indices"]
     items = [session.item(i) for i in indices]
     xs = [it[0] for it in items]
     shapes = {tuple(x.shape) for x in xs}
@@ -127,13 +156,14 @@ def load_shard(session, meta: dict, s: int) -> dict:
 
 def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "auto",
                   lock: threading.Lock | None = None, loaded: dict | None = None,
-                  after_pass=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+                  after_pass=None, only=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """The tables and arrays of shard ``s`` (nothing written); ``loaded``: its images, read already;
-    ``after_pass``: called after each batch's model pass, before its clustering."""
+    ``after_pass``: called after each batch's model pass, before its clustering; ``only``: the offsets of the
+    shard's images to explain (default: all)."""
     if session.fingerprint != meta["model"]:
         raise ValueError(f"this session's model ({session.fingerprint}) is not the run's ({meta['model']}): the "
                          "factory builds another model or other weights than the ones the run was started with")
-    meta = shard_meta(meta, s)
+    meta = shard_meta(meta, s, only)
     size = int(meta["shard_size"])
     indices = meta["shard_indices"]
     layers = list(meta["layers"])
@@ -143,6 +173,7 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
         raise ValueError(f"the torch Ward kernel builds the 'fast' recipe's dendrograms, not {meta['recipe']!r}; "
                          "use ward='scipy' for other recipes")
     loaded = loaded if loaded is not None else load_shard(session, meta, s)
+    offsets = list(meta.get("shard_offsets", range(len(indices))))
     xs, labels, ids = loaded["xs"], loaded["labels"], loaded["ids"]
     targets = _targets(meta["target"], labels, n_classes)
     logits, chosen, cuts = [], [], []
@@ -167,12 +198,14 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
         cuts.extend(batch)
         del cap
     del xs
-    return _assemble(meta, s, indices, ids, labels, loaded["shown"], np.concatenate(logits), chosen, cuts)
+    return _assemble(meta, s, indices, ids, labels, loaded["shown"], np.concatenate(logits), chosen, cuts, offsets)
 
 
 def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: list, shown: np.ndarray,
-              logits: np.ndarray, targets: list[int], cuts: list) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """The shard's two tables and its arrays, from each image's layers (``(LayerMaps, LayerCut)``, image order)."""
+              logits: np.ndarray, targets: list[int], cuts: list, offsets: list[int] | None = None
+              ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The shard's two tables and its arrays, from each image's layers (``(LayerMaps, LayerCut)``, image order);
+    ``offsets``: each image's place in the shard (default 0, 1, ...)."""
     size = int(meta["shard_size"])
     layers = list(meta["layers"])
     logits = logits.astype(np.float32)
@@ -181,8 +214,9 @@ def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: li
     prob = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     predicted = logits.argmax(1)
     b = len(indices)
+    offsets = list(range(b)) if offsets is None else [int(o) for o in offsets]
     images = pd.DataFrame({
-        "position": np.arange(s * size, s * size + b, dtype=np.int64),
+        "position": np.asarray([s * size + o for o in offsets], dtype=np.int64),
         "image": np.asarray(indices, dtype=np.int64),
         "image_id": ids,
         "label": pd.array([None if y is None else int(y) for y in labels], dtype="Int64"),
@@ -206,7 +240,7 @@ def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: li
                              "members": cut.members_text(j), "image": int(indices[img]), "layer_index": li, "map": j,
                              "weight": float(cut.weights[j]), "size": len(cut.members[j]), "k": cut.k,
                              "predicted": int(predicted[img]), "threshold": cut.threshold, "k_cut": cut.k_cut,
-                             "position": s * size + img, "shard": s, "row": row + j})
+                             "position": s * size + offsets[img], "shard": s, "row": row + j})
             row += cut.k
         h, w = meta["shapes"][name]
         stored = [cut.maps_lowres for _, cut in per if cut.k]

@@ -1,11 +1,15 @@
 """Reading a stored run: ``Run.open(path)``, the table of maps, one image's layers and maps, consumers.
 
 Nothing here runs a model. Everything comes from the committed shards (see runs/store.py); a run that is
-still being written shows the images finished so far (``run.refresh()`` looks again).
+still being written shows the images finished so far (``run.refresh()`` looks again). Every shard is checked
+when it is first seen (runs/store.py, "Verification"): a damaged one is left out with a warning that names it
+and the repair (``explain_dataset(..., repair=True)``), or refused with ``Run.open(path, strict=True)``; a
+read that fails later names the shard's file and the repair too.
 """
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -18,25 +22,43 @@ from ..engine.request import check_layers
 from ..engine.runtime import LRU
 from ..engine.sources import MapItem
 from .image import RunImage, RunLayer
-from .store import CUT_COLUMNS, STORAGE_COLUMNS, RunStore, shard_name
+from .store import CUT_COLUMNS, STORAGE_COLUMNS, RunDamagedError, RunStore, shard_name
 
-__all__ = ["Run", "RunImage", "RunLayer"]  # RunImage and RunLayer live in runs/image.py
+__all__ = ["Run", "RunImage", "RunLayer", "RunDamageWarning"]  # RunImage and RunLayer live in runs/image.py
+
+
+class RunDamageWarning(UserWarning):
+    """A run's damaged shards were left out (their images count as missing)."""
 
 
 class _Shard:
-    """One committed shard's arrays, opened read-only (zarr over one zip file)."""
+    """One committed shard's arrays, opened read-only (zarr over one zip file). A failure to read names the
+    file and the repair (:class:`~inv_widgets.runs.store.RunDamagedError`)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, root: Path | None = None, s: int = -1):
         import zarr
 
         self.path = path
-        self._store = zarr.storage.ZipStore(path / "arrays.zarr.zip", mode="r")
-        self.group = zarr.open_group(self._store, mode="r")
+        self._root, self._s = root or path.parent.parent, s
+        try:
+            self._store = zarr.storage.ZipStore(path / "arrays.zarr.zip", mode="r")
+            self.group = zarr.open_group(self._store, mode="r")
+        except Exception as e:  # noqa: BLE001 - zipfile, zarr and OS errors alike: the file cannot be used
+            raise self._damaged(e) from e
         self._lock = threading.Lock()
+
+    def _damaged(self, e: BaseException) -> RunDamagedError:
+        return RunDamagedError(self._root, {self._s: f"{self.path / 'arrays.zarr.zip'} cannot be read "
+                                                     f"({type(e).__name__}: {e})"})
 
     def read(self, name: str, sel) -> np.ndarray:
         with self._lock:
-            return np.asarray(self.group[name][sel])
+            try:
+                return np.asarray(self.group[name][sel])
+            except (IndexError, TypeError):
+                raise
+            except Exception as e:  # noqa: BLE001 - a damaged chunk: a zip, zstd or zarr error
+                raise self._damaged(e) from e
 
 
 class Run:
@@ -48,9 +70,13 @@ class Run:
     model: ``run.keys()``, ``run.weights()``, ``run.locate(key)``, ``run.map(key)``, ``run.reveal(key, step)``.
     """
 
-    def __init__(self, path, *, _meta: dict | None = None):
+    def __init__(self, path, *, strict: bool = False, _meta: dict | None = None):
         self.store = RunStore(path)
         self.meta = _meta or self.store.read_meta()
+        self.strict = bool(strict)
+        self._checked: dict[Path, str | None] = {}  # shard folder -> what is wrong with it (None: fine)
+        #: committed shards that cannot be used, ``{shard number: what is wrong}`` (left out of the tables)
+        self.damaged: dict[int, str] = {}
         self._shards = LRU(8)
         self._lock = threading.Lock()
         self._maps: pd.DataFrame | None = None
@@ -62,9 +88,11 @@ class Run:
         self.refresh()
 
     @classmethod
-    def open(cls, path) -> "Run":
-        """Open a run directory (complete or not) for reading."""
-        return cls(path)
+    def open(cls, path, *, strict: bool = False) -> "Run":
+        """Open a run directory (complete or not) for reading. Every committed shard is checked (runs/store.py):
+        a damaged one is left out, its images counted as missing, with a :class:`RunDamageWarning` naming it and
+        the repair; ``strict=True`` raises :class:`~inv_widgets.runs.store.RunDamagedError` instead."""
+        return cls(path, strict=strict)
 
     # ---- what the run is -----------------------------------------------------------------------
     @property
@@ -120,20 +148,40 @@ class Run:
 
     # ---- tables -----------------------------------------------------------------------------------
     def refresh(self) -> "Run":
-        """Look again for shards committed since the run was opened (a run being written)."""
+        """Look again for shards committed since the run was opened (a run being written); new ones are checked."""
         with self._lock:
             committed = self.store.committed()
+            for s, p in committed.items():
+                if p not in self._checked:
+                    self._checked[p] = self.store.check_shard(s, self.meta, p)
+            damaged = {s: self._checked[p] for s, p in committed.items() if self._checked[p] is not None}
+            if damaged and self.strict:
+                raise RunDamagedError(self.store.root, damaged)
+            new = {s: why for s, why in damaged.items() if self.damaged.get(s) != why}
+            self.damaged = damaged
+            if new:
+                warnings.warn(str(RunDamagedError(self.store.root, new)).replace(
+                    "cannot be used (", "are left out, their images counted as missing (", 1), RunDamageWarning,
+                    stacklevel=3)
+            committed = {s: p for s, p in committed.items() if s not in damaged}
             if committed.keys() != self._committed.keys():
                 self._committed = committed
                 self._maps = self._images = None
                 self._by_image = self._by_key = self._pos = None
         return self
 
+    def _read_table(self, s: int, path: Path, name: str) -> pd.DataFrame:
+        try:
+            return pd.read_parquet(path / name)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
+            raise RunDamagedError(self.store.root, {s: f"{path / name} cannot be read ({type(e).__name__}: {e})"}) \
+                from e
+
     def _table(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         with self._lock:
             if self._maps is None:
-                maps = [_schema(pd.read_parquet(p / "maps.parquet")) for p in self._committed.values()]
-                imgs = [pd.read_parquet(p / "images.parquet") for p in self._committed.values()]
+                maps = [_schema(self._read_table(s, p, "maps.parquet")) for s, p in self._committed.items()]
+                imgs = [self._read_table(s, p, "images.parquet") for s, p in self._committed.items()]
                 self._maps = (pd.concat(maps, ignore_index=True) if maps else _empty_maps())
                 self._images = (pd.concat(imgs, ignore_index=True) if imgs else _empty_images())
             return self._maps, self._images
@@ -181,7 +229,7 @@ class Run:
 
     def _shard(self, s: int) -> _Shard:
         path = self._committed.get(s) or (self.store.shards / shard_name(s))
-        return self._shards.get(s, lambda: _Shard(path))
+        return self._shards.get(s, lambda: _Shard(path, self.store.root, s))
 
     def __getitem__(self, i) -> RunImage:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):

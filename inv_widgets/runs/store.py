@@ -26,6 +26,14 @@ rename of a directory is atomic, and it fails when the target exists and is not 
 - the set of committed shard directories *is* the manifest of finished images: nothing else to keep in
   sync, and a rerun skips exactly those.
 
+**Verification.** Every committed shard is checked when a run is resumed and when it is opened (cheaply:
+nothing is decompressed): its three files are there (a shard folder without them is an interrupted copy),
+the zip's central directory lists the group's arrays, the Parquet footers read, and its rows belong to this
+run at this place (shard number, positions, image indices: a shard copied in from another run is caught).
+A damaged shard is named with what is wrong (:class:`RunDamagedError`) and is redone by
+``explain_dataset(..., repair=True)``. A shard that holds only some of its images (a Dask retry stored the
+images that did not fail) is redone whole by the next run of the same call.
+
 One shard is one file of arrays rather than a directory of chunk files: a run of 2,000 images at 32 per
 shard is 63 zip files, not tens of thousands of chunk files, and the rename stays a single step. The run
 directory must be on a POSIX file system that every writer sees (local disk, NFS, Lustre, GPFS); object
@@ -40,6 +48,7 @@ import os
 import re
 import shutil
 import uuid
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -47,8 +56,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunStore", "RunBusyError", "FORMAT", "VERSION", "shard_name", "CHUNK_BYTES", "chunk_shape",
-           "CUT_COLUMNS", "STORAGE_COLUMNS", "require_runs"]
+__all__ = ["RunStore", "RunBusyError", "RunDamagedError", "FORMAT", "VERSION", "shard_name", "CHUNK_BYTES",
+           "chunk_shape", "CUT_COLUMNS", "STORAGE_COLUMNS", "SHARD_FILES", "require_runs"]
 
 FORMAT = "inv-run"
 VERSION = 1
@@ -62,6 +71,10 @@ STORAGE_COLUMNS = ["position", "shard", "row"]
 CHUNK_BYTES = 1 << 20
 
 
+#: the files of a committed shard
+SHARD_FILES = ("maps.parquet", "images.parquet", "arrays.zarr.zip")
+
+
 def require_runs() -> None:
     """ImportError naming the ``runs`` extra when the libraries a stored run is written with are missing (Zarr
     and its codecs, numcodecs, for the arrays; pyarrow for the Parquet tables): checked before any work."""
@@ -73,6 +86,21 @@ def require_runs() -> None:
 
 class RunBusyError(RuntimeError):
     """Another explain_dataset call is writing this run now."""
+
+
+class RunDamagedError(ValueError):
+    """Committed shards of a run that cannot be read (or do not belong to it); ``damaged`` maps each shard number
+    to what is wrong. ``explain_dataset(..., repair=True)`` redoes them."""
+
+    def __init__(self, root, damaged: dict[int, str]):
+        self.root = Path(root)
+        self.damaged = dict(sorted(damaged.items()))
+        shown = "; ".join(f"{shard_name(s)}: {why}" for s, why in list(self.damaged.items())[:5])
+        more = f"; and {len(self.damaged) - 5} more" if len(self.damaged) > 5 else ""
+        super().__init__(
+            f"{len(self.damaged)} committed shard{'s' if len(self.damaged) != 1 else ''} of the run in {self.root} "
+            f"cannot be used ({shown}{more}). Repair: run the same explain_dataset call with repair=True, which "
+            "redoes these shards (the others are kept)")
 
 
 def shard_name(s: int) -> str:
@@ -189,19 +217,89 @@ class RunStore:
     def is_committed(self, s: int) -> bool:
         return (self.shards / shard_name(s)).is_dir()
 
+    def check_shard(self, s: int, meta: dict, path: Path | None = None) -> str | None:
+        """What is wrong with committed shard ``s`` (None: nothing found), without decompressing anything: its
+        files, the zip's central directory, the Parquet footers, and that its rows are this run's shard ``s``
+        (shard number, positions and image indices of ``meta``)."""
+        import pyarrow.parquet as pq
+
+        path = path or self.shards / shard_name(s)
+        missing = [f for f in SHARD_FILES if not (path / f).is_file()]
+        if len(missing) == len(SHARD_FILES):
+            return "the shard folder is empty (an interrupted copy?)"
+        if missing:
+            return f"{', '.join(missing)} missing"
+        try:
+            with zipfile.ZipFile(path / "arrays.zarr.zip") as z:
+                names = set(z.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            return f"arrays.zarr.zip is not a readable zip file ({e})"
+        wanted = ["zarr.json", "images/zarr.json", "logits/zarr.json"] + [
+            f"{a}/{li}/zarr.json" for li in range(len(meta.get("layers", []))) for a in ("maps", "gradcam", "channel_weights")]
+        lost = [n for n in wanted if n not in names]
+        if lost:
+            return f"arrays.zarr.zip lacks {', '.join(lost[:3])}" + (" ..." if len(lost) > 3 else "")
+        tables = {}
+        for name, cols in (("images.parquet", ["shard", "position", "image", "row"]),
+                           ("maps.parquet", ["shard", "model"])):
+            try:
+                tables[name] = pq.ParquetFile(path / name).read(columns=cols).to_pandas()
+            except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
+                return f"{name} is not readable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        images, maps = tables["images.parquet"], tables["maps.parquet"]
+        size = int(meta["shard_size"])
+        indices = meta["indices"]
+        if len(images) == 0:
+            return "images.parquet holds no image"
+        if (images["shard"] != s).any() or (len(maps) and (maps["shard"] != s).any()):
+            return f"its rows say shard {sorted(set(images['shard']) | set(maps['shard']))[:3]}, not {s}: a shard " \
+                   "of another run?"
+        pos = images["position"].to_numpy()
+        if pos.min() < s * size or pos.max() >= min(len(indices), (s + 1) * size) or len(set(pos)) != len(pos):
+            return f"its positions {int(pos.min())}..{int(pos.max())} are not those of shard {s} " \
+                   f"({s * size}..{min(len(indices), (s + 1) * size) - 1}): a shard of another run?"
+        wrong = [int(p) for p, i in zip(pos, images["image"]) if int(indices[int(p)]) != int(i)]
+        if wrong:
+            return (f"image {int(images['image'][list(pos).index(wrong[0])])} is stored at position {wrong[0]}, "
+                    f"where this run has image {int(indices[wrong[0]])}: a shard of another run?")
+        if len(maps) and (maps["model"] != meta["model"]).any():
+            return "its maps were made by another model: a shard of another run?"
+        return None
+
+    def shard_images(self, s: int) -> int:
+        """How many images committed shard ``s`` holds (fewer than its share when a retry stored only some)."""
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(self.shards / shard_name(s) / "images.parquet").metadata.num_rows)
+
+    def expected_images(self, s: int, meta: dict) -> int:
+        size = int(meta["shard_size"])
+        return max(0, min(size, len(meta["indices"]) - s * size))
+
+    def discard_shard(self, s: int) -> None:
+        """Take committed shard ``s`` out (renamed aside, then deleted): to redo it. Call with the lock held."""
+        final = self.shards / shard_name(s)
+        if not final.exists():
+            return
+        aside = self.shards / f"{_TMP}old-{shard_name(s)}-{uuid.uuid4().hex[:12]}"
+        os.rename(final, aside)
+        _fsync_dir(self.shards)
+        shutil.rmtree(aside, ignore_errors=True)
+
     def write_shard(self, s: int, maps: pd.DataFrame, images: pd.DataFrame, arrays: dict[str, np.ndarray],
-                    chunk_bytes: int = CHUNK_BYTES) -> bool:
+                    chunk_bytes: int = CHUNK_BYTES, replace: bool = False) -> bool:
         """Write shard ``s`` privately and publish it with one rename.
 
         Arrays are chunked along their first axis, about ``chunk_bytes`` (before compression) per chunk.
         Returns True when this call committed it, False when another writer had already (ours is dropped).
+        ``replace``: a committed shard ``s`` (damaged, or holding only some of its images) is replaced by this one.
         """
         import zarr
         from zarr.core.sync import sync
 
         self.shards.mkdir(parents=True, exist_ok=True)
         final = self.shards / shard_name(s)
-        if final.is_dir():
+        if final.is_dir() and not replace:
             return False
         tmp = self.shards / f"{_TMP}{shard_name(s)}-{uuid.uuid4().hex[:12]}"
         try:
@@ -216,6 +314,8 @@ class RunStore:
             for f in tmp.iterdir():
                 _fsync_file(f)
             _fsync_dir(tmp)
+            if replace:
+                self.discard_shard(s)
             try:
                 os.rename(tmp, final)
             except OSError as e:

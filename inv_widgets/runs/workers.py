@@ -13,10 +13,10 @@ from contextlib import ExitStack
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..engine.runtime import reuse_freed_memory
-from .pipeline import build_session, describe, process_shard
+from .pipeline import build_session, describe, image_ids, process_shard
 from .store import RunStore
 
-__all__ = ["SessionPlugin", "SessionSpec", "register_session"]
+__all__ = ["SessionPlugin", "SessionSpec", "register_session", "ids_task", "shard_task"]
 
 
 class SessionSpec:
@@ -37,13 +37,15 @@ class SessionSpec:
         self.device = str(session.device)
         self.weighting = session.weighting
         self.output = session.output
+        self.input_options = dict(session.inputs.options)  # input_size, max_pixels, max_memory
 
     def __call__(self):
         from ..session import Session
 
         data = self.dataset if self.dataset is not None else (self.extra or None)
         s = Session(self.model, data, transform=self.transform, class_names=self.class_names, layers=self.layers,
-                    recipe=self.recipe, device=self.device, weighting=self.weighting, output=self.output)
+                    recipe=self.recipe, device=self.device, weighting=self.weighting, output=self.output,
+                    **self.input_options)
         if self.dataset is not None:
             for im in self.extra:
                 s.add_image(im)
@@ -93,9 +95,16 @@ def length_task(name: str) -> int:
     return len(_plugin(name).session)
 
 
-def shard_task(name: str, root: str, meta: dict, s: int, batch_size: int, ward: str) -> dict:
+def ids_task(name: str, indices) -> list[str]:
+    """The ids of the worker session's images ``indices`` (a resumed run compares them with the stored ones)."""
+    return image_ids(_plugin(name).session, indices)
+
+
+def shard_task(name: str, root: str, meta: dict, s: int, batch_size: int, ward: str, only=None, write: bool = True,
+               replace: bool = False) -> dict:
     plugin = _plugin(name)
-    done = process_shard(plugin.session, RunStore(root), meta, s, batch_size=batch_size, ward=ward, lock=plugin.lock)
+    done = process_shard(plugin.session, RunStore(root), meta, s, batch_size=batch_size, ward=ward, lock=plugin.lock,
+                         only=only, write=write, replace=replace)
     plugin.memory.step()
     return done
 

@@ -8,7 +8,8 @@
 A player sees only the most salient pixels of one cluster map (the top 2, 4.5, 8, 13, 20 or 30 %),
 guesses the class with a button (or a digit key), may ask to see more (space) or give up, and then,
 with the whole image and the cluster map in view, types one to three features that gave the class
-away. Every answer goes to the :class:`~inv_widgets.labels.LabelStore` in one transaction.
+away. The answer goes to the :class:`~inv_widgets.labels.LabelStore` when the class is shown (before it
+is shown: a guess the store did not take shows nothing); its labels follow as an update.
 
 The kernel owns the state. The browser (``static/game.js``) sends actions as custom messages
 (``{"type": "guess", "class": 2}``, ``"more"``, ``"resign"``, ``"submit"``, ``"skip"``, ``"undo"``,
@@ -21,9 +22,10 @@ This module is the view: its traits and the message-to-method table. Which maps 
 :mod:`inv_widgets.labels.rules`.
 
 Fair play: before the guess, no synced trait holds the true class (its name, its index, the cluster
-map overlay or the unmasked image); the masked image is the only view of the map. One player in two
-browser tabs cannot score a map twice: a map answered (or given up) in one tab is skipped in the other,
-which says so and shows its next map.
+map overlay or the unmasked image); the masked image is the only view of the map. A revealed class is an
+answer: the guess (or the resignation) is saved before the class is shown, so one player in two browser tabs
+cannot score a map twice, not even while the labels of the first tab are still being typed: the other tab
+skips the map, says so and shows its next map.
 
 A read-only store (a read-only file or folder, a database user who may only read) is said at once: the
 game does not start, and an answer that meets a store turned read-only is not "kept to submit again".
@@ -413,6 +415,9 @@ class LabelingGame(anywidget.AnyWidget):
         except AlreadyAnswered as exc:
             self._answered_elsewhere(exc)
             return False
+        except NotSaved as failure:
+            self._not_saved(failure, "Your guess was not saved, so the answer is not shown yet: guess again.")
+            return False
         self._answer(answer)
         return True
 
@@ -425,10 +430,23 @@ class LabelingGame(anywidget.AnyWidget):
         except AlreadyAnswered as exc:
             self._answered_elsewhere(exc)
             return False
+        except NotSaved as failure:
+            self._not_saved(failure, "Giving up was not saved, so the answer is not shown yet: try again.")
+            return False
         self._answer(answer)
         return True
 
-    def _answered_elsewhere(self, exc: AlreadyAnswered) -> None:
+    def _not_saved(self, failure: NotSaved, then: str) -> None:
+        """A guess or resignation the store did not take: nothing is shown, the map stays on screen."""
+        exc = failure.error
+        if isinstance(exc, StoreReadOnlyError):
+            self._say(READ_ONLY_MESSAGE, "error")
+            return
+        log.warning("LabelingGame: could not save an answer: %s", exc)
+        self._say((_readable(exc, "saving your answer") if isinstance(exc, StoreBusyError) else str(exc))
+                  + " " + then, "error")
+
+    def _answered_elsewhere(self, exc: AlreadyAnswered, text: str | None = None) -> None:
         """The map on screen was answered in another window of this player: say so, show the next one."""
         try:
             self._read_progress()
@@ -438,7 +456,7 @@ class LabelingGame(anywidget.AnyWidget):
         rev = self.message_revision
         self._next()
         if self.message_revision == rev:
-            self._say(exc.for_player, "info")
+            self._say(text or exc.for_player, "info")
 
     def _answer(self, answer: PendingAnswer) -> None:
         item = answer.item
@@ -462,10 +480,11 @@ class LabelingGame(anywidget.AnyWidget):
             self._say("")
 
     def submit(self, labels: Sequence[str] = ()) -> bool:
-        """Save the answer with its labels (1..3; 0..3 after giving up) and show the next map.
+        """Save the labels of the answer on screen (1..3; 0..3 after giving up; the answer itself was saved
+        when its class was shown) and show the next map.
 
         Labels are kept exactly as typed. On a refusal (blank, too long) or a store error the answer
-        stays on screen with the labels, and nothing is stored; fix it and submit again.
+        stays on screen with the labels, and no label is stored; fix them and submit again.
         """
         q = self._queue
         if self.phase != "answer" or q is None or q.pending is None:
@@ -477,6 +496,9 @@ class LabelingGame(anywidget.AnyWidget):
         except AlreadyAnswered as exc:
             self._answered_elsewhere(exc)
             return False
+        except Refusal as exc:  # the answer was taken back elsewhere: go on
+            self._answered_elsewhere(AlreadyAnswered(self.participant, answer.item.key), str(exc))
+            return False
         except RuleError as exc:
             self._say(exc.for_player, "error")
             self._keep_draft(answer)
@@ -485,16 +507,16 @@ class LabelingGame(anywidget.AnyWidget):
             exc = failure.error
             if isinstance(exc, StoreReadOnlyError):  # submitting again cannot help: say what can
                 log.warning("LabelingGame: the store is read-only: %s", exc)
-                self._say("Your answer was not saved: " + READ_ONLY_MESSAGE, "error")
+                self._say("Your labels were not saved: " + READ_ONLY_MESSAGE, "error")
                 self._keep_draft(answer)
                 return False
             if isinstance(exc, (StoreBusyError, ValueError, TypeError, OSError, RuntimeError)):
                 log.warning("LabelingGame: could not save an answer: %s", exc)
-                self._say(_readable(exc, "saving your answer") if isinstance(exc, StoreBusyError)
-                          else f"Your answer was not saved: {exc}", "error")
-            else:  # e.g. sqlite3 errors: keep the answer, say what happened
-                log.error("LabelingGame: could not save an answer", exc_info=exc)
-                self._say(_readable(exc, "save your answer") + " Your answer is kept: submit again.", "error")
+                self._say(_readable(exc, "saving your labels") if isinstance(exc, StoreBusyError)
+                          else f"Your labels were not saved: {exc}", "error")
+            else:  # e.g. sqlite3 errors: keep the labels, say what happened
+                log.error("LabelingGame: could not save an answer's labels", exc_info=exc)
+                self._say(_readable(exc, "save your labels") + " Your labels are kept: submit again.", "error")
             self._keep_draft(answer)
             return False
         earned = points_for(answer.outcome, answer.step)
@@ -529,8 +551,9 @@ class LabelingGame(anywidget.AnyWidget):
         self.draft_revision += 1
 
     def undo(self) -> bool:
-        """Take back this player's last saved answer: it is removed from the store and comes back on
-        screen (same guess, labels in the boxes) to be fixed and saved again."""
+        """Bring back this player's last saved answer to fix its labels: it comes back on screen (same guess,
+        labels in the boxes) and the labels saved again replace the stored ones. The answer itself stays in the
+        store: its class has been shown."""
         q = self._queue
         if q is None or not q.history:
             self._say("Nothing to undo.", "info")
@@ -552,7 +575,7 @@ class LabelingGame(anywidget.AnyWidget):
         with self.hold_sync():
             self.round += 1
             self._answer(answer)
-        self._say("Undone: your answer was removed. Fix the labels and save it again.", "info")
+        self._say("Your last answer is back: fix its labels and save them again (the guess stays).", "info")
         return True
 
     def refresh(self, quiet: bool = False) -> bool:

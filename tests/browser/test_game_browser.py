@@ -170,8 +170,8 @@ def test_play_with_keyboard_and_mouse_in_jupyterlab(browser, jupyter_server, tmp
         # --- undo the last answer with the mouse: it comes back with its labels; fix one, Enter -------
         game.root.locator(".ig-undo").click()
         game.wait_phase("answer")
-        game.wait_message("Undone")
-        assert len(store.games("Ada Lovelace")) == 1
+        game.wait_message("Your last answer is back")
+        assert len(store.games("Ada Lovelace")) == 2  # the answer stays (its class was shown); its labels come back
         inputs = game.root.locator(".ig-label-input")
         assert [inputs.nth(i).input_value() for i in range(3)] == ["orange cap · chapeau orangé", "white dots", "🍄 帽子"]
         inputs.nth(1).fill("white spots")

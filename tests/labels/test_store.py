@@ -248,34 +248,35 @@ def _columns(store, table="games") -> list[str]:
 
 
 def test_older_store_is_upgraded_and_newer_store_refused(store_target, monkeypatch):
+    n = schema_mod.latest_version()
     old = store_target.open()
     old.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel", "tyre"])
-    assert old.schema_version == 1
+    assert old.schema_version == n
     old.close()
 
-    v2 = ["ALTER TABLE games ADD COLUMN device TEXT", "UPDATE games SET device = 'tablet'"]
-    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS + [(2, v2)])
+    step = ["ALTER TABLE games ADD COLUMN device TEXT", "UPDATE games SET device = 'tablet'"]
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS + [(n + 1, step)])
     new = store_target.open()
-    assert new.schema_version == 2
+    assert new.schema_version == n + 1
     assert new._read("SELECT device FROM games") == [("tablet",)]
     assert new.labels()["text"].tolist() == ["wheel", "tyre"]  # data kept
     assert new.integrity_check() == []
     new.close()
 
     # a failing migration leaves the store as it was
-    bad = [(3, ["ALTER TABLE games ADD COLUMN x TEXT", "THIS IS NOT SQL"])]
+    bad = [(n + 2, ["ALTER TABLE games ADD COLUMN x TEXT", "THIS IS NOT SQL"])]
     monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS + bad)
     with pytest.raises(Exception, match="(?i)syntax"):
         store_target.open()
     monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:-1])
     again = store_target.open()
-    assert again.schema_version == 2
+    assert again.schema_version == n + 1
     cols = _columns(again)
     assert "x" not in cols and "device" in cols
     again.close()
 
     # a store from a newer version is refused, not damaged
-    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:1])
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:n])
     with pytest.raises(RuntimeError, match="newer"):
         store_target.open()
 
@@ -296,7 +297,7 @@ def test_a_backend_is_a_class_registered_under_its_url_scheme(monkeypatch):
     monkeypatch.setitem(backend_mod.BACKENDS, "memtest", MemTest)
     s = LabelStore("memtest://box", timeout=1)
     assert isinstance(s.backend, MemTest) and isinstance(s.backend, backend_mod.Backend)
-    assert s.path == "memtest://box" and repr(s) == "LabelStore('memtest://box', schema v1)"
+    assert s.path == "memtest://box" and repr(s) == f"LabelStore('memtest://box', schema v{schema_mod.latest_version()})"
     s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
     assert s.labels()["text"].tolist() == ["wheel"] and s.integrity_check() == []
 

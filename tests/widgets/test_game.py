@@ -199,7 +199,7 @@ def test_win_lose_resign_are_recorded_exactly(make_game, store, session):
     assert store.integrity_check() == []
 
 
-def test_undo_takes_the_answer_back_and_the_map_returns(make_game, store):
+def test_undo_brings_the_labels_back_and_keeps_the_answer(make_game, store):
     game = make_game()
     assert not game.can_undo and not game.undo()
     key = game.current
@@ -210,11 +210,11 @@ def test_undo_takes_the_answer_back_and_the_map_returns(make_game, store):
     assert game.can_undo and game.points == 5 and len(store.games()) == 1
     on_screen = game.current
     assert game.undo()
-    assert len(store.games()) == 0 and game.points == 0 and game.answered == 0
-    # the undone map is back (first in the queue), with the same guess and the labels to fix
+    # the answer stays (its class was shown: a revealed class is an answer); its labels come back to be fixed
+    assert len(store.games()) == 1 and game.points == 5 and game.answered == 1
     assert game.phase == "answer" and game.current == key and game.queue[0] == key
     assert game.outcome == "win" and game.step == 1 and game.draft == ["tall chimney", "red door"]
-    assert store.label_counts([key])[key] == 0
+    assert "the guess stays" in game.message
     assert game.submit(["tall chimney", "red door frame"])
     assert list(store.labels().text) == ["tall chimney", "red door frame"]
     # the map that was on screen before the undo comes next
@@ -244,8 +244,10 @@ def test_blank_and_empty_labels_are_refused_with_a_message(make_game, store):
     assert "at least one" in game.message
     assert not game.submit(["ok", "\t \n"])
     assert "Label 2" in game.message
-    assert game.phase == "answer" and len(store.games()) == 0
+    # the answer was saved when the class was shown; no label was stored
+    assert game.phase == "answer" and store.games()["labels_pending"].tolist() == [True] and len(store.labels()) == 0
     assert game.submit(["ok"]) and game.message_kind == "success"
+    assert store.games()["labels_pending"].tolist() == [False] and store.labels()["text"].tolist() == ["ok"]
 
 
 def test_long_labels_are_refused_naming_the_limit(make_game, store):
@@ -255,7 +257,7 @@ def test_long_labels_are_refused_naming_the_limit(make_game, store):
     assert not game.submit(["fine", long])
     assert str(MAX_LABEL_CHARS) in game.message and "Label 2" in game.message
     assert game.draft == ["fine", long]  # the boxes keep what was typed
-    assert len(store.games()) == 0
+    assert len(store.labels()) == 0 and store.games()["labels_pending"].tolist() == [True]
     exact = "é" * MAX_LABEL_CHARS
     assert game.submit([exact])
     assert store.labels().text.tolist() == [exact]
@@ -341,7 +343,7 @@ def test_store_busy_keeps_the_answer_until_the_retry(make_game, tmp_path):
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert len(store.games()) == 0
+    assert len(store.labels()) == 0 and store.games()["labels_pending"].tolist() == [True]
     assert game.submit(["striped sail"])
     games = store.games()
     assert len(games) == 1 and games.loc[0, "outcome"] == "win" and games.loc[0, "reveal_step"] == 1
@@ -359,12 +361,12 @@ def test_any_store_error_keeps_the_answer(make_game, store, monkeypatch):
         calls.append(a)
         raise StoreBusyError(store.path, 0.1)
 
-    monkeypatch.setattr(store, "record_answer", broken)
+    monkeypatch.setattr(store, "set_labels", broken)
     assert not game.submit(["one"])
     assert "busy" in game.message and game.phase == "answer"
     monkeypatch.undo()
     assert game.submit(["one"]) and len(calls) == 1
-    assert len(store.games()) == 1
+    assert len(store.games()) == 1 and store.labels()["text"].tolist() == ["one"]
 
 
 def test_messages_from_the_browser(make_game, store):
@@ -383,7 +385,7 @@ def test_messages_from_the_browser(make_game, store):
     game._on_msg(game, {"type": "guess", "class": "not a class", "round": game.round}, [])
     assert game.message_kind == "error" and game.phase == "play"
     game._on_msg(game, {"type": "undo"}, [])
-    assert len(store.games()) == 0
+    assert len(store.games()) == 1 and game.phase == "answer"
 
 
 # ---- participants --------------------------------------------------------------------------------
@@ -492,7 +494,7 @@ def test_a_store_is_checked_by_what_the_game_needs(session, layers):
     class Partial:
         def record_answer(self, *a, **k): ...
 
-    with pytest.raises(TypeError, match=r"it has no add_participant\(\), participants\(\), undo_last\(\)"):
+    with pytest.raises(TypeError, match=r"it has no add_participant\(\), participants\(\), set_labels\(\)"):
         LabelingGame(session, Partial(), "a", layers=layers)
 
 
@@ -532,10 +534,10 @@ def test_a_read_only_store_is_said_at_once_and_never_invites_submit_again(sessio
     assert game.phase == "play"
     postgres_server.execute("REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM game_reader",
                             database="game_ro")
-    game.guess(right(game))
-    assert not game.submit(["wheel"])
+    assert not game.guess(right(game))  # not saved: nothing is shown
     assert game.message_kind == "error" and "read-only" in game.message
     assert "again" not in game.message.lower()
+    assert game.phase == "play" and game.true_class == "" and game.overlay == b""
     assert len(LabelStore(url).games()) == 0
     writer.close()
 

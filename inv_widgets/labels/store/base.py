@@ -20,9 +20,15 @@ Design points:
 * Several processes may write at once; waiting writers are served fairly. When another connection holds
   the write lock for longer than ``timeout`` seconds the call raises :class:`StoreBusyError` (nothing was
   stored; retry).
-* A damaged, truncated or foreign file is refused on open with a message that names it and how to
-  recover (:class:`~.errors.StoreDamagedError`, :class:`~.errors.ForeignDatabaseError`); a store that may
-  only be read opens for reading and refuses writes (:class:`~.errors.StoreReadOnlyError`).
+* A damaged, truncated, empty or foreign file, or one with a row whose text cannot be read, is refused on
+  open with a message that names it and how to recover (:class:`~.errors.StoreDamagedError`,
+  :class:`~.errors.ForeignDatabaseError`); a store that may only be read opens for reading and refuses writes
+  (:class:`~.errors.StoreReadOnlyError`). Every error names the store (a URL with its password masked).
+* An answer carries an identity chosen by its writer (``answer_id``; one is made when none is given): the
+  store keeps it once, so a retry after :class:`~.errors.AnswerOutcomeUnknown` (the connection went during
+  the commit) is safe. It also carries its cluster map's weight in percent (``weight``, when given).
+* The game saves an answer when it shows the class (``labels_pending=True``, no labels yet), so no other tab
+  of the player can score that map; the labels follow with :meth:`LabelStore.set_labels`.
 * The schema is versioned (:mod:`.schema`); opening an older database applies the missing migrations.
 * A cluster map is identified by :class:`MapKey` (model, image id, target, layer, sorted member
   channels), stored as canonical text ``"3,17,42"``, never by its position in a list.
@@ -32,7 +38,7 @@ Design points:
 from __future__ import annotations
 
 import math
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any, Hashable, Iterable
 
 import pandas as pd
 
@@ -42,20 +48,14 @@ from .. import rules
 from ..index import AggregateCache, LabelIndex, top_labels_of
 from . import queries as q
 from . import schema
-from .backend import Backend, Tx, open_backend
+from .answers import AnswerWrites, DuplicateGameError
+from .backend import Backend, open_backend
 
 __all__ = ["LabelStore", "DuplicateGameError"]
 
 
-class DuplicateGameError(ValueError):
-    """An imported game has the identity of a stored one (participant, map, answer time) but other content."""
 
-    def __init__(self, index: int, message: str):
-        super().__init__(message)
-        self.index = index
-
-
-class LabelStore:
+class LabelStore(AnswerWrites):
     """Answers of the labelling game in a database.
 
     Parameters
@@ -168,163 +168,6 @@ class LabelStore:
         """A value that changes whenever this or any other connection writes to the store."""
         return self._backend.change_stamp()
 
-    # -- writing -----------------------------------------------------------------------------
-
-    @staticmethod
-    def _participant_id(tx: Tx, participant: Any, create: bool, created: str | None = None) -> int | None:
-        if isinstance(participant, bool):
-            raise TypeError("participant must be a name (str) or an id (int), got a bool")
-        if isinstance(participant, int):
-            row = tx.execute(q.PARTICIPANT_BY_ID, {"id": participant}).fetchone()
-            if row is None:
-                raise KeyError(f"no participant with id {participant}")
-            return row[0]
-        name = rules.check_name(participant)
-        if create:
-            tx.execute(q.ADD_PARTICIPANT, {"name": name, "created": created or rules.iso(rules.now())})
-        row = tx.execute(q.PARTICIPANT_BY_NAME, {"name": name}).fetchone()
-        return None if row is None else row[0]
-
-    def add_participant(self, name: str) -> int:
-        """Id of the participant ``name``, created when new (names are stripped; 1..64 characters)."""
-        name = rules.check_name(name)
-        with self._transaction("participant sign-up", name) as tx:
-            return self._participant_id(tx, name, create=True)
-
-    def record_answer(
-        self,
-        participant: str | int,
-        key: MapKey,
-        guessed: str | int | None,
-        true_class: str | int,
-        outcome: str,
-        reveal_step: int,
-        labels: Sequence[str] = (),
-        started_at: Any = None,
-        answered_at: Any = None,
-        *,
-        once: bool = False,
-    ) -> int:
-        """Store one game and its labels atomically; returns the game id.
-
-        Parameters
-        ----------
-        participant : name (created if new) or id of an existing participant.
-        key : the :class:`MapKey` of the cluster map that was played.
-        guessed : the class the player guessed (None allowed only for ``"resign"``).
-        true_class : the class of the image (the explanation's target).
-        outcome : ``"win"`` (guessed == true_class), ``"lose"`` (a different class) or ``"resign"``.
-        reveal_step : 0..5, the step at which the player answered or resigned.
-        labels : 1 to 3 free-text labels (0 to 3 for a resign), each non-blank and at most 200
-            characters; kept exactly as typed, with a cleaned copy (:func:`clean_label`).
-        started_at, answered_at : datetime, ISO 8601 text or epoch seconds; ``answered_at`` defaults
-            to now. ``duration_s`` is derived when both are known.
-        once : bool, default False
-            Refuse the answer (:class:`~inv_widgets.labels.rules.AlreadyAnswered`, nothing stored) when
-            this participant has already answered this map; checked inside the answer's transaction, so
-            two browser tabs of one player cannot both score a map. The game sets it.
-
-        Every rule is :func:`inv_widgets.labels.rules.validate_answer`.
-        """
-        answer = rules.validate_answer(participant, key, guessed, true_class, outcome, reveal_step, labels,
-                                       started_at, answered_at)
-        with self._transaction("answer", answer.participant) as tx:
-            if once and self._has_answered(tx, answer.participant, answer.key):
-                raise rules.AlreadyAnswered(answer.participant, answer.key)
-            return self._write_answer(tx, answer)
-
-    def has_answered(self, participant: str | int, key: MapKey) -> bool:
-        """Whether ``participant`` has an answer for the cluster map ``key``."""
-        key = rules.as_key(key)
-        with self._backend.snapshot() as tx:
-            return self._has_answered(tx, participant, key)
-
-    def _has_answered(self, tx: Tx, participant: str | int, key: MapKey) -> bool:
-        pid = self._participant_id(tx, participant, create=False)
-        if pid is None:
-            return False
-        return tx.execute(q.ANSWERED, {"participant": pid, **q.key_params(key)}).fetchone() is not None
-
-    def record_answers(self, answers: Iterable[rules.Answer],
-                       participants: Iterable[tuple[str, str | None]] = (), *, skip_existing: bool = False) -> int:
-        """Store several validated answers (:func:`rules.validate_answer`) in one transaction, after
-        signing up ``participants`` ((name, created) pairs, in order); returns the number of games added.
-
-        ``skip_existing`` (what an import does): a game whose identity (participant, map, ``answered_at``)
-        is already stored is skipped when it is the same game, so importing a file twice adds nothing; one
-        that differs raises :class:`DuplicateGameError` (its ``index`` in ``answers``) and nothing is stored.
-        """
-        answers = list(answers)
-        added = 0
-        with self._transaction("import") as tx:
-            for name, created in participants:
-                self._participant_id(tx, name, create=True, created=created)
-            for i, answer in enumerate(answers):
-                if skip_existing:
-                    same = self._stored_twin(tx, answer)
-                    if same is True:
-                        continue
-                    if same:
-                        raise DuplicateGameError(i, same)
-                self._write_answer(tx, answer)
-                added += 1
-        return added
-
-    def _stored_twin(self, tx: Tx, a: rules.Answer) -> bool | str:
-        """False: no stored game has the identity of ``a``; True: one has, and it is the same game; else
-        what differs."""
-        pid = self._participant_id(tx, a.participant, create=False)
-        if pid is None:
-            return False
-        rows = tx.execute(q.GAME_BY_IDENTITY, {"participant": pid, "answered_at": a.answered_at,
-                                               **q.key_params(a.key)}).fetchall()
-        if not rows:
-            return False
-        mine = (a.guessed, a.true_class, a.outcome, a.step, a.started_at, a.duration_s, list(a.labels))
-        names = ("class_guessed", "true_class", "outcome", "reveal_step", "started_at", "duration_s", "labels")
-        for row in rows:
-            labels = [r[0] for r in tx.execute(q.LABEL_TEXTS_OF, {"game_id": row[0]}).fetchall()]
-            stored = tuple(row[1:]) + (labels,)
-            if stored == mine:
-                return True
-        diff = [n for n, x, y in zip(names, mine, stored) if x != y]
-        return (f"a game of {a.participant!r} on {a.key} answered at {a.answered_at} is already stored with "
-                f"another {', '.join(diff)}")
-
-    def _write_answer(self, tx: Tx, a: rules.Answer) -> int:
-        pid = self._participant_id(tx, a.participant, create=True)
-        return self._insert_game(tx, pid, a.key, a.guessed, a.true_class, a.outcome, a.step, a.started_at,
-                                 a.answered_at, a.duration_s, list(a.labels), list(a.cleaned))
-
-    def _insert_game(self, tx, pid, key, guessed, true_class, outcome, step, started, answered,
-                     duration, labels, cleaned) -> int:
-        game_id = tx.insert(q.ADD_GAME, {
-            "participant": pid, "model": key.model, "image_id": key.image_id, "target": key.target,
-            "layer": key.layer, "members": key.members_text, "class_guessed": guessed,
-            "true_class": true_class, "outcome": outcome, "reveal_step": step, "started_at": started,
-            "answered_at": answered, "duration_s": duration})
-        self._insert_labels(tx, game_id, labels, cleaned)
-        return game_id
-
-    def _insert_labels(self, tx: Tx, game_id: int, labels: Sequence[str], cleaned: Sequence[str]) -> None:
-        tx.executemany(q.ADD_LABEL, [{"game_id": game_id, "text": t, "text_clean": c, "position": i}
-                                     for i, (t, c) in enumerate(zip(labels, cleaned))])
-
-    def undo_last(self, participant: str | int) -> bool:
-        """Remove the participant's most recent answer (game and labels); False when there is none."""
-        if isinstance(participant, str):
-            participant = rules.check_name(participant)
-        with self._transaction("undo", participant) as tx:
-            pid = self._participant_id(tx, participant, create=False)
-            if pid is None:
-                return False
-            row = tx.execute(q.LAST_GAME_OF, {"participant": pid}).fetchone()
-            if row is None:
-                return False
-            tx.execute(q.DELETE_LABELS_OF, {"game_id": row[0]})
-            tx.execute(q.DELETE_GAME, {"game_id": row[0]})
-            return True
-
     # -- reading -----------------------------------------------------------------------------
 
     def label_counts(self, keys: Iterable[MapKey]) -> dict[MapKey, int]:
@@ -348,14 +191,17 @@ class LabelStore:
 
         Columns: game_id, participant (name), model, image_id, target, layer, members (canonical
         text), class_guessed, true_class, outcome, reveal_step, points, n_labels, started_at,
-        answered_at, duration_s.
+        answered_at, duration_s, answer_id (the writer's identity of the answer; None for answers stored
+        before schema 2), weight (the cluster map's weight in percent; NaN when not given), labels_pending
+        (True while the labels of an answer saved when its class was shown have not come).
         """
         where, params = q.where(participant, key, model, image_id, target, layer)
         rows = self._read(q.GAMES.format(where=where), params)
         records = [r[:11] + (rules.points_for(r[9], r[10]),) + r[11:] for r in rows]
         df = pd.DataFrame.from_records(records, columns=q.GAME_COLUMNS)
         return df.astype({"game_id": "int64", "target": "int64", "reveal_step": "int64",
-                          "points": "int64", "n_labels": "int64", "duration_s": "float64"})
+                          "points": "int64", "n_labels": "int64", "duration_s": "float64", "weight": "float64",
+                          "labels_pending": "bool"})
 
     def labels(self, participant=None, *, key: MapKey | None = None, model: str | None = None,
                image_id=None, target: int | None = None, layer: str | None = None) -> pd.DataFrame:
@@ -363,13 +209,14 @@ class LabelStore:
 
         Columns: label_id, game_id, participant, model, image_id, target, layer, members,
         class_guessed, true_class, outcome, reveal_step, position, text (as typed), text_clean,
-        answered_at. This is the input of :func:`inv_widgets.labels.aggregate_labels`.
+        answered_at, answer_id, weight (the cluster map's weight in percent, NaN when not given). This is
+        the input of :func:`inv_widgets.labels.aggregate_labels`.
         """
         where, params = q.where(participant, key, model, image_id, target, layer)
         rows = self._read(q.LABELS.format(where=where), params)
         df = pd.DataFrame.from_records(rows, columns=q.LABEL_COLUMNS)
         return df.astype({"label_id": "int64", "game_id": "int64", "target": "int64",
-                          "reveal_step": "int64", "position": "int64"})
+                          "reveal_step": "int64", "position": "int64", "weight": "float64"})
 
     def participants(self) -> pd.DataFrame:
         """Columns: participant_id, participant, created."""
@@ -398,12 +245,13 @@ class LabelStore:
     def integrity_check(self) -> list[str]:
         """Problems found in the database; an empty list means it is healthy.
 
-        Runs the database's own checks (SQLite: ``PRAGMA integrity_check`` and ``foreign_key_check``)
-        and checks that no answer is partial: every win/lose game has 1..3 labels at positions 0, 1, ...
+        Runs the database's own checks (SQLite: ``PRAGMA integrity_check``, ``foreign_key_check`` and text
+        that is not UTF-8) and checks that no answer is partial: every win/lose game has 1..3 labels at
+        positions 0, 1, ... (unless its labels are still to come: ``labels_pending``).
         """
         problems = self._backend.integrity_problems()
-        for gid, outcome, n, maxpos in self._read(q.LABELS_PER_GAME):
-            if outcome != "resign" and n == 0:
+        for gid, outcome, n, maxpos, pending in self._read(q.LABELS_PER_GAME):
+            if outcome != "resign" and n == 0 and not pending:
                 problems.append(f"game {gid} ({outcome}) has no labels")
             if n and maxpos != n - 1:
                 problems.append(f"game {gid} has label positions with gaps")
@@ -453,6 +301,7 @@ class LabelStore:
         out = []
         for row in games:
             d = dict(zip(q.EXPORT_GAME_COLUMNS, row[1:]))
+            d["labels_pending"] = bool(d["labels_pending"])
             d["labels"] = labels.get(row[0], [])
             out.append(d)
         return people, out

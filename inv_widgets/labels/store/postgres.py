@@ -18,6 +18,10 @@ The same guarantees as the SQLite file:
 * Reads run in autocommit (each sees the latest committed state); :meth:`snapshot` is a read-only
   ``REPEATABLE READ`` transaction (exports read one consistent state while others write).
 * A user without the right to write, or a read-only server (a standby), gives :class:`StoreReadOnlyError`.
+* A connection lost before the commit gives :class:`StoreConnectionError` (nothing was stored); one lost
+  during the commit gives :class:`AnswerOutcomeUnknown` (it may be stored: retry with the same ``answer_id``,
+  which the store keeps once). Every error names the store by its URL with the password masked (also a
+  password with an unescaped ``@``, which is read as part of the password, as a person means it).
 * The schema's ``"postgresql"`` steps are in :mod:`.schema`; ids come from identity columns (``RETURNING id``).
 * A forked child gets its own connections (the pool is never shared across processes); a pickled store
   reconnects with the same URL.
@@ -30,7 +34,14 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Iterable, Iterator
 
-from .errors import StoreBusyError, StoreReadOnlyError
+from .errors import (
+    AnswerOutcomeUnknown,
+    StoreBusyError,
+    StoreConnectionError,
+    StoreError,
+    StoreReadOnlyError,
+    mask_url,
+)
 
 __all__ = ["PostgresBackend", "LOCK_KEY", "normalise_url"]
 
@@ -42,6 +53,44 @@ PARTICIPANT_LOCK_CLASS = 0x1AB5
 
 _BUSY_STATES = {"55P03", "40P01", "40001", "57014"}  # lock_not_available, deadlock, serialization, canceled
 _READ_ONLY_STATES = {"25006", "42501"}  # read_only_sql_transaction, insufficient_privilege
+# connection_exception (class 08), admin / crash shutdown, cannot connect now
+_LOST_STATES = {"57P01", "57P02", "57P03"}
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether a SQLAlchemy error means the connection to the server is gone."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None)
+    if state is not None:
+        return state.startswith("08") or state in _LOST_STATES
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(orig, psycopg.OperationalError)
+
+
+def _escape_userinfo(text: str) -> str:
+    """``scheme://user:p@ss@host/db`` with the password's ``@`` (and other reserved characters) percent-escaped:
+    a password with an unescaped ``@`` is read up to the last ``@`` before the host, as a person means it."""
+    from urllib.parse import quote
+
+    head, sep, rest = text.partition("://")
+    if not sep or rest.count("@") < 2:
+        return text
+    cut = len(rest)
+    for ch in "/?#":
+        i = rest.find(ch, rest.rfind("@") + 1)
+        if i >= 0:
+            cut = min(cut, i)
+    netloc, tail = rest[:cut], rest[cut:]
+    if netloc.count("@") < 2:
+        return text
+    userinfo, host = netloc.rsplit("@", 1)
+    user, colon, password = userinfo.partition(":")
+    return f"{head}://{quote(user, safe='%')}{':' + quote(password, safe='%') if colon else ''}@{host}{tail}"
 
 
 def _need_sqlalchemy():
@@ -63,12 +112,13 @@ def normalise_url(url: Any):
     if text.startswith("postgres://"):
         text = "postgresql://" + text[len("postgres://"):]
     try:
-        u = sa.engine.make_url(text)
+        u = sa.engine.make_url(_escape_userinfo(text))
     except Exception as exc:
-        raise ValueError(f"cannot read the database URL {text!r}: {exc}") from None
+        detail = str(exc).replace(text, mask_url(text))
+        raise ValueError(f"cannot read the database URL {mask_url(text)!r}: {detail}") from None
     backend, _, driver = u.drivername.partition("+")
     if backend != "postgresql":
-        raise ValueError(f"{text!r} is not a postgresql:// URL")
+        raise ValueError(f"{mask_url(text)!r} is not a postgresql:// URL")
     if driver not in ("", "psycopg"):
         raise ValueError(f"the label store talks to PostgreSQL through psycopg 3: write postgresql://... "
                          f"(or postgresql+psycopg://...), not postgresql+{driver}://")
@@ -191,8 +241,9 @@ class PostgresBackend:
             raise StoreBusyError(self.where, self.timeout, action) from exc
         except DBAPIError as exc:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConnectionError(f"cannot connect to the label store {self.where!r}: {reason}. Check that the "
-                                  "server runs, and the host, port, user, password and database of the URL") from exc
+            reason = reason.replace(self.url.password or "\0", "***") if self.url.password else reason
+            raise StoreConnectionError(self.where, action, f"cannot connect: {reason}; check that the server "
+                                       "runs, and the host, port, user, password and database of the URL") from exc
         try:
             yield conn
         finally:
@@ -215,13 +266,24 @@ class PostgresBackend:
     # -- errors ------------------------------------------------------------------------------------------
 
     def _translate(self, exc: BaseException, action: str) -> BaseException | None:
+        """The store's typed error for a SQLAlchemy error, naming the store (None: not a database error)."""
+        from sqlalchemy.exc import DBAPIError
+
         state = getattr(getattr(exc, "orig", None), "sqlstate", None)
         if state in _BUSY_STATES:
             return StoreBusyError(self.where, self.timeout, action)
         if state in _READ_ONLY_STATES:
             why = "the server is read-only" if state == "25006" else "this database user may not write"
             return StoreReadOnlyError(self.where, action, why)
-        return None
+        if not isinstance(exc, DBAPIError):
+            return None
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        detail = detail[0] if detail else type(exc).__name__
+        if self.url.password:
+            detail = detail.replace(self.url.password, "***")
+        if _lost(exc):
+            return StoreConnectionError(self.where, action, detail)
+        return StoreError(self.where, action, detail)
 
     def _raise(self, exc: BaseException, action: str):
         typed = self._translate(exc, action)
@@ -240,13 +302,31 @@ class PostgresBackend:
         if self.read_only:
             raise StoreReadOnlyError(self.where, action, "the server or this database user is read-only")
         with self._connection(action) as conn:
+            trans = conn.begin()
             try:
-                with conn.begin():
-                    self._lock_for(conn, action, scope)
-                    yield _Tx(conn)
-                self._writes += 1
+                self._lock_for(conn, action, scope)
+                yield _Tx(conn)
+            except BaseException as exc:
+                try:
+                    trans.rollback()
+                except Exception:  # noqa: BLE001 - a lost connection: the server rolls back itself
+                    pass
+                if isinstance(exc, DBAPIError):
+                    self._raise(exc, action)
+                raise
+            try:
+                self._commit(trans)
             except DBAPIError as exc:
+                if _lost(exc):  # the server may have committed before the connection went
+                    raise AnswerOutcomeUnknown(self.where, action, detail=str(exc.orig or exc).strip()
+                                               .splitlines()[0] if str(exc).strip() else "") from exc
                 self._raise(exc, action)
+            self._writes += 1
+
+    @staticmethod
+    def _commit(trans) -> None:
+        """Commit (a seam for the tests, which lose the connection here)."""
+        trans.commit()
 
     def _lock_for(self, conn, action: str, scope: str | None) -> None:
         store = "pg_advisory_xact_lock" if scope is None else "pg_advisory_xact_lock_shared"

@@ -13,17 +13,17 @@ from .. import rules
 GAME_COLUMNS = [
     "game_id", "participant", "model", "image_id", "target", "layer", "members",
     "class_guessed", "true_class", "outcome", "reveal_step", "points", "n_labels",
-    "started_at", "answered_at", "duration_s",
+    "started_at", "answered_at", "duration_s", "answer_id", "weight", "labels_pending",
 ]
 LABEL_COLUMNS = [
     "label_id", "game_id", "participant", "model", "image_id", "target", "layer", "members",
     "class_guessed", "true_class", "outcome", "reveal_step", "position", "text", "text_clean",
-    "answered_at",
+    "answered_at", "answer_id", "weight",
 ]
 #: the columns of a game in an export, in order (participant by name)
 EXPORT_GAME_COLUMNS = [
     "participant", "model", "image_id", "target", "layer", "members", "class_guessed", "true_class",
-    "outcome", "reveal_step", "started_at", "answered_at", "duration_s",
+    "outcome", "reveal_step", "started_at", "answered_at", "duration_s", "answer_id", "weight", "labels_pending",
 ]
 
 SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
@@ -36,10 +36,19 @@ PARTICIPANTS = "SELECT id, name, created FROM participants ORDER BY id"
 
 ADD_GAME = (
     "INSERT INTO games (participant, model, image_id, target, layer, members, class_guessed,"
-    " true_class, outcome, reveal_step, started_at, answered_at, duration_s)"
+    " true_class, outcome, reveal_step, started_at, answered_at, duration_s, answer_id, weight, labels_pending)"
     " VALUES (:participant, :model, :image_id, :target, :layer, :members, :class_guessed,"
-    " :true_class, :outcome, :reveal_step, :started_at, :answered_at, :duration_s)"
+    " :true_class, :outcome, :reveal_step, :started_at, :answered_at, :duration_s, :answer_id, :weight,"
+    " :labels_pending)"
 )
+#: the game stored under a writer's answer id, with what identifies the answer
+GAME_BY_ANSWER_ID = (
+    "SELECT g.id, g.participant, g.model, g.image_id, g.target, g.layer, g.members, g.class_guessed,"
+    " g.true_class, g.outcome, g.reveal_step, g.labels_pending FROM games g WHERE g.answer_id = :answer_id"
+)
+#: one game: its participant, outcome and whether its labels are still to come
+GAME_OF = "SELECT participant, outcome, class_guessed, true_class, labels_pending FROM games WHERE id = :game_id"
+LABELS_DONE = "UPDATE games SET labels_pending = 0 WHERE id = :game_id"
 ADD_LABEL = ("INSERT INTO labels (game_id, text, text_clean, position)"
              " VALUES (:game_id, :text, :text_clean, :position)")
 
@@ -68,13 +77,13 @@ GAMES = (
     "SELECT g.id, p.name, g.model, g.image_id, g.target, g.layer, g.members,"
     " g.class_guessed, g.true_class, g.outcome, g.reveal_step,"
     " (SELECT COUNT(*) FROM labels l WHERE l.game_id = g.id),"
-    " g.started_at, g.answered_at, g.duration_s"
+    " g.started_at, g.answered_at, g.duration_s, g.answer_id, g.weight, g.labels_pending"
     " FROM games g JOIN participants p ON p.id = g.participant{where} ORDER BY g.id"
 )
 LABELS = (
     "SELECT l.id, g.id, p.name, g.model, g.image_id, g.target, g.layer, g.members,"
     " g.class_guessed, g.true_class, g.outcome, g.reveal_step, l.position, l.text,"
-    " l.text_clean, g.answered_at"
+    " l.text_clean, g.answered_at, g.answer_id, g.weight"
     " FROM labels l JOIN games g ON g.id = l.game_id"
     " JOIN participants p ON p.id = g.participant{where} ORDER BY g.id, l.position"
 )
@@ -84,14 +93,14 @@ LEADERBOARD = (
 )
 #: every game with its number of labels and highest position: finds partial answers
 LABELS_PER_GAME = (
-    "SELECT g.id, g.outcome, COUNT(l.id), MAX(l.position) FROM games g"
-    " LEFT JOIN labels l ON l.game_id = g.id GROUP BY g.id, g.outcome"
+    "SELECT g.id, g.outcome, COUNT(l.id), MAX(l.position), g.labels_pending FROM games g"
+    " LEFT JOIN labels l ON l.game_id = g.id GROUP BY g.id, g.outcome, g.labels_pending"
 )
 
 EXPORT_GAMES = (
     "SELECT g.id, p.name, g.model, g.image_id, g.target, g.layer, g.members,"
     " g.class_guessed, g.true_class, g.outcome, g.reveal_step, g.started_at,"
-    " g.answered_at, g.duration_s FROM games g"
+    " g.answered_at, g.duration_s, g.answer_id, g.weight, g.labels_pending FROM games g"
     " JOIN participants p ON p.id = g.participant ORDER BY g.id"
 )
 EXPORT_LABELS = "SELECT game_id, text FROM labels ORDER BY game_id, position"

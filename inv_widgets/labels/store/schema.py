@@ -89,9 +89,28 @@ _POSTGRESQL_V1 = [
     )""",
 ]
 
+# Version 2 (issue 23): an answer carries an identity chosen by its writer (``answer_id``, so that a retry
+# after an unknown outcome stores it once), its cluster map's weight in percent (``weight``, issue 21; NULL
+# when the writer did not give it) and whether its labels are still to come (``labels_pending``: the game saves
+# an answer when it shows the class, the labels follow). Rows of version 1 keep NULL ids and weights and have
+# their labels.
+_SQLITE_V2 = [
+    "ALTER TABLE games ADD COLUMN answer_id TEXT",
+    "ALTER TABLE games ADD COLUMN weight REAL",
+    "ALTER TABLE games ADD COLUMN labels_pending INTEGER NOT NULL DEFAULT 0",
+    "CREATE UNIQUE INDEX games_answer_id ON games (answer_id)",
+]
+_POSTGRESQL_V2 = [
+    "ALTER TABLE games ADD COLUMN answer_id TEXT",
+    "ALTER TABLE games ADD COLUMN weight DOUBLE PRECISION",
+    "ALTER TABLE games ADD COLUMN labels_pending INTEGER NOT NULL DEFAULT 0",
+    "CREATE UNIQUE INDEX games_answer_id ON games (answer_id)",
+]
+
 #: Ordered ``(version, step)``; see the module docstring.
 MIGRATIONS: list[tuple[int, Any]] = [
     (1, {"sqlite": _SQLITE_V1, "postgresql": _POSTGRESQL_V1}),
+    (2, {"sqlite": _SQLITE_V2, "postgresql": _POSTGRESQL_V2}),
 ]
 
 #: The version table, in SQL every backend runs.

@@ -34,7 +34,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import StoreBusyError, StoreDamagedError, StoreReadOnlyError
+from .errors import (
+    AnswerOutcomeUnknown,
+    StoreBusyError,
+    StoreDamagedError,
+    StoreError,
+    StoreReadOnlyError,
+    StoreWriteError,
+)
 
 __all__ = ["SQLiteBackend", "resolve_path", "is_busy", "BACKOFF_CAP_S"]
 
@@ -44,7 +51,13 @@ BACKOFF_CAP_S = 0.004
 _BACKOFF_BASE_S = 0.00025
 
 # SQLite's primary result codes
-_BUSY, _LOCKED, _READONLY, _CORRUPT, _CANTOPEN, _NOTADB = 5, 6, 8, 11, 14, 26
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+#: the text columns of the store's tables, checked for text that is not UTF-8 (damage inside a row)
+TEXT_COLUMNS = {"participants": ("name", "created"),
+                "games": ("model", "image_id", "layer", "members", "class_guessed", "true_class", "outcome",
+                          "started_at", "answered_at"),
+                "labels": ("text", "text_clean")}
 
 
 def resolve_path(path: Any) -> str:
@@ -105,7 +118,43 @@ def _is_damaged(exc: BaseException) -> bool:
     if _code(exc) in (_CORRUPT, _NOTADB):
         return True
     msg = str(exc).lower()
-    return "malformed" in msg or "not a database" in msg
+    return "malformed" in msg or "not a database" in msg or "could not decode" in msg
+
+
+def _is_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        _code(exc) == _FULL or "database or disk is full" in str(exc).lower())
+
+
+def _utf8_ok(value) -> int:
+    """SQL function: whether a value (a BLOB cast of a text column) is valid UTF-8 (NULL counts as valid)."""
+    if value is None or isinstance(value, (int, float)):
+        return 1
+    try:
+        bytes(value).decode("utf-8")
+        return 1
+    except UnicodeDecodeError:
+        return 0
+
+
+def undecodable_rows(conn: sqlite3.Connection, limit: int = 20) -> list[str]:
+    """Where the store's text is not UTF-8 ("labels row 12 (text)"): damage inside a row, which SQLite's own
+    checks do not see and which makes every read of that row fail."""
+    conn.create_function("inv_utf8_ok", 1, _utf8_ok, deterministic=True)
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    found = []
+    for table, columns in TEXT_COLUMNS.items():
+        if table not in have:
+            continue
+        present = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        cols = [c for c in columns if c in present]
+        test = " OR ".join(f"NOT inv_utf8_ok(CAST({c} AS BLOB))" for c in cols)
+        rows = conn.execute(f"SELECT rowid, {', '.join(f'inv_utf8_ok(CAST({c} AS BLOB))' for c in cols)}"
+                            f" FROM {table} WHERE {test} LIMIT {int(limit)}").fetchall()
+        for row in rows:
+            bad = [c for c, ok in zip(cols, row[1:]) if not ok]
+            found.append(f"{table} row {row[0]} ({', '.join(bad)}): text that is not UTF-8")
+    return found
 
 
 class _Tx:
@@ -177,6 +226,10 @@ class SQLiteBackend:
 
     def _connect(self, check: bool = False) -> None:
         exists = self.path != ":memory:" and os.path.exists(self.path)
+        wal = self.path + "-wal"
+        if check and exists and os.path.getsize(self.path) == 0 and not (os.path.exists(wal) and os.path.getsize(wal)):
+            raise StoreDamagedError(self.path, "the file is empty (0 bytes): a store that lost its contents, or a "
+                                    "file made by hand; if you meant a new store, delete the file first")
         read_only = self.path != ":memory:" and not _writable(self.path)
         if read_only and not exists:
             raise PermissionError(f"cannot create the label store {self.path!r}: its folder is read-only; "
@@ -202,12 +255,15 @@ class SQLiteBackend:
                 if problems:
                     more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
                     raise StoreDamagedError(self.path, "PRAGMA quick_check: " + "; ".join(problems[:3]) + more)
+                rows = undecodable_rows(conn, limit=4)
+                if rows:
+                    more = "; and more" if len(rows) > 3 else ""
+                    raise StoreDamagedError(self.path, "; ".join(rows[:3]) + more)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            if is_busy(exc):
-                raise StoreBusyError(self.path, self.timeout, "open") from exc
-            if _is_damaged(exc):
-                raise StoreDamagedError(self.path, str(exc)) from exc
+            typed = self._translate(exc, "open")
+            if typed is not None:
+                raise typed from exc
             raise
         except BaseException:
             conn.close()
@@ -269,14 +325,23 @@ class SQLiteBackend:
 
     # -- errors ------------------------------------------------------------------------------------------
 
-    def _translate(self, exc: BaseException, action: str) -> BaseException | None:
-        """The store's typed error for a sqlite3 error (None: not one of ours, re-raise it as it is)."""
+    def _translate(self, exc: BaseException, action: str, committing: bool = False) -> BaseException | None:
+        """The store's typed error for a sqlite3 error, naming the store (None: not a database error, re-raise
+        it as it is). An input/output error while committing leaves the outcome unknown."""
         if is_busy(exc):
             return StoreBusyError(self.path, self.timeout, action)
         if _is_read_only(exc):
             return StoreReadOnlyError(self.path, action, "the file or its folder cannot be written")
         if _is_damaged(exc):
             return StoreDamagedError(self.path, str(exc))
+        if _is_full(exc):
+            return StoreWriteError(self.path, action, "the disk is full")
+        if isinstance(exc, sqlite3.DatabaseError) and _code(exc) == _IOERR:
+            if committing:
+                return AnswerOutcomeUnknown(self.path, action, detail=str(exc))
+            return StoreWriteError(self.path, action, f"input/output error: {exc}")
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreError(self.path, action, str(exc))
         return None
 
     # -- transactions and reads -------------------------------------------------------------------
@@ -341,17 +406,27 @@ class SQLiteBackend:
                 if typed is not None:
                     raise typed from exc
                 raise
+            committing = False
             try:
                 yield _Tx(db.cursor())
-                db.execute("COMMIT")
+                committing = True
+                self._commit(db)
                 self._writes += 1
             except BaseException as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                typed = self._translate(exc, action)
+                try:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                except sqlite3.DatabaseError:
+                    pass  # the first error is the one to report
+                typed = self._translate(exc, action, committing=committing and not _is_full(exc))
                 if typed is not None:
                     raise typed from exc
                 raise
+
+    @staticmethod
+    def _commit(db: sqlite3.Connection) -> None:
+        """``COMMIT`` (a seam for the tests, which fail it the way a disk does)."""
+        db.execute("COMMIT")
 
     @contextmanager
     def snapshot(self) -> Iterator[_Tx]:
@@ -394,6 +469,8 @@ class SQLiteBackend:
 
     def integrity_problems(self) -> list[str]:
         problems = [r[0] for r in self.read("PRAGMA integrity_check") if r[0] != "ok"]
+        with self._lock:
+            problems += undecodable_rows(self.connection)
         problems += [
             f"foreign key: row {r[1]} of {r[0]} points to a missing {r[2]}"
             for r in self.read("PRAGMA foreign_key_check")

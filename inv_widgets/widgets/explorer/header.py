@@ -49,17 +49,22 @@ def caption(session, i: int) -> str:
     return f"#{i}"
 
 
-def read_upload(name: str, buffers) -> Image.Image:
+def read_upload(name: str, buffers, limits=None) -> Image.Image:
     """The image a person dropped on the picker (the message's first buffer); a ValueError saying what to do
-    when it is not one."""
+    when it is not one. ``limits`` (the session's ``inputs``) refuses one above the pixel cap before decoding."""
     if not buffers:
         raise ValueError(f"{name} arrived empty")
+    unreadable = ValueError(f"{name} is not an image this Explorer can read; use a PNG, JPEG, GIF, BMP or WebP file")
     try:
         img = Image.open(io.BytesIO(bytes(buffers[0])))
+    except Exception:
+        raise unreadable from None
+    if limits is not None:
+        limits.check_pixels(img, name=name)  # from the header, before decoding
+    try:
         img.load()
     except Exception:
-        raise ValueError(f"{name} is not an image this Explorer can read; use a PNG, JPEG, GIF, BMP or WebP "
-                         "file") from None
+        raise unreadable from None
     return img
 
 

@@ -441,7 +441,7 @@ class Explorer(W.VBox):
             self._safely(f"add {name}", self._upload, name, buffers)
 
     def _upload(self, name: str, buffers) -> None:
-        self.add_image(read_upload(name, buffers), name=name)
+        self.add_image(read_upload(name, buffers, self.session.inputs), name=name)
 
     def _key(self, key: str) -> None:
         if self._view is None:

@@ -49,7 +49,7 @@ function render({ model, el: host }) {
   const progFill = el("div", "ig-progress-fill");
   progTrack.appendChild(progFill);
   const progText = el("span", "ig-progress-text");
-  const undoBtn = button("ig-btn ig-ghost ig-undo", "↶ Undo last answer", "Take back your last saved answer");
+  const undoBtn = button("ig-btn ig-ghost ig-undo", "↶ Undo last answer", "Bring back your last answer to fix its labels (the guess stays)");
   prog.append(progTrack, progText, undoBtn);
 
   const msg = el("div", "ig-msg");
@@ -484,9 +484,10 @@ function render({ model, el: host }) {
       }
       const earned = model.get("earned");
       bannerPts.textContent = earned ? `+${earned}` : "+0";
-      askHint.textContent = outcome === "resign"
+      // the answer was saved before the class was shown (a revealed class is an answer); the labels follow
+      askHint.textContent = "Your answer is saved. " + (outcome === "resign"
         ? "Now that you see it: what gives it away? Type up to 3 features, or skip."
-        : `Type 1 to ${model.get("max_labels")} features (a few words each, at most ${model.get("max_label_chars")} characters).`;
+        : `Type 1 to ${model.get("max_labels")} features (a few words each, at most ${model.get("max_label_chars")} characters).`);
       skipBtn.hidden = outcome !== "resign";
       if (seen.phase !== "answer") {
         if (outcome === "win") burst();
