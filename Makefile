@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: setup system-deps demo test test-fast screenshots bench clean
+.PHONY: setup system-deps demo test test-fast lint docs screenshots bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,25 @@ demo: setup
 test: setup system-deps
 	$(PY) -m pytest
 
+# The unit tier: engine, labels and widget-state tests without the browser, PostgreSQL or anything slow (about a
+# minute on a 2-core machine); `make test` stays the whole suite.
+FAST_TESTS := tests/engine tests/labels tests/widgets/test_explorer_state.py tests/widgets/test_pacing.py tests/test_layout.py
+
 test-fast: setup
-	$(PY) -m pytest -m "not browser"
+	$(PY) -m pytest -q -m "not browser and not slow and not postgres" $(FAST_TESTS)
+
+# ruff (its settings are in pyproject.toml): the lint rules, then the formatting, of the package and the tests.
+lint: setup
+	$(VENV)/bin/ruff check inv_widgets tests
+	$(VENV)/bin/ruff format --check inv_widgets tests
+
+# The documentation site in site/ (open site/index.html), from docs/ and the docstrings, with warnings as errors
+# and no network; then a check that no built page loads a script or a stylesheet from another site.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@if grep -rlE '<(script|link)[^>]*(src|href)="(https?:)?//' site --include='*.html'; then \
+	  echo "error: the pages above load a script or a stylesheet from the network; the site must work offline"; \
+	  exit 1; fi
 
 # Re-take the README's screenshots (docs/screenshots) with the browser tests; commit the result.
 screenshots: setup system-deps
@@ -59,4 +76,4 @@ bench: setup
 	$(PY) benchmarks/bench_global.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache site .cache

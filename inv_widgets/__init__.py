@@ -6,19 +6,29 @@
     exp = session.explain(0)
     exp[exp.layers[-1]].cut().maps
 
-Widgets, the label store and the demo are imported on first use, so ``import inv_widgets`` stays light.
+Widgets, the label store and the demo are imported on first use, so ``import inv_widgets`` stays light; so are
+the subpackages, which work as attributes in a fresh process (``inv.labels.pool``, ``inv.concepts``, ``inv.runs``,
+``inv.widgets``, ``inv.eval``).
 """
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 
 from .engine import Clusters, Explanation, LayerResult, MapKey
 from .session import Session, explain
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject.toml), so that a release needs one edit
+    __version__ = importlib.metadata.version("inv-widgets")
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 _LAZY = {
     "demo": ("inv_widgets.demo", None),
+    "labels": ("inv_widgets.labels", None),
+    "concepts": ("inv_widgets.concepts", None),
+    "widgets": ("inv_widgets.widgets", None),
+    "eval": ("inv_widgets.eval", None),
     "render": ("inv_widgets.render", None),
     "export": ("inv_widgets.export", None),
     "Explorer": ("inv_widgets.widgets", "Explorer"),
@@ -35,7 +45,8 @@ _LAZY = {
     "concept_test": ("inv_widgets.concepts", "concept_test"),
 }
 
-__all__ = ["Session", "explain", "Explanation", "LayerResult", "Clusters", "MapKey", *_LAZY]
+# ``eval`` is reached as ``inv.eval`` but left out of ``from inv_widgets import *``, which would hide the builtin.
+__all__ = ["Session", "explain", "Explanation", "LayerResult", "Clusters", "MapKey", *(n for n in _LAZY if n != "eval")]
 
 
 def __getattr__(name):

@@ -136,15 +136,24 @@ def _torchvision_model(name: str, weights: str):
     return model.eval(), meta.transforms(), meta.meta["categories"]
 
 
+#: File names the report may have: it is one HTML page (a PNG of one layer's gallery is ``clusters.to_sheet``).
+REPORT_SUFFIXES = (".html", ".htm")
+
+
 def _check_paths(args) -> Path:
     from .export import check_output_path
 
     if args.image is not None and not Path(args.image).is_file():
         raise CliError(f"image {args.image}: no such file; give the path of an image file", 2)
     try:
-        return check_output_path(args.out, try_write=True)
+        out = check_output_path(args.out, try_write=True)
     except OSError as e:
         raise CliError(f"--out {args.out}: {e}", 2) from None
+    if out.suffix.lower() not in REPORT_SUFFIXES:
+        raise CliError(f"--out {args.out}: the report is an HTML page, so its name ends in .html (got "
+                       f"{out.suffix or 'no suffix'}); for a PNG of one layer's cluster maps use Python: "
+                       "exp[layer].cut().to_sheet('maps.png')", 2)
+    return out
 
 
 def cmd_explain(args) -> int:
@@ -152,6 +161,13 @@ def cmd_explain(args) -> int:
         raise CliError("--baseline-samples and --baseline-segments set up --baselines: add --baselines, or leave "
                        "them out", 2)
     out = _check_paths(args)
+    if args.baselines:  # before any work: the whole explanation first, then a traceback, was the old way
+        from .concepts.extras import require_concepts
+
+        try:
+            require_concepts("--baselines (LIME and KernelSHAP)", ("captum", "skimage"))
+        except ImportError as e:
+            raise CliError(str(e), 2) from None
     if args.model != "demo":
         if args.image is None:
             raise CliError("give an image file to explain with a torchvision model (inv-widgets explain photo.jpg "
@@ -246,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="layers found automatically: every Conv2d ('conv', default) or the model's blocks "
                          "(ResNet's BasicBlock, GoogLeNet's inception modules, ...)")
     ex.add_argument("--recipe", default="fast", type=_recipe,
-                    help="clustering recipe: fast (default), paper, paper-sklearn or another registered one")
+                    help="clustering recipe: fast (default), paper, paper-sklearn, spatial or another registered one")
     ex.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
                     help="channel weights: guided (the paper's guided gradients, default) or taylor "
                          "(gradient x activation)")
@@ -255,7 +271,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--cmap", default="jet", choices=["jet", "viridis", "inferno", "gray"],
                     help="colour map of the cluster maps (default: jet, as in the paper)")
     ex.add_argument("--out", default="inv_report.html",
-                    help="the HTML file to write, in an existing folder (default: inv_report.html)")
+                    help="the HTML file to write (a name ending in .html), in an existing folder (default: "
+                         "inv_report.html)")
     ex.add_argument("--baselines", action="store_true",
                     help="also show LIME, KernelSHAP (captum, over SLIC superpixels) and Grad-CAM of the same "
                          "image and class (hundreds of model evaluations: seconds on the demo, longer on large "

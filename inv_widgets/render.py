@@ -29,6 +29,8 @@ __all__ = [
     "thumbnail",
     "to_png",
     "sheet",
+    "css_gradient",
+    "colorbar_html",
 ]
 
 COLORMAPS = ("jet", "viridis", "inferno", "gray")
@@ -128,6 +130,29 @@ def apply_cmap(m, cmap: str = "jet") -> np.ndarray:
     a = _as_map(m)
     idx = np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return colormap(cmap)[idx]
+
+
+def css_gradient(cmap: str = "jet", direction: str = "to top", stops: int = 17) -> str:
+    """A colour map as a CSS ``linear-gradient`` (``stops`` evenly spaced colours from its table), from 0 to 1
+    along ``direction``: the colour scale drawn beside the maps (widgets and the HTML report)."""
+    lut = colormap(cmap)
+    idx = np.round(np.linspace(0, 255, max(2, int(stops)))).astype(int)
+    parts = [f"#{lut[i, 0]:02x}{lut[i, 1]:02x}{lut[i, 2]:02x} {100 * i / 255:.1f}%" for i in idx]
+    return f"linear-gradient({direction}, {', '.join(parts)})"
+
+
+#: What the colour of a cluster map means, said beside its colour scale.
+COLORBAR_TITLE = "map value (min-max scaled): 1 = most salient pixel, 0 = least"
+
+
+def colorbar_html(cmap: str = "jet", height: int = 128) -> str:
+    """A vertical colour scale as static HTML (inline styles, no script): the gradient with 1 at the top and
+    0 at the bottom, and what the values mean in its tooltip."""
+    return (f'<div class="inv-colorbar" title="{COLORBAR_TITLE}" style="display:flex;gap:4px;align-items:stretch;'
+            f'height:{int(height)}px;font-size:11px;color:#555">'
+            f'<div style="width:12px;border-radius:2px;border:1px solid #0003;background:{css_gradient(cmap)}"></div>'
+            '<div style="display:flex;flex-direction:column;justify-content:space-between">'
+            '<span>1 high</span><span>0 low</span></div></div>')
 
 
 def to_uint8_image(image: ImageLike) -> np.ndarray:

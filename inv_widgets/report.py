@@ -69,8 +69,9 @@ def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int
         figs = "".join(f"<figure>{_img(render.overlay(exp.image, m, cmap=cmap), 2 * thumb, _TITLES.get(k_, k_))}"
                        f"{esc(_TITLES.get(k_, k_))}</figure>" for k_, m in baselines.items())
         note = f'<div class="note">{esc(baselines_note)}</div>' if baselines_note else ""
+        scale = render.colorbar_html(cmap, height=2 * thumb)
         parts.append(f'<div class="layer baselines"><h2>Beside INV <small>the same image and class, explained by '
-                     f'the methods people already know</small></h2><div class="row">{figs}</div>{note}</div>')
+                     f'the methods people already know</small></h2><div class="row">{figs}{scale}</div>{note}</div>')
     for name in exp.layers:
         lr = exp[name]
         cl = lr.cut(k=k) if k is not None else lr.cut()
@@ -83,6 +84,7 @@ def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int
                         f"{n} map{'s' if n != 1 else ''}</figure>")
         if cl.k == 0:
             figs.append('<div class="empty">no feature map has a positive guided gradient for this class</div>')
+        figs.append(render.colorbar_html(cmap, height=thumb))  # the colour scale, beside the maps
         parts.append(
             f'<div class="layer"><h2>{esc(name)} <small>{lr.n_channels} channels, {len(lr.kept)} kept, '
             f'{lr.shape[0]}×{lr.shape[1]}, {cl.k} cluster maps</small></h2><div class="row">{"".join(figs)}</div></div>')

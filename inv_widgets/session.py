@@ -10,6 +10,7 @@ Each idea has its own home, and the Session puts them together: how the model is
 from __future__ import annotations
 
 import gc
+import threading
 import warnings
 from typing import Any, Callable, Iterator, Sequence
 
@@ -63,7 +64,7 @@ class Session:
         explain it anyway). ``session.layers`` is that list once the model has run.
     recipe : str
         Default clustering recipe, a name of the recipe registry (``inv_widgets.engine.recipes``): "fast"
-        (default), "paper" or "paper-sklearn".
+        (default), "paper", "paper-sklearn" or "spatial".
     output : int, str or callable, optional
         Which of the model's outputs holds the logits, for a model that returns several: an index into a
         tuple, a key of a dict, or a callable ``f(outputs) -> logits``. By default a tensor as it is, the first
@@ -78,7 +79,7 @@ class Session:
         ``target=None`` is the same object as the one asked for with its predicted class. Model inputs are
         kept for ``2 * cache_size`` images (at least 32), class probabilities for 1,024; ``clear_cache()``
         empties all of them. Dropped explanations are freed as they go (one garbage collection per
-        ``max(cache_size, 8)`` dropped). See README, "Memory held by a session".
+        ``max(cache_size, 8)`` dropped). See docs/method.md, "Memory held by a session".
 
     A float16 or bfloat16 model runs in its own dtype (the input is cast to it); weights and maps are
     computed in float32 from what it records.
@@ -352,8 +353,10 @@ class Session:
         """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU).
 
         Images of different sizes are batched by size, so mixed sizes work whatever is cached. ``progress``:
-        True (default) shows a progress bar (tqdm: notebook or terminal) when there is more than one batch to
-        run, False nothing, or a callable ``progress(done, total, message)``.
+        True (default) shows a progress bar (tqdm: notebook or terminal) at once when there is more than one
+        batch to run, and for one batch once it has run for two seconds (the model's pass over a large batch
+        takes a while; a quick call stays quiet); False nothing; or a callable ``progress(done, total, message)``,
+        called after each batch.
 
         The in-memory form of :func:`inv_widgets.explain_dataset`: full explanations (every kept map,
         recuts at any k) in the session's bounded cache, nothing on disk. For a dataset, use that."""
@@ -371,13 +374,20 @@ class Session:
                 by_shape.setdefault(tuple(x.shape), []).append(j)
         chunks = [todo[s:s + bs] for todo in by_shape.values() for s in range(0, len(todo), bs)]
         done = len(resolved) - sum(len(c) for c in chunks)
-        bar = None
-        if progress is True and len(chunks) > 1:
+        bar, ticking, ticker = None, threading.Event(), None
+        if progress is True and chunks:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(resolved), initial=done, unit="img", desc="explaining")
+            one = len(chunks) == 1  # shown after two seconds, and kept ticking while the model's pass runs
+            bar = tqdm(total=len(resolved), initial=done, unit="img", desc="explaining", delay=2.0 if one else 0)
+            if one:
+                ticker = threading.Thread(target=_tick, args=(bar, ticking), daemon=True)
+                ticker.start()
         try:
             for chunk in chunks:
+                if bar is not None:
+                    bar.set_postfix_str(f"model pass of {len(chunk)} image{'s' if len(chunk) != 1 else ''}",
+                                        refresh=False)
                 exps = self._run([resolved[j][0] for j in chunk], [resolved[j][1] for j in chunk],
                                  [resolved[j][2] for j in chunk], target)
                 for j, e in zip(chunk, exps):
@@ -388,7 +398,11 @@ class Session:
                 elif callable(progress):
                     progress(done, len(resolved), f"explained {done}/{len(resolved)} images")
         finally:
+            ticking.set()
+            if ticker is not None:
+                ticker.join()
             if bar is not None:
+                bar.set_postfix_str("", refresh=False)
                 bar.close()
         out = [e if e.recipe == recipe else e.with_recipe(recipe) for e in out]
         if not lazy:
@@ -434,7 +448,7 @@ class Session:
     def _store(self, exp: Explanation, iid, target) -> Explanation:
         """Keep ``exp``; returns the explanation now held for it (one already there wins: one object). Dropped
         explanations are reference cycles (layers point back) that the cyclic collector reached too rarely: one
-        ``gc.collect()`` per ``max(cache_size, 8)`` dropped frees them (README, "Memory held by a session")."""
+        ``gc.collect()`` per ``max(cache_size, 8)`` dropped frees them (docs/method.md, "Memory held by a session")."""
         held = self._cache.put((iid, exp.target), exp)
         if target is None:
             self._predicted.put(iid, exp.target)
@@ -447,13 +461,20 @@ class Session:
         """Empty every cache (explanations with their cuts, predicted classes, class probabilities, model inputs)
         and hand the freed memory back to the system (``malloc_trim`` on Linux). The index from image ids to
         indices stays (about 100 bytes per image); so do explanations you hold and the widgets' own bounded
-        picture caches. See README, "Memory held by a session"."""
+        picture caches. See docs/method.md, "Memory held by a session"."""
         with self._lock:
             self._cache.clear()
             self._predicted.clear()
             self._preds.clear()
             self.image_set.clear()
         return_freed_memory()
+
+
+def _tick(bar, stop: threading.Event, every: float = 1.0) -> None:
+    """Redraw ``bar`` every second until ``stop``: its clock moves (and, past its ``delay``, it appears) while
+    one long batch gives it nothing to count."""
+    while not stop.wait(every):
+        bar.update(0)
 
 
 def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,

@@ -255,3 +255,32 @@ def test_cli_baseline_options_are_checked_first(tmp_path, capsys):
     status, err = _run(["explain", "--baselines", "--baseline-segments", "many", "--out", str(out)], capsys)
     assert status == 2 and "superpixels" in _one_line_error(err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_out_must_be_an_html_page(tmp_path, capsys):
+    """``--out report.png`` wrote HTML into a .png (issue 22): refused first, in one line that names the fix."""
+    for name in ("report.png", "report.pdf", "report"):
+        status, err = _run(["explain", "--out", str(tmp_path / name), "--quiet"], capsys)
+        line = _one_line_error(err)
+        assert status == 2 and "the report is an HTML page" in line and ".to_sheet(" in line, line
+    assert list(tmp_path.iterdir()) == []
+    status, err = _run(["explain", "--k", "2", "--out", str(tmp_path / "Report.HTM"), "--quiet"], capsys)
+    assert status == 0, err
+
+
+def test_cli_baselines_without_the_concepts_extra_say_so_before_explaining(tmp_path, capsys, monkeypatch):
+    """Without captum (the ``concepts`` extra) ``--baselines`` ran the whole explanation, then printed a
+    traceback; now the one-line error names the install command, and the model never runs."""
+    import importlib.util
+
+    import inv_widgets.session
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "captum" else real(name, *a, **k))
+    ran = []
+    monkeypatch.setattr(inv_widgets.session.Session, "explain", lambda *a, **k: ran.append(1))
+    status, err = _run(["explain", "--baselines", "--out", str(tmp_path / "r.html")], capsys)
+    line = _one_line_error(err)
+    assert status == 2 and "captum" in line and "pip install 'inv-widgets[concepts]'" in line, line
+    assert ran == [] and list(tmp_path.iterdir()) == []

@@ -302,3 +302,18 @@ def test_global_view_escapes_label_text_and_shows_tcav_as_it_is_attached(ge):
     rev = view.main.revision
     ge.attach_tcav(res)  # a closed view stops listening
     assert view.main.revision == rev
+
+
+def test_global_view_trends_give_each_label_its_own_colour_and_readable_layers(ge):
+    """Rising and falling labels shared one colour cycle, so the first of each was the same blue (issue 22); the
+    layer names lay flat and overlapped; the thumbnails were 64 px and w̄ was not explained."""
+    view = inv.GlobalView(ge, class_name="car")
+    visible = [d for d in view.trends.data if d.visible]
+    assert {d.name.split(" (")[0] for d in visible} == set(ge.trends("car").index) == {"wheel", "edge", "window"}
+    colours = [d.line.color for d in view.trends.data]
+    assert len(set(colours)) == len(colours) == 12  # every slot of both panels: its own colour
+    assert all(d.marker.color == d.line.color for d in view.trends.data)
+    for axis in (view.trends.layout.xaxis, view.trends.layout.xaxis2):
+        assert axis.tickangle and axis.automargin
+    assert view.thumb >= 96
+    assert "w̄ = mean weight of the cluster maps carrying the label" in view.main.subtitle

@@ -16,7 +16,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-TOOL_EXTRAS = {"notebook", "test", "dev"}  # programs to run the notebooks and tests, not imported by the package
+# programs to run the notebooks, the tests and the docs, and the maintainers' tool that remakes the shipped label
+# model (python -m inv_widgets.labels.distill): not imported by the package
+TOOL_EXTRAS = {"notebook", "test", "docs", "distill", "dev"}
+#: Libraries the package uses without importing them itself, with how.
+USED_INDIRECTLY = {"pyarrow": "pandas' Parquet engine: DataFrame.to_parquet and read_parquet in runs/"}
 
 
 def _dist(requirement: str) -> str:
@@ -67,7 +71,7 @@ def test_every_library_imported_is_declared_and_every_extra_is_used():
         imported[module] = dists
     undeclared = {m: d for m, d in imported.items() if not d & declared}
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
-    used = set().union(*imported.values())
+    used = set().union(*imported.values()) | set(USED_INDIRECTLY)
     for name, dists in extras.items():
         if name in TOOL_EXTRAS:
             continue
@@ -75,7 +79,7 @@ def test_every_library_imported_is_declared_and_every_extra_is_used():
         assert not unused, f"the {name!r} extra declares {unused}, which the package never imports"
     assert {"captum", "scikit-image", "threadpoolctl"} <= extras["concepts"]
     dev = project["optional-dependencies"]["dev"][0]
-    assert set(re.search(r"\[(.*)\]", dev).group(1).split(",")) == set(extras) - {"dev"}
+    assert set(re.search(r"\[(.*)\]", dev).group(1).split(",")) == set(extras) - {"dev", "distill"}
 
 
 def _without(monkeypatch, *modules):
@@ -112,7 +116,8 @@ def test_lime_without_captum_or_scikit_image_names_the_extra_and_gradcam_still_w
 def test_readme_install_section_names_every_extra_and_the_cpu_torch_index():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
-    assert "pip install inv-widgets\n" in section or "pip install inv-widgets " in section
+    assert "pip install .  " in section and "pip install -e " in section  # from a checkout (issue 22)
+    assert "`pip install inv-widgets`" in section and "Until then that command fails" in section
     for name, reqs in PYPROJECT["project"]["optional-dependencies"].items():
         row = re.search(rf"^\| `{name}` \|([^|]+)\|([^|]+)\|", section, re.M)
         assert row, f"the install section has no row for the {name!r} extra"
@@ -123,3 +128,25 @@ def test_readme_install_section_names_every_extra_and_the_cpu_torch_index():
                 assert first in brings.replace(" ", "-") or first in brings, (name, r, row.group(0))
     assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in section
     assert "CUDA" in section and "3 GB" in section
+    # offline or behind a mirror: a wheel carried over, the mirror's index, or a folder of wheels (issue 22)
+    assert "mirror" in section and "--find-links" in section and "pip download" in section
+
+
+def test_stored_runs_without_the_runs_extra_name_it_before_any_work(tiny_cnn, tmp_path, monkeypatch):
+    """zarr and pyarrow serve only stored runs, so they are the ``runs`` extra's (issue 22): without them
+    explain_dataset and Run.open say the install command, and nothing is written."""
+    import inv_widgets as inv
+
+    project = PYPROJECT["project"]
+    base = {_dist(r) for r in project["dependencies"]}
+    assert not base & {"zarr", "pyarrow", "numcodecs"}
+    assert {"zarr", "pyarrow"} <= {_dist(r) for r in project["optional-dependencies"]["runs"]}
+    session = inv.Session(tiny_cnn, [torch.rand(3, 16, 16)])
+    for missing in ("zarr", "pyarrow"):
+        _without(monkeypatch, missing)
+        with pytest.raises(ImportError, match=rf"need {missing}.*pip install 'inv-widgets\[runs\]'"):
+            inv.explain_dataset(session, out=tmp_path / "run")
+        with pytest.raises(ImportError, match=r"pip install 'inv-widgets\[runs\]'"):
+            inv.Run.open(tmp_path / "run")
+        monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []

@@ -208,3 +208,25 @@ def test_no_registry_hides_an_import():
     assert by_name == set(IMPORTS_BY_NAME), f"imports by name: {sorted(by_name)} (list each with its reason)"
     graph = import_graph()
     assert "inv_widgets.export" in graph["inv_widgets.engine.clusters"]  # a visible arrow, checked by MAY_IMPORT
+
+
+#: Where a rule's message may be written, besides engine/request.py, with the reason.
+OWN_INDEX_CHECKS = {
+    "demo/parts.py": "importable without torch (DataLoader workers load it); its IndexError ends iteration",
+}
+
+
+def test_one_result_path_and_checks_declared_once():
+    """Issue 21: no module under runs/, labels/, concepts/ or widgets/ restates the cut (engine/cut.py is the one
+    path); the "out of range" and "unknown layer" messages are written once (engine/request.py); options are read
+    from a session's own attributes, never fished for with getattr."""
+    src = _sources()
+    wings = ("runs/", "labels/", "concepts/", "widgets/")
+    cut_steps = re.compile(r"\b(prune_mask|cluster_maps_lowres|gradcam_lowres|ward_linkage\w*|gap_k)\(|argsort\(-")
+    restated = {f for f, s in src.items() if f.startswith(wings) and cut_steps.search(s)}
+    assert not restated, f"these restate the cut (call engine/cut.py instead): {sorted(restated)}"
+    for message in ("out of range", "unknown layer"):
+        where = {f for f, s in src.items() if message in s} - set(OWN_INDEX_CHECKS)
+        assert where == {"engine/request.py"}, f"{message!r} is written in {sorted(where)}"
+    fished = {f for f, s in src.items() if re.search(r"getattr\((self\.)?(session|source|run|ex\.session), ", s)}
+    assert not fished, f"getattr on a session for its options: {sorted(fished)}"

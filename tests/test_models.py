@@ -249,3 +249,28 @@ def test_progress_bar_for_several_batches(small_cnn, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s.explain_many(range(4), batch_size=2, progress=False)
+
+
+def test_progress_for_one_long_batch_and_quiet_for_a_quick_one(small_cnn, capsys):
+    """One batch of 32 images that takes 22 s showed nothing (issue 22): a single batch now gets a bar once it has
+    run for two seconds, ticking while the model's pass runs; a quick call stays quiet."""
+    s = inv.Session(small_cnn, [_x(24, i) for i in range(6)])
+    s.explain_many(range(3), batch_size=8)
+    assert capsys.readouterr().err == ""  # quick: no bar at all
+
+    class Slow(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            import time
+
+            time.sleep(3.5)
+            return self.net(x)
+
+    slow = inv.Session(Slow(small_cnn), [_x(24, i) for i in range(6)])
+    slow.explain_many(range(3), batch_size=8)
+    err = capsys.readouterr().err
+    assert "explaining" in err and "model pass of 3 images" in err and "3/3" in err, err
+    assert "0/3 [00:02" in err or "0/3 [00:03" in err, err  # the clock moved during the one model pass

@@ -237,7 +237,7 @@ def test_settings_of_an_existing_run_are_checked(run24, session48, tmp_path):
     ({"indices": [1, 2, 1]}, ValueError, "image 1 more than once"),
     ({"indices": [99]}, IndexError, "out of range"),
     ({"indices": 5}, TypeError, "sequence"),
-    ({"layers": ["nope"]}, ValueError, "unknown layers"),
+    ({"layers": ["nope"]}, ValueError, "unknown layer 'nope'"),
     ({"recipe": "nope"}, ValueError, "unknown recipe"),
     ({"recipe": "paper", "ward": "torch"}, ValueError, "fast"),
     ({"ward": "gpu"}, ValueError, "ward must be"),

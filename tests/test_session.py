@@ -275,14 +275,14 @@ def test_dropped_explanations_are_freed_without_waiting_for_the_garbage_collecto
 
 
 def test_readme_states_the_bounds_the_code_has(tiny):
-    """README, "Memory held by a session" (the Session docstring points there): its table gives the bounds the
-    caches really have."""
+    """docs/method.md, "Memory held by a session" (the Session docstring points there): its table gives the bounds
+    the caches really have."""
     from pathlib import Path
 
     from inv_widgets.engine.explanation import LayerResult
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("### Memory held by a session\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "method.md").read_text()
+    section = page.split("## Memory held by a session\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     rows = {r.split("|")[1].strip(): r.split("|")[2].strip() for r in section.splitlines() if r.startswith("| ")}
     bound = {name.split(" ")[0].split(",")[0]: value for name, value in rows.items()}
     for cache_size in (1, 4, 16, 40):

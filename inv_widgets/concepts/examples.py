@@ -42,7 +42,7 @@ def _explained(session, keys, chunk: int) -> Iterator[tuple[int, object, list[Ma
     for target, items in per_target.items():
         for s in range(0, len(items), chunk):
             part = items[s:s + chunk]
-            exps = session.explain_many([i for i, _ in part], target=target, lazy=True)
+            exps = session.explain_many([i for i, _ in part], target=target, lazy=True, progress=False)
             for (i, ks), exp in zip(part, exps):
                 yield i, exp, ks
 

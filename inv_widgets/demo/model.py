@@ -60,6 +60,7 @@ class DemoCNN(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, 10) of images (batch, 3, H, W) normalised as the dataset's transform does."""
         x = self.pool(self.features(x)).flatten(1)
         return self.classifier(self.dropout(x))
 

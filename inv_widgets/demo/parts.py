@@ -24,9 +24,13 @@ from __future__ import annotations
 import colorsys
 import math
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+if TYPE_CHECKING:  # the module imports without torch; the annotation names it
+    import torch
 
 __all__ = [
     "PartsDataset",
@@ -776,6 +780,8 @@ class PartsDataset:
         Index of the first image in the seed's stream (``data[0]`` is image ``offset``); lets a
         training script draw fresh images every epoch without repeating any.
 
+    Notes
+    -----
     ``data[i]`` gives ``(x, y)``: the normalised float tensor (3, size, size) and the class index.
     ``data.image(i)`` is the picture as a person sees it, ``data.part_masks(i)`` the visible parts.
     """
@@ -874,6 +880,7 @@ class PartsDataset:
         return self._get(i)[3]
 
     def class_name(self, i) -> str:
+        """The class name of image ``i`` (``classes[label(i)]``)."""
         return CLASSES[self.label(i)]
 
     def parts_of(self, cls) -> list[str]:

@@ -8,9 +8,20 @@ from __future__ import annotations
 import operator
 from typing import Any, Iterable, Mapping, NamedTuple
 
-__all__ = ["MapKey"]
+__all__ = ["MapKey", "members_text", "parse_members"]
 
 
+
+
+def members_text(members: Iterable[int]) -> str:
+    """The canonical text of a cluster map's member channels: sorted, comma-separated, e.g. ``"3,17,42"`` (what
+    the label store, a run's table and every maps table hold)."""
+    return ",".join(str(m) for m in _members_tuple(members))
+
+
+def parse_members(text: str) -> tuple[int, ...]:
+    """The member channels of a canonical text (or any order, any spacing): ``"17, 3,42"`` -> ``(3, 17, 42)``."""
+    return _members_tuple(str(text))
 
 
 def _members_tuple(members: Any) -> tuple[int, ...]:
@@ -92,7 +103,7 @@ class MapKey(_MapKeyFields):
     @property
     def members_text(self) -> str:
         """Canonical text of the members, e.g. ``"3,17,42"``."""
-        return ",".join(str(m) for m in self.members)
+        return ",".join(map(str, self.members))
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "MapKey":

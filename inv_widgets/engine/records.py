@@ -16,7 +16,7 @@ from typing import Iterable, Literal
 
 import numpy as np
 
-from .keys import MapKey
+from .keys import MapKey, members_text
 
 __all__ = ["LayerCut", "MAP_COLUMNS", "KEY_COLUMNS", "maps_frame", "empty_maps_frame", "keys_of", "CutBy"]
 
@@ -74,7 +74,7 @@ class LayerCut:
 
     def members_text(self, j: int) -> str:
         """The canonical text of map ``j``'s members, e.g. ``"3,17,42"``."""
-        return ",".join(str(int(c)) for c in np.sort(self.members[j]))
+        return members_text(self.members[j].tolist())
 
 
 #: The MapKey fields, the first five columns of every maps table and of the label store's tables.

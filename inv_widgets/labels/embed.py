@@ -76,6 +76,24 @@ def _offline():
             os.environ["HF_HUB_OFFLINE"] = old
 
 
+@contextmanager
+def _quiet_loading():
+    """transformers' own progress bars ("Loading weights") off while a model loads: they would land in the
+    output of whatever cell first aggregates labels. Restored afterwards."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 @lru_cache(maxsize=4)
 def _load_sentence_model(name_or_path: str, local: bool):
     """Load (once per process) a sentence-transformers model from a folder or by name, or a model2vec folder."""
@@ -86,10 +104,11 @@ def _load_sentence_model(name_or_path: str, local: bool):
             return StaticModel.from_pretrained(name_or_path, force_download=False)
     from sentence_transformers import SentenceTransformer
 
-    if local:
-        with _offline():
-            return SentenceTransformer(name_or_path, local_files_only=True)
-    return SentenceTransformer(name_or_path)
+    with _quiet_loading():
+        if local:
+            with _offline():
+                return SentenceTransformer(name_or_path, local_files_only=True)
+        return SentenceTransformer(name_or_path)
 
 
 def _resolve_sentence_model(model: str) -> tuple[str, bool]:

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from ..engine import MapKey
+from ..engine.keys import parse_members
 from ..engine.maps import reveal_image, upsample_minmax
 from ..engine.records import LayerCut
 from ..engine.request import check_index, check_layer
@@ -32,7 +33,7 @@ class RunLayer:
         self.index = index
         self._rows = rows
         self.weights = rows["weight"].to_numpy(np.float64)
-        self.members = [np.array([int(c) for c in m.split(",")], dtype=np.int64) for m in rows["members"]]
+        self.members = [np.array(parse_members(m), dtype=np.int64) for m in rows["members"]]
         self._maps_lowres: np.ndarray | None = None
         self._cut: LayerCut | None = None
 

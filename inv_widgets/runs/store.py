@@ -34,6 +34,7 @@ stores have no atomic rename and are not supported as ``out``.
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
 import re
@@ -47,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["RunStore", "RunBusyError", "FORMAT", "VERSION", "shard_name", "CHUNK_BYTES", "chunk_shape",
-           "CUT_COLUMNS", "STORAGE_COLUMNS"]
+           "CUT_COLUMNS", "STORAGE_COLUMNS", "require_runs"]
 
 FORMAT = "inv-run"
 VERSION = 1
@@ -59,6 +60,15 @@ CUT_COLUMNS = ["threshold", "k_cut"]
 STORAGE_COLUMNS = ["position", "shard", "row"]
 #: uncompressed bytes per Zarr chunk of a shard's arrays (``chunk_shape``)
 CHUNK_BYTES = 1 << 20
+
+
+def require_runs() -> None:
+    """ImportError naming the ``runs`` extra when the libraries a stored run is written with are missing (Zarr
+    and its codecs, numcodecs, for the arrays; pyarrow for the Parquet tables): checked before any work."""
+    missing = [m for m in ("zarr", "numcodecs", "pyarrow") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"stored runs (explain_dataset, Run) need {', '.join(missing)}, which is not installed; "
+                          "install it with: pip install 'inv-widgets[runs]'")
 
 
 class RunBusyError(RuntimeError):
@@ -91,6 +101,7 @@ class RunStore:
     """Paths, metadata and shard commits of one run directory (no model, no compute)."""
 
     def __init__(self, root):
+        require_runs()
         self.root = Path(root)
         self.shards = self.root / "shards"
         self.meta_path = self.root / "run.json"

@@ -236,6 +236,7 @@ class Dendrogram:
                 lay.annotations[1].update(text="")
 
     def clear(self, title: str = "") -> None:
+        """Empty the figure (no tree, no cut), with ``title`` above it."""
         with self._silenced(), self.figure.batch_update():
             for tr in self.figure.data[1:]:
                 tr.update(x=[], y=[])

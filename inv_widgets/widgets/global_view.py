@@ -29,7 +29,15 @@ __all__ = ["GlobalView"]
 
 log = logging.getLogger("inv_widgets.global_view")
 
-TREND_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+#: One colour per label of the trends panel: the rising labels take the first six, the falling the last six, so
+#: that no two labels of a class share a colour (one cycle for both panels drew two labels in the same blue).
+TREND_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#ad494a")
+#: Labels drawn per panel (rising, falling).
+TRENDS_PER_SIDE = 6
+#: Width of the trends figure in pixels (plotly's widget draws before the browser has placed it, so without a
+#: width it falls back to 700 px); a narrower notebook scrolls it sideways (global_view.css).
+TRENDS_WIDTH = 1100
 
 
 class _GlobalMain(anywidget.AnyWidget):
@@ -76,11 +84,14 @@ class GlobalView(W.VBox):
     n_labels, n_examples : int
         Labels per layer (default 5, as in the paper) and example overlays per label (default 3).
     thumb : int
-        Size of the example overlays in pixels.
+        Size of the example overlay images in pixels (drawn 64 px wide on the page, two to a row).
+
+    Each label reads "score · w̄ · images": the score (best-label scores summed over the images), w̄ the mean
+    weight of the cluster maps carrying the label (percent of their layer) and the number of images.
     """
 
     def __init__(self, global_explanation, session=None, *, explorer=None, class_name=None, n_labels: int = 5,
-                 n_examples: int = 3, thumb: int = 64, cmap: str = "jet"):
+                 n_examples: int = 3, thumb: int = 96, cmap: str = "jet"):
         ge = global_explanation
         if not hasattr(ge, "top") or not hasattr(ge, "layers"):
             raise TypeError(f"GlobalView shows a GlobalExplanation, got {type(ge).__name__}; build one with "
@@ -123,6 +134,7 @@ class GlobalView(W.VBox):
 
     @property
     def layers(self) -> list[str]:
+        """The layers of the global explanation, in forward order (one column each)."""
         return list(self.global_explanation.layers)
 
     def shown(self) -> list[list[dict]]:
@@ -185,6 +197,7 @@ class GlobalView(W.VBox):
         return key
 
     def close(self):
+        """Stop following the global explanation's TCAV results and close the widget."""
         stop = getattr(self, "_unobserve", None)  # absent when __init__ failed
         if stop is not None:
             stop()
@@ -242,7 +255,8 @@ class GlobalView(W.VBox):
         with self.main.hold_sync():
             self.main.class_index = ge.classes.index(self._class)
             self.main.subtitle = (f"{n_img} labelled image{'s' if n_img != 1 else ''} · top {self.n_labels} labels "
-                                  f"per layer · score = best-label scores summed over the images"
+                                  f"per layer · score = best-label scores summed over the images · w̄ = mean weight "
+                                  f"of the cluster maps carrying the label (% of their layer)"
                                   + (" · TCAV: share of the class's images that the concept pushes towards it"
                                      if tested else ""))
             self.main.columns = columns
@@ -255,25 +269,30 @@ class GlobalView(W.VBox):
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        base = make_subplots(rows=1, cols=2, subplot_titles=("Rising labels", "Falling labels"),
-                             horizontal_spacing=0.08)
+        base = make_subplots(rows=1, cols=2, subplot_titles=("<b>Rising labels</b>", "<b>Falling labels</b>"),
+                             horizontal_spacing=0.1)
         for side in (1, 2):
-            for n in range(len(TREND_COLORS)):
+            for n in range(TRENDS_PER_SIDE):
+                color = TREND_COLORS[(side - 1) * TRENDS_PER_SIDE + n]
                 base.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="", visible=False,
-                                          line=dict(color=TREND_COLORS[n], width=2), marker=dict(size=5),
+                                          line=dict(color=color, width=2), marker=dict(size=6, color=color),
                                           legendgroup=f"{side}", hovertemplate="%{fullData.name}<br>%{x}: "
                                           "%{y:.3f} per image<extra></extra>"), row=1, col=side)
-        base.update_layout(height=300, margin=dict(l=50, r=10, t=40, b=60), template="plotly_white",
-                           legend=dict(orientation="h", y=-0.25, font=dict(size=11)),
+            # layer names at an angle, each fully readable, however many layers (they overlapped flat)
+            base.update_xaxes(tickangle=-35, automargin=True, row=1, col=side)
+        base.update_layout(width=TRENDS_WIDTH, height=420, margin=dict(l=60, r=20, t=80, b=40),
+                           template="plotly_white", legend=dict(orientation="h", y=-0.35, yanchor="top",
+                                                                font=dict(size=11)),
                            yaxis_title="score per image", font=dict(size=11))
         fig = go.FigureWidget(base)
+        fig.add_class("inv-global-trends")
         return fig
 
     def _push_trends(self) -> None:
         ge = self.global_explanation
         tr = ge.trends(self._class)
         x = self._short
-        n = len(TREND_COLORS)
+        n = TRENDS_PER_SIDE
         with self.trends.batch_update():
             for side, kind in ((0, "rising"), (1, "falling")):
                 rows = tr[tr["trend"] == kind] if len(tr) else tr
@@ -289,7 +308,7 @@ class GlobalView(W.VBox):
                         trace.x, trace.y, trace.name, trace.visible = [], [], "", False
             self.trends.layout.title = dict(text=f"“{html.escape(self._class)}”: how each label rises and falls "
                                                  "through the layers",
-                                            font=dict(size=13), x=0.01)
+                                            font=dict(size=13), x=0.01, y=0.98, yanchor="top")
 
     # ---- browser intents ---------------------------------------------------------------------------------
     def _on_msg(self, _widget, content, _buffers) -> None:

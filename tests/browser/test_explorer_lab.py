@@ -184,6 +184,18 @@ def test_opacity_and_colour_map(lab):
     from inv_widgets import render
 
     assert np.array_equal(ui.colorbar()["colors"], render.colormap("gray"))  # the colour scale follows
+    # the colour scale beside the detail view's map follows the colour map: grey now, from black (0) to white (1)
+    bar = nb.page.locator(".inv-explorer .inv-detail .inv-scale")
+    nb.page.wait_for_function(
+        "() => (document.querySelector('.inv-explorer .inv-detail .inv-scale-ramp') || {style: {}})"
+        ".style.background.includes('rgb(255, 255, 255)')", timeout=20_000)
+    assert bar.is_visible() and bar.text_content() == "1 high0 low"
+    ramp = np.asarray(Image.open(io.BytesIO(bar.locator(".inv-scale-ramp").screenshot())).convert("L"), float)
+    inner = ramp[2:-2, 2:-2]
+    assert inner[:3].mean() > 200 and inner[-3:].mean() < 55  # white at the top (1), black at the bottom (0)
+    stack = nb.page.locator(".inv-explorer .inv-detail .inv-detail-stack").bounding_box()
+    box = bar.bounding_box()
+    assert box["x"] >= stack["x"] + stack["width"] - 1 and abs(box["height"] - stack["height"]) < 2  # beside it
     slider.focus()
     for _ in range(10):
         nb.page.keyboard.press("ArrowLeft")  # back to 50 %
@@ -318,8 +330,27 @@ def test_drop_toggle_shows_drops_and_deletion_insertion_curves(lab):
         "(root) => { const t = Array.from(document.querySelectorAll(root + ' .inv-curves-box .gtitle'))"
         ".map(e => e.textContent).join(' '); return t.startsWith('Map 2 of'); }", arg=ui.root, timeout=60_000)
     titles = page.locator(f"{ui.root} .inv-curves-box .annotation-text").all_text_contents()
-    assert any(t.startswith("Deletion area: map 0.") and "Grad-CAM 0." in t for t in titles), titles
-    assert any(t.startswith("Insertion area: map 0.") for t in titles), titles
+    assert any(t.startswith("Deletionarea under the curve: map 0.") and "Grad-CAM 0." in t for t in titles), titles
+    assert any(t.startswith("Insertionarea under the curve: map 0.") for t in titles), titles
+    # the subplot titles are inside the figure and off each other, and the figure spans the Explorer (issue 22:
+    # they overlapped and were cut at a 1500-px window, the figure used half the width)
+    fit = page.evaluate(
+        "(root) => { const box = document.querySelector(root + ' .inv-curves-box');"
+        " const svg = box.querySelector('.main-svg').getBoundingClientRect();"
+        " const ex = document.querySelector(root).getBoundingClientRect();"
+        " const t = Array.from(box.querySelectorAll('.annotation-text, .gtitle')).map(e => e.getBoundingClientRect());"
+        " return {svg: [svg.left, svg.right, svg.top, svg.bottom], explorer: [ex.left, ex.right],"
+        " titles: t.map(r => [r.left, r.right, r.top, r.bottom])}; }", ui.root)
+    left, right, top, bottom = fit["svg"]
+    assert right - left >= 0.9 * (fit["explorer"][1] - fit["explorer"][0]), fit
+    boxes = fit["titles"]
+    assert len(boxes) == 3, fit
+    for x0, x1, y0, y1 in boxes:
+        assert left <= x0 and x1 <= right and top <= y0 and y1 <= bottom, fit
+    for a in range(3):
+        for b in range(a + 1, 3):
+            (a0, a1, a2, a3), (b0, b1, b2, b3) = boxes[a], boxes[b]
+            assert a1 <= b0 or b1 <= a0 or a3 <= b2 or b3 <= a2, ("titles overlap", fit)
     assert page.locator(f"{ui.root} .inv-curves-box .scatterlayer .trace").count() == 4
     # another layer: its own drops, measured for the layer shown
     before = ui.gallery()
@@ -379,6 +410,9 @@ def test_compare_view_computes_lime_kernelshap_gradcam_on_demand(lab):
         "(b) => { const imgs = Array.from(document.querySelectorAll(b + ' .inv-compare-panel img'));"
         " return imgs.length === 6 && imgs.every(i => i.complete && i.naturalWidth > 0); }", arg=box, timeout=30_000)
     assert page.locator(f"{box} figcaption").all_text_contents() == ["LIME", "KernelSHAP", "Grad-CAM"]
+    scale = page.locator(f"{box} .inv-compare-panels .inv-scale")  # the colour scale beside the three maps
+    assert scale.is_visible() and "linear-gradient" in scale.locator(".inv-scale-ramp").evaluate(
+        "e => e.style.background")
     assert not page.locator(f"{box} .inv-compare-go").is_visible()
     assert not page.locator(f"{box} .inv-compare-bar").is_visible()
     heats = [page.locator(f"{box} .inv-compare-panel img.inv-heat").nth(j).screenshot() for j in range(3)]

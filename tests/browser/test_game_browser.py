@@ -31,6 +31,20 @@ def _no_html_injection(page, game: GamePage) -> None:
     assert page.evaluate("() => document.querySelectorAll('.inv-game img[src]:not([src^=\"blob:\"])').length") == 0
 
 
+def _class_names_not_cut(page, game: GamePage) -> None:
+    """Every class button shows its whole name ("Mushroom", not "Mushr...") at laptop and narrow widths, where the
+    leaderboard sits beside the game or below it (issue 22)."""
+    for width in (1400, 1180, 1000, 820):
+        page.set_viewport_size({"width": width, "height": 1100})
+        page.wait_for_timeout(300)
+        cut = game.root.locator(".ig-class-name").evaluate_all(
+            "els => els.filter(e => { const r = e.getBoundingClientRect(), b = e.closest('.ig-class')"
+            ".getBoundingClientRect(); return e.scrollWidth > e.clientWidth + 1 || r.right > b.right + 0.5; })"
+            ".map(e => e.textContent)")
+        assert cut == [], (width, cut)
+    page.set_viewport_size({"width": 1400, "height": 1100})
+
+
 def _synced(game: GamePage, oracle_game) -> None:
     assert same_picture(page_image(game), oracle_game.masked), (
         "the test's oracle does not show the page's map: the kernel and the test disagree on the game")
@@ -70,6 +84,7 @@ def test_play_with_keyboard_and_mouse_in_jupyterlab(browser, jupyter_server, tmp
         answer = o.current.target
         classes = game.class_names()
         assert [c.lower() for c in classes] == [c.lower() for c in o.classes]
+        _class_names_not_cut(page, game)
 
         # --- a round with the keyboard: space, space, the digit of the right class, type, Enter ------
         game.focus()

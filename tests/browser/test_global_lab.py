@@ -42,6 +42,46 @@ def _wait_revision_change(page, old: str, timeout: float = 60_000) -> dict:
     return _state(page)
 
 
+def _trends_are_readable(page) -> None:
+    """The trends panel as a person reads it (issue 22): each drawn label in its own colour (rising and falling
+    shared one colour cycle: two labels in the same blue), the titles inside the figure, the layer names on the
+    x axes off each other."""
+    fig = ".inv-global-view .js-plotly-plot"
+    info = page.evaluate(
+        r"""(fig) => { const root = document.querySelector(fig);
+            const svg = root.querySelector('.main-svg').getBoundingClientRect();
+            const box = r => [r.left, r.right, r.top, r.bottom];
+            const colours = Array.from(root.querySelectorAll('.scatterlayer .trace'))
+                .filter(t => t.style.opacity !== '0' && t.querySelector('path.js-line'))
+                .map(t => t.querySelector('path.js-line').style.stroke);
+            const names = Array.from(root.querySelectorAll('.legend .traces .legendtext')).map(e => e.textContent);
+            const titles = Array.from(root.querySelectorAll('.gtitle, .annotation-text'))
+                .map(e => box(e.getBoundingClientRect()));
+            const ticks = ['xtick', 'x2tick'].map(c => Array.from(root.querySelectorAll('.' + c + ' text'))
+                .map(e => { const r = e.getBoundingClientRect(), b = e.getBBox();
+                            const m = /rotate\((-?[\d.]+)/.exec(e.getAttribute('transform') || '');
+                            return {cx: (r.left + r.right) / 2, left: r.left, right: r.right, w: b.width,
+                                    h: b.height, angle: m ? Number(m[1]) : 0}; }));
+            return {svg: box(svg), colours, names, titles, ticks}; }""", fig)
+    colours = [c for c in info["colours"] if c]
+    assert len(colours) >= 2, info
+    assert len(set(colours)) == len(colours), f"two labels share a colour: {info['colours']} for {info['names']}"
+    left, right, top, bottom = info["svg"]
+    assert len(info["titles"]) == 3, info  # the figure's title and the two panels' titles
+    for x0, x1, y0, y1 in info["titles"]:
+        assert left <= x0 and x1 <= right and top <= y0 and y1 <= bottom, ("a title is cut", info)
+    import math
+
+    for axis in info["ticks"]:
+        assert len(axis) >= 2, info
+        for a, b in zip(axis, axis[1:]):  # neighbouring layer names do not overlap
+            if a["angle"] == 0:
+                assert a["right"] <= b["left"] + 0.5, ("tick labels overlap", axis)
+            else:  # parallel slanted lines of text: apart by the spacing times the sine of their angle
+                gap = abs(b["cx"] - a["cx"]) * abs(math.sin(math.radians(a["angle"])))
+                assert gap >= 0.9 * a["h"], ("tick labels overlap", axis)
+
+
 @pytest.fixture(scope="module")
 def oracle(tmp_path_factory):
     """What the kernel built: filled in once the notebook has run (from the store file it wrote)."""
@@ -97,9 +137,18 @@ def test_pick_a_class_read_the_columns_and_open_an_example(browser, jupyter_serv
             "(t) => Array.from(document.querySelectorAll('.inv-global-view .js-plotly-plot .gtitle'))"
             ".some(e => e.textContent.includes(t))", arg=target, timeout=30_000)
 
+        _trends_are_readable(page)
+        sizes = page.locator(f"{VIEW} img.inv-global-example").evaluate_all(
+            "els => els.map(e => e.getBoundingClientRect().width)")
+        assert sizes and min(sizes) >= 64, sizes  # were 44 px, hard to read
+        assert "w̄ = mean weight of the cluster maps carrying the label" in page.locator(
+            f"{VIEW} .inv-global-subtitle").text_content()
+
+        page.set_viewport_size({"width": 1500, "height": 2000})  # the whole view, trends included, on screen
         page.locator(VIEW).scroll_into_view_if_needed()
         page.wait_for_timeout(500)
         page.locator(".inv-global-view").screenshot(path=str(screenshots_dir / "global_view.png"))
+        page.set_viewport_size({"width": 1500, "height": 1100})
         img = Image.open(screenshots_dir / "global_view.png")
         assert img.width > 600 and img.height > 300
 
@@ -128,5 +177,8 @@ def test_pick_a_class_read_the_columns_and_open_an_example(browser, jupyter_serv
         assert st["error"] == ""
         assert page.locator(".inv-explorer .inv-detail .inv-detail-title").text_content().startswith(
             f"Cluster map {j + 1} of")
+        # the notebook gives its Explorer the store: the detail view lists labels, not "No label store connected"
+        labels = page.locator(".inv-explorer .inv-detail .inv-detail-labels").text_content()
+        assert "No label store connected" not in labels and labels.strip(), labels
     finally:
         ctx.close()

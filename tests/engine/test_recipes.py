@@ -144,6 +144,7 @@ def test_the_driver_scales_rows_and_handles_tiny_layers(registry):
 
 # ---- the recipes -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["fast", "paper", "paper-sklearn", "spatial"])
 def test_recipes_recover_planted_groups(recipe):
     maps, truth = planted_maps()
@@ -194,6 +195,7 @@ def test_ward_is_scipys_linkage_bit_for_bit(copies):
         ward(x)
 
 
+@pytest.mark.slow
 def test_paper_layers_side_by_side_equal_one_at_a_time():
     """The paper recipe's shared embedding step gives each layer the tree it gets alone (and tiny layers are
     clustered as they are)."""
@@ -206,6 +208,7 @@ def test_paper_layers_side_by_side_equal_one_at_a_time():
         assert alone.suggested_k == tree.suggested_k
 
 
+@pytest.mark.slow
 def test_tsne_of_several_layers_side_by_side_equals_one_at_a_time():
     """Batching pads each set to a bucket, not to its batch: a layer's embedding is the same bit for bit
     whether it runs alone or with others of the same or another size."""
@@ -224,6 +227,7 @@ def test_tsne_of_several_layers_side_by_side_equals_one_at_a_time():
     assert adjusted_rand_score(np.repeat([0, 1], 30), labels) == 1.0
 
 
+@pytest.mark.slow
 def test_compute_builds_the_same_trees_as_layer_by_layer(tiny_cnn, tiny_image):
     s = inv.Session(tiny_cnn, [tiny_image])
     lazy = s.explain(0, recipe="paper", lazy=True)

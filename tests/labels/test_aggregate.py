@@ -499,6 +499,7 @@ def test_a_dataframe_with_a_repeated_index_aggregates_like_the_store():
                                   aggregate_labels(s, CLASSES, model=WordVectors(), progress=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_the_cuts_are_fclusters_partitions(seed):
     # _Cuts replaces scipy's fcluster in the silhouette search (speed); the partitions must be the same

@@ -78,6 +78,7 @@ def test_pool_draws_exactly_what_the_cut_draws(pool, game_session):
         assert not item.lowres.flags.writeable
 
 
+@pytest.mark.slow
 def test_showing_a_map_again_needs_neither_the_model_nor_the_explanation(game_session, layers, monkeypatch):
     pool = Pool.from_session(game_session, images=[0, 3], layers=layers[-1:])
     game_session.clear_cache()
@@ -92,6 +93,7 @@ def test_showing_a_map_again_needs_neither_the_model_nor_the_explanation(game_se
         assert pool.heatmap(item).max() == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_progress_predicted_target_and_fixed_k(game_session, layers):
     seen = []
     pool = Pool.from_session(game_session, images=[0, 1, 2, 3], layers=layers[-1:], k=2, target="predicted",

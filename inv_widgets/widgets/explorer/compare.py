@@ -55,6 +55,7 @@ class Compare(anywidget.AnyWidget):
     settings = t.Unicode("").tag(sync=True)
     base = t.Bytes(b"").tag(sync=True)
     heats = t.List(t.Bytes()).tag(sync=True)
+    colorbar = t.Unicode("").tag(sync=True)  # the colour scale beside the maps: render.css_gradient(cmap)
     captions = t.List(t.Unicode()).tag(sync=True)
     alpha = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
     revision = t.Int(0).tag(sync=True)
@@ -208,6 +209,7 @@ class Compare(anywidget.AnyWidget):
     def _put_maps(self, maps: dict) -> None:
         self._maps = maps
         self.heats = [render.to_png(render.apply_cmap(maps[m], self._cmap)) for m in self.methods]
+        self.colorbar = render.css_gradient(self._cmap)
         self.captions = [TITLES.get(m, m) for m in self.methods]
         self.state, self.message = "done", ""
         self.done = self.total = max(self.total, 1)

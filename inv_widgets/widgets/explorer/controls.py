@@ -12,7 +12,7 @@ from ..dendrogram import MAX_K
 __all__ = ["Controls", "SHOWN_RECIPES"]
 
 #: Recipes offered by the recipe buttons (any registered recipe works with ``set_recipe``; it then gets a button).
-SHOWN_RECIPES = ("fast", "paper")
+SHOWN_RECIPES = ("fast", "paper", "spatial")
 
 
 def _tip(name: str) -> str:

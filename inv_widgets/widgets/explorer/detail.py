@@ -6,6 +6,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from ... import render
 from .._common import STATIC, esm
 
 __all__ = ["Detail", "NO_STORE_HINT", "NO_LABELS_HINT"]
@@ -31,6 +32,7 @@ class Detail(anywidget.AnyWidget):
     title = t.Unicode("").tag(sync=True)
     base = t.Bytes(b"").tag(sync=True)
     heat = t.Bytes(b"").tag(sync=True)
+    colorbar = t.Unicode("").tag(sync=True)  # the colour scale beside the map: render.css_gradient(cmap)
     alpha = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
     cmap = t.Unicode("jet").tag(sync=True)
     cmaps = t.List(t.Unicode()).tag(sync=True)
@@ -60,6 +62,7 @@ class Detail(anywidget.AnyWidget):
         with self.hold_sync():
             self.base = pictures.image(exp)
             self.heat = pictures.heat(cl, j, cmap)
+            self.colorbar = render.css_gradient(cmap)
             self.reveals = pictures.reveals(cl, j)
             self.title = f"Cluster map {j + 1} of {cl.k} · {lr.name} · why “{exp.target_name}”"
             self.weight = float(cl.weights[j])

@@ -25,6 +25,18 @@ log = logging.getLogger("inv_widgets.explorer")
 #: Equal steps of the Explorer's deletion and insertion curves (4 % of the pixels each).
 CURVE_STEPS = 25
 GRADCAM_COLOR = "#5f6368"
+#: Width of the curves in pixels: the Explorer's own width (its CSS max-width, 1180 px, less padding and border).
+#: plotly's widget draws its figure before the browser has placed it, so without a width it falls back to
+#: 700 px, half the Explorer; a narrower Explorer scrolls the figure sideways (explorer.css).
+CURVES_WIDTH = 1150
+
+
+def _subplot_title(name: str, areas=None, better: str = "") -> str:
+    """A subplot's title on two lines: the curve's name, then its areas in smaller type (inside the figure)."""
+    if areas is None:
+        return f"<b>{name}</b>"
+    return (f"<b>{name}</b><br><span style='font-size:11px'>area under the curve: map {areas[0]:.3f}, "
+            f"Grad-CAM {areas[1]:.3f} ({better} is more faithful)</span>")
 
 
 def drop_tips(ablation, clusters, target_name: str) -> list[str]:
@@ -119,16 +131,20 @@ class FaithfulnessView:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("Deletion", "Insertion"), horizontal_spacing=0.08)
+        fig = make_subplots(rows=1, cols=2, subplot_titles=(_subplot_title("Deletion"), _subplot_title("Insertion")),
+                            horizontal_spacing=0.1)
         for col in (1, 2):
-            for name, color, dash in (("cluster map", PALETTE[0], "solid"), ("Grad-CAM", GRADCAM_COLOR, "dash")):
+            for name, line_color, dash in (("cluster map", PALETTE[0], "solid"), ("Grad-CAM", GRADCAM_COLOR, "dash")):
                 fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name, legendgroup=name,
                                          showlegend=col == 1, marker={"size": 4},
-                                         line={"color": color, "dash": dash, "width": 2}), row=1, col=col)
+                                         line={"color": line_color, "dash": dash, "width": 2}), row=1, col=col)
             fig.update_xaxes(title_text="% of pixels, most salient first", range=[0, 100], row=1, col=col)
             fig.update_yaxes(title_text="class probability" if col == 1 else None, range=[0, 1.02], row=1, col=col)
-        fig.update_layout(height=320, margin={"l": 50, "r": 10, "t": 70, "b": 45}, template="plotly_white",
-                          legend={"orientation": "h", "y": -0.3}, title={"text": "", "font": {"size": 13}})
+        fig.update_layout(width=CURVES_WIDTH, height=360, margin={"l": 60, "r": 20, "t": 96, "b": 50},
+                          template="plotly_white", legend={"orientation": "h", "y": -0.25},
+                          title={"text": "", "font": {"size": 13}, "x": 0.01, "y": 0.98, "yanchor": "top"})
+        for annotation in fig.layout.annotations:  # the subplot titles: two lines, inside the top margin
+            annotation.update(font={"size": 13}, yshift=8)
         self.figure = go.FigureWidget(fig)
         self.figure.add_class("inv-curves")
         self.box.children = [self.figure]
@@ -154,10 +170,8 @@ class FaithfulnessView:
                     tr.hovertemplate = names[r] + "<br>%{x:.0f} % of pixels: p = %{y:.3f}<extra></extra>"
                     if r == 0:
                         tr.line.color = color(j)
-            fig.layout.annotations[0].text = (f"Deletion area: map {c.deletion_area[0]:.3f}, "
-                                              f"Grad-CAM {c.deletion_area[1]:.3f} (lower: more faithful)")
-            fig.layout.annotations[1].text = (f"Insertion area: map {c.insertion_area[0]:.3f}, "
-                                              f"Grad-CAM {c.insertion_area[1]:.3f} (higher: more faithful)")
+            fig.layout.annotations[0].text = _subplot_title("Deletion", c.deletion_area, "lower")
+            fig.layout.annotations[1].text = _subplot_title("Insertion", c.insertion_area, "higher")
             fig.layout.title.text = (f"Map {j + 1} of {view.layer_name} against the layer's Grad-CAM, "
                                      f"“{view.explanation.target_name}”")
         self.box.layout.display = None

@@ -93,3 +93,21 @@ function revokeAll(bag) {
   bag.forEach((u) => URL.revokeObjectURL(u));
   bag.length = 0;
 }
+
+// The colour scale beside a map: the kernel's CSS gradient of the colour map (render.css_gradient), 1 at the
+// top and 0 at the bottom; set("") hides it. Styled in explorer.css.
+function colorbar() {
+  const box = el("div", "inv-scale");
+  box.title = "map value (min-max scaled): 1 = most salient pixel, 0 = least";
+  const ramp = el("div", "inv-scale-ramp");
+  const ticks = el("div", "inv-scale-ticks");
+  ticks.append(el("span", "", "1 high"), el("span", "", "0 low"));
+  box.append(ramp, ticks);
+  return {
+    el: box,
+    set(gradient) {
+      ramp.style.background = gradient || "";
+      box.style.display = gradient ? "" : "none";
+    },
+  };
+}

@@ -17,6 +17,7 @@ function render({ model, el: root }) {
   bar.appendChild(fill);
   const status = el("div", "inv-compare-status");
   const panels = el("div", "inv-compare-panels");
+  const scale = colorbar();
   const settings = el("div", "inv-compare-settings");
   root.append(head, bar, status, panels, settings);
 
@@ -70,6 +71,8 @@ function render({ model, el: root }) {
       revokeAll(bag);
       return;
     }
+    scale.set(frag.childNodes.length ? model.get("colorbar") : "");
+    if (frag.childNodes.length) frag.appendChild(scale.el);
     panels.replaceChildren(frag);
     applyAlpha();
     revokeAll(urls);

@@ -14,6 +14,9 @@ function render({ model, el: root }) {
   const heatImg = el("img", "inv-heat");
   baseImg.draggable = heatImg.draggable = false;
   big.append(baseImg, heatImg);
+  const scale = colorbar();
+  const figure = el("div", "inv-detail-figure");
+  figure.append(big, scale.el);
   const tools = el("div", "inv-detail-tools");
   const opLabel = el("label", "inv-tool");
   opLabel.append(el("span", "", "opacity"));
@@ -30,7 +33,7 @@ function render({ model, el: root }) {
   const cmap = el("select", "inv-cmap");
   cmLabel.append(cmap);
   tools.append(opLabel, cmLabel);
-  left.append(big, tools);
+  left.append(figure, tools);
 
   const right = el("div", "inv-detail-right");
   const title = el("div", "inv-detail-title");
@@ -107,6 +110,7 @@ function render({ model, el: root }) {
     }
     baseImg.src = bu;
     heatImg.src = hu;
+    scale.set(has ? model.get("colorbar") : "");
     reveals.replaceChildren(revFrag);
     title.textContent = model.get("title") || "";
 
@@ -175,7 +179,7 @@ function render({ model, el: root }) {
     root.dataset.revision = String(model.get("revision"));
   }
 
-  const CONTENT = ["title", "base", "heat", "reveals", "reveal_percents", "weight", "weight_tip", "n_maps",
+  const CONTENT = ["title", "base", "heat", "colorbar", "reveals", "reveal_percents", "weight", "weight_tip", "n_maps",
     "gradcam_overlap", "color", "members", "member_maps", "labels", "labels_hint", "revision"];
   const stop = watch(model, [...CONTENT, "alpha", "cmaps", "cmap"], (changed) => {
     if (changed.has("alpha")) applyAlpha();

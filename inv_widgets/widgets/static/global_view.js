@@ -94,7 +94,7 @@ function render({ model, el: root }) {
         bar.style.width = Math.max(3, Math.round(100 * Number(lab.bar))) + "%";
         const w = lab.mean_weight === null || lab.mean_weight === undefined ? "w̄ –" : "w̄ " + pct(Number(lab.mean_weight));
         const facts = el("div", "inv-global-facts", `${Number(lab.score).toFixed(1)} · ${w} · ${lab.n_images} img`);
-        facts.title = `score ${Number(lab.score).toFixed(2)} (best-label scores summed over the images), mean cluster weight ${w.slice(3)}, ${lab.n_images} image${lab.n_images === 1 ? "" : "s"}, ${lab.n_maps} cluster map${lab.n_maps === 1 ? "" : "s"}`;
+        facts.title = `score ${Number(lab.score).toFixed(2)} (best-label scores summed over the images) · w̄ ${w.slice(3)}: the mean weight of the cluster maps carrying this label, as a share of their layer · ${lab.n_images} image${lab.n_images === 1 ? "" : "s"}, ${lab.n_maps} cluster map${lab.n_maps === 1 ? "" : "s"}`;
         row.append(name, bar, facts);
         const chip = tcavChip(lab.tcav);
         if (chip) row.appendChild(chip);
