@@ -273,6 +273,7 @@ def reuse_freed_memory(trim_every: int = 16) -> Iterator[MemoryReuse]:
                 libc.malloc_trim(0)
 
 
+_CPUS = os.cpu_count() or 1
 _pools: dict = {}  # threads -> ThreadPoolExecutor, made on first use
 _pools_lock = threading.Lock()
 _in_pool = threading.local()
@@ -293,7 +294,7 @@ def parallel_map(fn: Callable[[Any], Any], items, *, threads: int | None = None,
     on one thread, whatever the caller's setting).
     """
     items = list(items)
-    n = max(1, min(int(threads if threads is not None else torch.get_num_threads()), len(items), os.cpu_count() or 1))
+    n = max(1, min(int(threads if threads is not None else torch.get_num_threads()), len(items), _CPUS))
     if n == 1 or getattr(_in_pool, "active", False):
         with limited_threads(1):
             return [fn(item) for item in items]
