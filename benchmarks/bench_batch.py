@@ -316,16 +316,18 @@ def baseline_bench(args, root):
                     raise RuntimeError(f"the benchmark process for {label} failed:\n{out.stderr[-3000:]}")
                 got[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"\n{name}: {n} images, batch {bs}, one process, {args.rounds} rounds (fresh processes, the codes "
-              f"alternating) x {args.repeats} interleaved repeats; ratios of medians within each code's processes")
+              f"alternating) x {args.repeats} interleaved repeats; each run against the forward+backward just before it")
         ratios = {}
         for label, runs in got.items():
             pooled = {k: [v for run in runs for v in run[k]] for k in runs[0]}
-            per_round = [statistics.median(run["auto"]) / statistics.median(run["fwd+bwd"]) for run in runs]
+            # each repeat's run over the forward+backward measured just before it, in the same process
+            paired = [a / b for run in runs for a, b in zip(run["auto"], run["fwd+bwd"])]
+            tuned = [a / b for run in runs for a, b in zip(run["auto"], run["fwd+bwd reuse"])]
             med = {k: statistics.median(v) for k, v in pooled.items()}
-            ratios[label] = med["auto"] / med["fwd+bwd"]
+            ratios[label] = statistics.median(paired)
             print(f"  {label:24s} forward+backward {med['fwd+bwd']:7.1f} images/s; explain_dataset {med['auto']:7.1f} "
-                  f"images/s = {ratios[label]:.2f}x (rounds {min(per_round):.2f}-{max(per_round):.2f}; "
-                  f"{med['auto'] / med['fwd+bwd reuse']:.2f}x of the tuned loop)")
+                  f"images/s; ratio per repeat: median {ratios[label]:.2f}x, lowest {min(paired):.2f}x, highest "
+                  f"{max(paired):.2f}x (n={len(paired)}); {statistics.median(tuned):.2f}x of the tuned loop")
         new, base = ratios["working tree"], ratios[f"baseline {args.baseline}"]
         print(f"  working tree against {args.baseline}: {base:.2f}x -> {new:.2f}x of forward+backward "
               f"({new / base:.2f})" + ("   target >= 0.7x" if name == "demo" else "   target >= 0.95x"))

@@ -14,8 +14,9 @@ VGG-16 (torchvision, random weights), 224 x 224, all 13 conv layers, a new image
 - ``paper``: the same work with the paper recipe, the Session built once (target <= 1.5x of the limit).
 
 Each round is a fresh process that runs the rows in turn, ``--repeats`` times (so that a change of the machine's
-speed hits every row alike); printed per row: median and p95 of all repeats, and the ratio of medians to the
-limit and to forward+backward. ``--baseline REF`` runs the code of git revision REF (``git archive``) in
+speed hits every row alike); printed per row: the median and p95 of its time over all repeats, and of its ratio
+to the limit taken repeat by repeat (the row's time over the limit's in the same repeat), and the median ratio
+to forward+backward. ``--baseline REF`` runs the code of git revision REF (``git archive``) in
 processes of its own, alternating with the working tree round by round, and prints its rows and the ratio of the
 two codes' ratios. ``--stages`` adds where the working tree's ``fast`` explanation spends its time (the model's
 pass with the capture, the layers' maps, the trees, the cuts), each stage against the limit, interleaved.
@@ -134,14 +135,18 @@ def worker(args) -> dict:
     for fn in rows.values():  # warm-up: imports, allocator, the sessions' first pass
         fn()
     times: dict[str, list[float]] = {name: [] for name in rows if name != "stages"}
+    repeat_of: dict[str, list[int]] = {name: [] for name in list(times) + list(stage_times)}
     for r in range(args.repeats):
         for name, fn in rows.items():
             if name == "paper" and r % args.paper_every:
                 continue
             t = timed(fn)
+            for key in (STAGES if name == "stages" else [name]):
+                repeat_of[key].append(r)
             if name != "stages":
                 times[name].append(t)
     times.update(stage_times)
+    times["_repeat"] = repeat_of
     times["_meta"] = {"torch": torch.__version__, "threads": torch.get_num_threads(), "layers": len(session.layers)}
     return times
 
@@ -167,28 +172,33 @@ def run_worker(code: Path, args, stages: bool) -> dict:
 
 
 def report(label: str, runs: list[dict]) -> dict[str, float]:
-    """Print a code's rows (all its rounds pooled); returns each row's ratio of medians to the limit."""
+    """Print a code's rows (all its rounds pooled); returns each row's median ratio to the limit.
+
+    A row's ratio is taken repeat by repeat (its time over the limit's in the same repeat, a few seconds
+    apart), so that the machine's changes of speed between repeats and rounds cancel out; printed: the
+    median and p95 of those ratios, and the median and p95 of the times themselves."""
     pooled: dict[str, list[float]] = {}
+    paired: dict[str, list[float]] = {}
     for run in runs:
         for k, v in run.items():
-            if not k.startswith("_"):
-                pooled.setdefault(k, []).extend(v)
-    base = statistics.median(pooled["limit"])
-    fb = statistics.median(pooled["fwd_bwd"])
+            if k.startswith("_"):
+                continue
+            pooled.setdefault(k, []).extend(v)
+            for key in ("limit", "fwd_bwd"):  # the reference ran in every repeat
+                paired.setdefault((k, key), []).extend(t / run[key][r] for t, r in zip(v, run["_repeat"][k]))
     print(f"\n{label}")
     ratios = {}
     for key in list(ROWS) + STAGES:
         ts = pooled.get(key)
         if not ts:
             continue
-        m = statistics.median(ts)
-        ratios[key] = m / base
-        per_round = [statistics.median(r[key]) / statistics.median(r["limit"]) for r in runs if r.get(key)]
+        r_lim, r_fb = paired[(key, "limit")], paired[(key, "fwd_bwd")]
+        ratios[key] = statistics.median(r_lim)
         goal = f"  target <= {TARGETS[key]:.1f}x" if key in TARGETS else ""
         name = ROWS.get(key, "  " + key.replace("stage_", "stage: "))
-        print(f"  {name:42s} median {1000 * m:8.1f} ms, p95 {1000 * pct(ts, 0.95):8.1f} ms (n={len(ts):2d})  "
-              f"{m / base:5.2f}x the limit (rounds {min(per_round):.2f}-{max(per_round):.2f}), "
-              f"{m / fb:5.2f}x forward+backward{goal}")
+        print(f"  {name:42s} {1000 * statistics.median(ts):8.1f} ms (p95 {1000 * pct(ts, 0.95):8.1f}, n={len(ts):2d})  "
+              f"{ratios[key]:5.2f}x the limit (p95 {pct(r_lim, 0.95):5.2f}x), "
+              f"{statistics.median(r_fb):5.2f}x forward+backward{goal}")
     return ratios
 
 
