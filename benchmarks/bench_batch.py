@@ -7,6 +7,8 @@
                                                       # Ward kernel alone
     python benchmarks/bench_batch.py --dry-run        # the GPU script's code path on the CPU, tiny sizes
     python benchmarks/bench_batch.py --quick          # fewer images and repeats (a dry run)
+    python benchmarks/bench_batch.py --baseline REF   # CPU, one process: the working tree against the code of
+                                                      # git revision REF, alternating in fresh processes
 
 Forward+backward is the model's own ``logit.backward()`` with parameter gradients on batches already in
 memory (on the device), what a training step does; ``explain_dataset`` is the whole stored run: reading
@@ -121,7 +123,7 @@ def run_rate(session, indices, batch_size, root: Path, client=None, ward="auto")
     return len(indices) / dt
 
 
-def one_process(name, n, batch_size, repeats, root, device="cpu", wards=("auto",)):
+def one_process(name, n, batch_size, repeats, root, device="cpu", wards=("auto",), all_rates=False):
     session = FACTORIES[name](n, device)
     indices = list(range(n))
     inv.explain_dataset(session, indices[:batch_size], out=root / f"warm-{name}-{device}-{batch_size}",
@@ -133,7 +135,7 @@ def one_process(name, n, batch_size, repeats, root, device="cpu", wards=("auto",
         rates["fwd+bwd reuse"].append(fwd_bwd_rate(session, indices, batch_size, reuse=True))
         for w in wards:
             rates[w].append(run_rate(session, indices, batch_size, root, ward=w))
-    return {k: statistics.median(v) for k, v in rates.items()}
+    return rates if all_rates else {k: statistics.median(v) for k, v in rates.items()}
 
 
 def cpu_bench(args, root):
@@ -288,6 +290,49 @@ def memory_bench(root, sizes):
               f"peak of each quarter of the run {qs} MB; {n / m['seconds']:.1f} images/s")
 
 
+def baseline_bench(args, root):
+    """The one-process rows for the working tree and for the code of git revision ``args.baseline``, each round
+    in fresh processes, the two codes alternating (a change of the machine's speed hits both alike); printed:
+    each code's rates, medians over all rounds, and its run's ratio to forward+backward measured in the same
+    process."""
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
+    old = root / "baseline"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    codes = {"working tree": repo, f"baseline {args.baseline}": old}
+    models = [("demo", args.demo_images, args.batch_size)] + (
+        [] if args.no_vgg else [("vgg16", args.vgg_images, args.vgg_batch_size)])
+    for name, n, bs in models:
+        got: dict[str, list[dict]] = {label: [] for label in codes}
+        for r in range(args.rounds):
+            for label, code in (codes.items() if r % 2 == 0 else reversed(codes.items())):
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--one-process", name, "--repeats",
+                       str(args.repeats), "--images", str(n), "--batch", str(bs)]
+                out = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True)
+                if out.returncode:
+                    raise RuntimeError(f"the benchmark process for {label} failed:\n{out.stderr[-3000:]}")
+                got[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"\n{name}: {n} images, batch {bs}, one process, {args.rounds} rounds (fresh processes, the codes "
+              f"alternating) x {args.repeats} interleaved repeats; each run against the forward+backward just before it")
+        ratios = {}
+        for label, runs in got.items():
+            pooled = {k: [v for run in runs for v in run[k]] for k in runs[0]}
+            # each repeat's run over the forward+backward measured just before it, in the same process
+            paired = [a / b for run in runs for a, b in zip(run["auto"], run["fwd+bwd"])]
+            tuned = [a / b for run in runs for a, b in zip(run["auto"], run["fwd+bwd reuse"])]
+            med = {k: statistics.median(v) for k, v in pooled.items()}
+            ratios[label] = statistics.median(paired)
+            print(f"  {label:24s} forward+backward {med['fwd+bwd']:7.1f} images/s; explain_dataset {med['auto']:7.1f} "
+                  f"images/s; ratio per repeat: median {ratios[label]:.2f}x, lowest {min(paired):.2f}x, highest "
+                  f"{max(paired):.2f}x (n={len(paired)}); {statistics.median(tuned):.2f}x of the tuned loop")
+        new, base = ratios["working tree"], ratios[f"baseline {args.baseline}"]
+        print(f"  working tree against {args.baseline}: {base:.2f}x -> {new:.2f}x of forward+backward "
+              f"({new / base:.2f})" + ("   target >= 0.7x" if name == "demo" else "   target >= 0.95x"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -302,7 +347,19 @@ def main():
     ap.add_argument("--cuda-batch-sizes", type=int, nargs="+", default=[32, 64, 128])
     ap.add_argument("--cuda-workers", type=int, nargs="+", default=[4], help="Dask workers sharing the GPU")
     ap.add_argument("--dry-run", action="store_true", help="with --device cuda: the GPU code path on the CPU, tiny")
+    ap.add_argument("--baseline", default=None, help="CPU, one process: also the code of this git revision, the two "
+                    "alternating in fresh processes")
+    ap.add_argument("--rounds", type=int, default=4, help="with --baseline: processes per code and model")
+    ap.add_argument("--no-vgg", action="store_true", help="with --baseline: the demo model only")
+    ap.add_argument("--one-process", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--images", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one_process:  # a baseline round: this process's rates as JSON
+        with tempfile.TemporaryDirectory(prefix="inv-bench-") as tmp:
+            rates = one_process(args.one_process, args.images, args.batch, args.repeats, Path(tmp), all_rates=True)
+        print(json.dumps(rates))
+        return
     if args.quick:
         args.repeats, args.demo_images, args.vgg_images = 1, 64, 8
         args.cuda_batch_sizes = [64]
@@ -311,6 +368,8 @@ def main():
         root = Path(tmp)
         if args.memory:
             memory_bench(root, (200, 2000) if not args.quick else (50, 200))
+        elif args.baseline:
+            baseline_bench(args, root)
         elif args.device == "cuda" or args.dry_run:
             cuda_bench(args, root)
         else:

@@ -166,9 +166,10 @@ class Session:
 
     @property
     def layers(self) -> list[str]:
-        """The layers explained, in the order they run. Until the model has run once (the first use runs it on
-        image 0, without gradients), the layers found in the model; then only those that ran and gave feature
-        maps (for automatically found layers, larger than 1 x 1)."""
+        """The layers explained, in the order they run. Until the model has run once, the layers found in the
+        model; then only those that ran and gave feature maps (for automatically found layers, larger than 1 x 1).
+        The first explanation of an image of image 0's size learns them from its own pass; asked for before,
+        they are learnt from a forward pass on image 0, without gradients."""
         if not self._probed and len(self):
             self._probe()
         return list(self._layers)
@@ -426,8 +427,15 @@ class Session:
             raise ValueError(f"images in one batch must have the same shape, got {sorted(shapes)}")
         batch = torch.stack(xs).to(self.device)
         with self._lock:
-            layers = self.layers  # the first run also checks the layers and the model's output
-            cap = self.runner.capture(batch, layers, target, weighting=self.weighting, spatial_only=self._auto_layers)
+            if not self._probed and (not len(self) or tuple(batch.shape[1:]) == tuple(self.input(0).shape)):
+                # the first pass learns the layers itself (at image 0's size, as _probe would): no pass of its own
+                cap, self._layers = self.runner.capture_first(batch, self._layers, target, auto=self._auto_layers,
+                                                              weighting=self.weighting)
+                self._probed = True
+            else:
+                layers = self.layers  # the first run also checks the layers and the model's output
+                cap = self.runner.capture(batch, layers, target, weighting=self.weighting,
+                                          spatial_only=self._auto_layers)
         names = self._class_names
         if names is None:
             names = self._class_names = [str(i) for i in range(cap.logits.shape[1])]

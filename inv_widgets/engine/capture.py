@@ -196,7 +196,7 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
 
 def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None, strict: bool = True,
               keep_gradients: bool = False, *, output: Output = None, spatial_only: bool = False,
-              weighting: str | None = None) -> Captured:
+              weighting: str | None = None, check=None) -> Captured:
     """One forward and one backward pass of a batch ``x`` (B,3,H,W).
 
     ``target``: None (each image's predicted class), an int, or a sequence of B ints (None in it: that image's
@@ -207,7 +207,9 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
     which of the model's outputs holds the logits (:func:`select_output`); ``spatial_only`` leaves out layers
     with 1 x 1 feature maps; ``weighting`` computes that channel statistic only (None: both). The input is cast
     to the model's dtype (a float16 or bfloat16 model runs in its
-    own dtype; the weights and maps are computed in float32 from what it records).
+    own dtype; the weights and maps are computed in float32 from what it records). ``check(out)``, if given, is
+    called with the model's raw output after the forward pass, before anything else is checked or differentiated
+    (to learn and check the layers from this pass: ``ModelRunner.capture_first``).
     """
     if torch.is_inference_mode_enabled():
         raise InferenceModeError("INV needs the gradients of the model's pass, and torch.inference_mode() turns "
@@ -216,7 +218,7 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
     for _ in range(2):
         try:
             return _run_model(model, x, layers, target, strict, keep_gradients, output=output,
-                              spatial_only=spatial_only, weighting=weighting)
+                              spatial_only=spatial_only, weighting=weighting, check=check)
         except _ChangedInPlace:  # those layers are copied from now on: run the pass again
             continue
     raise RuntimeError("the model changes the recorded layer outputs in place although they are copied")
@@ -230,16 +232,20 @@ class _ChangedInPlace(Exception):
     """A recorded layer output was changed in place by the model after the layer (see ``capture``)."""
 
 
-def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spatial_only, weighting) -> Captured:
+def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spatial_only, weighting,
+               check=None) -> Captured:
     x = x.detach().to(input_dtype(model)).clone().requires_grad_(True)
     with torch.enable_grad(), capture(model, layers, strict, keep_gradients, spatial_only=spatial_only,
                                       weighting=weighting) as (
             acts, stats, grads, order):
-        logits, which = select_output(model(x), output)
+        out = model(x)
         changed = acts.changed()
         if changed:
             _copied[model].update(changed)
             raise _ChangedInPlace(changed)
+        if check is not None:
+            check(out)
+        logits, which = select_output(out, output)
         if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
             raise ValueError(f"the model's output{' ' + which if which else ''} has shape {tuple(logits.shape)}; a "
                              "classifier returning logits (batch, classes) is expected (choose another output with "

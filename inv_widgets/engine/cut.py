@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .capture import Captured
 from .maps import cluster_maps_lowres, minmax_maps
 from .records import CutBy, LayerCut
 from .recipes import build_trees
+from .runtime import limited_threads, parallel_map
 from .tree import Tree, assign, prune_mask
 from .weights import gradcam_lowres, keep_channels, layer_percent
 
@@ -58,17 +58,31 @@ def layer_maps(captured: Captured, weighting: str = "guided", *, on_device: bool
 
     The small per-channel and per-pixel results cross to the CPU once per batch, the kept maps once per image
     (on a GPU each transfer waits for the device); ``on_device`` leaves the kept maps where the model ran.
-    Nothing returned is a view of the batch (an image's result does not keep the batch alive)."""
+    On the CPU the layers are worked on side by side (:func:`~inv_widgets.engine.runtime.parallel_map`: each
+    layer on one thread; the same bits as in turn). Nothing returned is a view of the batch (an image's result
+    does not keep the batch alive)."""
     b = captured.logits.shape[0]
-    out: list[dict[str, LayerMaps]] = [dict() for _ in range(b)]
-    for name in captured.order:
+    names = list(captured.order)
+
+    def one(name: str) -> list[LayerMaps]:
         a = captured.activations[name].float()
         pct = layer_percent(captured, name, weighting).cpu()
         cams = gradcam_lowres(a, grad_mean=captured.grad_mean[name]).cpu()
+        got = []
         for i in range(b):
             kept = keep_channels(pct[i])
-            maps = F.relu(a[i].index_select(0, kept.to(a.device)))
-            out[i][name] = LayerMaps(pct[i].clone(), kept, maps if on_device else maps.cpu(), cams[i].clone())
+            maps = a[i].index_select(0, kept.to(a.device)).relu_()  # a copy: ReLU in place
+            got.append(LayerMaps(pct[i].clone(), kept, maps if on_device else maps.cpu(), cams[i].clone()))
+        return got
+
+    if names and captured.activations[names[0]].device.type == "cpu":
+        per_layer = parallel_map(one, names, cost=lambda n: captured.activations[n].numel())
+    else:  # a device's work is queued in order anyway
+        per_layer = [one(n) for n in names]
+    out: list[dict[str, LayerMaps]] = [dict() for _ in range(b)]
+    for name, got in zip(names, per_layer):
+        for i in range(b):
+            out[i][name] = got[i]
     return out
 
 
@@ -104,6 +118,13 @@ def cut_layer(name: str, lm: LayerMaps, tree: Tree, *, k: int | None = None, thr
     """Cut one layer's dendrogram (by ``k``, by ``threshold``, or the suggested cut) into a :class:`LayerCut`:
     each cluster map the weighted mean of its members' maps (weights: the members' percents), min-max scaled."""
     by = by or ("suggested" if k is None and threshold is None else ("k" if threshold is None else "threshold"))
+    if lm.maps.device.type == "cpu":
+        with limited_threads(1):  # a few small operations: threads would wait for each other more than work
+            return _cut_layer(name, lm, tree, k, threshold, prune, by)
+    return _cut_layer(name, lm, tree, k, threshold, prune, by)
+
+
+def _cut_layer(name: str, lm: LayerMaps, tree: Tree, k, threshold, prune, by: CutBy) -> LayerCut:
     pct = lm.percent_kept
     assignment, weights, k_cut, thr = plan_cut(tree, pct, k=k, threshold=threshold, prune=prune)
     h, w = lm.shape
@@ -126,9 +147,17 @@ def cut_batch(captured: Captured, *, recipe: str = "fast", k: int | None = None,
     names = list(captured.order)
     b = len(per_image)
     trees = build_trees([per_image[i][n].maps for n in names for i in range(b)], recipe, device=device_ward)
+    pairs = [(li, i) for li in range(len(names)) for i in range(b)]
+
+    def one(pair: tuple[int, int]) -> LayerCut:
+        li, i = pair
+        return cut_layer(names[li], per_image[i][names[li]], trees[li * b + i], k=k)
+
+    if device_ward:
+        cuts = [one(p) for p in pairs]
+    else:  # on the CPU side by side (one thread each), as the layers' maps and trees
+        cuts = parallel_map(one, pairs, cost=lambda p: per_image[p[1]][names[p[0]]].maps.numel())
     out: list[dict[str, tuple[LayerMaps, LayerCut]]] = [dict() for _ in range(b)]
-    for li, name in enumerate(names):
-        for i in range(b):
-            lm = per_image[i][name]
-            out[i][name] = (lm, cut_layer(name, lm, trees[li * b + i], k=k))
+    for (li, i), cut in zip(pairs, cuts):
+        out[i][names[li]] = (per_image[i][names[li]], cut)
     return out

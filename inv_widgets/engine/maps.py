@@ -71,7 +71,11 @@ def minmax_maps(maps: torch.Tensor) -> torch.Tensor:
     hi = flat.amax(1, keepdim=True)
     span = hi - lo
     shaped = span > FLAT_RTOL * torch.maximum(lo.abs(), hi.abs())
-    out = torch.where(shaped, (flat - lo) / torch.where(shaped, span, torch.ones_like(span)), torch.zeros_like(flat))
+    # (flat - lo) / span in one new tensor, flat maps zeroed after: the same values as a full-size torch.where
+    # (every element's division is the same), with two passes over the maps instead of five
+    out = torch.sub(flat, lo).div_(torch.where(shaped, span, torch.ones_like(span)))
+    if out.device.type != "cpu" or not bool(shaped.all()):  # on a device, no wait for the answer
+        out.masked_fill_(~shaped, 0.0)
     return out.reshape(maps.shape)
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any, Callable, Union
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Union
 
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from torch import nn
 from .runtime import eval_mode
 
 __all__ = ["Output", "input_dtype", "describe_output", "select_output", "check_layer_names", "layer_names",
-           "probe_layers", "resolve_layers", "warn_one_layer", "failure_message"]
+           "watch_layers", "probe_layers", "resolve_layers", "check_layers_ran", "warn_one_layer", "failure_message"]
 
 #: Which of a model's outputs holds the logits: an index (tuple/list), a key (dict), or a callable.
 Output = Union[int, str, Callable[[Any], Any], None]
@@ -124,11 +125,13 @@ def layer_names(model: nn.Module, layers) -> list[str]:
     return unique
 
 
-def probe_layers(model: nn.Module, x: torch.Tensor, layers: list[str], *, spatial_only: bool = False
-                 ) -> tuple[list[str], dict[str, tuple], Any]:
-    """One forward pass without gradients (eval mode, hooks removed after): the layers among ``layers`` that
-    run and output a 4-D feature map (with ``spatial_only``, larger than 1 x 1), in the order they fire, every
-    chosen layer's output shape (``None`` for layers that did not run), and the model's raw output."""
+@contextmanager
+def watch_layers(model: nn.Module, layers: list[str], *, spatial_only: bool = False
+                 ) -> Iterator[tuple[list[str], dict[str, tuple | None]]]:
+    """Forward hooks on ``layers`` for the block (removed after): yields ``(fired, shapes)``, filled as the model
+    runs: the layers that output a 4-D feature map (with ``spatial_only``, larger than 1 x 1) on their first call,
+    in the order they fire, and every chosen layer's output shape on its first call (``None`` while it has not
+    run)."""
     named = dict(model.named_modules())
     fired: list[str] = []
     shapes: dict[str, tuple | None] = {n: None for n in layers}
@@ -146,13 +149,21 @@ def probe_layers(model: nn.Module, x: torch.Tensor, layers: list[str], *, spatia
         return hook
 
     try:
-        with torch.no_grad(), eval_mode(model):
-            for n in layers:
-                handles.append(named[n].register_forward_hook(make_hook(n)))
-            out = model(x.to(input_dtype(model)))
+        for n in layers:
+            handles.append(named[n].register_forward_hook(make_hook(n)))
+        yield fired, shapes
     finally:
         for h in handles:
             h.remove()
+
+
+def probe_layers(model: nn.Module, x: torch.Tensor, layers: list[str], *, spatial_only: bool = False
+                 ) -> tuple[list[str], dict[str, tuple], Any]:
+    """One forward pass without gradients (eval mode, hooks removed after): the layers among ``layers`` that
+    run and output a 4-D feature map (with ``spatial_only``, larger than 1 x 1), in the order they fire, every
+    chosen layer's output shape (``None`` for layers that did not run), and the model's raw output."""
+    with torch.no_grad(), eval_mode(model), watch_layers(model, layers, spatial_only=spatial_only) as (fired, shapes):
+        out = model(x.to(input_dtype(model)))
     return fired, shapes, out
 
 
@@ -168,11 +179,20 @@ def resolve_layers(model: nn.Module, x: torch.Tensor, layers: list[str], *, auto
         fired, shapes, out = probe_layers(model, x, layers, spatial_only=auto)
     except RuntimeError as e:
         raise ValueError(failure_message(model, x[0], e)) from e
+    return check_layers_ran(model, x, layers, fired, shapes, out, auto=auto, output=output, stacklevel=5)
+
+
+def check_layers_ran(model: nn.Module, x: torch.Tensor, layers: list[str], fired: list[str],
+                     shapes: dict[str, tuple | None], out: Any, *, auto: bool, output: Output = None,
+                     stacklevel: int = 4) -> tuple[list[str], torch.Tensor]:
+    """:func:`resolve_layers`' rules on what a pass of the batch ``x`` gave (``fired`` and ``shapes`` from
+    :func:`watch_layers`, ``out`` the model's raw output): the layers to explain and the logits, or the error
+    that says what is wrong; the same warnings. For a pass made for another reason (an explanation's own)."""
     logits, which = select_output(out, output)
     if output is None and not isinstance(out, torch.Tensor):
         warnings.warn(f"{type(model).__name__} returned {describe_output(out)}; explaining output {which} as the "
                       "logits. Pass output=... (an index, a key or a callable) to Session or inv.explain to choose "
-                      "another.", UserWarning, stacklevel=4)
+                      "another.", UserWarning, stacklevel=stacklevel)
     if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
         raise ValueError(f"the model's output{' ' + which if which else ''} has shape {tuple(logits.shape)}; a "
                          "classifier returning logits (batch, classes) is expected"
@@ -186,11 +206,11 @@ def resolve_layers(model: nn.Module, x: torch.Tensor, layers: list[str], *, auto
         idle = [n for n in layers if shapes[n] is None]
         if idle:
             warnings.warn(f"layer(s) {idle} do not run in the model's forward pass (eval mode); left out",
-                          UserWarning, stacklevel=4)
+                          UserWarning, stacklevel=stacklevel)
     if not fired:
         raise ValueError("none of the chosen layers gives a feature map larger than 1 x 1 on an input of shape "
                          f"{tuple(x.shape[1:])}; use larger images, or name the layers to explain with layers=[...]")
-    return fired, logits.detach()
+    return list(fired), logits.detach()
 
 
 def warn_one_layer(model: nn.Module, name: str) -> None:

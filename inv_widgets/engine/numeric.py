@@ -61,8 +61,11 @@ def silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
     n = len(labels)
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]
-    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-    sizes = np.diff(np.r_[starts, n]).astype(np.float64)
+    change = np.empty(n, dtype=bool)  # where a new cluster begins in the sorted labels
+    change[:1] = True
+    np.not_equal(sorted_labels[1:], sorted_labels[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    sizes = np.diff(starts, append=n).astype(np.float64)
     sums = np.add.reduceat(dist[:, order], starts, axis=1)  # (n, k): distance to each cluster
     cluster_of = np.searchsorted(sorted_labels[starts], labels)
     own = sizes[cluster_of]

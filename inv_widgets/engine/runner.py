@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .capture import Captured, InferenceModeError, fingerprint, run_model
-from .modelio import Output, failure_message, input_dtype, resolve_layers, select_output
+from .modelio import Output, check_layers_ran, failure_message, input_dtype, resolve_layers, select_output, \
+    watch_layers
 from .runtime import eval_mode
 
 __all__ = ["ModelRunner", "check_output"]
@@ -108,16 +109,34 @@ class ModelRunner:
             return resolve_layers(self.model, x.to(self.device), layers, auto=auto, output=self.output)
 
     def capture(self, x: torch.Tensor, layers: list[str], target=None, *, weighting: str | None = None,
-                spatial_only: bool = False, keep_gradients: bool = False) -> Captured:
+                spatial_only: bool = False, keep_gradients: bool = False, strict: bool = True,
+                check=None) -> Captured:
         """One forward and one backward pass of the batch ``x`` recording ``layers``
         (:func:`~inv_widgets.engine.capture.run_model`), locked; a model that cannot run on ``x`` gets an error
         that says why in words."""
         batch = x.to(self.device)
         with self.lock:
             try:
-                return run_model(self.model, batch, layers, target, output=self.output, spatial_only=spatial_only,
-                                 weighting=weighting, keep_gradients=keep_gradients)
+                return run_model(self.model, batch, layers, target, strict, output=self.output,
+                                 spatial_only=spatial_only, weighting=weighting, keep_gradients=keep_gradients,
+                                 check=check)
             except InferenceModeError:
                 raise  # says what to do itself; not the model's failure
             except RuntimeError as e:
                 raise ValueError(failure_message(self.model, batch[0], e)) from e
+
+    def capture_first(self, x: torch.Tensor, layers: list[str], target=None, *, auto: bool,
+                      weighting: str | None = None) -> tuple[Captured, list[str]]:
+        """:meth:`capture` of the batch ``x`` that also learns, from the same pass, which of ``layers`` run and
+        give feature maps: :meth:`resolve_layers`' rules, warnings and errors without a pass of its own. Returns
+        the captured pass and the layers (those it recorded, in the order they fired)."""
+        batch = x.to(self.device)
+        with self.lock, watch_layers(self.model, layers, spatial_only=auto) as (fired, shapes):
+            def check(out):  # after the forward pass: what resolve_layers says of a pass of its own
+                check_layers_ran(self.model, batch, layers, fired, shapes, out, auto=auto, output=self.output,
+                                 stacklevel=9)
+
+            cap = self.capture(batch, layers, target, weighting=weighting, spatial_only=auto, strict=not auto,
+                               check=check)
+        return cap, list(cap.order)
+

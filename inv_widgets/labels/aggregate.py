@@ -113,9 +113,29 @@ def label_score(steps: Iterable[int], right: Iterable[bool]) -> float:
 # clustering of labels
 
 
+try:  # the kernels scipy's linkage(method="complete") and fcluster run, called without their checks and dispatch
+    from scipy.cluster import _hierarchy as _scipy_hierarchy
+    from scipy.cluster.hierarchy import _LINKAGE_METHODS
+
+    _NN_CHAIN, _COMPLETE = _scipy_hierarchy.nn_chain, _LINKAGE_METHODS["complete"]
+    _CLUSTER_DIST, _CLUSTER_MAXCLUST = _scipy_hierarchy.cluster_dist, _scipy_hierarchy.cluster_maxclust_dist
+except (ImportError, AttributeError, KeyError):  # pragma: no cover - a scipy without them: the public calls
+    _NN_CHAIN = _COMPLETE = _CLUSTER_DIST = _CLUSTER_MAXCLUST = None
+
+
+def _complete_linkage(y: np.ndarray, n: int) -> np.ndarray:
+    """``scipy.cluster.hierarchy.linkage(y, "complete")`` of a finite condensed distance vector, bit for bit: its
+    kernel, without the checks and array-API dispatch that cost more than the kernel for a map's few labels
+    (thousands of groups with ``scope="map"``)."""
+    if _NN_CHAIN is None:  # pragma: no cover
+        from scipy.cluster.hierarchy import linkage
+
+        return linkage(y, method="complete")
+    return np.asarray(_NN_CHAIN(np.ascontiguousarray(y, dtype=np.float64), int(n), _COMPLETE))
+
+
 def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> np.ndarray:
     """Cluster ids (0..k-1) of unit-norm embeddings: cosine, complete linkage, k by silhouette."""
-    from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
     n = len(emb)
@@ -126,7 +146,7 @@ def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> n
     dist = (dist + dist.T) / 2
     if n == 2:
         return np.array([0, 0]) if dist[0, 1] <= distance_threshold else np.array([0, 1])
-    z = linkage(squareform(dist, checks=False), method="complete")
+    z = _complete_linkage(squareform(dist, checks=False), n)
     if z[-1, 2] <= distance_threshold:
         return np.zeros(n, dtype=int)
     cuts = _Cuts(z)
@@ -152,15 +172,20 @@ class _Cuts:
     """Flat clusters of a complete-linkage tree, as ``scipy.cluster.hierarchy.fcluster`` makes them
     (``criterion="maxclust"`` and ``"distance"``, the same partitions, tested), without its per-call
     validation: a group of a few labels is cut dozens of times, and with many small groups (``scope="map"``)
-    that validation was most of the time."""
+    that validation was most of the time. fcluster's own kernels where scipy has them (the clusters' numbers
+    may differ from the walk below; the partitions do not, and nothing here depends on the numbers)."""
 
     def __init__(self, z: np.ndarray):
-        self.z = z
+        self.z = np.ascontiguousarray(z, dtype=np.float64)
         self.n = len(z) + 1
-        self.heights = z[:, 2]  # non-decreasing: complete linkage is monotonic
+        self.heights = self.z[:, 2]  # non-decreasing: complete linkage is monotonic
 
     def at(self, threshold: float) -> np.ndarray:
         """Components of the merges at heights <= ``threshold`` (fcluster's ``"distance"``)."""
+        if _CLUSTER_DIST is not None:
+            out = np.zeros(self.n, dtype=np.int32)
+            _CLUSTER_DIST(self.z, out, float(threshold), int(self.n))
+            return out
         return self._components(int(np.searchsorted(self.heights, threshold, side="right")))
 
     def maxclust(self, k: int) -> np.ndarray:
@@ -169,6 +194,10 @@ class _Cuts:
         n = self.n
         if k >= n:
             return np.arange(n)
+        if _CLUSTER_MAXCLUST is not None:
+            out = np.zeros(n, dtype=np.int32)
+            _CLUSTER_MAXCLUST(self.z, out, int(n), int(k))
+            return out
         return self.at(self.heights[n - k - 1])
 
     def _components(self, merges: int) -> np.ndarray:
@@ -198,9 +227,12 @@ def _candidate_ks(n: int, max_k: int) -> list[int]:
     return sorted(set(ks))
 
 
-def _representative(labels: list[str], counts: list[int], vectors: Mapping[str, np.ndarray]) -> str:
-    """The lemmatised word with the highest count-weighted summed similarity to the labels."""
-    words = sorted({lemmatize(w) for text in labels for w in text.split()})
+def _representative(labels: list[str], counts: list[int], vectors: Mapping[str, np.ndarray],
+                    lemma_of: Mapping[str, str] | None = None) -> str:
+    """The lemmatised word with the highest count-weighted summed similarity to the labels (``lemma_of``: each
+    word's lemma, worked out once for the whole aggregation)."""
+    lemma = lemma_of.__getitem__ if lemma_of is not None else lemmatize
+    words = sorted({lemma(w) for text in labels for w in text.split()})
     if len(words) == 1:
         return words[0]
     W = np.stack([vectors[w] for w in words])
@@ -354,7 +386,9 @@ def aggregate_labels(
         embedding = (f"{embedder.kind}:{embedder.name}" if embedder.kind != "tfidf" else "tfidf")
         # Embed every distinct label and every candidate word in one batch.
         texts = list(dict.fromkeys(df["clean"]))
-        words = {lemmatize(w) for t in texts for w in t.split()}
+        # each distinct word's lemma once (lemmatize's own cache is smaller than a crowd's vocabulary)
+        lemma_of = {w: lemmatize(w) for w in dict.fromkeys(w for t in texts for w in t.split())}
+        words = set(lemma_of.values())
         vectors = embedder.embed(texts + sorted(words), progress=progress)
 
         if used_scope == "auto":
@@ -373,7 +407,7 @@ def aggregate_labels(
             rep_of: dict[str, str] = {}
             for cid in np.unique(ids):
                 members = [distinct[i] for i in np.flatnonzero(ids == cid)]
-                rep = _representative(members, [counts[t] for t in members], vectors)
+                rep = _representative(members, [counts[t] for t in members], vectors, lemma_of)
                 for t in members:
                     rep_of[t] = rep
             label[rows] = [rep_of[t] for t in texts_here]

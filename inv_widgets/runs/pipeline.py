@@ -179,7 +179,8 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
     logits, chosen, cuts = [], [], []
     bs = max(1, min(int(batch_size), size))
     for start in range(0, len(indices), bs):
-        x = torch.stack(xs[start:start + bs]).to(session.device)
+        with limited_threads(1):  # a copy: threads would wait for each other more than work (on a busy CPU)
+            x = torch.stack(xs[start:start + bs]).to(session.device)
         t = targets if targets is None or isinstance(targets, int) else targets[start:start + bs]
         with lock or nullcontext():
             cap = session.runner.capture(x, layers, t, weighting=meta.get("weighting", "guided"))
@@ -198,7 +199,8 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
         cuts.extend(batch)
         del cap
     del xs
-    return _assemble(meta, s, indices, ids, labels, loaded["shown"], np.concatenate(logits), chosen, cuts, offsets)
+    with limited_threads(1):  # many small copies
+        return _assemble(meta, s, indices, ids, labels, loaded["shown"], np.concatenate(logits), chosen, cuts, offsets)
 
 
 def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: list, shown: np.ndarray,

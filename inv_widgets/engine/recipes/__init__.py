@@ -32,6 +32,7 @@ import torch
 
 from ..maps import minmax_maps
 from ..numeric import distinct_rows
+from ..runtime import parallel_map
 from ..tree import Tree, expand_linkage
 from .base import K_RANGE, PAPER_SEED, Link, Recipe
 from .fast import Fast
@@ -126,6 +127,10 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, see
     which cannot take repeated points) only ever sees distinct maps; for the others the maps are compared
     (one pass) only when the dendrogram's top merges are as low as rounding noise, and then the distinct maps
     are linked again.
+
+    On the CPU, a recipe whose layers are independent (``Recipe.layers_apart``: ``fast``, ``spatial``) links
+    the layers side by side, each on one thread (:func:`~inv_widgets.engine.runtime.parallel_map`); the trees
+    are the same as one layer at a time, and ``progress`` is called once they are all ready.
     """
     r = get_recipe(recipe)
     trees: list[Tree | None] = [None] * len(maps_list)
@@ -146,33 +151,25 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, see
         maps = maps_list[i]
         return minmax_maps(maps.reshape(maps.shape[0], -1))  # a map flat to rounding is zeros, as it is shown
 
-    sent: list[int] = []  # the layers handed to the recipe, in the order it sees them
-    copies: dict[int, np.ndarray] = {}  # layer -> the distinct map each map is a copy of (distinct_rows recipes)
+    def prepare(i: int) -> tuple[torch.Tensor, np.ndarray | None] | Tree:
+        """The rows the recipe links for layer ``i`` and which distinct row each map is (None: all distinct),
+        or the layer's tree when there is nothing to link."""
+        x = scaled(i)
+        if r.distinct_rows:
+            first, groups = distinct_rows(x)
+            if len(first) == 1:
+                return r.same_tree(x.shape[0])
+            if len(first) < len(groups):
+                return x[torch.as_tensor(first)], groups
+        return x, None
 
-    def rows():
-        for i in todo:
-            x = scaled(i)
-            if r.distinct_rows:
-                first, groups = distinct_rows(x)
-                if len(first) == 1:
-                    done(i, r.same_tree(x.shape[0]))
-                    continue
-                if len(first) < len(groups):
-                    copies[i] = groups
-                    x = x[torch.as_tensor(first)]
-            sent.append(i)
-            yield x
-
-    def linked(j: int, link: Link) -> None:
-        i = sent[j]
+    def finish(i: int, link: Link, groups: np.ndarray | None) -> Tree:
         n = maps_list[i].shape[0]
-        groups = copies.pop(i, None)
         if groups is None and _may_hold_copies(link, n, maps_list[i][0].numel()):
             x = scaled(i)
             first, groups = distinct_rows(x)
             if len(first) == 1:
-                done(i, r.same_tree(n))
-                return
+                return r.same_tree(n)
             if len(first) < n:
                 link = r.link(x[torch.as_tensor(first)], seed)
             else:
@@ -183,10 +180,37 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, see
         if not np.isfinite(np.asarray(link.linkage, dtype=np.float64)).all():
             raise ValueError(f"the {r.name!r} recipe made a dendrogram with non-finite heights for a layer of {n} "
                              "feature maps; try the 'fast' recipe for this layer")
-        done(i, r.tree(link, n))
+        return r.tree(link, n)
 
-    if todo:
-        (r.link_many_device if device else r.link_many)(rows(), seed, linked)
+    if not todo:
+        return trees
+    if r.layers_apart and not device and len(todo) > 1 and all(maps_list[i].device.type == "cpu" for i in todo):
+        # each layer by itself, side by side (one thread each): the same trees as in turn
+        def whole(i: int) -> Tree:
+            got = prepare(i)
+            return got if isinstance(got, Tree) else finish(i, r.link(got[0], seed), got[1])
+
+        cost = {i: float(maps_list[i].shape[0]) ** 2 * maps_list[i][0].numel() for i in todo}
+        for i, tree in zip(todo, parallel_map(whole, todo, cost=cost.__getitem__)):
+            done(i, tree)
+        return trees
+
+    sent: list[tuple[int, np.ndarray | None]] = []  # the layers handed to the recipe, in the order it sees them
+
+    def rows():
+        for i in todo:
+            got = prepare(i)
+            if isinstance(got, Tree):
+                done(i, got)
+                continue
+            sent.append((i, got[1]))
+            yield got[0]
+
+    def linked(j: int, link: Link) -> None:
+        i, groups = sent[j]
+        done(i, finish(i, link, groups))
+
+    (r.link_many_device if device else r.link_many)(rows(), seed, linked)
     return trees
 
 

@@ -70,6 +70,10 @@ class Recipe:
     #: Link only the distinct maps (copies join their original at height 0): for recipes that cannot take
     #: repeated points (t-SNE: scikit-learn's Barnes-Hut crashes the process on identical points).
     distinct_rows: ClassVar[bool] = False
+    #: Whether a layer's :meth:`link` may run beside another layer's, in another thread, on the CPU: true for
+    #: recipes whose ``link`` is pure (``fast``, ``spatial``); ``build_trees`` then links a model's layers side by
+    #: side, each on one thread. Recipes that override :meth:`link_many` to share work between layers keep False.
+    layers_apart: ClassVar[bool] = False
 
     def link(self, x: torch.Tensor, seed: int = PAPER_SEED) -> Link:
         """The dendrogram of one layer: ``x`` (n, d) with n >= 2, rows min-max scaled to [0, 1]. Deterministic."""

@@ -31,6 +31,7 @@ def gap_k(heights: np.ndarray, n: int, k_range=K_RANGE) -> int:
 class Fast(Recipe):
     name = "fast"
     prune = False
+    layers_apart = True
     summary = "Ward linkage on the feature maps; k from the largest gap in the dendrogram (milliseconds)"
 
     def link(self, x: torch.Tensor, seed: int = PAPER_SEED) -> Link:

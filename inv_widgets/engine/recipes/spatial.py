@@ -47,6 +47,7 @@ def all_alike(p: torch.Tensor) -> bool:
 class Spatial(Recipe):
     name = "spatial"
     prune = False
+    layers_apart = True
     summary = "Ward linkage on where each feature map responds (the map as a distribution over pixels); k from the largest gap"
 
     def link(self, x: torch.Tensor, seed: int = PAPER_SEED) -> Link:
