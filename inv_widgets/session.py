@@ -17,6 +17,7 @@ from torch import nn
 
 from .engine import Clusters, Explanation, MapKey, build_explanations, find_layers, fingerprint, run_model
 from .engine.capture import LAYER_MODES, InferenceModeError
+from .engine.points import check_layer_point
 from .engine.modelio import Output, failure_message, input_dtype, layer_names, resolve_layers, select_output, \
     warn_one_layer
 from .engine.ablation import ModelProbe
@@ -67,6 +68,10 @@ class Session:
         "taylor" (gradient x activation, mean_ij(G A), its positive part): a first-order estimate of what
         zeroing the map costs the target. Everything after the model's pass follows it: the keep filter,
         the clusters, the cluster weights and maps, Deep Reveal and the labels' keys.
+    layer_point : str
+        Where each convolution's maps are read (and its channels zeroed by ``ablation``): "activation" (after
+        its BatchNorm and activation, where the network hands them on; a convolution with neither stays at its
+        output) or "conv" (the convolution's own output, before them). See ``inv_widgets.engine.points``.
     cache_size : int
         How many explanations to keep (least recently used are dropped). An explanation asked for with
         ``target=None`` is the same object as the one asked for with its predicted class. Model inputs are
@@ -80,11 +85,13 @@ class Session:
 
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
                  device=None, layers: str | Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
-                 weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None):
+                 weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None,
+                 layer_point: str = "conv"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         recipe = get_recipe(recipe).name
         self.weighting = check_weighting(weighting)
+        self.layer_point = check_layer_point(layer_point)
         if isinstance(cache_size, bool) or not isinstance(cache_size, (int, np.integer)) or cache_size < 1:
             raise ValueError(f"cache_size must be an integer of at least 1, got {cache_size!r}")
         if layer_mode not in LAYER_MODES:
@@ -138,7 +145,7 @@ class Session:
         classes = len(self._class_names) if self._class_names is not None else "?"
         return (f"Session({type(self.model).__name__}, images={len(self)}, classes={classes}, "
                 f"layers={len(self._layers)}, device={str(self.device)!r}, recipe={self.recipe!r}, "
-                f"weighting={self.weighting!r})")
+                f"weighting={self.weighting!r}, layer_point={self.layer_point!r})")
 
     @property
     def layers(self) -> list[str]:
@@ -431,7 +438,7 @@ class Session:
             layers = self.layers  # the first run also checks the layers and the model's output
             try:
                 cap = run_model(self.model, batch, layers, target, output=self.output, spatial_only=self._auto_layers,
-                                weighting=self.weighting)
+                                weighting=self.weighting, layer_point=self.layer_point)
             except InferenceModeError:
                 raise  # says what to do itself; not the model's failure
             except RuntimeError as e:
@@ -443,6 +450,7 @@ class Session:
             raise ValueError(f"the model has {cap.logits.shape[1]} outputs but {len(names)} class names were given")
         sources = sources if sources is not None else [xs[i] for i in range(len(xs))]
         probes = [ModelProbe(self.model, batch[i], cap.targets[i], lock=self._lock, output=self.output,
+                             layer_point=self.layer_point,
                              fill=lambda src=src, x=xs[i]: self._fill(src, x))
                   for i, src in enumerate(sources)]
         exps = build_explanations(cap, displays, model_id=self.fingerprint, image_ids=iids, class_names=names,
@@ -506,9 +514,10 @@ class Session:
 
 def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,
             class_names=None, recipe: str = "fast", weighting: str = "guided", device=None,
-            output: Output = None) -> Explanation:
+            output: Output = None, layer_point: str = "conv") -> Explanation:
     """One-off explanation of one image: ``inv.explain(model, image)``; see :class:`Session` (``output``
     chooses among the outputs of a model that returns several)."""
     s = Session(model, [image], transform=transform, class_names=class_names, device=device, layers=layers,
-                layer_mode=layer_mode, recipe=recipe, weighting=weighting, cache_size=1, output=output)
+                layer_mode=layer_mode, recipe=recipe, weighting=weighting, cache_size=1, output=output,
+                layer_point=layer_point)
     return s.explain(0, target)
