@@ -12,6 +12,7 @@ import numpy as np
 
 from . import render
 from .engine import Explanation
+from .engine.contrast import map_meaning
 
 __all__ = ["explanation_html"]
 
@@ -64,6 +65,7 @@ def explanation_html(exp: Explanation, *, k: int | None = None, cmap: str = "jet
         f"recipe <code>{esc(exp.recipe)}</code> · weighting <code>{esc(exp.weighting)}</code> · "
         f"{len(exp.layers)} layers · "
         f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by inv-widgets</div>",
+        f'<div class="sub meaning">What a cluster map shows: {esc(map_meaning(getattr(exp, "maps", "published")))}</div>',
         f'<div class="head">{_img(exp.image, 224, "input image")}<table class="pred">{rows}</table></div>',
     ]
     if baselines:

@@ -463,6 +463,58 @@ class Session:
                     "head (an untrained or zeroed last layer outputs constants).", UserWarning, stacklevel=4)
         return exps
 
+    def sanity_check(self, images=None, *, layers=None, maps=("published",), tests=("cascade", "random class"),
+                     seed: int = 0, progress: bool = True):
+        """Sanity checks (Adebayo et al. 2018) of this session's maps on its own model: are they changed by
+        re-initialising the model from the output back (cascade), one part at a time ("independent") and by
+        explaining a random other class? ``images``: indices or images (default: the first 8; all of one size);
+        ``layers``: the layers compared (default the deepest); ``maps``: map types
+        (``inv_widgets.engine.contrast.MAP_TYPES``; the layer's Grad-CAM is always beside them). Returns a
+        DataFrame (``inv_widgets.engine.sanity.SanityTable``), one row per (map type, layer, map, test, step)
+        with Spearman's rho and SSIM against the original map and their 95 % CIs over the images; ``.plot()``
+        draws the cascade (plotly). See ``python -m inv_widgets.eval sanity`` for the figures on the demo."""
+        from .engine.contrast import check_maps
+        from .engine.sanity import TESTS, sanity_check
+
+        kinds = tuple(check_maps(m) for m in ([maps] if isinstance(maps, str) else maps))
+        tests = tuple([tests] if isinstance(tests, str) else tests)
+        bad = [t for t in tests if t not in TESTS]
+        if bad:
+            raise ValueError(f"unknown sanity tests {bad}; choose from {list(TESTS)}")
+        items = list(range(min(8, len(self)))) if images is None else list(images)
+        if len(items) < 2:
+            raise ValueError("a sanity check needs at least 2 images (the other-image reference compares them)")
+        resolved = [self._resolve(im) for im in items]
+        shapes = {tuple(x.shape) for x, _ in resolved}
+        if len(shapes) > 1:
+            raise ValueError(f"the images of one sanity check must have one size, got {sorted(shapes)}")
+        xs = torch.stack([x for x, _ in resolved]).to(self.device)
+        shown = [self._display(im, x) for im, (x, _) in zip(items, resolved)]
+        names = self.layers
+        layers = [names[-1]] if layers is None else [layers] if isinstance(layers, str) else list(layers)
+        unknown = [n for n in layers if n not in names]
+        if unknown:
+            raise ValueError(f"layers {unknown} are not explained by this session; its layers are {names}")
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(desc="sanity check", unit="model")
+
+        def step(done, total, message):
+            if bar is not None:
+                bar.total, bar.n = total, done
+                bar.set_postfix_str(message)
+
+        try:
+            with self._lock:
+                return sanity_check(self.model, xs, shown, layers, point=self.layer_point, kinds=kinds, tests=tests,
+                                    explain_layers=names, seed=seed, output=self.output, progress=step,
+                                    recipe=self.recipe, weighting=self.weighting)
+        finally:
+            if bar is not None:
+                bar.close()
+
     def fill(self, image) -> torch.Tensor:
         """Image ``image`` (index, PIL image, array or tensor) with its content removed, as model input (C, H, W):
         what deletion and insertion curves put in place of the pixels they delete. The dataset's

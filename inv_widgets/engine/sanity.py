@@ -240,17 +240,19 @@ def _maps_of(rec, layer, kind):
 
 def sanity_records(model, xs: torch.Tensor, images: list, layers: list[str], *, point: str = "conv",
                    kinds=("published",), targets=None, explain_layers: list[str] | None = None,
-                   tests=TESTS, seed: int = 0, output=None, progress=None,
-                   originals: list | None = None) -> pd.DataFrame:
+                   tests=TESTS, seed: int = 0, output=None, progress=None, recipe: str = "fast",
+                   weighting: str = "guided", originals: list | None = None) -> pd.DataFrame:
     """One row per (image, map type, layer, map, test, step) with ``rho`` and ``ssim`` against the original
     explanation; tests "cascade", "independent", "random class" and the references "other image" and "edge".
     ``layers``: the layers whose maps are compared; ``explain_layers``: the model's explained layers (the parts
     randomised; default ``layers``); ``targets``: the classes explained (default the predicted ones); ``originals``:
-    a list that receives the original explanations (:func:`explain_images`' records)."""
+    a list that receives the original explanations (:func:`explain_images`' records); ``recipe`` and ``weighting``
+    as the session's."""
     kinds = tuple(kinds)
     names = kinds + ("Grad-CAM",)
+    how = dict(recipe=recipe, weighting=weighting)
     n = len(xs)
-    orig = explain_images(model, xs, images, targets, layers, point=point, kinds=kinds, output=output)
+    orig = explain_images(model, xs, images, targets, layers, point=point, kinds=kinds, output=output, **how)
     t0 = [r["exp"].target for r in orig]
     n_classes = len(orig[0]["exp"].probabilities)
     rows = []
@@ -277,13 +279,13 @@ def sanity_records(model, xs: torch.Tensor, images: list, layers: list[str], *, 
     total = len(todo) + ("random class" in tests)
     for j, (test, step, modules) in enumerate(todo):
         m = randomised(model, modules, seed=seed + 1000 * (test == "independent") + j)
-        compare(explain_images(m, xs, images, t0, layers, point=point, kinds=kinds, output=output), test, step)
+        compare(explain_images(m, xs, images, t0, layers, point=point, kinds=kinds, output=output, **how), test, step)
         if progress:
             progress(j + 1, total, f"{test}: {step}")
     if "random class" in tests and n_classes > 1:
         rng = np.random.default_rng(seed)
         other = [int((t + rng.integers(1, n_classes)) % n_classes) for t in t0]
-        compare(explain_images(model, xs, images, other, layers, point=point, kinds=kinds, output=output),
+        compare(explain_images(model, xs, images, other, layers, point=point, kinds=kinds, output=output, **how),
                 "random class", "other class")
         if progress:
             progress(total, total, "random class")
@@ -353,11 +355,12 @@ def summarise(records: pd.DataFrame, *, seed: int = 0) -> SanityTable:
 
 def sanity_check(model, xs: torch.Tensor, images: list, layers: list[str], *, point: str = "conv",
                  kinds=("published",), targets=None, explain_layers=None, tests=TESTS, seed: int = 0,
-                 output=None, progress=None) -> SanityTable:
+                 output=None, progress=None, recipe: str = "fast", weighting: str = "guided") -> SanityTable:
     """:func:`sanity_records` summarised (:func:`summarise`): one row per (map type, layer, map, test, step) with
     rho and SSIM, each with its 95 % CI over the images. ``.plot()`` draws the cascade."""
     recs = sanity_records(model, xs, images, layers, point=point, kinds=kinds, targets=targets,
-                          explain_layers=explain_layers, tests=tests, seed=seed, output=output, progress=progress)
+                          explain_layers=explain_layers, tests=tests, seed=seed, output=output, progress=progress,
+                          recipe=recipe, weighting=weighting)
     out = summarise(recs, seed=seed)
     out.attrs.update(units=recs.attrs["units"], point=point, kinds=list(kinds), meaning=(
         "rho and ssim compare each map with the original explanation's map of the same type and layer. A map that "

@@ -39,9 +39,9 @@ def _whole(lo: int, what: str):
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a whole number >= {lo}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}, got {text!r}") from None
         if v < lo:
-            raise argparse.ArgumentTypeError(f"{what} must be a whole number >= {lo}, got {v}")
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}, got {v}")
         return v
 
     return parse
@@ -66,11 +66,12 @@ def common_arguments(ap: argparse.ArgumentParser, *, n: int, n_name: str = "--n"
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = f"usage: python -m inv_widgets.eval {{{','.join(EVALUATIONS + ('all',))}}} [options]   (-h after the name for help)"
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage if argv else usage, file=sys.stdout if argv else sys.stderr)
-        if argv:
-            print(__doc__)
-        return 0 if argv else 2
+    if not argv:
+        print(usage, file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
+        print(usage + "\n\n" + __doc__)
+        return 0
     what, rest = argv[0], argv[1:]
     if what not in EVALUATIONS + ("all",):
         print(f"python -m inv_widgets.eval: error: unknown evaluation {what!r}; choose one of "

@@ -194,6 +194,9 @@ def summarise(records: list[dict], seed: int = 0) -> tuple[pd.DataFrame, pd.Data
         reps = full[0]["rnd_weights"].shape[0] if full else 0
         rnd_sp = [_spearman(*_pooled(full, "rnd_weights", "rnd_drops", q)) for q in range(reps)]
         row["random_pooled"] = float(np.nanmean(rnd_sp)) if reps else float("nan")
+        rnd_img = [np.nanmean([_spearman(r["rnd_weights"][q], r["rnd_drops"][q]) for r in full if r["k"] >= 3] or
+                              [np.nan]) for q in range(reps)]
+        row["random_image"] = float(np.nanmean(rnd_img)) if reps and np.isfinite(rnd_img).any() else float("nan")
         put("random_partial", cluster_ci(full, lambda u: np.nanmean([partial_spearman(
             *_pooled(u, "rnd_weights", "rnd_drops", q), np.concatenate([x["sizes"] for x in u]))
             for q in range(reps)]) if reps else float("nan"), seed=seed, n_boot=300))

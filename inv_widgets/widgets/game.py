@@ -38,6 +38,7 @@ import anywidget
 import traitlets as t
 
 from .. import render
+from ..engine.contrast import map_meaning
 from ..engine.maps import REVEAL_PERCENTS
 from ..labels import rules
 from ..labels.pool import Pool, PoolItem, PoolSpec, is_run
@@ -328,8 +329,10 @@ class LabelingGame(anywidget.AnyWidget):
             self._say(str(exc), "error")
             return False
         self.participant = name
-        self._say(f"Welcome back, {name}! Your earlier answers and points count." if known
-                  else f"Welcome, {name}! Guess early for more points.", "success")
+        source = self.session if self.session is not None else self.run
+        self._say((f"Welcome back, {name}! Your earlier answers and points count." if known
+                   else f"Welcome, {name}! Guess early for more points.")
+                  + f" The pixels you see: {map_meaning(getattr(source, 'maps', 'published'))}", "success")
         self.phase = "loading"
         self.start()
         return True
