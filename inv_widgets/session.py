@@ -180,9 +180,11 @@ class Session:
 
     @property
     def fingerprint(self) -> str:
-        """Short id of the model's architecture and weights (part of every cluster map's identity)."""
+        """Short id of the model's architecture and weights (part of every cluster map's identity). Maps read
+        after the activation (``layer_point="activation"``) are other maps than the conv output's: their id ends in
+        ``-act``, so that labels given on one kind never attach to the other."""
         if self._fingerprint is None:
-            self._fingerprint = fingerprint(self.model)
+            self._fingerprint = fingerprint(self.model) + ("-act" if self.layer_point == "activation" else "")
         return self._fingerprint
 
     def add_image(self, image: Any) -> int:

@@ -93,8 +93,9 @@ def test_dominant_part_reads_the_salient_pixels_and_the_truth_reads_them_all():
     assert dominant_part(cmap.astype(np.float32), m) == "wheels"
     assert dominant_part(np.zeros((32, 32), np.float32), {}) is None
     # the truth weighs every pixel's mass above the map's mean: a broad, moderate response on the larger part
-    # outweighs a small peak elsewhere, which the game's first 8 % of pixels would show
-    broad = (0.6 * m["body"] + 0.9 * np.pad(np.ones((2, 2)), ((2, 28), (2, 28)))).astype(np.float32)
+    # outweighs a stronger one on the smaller part, which fills the game's first 8 % of pixels
+    graded = np.linspace(0.75, 0.65, 32 * 32).reshape(32, 32)  # no ties at the game's threshold
+    broad = (graded * m["body"] + 0.9 * m["wheels"]).astype(np.float32)
     assert dominant_part(broad, m) == "wheels" and truth_part(broad, m) == "body"
     assert truth_part(np.zeros((32, 32), np.float32), m) is None and truth_part(cmap, {}) is None
 

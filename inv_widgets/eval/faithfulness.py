@@ -158,6 +158,12 @@ def partial_spearman(x, y, z) -> float:
     return float((c[0, 1] - c[0, 2] * c[1, 2]) / np.sqrt(den)) if den > 1e-12 else float("nan")
 
 
+def _nanmean(values) -> float:
+    v = np.asarray(list(values), np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
 def _pooled(units, key_w, key_d, q=None):
     w = np.concatenate([u[key_w] if q is None else u[key_w][q] for u in units]) if units else np.zeros(0)
     d = np.concatenate([u[key_d] if q is None else u[key_d][q] for u in units]) if units else np.zeros(0)
@@ -193,11 +199,11 @@ def summarise(records: list[dict], seed: int = 0) -> tuple[pd.DataFrame, pd.Data
         row["chance"] = float(np.mean([c for _, c in top])) if top else float("nan")
         reps = full[0]["rnd_weights"].shape[0] if full else 0
         rnd_sp = [_spearman(*_pooled(full, "rnd_weights", "rnd_drops", q)) for q in range(reps)]
-        row["random_pooled"] = float(np.nanmean(rnd_sp)) if reps else float("nan")
-        rnd_img = [np.nanmean([_spearman(r["rnd_weights"][q], r["rnd_drops"][q]) for r in full if r["k"] >= 3] or
-                              [np.nan]) for q in range(reps)]
-        row["random_image"] = float(np.nanmean(rnd_img)) if reps and np.isfinite(rnd_img).any() else float("nan")
-        put("random_partial", cluster_ci(full, lambda u: np.nanmean([partial_spearman(
+        row["random_pooled"] = _nanmean(rnd_sp)
+        rnd_img = [_nanmean([_spearman(r["rnd_weights"][q], r["rnd_drops"][q]) for r in full if r["k"] >= 3])
+                   for q in range(reps)]
+        row["random_image"] = _nanmean(rnd_img)
+        put("random_partial", cluster_ci(full, lambda u: _nanmean([partial_spearman(
             *_pooled(u, "rnd_weights", "rnd_drops", q), np.concatenate([x["sizes"] for x in u]))
             for q in range(reps)]) if reps else float("nan"), seed=seed, n_boot=300))
         rtop = [float(np.mean([int(np.argmax(r["rnd_weights"][q])) == int(np.argmax(r["rnd_drops"][q]))

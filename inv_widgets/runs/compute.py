@@ -144,13 +144,14 @@ def _torch_trees(xs: list[tuple[torch.Tensor, np.ndarray]], dtype) -> list[list[
 
 def explain_batch(model, x: torch.Tensor, layers: list[str], target=None, *, recipe: str = "fast",
                   k: int | None = None, ward: str = "scipy", ward_dtype: torch.dtype | None = None,
-                  weighting: str = "guided", output=None, after_pass=None) -> BatchOut:
+                  weighting: str = "guided", output=None, after_pass=None, layer_point: str = "conv") -> BatchOut:
     """Explain a batch ``x`` (B, C, H, W) on the model's device and cut every layer (suggested cut, or ``k``).
 
     ``target``: None (each image's predicted class), an int, or B ints. ``ward``: ``"scipy"`` (the
     engine's recipes, as ``Session.explain``) or ``"torch"`` (the batched kernel; ``fast`` recipe only).
     ``weighting``: the channel weights, "guided" or "taylor" (``Session(weighting=...)``); ``output``: which of
-    the model's outputs holds the logits (``Session(output=...)``). ``after_pass``: called without
+    the model's outputs holds the logits (``Session(output=...)``); ``layer_point``: where each layer is read
+    (``Session(layer_point=...)``). ``after_pass``: called without
     arguments between the model's pass (all cores) and the clustering (one thread), e.g. to start work that
     can use the other cores meanwhile.
     """
@@ -160,7 +161,7 @@ def explain_batch(model, x: torch.Tensor, layers: list[str], target=None, *, rec
     if ward == "torch" and recipe != "fast":
         raise ValueError(f"the torch Ward kernel builds the 'fast' recipe's dendrograms, not {recipe!r}; "
                          "use ward='scipy' for other recipes")
-    cap = run_model(model, x, layers, target, output=output, weighting=weighting)
+    cap = run_model(model, x, layers, target, output=output, weighting=weighting, layer_point=layer_point)
     if after_pass is not None:
         after_pass()
     # after the model's pass: many small ops per image and layer, which extra threads only slow down (on a

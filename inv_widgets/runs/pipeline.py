@@ -46,7 +46,9 @@ def describe(session, index: int, layers=None) -> dict:
     if not names:
         raise ValueError("layers is empty: give at least one layer name (or None for all)")
     x, shown, _ = session.item(index)
-    cap = run_model(session.model, x[None].to(session.device), names, output=getattr(session, "output", None))
+    point = getattr(session, "layer_point", "conv")
+    cap = run_model(session.model, x[None].to(session.device), names, output=getattr(session, "output", None),
+                    layer_point=point)
     classes = [str(c) for c in session.classes]
     if len(classes) != cap.logits.shape[1]:
         raise ValueError(f"the model has {cap.logits.shape[1]} outputs but the session has {len(classes)} class names")
@@ -60,6 +62,7 @@ def describe(session, index: int, layers=None) -> dict:
         "n_images": len(session),
         "input_size": [int(shown.shape[0]), int(shown.shape[1])],
         "weighting": weighting,
+        "layer_point": point,
         "session_recipe": session.recipe,
     }
 
@@ -73,7 +76,7 @@ def shard_meta(meta: dict, s: int) -> dict:
     indices = meta["indices"][s * size:(s + 1) * size]
     if not indices:
         raise IndexError(f"shard {s} is outside the run ({len(meta['indices'])} images, {size} per shard)")
-    keep = ("model", "layers", "shapes", "recipe", "k", "target", "shard_size", "weighting")
+    keep = ("model", "layers", "shapes", "recipe", "k", "target", "shard_size", "weighting", "layer_point")
     return {**{key: meta[key] for key in keep if key in meta}, "n_classes": len(meta["classes"]), "shard_indices": list(indices)}
 
 
@@ -147,6 +150,7 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
         with lock or nullcontext():
             out = explain_batch(session.model, x, layers, t, recipe=meta["recipe"], k=meta["k"], ward=ward,
                                 weighting=meta.get("weighting", "guided"), output=getattr(session, "output", None),
+                                layer_point=meta.get("layer_point", "conv"),
                                 after_pass=after_pass)
         if [lo.name for lo in out.layers] != layers:
             raise RuntimeError(f"the model's layers fired in the order {[lo.name for lo in out.layers]}, not "

@@ -255,6 +255,12 @@ class Run:
         return self.meta.get("weighting", "guided")
 
     @property
+    def layer_point(self) -> str:
+        """Where the run read each layer: "activation" or "conv" (its session's; runs made before the option
+        existed read the conv output)."""
+        return self.meta.get("layer_point", "conv")
+
+    @property
     def k(self) -> int | None:
         return self.meta["k"]
 
