@@ -234,3 +234,26 @@ def test_the_cli_passes_eval_arguments_through(capsys):
     err = capsys.readouterr().err.strip()
     assert status == 2 and err.endswith("must be a whole number >= 1, got -5 (see --help)")
     assert len(err.splitlines()) == 1
+
+
+def test_auroc_and_part_kinds_of_the_global_evaluation():
+    from inv_widgets.eval.global_ import auroc, label_kind
+
+    a = auroc([3.0, 2.0, 1.0], [0.0, -1.0])
+    assert a.value == 1.0 and a.lo <= a.value <= a.hi
+    assert auroc([0.0], [0.0]).value == 0.5 and auroc([0.0], [1.0]).value == 0.0
+    assert np.isnan(auroc([], [1.0]).value)
+    assert label_kind("tyres", "car") == ("part", "wheels") and label_kind("texture", "car") == ("noise", None)
+    assert label_kind("sail", "car") == ("other", None)
+
+
+def test_occlusion_importance_paints_a_part_out_with_the_images_own_background(demo):
+    from inv_widgets.eval.global_ import occlusion_importance
+
+    model, data = demo
+    imp = occlusion_importance(model, data, range(10), data.classes)
+    assert set(imp) <= set(data.classes) and len(imp) == 10  # ten images: every class once
+    for cls, parts in imp.items():
+        assert set(parts) <= set(CLASS_PARTS[cls])
+    # removing a part costs the class logit something on average (the model looks at the object)
+    assert np.mean([d for parts in imp.values() for d in parts.values()]) > 0

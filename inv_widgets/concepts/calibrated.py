@@ -198,6 +198,8 @@ class ConceptSpace:
         tested as a concept is; kept per size."""
         key = (int(n), tuple(pool), int(runs), int(n_null))
         got = self._null.get(key)
+        if got is None and len(pool) < 2 * n:  # no room for a random concept and its random sets
+            got = self._null[key] = np.full((0, 2), np.nan)
         if got is None:
             rng = np.random.default_rng(seed)
             pool = list(pool)

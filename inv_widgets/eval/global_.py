@@ -104,8 +104,9 @@ def auroc(pos, neg, *, seed: int = 0, n_boot: int = 2000):
 
 
 def _controls(session, ge, agg, truth, layers, scored, importance, *, runs, null, min_examples, max_examples,
-              controls, seed, progress):
-    """One row per control concept (class, layer, family, name) with its calibrated result."""
+              controls, seed, progress, absent: int = 3):
+    """One row per control concept (class, layer, family, name) with its calibrated result (``absent`` parts the
+    class does not have, drawn at random among those with enough maps, per class and layer)."""
     from ..concepts.calibrated import ConceptSpace, reveal_inputs
     from ..demo import CLASS_PARTS
     from ..engine import MapKey
@@ -120,6 +121,9 @@ def _controls(session, ge, agg, truth, layers, scored, importance, *, runs, null
     rng = np.random.default_rng(seed)
     from tqdm.auto import tqdm
 
+    # every map's Deep Reveal image once (each image explained once for its class), shared by all the tests
+    at_layers = ge.maps[ge.maps["layer"].isin(layers)]
+    reveals = reveal_inputs(session, [MapKey(*r) for r in at_layers[key_cols].itertuples(index=False, name=None)], 3)
     bar = tqdm(total=len(layers) * len(ge.classes), desc="controls", unit="class", disable=not progress)
     for li, layer in enumerate(layers):
         at = ge.maps[ge.maps["layer"] == layer]
@@ -133,10 +137,11 @@ def _controls(session, ge, agg, truth, layers, scored, importance, *, runs, null
                 bar.update(1)
                 continue
             concepts = []  # (family, concept name, keys, important)
+            cap = min(max_examples, len(pool) // 2)  # a concept leaves room for random sets of its size
             nk = [k for k in pool if k in noise_keys]
             if len(nk) >= min_examples:
-                concepts.append(("noise label", "noise", nk[:max_examples], None))
-            size = int(min(max_examples, max(min_examples, len(pool) // 4)))
+                concepts.append(("noise label", "noise", nk[:cap], None))
+            size = int(min(cap, max(min_examples, len(pool) // 4)))
             for r in range(controls):
                 pick = rng.choice(len(pool), size, replace=False)
                 concepts.append(("random subset", f"random {r}", [pool[j] for j in pick], None))
@@ -146,15 +151,18 @@ def _controls(session, ge, agg, truth, layers, scored, importance, *, runs, null
                 keys = by_truth.get((name, part), [])
                 if len(keys) >= min_examples and part in imp:
                     fam = "important part" if imp[part] >= med else "unimportant part"
-                    concepts.append((fam, part, keys[:max_examples], imp[part]))
-            absent = sorted({p for (c, p) in by_truth if c != name and p is not None and p not in CLASS_PARTS[name]})
-            for part in absent:
-                keys = [k for (c, p), ks in by_truth.items() if c != name and p == part for k in ks]
-                if len(keys) >= min_examples:
-                    pick = np.sort(rng.choice(len(keys), min(len(keys), max_examples), replace=False))
-                    concepts.append(("absent part", part, [keys[j] for j in pick], None))
-            extra = list(dict.fromkeys(k for _, _, ks, _ in concepts for k in ks if k not in set(pool)))
-            examples = reveal_inputs(session, list(pool) + extra, 3)
+                    concepts.append((fam, part, keys[:cap], imp[part]))
+            others = {}
+            for (c, p), ks in by_truth.items():
+                if c != name and p is not None and p not in CLASS_PARTS[name]:
+                    others.setdefault(p, []).extend(ks)
+            candidates = sorted(p for p, ks in others.items() if len(ks) >= min_examples)
+            for part in [candidates[j] for j in np.sort(rng.permutation(len(candidates))[:absent])]:
+                keys = others[part]
+                pick = np.sort(rng.choice(len(keys), min(len(keys), cap), replace=False))
+                concepts.append(("absent part", part, [keys[j] for j in pick], None))
+            used = list(dict.fromkeys(list(pool) + [k for _, _, ks, _ in concepts for k in ks]))
+            examples = {k: reveals[k] for k in used}
             space = ConceptSpace(session.model, layer, ge.classes.index(name), examples,
                                  {i: session.input(i) for i in scored[name]},
                                  {k: session.index_of(k.image_id) for k in examples}, point=session.layer_point,
