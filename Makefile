@@ -36,17 +36,27 @@ demo: setup
 test: setup system-deps
 	$(PY) -m pytest
 
+# The unit tier: engine, labels and widget-state tests without the browser, PostgreSQL or anything slow (about a
+# minute on a 2-core machine); `make test` stays the whole suite.
+FAST_TESTS := tests/engine tests/labels tests/widgets/test_explorer_state.py tests/widgets/test_pacing.py tests/test_layout.py
+
 test-fast: setup
-	$(PY) -m pytest -m "not browser"
+	$(PY) -m pytest -q -m "not browser and not slow and not postgres" $(FAST_TESTS)
 
 # Re-take the README's screenshots (docs/screenshots) with the browser tests; commit the result.
 screenshots: setup system-deps
 	INV_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -m browser
 
+# The rows of issue 24 print ratios against baselines measured in the same run; the Explorer's against the code of
+# BENCH_BASELINE (before that issue), alternating. docs/benchmarks.md has the figures.
+BENCH_BASELINE ?= 16db34a
+
 bench: setup
+	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_explain.py
-	$(PY) benchmarks/bench_widget.py
-	$(PY) benchmarks/bench_labels.py
+	$(PY) benchmarks/bench_widget.py --baseline $(BENCH_BASELINE)
+	$(PY) benchmarks/bench_labels.py --pairs
+	$(PY) benchmarks/bench_labels.py --aggregation-only --all-distinct --labels 50000 --repeat 1
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_batch.py --memory
 	$(PY) benchmarks/bench_memory.py

@@ -1,6 +1,6 @@
 """Explorer latency in a real browser (JupyterLab 4 + the system Chromium, 127.0.0.1).
 
-    python benchmarks/bench_widget.py [--changes 24] [--models demo,vgg16]
+    python benchmarks/bench_widget.py [--changes 24] [--models demo,vgg16] [--baseline REF] [--trace DIR]
 
 For each model it opens a notebook, runs all cells and measures:
 
@@ -10,12 +10,19 @@ For each model it opens a notebook, runs all cells and measures:
 - layer and cut changes once cached: a key press on the layer slider's handle (a real slider change) and the
   Explorer's arrow keys, timed in the page from the browser's keydown to the re-rendered gallery (new images
   decoded and swapped in, next animation frame); median and p95 over ``--changes`` changes each, with the
-  kernel's share (the Explorer's own ``timings``) and the ratio to the model's forward+backward time.
+  kernel's share (the Explorer's own ``timings``) and the ratio to the model's forward+backward time. The
+  presses follow each other as soon as the gallery is drawn (a person holding or tapping a key); "paced"
+  rows wait 0.5 s after each change, so that the kernel has finished the dendrogram and the detail view too.
+
+``--baseline REF`` measures the code of git revision REF (``git archive``, kernels started with it on
+``PYTHONPATH``) in the same run, alternating with the working tree model by model, and prints the ratios of the
+medians; ``--trace DIR`` also records a Chromium trace of 8 layer changes for each and prints where the
+renderer's main thread spent them (``benchmarks/trace_summary.py``).
 
 Models: "demo" is notebooks/01_explore.ipynb (the trained demo CNN, 128 px); "vgg16" is torchvision's VGG-16
 with random weights at 224 px on four scikit-image photos, the paper's nine layers. Nothing is downloaded.
-Targets (issue "Explorer widget"): layer or cut change <= 150 ms median once cached; first gallery <= 2 s plus
-one explanation.
+Targets (issue 24): layer or cut change <= 60 ms median, p95 <= 90 ms once cached (issue "Explorer widget":
+<= 150 ms); first gallery <= 2 s plus one explanation.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from tests.browser import servers  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.browser.explorer_ui import ExplorerUI  # noqa: E402
-from tests.browser.pages import NotebookPage  # noqa: E402
+from tests.browser.pages import KERNEL_EXEC, NotebookPage  # noqa: E402
 
 VGG_CELLS = [
     """import torch, torchvision
@@ -76,18 +83,6 @@ ARM = """() => {
   });
 }"""
 
-KERNEL_EXEC = """async (code) => {
-  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-  const f = k.requestExecute({code, silent: false, store_history: false});
-  let out = '';
-  f.onIOPub = (msg) => {
-    if (msg.header.msg_type === 'stream') out += msg.content.text;
-    if (msg.header.msg_type === 'error') out += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
-  };
-  await f.done;
-  return out;
-}"""
-
 KERNEL_PROBE = """
 import json, time, torch
 _s = explorer.session
@@ -126,7 +121,8 @@ def kernel(page, code: str) -> str:
 
 
 def kernel_timings(page) -> list:
-    out = kernel(page, "import json; print(json.dumps([t for _, t in explorer.timings]))")
+    """Seconds of the Explorer's answers to the page's requests (not the dendrogram and detail drawn after them)."""
+    out = kernel(page, "import json; print(json.dumps([t for a, t in explorer.timings if not a.startswith('draw ')]))")
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -151,8 +147,9 @@ CELL_TIMES = """() => {
 }"""
 
 
-def measure_changes(page, ui: ExplorerUI, n: int, how: str) -> list[dict]:
-    """``how``: "layer-slider" (keys on the layer slider's handle), "layer-keys" or "cut-keys" (Explorer keys)."""
+def measure_changes(page, ui: ExplorerUI, n: int, how: str, pause_ms: int = 0) -> list[dict]:
+    """``how``: "layer-slider" (keys on the layer slider's handle), "layer-keys" or "cut-keys" (Explorer keys);
+    ``pause_ms`` after each change before the next key."""
     lat = []
     if how == "layer-slider":
         handle = ui.slider("Layer").locator(".noUi-handle").first
@@ -167,10 +164,35 @@ def measure_changes(page, ui: ExplorerUI, n: int, how: str) -> list[dict]:
         if how == "layer-slider":
             handle.focus()
         lat.append(timed_press(page, pattern[i % 4]))
+        if pause_ms:
+            page.wait_for_timeout(pause_ms)
     return lat
 
 
-def run_model(browser, server, name: str, path: str, n: int, screenshot_dir: Path | None) -> dict:
+CONTROLS = [("layer-slider", 0), ("layer-keys", 0), ("cut-keys", 0), ("layer-keys-paced", 500),
+            ("cut-keys-paced", 500)]
+
+
+def trace_changes(browser, page, path: Path) -> dict:
+    """A Chromium trace of 8 layer changes by the arrow keys, summarised (trace_summary.py)."""
+    from trace_summary import summarise
+
+    browser.start_tracing(page=page, path=str(path), categories=[
+        "devtools.timeline", "disabled-by-default-devtools.timeline", "blink.user_timing", "v8.execute", "toplevel",
+        "blink", "cc", "disabled-by-default-devtools.timeline.frame", "loading"])
+    try:
+        for i, key in enumerate(["ArrowLeft", "ArrowLeft", "ArrowRight", "ArrowRight"] * 2):
+            page.evaluate(f"() => document.addEventListener('keydown', () => performance.mark('inv-key-{i}'), "
+                          "{capture: true, once: true})")
+            timed_press(page, key)
+            page.wait_for_timeout(300)
+    finally:
+        browser.stop_tracing()
+    return summarise(str(path))
+
+
+def run_model(browser, server, name: str, path: str, n: int, screenshot_dir: Path | None,
+              trace: Path | None = None) -> dict:
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
     page = ctx.new_page()
     res: dict = {"model": name}
@@ -202,8 +224,10 @@ def run_model(browser, server, name: str, path: str, n: int, screenshot_dir: Pat
         for key in ("ArrowDown", "ArrowDown", "ArrowUp", "ArrowUp"):
             timed_press(page, key)
         before = len(kernel_timings(page))
-        for how in ("layer-slider", "layer-keys", "cut-keys"):
-            got = measure_changes(page, ui, n, how)
+        for how, pause in CONTROLS:
+            if pause:
+                page.wait_for_timeout(pause)
+            got = measure_changes(page, ui, n if not pause else max(n // 2, 12), how.removesuffix("-paced"), pause)
             lat = [x["total"] for x in got]
             bad = [x for x in lat if x < 0]
             if bad:
@@ -211,10 +235,13 @@ def run_model(browser, server, name: str, path: str, n: int, screenshot_dir: Pat
             arrived = [x["arrived"] for x in got if x["arrived"] >= 0]
             ks = kernel_timings(page)[before:]
             before += len(ks)
-            res[how] = {"median_ms": statistics.median(lat), "p95_ms": pct(lat, 0.95), "n": len(lat),
+            res[how] = {"median_ms": statistics.median(lat), "p95_ms": pct(lat, 0.95), "n": len(lat), "all_ms": lat,
                         "kernel_median_ms": 1000 * statistics.median(ks) if ks else float("nan"),
                         "arrived_median_ms": statistics.median(arrived) if arrived else float("nan"),
                         "ratio_to_fwd_bwd": statistics.median(lat) / 1000 / probe["fwd_bwd_s"]}
+        if trace is not None:
+            ui.focus_explorer()
+            res["trace"] = trace_changes(browser, page, trace)
         if screenshot_dir is not None:
             page.set_viewport_size({"width": 1400, "height": 2100})
             page.wait_for_timeout(500)
@@ -239,6 +266,16 @@ def import_time() -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def extract(ref: str, dest: Path) -> Path:
+    """The repository's files at git revision ``ref`` in ``dest`` (``git archive``: the checkout is not touched)."""
+    import subprocess
+
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
 def main(argv=None):
     import signal
 
@@ -246,34 +283,54 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--changes", type=int, default=24, help="changes timed per control (>= 20)")
     ap.add_argument("--models", default="demo,vgg16")
+    ap.add_argument("--baseline", default=None, help="git revision measured in the same run, alternating")
+    ap.add_argument("--rounds", type=int, default=None, help="runs per model and code (default 1; 2 with --baseline)")
+    ap.add_argument("--trace", type=Path, default=None, help="folder for Chromium traces of 8 layer changes")
     ap.add_argument("--screenshots", type=Path, default=None, help="save explorer_<model>.png there")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
+    rounds = args.rounds or (2 if args.baseline else 1)
+    if args.trace:
+        args.trace.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="inv-bench-") as tmp:
         tmp = Path(tmp)
-        root, home = tmp / "root", tmp / "home"
+        codes = [("this tree", {})]
+        if args.baseline:
+            codes.append((f"baseline {args.baseline}", {"PYTHONPATH": str(extract(args.baseline, tmp / "baseline"))}))
+        root = tmp / "root"
         servers.copy_notebooks(root, ["01_explore.ipynb"])
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(c) for c in VGG_CELLS]
         nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
         nbformat.write(nb, root / "bench_vgg16.ipynb")
-        server = servers.start("lab", root, home, env_extra={"INV_RANDOM_WEIGHTS": "1"})
+        running = {}
         results = []
         try:
+            for i, (code, env) in enumerate(codes):
+                running[code] = servers.start("lab", root, tmp / f"home{i}", env_extra={"INV_RANDOM_WEIGHTS": "1", **env})
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                 try:
                     for name in args.models.split(","):
                         path = {"demo": "01_explore.ipynb", "vgg16": "bench_vgg16.ipynb"}[name]
-                        r = run_model(browser, server, name, path, args.changes, args.screenshots)
-                        results.append(r)
-                        report(r)
+                        for r in range(rounds):
+                            for j, (code, _) in enumerate(codes if r % 2 == 0 else codes[::-1]):
+                                trace = (args.trace / f"{name}-{'base' if code != 'this tree' else 'tree'}-{r}.json"
+                                         if args.trace else None)
+                                res = run_model(browser, running[code], name, path, args.changes, args.screenshots,
+                                                trace)
+                                res.update(code=code, round=r)
+                                results.append(res)
+                                report(res)
+                        if args.baseline:
+                            compare([x for x in results if x["model"] == name], codes[0][0], codes[1][0])
                 finally:
                     browser.close()
         finally:
-            servers.stop(server)
+            for server in running.values():
+                servers.stop(server)
     imp = import_time()
     print(f"\nimports (inv_widgets + widgets + plotly FigureWidget, fresh interpreter): {imp:.2f} s")
     if args.json:
@@ -281,8 +338,22 @@ def main(argv=None):
     return results
 
 
+def compare(results: list[dict], code: str, baseline: str) -> None:
+    """Medians and p95 of every control for both codes (all their changes pooled), and their ratios."""
+    print(f"\n== {results[0]['model']}: {code} against {baseline}, the same run, {len(results) // 2} runs each "
+          "alternating ==")
+    for how, _ in CONTROLS:
+        got = {}
+        for c in (code, baseline):
+            lat = [x for r in results if r["code"] == c for x in r[how]["all_ms"]]
+            got[c] = (statistics.median(lat), pct(lat, 0.95), len(lat))
+        (m1, p1, n1), (m0, p0, n0) = got[code], got[baseline]
+        print(f"{how:17s} median {m1:6.1f} ms vs {m0:6.1f} ms ({m1 / m0:.2f}x), p95 {p1:6.1f} vs {p0:6.1f} ms "
+              f"({p1 / p0:.2f}x), n = {n1} / {n0}")
+
+
 def report(r: dict) -> None:
-    print(f"\n== {r['model']} ==")
+    print(f"\n== {r['model']}, {r.get('code', 'this tree')} ==")
     print(f"open notebook -> first gallery: {r['open_to_first_gallery_s']:.2f} s "
           f"(page + kernel idle {r['open_to_kernel_idle_s']:.2f} s, run all -> gallery {r['run_all_to_gallery_s']:.2f} s)")
     print(f"the dendrogram (plotly.js) follows {r['gallery_to_dendrogram_s']:.2f} s after the gallery; "
@@ -294,11 +365,15 @@ def report(r: dict) -> None:
     print(f"Explorer cell + front end after the cell, minus one explanation: "
           f"{r['run_all_to_gallery_s'] - sum(c['s'] for c in r['cells'] if c['s'] != r['explorer_cell_s']) - r['explain_s']:.2f} s "
           "(target <= 2 s)")
-    for how in ("layer-slider", "layer-keys", "cut-keys"):
+    for how, _ in CONTROLS:
         m = r[how]
-        print(f"{how:13s} keydown -> gallery re-rendered: median {m['median_ms']:6.1f} ms, p95 {m['p95_ms']:6.1f} ms "
+        print(f"{how:17s} keydown -> gallery re-rendered: median {m['median_ms']:6.1f} ms, p95 {m['p95_ms']:6.1f} ms "
               f"(n={m['n']}; kernel work {m['kernel_median_ms']:.1f} ms, answer in the page after "
               f"{m['arrived_median_ms']:.1f} ms; {m['ratio_to_fwd_bwd']:.2f} x fwd+bwd)")
+    if "trace" in r:
+        from trace_summary import report as trace_report
+
+        print(trace_report(r["trace"]))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,7 @@ from __future__ import annotations
 import importlib
 
 from .engine import Clusters, Explanation, LayerResult, MapKey
-from .engine import display as _display
 from .session import Session, explain
-
-# pictures and files of the engine's results (exp.to_html, clusters.to_png, _repr_html_) come from export.py
-_display.provide("export", lambda: importlib.import_module("inv_widgets.export"))
 
 __version__ = "0.1.0"
 

@@ -1,9 +1,9 @@
 """Results out of the notebook: PNG files of cluster maps, the gallery as one PNG sheet, the HTML report, and
 the thumbnails of the notebook views (``_repr_html_``).
 
-The engine's result objects call these through ``engine.display`` (``exp.to_html(path)``,
-``clusters.to_png(j, path)``, ``clusters.to_sheet(path)``): ``inv_widgets/__init__.py`` registers this module
-there. Every file is written whole or not at all (a temporary file in the same folder, renamed into place).
+The engine's result objects call these plain functions directly (``exp.to_html(path)``, ``clusters.to_png(j,
+path)``, ``clusters.to_sheet(path)``, the thumbnails of ``_repr_html_``): this module, like ``render``, ``report``
+and ``files`` that it uses, sits below the engine and imports nothing of it; it takes the results as they come. Every file is written whole or not at all (a temporary file in the same folder, renamed into place).
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["to_pil", "to_model_input", "display_image", "tensor_id", "find_normalize", "blurred", "is_dataset"]
+__all__ = ["to_pil", "to_model_input", "display_image", "tensor_id", "find_normalize", "blurred", "is_dataset",
+           "ImageSet"]
 
 
 def _check_finite(arr, what="image"):
@@ -237,3 +238,159 @@ def blurred(x: torch.Tensor) -> torch.Tensor:
     sigma = max(x.shape[-2:]) / 16.0
     a = x.detach().float().cpu().numpy()
     return torch.from_numpy(gaussian_filter(a, sigma=(0, sigma, sigma), mode="nearest")).to(x.dtype)
+
+
+class ImageSet:
+    """The images a session explains: a dataset followed by images added one by one.
+
+    The dataset's items are ``(tensor, label)`` (or a tensor); it may offer ``.image(i)`` (what a person sees),
+    ``.classes``, ``.transform`` and ``.background(i)`` (the image without its object). Added images are PIL
+    images, arrays, file paths or tensors. This is the one place that tells a dataset image from an added one;
+    every image becomes model input through ``transform`` (default: the dataset's, else a [0, 1] tensor), and
+    the last ``cache_size`` inputs are kept.
+    """
+
+    def __init__(self, data: Any = None, transform=None, *, cache_size: int = 32):
+        from .engine.runtime import LRU
+
+        self.dataset = data if is_dataset(data) else None
+        self.transform = transform if transform is not None else getattr(self.dataset, "transform", None)
+        extra = [] if data is None or self.dataset is not None else data
+        if isinstance(extra, (Image.Image, str, np.ndarray, torch.Tensor)):
+            extra = [extra]
+        self._extra: list[Any] = list(extra)
+        self._inputs = LRU(cache_size)
+        self._ids: dict[str, int] = {}  # image id -> index, filled as ids are computed (an index, not a cache)
+        self._ids_seen: set[int] = set()
+
+    @property
+    def n_dataset(self) -> int:
+        return len(self.dataset) if self.dataset is not None else 0
+
+    def __len__(self) -> int:
+        return self.n_dataset + len(self._extra)
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The dataset's class names, if it has them."""
+        names = getattr(self.dataset, "classes", None)
+        return [str(c) for c in names] if names is not None else None
+
+    def check(self, i) -> int:
+        """An image index (negative counts from the end), in 0..len-1."""
+        from .engine.request import check_index
+
+        return check_index(i, len(self), what="image", owner="the session")
+
+    def _entry(self, i: int) -> tuple[bool, Any]:
+        """``(True, dataset item)`` or ``(False, the added image)`` of a checked index: the one branch."""
+        nd = self.n_dataset
+        return (True, self.dataset[i]) if i < nd else (False, self._extra[i - nd])
+
+    def add(self, image: Any) -> int:
+        """Add an image (PIL, array, path or tensor), checked now; returns its index."""
+        x = to_model_input(image, self.transform)
+        self._extra.append(image)
+        i = len(self) - 1
+        self._inputs.put(i, x)
+        return i
+
+    def input(self, i) -> torch.Tensor:
+        """Model input (C, H, W) of image ``i`` (kept for the next ``cache_size`` images)."""
+        i = self.check(i)
+        return self._inputs.get(i, lambda: self._make_input(i))
+
+    def _make_input(self, i: int) -> torch.Tensor:
+        in_dataset, entry = self._entry(i)
+        if in_dataset and isinstance(entry, (tuple, list)):
+            entry = entry[0]
+        return to_model_input(entry, self.transform)
+
+    def _picture(self, i: int, x: torch.Tensor) -> Image.Image:
+        size = (x.shape[2], x.shape[1])
+        if i < self.n_dataset and hasattr(self.dataset, "image"):
+            img = to_pil(self.dataset.image(i))
+            return img if img.size == size else img.resize(size, Image.BILINEAR)
+        return Image.fromarray(display_image(x, self.transform))
+
+    def picture(self, i) -> Image.Image:
+        """What a person sees of image ``i``, at model-input size (PIL RGB)."""
+        i = self.check(i)
+        return self._picture(i, self.input(i))
+
+    def item(self, i) -> tuple[torch.Tensor, np.ndarray, int | None]:
+        """``(model input, what a person sees as uint8 (H, W, 3), ground-truth label or None)`` of image ``i``,
+        read once and not cached (a pass over a whole dataset would only grow the cache)."""
+        i = self.check(i)
+        x = self._inputs.get(i)
+        label = None
+        if x is None:
+            in_dataset, entry = self._entry(i)
+            if in_dataset and isinstance(entry, (tuple, list)):
+                label = int(entry[1]) if len(entry) > 1 else None
+                entry = entry[0]
+            x = to_model_input(entry, self.transform)
+        else:
+            label = self.label(i)
+        return x, np.asarray(self._picture(i, x)), label
+
+    def label(self, i) -> int | None:
+        """Ground-truth class of a dataset image, if the dataset gives one."""
+        i = self.check(i)
+        in_dataset, entry = self._entry(i) if i < self.n_dataset else (False, None)
+        if in_dataset and isinstance(entry, (tuple, list)) and len(entry) > 1:
+            return int(entry[1])
+        return None
+
+    def image_id(self, i) -> str:
+        """The content hash of image ``i``'s model input (``MapKey.image_id``)."""
+        i = self.check(i)
+        iid = tensor_id(self.input(i))
+        self._ids.setdefault(iid, i)
+        return iid
+
+    def index_of(self, image_id: str) -> int:
+        """The index of the image whose id is ``image_id``; ``KeyError`` if none (every image is hashed once)."""
+        image_id = str(image_id)
+        hit = self._ids.get(image_id)
+        if hit is not None:
+            return hit
+        for i in range(len(self)):
+            if i in self._ids_seen:
+                continue
+            iid = self.image_id(i)
+            self._ids_seen.add(i)
+            if iid == image_id:
+                return i
+        raise KeyError(f"no image of this session has id {image_id!r} (it belongs to other images, or the "
+                       "transform changed)")
+
+    def resolve(self, image) -> tuple[torch.Tensor, str, int]:
+        """``(model input, image id, index)`` of an index or a picture (PIL image, array, path or tensor; its
+        index is -1 unless its id was seen among the session's images)."""
+        if isinstance(image, (int, np.integer)) and not isinstance(image, (bool, np.bool_)):
+            i = self.check(image)
+            x = self.input(i)
+            iid = tensor_id(x)
+            self._ids.setdefault(iid, i)
+            return x, iid, i
+        x = to_model_input(image, self.transform)
+        iid = tensor_id(x)
+        return x, iid, self._ids.get(iid, -1)
+
+    def shown(self, index: int, x: torch.Tensor) -> np.ndarray:
+        """What a person sees of a resolved image (its index, or -1 for a picture), uint8 (H, W, 3)."""
+        return np.asarray(self._picture(index, x)) if index >= 0 else display_image(x, self.transform)
+
+    def fill(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """The image without its content, as model input: the dataset's ``background(i)`` when it has one (and the
+        image is from the dataset), else a Gaussian blur of ``x``."""
+        if 0 <= index < self.n_dataset and hasattr(self.dataset, "background"):
+            bg = to_model_input(self.dataset.background(index), self.transform)
+            if bg.shape == x.shape:
+                return bg
+        return blurred(x)
+
+    def clear(self) -> None:
+        """Drop the kept model inputs (the index of ids stays: about 100 bytes per image)."""
+        self._inputs.clear()

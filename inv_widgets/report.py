@@ -11,8 +11,6 @@ from datetime import datetime, timezone
 import numpy as np
 
 from . import render
-from .engine import Explanation
-from .engine.contrast import map_meaning
 
 __all__ = ["explanation_html"]
 
@@ -41,7 +39,7 @@ def _img(array: np.ndarray, size: int, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" width="{size}" height="{size}" alt="{html.escape(alt)}">'
 
 
-def explanation_html(exp: Explanation, *, k: int | None = None, cmap: str = "jet", thumb: int = 128,
+def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int = 128,
                      title: str | None = None, top: int = 5, baselines: dict | None = None,
                      baselines_note: str = "") -> str:
     """The page as a string. ``k``: clusters per layer (default: each layer's suggested cut).
@@ -51,6 +49,7 @@ def explanation_html(exp: Explanation, *, k: int | None = None, cmap: str = "jet
     section of their own above the layers; ``baselines_note`` says how they were computed.
     """
     esc = html.escape
+    meaning = getattr(exp, "map_meaning", "")  # the engine's one line per map type (engine.contrast.MAP_MEANINGS)
     names = exp.class_names or [str(i) for i in range(len(exp.probabilities))]
     order = np.argsort(-exp.probabilities)[:top]
     rows = "".join(
@@ -65,7 +64,7 @@ def explanation_html(exp: Explanation, *, k: int | None = None, cmap: str = "jet
         f"recipe <code>{esc(exp.recipe)}</code> · weighting <code>{esc(exp.weighting)}</code> · "
         f"{len(exp.layers)} layers · "
         f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by inv-widgets</div>",
-        f'<div class="sub meaning">What a cluster map shows: {esc(map_meaning(getattr(exp, "maps", "published")))}</div>',
+        f'<div class="sub meaning">What a cluster map shows: {esc(meaning)}</div>' if meaning else "",
         f'<div class="head">{_img(exp.image, 224, "input image")}<table class="pred">{rows}</table></div>',
     ]
     if baselines:

@@ -172,3 +172,12 @@ def store_target(request, tmp_path):
 def any_store(store_target):
     """A LabelStore on a fresh database of each backend."""
     return store_target.open()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need the throwaway PostgreSQL server carry the ``postgres`` marker (``make test-fast`` leaves
+    them out: the server takes seconds to start)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres_server" in getattr(item, "fixturenames", ()) or "postgresql" in params.values():
+            item.add_marker(pytest.mark.postgres)

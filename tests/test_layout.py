@@ -19,7 +19,6 @@ MAX_LINES = 500
 LONG_FILES = {
     "demo/parts.py": "one idea: the procedural parts world (ten classes drawn from their parts, masks, vocabulary)",
     "widgets/game.py": "the game widget's traits (each documented) and its message table; the logic is in labels/",
-    "session.py": "one idea: the stateful Session (model, images, bounded caches), every option checked and documented",
 }
 
 #: Import cycles that exist for now, with the reason (each a sorted tuple of module names).
@@ -27,10 +26,15 @@ KNOWN_CYCLES: dict = {}
 
 #: What each part may import from the rest of the package (DESIGN.md: imports point one way).
 MAY_IMPORT = {
-    "inv_widgets.engine": {"inv_widgets.engine"},
-    "inv_widgets.inputs": set(),
-    "inv_widgets.session": {"inv_widgets.engine", "inv_widgets.inputs"},
+    # pictures and files out (plain functions the result objects call) sit below the engine and import none of it
+    "inv_widgets.files": set(),
     "inv_widgets.render": set(),
+    "inv_widgets.report": {"inv_widgets.render"},
+    "inv_widgets.export": {"inv_widgets.render", "inv_widgets.files", "inv_widgets.report"},
+    "inv_widgets.engine": {"inv_widgets.engine", "inv_widgets.export", "inv_widgets.render", "inv_widgets.report",
+                           "inv_widgets.files"},
+    "inv_widgets.inputs": {"inv_widgets.engine"},
+    "inv_widgets.session": {"inv_widgets.engine", "inv_widgets.inputs"},
 }
 
 
@@ -183,3 +187,24 @@ def test_caches_use_the_shared_lru(name):
                "demo/model.py": "an ordered dict of layers, not a cache"}
     users = {f for f, s in _sources().items() if name in s}
     assert users <= set(allowed), f"use engine.runtime.LRU (or say here why not): {sorted(users - set(allowed))}"
+
+
+#: Modules that import by name at run time, with the reason; each such name must point down or sideways.
+IMPORTS_BY_NAME = {
+    "__init__.py": "the package's public names, imported on first use (inv.Explorer, inv.runs, ...)",
+    "widgets/__init__.py": "the widgets, imported on first use",
+    "labels/store/backend.py": "the PostgreSQL backend (labels/store/postgres.py), only when a URL asks for it",
+    "cli.py": "the evaluations (inv_widgets.eval), only for `inv-widgets eval`",
+}
+
+
+def test_no_registry_hides_an_import():
+    """Results reach export.py by a plain import (issue 21): no registry of tools by name, and every module that
+    imports by name is listed above with its reason."""
+    src = _sources()
+    registries = {f for f, s in src.items() if re.search(r"^def (provide|tool)\(|display\.tool\(", s, re.M)}
+    assert not registries, f"a registry of tools hides the import graph: {sorted(registries)}"
+    by_name = {f for f, s in src.items() if "import_module(" in s or "__import__(" in s}
+    assert by_name == set(IMPORTS_BY_NAME), f"imports by name: {sorted(by_name)} (list each with its reason)"
+    graph = import_graph()
+    assert "inv_widgets.export" in graph["inv_widgets.engine.clusters"]  # a visible arrow, checked by MAY_IMPORT

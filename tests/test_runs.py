@@ -386,7 +386,7 @@ def test_pool_from_run_refuses_what_the_run_does_not_hold(run24, session48):
 
     with pytest.raises(ValueError, match="not finished in the run"):
         Pool.from_run(run24, [0, 30])  # image 30 is in the session, not in the 24-image run
-    with pytest.raises(ValueError, match="unknown layers"):
+    with pytest.raises(ValueError, match="unknown layer 'features.nope'"):
         Pool.from_run(run24, [0], ["features.nope"])
     assert len(Pool.from_run(run24)) == len(run24.maps)
 

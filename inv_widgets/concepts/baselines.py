@@ -21,7 +21,6 @@ exception it raises (e.g. :class:`Cancelled`) stops the computation: the method 
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..engine.runtime import LRU, eval_mode
+from ..engine.runtime import LRU
 
 __all__ = ["attribution_maps", "cached_maps", "superpixels", "check_settings", "METHODS", "DEFAULT_SAMPLES",
            "DEFAULT_SEGMENTS", "LOWEST", "Cancelled"]
@@ -133,19 +132,14 @@ def _surrogate(session, x: torch.Tensor, target: int, seg: np.ndarray, method: s
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import KernelShap, Lime
 
-    model = session.model
     device = session.device
-    # The session's lock around each batch: an explanation on another thread (the Explorer's) puts capture
-    # hooks on this same model and sets its mode, so the two must not interleave; between batches it can run.
-    lock = getattr(session, "_lock", None) or contextlib.nullcontext()
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
-        with lock, eval_mode(model), torch.no_grad():
-            out = model(batch)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
+        # through the session's model runner: its output choice, eval mode and lock around each batch (an
+        # explanation on another thread, the Explorer's, puts hooks on this same model; between batches it can run)
+        out = session.runner.logits(batch)
         tick(int(batch.shape[0]))
-        return out.float()
+        return out
 
     inp = x[None].to(device)
     fill = inp.mean(dim=(2, 3), keepdim=True).expand_as(inp).contiguous()  # the image's mean colour

@@ -1,23 +1,28 @@
 """Clusters: one cut of one layer's dendrogram, the cluster maps a person sees (made by LayerResult.cut)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+import torch
 
+from .. import export
 from . import display
 from .ablation import Ablation, Curves
 from .keys import MapKey
-from .maps import reveal_image
+from .maps import reveal_image, upsample_minmax
 from .numeric import pearson
+from .records import LayerCut
+from .request import check_index
 
 __all__ = ["Clusters"]
 
 
-@dataclass(eq=False)
 class Clusters:
     """One cut of one layer's dendrogram: the cluster maps, sorted by weight (descending).
+
+    A view of one :class:`~inv_widgets.engine.records.LayerCut` (the record a stored run keeps too) with what
+    needs the explanation: the maps at the input's resolution, Deep Reveal, keys, ablation, pictures.
 
     ``weights`` are percentages of the layer's total guided-gradient weight: each map's is the sum of its
     members' ``channel_weights``. They sum to the kept channels' share of the layer (often 70-99 %, less after
@@ -25,21 +30,58 @@ class Clusters:
     (89.6 / C %) are in no cluster map.
     """
 
-    layer: Any  # the LayerResult that made this cut (engine/explanation.py, which imports this module)
-    maps: np.ndarray  # (K, H, W) float32 in [0, 1], input resolution
-    weights: np.ndarray  # (K,) percent of the layer total, descending; sum = the kept channels' share
-    members: list[np.ndarray]  # channel indices (into the layer's channels), aligned with maps
-    maps_lowres: np.ndarray  # (K, h, w) feature resolution, before min-max
-    assignment: np.ndarray  # (len(kept),) cluster index aligned with maps, -1 where pruned
-    threshold: float  # a cut height of the dendrogram that gives this cut
-    k_cut: int  # clusters at the cut before pruning
-    #: how the cut was asked for: "suggested" (``cut()``), "k" (``cut(k=...)``, also a ``cut(height=...)``
-    #: that ``max_k`` turned into a cut by k) or "threshold" (``cut(threshold=...)``, ``cut(height=...)``)
-    cut_by: Literal["suggested", "k", "threshold"] = "k"
+    def __init__(self, layer: Any, cut: LayerCut):
+        self.layer = layer  # the LayerResult that made this cut (engine/explanation.py, which imports this module)
+        self.cut = cut
+        self._maps: np.ndarray | None = None
+
+    @property
+    def maps(self) -> np.ndarray:
+        """(K, H, W) float32 in [0, 1]: each cluster map bilinear to the input's resolution and min-max scaled
+        (made on first use, then kept with the cut)."""
+        if self._maps is None:
+            self._maps = upsample_minmax(torch.from_numpy(self.cut.maps_lowres), self.layer.explanation.input_size)
+        return self._maps
+
+    @property
+    def weights(self) -> np.ndarray:
+        """(K,) percent of the layer total, descending; sum = the kept channels' share."""
+        return self.cut.weights
+
+    @property
+    def members(self) -> list[np.ndarray]:
+        """Channel indices (into the layer's channels, ascending) of each map, aligned with ``maps``."""
+        return list(self.cut.members)
+
+    @property
+    def maps_lowres(self) -> np.ndarray:
+        """(K, h, w) float32 in [0, 1]: the cluster maps at feature resolution, min-max scaled (as a run stores them)."""
+        return self.cut.maps_lowres
+
+    @property
+    def assignment(self) -> np.ndarray:
+        """(len(kept),) cluster index of each kept channel, aligned with ``maps``; -1 where pruned."""
+        return self.cut.assignment
+
+    @property
+    def threshold(self) -> float:
+        """A cut height of the dendrogram that gives this cut."""
+        return self.cut.threshold
+
+    @property
+    def k_cut(self) -> int:
+        """Clusters at the cut before pruning."""
+        return self.cut.k_cut
+
+    @property
+    def cut_by(self) -> str:
+        """How the cut was asked for: "suggested" (``cut()``), "k" (``cut(k=...)``, also a ``cut(height=...)``
+        that ``max_k`` turned into a cut by k) or "threshold" (``cut(threshold=...)``, ``cut(height=...)``)."""
+        return self.cut.cut_by
 
     @property
     def k(self) -> int:
-        return len(self.weights)
+        return self.cut.k
 
     def __len__(self) -> int:
         return self.k
@@ -47,7 +89,7 @@ class Clusters:
     @property
     def pruned(self) -> int:
         """How many light clusters the cut dropped (the paper's pruning; 0 without it)."""
-        return int(self.k_cut) - self.k
+        return self.cut.pruned
 
     def find(self, key) -> int:
         """The index of the cluster map whose identity is ``key`` (a :class:`MapKey`), -1 if this cut has none."""
@@ -79,8 +121,7 @@ class Clusters:
     def curves(self, j: int, *, steps: int = 20, progress=None) -> Curves:
         """Deletion and insertion curves of cluster map ``j`` (row 0) and of the layer's Grad-CAM (row 1),
         scored by the target's probability (:meth:`Explanation.curves`); made once per map and ``steps``."""
-        if not 0 <= j < self.k:
-            raise IndexError(f"cluster map {j} does not exist; this cut has {self.k} maps")
+        j = check_index(j, self.k, what="cluster map", owner="this cut")
         cache = self.__dict__.setdefault("_curves", {})
         key = (int(j), int(steps))
         if key not in cache:
@@ -90,8 +131,7 @@ class Clusters:
 
     def reveal(self, j: int, step: int) -> np.ndarray:
         """Deep Reveal image of cluster map ``j`` at step 0..5 (2, 4.5, 8, 13, 20, 30 % of pixels), uint8 (H, W, 3)."""
-        if not 0 <= j < self.k:
-            raise IndexError(f"cluster map {j} does not exist; this cut has {self.k} maps")
+        j = check_index(j, self.k, what="cluster map", owner="this cut")
         return reveal_image(self.layer.explanation.image, self.maps_lowres[j], step)
 
     def key(self, j: int) -> MapKey:
@@ -105,7 +145,7 @@ class Clusters:
             keys = self._keys = [self.key(j) for j in range(self.k)]
         return list(keys)
 
-    # ---- notebook views and export (engine/display.py; pictures and files by inv_widgets.export) ----------
+    # ---- notebook views (engine/display.py) and files (inv_widgets.export, plain functions) ----------------
     def __repr__(self) -> str:
         return display.clusters_repr(self)
 
@@ -119,11 +159,11 @@ class Clusters:
     def to_png(self, j: int, path=None, *, cmap: str = "jet", alpha: float = 0.5, overlay: bool = True) -> bytes:
         """Cluster map ``j`` at the input resolution as PNG bytes, over the image (``overlay=False``: the
         coloured map alone); also written to ``path`` when given (whole or not at all)."""
-        return display.tool("export").map_png(self, j, path, cmap=cmap, alpha=alpha, overlay=overlay)
+        return export.map_png(self, j, path, cmap=cmap, alpha=alpha, overlay=overlay)
 
     def to_sheet(self, path=None, *, cmap: str = "jet", alpha: float = 0.5, size: int = 160, cols: int | None = None,
                  gradcam: bool = True) -> bytes:
         """The gallery as one PNG: the layer's Grad-CAM, then every cluster map over the image with its weight and
         number of feature maps; also written to ``path`` when given."""
-        return display.tool("export").gallery_sheet(self, path, cmap=cmap, alpha=alpha, size=size, cols=cols,
+        return export.gallery_sheet(self, path, cmap=cmap, alpha=alpha, size=size, cols=cols,
                                                    gradcam=gradcam)

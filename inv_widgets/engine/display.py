@@ -1,35 +1,23 @@
-"""How results show in a notebook and leave it: short reprs, small HTML tables, DataFrames, PNG files, pages.
+"""How results show in a notebook: short reprs, small HTML tables, DataFrames.
 
 The HTML here is tables, escaped (``html.escape``). Pictures and files (thumbnails, PNG files and sheets, the
-report page) are made by ``inv_widgets.export``, above the engine (it draws with ``render`` and ``report``): the
-package registers it here with :func:`provide` when it is imported (``inv_widgets/__init__.py``), so the engine
-imports none of them and writes no file itself.
+report page) are plain functions of ``inv_widgets.export``, which the result objects call directly: ``export``
+(with ``render``, ``report`` and ``files``) sits below the engine, imports nothing of it, and takes the result
+objects as they come (tests/test_layout.py holds it there).
 """
 from __future__ import annotations
 
 import html
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["provide", "tool", "table", "png_tag", "MAX_ROWS"]
+from .. import export
+
+__all__ = ["table", "png_tag", "MAX_ROWS"]
 
 #: At most this many rows in a notebook table (the rest is counted).
 MAX_ROWS = 24
-
-_tools: dict[str, Callable[[], Any]] = {}
-
-
-def provide(name: str, load: Callable[[], Any]) -> None:
-    """Register a tool: ``load()`` returns the module (``"export"``), imported on first use."""
-    _tools[name] = load
-
-
-def tool(name: str):
-    load = _tools.get(name)
-    if load is None:
-        raise RuntimeError(f"the drawing tool {name!r} is not registered; import inv_widgets (it registers them)")
-    return load()
 
 
 def table(header: list[str], rows: list[list[Any]], *, raw: set[int] = frozenset(), more: int = 0) -> str:
@@ -60,7 +48,7 @@ def png_tag(png: bytes, size: int, alt: str) -> str:
 # ---- the views of the result objects (engine/explanation.py calls these) -------------------------------------
 
 def _thumb(image, m, size: int, alt: str) -> str:
-    return png_tag(tool("export").overlay_png(image, m, size), size, alt)
+    return png_tag(export.overlay_png(image, m, size), size, alt)
 
 
 def _members_text(members, n: int = 8) -> str:
@@ -123,8 +111,9 @@ def explanation_html(exp, thumb: int = 48) -> str:
                         more=max(0, len(exp.layers) - MAX_ROWS))
 
 
-_FRAME_COLUMNS = ["layer", "layer_index", "map", "weight", "size", "members", "key", "k", "channels", "kept",
-                  "kept_share", "recipe", "target", "image_id", "model"]
+#: What an explanation's maps table has after the one schema (engine.records.MAP_COLUMNS): the layer's channels,
+#: kept channels and their share of the weight, the recipe, and each map's MapKey.
+FRAME_EXTRA = ["channels", "kept", "kept_share", "recipe", "key"]
 
 
 def clusters_rows(cl, layer_index: int = -1) -> list[dict]:
@@ -133,13 +122,14 @@ def clusters_rows(cl, layer_index: int = -1) -> list[dict]:
     kept = lr.kept
     share = float(lr.channel_weights[kept].astype(np.float64).sum()) if len(kept) else 0.0
     keys = cl.keys()
-    return [{"layer": lr.name, "layer_index": layer_index, "map": j, "weight": float(cl.weights[j]),
-             "size": len(cl.members[j]), "members": keys[j].members, "key": keys[j], "k": cl.k,
+    return [{"model": e.model_id, "image_id": e.image_id, "target": int(e.target), "layer": lr.name,
+             "members": keys[j].members_text, "image": e.index, "layer_index": layer_index, "map": j,
+             "weight": float(cl.weights[j]), "size": len(cl.members[j]), "k": cl.k, "predicted": int(e.predicted),
              "channels": lr.n_channels, "kept": len(kept), "kept_share": share, "recipe": lr.recipe,
-             "target": int(e.target), "image_id": e.image_id, "model": e.model_id} for j in range(cl.k)]
+             "key": keys[j]} for j in range(cl.k)]
 
 
 def frame(rows: list[dict]):
-    import pandas as pd
+    from .records import maps_frame
 
-    return pd.DataFrame(rows, columns=_FRAME_COLUMNS)
+    return maps_frame(rows, extra=FRAME_EXTRA)

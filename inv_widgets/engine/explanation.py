@@ -11,16 +11,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import export
 from . import display
 from .ablation import Ablation, Curves, ModelProbe
 from .capture import Captured
 from .clusters import Clusters
+from .cut import cut_layer, layer_maps
 from .keys import MapKey
-from .maps import cluster_maps_lowres, upsample_minmax
+from .maps import upsample_minmax
 from .recipes import build_tree, build_trees, get_recipe
+from .request import check_layer, check_whole
 from .runtime import LRU
-from .tree import Tree, assign, prune_mask
-from .weights import check_weighting, gradcam_lowres, keep_channels, layer_percent
+from .tree import Tree
+from .weights import check_weighting
 
 __all__ = ["Explanation", "LayerResult", "Clusters", "MapKey", "build_explanations"]
 
@@ -161,34 +164,12 @@ class LayerResult:
                 return self.cut(k=int(max_k), prune=prune)
             return self.cut(threshold=h, prune=prune)
         tree = self.tree
-        k = _whole(k, "k")
+        k = check_whole("k", k, lo=1, none_ok=True)
         prune = tree.prune if prune is None else bool(prune)
         return self._cuts.get((k, threshold, prune), lambda: self._make_cut(tree, k, threshold, prune))
 
     def _make_cut(self, tree: Tree, k, threshold, prune: bool) -> Clusters:
-        by = "suggested" if k is None and threshold is None else ("k" if threshold is None else "threshold")
-        n = tree.n
-        if n == 0:
-            H, W = self.explanation.input_size
-            h, w = self.shape
-            return Clusters(self, np.zeros((0, H, W), np.float32), np.zeros(0), [], np.zeros((0, h, w), np.float32),
-                            np.zeros(0, np.int64), 0.0, 0, by)
-        labels = assign(tree, k=k, threshold=threshold)
-        k_cut = int(labels.max()) + 1
-        pct = self._data.percent[self._data.kept]
-        weights = np.bincount(labels, weights=pct.cpu().numpy().astype(np.float64), minlength=k_cut)
-        keep = prune_mask(weights) if prune else np.ones(k_cut, dtype=bool)
-        order = [c for c in np.argsort(-weights, kind="stable") if keep[c]]
-        remap = np.full(k_cut, -1, dtype=np.int64)
-        remap[order] = np.arange(len(order))
-        assignment = remap[labels]
-        low = cluster_maps_lowres(self._data.maps, pct, assignment, len(order))
-        maps = upsample_minmax(low, self.explanation.input_size)
-        kept = self.kept
-        members = [kept[assignment == j] for j in range(len(order))]
-        thr = float(threshold) if threshold is not None else tree.threshold_for(k_cut)
-        return Clusters(self, maps, weights[order].astype(np.float64), members, low.cpu().numpy(), assignment, thr,
-                        k_cut, by)
+        return Clusters(self, cut_layer(self.name, self._data, tree, k=k, threshold=threshold, prune=prune))
 
     def locate(self, members) -> tuple[Clusters, int]:
         """The cut in which the channels ``members`` form one cluster map, and that map's index in it.
@@ -230,27 +211,6 @@ class LayerResult:
         raise KeyError(f"channels {want.tolist()} form a pruned cluster of layer {self.name!r}")  # pragma: no cover
 
 
-def _whole(v, name: str) -> int | None:
-    """``v`` as an int (None stays None); a number that is not whole is refused, not rounded."""
-    if v is None:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a whole number, got {v!r}")
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return int(v)
-    raise ValueError(f"{name} must be a whole number of clusters, got {v!r}")
-
-
-@dataclass(eq=False)
-class _LayerData:
-    percent: torch.Tensor  # (C,) percent weights
-    kept: torch.Tensor  # (n,) kept channel indices
-    maps: torch.Tensor  # (n, h, w) kept maps, ReLU applied (post-activation), float32, on CPU
-    gradcam: torch.Tensor  # (h, w) Grad-CAM before upsampling
-
-
 @dataclass(eq=False)
 class Explanation:
     """Everything INV knows about one image and one target class."""
@@ -266,6 +226,7 @@ class Explanation:
     class_names: list[str] | None = None
     recipe: str = "fast"
     weighting: str = "guided"  # how the channel weights were made: "guided" or "taylor"
+    index: int = -1  # the image's index in its session (-1: a picture given directly)
     #: the model and this input, to run again on changed copies (ablation, deletion / insertion curves)
     probe: ModelProbe | None = field(default=None, repr=False, compare=False)
     _layers: dict = field(default_factory=dict, repr=False)
@@ -286,13 +247,7 @@ class Explanation:
 
     def layer(self, name: str | int, recipe: str | None = None) -> LayerResult:
         """One layer by name (or position), for a recipe (default: the explanation's)."""
-        if isinstance(name, (int, np.integer)) and not isinstance(name, (bool, np.bool_)):
-            if not -len(self.layers) <= int(name) < len(self.layers):
-                raise IndexError(f"layer {int(name)} out of range: this explanation has {len(self.layers)} layers "
-                                 f"(0..{len(self.layers) - 1}, or -{len(self.layers)}..-1)")
-            name = self.layers[int(name)]
-        if name not in self._layers:
-            raise KeyError(f"layer {name!r} is not in this explanation; its layers are {self.layers}")
+        name = check_layer(name, self.layers, owner="this explanation")
         recipe = get_recipe(recipe or self.recipe).name
         key = (name, recipe)
         if key not in self._results:
@@ -358,9 +313,12 @@ class Explanation:
         return display.explanation_html(self)
 
     def to_frame(self, recipe: str | None = None, k: int | None = None):
-        """One row per layer and cluster map (``cut(k=k)``, default each layer's suggested cut): layer, map
-        (rank), weight (percent of the layer), size (feature maps), members, key (MapKey), k, the layer's
-        channels, kept channels and their share, recipe, target, image id, model. Builds every dendrogram."""
+        """One row per layer and cluster map (``cut(k=k)``, default each layer's suggested cut), in the one maps
+        schema (:data:`inv_widgets.engine.records.MAP_COLUMNS`, as ``Run.maps`` and the label store): the MapKey
+        fields (members as text ``"3,17,42"``), image (the session index, -1 for a picture given directly),
+        layer_index, map (rank), weight (percent of the layer), size (feature maps), k, predicted; then the
+        layer's channels, kept channels and their share, the recipe and each map's MapKey. Builds every
+        dendrogram."""
         self.compute(recipe)
         rows = []
         for i, name in enumerate(self.layers):
@@ -371,7 +329,7 @@ class Explanation:
         """The self-contained HTML report of this explanation (images inline, no script, no network): every
         layer's cluster maps (``cut(k=k)``, default the suggested cut) with weights, beside its Grad-CAM. Returns
         the page; also written to ``path`` when given (whole or not at all)."""
-        return display.tool("export").explanation_page(self, path, k=k, cmap=cmap, title=title)
+        return export.explanation_page(self, path, k=k, cmap=cmap, title=title)
 
     @property
     def nbytes(self) -> int:
@@ -389,7 +347,8 @@ def build_explanations(
     weighting: str = "guided",
     probes: list[ModelProbe] | None = None,
 ) -> list[Explanation]:
-    """Turn one captured batch into one Explanation per image (weights, filter, kept maps, Grad-CAM).
+    """Turn one captured batch into one Explanation per image (weights, filter, kept maps, Grad-CAM:
+    :func:`inv_widgets.engine.cut.layer_maps`).
 
     ``weighting``: the channel weights every later step uses (keep filter, clusters, cluster weights and maps,
     Deep Reveal): "guided" (the paper's guided gradients) or "taylor" (gradient x activation). ``probes``: one
@@ -398,24 +357,13 @@ def build_explanations(
     logits = captured.logits.float()
     probs = F.softmax(logits, dim=1).cpu().numpy()
     pred = logits.argmax(1).cpu().numpy()
-    b = logits.shape[0]
-    per_image = [dict() for _ in range(b)]
-    for name in captured.order:
-        a = captured.activations[name].float()
-        # the small per-channel and per-pixel results cross to the CPU once per batch, the kept maps once
-        # per image (on a GPU each transfer waits for the device)
-        pct = layer_percent(captured, name, weighting).cpu()
-        cams = gradcam_lowres(a, grad_mean=captured.grad_mean[name]).cpu()
-        for i in range(b):
-            kept = keep_channels(pct[i])
-            maps = F.relu(a[i].index_select(0, kept.to(a.device))).cpu()
-            per_image[i][name] = _LayerData(pct[i].clone(), kept, maps, cams[i].clone())  # no views of the batch
+    per_image = layer_maps(captured, weighting)
     out = []
-    for i in range(b):
+    for i in range(logits.shape[0]):
         out.append(Explanation(
-            image=images[i], predicted=int(pred[i]), target=int(captured.targets[i]), probabilities=probs[i], logits=logits[i].cpu().numpy(),
-            layers=list(captured.order), model_id=model_id, image_id=(image_ids[i] if image_ids else ""),
-            class_names=class_names, recipe=recipe, weighting=weighting, probe=probes[i] if probes else None,
-            _layers=per_image[i],
+            image=images[i], predicted=int(pred[i]), target=int(captured.targets[i]), probabilities=probs[i],
+            logits=logits[i].cpu().numpy(), layers=list(captured.order), model_id=model_id,
+            image_id=(image_ids[i] if image_ids else ""), class_names=class_names, recipe=recipe,
+            weighting=weighting, probe=probes[i] if probes else None, _layers=per_image[i],
         ))
     return out

@@ -8,6 +8,7 @@ from scipy.ndimage import gaussian_filter
 
 __all__ = [
     "cluster_maps_lowres",
+    "minmax_maps",
     "upsample_minmax",
     "reveal_mask",
     "reveal_image",
@@ -38,16 +39,19 @@ def cluster_maps_lowres(maps: torch.Tensor, percent: torch.Tensor, assignment: n
     """Weighted mean of each cluster's member maps at feature resolution.
 
     ``maps`` (n, h, w) kept maps, ``percent`` (n,) their weights, ``assignment`` (n,) cluster index
-    (-1 = dropped). Returns (k, h, w): sum(w_i A_i) / sum(w_i) over the members of each cluster.
-    """
+    (-1 = dropped). Returns (k, h, w): sum(w_i A_i) / sum(w_i) over the members of each cluster. Each map is
+    computed from its own members only, so its bits do not depend on the rest of the cut (the same cluster
+    in a cut by k and in a cut by height is the same map, to the bit)."""
     n, h, w = maps.shape
-    a = torch.as_tensor(assignment, device=maps.device)
-    onehot = torch.zeros(k, n, dtype=maps.dtype, device=maps.device)
-    valid = a >= 0
-    onehot[a[valid], torch.nonzero(valid).reshape(-1)] = 1.0
-    wmat = onehot * percent.to(maps.dtype)[None, :]
-    wmat = wmat / wmat.sum(1, keepdim=True).clamp_min(1e-12)
-    return (wmat @ maps.reshape(n, h * w)).reshape(k, h, w)
+    a = np.asarray(assignment)
+    flat = maps.reshape(n, h * w)
+    pct = percent.to(maps.dtype)
+    out = maps.new_zeros((k, h * w))
+    for j in range(k):
+        rows = torch.as_tensor(np.flatnonzero(a == j), device=maps.device)
+        wj = pct.index_select(0, rows)
+        out[j] = (wj / wj.sum().clamp_min(1e-12)) @ flat.index_select(0, rows)
+    return out.reshape(k, h, w)
 
 
 #: A map whose values span at most this share of their magnitude is flat (float32 rounding, about 100 units in
@@ -55,21 +59,29 @@ def cluster_maps_lowres(maps: torch.Tensor, percent: torch.Tensor, assignment: n
 FLAT_RTOL = 1e-5
 
 
-def upsample_minmax(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of (k, h, w) maps to ``size`` and per-map min-max to [0, 1], float32 numpy.
+def minmax_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Per-map min-max of (k, ...) maps to [0, 1], float32 (the one scaling rule of cluster maps and Grad-CAMs).
 
-    A map that is flat to rounding (constant, 1 x 1, or a constant map that bilinear interpolation left a
-    unit in the last place apart) becomes zeros: there is nothing in it to stretch."""
-    if maps.shape[0] == 0:
-        return np.zeros((0, *size), dtype=np.float32)
-    up = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-    flat = up.reshape(up.shape[0], -1)
+    A map that is flat to rounding (constant, 1 x 1, or values at most :data:`FLAT_RTOL` of their magnitude
+    apart) becomes zeros: there is nothing in it to stretch."""
+    flat = maps.reshape(maps.shape[0], -1).float()
+    if flat.shape[0] == 0 or flat.shape[1] == 0:
+        return flat.reshape(maps.shape)
     lo = flat.amin(1, keepdim=True)
     hi = flat.amax(1, keepdim=True)
     span = hi - lo
     shaped = span > FLAT_RTOL * torch.maximum(lo.abs(), hi.abs())
     out = torch.where(shaped, (flat - lo) / torch.where(shaped, span, torch.ones_like(span)), torch.zeros_like(flat))
-    return out.reshape(up.shape).cpu().numpy().astype(np.float32, copy=False)
+    return out.reshape(maps.shape)
+
+
+def upsample_minmax(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of (k, h, w) maps to ``size`` and per-map min-max to [0, 1] (:func:`minmax_maps`: a
+    map flat to rounding becomes zeros), float32 numpy."""
+    if maps.shape[0] == 0:
+        return np.zeros((0, *size), dtype=np.float32)
+    up = F.interpolate(torch.as_tensor(maps)[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    return minmax_maps(up).cpu().numpy().astype(np.float32, copy=False)
 
 
 def reveal_mask(map_lowres: np.ndarray, size: tuple[int, int], step: int) -> np.ndarray:

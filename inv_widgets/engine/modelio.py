@@ -74,7 +74,8 @@ def select_output(out: Any, output: Output = None) -> tuple[torch.Tensor, str]:
         got, which = out[output], f"[{output!r}]"
     elif isinstance(out, (tuple, list)) and isinstance(output, int):
         if not -len(out) <= output < len(out):
-            raise ValueError(f"output {output} is out of range; the model returned {describe_output(out)}")
+            raise ValueError(f"output {output} is not one of the model's {len(out)} outputs; it returned "
+                             f"{describe_output(out)}")
         got, which = out[output], f"[{output}]"
     elif isinstance(output, str) and hasattr(out, output):
         got, which = getattr(out, output), f".{output}"

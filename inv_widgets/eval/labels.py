@@ -5,8 +5,9 @@
 
 Every cluster map (default cut, every layer) of the split's images, explained for the true class, is played by
 each simulated player (``inv_widgets.eval.simulate``: after a wrong guess a player names parts of the class it
-guessed); answers go through a real SQLite LabelStore; labels are aggregated with Sentence-BERT
-(all-MiniLM-L6-v2, offline). Two questions, kept apart, each with a 95 % CI over images:
+guessed); answers go through a real SQLite LabelStore; labels are aggregated with the default label model
+(all-MiniLM-L6-v2 distilled into a static model, offline; ``--model all-MiniLM-L6-v2`` for the transformer
+itself). Two questions, kept apart, each with a 95 % CI over images:
 
 - **recovery**: how often a map's representative label names the part most of its players named (read back
   from the store): what the aggregation keeps of what people said;
@@ -61,15 +62,17 @@ def players_part(labels: pd.DataFrame, vocabulary: dict) -> dict:
 
 
 def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *, split: str = "dev",
-                    point: str = "activation", store_path=None, model_name: str = "all-MiniLM-L6-v2", seed: int = 0,
+                    point: str = "activation", store_path=None, model_name: str | None = None, seed: int = 0,
                     progress: bool = True, timing_labels: int = 10_000, layers=None) -> dict:
     import inv_widgets as inv
     from ..engine.stats import ci
     from ..labels import LabelStore, aggregate_labels
+    from ..labels.embed import DEFAULT_MODEL
     from ..labels.text import lemmatize
     from .play import play
     from .stats import split_data
 
+    model_name = model_name or DEFAULT_MODEL
     demo = inv.demo
     model, data = split_data(split, n_images)
     session = inv.Session(model, data, cache_size=2, layer_point=point)
@@ -161,7 +164,8 @@ def main(argv=None) -> int:
     ap.add_argument("--players", type=int, default=8)
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--store", default=None, help="keep the SQLite store at this path (default: a temporary file)")
-    ap.add_argument("--model", default="all-MiniLM-L6-v2", help="sentence-transformers model name or path")
+    ap.add_argument("--model", default=None, help="label model: minilm-static (default), all-MiniLM-L6-v2, "
+                                                  "a sentence-transformers or model2vec name or folder")
     args = ap.parse_args(argv)
     if args.players < 1:
         ap.error(f"--players must be at least 1, got {args.players}")

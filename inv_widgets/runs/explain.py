@@ -10,7 +10,7 @@ import numpy as np
 
 from ..engine.recipes import get_recipe
 from ..engine.runtime import reuse_freed_memory
-from .compute import WARD_BACKENDS
+from .pipeline import WARD_BACKENDS
 from .pipeline import build_session, compute_shard, describe, load_shard, shard_meta
 from .run import Run
 from .store import VERSION, FORMAT, RunStore

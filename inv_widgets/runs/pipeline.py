@@ -12,12 +12,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..engine import run_model
+from ..engine.cut import cut_batch, scaled_lowres
+from ..engine.records import maps_frame
+from ..engine.request import check_layers
+from ..engine.runtime import limited_threads
 from ..inputs import tensor_id
-from .compute import explain_batch
-from .store import RunStore
+from .store import CUT_COLUMNS, STORAGE_COLUMNS, RunStore
 
-__all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward"]
+__all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward",
+           "WARD_BACKENDS"]
+
+#: How a run links the fast recipe's dendrograms: "scipy" (the engine's recipes on the CPU), "torch" (the batched
+#: Ward kernel on the model's device), "auto" (torch on a CUDA device, scipy otherwise).
+WARD_BACKENDS = ("auto", "scipy", "torch")
+
 
 
 def build_session(factory):
@@ -39,20 +47,13 @@ def describe(session, index: int, layers=None) -> dict:
     Runs the model once (forward and backward) on image ``index`` to learn the order in which the layers
     fire and their shapes.
     """
-    names = list(session.layers) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
-    unknown = [n for n in names if n not in session.layers]
-    if unknown:
-        raise ValueError(f"unknown layers {unknown}; the session's layers are {session.layers}")
-    if not names:
-        raise ValueError("layers is empty: give at least one layer name (or None for all)")
+    names = check_layers(layers, session.layers, owner="the session")
     x, shown, _ = session.item(index)
-    point = getattr(session, "layer_point", "conv")
-    cap = run_model(session.model, x[None].to(session.device), names, output=getattr(session, "output", None),
-                    layer_point=point)
+    cap = session.runner.capture(x[None], names, weighting=session.weighting)
     classes = [str(c) for c in session.classes]
     if len(classes) != cap.logits.shape[1]:
         raise ValueError(f"the model has {cap.logits.shape[1]} outputs but the session has {len(classes)} class names")
-    weighting = getattr(session, "weighting", "guided")
+    weighting = session.weighting
     return {
         "model": session.fingerprint,
         "layers": list(cap.order),
@@ -62,7 +63,7 @@ def describe(session, index: int, layers=None) -> dict:
         "n_images": len(session),
         "input_size": [int(shown.shape[0]), int(shown.shape[1])],
         "weighting": weighting,
-        "layer_point": point,
+        "layer_point": getattr(session, "layer_point", "conv"),
         "session_recipe": session.recipe,
     }
 
@@ -129,7 +130,7 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
                   lock: threading.Lock | None = None, loaded: dict | None = None,
                   after_pass=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """The tables and arrays of shard ``s`` (nothing written); ``loaded``: its images, read already;
-    ``after_pass``: called after each batch's model pass, before its clustering (``explain_batch``)."""
+    ``after_pass``: called after each batch's model pass, before its clustering."""
     if session.fingerprint != meta["model"]:
         raise ValueError(f"this session's model ({session.fingerprint}) is not the run's ({meta['model']}): the "
                          "factory builds another model or other weights than the ones the run was started with")
@@ -139,34 +140,44 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
     layers = list(meta["layers"])
     n_classes = int(meta["n_classes"])
     ward = resolve_ward(ward, session.device, meta["recipe"])
+    if ward == "torch" and meta["recipe"] != "fast":
+        raise ValueError(f"the torch Ward kernel builds the 'fast' recipe's dendrograms, not {meta['recipe']!r}; "
+                         "use ward='scipy' for other recipes")
     loaded = loaded if loaded is not None else load_shard(session, meta, s)
     xs, labels, ids = loaded["xs"], loaded["labels"], loaded["ids"]
     targets = _targets(meta["target"], labels, n_classes)
-    outs = []
+    logits, chosen, cuts = [], [], []
     bs = max(1, min(int(batch_size), size))
     for start in range(0, len(indices), bs):
         x = torch.stack(xs[start:start + bs]).to(session.device)
         t = targets if targets is None or isinstance(targets, int) else targets[start:start + bs]
         with lock or nullcontext():
-            out = explain_batch(session.model, x, layers, t, recipe=meta["recipe"], k=meta["k"], ward=ward,
-                                weighting=meta.get("weighting", "guided"), output=getattr(session, "output", None),
-                                layer_point=meta.get("layer_point", "conv"),
-                                after_pass=after_pass)
-        if [lo.name for lo in out.layers] != layers:
-            raise RuntimeError(f"the model's layers fired in the order {[lo.name for lo in out.layers]}, not "
-                               f"{layers} as when the run began; the model's forward pass changed")
-        outs.append(out)
+            cap = session.runner.capture(x, layers, t, weighting=meta.get("weighting", "guided"))
+            if after_pass is not None:
+                after_pass()
+            # after the model's pass: many small steps per image and layer, which extra threads only slow
+            # down (on a busy CPU by several times); one big pass on a GPU does not care
+            with limited_threads(1):
+                batch = cut_batch(cap, recipe=meta["recipe"], k=meta["k"], weighting=meta.get("weighting", "guided"),
+                                  device_ward=ward == "torch")
+        if list(cap.order) != layers:
+            raise RuntimeError(f"the model's layers fired in the order {list(cap.order)}, not {layers} as when the "
+                               "run began; the model's forward pass changed")
+        logits.append(cap.logits.float().cpu().numpy())
+        chosen.extend(cap.targets)
+        cuts.extend(batch)
+        del cap
     del xs
-    return _assemble(meta, s, indices, ids, labels, loaded["shown"], outs)
+    return _assemble(meta, s, indices, ids, labels, loaded["shown"], np.concatenate(logits), chosen, cuts)
 
 
 def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: list, shown: np.ndarray,
-              outs: list) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-    """The shard's two tables and its arrays, from the batches' outputs (in image order)."""
+              logits: np.ndarray, targets: list[int], cuts: list) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The shard's two tables and its arrays, from each image's layers (``(LayerMaps, LayerCut)``, image order)."""
     size = int(meta["shard_size"])
     layers = list(meta["layers"])
-    logits = np.concatenate([o.logits for o in outs]).astype(np.float32)
-    targets = np.concatenate([o.targets for o in outs])
+    logits = logits.astype(np.float32)
+    targets = np.asarray(targets, dtype=np.int64)
     z = logits.astype(np.float64) - logits.max(1, keepdims=True)
     prob = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     predicted = logits.argmax(1)
@@ -177,50 +188,33 @@ def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: li
         "image_id": ids,
         "label": pd.array([None if y is None else int(y) for y in labels], dtype="Int64"),
         "predicted": predicted.astype(np.int64),
-        "target": targets.astype(np.int64),
+        "target": targets,
         "probability": prob[np.arange(b), targets],
         "shard": np.full(b, s, dtype=np.int64),
         "row": np.arange(b, dtype=np.int64),
     })
     arrays: dict[str, np.ndarray] = {"images": np.ascontiguousarray(shown, dtype=np.uint8), "logits": logits}
-    cols: dict[str, list] = {c: [] for c in ("model", "image_id", "target", "layer", "members", "image", "position",
-                                             "layer_index", "map", "weight", "size", "predicted", "shard", "row")}
+    rows: list[dict] = []
     model = meta["model"]
     for li, name in enumerate(layers):
-        per = [o.layers[li] for o in outs]
-        arrays[f"channel_weights/{li}"] = np.concatenate([p.channel_weights for p in per]).astype(np.float32)
-        arrays[f"gradcam/{li}"] = np.concatenate([p.gradcam for p in per]).astype(np.float16)
-        layer_maps, row = [], 0
-        b0 = 0
-        for p in per:
-            for i in range(len(p.maps)):
-                img = b0 + i
-                for j, (w, m) in enumerate(zip(p.weights[i], p.members[i])):
-                    cols["model"].append(model)
-                    cols["image_id"].append(ids[img])
-                    cols["target"].append(int(targets[img]))
-                    cols["layer"].append(name)
-                    cols["members"].append(",".join(str(int(c)) for c in m))
-                    cols["image"].append(int(indices[img]))
-                    cols["position"].append(s * size + img)
-                    cols["layer_index"].append(li)
-                    cols["map"].append(j)
-                    cols["weight"].append(float(w))
-                    cols["size"].append(len(m))
-                    cols["predicted"].append(int(predicted[img]))
-                    cols["shard"].append(s)
-                    cols["row"].append(row + j)
-                row += len(p.weights[i])
-                layer_maps.append(p.maps[i])
-            b0 += len(p.maps)
+        per = [cuts[i][name] for i in range(b)]
+        arrays[f"channel_weights/{li}"] = np.stack([lm.percent.numpy() for lm, _ in per]).astype(np.float32)
+        arrays[f"gradcam/{li}"] = scaled_lowres(torch.stack([lm.gradcam for lm, _ in per])).astype(np.float16)
+        row = 0
+        for img, (_, cut) in enumerate(per):
+            for j in range(cut.k):
+                rows.append({"model": model, "image_id": ids[img], "target": int(targets[img]), "layer": name,
+                             "members": cut.members_text(j), "image": int(indices[img]), "layer_index": li, "map": j,
+                             "weight": float(cut.weights[j]), "size": len(cut.members[j]), "k": cut.k,
+                             "predicted": int(predicted[img]), "threshold": cut.threshold, "k_cut": cut.k_cut,
+                             "position": s * size + img, "shard": s, "row": row + j})
+            row += cut.k
         h, w = meta["shapes"][name]
-        arrays[f"maps/{li}"] = (np.concatenate(layer_maps).astype(np.float16) if layer_maps
-                                else np.zeros((0, h, w), np.float16))
-    ints = ("target", "image", "position", "layer_index", "map", "size", "predicted", "shard", "row")
-    maps = pd.DataFrame({c: (np.asarray(v, dtype=np.int64) if c in ints else
-                             np.asarray(v, dtype=np.float64) if c == "weight" else pd.array(v, dtype=object))
-                         for c, v in cols.items()})
-    for c in ("model", "image_id", "layer", "members"):
-        maps[c] = maps[c].astype(str)
+        stored = [cut.maps_lowres for _, cut in per if cut.k]
+        arrays[f"maps/{li}"] = (np.concatenate(stored).astype(np.float16) if stored else np.zeros((0, h, w), np.float16))
+    maps = maps_frame(rows, extra=CUT_COLUMNS + STORAGE_COLUMNS)
+    maps["threshold"] = maps["threshold"].astype(np.float64)
+    for c in ["k_cut"] + STORAGE_COLUMNS:
+        maps[c] = maps[c].astype(np.int64)
     maps = maps.sort_values(["position", "layer_index", "map"], kind="stable", ignore_index=True)
     return maps, images, arrays

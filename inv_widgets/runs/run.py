@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..engine import MapKey
-from ..engine.maps import reveal_image, upsample_minmax
+from ..engine.records import MAP_COLUMNS, empty_maps_frame
+from ..engine.request import check_layers
 from ..engine.runtime import LRU
-from ..engine.weights import keep_channels
-from .store import RunStore, shard_name
+from ..engine.sources import MapItem
+from .image import RunImage, RunLayer
+from .store import CUT_COLUMNS, STORAGE_COLUMNS, RunStore, shard_name
 
-__all__ = ["Run", "RunImage", "RunLayer"]
+__all__ = ["Run", "RunImage", "RunLayer"]  # RunImage and RunLayer live in runs/image.py
 
 
 class _Shard:
@@ -35,169 +37,6 @@ class _Shard:
     def read(self, name: str, sel) -> np.ndarray:
         with self._lock:
             return np.asarray(self.group[name][sel])
-
-
-class RunLayer:
-    """One layer of one stored image: the cut's cluster maps, as :class:`~inv_widgets.engine.Clusters` has them.
-
-    ``maps_lowres`` (K, h, w) float32 in [0, 1] (feature resolution, min-max scaled; stored as float16),
-    ``maps`` (K, H, W) upsampled to the image, ``weights`` (K,) percent, ``members`` channel indices,
-    ``key(j)``, ``reveal(j, step)``, ``gradcam()`` and ``channel_weights``.
-    """
-
-    def __init__(self, image: "RunImage", name: str, index: int, rows: pd.DataFrame):
-        self.image = image
-        self.name = name
-        self.index = index
-        self._rows = rows
-        self.weights = rows["weight"].to_numpy(np.float64)
-        self.members = [np.array([int(c) for c in m.split(",")], dtype=np.int64) for m in rows["members"]]
-        self._maps_lowres: np.ndarray | None = None
-
-    def __repr__(self):
-        return f"RunLayer({self.name!r}, image={self.image.index}, k={self.k})"
-
-    @property
-    def k(self) -> int:
-        return len(self.weights)
-
-    def __len__(self) -> int:
-        return self.k
-
-    @property
-    def maps_lowres(self) -> np.ndarray:
-        if self._maps_lowres is None:
-            rows = self._rows["row"].to_numpy()
-            h, w = self.image.run.meta["shapes"][self.name]
-            if len(rows) == 0:
-                self._maps_lowres = np.zeros((0, h, w), np.float32)
-            else:
-                lo, hi = int(rows.min()), int(rows.max()) + 1
-                block = self.image._shard.read(f"maps/{self.index}", slice(lo, hi))
-                self._maps_lowres = block[rows - lo].astype(np.float32)
-        return self._maps_lowres
-
-    @property
-    def maps(self) -> np.ndarray:
-        """(K, H, W) float32 in [0, 1]: bilinear to the image size and min-max scaled, as ``Clusters.maps``."""
-        return upsample_minmax(torch.from_numpy(self.maps_lowres), self.image.size)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        h, w = self.image.run.meta["shapes"][self.name]
-        return int(h), int(w)
-
-    @property
-    def channel_weights(self) -> np.ndarray:
-        """Guided-gradient weight of every channel, percent of the layer total, (C,)."""
-        return self.image._shard.read(f"channel_weights/{self.index}", self.image.row).astype(np.float32)
-
-    @property
-    def kept(self) -> np.ndarray:
-        """Channels kept by the weight filter (from the stored channel weights)."""
-        return keep_channels(torch.from_numpy(self.channel_weights)).numpy()
-
-    def gradcam_lowres(self) -> np.ndarray:
-        """Plain Grad-CAM at feature resolution, min-max scaled, (h, w) float32."""
-        return self.image._shard.read(f"gradcam/{self.index}", self.image.row).astype(np.float32)
-
-    def gradcam(self) -> np.ndarray:
-        """Plain Grad-CAM at this layer, (H, W) in [0, 1] at the image size, as ``LayerResult.gradcam()``."""
-        return upsample_minmax(torch.from_numpy(self.gradcam_lowres())[None], self.image.size)[0]
-
-    def key(self, j: int) -> MapKey:
-        if not 0 <= j < self.k:
-            raise IndexError(f"cluster map {j} does not exist; layer {self.name!r} of image {self.image.index} "
-                             f"has {self.k}")
-        r = self._rows.iloc[j]
-        return MapKey(r["model"], r["image_id"], int(r["target"]), r["layer"], r["members"])
-
-    def keys(self) -> list[MapKey]:
-        return [self.key(j) for j in range(self.k)]
-
-    def reveal(self, j: int, step: int) -> np.ndarray:
-        """Deep Reveal image of cluster map ``j`` at step 0..5, uint8 (H, W, 3), as ``Clusters.reveal``."""
-        if not 0 <= j < self.k:
-            raise IndexError(f"cluster map {j} does not exist; layer {self.name!r} of image {self.image.index} "
-                             f"has {self.k}")
-        return reveal_image(self.image.image, self.maps_lowres[j], step)
-
-
-class RunImage:
-    """One stored image: ``image`` (uint8), prediction and target, and ``img[layer]`` -> :class:`RunLayer`."""
-
-    def __init__(self, run: "Run", info: pd.Series, rows: pd.DataFrame):
-        self.run = run
-        self.index = int(info["image"])
-        self.position = int(info["position"])
-        self.image_id = str(info["image_id"])
-        self.predicted = int(info["predicted"])
-        self.target = int(info["target"])
-        self.label = None if pd.isna(info["label"]) else int(info["label"])
-        self.probability = float(info["probability"])
-        self.shard = int(info["shard"])
-        self.row = int(info["row"])
-        self._rows = rows
-        self._image: np.ndarray | None = None
-        self._layers: dict[str, RunLayer] = {}
-
-    def __repr__(self):
-        return (f"RunImage({self.index}, target={self.target_name!r}, predicted={self.predicted_name!r}, "
-                f"layers={len(self.layers)})")
-
-    @property
-    def _shard(self) -> _Shard:
-        return self.run._shard(self.shard)
-
-    @property
-    def layers(self) -> list[str]:
-        return list(self.run.layers)
-
-    @property
-    def image(self) -> np.ndarray:
-        """What a person sees, uint8 (H, W, 3), at the model's input size."""
-        if self._image is None:
-            self._image = self._shard.read("images", self.row)
-        return self._image
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return tuple(int(v) for v in self.run.meta["input_size"])
-
-    @property
-    def logits(self) -> np.ndarray:
-        return self._shard.read("logits", self.row).astype(np.float32)
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        z = self.logits.astype(np.float64)
-        e = np.exp(z - z.max())
-        return e / e.sum()
-
-    @property
-    def target_name(self) -> str:
-        return self.run.classes[self.target]
-
-    @property
-    def predicted_name(self) -> str:
-        return self.run.classes[self.predicted]
-
-    def __getitem__(self, name) -> RunLayer:
-        if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
-            name = self.run.layers[int(name)]
-        if name not in self.run.layers:
-            raise KeyError(f"layer {name!r} is not in this run; its layers are {self.run.layers}")
-        if name not in self._layers:
-            li = self.run.layers.index(name)
-            rows = self._rows[self._rows["layer_index"] == li].sort_values("map")
-            self._layers[name] = RunLayer(self, name, li, rows)
-        return self._layers[name]
-
-    def __iter__(self):
-        return (self[n] for n in self.run.layers)
-
-    def __len__(self) -> int:
-        return len(self.run.layers)
 
 
 class Run:
@@ -246,6 +85,18 @@ class Run:
         return self.meta["model"]
 
     @property
+    def fingerprint(self) -> str:
+        """The model's fingerprint, as ``Session.fingerprint`` (MapSource): the same as :attr:`model`."""
+        return self.meta["model"]
+
+    @property
+    def target(self) -> str:
+        """What the run's maps explain: "label" (each image's label, the predicted class where unknown),
+        "predicted", or "class N" (one class for every image)."""
+        stored = self.meta.get("target")
+        return "label" if stored == "label" else "predicted" if stored is None else f"class {stored}"
+
+    @property
     def recipe(self) -> str:
         return self.meta["recipe"]
 
@@ -287,7 +138,7 @@ class Run:
     def _table(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         with self._lock:
             if self._maps is None:
-                maps = [pd.read_parquet(p / "maps.parquet") for p in self._committed.values()]
+                maps = [_schema(pd.read_parquet(p / "maps.parquet")) for p in self._committed.values()]
                 imgs = [pd.read_parquet(p / "images.parquet") for p in self._committed.values()]
                 self._maps = (pd.concat(maps, ignore_index=True) if maps else _empty_maps())
                 self._images = (pd.concat(imgs, ignore_index=True) if imgs else _empty_images())
@@ -405,17 +256,83 @@ class Run:
         if images is not None:
             maps = maps[maps["image"].isin([int(i) for i in images])]
         if layers is not None:
-            layers = [layers] if isinstance(layers, str) else list(layers)
-            unknown = [n for n in layers if n not in self.layers]
-            if unknown:
-                raise ValueError(f"unknown layers {unknown}; the run's layers are {self.layers}")
-            maps = maps[maps["layer"].isin(layers)]
+            maps = maps[maps["layer"].isin(check_layers(layers, self.layers, owner="this run"))]
         for (s, li), part in maps.groupby(["shard", "layer_index"], sort=True):
             rows = part["row"].to_numpy()
             lo, hi = int(rows.min()), int(rows.max()) + 1
             block = self._shard(int(s)).read(f"maps/{int(li)}", slice(lo, hi))
             for rec, r in zip(part.to_dict("records"), rows):
                 yield rec, block[r - lo].astype(np.float32)
+
+    # ---- MapSource: what a labelling pool, a game and a global explanation ask ----------------------
+    @property
+    def image_indices(self) -> list[int]:
+        """The finished images (session indices), in run order."""
+        return [int(i) for i in self._table()[1].sort_values("position")["image"]]
+
+    def check_images(self, images=None) -> list[int]:
+        """The finished images asked for (session indices, once each); None: every finished one, in run order
+        (MapSource). An image that is not finished, or not in the run, is refused."""
+        if images is None:
+            return self.image_indices
+        if isinstance(images, (int, np.integer, str)):
+            raise TypeError(f"images must be a sequence of image indices (e.g. [0, 3]), not {images!r}")
+        chosen = []
+        for i in images:
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+                raise TypeError(f"image index must be an int, got {type(i).__name__}")
+            if int(i) not in chosen:
+                chosen.append(int(i))
+        done = self._image_rows()
+        missing = [i for i in chosen if i not in done]
+        if missing:
+            raise ValueError(f"images {missing[:10]}{' ...' if len(missing) > 10 else ''} are not finished in the "
+                             f"run {str(self.path)!r}; finish it with the same explain_dataset call, or use the "
+                             "finished ones (run.image_indices)")
+        return chosen
+
+    def label(self, i) -> int | None:
+        """The ground-truth class of a finished image, when the session knew it."""
+        y = self[i].label
+        return None if y is None else int(y)
+
+    def resolve_cut(self, recipe: str | None = None, k: int | None = None,
+                    target: str | None = None) -> tuple[str, int | None, str]:
+        """The run's own ``(recipe, k, target)`` (MapSource): a run stores one cut per image and layer, so a
+        ``recipe``, ``k`` or ``target`` other than the run's is refused."""
+        for name, given, have in (("recipe", recipe, self.recipe), ("k", k, self.k), ("target", target, self.target)):
+            if given is not None and given != have:
+                raise ValueError(f"{name}={given!r} differs from the run's {name} ({have!r}): a run stores one cut "
+                                 f"per image and layer; leave {name} out, or make another run with "
+                                 f"explain_dataset(..., {name}={given!r})")
+        return self.recipe, self.k, self.target
+
+    def items(self, images, layers, *, recipe: str | None = None, k: int | None = None, target: str | None = None,
+              progress=None) -> Iterator[MapItem]:
+        """Every stored cluster map of ``images`` at ``layers`` (MapSource), read from the table (no map is read
+        until shown); the cut is the run's (:meth:`resolve_cut`)."""
+        self.resolve_cut(recipe, k, target)
+        images = self.check_images(images)
+        layers = check_layers(layers, self.layers, owner="this run")
+        table = self._table()[0]
+        table = table[table["image"].isin(images) & table["layer"].isin(layers)]
+        for row in table.to_dict("records"):
+            yield MapItem(MapKey.from_row(row), int(row["image"]), row["layer"], int(row["map"]), float(row["weight"]),
+                          None)
+        if progress is not None:
+            progress(len(images), len(images))
+
+    def lowres(self, key) -> np.ndarray:
+        """A cluster map at feature resolution, (h, w) float32 in [0, 1] (MapSource): :meth:`map`."""
+        return self.map(key)
+
+    def weight(self, key) -> float:
+        """A cluster map's weight, percent of its layer (MapSource), from the table."""
+        key = key if isinstance(key, MapKey) else MapKey(*key)
+        r = self._key_rows().get(key)
+        if r is None:
+            self.locate(key)  # raises the KeyError that says why
+        return float(self._table()[0]["weight"].iloc[r])
 
     def map(self, key) -> np.ndarray:
         """A cluster map at feature resolution, (h, w) float32 in [0, 1]."""
@@ -429,10 +346,20 @@ class Run:
 
 
 def _empty_maps() -> pd.DataFrame:
-    cols = {"model": str, "image_id": str, "target": np.int64, "layer": str, "members": str, "image": np.int64,
-            "position": np.int64, "layer_index": np.int64, "map": np.int64, "weight": np.float64, "size": np.int64,
-            "predicted": np.int64, "shard": np.int64, "row": np.int64}
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+    frame = empty_maps_frame(CUT_COLUMNS + STORAGE_COLUMNS)
+    return frame.astype({"threshold": np.float64, **{c: np.int64 for c in ["k_cut"] + STORAGE_COLUMNS}})
+
+
+def _schema(maps: pd.DataFrame) -> pd.DataFrame:
+    """A shard's maps table in the one schema (engine.records.MAP_COLUMNS, then the run's columns): the tables of
+    runs written before the schema was one lack ``k`` (clusters in the cut), ``threshold`` and ``k_cut``."""
+    if "k" not in maps:
+        maps["k"] = maps.groupby(["position", "layer_index"])["map"].transform("size").astype(np.int64)
+    if "k_cut" not in maps:
+        maps["k_cut"] = maps["k"]
+    if "threshold" not in maps:
+        maps["threshold"] = np.nan
+    return maps[list(MAP_COLUMNS) + CUT_COLUMNS + STORAGE_COLUMNS]
 
 
 def _empty_images() -> pd.DataFrame:

@@ -46,12 +46,17 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunStore", "RunBusyError", "FORMAT", "VERSION", "shard_name", "CHUNK_BYTES", "chunk_shape"]
+__all__ = ["RunStore", "RunBusyError", "FORMAT", "VERSION", "shard_name", "CHUNK_BYTES", "chunk_shape",
+           "CUT_COLUMNS", "STORAGE_COLUMNS"]
 
 FORMAT = "inv-run"
 VERSION = 1
 _SHARD = re.compile(r"^s(\d{6,})$")
 _TMP = ".tmp-"
+#: The maps table's columns after the engine's MAP_COLUMNS: what a run keeps of each cut (the LayerCut's threshold
+#: and its clusters before pruning), then where each map is stored.
+CUT_COLUMNS = ["threshold", "k_cut"]
+STORAGE_COLUMNS = ["position", "shard", "row"]
 #: uncompressed bytes per Zarr chunk of a shard's arrays (``chunk_shape``)
 CHUNK_BYTES = 1 << 20
 

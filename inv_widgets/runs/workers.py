@@ -29,19 +29,21 @@ class SessionSpec:
     def __init__(self, session):
         self.model = session.model
         self.dataset = session.dataset
-        self.extra = list(session._extra)
+        self.extra = list(session.image_set._extra)
         self.transform = session.transform
         self.class_names = session._class_names
         self.layers = session.layers
         self.recipe = session.recipe
         self.device = str(session.device)
+        self.weighting = session.weighting
+        self.output = session.output
 
     def __call__(self):
         from ..session import Session
 
         data = self.dataset if self.dataset is not None else (self.extra or None)
         s = Session(self.model, data, transform=self.transform, class_names=self.class_names, layers=self.layers,
-                    recipe=self.recipe, device=self.device)
+                    recipe=self.recipe, device=self.device, weighting=self.weighting, output=self.output)
         if self.dataset is not None:
             for im in self.extra:
                 s.add_image(im)

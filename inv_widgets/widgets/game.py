@@ -40,8 +40,9 @@ import traitlets as t
 from .. import render
 from ..engine.contrast import map_meaning
 from ..engine.maps import REVEAL_PERCENTS
+from ..engine.sources import is_map_source
 from ..labels import rules
-from ..labels.pool import Pool, PoolItem, PoolSpec, is_run
+from ..labels.pool import Pool, PoolItem, PoolSpec
 from ..labels.queue import (
     LEADERBOARD_ROWS,
     NotSaved,
@@ -162,26 +163,19 @@ class LabelingGame(anywidget.AnyWidget):
     def __init__(self, session, store, participant: str | None = None, images: Iterable[int] | None = None,
                  layers: Sequence[str] | None = None, recipe: str | None = None, k: int | None = None, *,
                  target: str | None = None, **kwargs):
-        if not (is_run(session) or hasattr(session, "explain") and hasattr(session, "classes")
-                and hasattr(session, "layers")):
-            raise TypeError(f"session must be an inv_widgets.Session or a stored run (inv.Run), got "
-                            f"{type(session).__name__}; build one with inv.Session(model, data)")
+        if not is_map_source(session):
+            raise TypeError(f"session must be an inv_widgets.Session, a stored run (inv.Run) or another MapSource, "
+                            f"got {type(session).__name__}; build one with inv.Session(model, data)")
         if isinstance(store, (str, os.PathLike)):
             store = LabelStore(store)
         check_store(store)
-        run = session if is_run(session) else None
-        if run is not None:
-            spec = PoolSpec.for_run(run, images, layers, recipe, k, target)
-            session = None
-        else:
-            spec = PoolSpec.for_session(session, images, layers, recipe, k, target or "label")
-        classes = [str(c) for c in (run or session).classes]
+        spec = PoolSpec.for_source(session, images, layers, recipe, k, target)
+        classes = [str(c) for c in session.classes]
         if len(classes) < 2:
             raise ValueError(f"the game needs at least two classes to guess from; the session has {classes}")
         name = rules.check_name(participant) if participant is not None else None
         super().__init__(classes=classes, percents=[float(p) for p in REVEAL_PERCENTS], **kwargs)
-        self.session = session  # None when the maps come from a stored run
-        self.run = run
+        self.session = session  # where the maps come from: a Session, a stored Run, any MapSource
         self.store = store
         self.spec = spec
         self.images = list(spec.images)
@@ -228,11 +222,8 @@ class LabelingGame(anywidget.AnyWidget):
         if self._pool is not None:
             return
         self.loading = 0.001
-        if self.run is not None:
-            self._pool = Pool.from_run(self.run, self.spec.images, self.spec.layers)
-        else:
-            self._pool = Pool.from_session(self.session, self.spec,
-                                           progress=lambda done, total: setattr(self, "loading", done / total))
+        self._pool = Pool.from_source(self.session, self.spec,
+                                      progress=lambda done, total: setattr(self, "loading", max(done / total, 0.001)))
         self.total = len(self._pool)
         self.loading = 1.0
 

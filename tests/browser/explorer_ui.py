@@ -23,7 +23,9 @@ class ExplorerUI:
                         title: (g.querySelector('.inv-gallery-title') || {}).textContent || '',
                         captions: cards.map(c => c.querySelector('.inv-cap').textContent),
                         selected: cards.findIndex(c => c.classList.contains('inv-selected')),
-                        loaded: cards.every(c => Array.from(c.querySelectorAll('img')).every(i => i.complete && i.naturalWidth > 0))};
+                        loaded: cards.every(c => Array.from(c.querySelectorAll('img')).every(i => i.complete && i.naturalWidth > 0)
+                                                 && Array.from(c.querySelectorAll('canvas.inv-heat')).every(v => v.width > 0 && v.height > 0)),
+                        canvases: cards.filter(c => c.querySelector('canvas.inv-heat')).length};
             }""", self.root)
 
     def wait_gallery(self, timeout: float = 240_000) -> dict:
@@ -37,6 +39,40 @@ class ExplorerUI:
             "([root, old]) => { const g = document.querySelector(root + ' .inv-gallery'); return g && g.dataset.revision && g.dataset.revision !== old; }",
             arg=[self.root, old_rev], timeout=timeout)
         return self.gallery()
+
+    def card_pixels(self, j: int | str) -> "np.ndarray":
+        """The pixels of card ``j``'s coloured map as drawn in its canvas (``"gradcam"``: the Grad-CAM card),
+        uint8 (H, W, 4) at the canvas's own size (the image's)."""
+        import base64
+
+        import numpy as np
+
+        sel = ".inv-card.inv-gradcam" if j == "gradcam" else f".inv-card[data-index='{j}']"
+        got = self.page.evaluate(
+            """([root, sel]) => { const c = document.querySelector(root + ' .inv-gallery ' + sel + ' canvas.inv-heat');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let s = ''; for (let i = 0; i < d.length; i += 8192) s += String.fromCharCode(...d.subarray(i, i + 8192));
+                return {w: c.width, h: c.height, data: btoa(s)}; }""", [self.root, sel])
+        return np.frombuffer(base64.b64decode(got["data"]), np.uint8).reshape(got["h"], got["w"], 4)
+
+    def colorbar(self) -> dict:
+        """The gallery's colour scale: its tick texts and the 256 colours of its bar (uint8 (256, 3))."""
+        import numpy as np
+
+        got = self.page.evaluate(
+            """(root) => { const s = document.querySelector(root + ' .inv-gallery .inv-colorbar');
+                const c = s.querySelector('canvas'); const d = c.getContext('2d').getImageData(0, 0, c.width, 1).data;
+                const r = s.getBoundingClientRect();
+                return {ticks: Array.from(s.querySelectorAll('.inv-colorbar-tick')).map(t => t.textContent),
+                        rgba: Array.from(d), visible: r.width > 0 && r.height > 0, cmap: s.dataset.cmap}; }""", self.root)
+        got["colors"] = np.array(got.pop("rgba"), np.uint8).reshape(-1, 4)[:, :3]
+        return got
+
+    def card_png(self, j: int) -> bytes:
+        """A screenshot of card ``j``'s picture (the image and its map over it), as a person sees it."""
+        loc = self.page.locator(f"{self.root} .inv-gallery .inv-card[data-index='{j}'] .inv-stack")
+        loc.scroll_into_view_if_needed()
+        return loc.screenshot()
 
     def slider(self, label: str):
         return self.page.locator(f"{self.root} .widget-slider").filter(

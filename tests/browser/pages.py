@@ -14,6 +14,19 @@ LONG = 240_000  # ms: first run of a notebook on a slow shared machine (kernel s
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook on screen (not a hidden tab)
 
 
+KERNEL_EXEC = """async (code) => {
+  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const f = k.requestExecute({code, silent: false, store_history: false});
+  let out = '';
+  f.onIOPub = (msg) => {
+    if (msg.header.msg_type === 'stream') out += msg.content.text;
+    if (msg.header.msg_type === 'error') out += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
+  };
+  await f.done;
+  return out;
+}"""
+
+
 class NotebookPage:
     """A notebook opened in JupyterLab (``kind="lab"``) or Notebook 7 (``kind="notebook"``)."""
 
@@ -95,6 +108,11 @@ class NotebookPage:
                 return
             self.page.wait_for_timeout(300)
         raise TimeoutError(f"cells still running after {timeout / 1000:.0f} s; console: {self.console[-10:]}")
+
+    def kernel(self, code: str) -> str:
+        """Run ``code`` in the notebook's kernel (not in a cell: nothing is added to the notebook); its printed
+        output, and "ERROR name: value" for an exception."""
+        return self.page.evaluate(KERNEL_EXEC, code)
 
     def error_outputs(self) -> list[str]:
         return self.page.eval_on_selector_all(

@@ -46,6 +46,70 @@ def test_run_all_shows_the_gallery(lab):
     assert nb.page.locator(".inv-explorer .inv-dendro-box .js-plotly-plot").count() == 1
 
 
+EXPECTED = """
+import base64, json, numpy as np
+from inv_widgets import render
+_cl, _lr = explorer.clusters, explorer.layer_result
+_img = explorer.explanation.image
+print(json.dumps({"k": int(_cl.k), "shape": list(_img.shape), "cmap": explorer.cmap, "alpha": explorer.alpha,
+                  "image": base64.b64encode(np.ascontiguousarray(_img).tobytes()).decode(),
+                  "maps": base64.b64encode(np.ascontiguousarray(_cl.maps, dtype=np.float32).tobytes()).decode(),
+                  "gradcam": base64.b64encode(np.ascontiguousarray(_lr.gradcam(), dtype=np.float32).tobytes()).decode()}))
+"""
+
+
+def expected_pictures(nb) -> dict:
+    """What the kernel says the gallery shows: the image, the cut's maps and Grad-CAM at input size, cmap, alpha."""
+    import base64
+    import json
+
+    import numpy as np
+
+    got = json.loads(nb.kernel(EXPECTED).strip().splitlines()[-1])
+    h, w = got["shape"][:2]
+    got["image"] = np.frombuffer(base64.b64decode(got["image"]), np.uint8).reshape(h, w, 3)
+    got["maps"] = np.frombuffer(base64.b64decode(got["maps"]), np.float32).reshape(got["k"], h, w)
+    got["gradcam"] = np.frombuffer(base64.b64decode(got["gradcam"]), np.float32).reshape(h, w)
+    return got
+
+
+def test_cards_show_the_maps_as_render_colours_and_blends_them(lab):
+    """The page colours the maps itself (numbers in, canvas out): every card's pixels are render.apply_cmap of the
+    cut's map at the image's size, and what a person sees (the card's picture on screen) is render.overlay of
+    the image and the map, scaled to the card; the colour bar beside the gallery shows the same colour table."""
+    import numpy as np
+
+    from inv_widgets import render
+
+    nb, ui, _ = lab
+    want = expected_pictures(nb)
+    g = ui.gallery()
+    assert g["count"] == want["k"] == g["canvases"] >= 2 and g["loaded"], g
+    for j in range(want["k"]):
+        got = ui.card_pixels(j)
+        ref = render.apply_cmap(want["maps"][j], want["cmap"])
+        assert got.shape[:2] == ref.shape[:2] and (got[..., 3] == 255).all()
+        diff = np.abs(got[..., :3].astype(int) - ref).max(axis=2)
+        assert (diff > 0).mean() < 1e-3 and diff.max() <= 8, (j, (diff > 0).mean(), diff.max())
+    cam = ui.card_pixels("gradcam")
+    diff = np.abs(cam[..., :3].astype(int) - render.apply_cmap(want["gradcam"], want["cmap"])).max(axis=2)
+    assert (diff > 0).mean() < 1e-3 and diff.max() <= 8
+    # on screen: the map over the image at the opacity shown, as render.overlay blends them
+    for j in (0, want["k"] - 1):
+        shot = Image.open(io.BytesIO(ui.card_png(j))).convert("RGB")
+        ref = Image.fromarray(render.overlay(want["image"], want["maps"][j], want["cmap"], want["alpha"]))
+        ref = np.asarray(ref.resize(shot.size, Image.BILINEAR), dtype=float)
+        seen = np.asarray(shot, dtype=float)
+        other = np.asarray(Image.fromarray(render.overlay(want["image"], want["maps"][(j + 1) % want["k"]],
+                                                          want["cmap"], want["alpha"])).resize(shot.size, Image.BILINEAR),
+                           dtype=float)
+        err, err_other = np.abs(seen - ref).mean(), np.abs(seen - other).mean()
+        assert err < 6 and err < err_other / 2, (j, err, err_other)  # this map, not another, blended as render does
+    bar = ui.colorbar()
+    assert bar["visible"] and bar["ticks"] == ["0 low", "high 1"] and bar["cmap"] == want["cmap"]
+    assert np.array_equal(bar["colors"], render.colormap(want["cmap"]))
+
+
 def test_layer_slider_changes_gallery_and_dendrogram(lab):
     nb, ui, _ = lab
     before, layer0 = ui.gallery(), ui.readout("Layer")
@@ -117,6 +181,9 @@ def test_opacity_and_colour_map(lab):
     a = np.asarray(png, dtype=np.int16)
     sat = (a.max(axis=2) - a.min(axis=2)).mean()
     assert sat < 25, sat
+    from inv_widgets import render
+
+    assert np.array_equal(ui.colorbar()["colors"], render.colormap("gray"))  # the colour scale follows
     slider.focus()
     for _ in range(10):
         nb.page.keyboard.press("ArrowLeft")  # back to 50 %

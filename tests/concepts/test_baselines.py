@@ -154,3 +154,24 @@ def test_cached_maps_answer_without_work(region_session):
         np.testing.assert_array_equal(hit[m], got[m])
     assert cached_maps(region_session, 0, methods=["lime"], n_samples=31, n_segments=12) is None  # other settings
     assert model.seen == seen + 30
+
+
+class _AuxAndLogits(nn.Module):
+    """RegionNet's logits under the key "logits" of a dict, beside an auxiliary output that comes first."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = RegionNet()
+
+    def forward(self, x):
+        return {"aux": x.mean((2, 3)), "logits": self.net(x)}
+
+
+def test_lime_and_kernelshap_read_the_output_the_session_chooses(region_session):
+    """The baselines call the model through the session's runner: Session(output=...) holds for them too (they used
+    to take the model's first output, here the auxiliary one)."""
+    chosen = inv.Session(_AuxAndLogits().eval(), [picture()], class_names=["red", "green"], output="logits")
+    for method in ("lime", "kernelshap"):
+        got = attribution_maps(chosen, 0, target="red", methods=(method,), n_samples=64, n_segments=16)[method]
+        want = attribution_maps(region_session, 0, target="red", methods=(method,), n_samples=64, n_segments=16)[method]
+        np.testing.assert_allclose(got, want, atol=1e-6)

@@ -40,3 +40,10 @@ def planted_maps(seed=0, per_group=12, size=16):
             maps.append(blob * rng.uniform(0.5, 2.0) + rng.normal(0, 0.03, blob.shape))
             truth.append(g)
     return torch.tensor(np.array(maps), dtype=torch.float32), np.array(truth)
+
+
+def scaled(m: np.ndarray) -> np.ndarray:
+    """A map min-max scaled to [0, 1] (a constant map: zeros), as cluster maps are kept at feature resolution."""
+    m = np.asarray(m, dtype=np.float64)
+    span = m.max() - m.min()
+    return (m - m.min()) / span if span > 0 else np.zeros_like(m)

@@ -47,6 +47,7 @@ def check_layer(model, x, exp, name, groups):
     return ab
 
 
+@pytest.mark.slow
 def test_cluster_ablation_equals_plain_masked_forwards_on_the_demo(demo):
     model, data = demo
     session = inv.Session(model, data)
@@ -65,6 +66,7 @@ def test_cluster_ablation_equals_plain_masked_forwards_on_the_demo(demo):
     assert exp[exp.layers[-1]].cut().ablation().logit_drop[0] > 0
 
 
+@pytest.mark.slow
 def test_ablation_after_a_skip_connection_and_before_a_concatenation(tiny_cnn, tiny_image):
     """TinyCNN adds a batch-1 tensor after conv2 (broadcast: copies after the layer work) and concatenates
     one before dw (the copies cannot pass: the input is copied instead); both give the plain result."""
@@ -173,6 +175,7 @@ def test_curves_equal_plain_forwards_of_deleted_and_inserted_images(small_cnn):
         probe.curves(np.zeros((1, 8, 8)))
 
 
+@pytest.mark.slow
 def test_a_faithful_map_deletes_faster_than_its_opposite(demo):
     """On the demo, deleting the most salient pixels of the last layer's Grad-CAM first takes the class away
     sooner than deleting its least salient pixels first (and inserting them brings it back sooner)."""

@@ -34,6 +34,7 @@ def test_capture_matches_autograd_with_inplace_relu_skip_bn_depthwise_concat(tin
     ("vgg16", "conv"), ("resnet18", "conv"), ("resnet18", "blocks"),
     ("mobilenet_v3_small", "conv"), ("densenet121", "blocks"),
 ])
+@pytest.mark.slow
 def test_torchvision_models_capture_and_explain(arch, mode):
     torch.manual_seed(0)
     model = getattr(torchvision.models, arch)(weights=None).eval()
@@ -120,6 +121,7 @@ def test_guided_weights_and_filter_by_hand():
     assert keep_channels(pct).tolist() == [0, 2]
 
 
+@pytest.mark.slow
 def test_gradcam_agrees_with_captum():
     from captum.attr import LayerAttribution, LayerGradCam
 

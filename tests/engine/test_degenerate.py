@@ -34,6 +34,7 @@ DEGENERATE = {
 }
 
 
+@pytest.mark.slow
 def test_degenerate_layers_do_not_kill_the_process():
     """scikit-learn's Barnes-Hut t-SNE used to die with SIGSEGV on identical maps: run it where a crash cannot
     take the test session with it."""
@@ -84,6 +85,7 @@ def test_copies_of_maps_stay_together_and_k_is_at_most_the_distinct_maps(recipe)
         assert ((labels == labels[0]) == (truth == 0)).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["paper", "paper-sklearn"])
 def test_copies_in_planted_groups_join_their_map_and_the_groups_are_found(recipe):
     maps, truth = planted_maps()

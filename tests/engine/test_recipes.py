@@ -36,13 +36,10 @@ class Correlation(Recipe):
 
 # ---- the registry ----------------------------------------------------------------------------------
 
-def test_the_registered_recipes_and_the_old_names():
+def test_the_registered_recipes():
     assert recipe_names() == ("fast", "paper", "paper-sklearn", "spatial")
     assert RECIPES == ("fast", "paper", "paper-sklearn", "spatial") and "paper" in RECIPES and "magic" not in RECIPES
     assert list(RECIPES) == list(recipe_names()) and len(RECIPES) == 4
-    from inv_widgets.engine.cluster import RECIPES as old, build_tree as old_build_tree, build_trees as old_build_trees
-
-    assert old is RECIPES and old_build_tree is build_tree and old_build_trees is build_trees
     assert get_recipe("fast").prune is False and get_recipe("paper").prune is True
     assert get_recipe("paper-sklearn").prune is True and get_recipe("spatial").prune is False
     assert all(get_recipe(r).summary for r in recipe_names())
@@ -147,6 +144,7 @@ def test_the_driver_scales_rows_and_handles_tiny_layers(registry):
 
 # ---- the recipes -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["fast", "paper", "paper-sklearn", "spatial"])
 def test_recipes_recover_planted_groups(recipe):
     maps, truth = planted_maps()
@@ -197,6 +195,7 @@ def test_ward_is_scipys_linkage_bit_for_bit(copies):
         ward(x)
 
 
+@pytest.mark.slow
 def test_paper_layers_side_by_side_equal_one_at_a_time():
     """The paper recipe's shared embedding step gives each layer the tree it gets alone (and tiny layers are
     clustered as they are)."""
@@ -209,6 +208,7 @@ def test_paper_layers_side_by_side_equal_one_at_a_time():
         assert alone.suggested_k == tree.suggested_k
 
 
+@pytest.mark.slow
 def test_tsne_of_several_layers_side_by_side_equals_one_at_a_time():
     """Batching pads each set to a bucket, not to its batch: a layer's embedding is the same bit for bit
     whether it runs alone or with others of the same or another size."""
@@ -227,6 +227,7 @@ def test_tsne_of_several_layers_side_by_side_equals_one_at_a_time():
     assert adjusted_rand_score(np.repeat([0, 1], 30), labels) == 1.0
 
 
+@pytest.mark.slow
 def test_compute_builds_the_same_trees_as_layer_by_layer(tiny_cnn, tiny_image):
     s = inv.Session(tiny_cnn, [tiny_image])
     lazy = s.explain(0, recipe="paper", lazy=True)

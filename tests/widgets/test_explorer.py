@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 import inv_widgets as inv
+from inv_widgets import render
 from inv_widgets.widgets import Explorer, store_labels
 from inv_widgets.widgets.dendrogram import MAX_K, PALETTE, cluster_stubs
 from nets import CLASS_NAMES as CLASSES, small_images
@@ -52,13 +53,20 @@ def test_first_view_shows_the_suggested_cut_of_the_last_layer(explorer, session)
     cl = explorer.clusters
     assert explorer.layer == session.layers[-1]
     assert explorer.layer_slider.value == explorer.layer and explorer.layer_slider.options == tuple(explorer.layers)
-    assert cl.k == len(g.heats) == len(g.weights) == len(g.counts) == len(g.colors) >= 1
+    assert cl.k == g.k == len(g.counts) == len(g.colors) >= 1 and g.heats == []
     assert g.weights == sorted(g.weights, reverse=True)
     assert np.allclose(g.weights, cl.weights)
     assert g.counts == [len(m) for m in cl.members]
     assert g.colors == list(PALETTE[:cl.k])
-    assert png_shape(g.base) == (48, 48, 3) and png_shape(g.heats[0]) == (48, 48, 3)
-    assert g.gradcam and png_shape(g.gradcam) == (48, 48, 3)
+    assert png_shape(g.base) == (48, 48, 3)
+    # the maps travel as float32 numbers at feature resolution, exactly the cut's, to be drawn at input size
+    h, w = cl.maps_lowres.shape[1:]
+    assert g.map_shape == [h, w] and g.size == [48, 48]
+    got = np.frombuffer(g.maps, dtype="<f4").reshape(cl.k, h, w)
+    assert np.array_equal(got, cl.maps_lowres)
+    assert g.cmap == "jet" and g.lut == render.colormap("jet").tobytes()
+    assert g.gradcam_shape == [48, 48]
+    assert np.array_equal(np.frombuffer(g.gradcam_map, dtype="<f4").reshape(48, 48), explorer.layer_result.gradcam())
     assert explorer.k_slider.value == cl.k_cut == explorer.layer_result.suggested_k
     assert explorer.selected == 0 and g.selected == 0
     assert f"“{CLASSES[explorer.target]}”" in g.title
@@ -101,7 +109,7 @@ def test_cuts_by_k_height_and_suggestion(explorer):
     n = lr.tree.n
     assert n >= 4
     explorer.set_cut(k=3)
-    assert explorer.k == 3 == len(explorer.gallery.heats) == explorer.k_slider.value
+    assert explorer.k == 3 == explorer.gallery.k == explorer.k_slider.value
     h = float(lr.tree.threshold_for(2))
     explorer.set_cut(threshold=h)
     assert explorer.k == 2 and explorer.threshold == pytest.approx(h)
@@ -184,8 +192,8 @@ def test_controls_drive_the_explorer(explorer):
     explorer.recipe_select.value = "paper"
     assert explorer.recipe == "paper" and explorer.layer_result.recipe == "paper"
     explorer.detail.cmap = "gray"
-    heat = np.asarray(Image.open(io.BytesIO(explorer.gallery.heats[0])))
-    assert np.array_equal(heat[..., 0], heat[..., 1])  # grey maps
+    lut = np.frombuffer(explorer.gallery.lut, dtype=np.uint8).reshape(256, 3)
+    assert explorer.gallery.cmap == "gray" and np.array_equal(lut[:, 0], lut[:, 1])  # grey maps
     explorer._on_header_msg(explorer.header, {"type": "image", "index": 2}, [])
     assert explorer.index == 2 and explorer.header.index == 2
 
@@ -233,9 +241,11 @@ def test_selection_follows_the_cluster_identity_across_cuts(explorer):
 def test_images_travel_as_binary_buffers_not_base64(explorer):
     state, paths, buffers = _remove_buffers(explorer.gallery.get_state())
     text = json.dumps(state)
-    assert len(buffers) >= len(explorer.gallery.heats) + 2  # heats, image, Grad-CAM
+    assert len(buffers) >= 4  # image, maps, Grad-CAM, colour table
+    assert explorer.gallery.maps in [bytes(b) for b in buffers]
     assert "iVBOR" not in text  # base64 PNG signature
-    assert len(text) < 20_000
+    data = json.dumps({k: v for k, v in state.items() if k not in ("_esm", "_css")})  # the front-end code aside
+    assert len(data) < 5_000
     state, _, buffers = _remove_buffers(explorer.detail.get_state())
     assert len(buffers) >= 8 and "iVBOR" not in json.dumps(state)
 
@@ -287,7 +297,7 @@ def test_labels_hook(session):
         raise RuntimeError("database is down")
 
     ex2 = Explorer(session, labels=broken)  # a failing store does not break the Explorer
-    assert ex2.gallery.labels == [[] for _ in ex2.gallery.heats]
+    assert ex2.gallery.labels == [[] for _ in range(ex2.gallery.k)] and ex2.gallery.k >= 1
 
 
 def test_store_labels_adapter():
@@ -308,7 +318,7 @@ def test_store_labels_adapter():
 def test_explorer_with_the_real_label_store(session, tmp_path):
     store = inv.LabelStore(tmp_path / "labels.sqlite")
     ex = Explorer(session, store=store)
-    assert ex.gallery.labels == [[] for _ in ex.gallery.heats]  # no labels yet, no error
+    assert ex.gallery.labels == [[] for _ in range(ex.gallery.k)]  # no labels yet, no error
     assert ex.last_error is None
 
 

@@ -419,7 +419,7 @@ def test_refresh_shows_other_players(make_game, store):
 
 
 def test_bad_arguments_are_explained(session, store, layers):
-    with pytest.raises(ValueError, match="unknown layers"):
+    with pytest.raises(ValueError, match="unknown layer 'nope'"):
         LabelingGame(session, store, "a", layers=["nope"])
     with pytest.raises(IndexError, match="out of range"):
         LabelingGame(session, store, "a", images=[99])

@@ -30,7 +30,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..numeric import distinct_rows, minmax_rows
+from ..maps import minmax_maps
+from ..numeric import distinct_rows
 from ..tree import Tree, expand_linkage
 from .base import K_RANGE, PAPER_SEED, Link, Recipe
 from .fast import Fast
@@ -79,7 +80,7 @@ def get_recipe(name: str) -> Recipe:
 
 class _Names(Sequence):
     """The registered recipe names, read when used (so a recipe registered later is in it). Compares equal
-    to the tuple of names; ``RECIPES`` below, kept for code written before the registry."""
+    to the tuple of names (``RECIPES`` below: a live view of the registry for membership tests and loops)."""
 
     def __getitem__(self, i):
         return recipe_names()[i]
@@ -108,12 +109,15 @@ def build_tree(maps: torch.Tensor, recipe: str = DEFAULT_RECIPE, seed: int = PAP
 
 
 def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, seed: int = PAPER_SEED,
-                progress: Callable[[int], None] | None = None) -> list[Tree]:
+                progress: Callable[[int], None] | None = None, *, device: bool = False) -> list[Tree]:
     """Dendrograms of several layers' maps, the same trees as ``build_tree`` one layer at a time.
 
+    ``device=True`` links on the maps' device with the recipe's device kernel (``fast`` only: the batched
+    Ward of ``engine/ward_torch.py``, for dataset runs on a GPU); every rule below holds the same.
+
     A recipe may share work between the layers (the paper recipes embed them side by side). Each layer's
-    maps are flattened and min-max scaled only when the recipe asks for them, so at most one scaled copy
-    exists at a time. ``progress(i)`` is called as the tree of ``maps_list[i]`` is ready.
+    maps are flattened and min-max scaled (``engine.maps.minmax_maps``: a map flat to rounding is zeros, as the
+    cluster maps show it) only when the recipe asks for them, so at most one scaled copy exists at a time. ``progress(i)`` is called as the tree of ``maps_list[i]`` is ready.
 
     Degenerate layers get one answer from every recipe: fewer than two maps, nothing to link; maps that are
     all the same after scaling (constant, identical or all-zero maps, 1-pixel layers), one cluster (every merge
@@ -140,7 +144,7 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, see
 
     def scaled(i: int) -> torch.Tensor:
         maps = maps_list[i]
-        return minmax_rows(maps.reshape(maps.shape[0], -1).float())
+        return minmax_maps(maps.reshape(maps.shape[0], -1))  # a map flat to rounding is zeros, as it is shown
 
     sent: list[int] = []  # the layers handed to the recipe, in the order it sees them
     copies: dict[int, np.ndarray] = {}  # layer -> the distinct map each map is a copy of (distinct_rows recipes)
@@ -182,7 +186,7 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, see
         done(i, r.tree(link, n))
 
     if todo:
-        r.link_many(rows(), seed, linked)
+        (r.link_many_device if device else r.link_many)(rows(), seed, linked)
     return trees
 
 

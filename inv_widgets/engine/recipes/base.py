@@ -85,6 +85,12 @@ class Recipe:
         for i, x in enumerate(xs):
             done(i, self.link(x, seed))
 
+    def link_many_device(self, xs: Iterable[torch.Tensor], seed: int, done: Callable[[int, Link], None]) -> None:
+        """:meth:`link_many` without leaving the rows' device (a GPU): only recipes with a device kernel have it
+        (``fast``: the batched Ward of ``engine/ward_torch.py``)."""
+        raise ValueError(f"the {self.name!r} recipe has no device kernel; only 'fast' links on the device "
+                         "(ward='torch'); use ward='scipy' for this recipe")
+
     def tree(self, link: Link, n: int) -> Tree:
         return Tree(self.name, link.linkage, n, int(link.suggested_k), self.prune, link.embedding)
 

@@ -13,6 +13,7 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage as scipy_linkage
 
 from ..numeric import pca_scores, silhouette
+from ..runtime import limited_threads
 from .base import K_RANGE, PAPER_SEED, Link, Recipe, ward
 
 __all__ = ["Paper", "silhouette_k", "pca50"]
@@ -38,9 +39,17 @@ def silhouette_k(points: np.ndarray, z: np.ndarray, n: int, k_range=K_RANGE) -> 
 
 
 def pca50(x: torch.Tensor) -> torch.Tensor:
-    """The paper's first step: PCA to min(50, n, d) components (the scaled maps themselves if d is smaller)."""
+    """The paper's first step: PCA to min(50, n, d) components (the scaled maps themselves if d is smaller).
+
+    On one thread: MKL's threaded symmetric eigensolver took 6-11 s instead of 0.4 s for a 512 x 512 Gram matrix
+    on this project's busy 2-core machine (its threads spin while the cores are taken), and its result depends on
+    the thread count in the last bits, which t-SNE can amplify: on one thread the embedding is the same on every
+    machine."""
     n, d = x.shape
-    return pca_scores(x, min(50, n, d)) if min(50, n) < d else x.double()
+    if min(50, n) < d:
+        with limited_threads(1):
+            return pca_scores(x, min(50, n, d))
+    return x.double()
 
 
 class Paper(Recipe):
@@ -51,12 +60,15 @@ class Paper(Recipe):
 
     #: Fewer points than this are clustered as they are: t-SNE needs a few neighbours per point.
     MIN_POINTS = 4
+    #: t-SNE iterations (scikit-learn's default, as published), the first 250 with early exaggeration.
+    MAX_ITER = 1000
 
     def embed(self, pcs: list[torch.Tensor], seed: int, on_done: Callable[[int, np.ndarray], None]) -> None:
         """t-SNE to 2-D of several layers' principal components, side by side; ``on_done(i, points)``."""
         from ..tsne import capped_perplexity, tsne_exact_many
 
-        tsne_exact_many(pcs, [capped_perplexity(30.0, pc.shape[0]) for pc in pcs], on_done=on_done)  # 30 as published
+        tsne_exact_many(pcs, [capped_perplexity(30.0, pc.shape[0]) for pc in pcs], on_done=on_done,  # 30 as published
+                        max_iter=self.MAX_ITER)
 
     def link(self, x: torch.Tensor, seed: int = PAPER_SEED) -> Link:
         out: list[Link] = []

@@ -20,14 +20,17 @@ def colors(k: int) -> list[str]:
 
 
 def show_gallery(gallery, view, pictures, *, cmap: str, labels: list) -> None:
-    """Put the cut of ``view`` in ``gallery``, one message: the maps, the layer's Grad-CAM, the captions."""
+    """Put the cut of ``view`` in ``gallery``, one message: the maps, the layer's Grad-CAM, the captions.
+
+    The maps go at feature resolution (``Clusters.maps_lowres``) and the page upsamples, scales and colours
+    them as ``Clusters.maps`` and ``render.apply_cmap`` do; the image goes as a PNG (made once per image)."""
     cl, lr, exp = view.clusters, view.layer, view.explanation
     sub = [f"{view.recipe} recipe", f"cut at h = {cl.threshold:.3g}", f"{len(lr.kept)} of {lr.n_channels} channels kept"]
     if cl.pruned > 0:
         sub.append(f"{cl.pruned} light cluster{'s' if cl.pruned > 1 else ''} pruned")
     gallery.show(
-        base=pictures.image(exp), heats=pictures.heats(cl, cmap), weights=list(cl.weights),
+        base=pictures.image(exp), maps=cl.maps_lowres, size=exp.input_size, cmap=cmap, weights=list(cl.weights),
         counts=[len(m) for m in cl.members], colors=colors(cl.k), labels=[lab[:3] for lab in labels],
-        gradcam=pictures.gradcam(lr, cmap), gradcam_caption="Grad-CAM",
+        gradcam=lr.gradcam(), gradcam_caption="Grad-CAM",
         title=f"{lr.name} · {cl.k} cluster map{'s' if cl.k != 1 else ''} for “{exp.target_name}”",
         subtitle=" · ".join(sub), selected=view.selected, message=EMPTY if cl.k == 0 else "")

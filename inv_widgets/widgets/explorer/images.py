@@ -1,5 +1,6 @@
 """The Explorer's pictures as PNG bytes, made once and kept (engine.runtime.LRU): the image, the coloured
-cluster maps and Grad-CAMs, the Deep Reveal steps, the member channels' feature maps, the picker's thumbnails.
+cluster map of the detail view, the Deep Reveal steps, the member channels' feature maps, the picker's
+thumbnails. (The gallery's maps go to the page as numbers and are coloured there: gallery_view.py.)
 
 Keys name what a picture shows, never a position in a list: a cluster map by its identity (MapKey) and
 colour map, so a recut or another recipe that finds the same cluster reuses its picture.
@@ -33,15 +34,6 @@ class Pictures:
         """Cluster map ``j`` of a cut, coloured."""
         return self._png.get(("heat", clusters.key(j), cmap),
                              lambda: render.to_png(render.apply_cmap(clusters.maps[j], cmap)))
-
-    def heats(self, clusters, cmap: str) -> list[bytes]:
-        return [self.heat(clusters, j, cmap) for j in range(clusters.k)]
-
-    def gradcam(self, lr, cmap: str) -> bytes:
-        """The layer's plain Grad-CAM, coloured."""
-        e = lr.explanation
-        key = ("gradcam", e.model_id, e.image_id, int(e.target), lr.name, cmap)
-        return self._png.get(key, lambda: render.to_png(render.apply_cmap(lr.gradcam(), cmap)))
 
     def reveals(self, clusters, j: int) -> list[bytes]:
         """The six Deep Reveal steps of cluster map ``j``."""

@@ -9,8 +9,8 @@ A composition of small views over one :class:`~inv_widgets.Session` (listed in `
 What is shown is a value (``state.py``): a person's request makes a new Selection, which is resolved against
 the Session into a View; only then does anything change on screen, so a failed request leaves the Explorer as
 it was. A change sets trait values or figure data (never rebuilds the widget tree), and the model runs only
-for a new (image, target); a layer, cut or recipe change reuses the Session's cache. Images go to the browser
-as PNG bytes in binary buffers.
+for a new (image, target); a layer, cut or recipe change reuses the Session's cache. The gallery is drawn first
+and the rest once a person's requests pause (``pacing.py``); its maps go to the page as numbers in binary buffers.
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from .faithfulness_view import FaithfulnessView
 from .gallery_view import color, show_gallery
 from .header import HINT, Header, caption, read_upload, true_class
 from .images import Pictures
+from .pacing import Later, send_now
 from .provider import LabelsProvider, store_labels, top_labels
 from .state import KEEP, Cut, Selection, View
 
@@ -99,6 +100,9 @@ class Explorer(W.VBox):
         self._names: dict[int, str] = {}  # names given to added images (uploads): data, not a cache
         self._captions = LRU(4096)
         self._thumbs_pending = True  # the picker's thumbnails follow once the front end is up
+        self._from_ui = 0  # > 0 while a person's request (a message from the page) is handled (pacing.py)
+        self._later = Later(lambda: [self._push_dendrogram, self._push_detail, self.faithfulness.update],
+                            lambda step: self._safely("draw the dendrogram and the detail view", step))
 
         # ---- views ---------------------------------------------------------------------------
         self.header = Header(page_size=int(page_size), n_images=len(session), hint=HINT)
@@ -155,8 +159,7 @@ class Explorer(W.VBox):
         if self._dendrogram is None:
             self._dendrogram = Dendrogram(on_cut=self._ui_cut_height)
             self._dendro_box.children = [self._dendrogram.figure]
-            if self._view is not None:
-                show_dendrogram(self._dendrogram, self._view)
+            self._push_dendrogram()
         return self._dendrogram
 
     @property
@@ -313,15 +316,13 @@ class Explorer(W.VBox):
             return  # nothing to show that is not already shown
         image_changed = old is None or new.explanation is not old.explanation or new.image != old.image
         layer_changed = old is None or new.layer is not old.layer
-        # The gallery first: it is what a person waits for.
+        # The gallery first: it is what a person waits for; it leaves the kernel before the rest is worked out.
         self._push_gallery()
+        send_now()
         if image_changed:
             self._push_image()
         self.controls.show(new, layer_changed or image_changed, self._silenced)
-        if self._dendrogram is not None:
-            show_dendrogram(self._dendrogram, new)
-        self._push_detail()
-        self.faithfulness.update()
+        self._later.due(soon=self._from_ui > 0)  # the dendrogram, the detail view, the drops
 
     # ==== pushing state to the views ===================================================================
     def _labels(self, keys) -> list[list]:
@@ -334,6 +335,10 @@ class Explorer(W.VBox):
         view = self._view
         with self._silenced():
             show_gallery(self.gallery, view, self._pictures, cmap=self._cmap, labels=self._labels(view.clusters.keys()))
+
+    def _push_dendrogram(self) -> None:
+        if self._dendrogram is not None and self._view is not None:
+            show_dendrogram(self._dendrogram, self._view)
 
     def _push_detail(self) -> None:
         view = self._view
@@ -390,6 +395,7 @@ class Explorer(W.VBox):
         if self.header.error:
             self.header.error = ""  # a new request replaces the last message
         t0 = time.perf_counter()
+        self._from_ui += 1
         try:
             fn(*args, **kwargs)
             self.timings.append((action, time.perf_counter() - t0))
@@ -398,6 +404,8 @@ class Explorer(W.VBox):
             log.warning("Explorer could not %s", action, exc_info=True)
             self.header.error = readable(e, action)
             self._resync()
+        finally:
+            self._from_ui -= 1
 
     def _resync(self) -> None:
         """Put the controls back to the state actually shown (after a failed request)."""

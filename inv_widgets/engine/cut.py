@@ -1,0 +1,134 @@
+"""The cut: the one path from a captured pass to each layer's cluster maps, for one image or a batch, on the
+CPU or a device.
+
+    per_image = layer_maps(captured, weighting)        # per image, per layer: weights, kept maps, Grad-CAM
+    trees = build_trees([lm.maps for ...], recipe)    # the recipe registry (engine/recipes), every rule
+    cut = cut_layer(name, lm, tree, k=None)            # -> LayerCut (engine/records.py)
+
+A Session's :class:`~inv_widgets.engine.LayerResult` keeps the :class:`LayerMaps` of an image and cuts them as
+a person asks (any k, any height); a dataset run (``inv_widgets.runs``) calls :func:`cut_batch`, which is the
+same three steps for every image and layer of a batch. So a stored run and a Session give the same maps,
+weights, members and suggested k, on degenerate layers too (copied channels, constant or near-flat maps,
+1 x 1 maps, a single kept channel): they run this code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .capture import Captured
+from .maps import cluster_maps_lowres, minmax_maps
+from .records import CutBy, LayerCut
+from .recipes import build_trees
+from .tree import Tree, assign, prune_mask
+from .weights import gradcam_lowres, keep_channels, layer_percent
+
+__all__ = ["LayerMaps", "layer_maps", "plan_cut", "cut_layer", "cut_batch", "scaled_lowres"]
+
+
+@dataclass(eq=False)
+class LayerMaps:
+    """What one pass gives INV of one layer for one image: everything a cut needs.
+
+    ``percent`` (C,) channel weights, percent of the layer total; ``kept`` (n,) the channels the weight filter
+    keeps (ascending); ``maps`` (n, h, w) float32 their feature maps, ReLU applied (on the CPU, or on the
+    model's device for a run that links there); ``gradcam`` (h, w) the layer's plain Grad-CAM, not scaled.
+    """
+
+    percent: torch.Tensor
+    kept: torch.Tensor
+    maps: torch.Tensor
+    gradcam: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.gradcam.shape)
+
+    @property
+    def percent_kept(self) -> torch.Tensor:
+        """The kept channels' percent weights, aligned with ``kept``."""
+        return self.percent[self.kept]
+
+
+def layer_maps(captured: Captured, weighting: str = "guided", *, on_device: bool = False) -> list[dict[str, LayerMaps]]:
+    """Per image of a captured batch, per layer (in the order they fired): its :class:`LayerMaps`.
+
+    The small per-channel and per-pixel results cross to the CPU once per batch, the kept maps once per image
+    (on a GPU each transfer waits for the device); ``on_device`` leaves the kept maps where the model ran.
+    Nothing returned is a view of the batch (an image's result does not keep the batch alive)."""
+    b = captured.logits.shape[0]
+    out: list[dict[str, LayerMaps]] = [dict() for _ in range(b)]
+    for name in captured.order:
+        a = captured.activations[name].float()
+        pct = layer_percent(captured, name, weighting).cpu()
+        cams = gradcam_lowres(a, grad_mean=captured.grad_mean[name]).cpu()
+        for i in range(b):
+            kept = keep_channels(pct[i])
+            maps = F.relu(a[i].index_select(0, kept.to(a.device)))
+            out[i][name] = LayerMaps(pct[i].clone(), kept, maps if on_device else maps.cpu(), cams[i].clone())
+    return out
+
+
+def plan_cut(tree: Tree, percent_kept, *, k: int | None = None, threshold: float | None = None,
+             prune: bool | None = None) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """Where each kept channel goes in a cut: ``(assignment, weights, k_cut, threshold)``.
+
+    ``assignment`` (n,) the cluster of each kept channel, clusters numbered by weight (0 = heaviest), -1 where
+    the paper's pruning dropped it (``prune``, default the recipe's); ``weights`` (K,) float64 percent,
+    descending; ``k_cut`` the clusters before pruning; ``threshold`` a height that gives the cut."""
+    prune = tree.prune if prune is None else bool(prune)
+    if tree.n == 0:
+        return np.zeros(0, np.int64), np.zeros(0), 0, 0.0
+    labels = assign(tree, k=k, threshold=threshold)
+    k_cut = int(labels.max()) + 1
+    pct = np.asarray(percent_kept.cpu().numpy() if isinstance(percent_kept, torch.Tensor) else percent_kept)
+    weights = np.bincount(labels, weights=pct.astype(np.float64), minlength=k_cut)
+    keep = prune_mask(weights) if prune else np.ones(k_cut, dtype=bool)
+    order = [c for c in np.argsort(-weights, kind="stable") if keep[c]]
+    remap = np.full(k_cut, -1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    thr = float(threshold) if threshold is not None else tree.threshold_for(k_cut)
+    return remap[labels], weights[order].astype(np.float64), k_cut, thr
+
+
+def scaled_lowres(maps: torch.Tensor) -> np.ndarray:
+    """Maps (K, h, w) min-max scaled to [0, 1] as float32 numpy, flat maps as zeros (engine.maps.minmax_maps)."""
+    return minmax_maps(maps).cpu().numpy().astype(np.float32, copy=False)
+
+
+def cut_layer(name: str, lm: LayerMaps, tree: Tree, *, k: int | None = None, threshold: float | None = None,
+              prune: bool | None = None, by: CutBy | None = None) -> LayerCut:
+    """Cut one layer's dendrogram (by ``k``, by ``threshold``, or the suggested cut) into a :class:`LayerCut`:
+    each cluster map the weighted mean of its members' maps (weights: the members' percents), min-max scaled."""
+    by = by or ("suggested" if k is None and threshold is None else ("k" if threshold is None else "threshold"))
+    pct = lm.percent_kept
+    assignment, weights, k_cut, thr = plan_cut(tree, pct, k=k, threshold=threshold, prune=prune)
+    h, w = lm.shape
+    n_maps = len(weights)
+    if n_maps == 0:
+        low = np.zeros((0, h, w), np.float32)
+    else:
+        low = scaled_lowres(cluster_maps_lowres(lm.maps, pct.to(lm.maps.device), assignment, n_maps))
+    kept = lm.kept.cpu().numpy()
+    members = tuple(kept[assignment == j] for j in range(n_maps))
+    return LayerCut(name, low, weights, members, assignment, thr, k_cut, by)
+
+
+def cut_batch(captured: Captured, *, recipe: str = "fast", k: int | None = None, weighting: str = "guided",
+              device_ward: bool = False) -> list[dict[str, tuple[LayerMaps, LayerCut]]]:
+    """Every layer of every image of a captured batch, cut (the suggested cut, or ``k``): per image, per layer,
+    ``(LayerMaps, LayerCut)``. The dendrograms of the whole batch are built in one call of the registry (the
+    paper recipes embed them side by side; ``device_ward`` links the fast recipe on the model's device)."""
+    per_image = layer_maps(captured, weighting, on_device=device_ward)
+    names = list(captured.order)
+    b = len(per_image)
+    trees = build_trees([per_image[i][n].maps for n in names for i in range(b)], recipe, device=device_ward)
+    out: list[dict[str, tuple[LayerMaps, LayerCut]]] = [dict() for _ in range(b)]
+    for li, name in enumerate(names):
+        for i in range(b):
+            lm = per_image[i][name]
+            out[i][name] = (lm, cut_layer(name, lm, trees[li * b + i], k=k))
+    return out
