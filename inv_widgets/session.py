@@ -21,6 +21,7 @@ from torch import nn
 from .engine import Clusters, Explanation, MapKey, build_explanations, find_layers
 from .engine.ablation import ModelProbe
 from .engine.capture import LAYER_MODES
+from .engine.contrast import WIRED as WIRED_MAPS, check_maps
 from .engine.modelio import Output, layer_names, warn_one_layer
 from .engine.recipes import get_recipe, recipe_names
 from .engine.request import TARGET_MODES, check_batch_size, check_choice, check_indices, check_k, check_recipe, \
@@ -78,6 +79,11 @@ class Session:
         its BatchNorm and activation, where the network hands them on; a convolution with neither stays at its
         output) or "conv" (the convolution's own output, before them). See ``inv_widgets.engine.points``. Part
         of the maps' identity: labels given at one point never attach to the other's maps.
+    maps : str
+        What a cluster map is drawn from (``inv_widgets.engine.contrast``, whose ``map_meaning(maps)`` says it in
+        a line): "published" (the paper's), "gradcam" (the Grad-CAM of all of a cluster's channels, signs kept; a
+        map's weight is then its channels' first-order worth) or "contrast" (weights from the class's logit minus
+        the mean logit). Part of the maps' identity, as ``layer_point``.
     cache_size : int
         How many explanations to keep (least recently used are dropped). An explanation asked for with
         ``target=None`` is the same object as the one asked for with its predicted class. Model inputs are
@@ -92,11 +98,12 @@ class Session:
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
                  device=None, layers: str | Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
                  weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None,
-                 layer_point: str = "conv"):
+                 layer_point: str = "conv", maps: str = "published"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.recipe = check_recipe(recipe)
         self.weighting = check_weighting(weighting)
+        self.maps = check_maps(maps, WIRED_MAPS)
         self.cache_size = check_whole("cache_size", cache_size, lo=1)
         self.batch_size = check_batch_size(batch_size)
         check_choice("layer_mode", layer_mode, LAYER_MODES)
@@ -162,7 +169,7 @@ class Session:
         classes = len(self._class_names) if self._class_names is not None else "?"
         return (f"Session({type(self.model).__name__}, images={len(self)}, classes={classes}, "
                 f"layers={len(self._layers)}, device={str(self.device)!r}, recipe={self.recipe!r}, "
-                f"weighting={self.weighting!r}, layer_point={self.layer_point!r})")
+                f"weighting={self.weighting!r}, layer_point={self.layer_point!r}, maps={self.maps!r})")
 
     @property
     def layers(self) -> list[str]:
@@ -192,7 +199,7 @@ class Session:
     @property
     def fingerprint(self) -> str:
         """Short id of the model's architecture and weights (part of every cluster map's identity)."""
-        return self.runner.fingerprint
+        return self.runner.fingerprint + ("" if self.maps == "published" else f"-{self.maps}")
 
     # ---- images (inputs.ImageSet) ---------------------------------------------------------------
     def check_images(self, images: Sequence[int] | None = None) -> list[int]:
@@ -414,7 +421,9 @@ class Session:
         batch = torch.stack(xs).to(self.device)
         with self._lock:
             layers = self.layers  # the first run also checks the layers and the model's output
-            cap = self.runner.capture(batch, layers, target, weighting=self.weighting, spatial_only=self._auto_layers)
+            cap = self.runner.capture(batch, layers, target, spatial_only=self._auto_layers,
+                                      weighting=None if self.maps == "gradcam" else self.weighting,
+                                      score="contrast" if self.maps == "contrast" else "logit")
         names = self._class_names
         if names is None:
             names = self._class_names = [str(i) for i in range(cap.logits.shape[1])]
@@ -425,7 +434,7 @@ class Session:
                   for i, index in enumerate(indices)]
         shown = [self.image_set.shown(index, x) for index, x in zip(indices, xs)]
         exps = build_explanations(cap, shown, model_id=self.fingerprint, image_ids=iids, class_names=names,
-                                  recipe=self.recipe, weighting=self.weighting, probes=probes)
+                                  recipe=self.recipe, weighting=self.weighting, probes=probes, maps=self.maps)
         for e, index in zip(exps, indices):
             e.index = index
             if all(len(d.kept) == 0 for d in e._layers.values()):
@@ -480,10 +489,10 @@ class Session:
 
 def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,
             class_names=None, recipe: str = "fast", weighting: str = "guided", device=None,
-            output: Output = None, layer_point: str = "conv") -> Explanation:
+            output: Output = None, layer_point: str = "conv", maps: str = "published") -> Explanation:
     """One-off explanation of one image: ``inv.explain(model, image)``; see :class:`Session` (``output``
     chooses among the outputs of a model that returns several)."""
     s = Session(model, [image], transform=transform, class_names=class_names, device=device, layers=layers,
                 layer_mode=layer_mode, recipe=recipe, weighting=weighting, cache_size=1, output=output,
-                layer_point=layer_point)
+                layer_point=layer_point, maps=maps)
     return s.explain(0, target)

@@ -246,7 +246,7 @@ class ConceptSpace:
 def reveal_inputs(session, keys, step: int, transform: Callable | None = None) -> dict:
     """``{MapKey: model input}`` of each key's Deep Reveal image at ``step`` (each image explained once)."""
     from ..inputs import to_model_input
-    from .tcav import _reveal
+    from .examples import _reveal
 
     out: dict = {}
     _reveal(session, set(keys), step, out)
@@ -266,7 +266,7 @@ def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: 
     """The rows of ``concept_test(procedure="calibrated")``; see :func:`inv_widgets.concept_test`."""
     import pandas as pd
 
-    from .tcav import _keys, _rng
+    from .examples import _keys, _rng
 
     maps = ge.maps
     plan = []
@@ -304,7 +304,7 @@ def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: 
             for name in names:
                 todo = [t for t in plan if t["layer"] == layer and t["name"] == name]
                 run = [t for t in todo if not t["note"]]
-                space, n_scored = None, 0
+                space = None
                 if run:
                     space = _space(session, ge, name, layer, run[0]["pool"], [k for t in run for k in t["keys"]],
                                    step, max_images, scored_images, seed)
@@ -339,7 +339,7 @@ def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: 
 
 def _space(session, ge, name, layer, pool, concept_keys, step, max_images, scored_images, seed):
     """The ConceptSpace of one class at one layer: the reveal images of its maps, the scored images' gradients."""
-    from .tcav import _rng
+    from .examples import _rng
 
     keys = list(dict.fromkeys(list(pool) + list(concept_keys)))
     examples = reveal_inputs(session, keys, step)

@@ -27,7 +27,6 @@ for the layer being tested.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -42,6 +41,7 @@ import torch
 from ..engine import MapKey
 from ..engine.runtime import limited_threads
 from .captum_tcav import TCAVRunner, ttest_p
+from .examples import _keys, _order, _reveal, _rng
 
 __all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "random_sets", "ttest_p"]
 
@@ -51,16 +51,6 @@ RESULT_COLUMNS = ["class", "target", "layer", "label", "global_score", "n_exampl
 
 
 # ---- the public function ---------------------------------------------------------------------------------
-def _rng(seed: int, *parts) -> np.random.Generator:
-    h = hashlib.sha1("\x1f".join(map(str, (seed,) + parts)).encode()).digest()
-    return np.random.default_rng(int.from_bytes(h[:8], "little"))
-
-
-def _keys(df: pd.DataFrame) -> list[MapKey]:
-    return [MapKey(*row) for row in df[["model", "image_id", "target", "layer", "members"]]
-            .itertuples(index=False, name=None)]
-
-
 def _default_save_path(ge) -> str:
     """A temporary folder that lives as long as the GlobalExplanation (a second call reuses its CAVs)."""
     path = getattr(ge, "_tcav_dir", None)
@@ -378,22 +368,3 @@ def _row(t: dict, ge, runs: int, n_images: int) -> dict:
             "global_score": t["global_score"], "n_examples": len(t["keys"]), "n_random": 0, "n_images": n_images,
             "runs": runs, "tcav_score": np.nan, "tcav_std": np.nan, "random_score": np.nan, "random_std": np.nan,
             "p_value": np.nan, "significant": False, "cav_accuracy": np.nan, "note": t["note"]}
-
-
-def _order(k: MapKey):
-    return k.target, k.image_id, k.layer, k.members
-
-
-def _reveal(session, keys, step: int, out: dict) -> None:
-    """Deep Reveal images (uint8) of ``keys`` at ``step``, each image explained once."""
-    from .examples import located
-
-    if not keys:
-        return
-    ordered = sorted(keys, key=_order)
-    for key, _, cl, j in located(session, ordered):
-        if cl is None:
-            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} is no cluster of its layer's "
-                           "dendrogram (a merged map?); TCAV needs maps as the game showed them: aggregate "
-                           "without merge=True")
-        out[key] = cl.reveal(j, step)

@@ -28,13 +28,17 @@ import numpy as np
 import torch
 
 __all__ = ["MAP_TYPES", "MAP_MEANINGS", "map_meaning", "check_maps", "extend_groups", "group_maps", "group_weights",
-           "variant_cut", "GRADIENT_MAPS"]
+           "variant_cut", "gradcam_cut", "GRADIENT_MAPS", "WIRED"]
 
 #: The map types (``Session(maps=...)``): "published" (the paper's), and the class-contrastive variants.
 MAP_TYPES = ("published", "signed", "gradcam", "contrast")
 
 #: Map types drawn from the same pass's gradients with the published clusters extended to every channel.
 GRADIENT_MAPS = ("signed", "gradcam")
+
+#: The map types a Session and a dataset run offer (``Session(maps=...)``); "signed" stays an evaluation variant
+#: (its maps miss the object too often: ``python -m inv_widgets.eval sanity``).
+WIRED = ("published", "gradcam", "contrast")
 
 #: What a cluster map of each type shows, in one line (shown under the Explorer's gallery and in its detail
 #: view, in the game's instructions, in the report and in the docs).
@@ -51,10 +55,10 @@ MAP_MEANINGS = {
 }
 
 
-def check_maps(maps) -> str:
-    """``maps`` if it is one of :data:`MAP_TYPES`, else a ValueError naming the choices."""
-    if maps not in MAP_TYPES:
-        raise ValueError(f"maps {maps!r} is unknown; use one of {list(MAP_TYPES)} (\"published\": the paper's cluster "
+def check_maps(maps, choices=MAP_TYPES) -> str:
+    """``maps`` if it is one of ``choices`` (default :data:`MAP_TYPES`), else a ValueError naming them."""
+    if maps not in choices:
+        raise ValueError(f"maps {maps!r} is unknown; use one of {list(choices)} (\"published\": the paper's cluster "
                          "maps)")
     return maps
 
@@ -137,3 +141,26 @@ def variant_cut(acts: torch.Tensor, grads: torch.Tensor, kept, assignment, k: in
     low = group_maps(acts, grads, groups, k, kind)
     return {"maps": upsample_minmax(low, size), "maps_lowres": low.numpy(), "weights": group_weights(acts, grads, groups, k),
             "groups": groups}
+
+
+def gradcam_cut(acts: torch.Tensor, grad_mean: torch.Tensor, worth: torch.Tensor, kept, assignment, k: int):
+    """A published cut's ``"gradcam"`` maps, for :func:`inv_widgets.engine.cut.cut_layer`: every channel joins a
+    cluster (:func:`extend_groups`), each cluster map is ReLU(sum_c mean_ij(G_c) A_c) over its channels, and its
+    weight their summed first-order worth ``worth`` (mean_ij(G A) per channel) in percent of the layer's positive
+    total. Returns ``(maps (k, h, w) not scaled, weights (k,), groups (C,), order)``: ``order`` puts the clusters
+    heaviest first (by the new weights)."""
+    a = acts.float().cpu()
+    groups = extend_groups(a, kept, assignment, k)
+    c, h, w = a.shape
+    onehot = torch.zeros(k, c)
+    ok = np.flatnonzero(groups >= 0)
+    if len(ok):
+        onehot[torch.as_tensor(groups[ok]), torch.as_tensor(ok)] = 1.0
+    contrib = grad_mean.float().cpu()[:, None, None] * a
+    maps = torch.relu((onehot @ contrib.reshape(c, h * w)).reshape(k, h, w))
+    t = worth.double().cpu().numpy()
+    total = float(np.clip(t, 0, None).sum())
+    weights = np.array([t[groups == j].sum() for j in range(k)], np.float64)
+    weights = 100.0 * weights / total if total > 0 else np.zeros(k)
+    order = np.argsort(-weights, kind="stable")
+    return maps, weights, groups, order

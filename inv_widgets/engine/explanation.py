@@ -226,6 +226,7 @@ class Explanation:
     class_names: list[str] | None = None
     recipe: str = "fast"
     weighting: str = "guided"  # how the channel weights were made: "guided" or "taylor"
+    maps: str = "published"  # what a cluster map is drawn from (engine/contrast.py: MAP_TYPES)
     index: int = -1  # the image's index in its session (-1: a picture given directly)
     #: the model and this input, to run again on changed copies (ablation, deletion / insertion curves)
     probe: ModelProbe | None = field(default=None, repr=False, compare=False)
@@ -235,6 +236,13 @@ class Explanation:
     @property
     def input_size(self) -> tuple[int, int]:
         return tuple(self.image.shape[:2])
+
+    @property
+    def map_meaning(self) -> str:
+        """What a cluster map of this explanation shows, in one line (``engine.contrast.MAP_MEANINGS``)."""
+        from .contrast import map_meaning
+
+        return map_meaning(self.maps)
 
     def __getitem__(self, name) -> LayerResult:
         return self.layer(name)
@@ -346,24 +354,26 @@ def build_explanations(
     recipe: str = "fast",
     weighting: str = "guided",
     probes: list[ModelProbe] | None = None,
+    maps: str = "published",
 ) -> list[Explanation]:
     """Turn one captured batch into one Explanation per image (weights, filter, kept maps, Grad-CAM:
     :func:`inv_widgets.engine.cut.layer_maps`).
 
     ``weighting``: the channel weights every later step uses (keep filter, clusters, cluster weights and maps,
     Deep Reveal): "guided" (the paper's guided gradients) or "taylor" (gradient x activation). ``probes``: one
-    :class:`ModelProbe` per image, for ablation and deletion / insertion curves (optional)."""
+    :class:`ModelProbe` per image, for ablation and deletion / insertion curves (optional). ``maps``: what a
+    cluster map is drawn from (``engine.contrast``; "gradcam" needs a pass captured with ``weighting=None``)."""
     check_weighting(weighting)
     logits = captured.logits.float()
     probs = F.softmax(logits, dim=1).cpu().numpy()
     pred = logits.argmax(1).cpu().numpy()
-    per_image = layer_maps(captured, weighting)
+    per_image = layer_maps(captured, weighting, maps=maps)
     out = []
     for i in range(logits.shape[0]):
         out.append(Explanation(
             image=images[i], predicted=int(pred[i]), target=int(captured.targets[i]), probabilities=probs[i],
             logits=logits[i].cpu().numpy(), layers=list(captured.order), model_id=model_id,
             image_id=(image_ids[i] if image_ids else ""), class_names=class_names, recipe=recipe,
-            weighting=weighting, probe=probes[i] if probes else None, _layers=per_image[i],
+            weighting=weighting, maps=maps, probe=probes[i] if probes else None, _layers=per_image[i],
         ))
     return out

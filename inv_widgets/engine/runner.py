@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .capture import Captured, InferenceModeError, fingerprint, run_model
+from .points import check_layer_point
 from .modelio import Output, failure_message, input_dtype, resolve_layers, select_output
 from .runtime import eval_mode
 
@@ -52,12 +53,16 @@ class ModelRunner:
         Where it runs (default: where its parameters are); the model is moved there.
     output : int, str or callable, optional
         Which output holds the logits (see :func:`~inv_widgets.engine.modelio.select_output`).
+    layer_point : str
+        Where a layer's maps are read: "conv" (the convolution's output) or "activation" (after its BatchNorm
+        and activation; :mod:`inv_widgets.engine.points`).
     """
 
-    def __init__(self, model: nn.Module, device=None, output: Output = None):
+    def __init__(self, model: nn.Module, device=None, output: Output = None, *, layer_point: str = "conv"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.output = check_output(output)
+        self.layer_point = check_layer_point(layer_point)
         if device is None:
             p = next(iter(model.parameters()), None)
             device = p.device if p is not None else torch.device("cpu")
@@ -70,9 +75,11 @@ class ModelRunner:
 
     @property
     def fingerprint(self) -> str:
-        """Short id of the model's architecture and weights (part of every cluster map's identity)."""
+        """Short id of the model's architecture and weights (part of every cluster map's identity). Maps read
+        after the activation (``layer_point="activation"``) are other maps than the conv output's: their id ends in
+        ``-act``, so that labels given at one point never attach to the other's maps."""
         if self._fingerprint is None:
-            self._fingerprint = fingerprint(self.model)
+            self._fingerprint = fingerprint(self.model) + ("-act" if self.layer_point == "activation" else "")
         return self._fingerprint
 
     @property
@@ -108,15 +115,16 @@ class ModelRunner:
             return resolve_layers(self.model, x.to(self.device), layers, auto=auto, output=self.output)
 
     def capture(self, x: torch.Tensor, layers: list[str], target=None, *, weighting: str | None = None,
-                spatial_only: bool = False, keep_gradients: bool = False) -> Captured:
-        """One forward and one backward pass of the batch ``x`` recording ``layers``
-        (:func:`~inv_widgets.engine.capture.run_model`), locked; a model that cannot run on ``x`` gets an error
-        that says why in words."""
+                spatial_only: bool = False, keep_gradients: bool = False, score: str = "logit") -> Captured:
+        """One forward and one backward pass of the batch ``x`` recording ``layers`` at the runner's layer point
+        (:func:`~inv_widgets.engine.capture.run_model`; ``score``: what is differentiated), locked; a model that
+        cannot run on ``x`` gets an error that says why in words."""
         batch = x.to(self.device)
         with self.lock:
             try:
                 return run_model(self.model, batch, layers, target, output=self.output, spatial_only=spatial_only,
-                                 weighting=weighting, keep_gradients=keep_gradients)
+                                 weighting=weighting, keep_gradients=keep_gradients, layer_point=self.layer_point,
+                                 score=score)
             except InferenceModeError:
                 raise  # says what to do itself; not the model's failure
             except RuntimeError as e:

@@ -29,8 +29,8 @@ from scipy.stats import rankdata
 
 from .runtime import eval_mode
 
-__all__ = ["LayerMaps", "explain_images", "model_units", "randomised", "union", "KINDS", "spearman", "ssim",
-           "edge_map", "pointing", "sanity_records", "sanity_check", "SanityTable", "TESTS"]
+__all__ = ["TypeMaps", "explain_images", "model_units", "randomised", "union", "KINDS", "spearman", "ssim",
+           "edge_map", "pointing", "sanity_records", "sanity_check", "session_sanity_check", "SanityTable", "TESTS"]
 
 #: The map types compared (``inv_widgets.engine.contrast.MAP_TYPES``), and the layer's Grad-CAM beside them.
 KINDS = ("published", "signed", "gradcam", "contrast")
@@ -40,7 +40,7 @@ TESTS = ("cascade", "independent", "random class")
 
 
 @dataclass
-class LayerMaps:
+class TypeMaps:
     """One layer's cluster maps of one map type for one image, heaviest first."""
 
     maps: np.ndarray  # (K, H, W) float32 in [0, 1]
@@ -71,19 +71,19 @@ def union(maps: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
     return np.tensordot(w / w.sum(), np.asarray(maps, np.float64), axes=1).astype(np.float32)
 
 
-def _variant(lr, cl, acts, grads, kind, size) -> LayerMaps:
+def _variant(lr, cl, acts, grads, kind, size) -> TypeMaps:
     from .contrast import variant_cut
 
     v = variant_cut(acts, grads, lr.kept, cl.assignment, cl.k, kind, size)
     order = np.argsort(-v["weights"], kind="stable")
     groups = [np.flatnonzero(v["groups"] == j) for j in range(cl.k)]
-    return LayerMaps(v["maps"][order], v["weights"][order], [groups[j] for j in order], lr, cl)
+    return TypeMaps(v["maps"][order], v["weights"][order], [groups[j] for j in order], lr, cl)
 
 
 def explain_images(model, xs: torch.Tensor, images: list, targets, layers: list[str], *, point: str = "conv",
                    kinds=("published",), recipe: str = "fast", weighting: str = "guided", probes: bool = False,
                    fills=None, output=None, batch_size: int = 16) -> list[dict]:
-    """For each image: ``{"exp": Explanation, "maps": {layer: {kind: LayerMaps, "_layer": LayerResult}}}`` (the
+    """For each image: ``{"exp": Explanation, "maps": {layer: {kind: TypeMaps, "_layer": LayerResult}}}`` (the
     published LayerResult under ``"_layer"``). ``targets``: one class per
     image (None, or None in it: the predicted class); ``probes``: attach model probes (ablation, curves) at
     ``point``, with ``fills`` (one per image, or None) for the curves; ``output``: which model output holds the
@@ -120,11 +120,11 @@ def explain_images(model, xs: torch.Tensor, images: list, targets, layers: list[
                 got = {}
                 for kind in kinds:
                     if kind == "published":
-                        got[kind] = LayerMaps(cl.maps, np.asarray(cl.weights, np.float64), list(cl.members), lr, cl)
+                        got[kind] = TypeMaps(cl.maps, np.asarray(cl.weights, np.float64), list(cl.members), lr, cl)
                     elif kind == "contrast":
                         lc = exps_c[i].layer(name)
                         cc = lc.cut()
-                        got[kind] = LayerMaps(cc.maps, np.asarray(cc.weights, np.float64), list(cc.members), lc, cc)
+                        got[kind] = TypeMaps(cc.maps, np.asarray(cc.weights, np.float64), list(cc.members), lc, cc)
                     else:
                         got[kind] = _variant(lr, cl, cap.activations[name][i].float().cpu(),
                                              cap.gradients[name][i].float().cpu(), kind, exp.input_size)
@@ -368,3 +368,52 @@ def sanity_check(model, xs: torch.Tensor, images: list, layers: list[str], *, po
         "first step) or another class is explained; 'other image' and 'edge' are references: the similarity of "
         "two unrelated images' maps, and of the map with an edge detector that needs no model."))
     return out
+
+
+def session_sanity_check(session, images=None, *, layers=None, maps=("published",),
+                         tests=("cascade", "random class"), seed: int = 0, progress: bool = True) -> SanityTable:
+    """:func:`sanity_check` on a Session's own model, images and settings (recipe, weighting, layer point,
+    output): ``Session.sanity_check``. ``images``: indices or pictures (default the first 8; of one size);
+    ``layers``: the layers compared (default the deepest); ``maps``: map types
+    (:data:`inv_widgets.engine.contrast.MAP_TYPES`; the layer's Grad-CAM is always beside them); ``tests``: any of
+    "cascade" (re-initialise from the head back), "independent" (one part at a time) and "random class"."""
+    from .contrast import check_maps
+
+    kinds = tuple(check_maps(m) for m in ([maps] if isinstance(maps, str) else maps))
+    tests = tuple([tests] if isinstance(tests, str) else tests)
+    bad = [t for t in tests if t not in TESTS]
+    if bad:
+        raise ValueError(f"unknown sanity tests {bad}; choose from {list(TESTS)}")
+    items = list(range(min(8, len(session)))) if images is None else list(images)
+    if len(items) < 2:
+        raise ValueError("a sanity check needs at least 2 images (the other-image reference compares them)")
+    resolved = [session.image_set.resolve(im) for im in items]
+    shapes = {tuple(x.shape) for x, _, _ in resolved}
+    if len(shapes) > 1:
+        raise ValueError(f"the images of one sanity check must have one size, got {sorted(shapes)}")
+    xs = torch.stack([x for x, _, _ in resolved]).to(session.device)
+    shown = [session.image_set.shown(i, x) for x, _, i in resolved]
+    names = session.layers
+    layers = [names[-1]] if layers is None else [layers] if isinstance(layers, str) else list(layers)
+    unknown = [n for n in layers if n not in names]
+    if unknown:
+        raise ValueError(f"layers {unknown} are not explained by this session; its layers are {names}")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="sanity check", unit="model")
+
+    def step(done, total, message):
+        if bar is not None:
+            bar.total, bar.n = total, done
+            bar.set_postfix_str(message)
+
+    try:
+        with session.runner.lock:
+            return sanity_check(session.model, xs, shown, layers, point=session.layer_point, kinds=kinds, tests=tests,
+                                explain_layers=names, seed=seed, output=session.output, progress=step,
+                                recipe=session.recipe, weighting=session.weighting)
+    finally:
+        if bar is not None:
+            bar.close()

@@ -13,8 +13,9 @@ lists the rest. The figures of docs/evaluations.md are ``--split test`` runs.
 """
 from __future__ import annotations
 
-import argparse
 import sys
+
+from ._args import common_arguments, parser
 
 __all__ = ["main", "EVALUATIONS", "parser", "common_arguments"]
 
@@ -22,45 +23,21 @@ __all__ = ["main", "EVALUATIONS", "parser", "common_arguments"]
 EVALUATIONS = ("sanity", "parts", "faithfulness", "labels", "global")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line naming it (and the fix), not a usage dump."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def parser(what: str, doc: str | None) -> argparse.ArgumentParser:
-    return _Parser(prog=f"python -m inv_widgets.eval {what}", description=doc,
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def _whole(lo: int, what: str):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}, got {v}")
-        return v
-
-    return parse
-
-
-def common_arguments(ap: argparse.ArgumentParser, *, n: int, n_name: str = "--n", n_help: str | None = None,
-                     min_n: int = 1) -> argparse.ArgumentParser:
-    """The options every evaluation takes: the split, the number of images, the layer point, the seed, quiet."""
-    from .stats import SPLITS
-
-    ap.add_argument("--split", default="dev", choices=list(SPLITS),
-                    help="dev: the images the defaults were chosen on (default); test: sealed images, to report only")
-    ap.add_argument(n_name, type=_whole(min_n, n_name), default=n, dest="n",
-                    help=n_help or f"images of the split (default {n})")
-    ap.add_argument("--layer-point", default="activation", choices=["activation", "conv"],
-                    help="where each conv layer's maps are read (Session(layer_point=...); default activation)")
-    ap.add_argument("--seed", type=_whole(0, "--seed"), default=0, help="seeds every random step (default 0)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    return ap
+def _main_of(what: str):
+    """The ``main`` of one evaluation (imported when asked for: each pulls in its own dependencies)."""
+    if what == "sanity":
+        from .sanity import main
+    elif what == "parts":
+        from .parts import main
+    elif what == "faithfulness":
+        from .faithfulness import main
+    elif what == "labels":
+        from .labels import main
+    elif what == "global":
+        from .global_ import main
+    else:
+        from .all import main
+    return main
 
 
 def main(argv=None) -> int:
@@ -77,10 +54,7 @@ def main(argv=None) -> int:
         print(f"python -m inv_widgets.eval: error: unknown evaluation {what!r}; choose one of "
               f"{', '.join(EVALUATIONS + ('all',))}", file=sys.stderr)
         return 2
-    if what == "all":
-        from .all import main as run
-    else:
-        run = __import__(f"{__name__}.{ {'global': 'global_'}.get(what, what) }", fromlist=["main"]).main
+    run = _main_of(what)
     try:
         return run(rest)
     except KeyboardInterrupt:

@@ -15,8 +15,22 @@ import time
 __all__ = ["main"]
 
 
+def _main_of(what: str):
+    if what == "sanity":
+        from .sanity import main
+    elif what == "parts":
+        from .parts import main
+    elif what == "faithfulness":
+        from .faithfulness import main
+    elif what == "labels":
+        from .labels import main
+    else:
+        from .global_ import main
+    return main
+
+
 def main(argv=None) -> int:
-    from . import _whole, common_arguments, parser
+    from ._args import common_arguments, parser, whole as _whole
 
     ap = parser("all", __doc__)
     common_arguments(ap, n=30)
@@ -37,9 +51,8 @@ def main(argv=None) -> int:
         if what in args.skip:
             continue
         print(f"\n==== eval {what} {' '.join(extra + common)} ====", flush=True)
-        mod = __import__(f"{__package__}.{ {'global': 'global_'}.get(what, what)}", fromlist=["main"])
         t = time.perf_counter()
-        status |= mod.main(extra + common)
+        status |= _main_of(what)(extra + common)
         print(f"(eval {what}: {time.perf_counter() - t:.0f} s)", flush=True)
     print(f"\n(eval all: {time.perf_counter() - t0:.0f} s)")
     return status

@@ -375,7 +375,7 @@ def report(res: Faithfulness) -> str:
 
 
 def main(argv=None) -> int:
-    from . import common_arguments, parser
+    from ._args import common_arguments, parser
 
     ap = parser("faithfulness", __doc__)
     common_arguments(ap, n=50)

@@ -321,7 +321,7 @@ def report(r: dict, seed: int = 0) -> str:
 
 
 def main(argv=None) -> int:
-    from . import _whole, common_arguments, parser
+    from ._args import common_arguments, parser, whole as _whole
 
     ap = parser("global", __doc__)
     common_arguments(ap, n=200)

@@ -27,7 +27,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["evaluate_labels", "main", "part_words", "players_part"]
@@ -157,7 +156,7 @@ def report(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from . import common_arguments, parser
+    from ._args import common_arguments, parser
 
     ap = parser("labels", __doc__)
     common_arguments(ap, n=60)

@@ -306,7 +306,7 @@ def _fmtd(df, kind, metric, seed):
 
 
 def main(argv=None) -> int:
-    from . import common_arguments, parser
+    from ._args import common_arguments, parser
 
     ap = parser("parts", __doc__)
     common_arguments(ap, n=100)

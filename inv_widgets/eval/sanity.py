@@ -163,7 +163,7 @@ def report(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from . import common_arguments, parser
+    from ._args import common_arguments, parser
 
     ap = parser("sanity", __doc__)
     common_arguments(ap, n=30)

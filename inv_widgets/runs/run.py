@@ -112,6 +112,11 @@ class Run:
         return self.meta.get("layer_point", "conv")
 
     @property
+    def map_type(self) -> str:
+        """What the run's cluster maps are drawn from (its session's ``maps``; "published" for runs made before)."""
+        return self.meta.get("maps", "published")
+
+    @property
     def k(self) -> int | None:
         return self.meta["k"]
 

@@ -72,3 +72,30 @@ def test_every_map_type_says_what_it_shows():
         assert len(MAP_MEANINGS[kind]) < 300
     with pytest.raises(ValueError, match="maps 'saliency' is unknown"):
         check_maps("saliency")
+
+
+def test_session_maps_gradcam_is_the_evaluated_variant_and_a_run_stores_the_same(demo, tmp_path):
+    """Session(maps="gradcam") draws each cluster map as the evaluation measured it (engine.sanity.explain_images),
+    its ablation zeroes every channel the map is drawn from, and a stored run gives the same maps (engine/cut)."""
+    import inv_widgets as inv
+    from inv_widgets.engine.sanity import explain_images
+
+    model, data = demo
+    s = inv.Session(model, data, layer_point="activation", maps="gradcam", cache_size=4)
+    assert s.fingerprint.endswith("-act-gradcam") and "maps='gradcam'" in repr(s)
+    last = s.layers[-1]
+    cl = s.explain(0)[last].cut()
+    ref = explain_images(model, data[0][0][None], [data.array(0)], None, s.layers, point="activation",
+                         kinds=("gradcam",))[0]["maps"][last]["gradcam"]
+    np.testing.assert_allclose(cl.maps, ref.maps, atol=1e-5)
+    np.testing.assert_allclose(cl.weights, ref.weights)
+    assert all(set(m) <= set(c) for m, c in zip(cl.members, cl.cut.channels))  # kept members and the others
+    ab = cl.ablation()
+    assert list(ab.sizes) == [len(c) for c in cl.cut.channels]
+    run = inv.explain_dataset(s, [0, 1], out=tmp_path / "run", progress=False)
+    assert run.map_type == "gradcam" and run.layer_point == "activation"
+    stored = run[0][last]
+    np.testing.assert_allclose(stored.maps_lowres, cl.maps_lowres, atol=1e-3)  # stored as float16
+    np.testing.assert_allclose(stored.weights, cl.weights, rtol=1e-6)
+    with pytest.raises(ValueError, match="maps 'signed' is unknown"):
+        inv.Session(model, data, maps="signed")
