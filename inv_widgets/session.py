@@ -98,7 +98,7 @@ class Session:
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
                  device=None, layers: str | Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
                  weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None,
-                 layer_point: str = "conv", maps: str = "published"):
+                 layer_point: str = "activation", maps: str = "gradcam"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.recipe = check_recipe(recipe)
@@ -489,7 +489,7 @@ class Session:
 
 def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,
             class_names=None, recipe: str = "fast", weighting: str = "guided", device=None,
-            output: Output = None, layer_point: str = "conv", maps: str = "published") -> Explanation:
+            output: Output = None, layer_point: str = "activation", maps: str = "gradcam") -> Explanation:
     """One-off explanation of one image: ``inv.explain(model, image)``; see :class:`Session` (``output``
     chooses among the outputs of a model that returns several)."""
     s = Session(model, [image], transform=transform, class_names=class_names, device=device, layers=layers,

@@ -8,9 +8,9 @@ the published clusters (the same members, so the same :class:`MapKey` identities
 cluster's map is drawn from:
 
 - ``"signed"``: the signed contributions of **all** of a cluster's channels, gradient x activation at every pixel,
-  summed and clipped at 0. Each channel the keep filter dropped joins the cluster whose mean map it is nearest
-  (Euclidean, rows min-max scaled as the ``fast`` recipe scales them), so that channels voting against the class
-  where the cluster fires cancel there, as they do in Grad-CAM.
+  summed and clipped at 0. Each channel the keep filter dropped joins the cluster of the kept channel whose map
+  is nearest its own (Euclidean, rows min-max scaled as the ``fast`` recipe scales them), so that channels voting
+  against the class where the cluster fires cancel there, as they do in Grad-CAM.
 - ``"gradcam"``: the Grad-CAM of the cluster's channels (the same extended channel sets) with the sign of each
   channel's mean gradient kept: ReLU(sum_k mean_ij(G_k) A_k).
 - ``"contrast"``: the published map of a pass whose score is the target's logit minus the mean of all logits
@@ -79,9 +79,11 @@ def _scaled_rows(a: torch.Tensor) -> torch.Tensor:
 
 def extend_groups(acts: torch.Tensor, kept, assignment, k: int) -> np.ndarray:
     """Every channel's cluster, (C,): kept channels keep the cut's ``assignment`` (-1 where a pruning cut dropped
-    them, and they stay out); every other channel joins the cluster whose mean map (its members' maps, rows
-    min-max scaled) is nearest in Euclidean distance. Channels whose map is flat (a ReLU that never fires) stay
-    out (-1): they add nothing to any map."""
+    them, and they stay out); every other channel follows the kept channel whose map is nearest to its own
+    (Euclidean, rows min-max scaled as the ``fast`` recipe scales them). That nearest kept channel does not depend
+    on the cut, so a cluster's channels, and its map, depend on its members only: the same members give the same
+    map in every cut (a cluster map's identity stays its members). Channels whose map is flat (a ReLU that never
+    fires) stay out (-1): they add nothing to any map."""
     c = int(acts.shape[0])
     kept = np.asarray(kept, np.int64)
     assignment = np.asarray(assignment, np.int64)
@@ -89,15 +91,14 @@ def extend_groups(acts: torch.Tensor, kept, assignment, k: int) -> np.ndarray:
     if k == 0 or not len(kept):
         return out
     out[kept] = assignment
-    rows = _scaled_rows(acts)
-    centres = torch.stack([rows[torch.as_tensor(kept[assignment == j])].mean(0) for j in range(k)])
     others = np.setdiff1d(np.arange(c), kept)
     if len(others):
+        rows = _scaled_rows(acts)
         sub = rows[torch.as_tensor(others)]
-        nearest = torch.cdist(sub[None], centres[None])[0].argmin(1).numpy()
-        flat = (acts.reshape(c, -1)[torch.as_tensor(others)].float().amax(1)
-                == acts.reshape(c, -1)[torch.as_tensor(others)].float().amin(1)).numpy()
-        out[others] = np.where(flat, -1, nearest)
+        nearest = torch.cdist(sub[None], rows[torch.as_tensor(kept)][None])[0].argmin(1).numpy()
+        flat = acts.reshape(c, -1)[torch.as_tensor(others)].float()
+        flat = (flat.amax(1) == flat.amin(1)).numpy()
+        out[others] = np.where(flat, -1, assignment[nearest])
     return out
 
 

@@ -19,13 +19,13 @@ def _layer(seed=0, c=6, h=5, w=5):
     return acts, grads
 
 
-def test_every_channel_joins_the_cluster_whose_maps_it_resembles():
+def test_every_channel_joins_the_cluster_of_the_kept_channel_it_resembles():
     acts, _ = _layer()
     acts[5] = 0.0  # a channel that never fires
     kept, assignment = np.array([0, 3]), np.array([0, 1])
     groups = extend_groups(acts, kept, assignment, 2)
     assert groups[0] == 0 and groups[3] == 1  # kept channels keep the cut's clusters
-    assert list(groups[[1, 2]]) == [0, 0] and groups[4] == 1  # others: the nearest cluster's mean map
+    assert list(groups[[1, 2]]) == [0, 0] and groups[4] == 1  # others: the cluster of the nearest kept channel
     assert groups[5] == -1  # a flat channel adds nothing anywhere
     pruned = extend_groups(acts, kept, np.array([0, -1]), 1)
     assert pruned[3] == -1  # a channel a pruning cut dropped stays out
