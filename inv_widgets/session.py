@@ -430,7 +430,8 @@ class Session:
         elif len(names) != cap.logits.shape[1]:
             raise ValueError(f"the model has {cap.logits.shape[1]} outputs but {len(names)} class names were given")
         probes = [ModelProbe(self.model, batch[i], cap.targets[i], lock=self._lock, output=self.output,
-                             layer_point=self.layer_point, fill=lambda index=index, x=xs[i]: self.image_set.fill(index, x))
+                             layer_point=self.layer_point,
+                             fill=lambda index=index, x=xs[i]: self.image_set.fill(index, x))
                   for i, index in enumerate(indices)]
         shown = [self.image_set.shown(index, x) for index, x in zip(indices, xs)]
         exps = build_explanations(cap, shown, model_id=self.fingerprint, image_ids=iids, class_names=names,

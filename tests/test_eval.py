@@ -75,7 +75,7 @@ def test_random_groups_have_the_cuts_sizes_and_merge_like_cluster_maps(small_cnn
         def permutation(self, a):
             return np.asarray(a).copy()
 
-    exp = inv.Session(small_cnn, small_images).explain(0)
+    exp = inv.Session(small_cnn, small_images, maps="published").explain(0)  # random groups merge as published
     for name in exp.layers:
         lr = exp[name]
         cl = lr.cut(k=3)
@@ -166,7 +166,7 @@ def test_simulated_label_session_end_to_end(tmp_path):
     path = tmp_path / "labels.sqlite"
     r = evaluate_labels(n_images=4, players=2, noise=0.2, store_path=path, progress=False, timing_labels=10**9)
     assert r["maps"] > 20 and r["integrity"] == []
-    assert r["embedding"].startswith("sentence-transformers")
+    assert "minilm" in r["embedding"].lower()  # the default label model (a static distillation of MiniLM)
     assert r["named"].value > 0.3  # a random vocabulary word would name the true part far less often
     assert r["named"].lo <= r["named"].value <= r["named"].hi
     # the part most players named, read back from the store, and how often the aggregation names it

@@ -282,15 +282,19 @@ def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: 
                 rows = mine[mine["label"] == lab]
                 keys = _keys(rows)
                 if len(keys) > max_examples:
-                    pick = np.sort(_rng(seed, "concept", name, layer, lab).choice(len(keys), max_examples, replace=False))
+                    rng = _rng(seed, "concept", name, layer, lab)
+                    pick = np.sort(rng.choice(len(keys), max_examples, replace=False))
                     keys = [keys[p] for p in pick]
                 others = [k for k in pool if k not in set(_keys(rows))]
                 note = ""
                 if len(keys) < min_examples:
                     note = f"{len(keys)} maps carry this label (min_examples={min_examples})"
                 elif len(others) < len(keys):
-                    note = (f"only {len(others)} maps of this class at this layer carry other labels: too few for random "
-                            f"sets of {len(keys)} maps")
+                    note = (f"only {len(others)} maps of this class at this layer carry other labels: too few for "
+                            f"random sets of {len(keys)} maps")
+                elif len(pool) < 2 * len(keys):
+                    note = (f"the class has {len(pool)} maps at this layer: too few for random concepts of {len(keys)} "
+                            "maps and their random sets")
                 plan.append(dict(name=name, layer=layer, label=lab, keys=keys, others=others, pool=pool, note=note,
                                  global_score=float(rows["score"].sum())))
     out = []
@@ -325,6 +329,11 @@ def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: 
                                    n_null=r.n_null, p_tcav=r.p_tcav)
                         if r.n_scored == 0:
                             row["note"] = "no scored image of the class is held out from this label's maps"
+                        elif r.n_null < 2:
+                            row["note"] = (f"the class has {len(t['pool'])} maps at this layer: too few for random "
+                                           f"concepts of {len(t['keys'])} maps and their random sets")
+                        if row["note"]:
+                            row.update(p_raw=np.nan, t=np.nan, direction="")
                     out.append(row)
                     if bar is not None:
                         bar.update(1)

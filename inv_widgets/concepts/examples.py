@@ -73,7 +73,8 @@ def located(session, keys: Iterable, *, chunk: int = 16) -> Iterator[tuple[MapKe
 
 
 def map_weights(session, keys: Iterable, *, chunk: int = 16) -> dict[MapKey, float]:
-    """Percent weight of each key's cluster map: the sum of its member channels' weights at its layer.
+    """Percent weight of each key's cluster map: the sum of its member channels' weights at its layer (for a
+    ``maps="gradcam"`` session, the first-order worth of every channel the map is drawn from).
 
     Needs one model pass per image (no dendrogram): the same number ``Clusters.weights`` shows.
     """
@@ -85,7 +86,14 @@ def map_weights(session, keys: Iterable, *, chunk: int = 16) -> dict[MapKey, flo
             if members.size and members.max() >= w.shape[0]:
                 raise KeyError(f"cluster map {k.members_text!r} names channels beyond the {w.shape[0]} channels of "
                                f"layer {k.layer!r}")
-            out[k] = float(w[members].sum())
+            data = exp.layer(k.layer)._data
+            if getattr(data, "map_type", "published") == "gradcam":  # a gradcam map's weight: its channels' worth
+                from ..engine.contrast import channels_weight, map_channels
+
+                acts, _, worth = data.channels
+                out[k] = channels_weight(worth, map_channels(acts, data.kept.cpu().numpy(), members))
+            else:
+                out[k] = float(w[members].sum())
     return out
 
 

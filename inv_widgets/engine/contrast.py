@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 __all__ = ["MAP_TYPES", "MAP_MEANINGS", "map_meaning", "check_maps", "extend_groups", "group_maps", "group_weights",
-           "variant_cut", "gradcam_cut", "GRADIENT_MAPS", "WIRED"]
+           "variant_cut", "gradcam_cut", "map_channels", "channels_weight", "GRADIENT_MAPS", "WIRED"]
 
 #: The map types (``Session(maps=...)``): "published" (the paper's), and the class-contrastive variants.
 MAP_TYPES = ("published", "signed", "gradcam", "contrast")
@@ -91,15 +91,41 @@ def extend_groups(acts: torch.Tensor, kept, assignment, k: int) -> np.ndarray:
     if k == 0 or not len(kept):
         return out
     out[kept] = assignment
-    others = np.setdiff1d(np.arange(c), kept)
-    if len(others):
-        rows = _scaled_rows(acts)
-        sub = rows[torch.as_tensor(others)]
-        nearest = torch.cdist(sub[None], rows[torch.as_tensor(kept)][None])[0].argmin(1).numpy()
-        flat = acts.reshape(c, -1)[torch.as_tensor(others)].float()
-        flat = (flat.amax(1) == flat.amin(1)).numpy()
-        out[others] = np.where(flat, -1, assignment[nearest])
+    others, nearest = _nearest_kept(acts, kept)
+    out[others] = np.where(nearest >= 0, assignment[np.maximum(nearest, 0)], -1)
     return out
+
+
+def _nearest_kept(acts: torch.Tensor, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The channels not kept, and for each the position (in ``kept``) of the kept channel whose min-max scaled map
+    is nearest its own (-1 for a flat map)."""
+    c = int(acts.shape[0])
+    others = np.setdiff1d(np.arange(c), kept)
+    if not len(others) or not len(kept):
+        return others, np.full(len(others), -1, np.int64)
+    rows = _scaled_rows(acts)
+    nearest = torch.cdist(rows[torch.as_tensor(others)][None], rows[torch.as_tensor(kept)][None])[0].argmin(1).numpy()
+    flat = acts.reshape(c, -1)[torch.as_tensor(others)].float()
+    flat = (flat.amax(1) == flat.amin(1)).numpy()
+    return others, np.where(flat, -1, nearest).astype(np.int64)
+
+
+def map_channels(acts: torch.Tensor, kept, members) -> np.ndarray:
+    """Every channel a ``"gradcam"`` map of these members is drawn from, ascending: the members and each channel
+    the keep filter dropped whose nearest kept channel is a member (:func:`extend_groups`, for one map)."""
+    kept = np.asarray(kept, np.int64)
+    members = np.asarray(members, np.int64)
+    others, nearest = _nearest_kept(acts, kept)
+    joined = others[(nearest >= 0) & np.isin(kept[np.maximum(nearest, 0)], members)]
+    return np.union1d(members, joined)
+
+
+def channels_weight(worth: torch.Tensor, channels) -> float:
+    """The weight a ``"gradcam"`` map of ``channels`` shows: their summed first-order worth (mean_ij(G A) per
+    channel) in percent of the layer's positive total (as :func:`gradcam_cut` weighs it)."""
+    t = worth.double().cpu().numpy()
+    total = float(np.clip(t, 0, None).sum())
+    return 100.0 * float(t[np.asarray(channels, np.int64)].sum()) / total if total > 0 else 0.0
 
 
 def group_maps(acts: torch.Tensor, grads: torch.Tensor, groups: np.ndarray, k: int, kind: str) -> torch.Tensor:
@@ -140,8 +166,8 @@ def variant_cut(acts: torch.Tensor, grads: torch.Tensor, kept, assignment, k: in
 
     groups = extend_groups(acts, kept, assignment, k)
     low = group_maps(acts, grads, groups, k, kind)
-    return {"maps": upsample_minmax(low, size), "maps_lowres": low.numpy(), "weights": group_weights(acts, grads, groups, k),
-            "groups": groups}
+    return {"maps": upsample_minmax(low, size), "maps_lowres": low.numpy(),
+            "weights": group_weights(acts, grads, groups, k), "groups": groups}
 
 
 def gradcam_cut(acts: torch.Tensor, grad_mean: torch.Tensor, worth: torch.Tensor, kept, assignment, k: int):

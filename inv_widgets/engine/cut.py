@@ -74,7 +74,8 @@ def layer_maps(captured: Captured, weighting: str = "guided", *, on_device: bool
         every = None
         if maps == "gradcam":
             if captured.taylor.get(name) is None:
-                raise ValueError("maps='gradcam' needs gradient x activation from the pass: capture with weighting=None")
+                raise ValueError("maps='gradcam' needs gradient x activation from the pass: capture with "
+                                 "weighting=None")
             every = (a.cpu(), captured.grad_mean[name].float().cpu(), captured.taylor[name].float().cpu())
         for i in range(b):
             kept = keep_channels(pct[i])

@@ -42,7 +42,8 @@ def _main_of(what: str):
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = f"usage: python -m inv_widgets.eval {{{','.join(EVALUATIONS + ('all',))}}} [options]   (-h after the name for help)"
+    usage = (f"usage: python -m inv_widgets.eval {{{','.join(EVALUATIONS + ('all',))}}} [options]   (-h after the "
+             "name for help)")
     if not argv:
         print(usage, file=sys.stderr)
         return 2

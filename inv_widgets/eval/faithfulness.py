@@ -239,15 +239,15 @@ def check_targets(layers: pd.DataFrame, weighting: str) -> list[tuple[str, bool,
     f = lambda s: ", ".join(f"{v:.2f}" for v in s)  # noqa: E731
     out = []
     if "partial_pooled" in layers:
-        out.append(("partial rho(weight, drop | size) >= 0.5 in every layer", bool((layers.partial_pooled >= 0.5).all()),
-                    f(layers.partial_pooled)))
+        out.append(("partial rho(weight, drop | size) >= 0.5 in every layer",
+                    bool((layers.partial_pooled >= 0.5).all()), f(layers.partial_pooled)))
     blocks34 = layers[layers.layer.str.contains(r"block[34]_")]
     out += [("pooled Spearman >= 0.5 in every layer", bool((layers.spearman_pooled >= 0.5).all()),
              f(layers.spearman_pooled)),
             ("pooled Spearman >= 0.8 in blocks 3-4", bool((blocks34.spearman_pooled >= 0.8).all()),
              f(blocks34.spearman_pooled)),
-            ("heaviest map = largest drop in >= 50 % of images in every layer", bool((layers.heaviest_top >= 0.5).all()),
-             f(layers.heaviest_top))]
+            ("heaviest map = largest drop in >= 50 % of images in every layer",
+             bool((layers.heaviest_top >= 0.5).all()), f(layers.heaviest_top))]
     if layers.del_union.notna().any():
         wins = int((layers.del_union <= layers.del_gradcam).sum())
         out.append(("union deletes no worse than Grad-CAM in >= 6 of 8 layers",
@@ -364,8 +364,8 @@ def report(res: Faithfulness) -> str:
         if s["curves"]:
             lines.append(f"{kind}: deletion area (lower is better) union / heaviest / Grad-CAM; insertion union")
             for _, r in df[df.kind == kind].iterrows():
-                lines.append(f"  {r.layer.split('.')[-1]:<13} {_f(r, 'del_union', 3):<21} {_f(r, 'del_heaviest', 3):<21}"
-                             f" {_f(r, 'del_gradcam', 3):<21} {_f(r, 'ins_union', 3)}")
+                lines.append(f"  {r.layer.split('.')[-1]:<13} {_f(r, 'del_union', 3):<21} "
+                             f"{_f(r, 'del_heaviest', 3):<21} {_f(r, 'del_gradcam', 3):<21} {_f(r, 'ins_union', 3)}")
     for _, m in res.methods.iterrows():
         lines.append(f"  {m.method}: deletion {m.deletion_area:.3f} [{m.deletion_lo:.3f}, {m.deletion_hi:.3f}], "
                      f"insertion {m.insertion_area:.3f}")
@@ -382,7 +382,8 @@ def main(argv=None) -> int:
     ap.add_argument("--maps", nargs="+", default=["published"], choices=["published", "signed", "gradcam", "contrast"],
                     help="map types measured (default published)")
     ap.add_argument("--recipe", default="fast", help="clustering recipe (default fast)")
-    ap.add_argument("--weighting", default="guided", choices=["guided", "taylor"], help="channel weights (default guided)")
+    ap.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
+                    help="channel weights (default guided)")
     ap.add_argument("--steps", type=int, default=None,
                     help="equal steps of the deletion / insertion curves (default: 2 %% steps to 30 %%, then 10 %%)")
     ap.add_argument("--random", type=int, default=5, help="random channel groupings per image and layer (default 5)")

@@ -178,7 +178,8 @@ def _controls(session, ge, agg, truth, layers, scored, importance, *, runs, null
 
 
 def evaluate_global(split: str = "dev", n_images: int = 200, players: int = 8, noise: float = 0.2, *,
-                    point: str = "activation", runs: int = 10, null: int = 30, n_labels: int = 5, scored: int = 20,
+                    point: str = "activation", maps: str = "gradcam", runs: int = 10, null: int = 30, n_labels: int = 5,
+                    scored: int = 20,
                     tcav_layers: int = 2, min_examples: int = 10, max_examples: int = 30, controls: int = 5,
                     seed: int = 0, store_path=None, progress: bool = True) -> dict:
     import inv_widgets as inv
@@ -189,7 +190,7 @@ def evaluate_global(split: str = "dev", n_images: int = 200, players: int = 8, n
     from .stats import split_data
 
     model, data = split_data(split, n_images + 10 * scored)
-    session = inv.Session(model, data, cache_size=16, layer_point=point)
+    session = inv.Session(model, data, cache_size=16, layer_point=point, maps=maps)
     layers = session.layers[-int(tcav_layers):]
     fresh = range(n_images, n_images + 10 * scored)  # every block of 10 images holds each class once
     scored_of = {}
@@ -234,7 +235,8 @@ def evaluate_global(split: str = "dev", n_images: int = 200, players: int = 8, n
     tcav_s = time.perf_counter() - t1
     tmp.cleanup()
     return dict(split=split, n_images=n_images, players=players, noise=noise, runs=runs, null=null, scored=scored,
-                point=point, layers=layers, maps=len(ge.maps), play_s=play_s, tcav_s=tcav_s, naming=pd.DataFrame(naming),
+                point=point, maps_type=maps, layers=layers, maps=len(ge.maps), play_s=play_s, tcav_s=tcav_s,
+                naming=pd.DataFrame(naming),
                 labels=tc, controls=ctl, importance=importance, untested=list(tc.attrs.get("untested", [])),
                 min_examples=min_examples, max_examples=max_examples)
 
@@ -257,7 +259,8 @@ def summary(r: dict, seed: int = 0) -> pd.DataFrame:
             rows.append(dict(family=name, n=0))
             continue
         up = g["direction"] == "above"
-        row = dict(family=name, n=len(g), significant=ci(g[p] < 0.05, seed=seed), above=ci((g[p] < 0.05) & up, seed=seed),
+        row = dict(family=name, n=len(g), significant=ci(g[p] < 0.05, seed=seed),
+                   above=ci((g[p] < 0.05) & up, seed=seed),
                    significant_holm=ci(g[ph] < 0.05, seed=seed), above_holm=ci((g[ph] < 0.05) & up, seed=seed),
                    mean_t=ci(g["t"], seed=seed), tcav_significant=ci(g["p_tcav"] < 0.05, seed=seed))
         rows.append(row)
@@ -288,15 +291,17 @@ def check_targets(r: dict, seed: int = 0) -> list[tuple[str, bool, str]]:
     noise_t = np.r_[lab.loc[lab["kind"] == "noise", "t"], ctl.loc[ctl["family"] == "noise label", "t"]] if len(ctl) \
         else lab.loc[lab["kind"] == "noise", "t"]
     a = auroc(lab.loc[lab["kind"] == "part", "t"], noise_t, seed=seed)
-    out.append(("part labels vs noise labels AUROC >= 0.8", bool(a.value >= 0.8), f"{a} ({int((lab['kind'] == 'part').sum())}"
-                                                                                   f" part labels, {len(noise_t)} noise)"))
+    n_part = int((lab["kind"] == "part").sum())
+    out.append(("part labels vs noise labels AUROC >= 0.8", bool(a.value >= 0.8),
+                f"{a} ({n_part} part labels, {len(noise_t)} noise)"))
     return out
 
 
 def report(r: dict, seed: int = 0) -> str:
     lines = [f"eval global: split {r['split']}, {r['maps']} labelled cluster maps of {r['n_images']} images at "
-             f"{', '.join(x.split('.')[-1] for x in r['layers'])}, {r['players']} simulated players at {r['noise']:.0%} "
-             f"noise; layer point {r['point']}; calibrated concept test, {r['runs']} runs, {r['null']} random concepts, "
+             f"{', '.join(x.split('.')[-1] for x in r['layers'])}, {r['players']} simulated players at "
+             f"{r['noise']:.0%} noise; layer point {r['point']}, {r['maps_type']} maps; calibrated concept test, "
+             f"{r['runs']} runs, {r['null']} random concepts, "
              f"{r['scored']} fresh scored images per class, concepts of {r['min_examples']}-{r['max_examples']} maps "
              f"(play + aggregate {r['play_s']:.0f} s, tests {r['tcav_s']:.0f} s)"]
     nm = r["naming"]
@@ -330,15 +335,19 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=_whole(2, "--runs"), default=10, help="CAVs per concept (default 10)")
     ap.add_argument("--null", type=_whole(3, "--null"), default=30, help="random concepts per size (default 30)")
     ap.add_argument("--labels", type=_whole(1, "--labels"), default=5, help="top labels tested per class and layer")
-    ap.add_argument("--scored", type=_whole(2, "--scored"), default=20, help="fresh scored images per class (default 20)")
+    ap.add_argument("--scored", type=_whole(2, "--scored"), default=20,
+                    help="fresh scored images per class (default 20)")
     ap.add_argument("--controls", type=_whole(1, "--controls"), default=5,
                     help="random-subset concepts per class and layer (default 5)")
     ap.add_argument("--csv", default=None, help="write the label rows and the control rows here (two files: "
                                                 "<name>.labels.csv, <name>.controls.csv)")
+    ap.add_argument("--maps", default="gradcam", choices=["published", "gradcam", "contrast"],
+                    help="the map type played (Session(maps=...); default gradcam)")
     args = ap.parse_args(argv)
     if not 0 <= args.noise <= 1:
         ap.error(f"--noise must be in [0, 1], got {args.noise}")
-    r = evaluate_global(args.split, args.n, args.players, args.noise, point=args.layer_point, runs=args.runs,
+    r = evaluate_global(args.split, args.n, args.players, args.noise, point=args.layer_point, maps=args.maps,
+                        runs=args.runs,
                         null=args.null, n_labels=args.labels, scored=args.scored, controls=args.controls,
                         seed=args.seed, progress=not args.quiet)
     print(report(r, args.seed))

@@ -61,8 +61,8 @@ def players_part(labels: pd.DataFrame, vocabulary: dict) -> dict:
 
 
 def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *, split: str = "dev",
-                    point: str = "activation", store_path=None, model_name: str | None = None, seed: int = 0,
-                    progress: bool = True, timing_labels: int = 10_000, layers=None) -> dict:
+                    point: str = "activation", maps: str = "gradcam", store_path=None, model_name: str | None = None,
+                    seed: int = 0, progress: bool = True, timing_labels: int = 10_000, layers=None) -> dict:
     import inv_widgets as inv
     from ..engine.stats import ci
     from ..labels import LabelStore, aggregate_labels
@@ -74,7 +74,7 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
     model_name = model_name or DEFAULT_MODEL
     demo = inv.demo
     model, data = split_data(split, n_images)
-    session = inv.Session(model, data, cache_size=2, layer_point=point)
+    session = inv.Session(model, data, cache_size=2, layer_point=point, maps=maps)
     tmp = None
     if store_path is None:
         tmp = tempfile.TemporaryDirectory()
@@ -123,7 +123,8 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
     deep = set(layer_names[len(layer_names) // 2:])
     deep_rows = res[res["layer"].isin(deep)] if len(res) else res
     out = dict(maps=len(truth), answers=len(store.games()), labels=len(labels_df), play_s=play_s, agg_all_s=agg_all_s,
-               embedding=agg.attrs.get("embedding"), split=split, point=point, n_images=n_images, players=players,
+               embedding=agg.attrs.get("embedding"), split=split, point=point, maps_type=maps, n_images=n_images,
+               players=players,
                noise=noise, recovered=per_image(res, "recovered"), players_right=per_image(res, "players_right"),
                named=per_image(res, "named"), named_deep=per_image(deep_rows, "named"),
                deep_layers=[n for n in layer_names if n in deep],
@@ -140,7 +141,8 @@ def evaluate_labels(n_images: int = 60, players: int = 8, noise: float = 0.2, *,
 
 def report(r: dict) -> str:
     lines = [f"eval labels: split {r['split']} ({r['n_images']} images, explained for the true class), layer point "
-             f"{r['point']}: {r['maps']} cluster maps, {r['answers']} answers, {r['labels']} labels from {r['players']} "
+             f"{r['point']}, {r['maps_type']} maps: {r['maps']} cluster maps, {r['answers']} answers, {r['labels']} "
+             f"labels from {r['players']} "
              f"simulated players at {r['noise']:.0%} noise (play + store: {r['play_s']:.0f} s); embeddings: "
              f"{r['embedding']}; mean [95 % CI over images]",
              f"  recovery: the representative label names the part most players named: {r['recovered']}",
@@ -150,7 +152,8 @@ def report(r: dict) -> str:
              "  named share by layer: " + ", ".join(f"{k.split('.')[-1]} {v.fmt()}" for k, v in r["by_layer"].items()),
              f"  aggregation of all {r['labels']} labels: {r['agg_all_s']:.1f} s (includes loading the model)"]
     if "agg_10k_s" in r:
-        lines.append(f"  aggregation time for 10,000 labels: {r['agg_10k_s']:.1f} s (model loaded, embeddings computed)")
+        lines.append(f"  aggregation time for 10,000 labels: {r['agg_10k_s']:.1f} s (model loaded, embeddings "
+                     "computed)")
     lines.append(f"  store integrity: {', '.join(r['integrity']) or 'ok'}")
     return "\n".join(lines)
 
@@ -165,12 +168,14 @@ def main(argv=None) -> int:
     ap.add_argument("--store", default=None, help="keep the SQLite store at this path (default: a temporary file)")
     ap.add_argument("--model", default=None, help="label model: minilm-static (default), all-MiniLM-L6-v2, "
                                                   "a sentence-transformers or model2vec name or folder")
+    ap.add_argument("--maps", default="gradcam", choices=["published", "gradcam", "contrast"],
+                    help="the map type played (Session(maps=...); default gradcam)")
     args = ap.parse_args(argv)
     if args.players < 1:
         ap.error(f"--players must be at least 1, got {args.players}")
     if not 0 <= args.noise <= 1:
         ap.error(f"--noise must be in [0, 1], got {args.noise}")
-    r = evaluate_labels(args.n, args.players, args.noise, split=args.split, point=args.layer_point,
+    r = evaluate_labels(args.n, args.players, args.noise, split=args.split, point=args.layer_point, maps=args.maps,
                         store_path=args.store, model_name=args.model, seed=args.seed, progress=not args.quiet)
     print(report(r))
     return 0

@@ -108,7 +108,7 @@ def test_concept_test_is_calibrated_by_default_and_says_what_its_rows_mean(label
     assert "does not mean that the label names what the maps show" in res.attrs["meaning"]
     tested = res[res.note == ""]
     assert len(tested) >= 1
-    assert set(tested.direction) <= {"above", "below"} and (tested.n_null == 5).all()
+    assert set(tested.direction) <= {"above", "below"} and tested.n_null.between(2, 5).all()
     assert (tested.p_value >= tested.p_raw - 1e-12).all()  # Holm never lowers a p-value
     assert (tested.significant == (tested.p_value < 0.05)).all()
     for _, r in tested.iterrows():  # scored images: the class's labelled images the concept's maps do not come from
