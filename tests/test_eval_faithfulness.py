@@ -128,6 +128,7 @@ def test_command_line(capsys):
     assert main(["--n", "1", "--steps", "2", "--random", "1", "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "partial rho(weight, drop | size)" in out and "deletion area" in out and out.count("\ntarget ") == 5
+    assert "target met     published: " in out or "target MISSED  published: " in out
     assert "layer point activation (channels zeroed there)" in out
     with pytest.raises(ValueError, match="weighting"):
         evaluate_faithfulness(1, weighting="nope", progress=False)
