@@ -48,7 +48,29 @@ from inv_widgets.engine.capture import run_model  # noqa: E402
 from inv_widgets.engine.maps import cluster_maps_lowres, upsample_minmax  # noqa: E402
 from inv_widgets.engine.recipes import build_tree  # noqa: E402
 from inv_widgets.engine.tree import assign  # noqa: E402
-from inv_widgets.eval.parts import PartMasks, _Acc, map_part_scores  # noqa: E402
+from inv_widgets.eval.parts import PartMasks, map_part_scores, specific_found  # noqa: E402
+
+
+class _Acc:
+    """Per-image purity and recall of a grouping's maps, averaged (the metrics of ``eval parts``)."""
+
+    def __init__(self):
+        self.rows = []
+
+    @classmethod
+    def new(cls):
+        return cls()
+
+    def add(self, maps, weights, parts):
+        if not parts.names or not len(maps):
+            return
+        share, on = map_part_scores(maps, parts)
+        self.rows.append((share.max(1).mean(), on.any(0).mean(), specific_found(maps, parts).mean(), len(maps)))
+
+    def row(self):
+        v = np.asarray(self.rows, np.float64).reshape(-1, 4)
+        f = (lambda j: float(v[:, j].mean())) if len(v) else (lambda j: float("nan"))  # noqa: E731
+        return dict(purity=f(0), recall_point=f(1), recall_specific=f(2), mean_k=f(3), images=len(v))
 
 
 # ---- what a candidate sees ----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     inv-widgets explain                          # the demo model on the demo's first image -> inv_report.html
     inv-widgets explain photo.jpg --model vgg16 --weights none --out vgg.html
-    inv-widgets eval parts | labels | global | faithfulness   # evaluations on the embedded default
+    inv-widgets eval sanity | parts | faithfulness | labels | global | all   # evaluations on the embedded default
 
 Arguments are checked before anything is computed; a problem is one line on stderr that names the fix
 (``error: ...``), exit status 2 for a wrong argument and 1 when the work itself fails, and no file is left
@@ -295,7 +295,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=cmd_explain)
     ev = sub.add_parser("eval", help="evaluations on the embedded default (python -m inv_widgets.eval ...)")
-    ev.add_argument("what", choices=["parts", "labels", "global", "faithfulness"])
+    ev.add_argument("what", choices=["sanity", "parts", "faithfulness", "labels", "global", "all"])
     ev.add_argument("rest", nargs=argparse.REMAINDER)
     ev.set_defaults(func=lambda a: __import__("inv_widgets.eval", fromlist=["main"]).main([a.what, *a.rest]))
     return ap

@@ -49,6 +49,7 @@ def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int
     section of their own above the layers; ``baselines_note`` says how they were computed.
     """
     esc = html.escape
+    meaning = getattr(exp, "map_meaning", "")  # the engine's one line per map type (engine.contrast.MAP_MEANINGS)
     names = exp.class_names or [str(i) for i in range(len(exp.probabilities))]
     order = np.argsort(-exp.probabilities)[:top]
     rows = "".join(
@@ -63,6 +64,7 @@ def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int
         f"recipe <code>{esc(exp.recipe)}</code> · weighting <code>{esc(exp.weighting)}</code> · "
         f"{len(exp.layers)} layers · "
         f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by inv-widgets</div>",
+        f'<div class="sub meaning">What a cluster map shows: {esc(meaning)}</div>' if meaning else "",
         f'<div class="head">{_img(exp.image, 224, "input image")}<table class="pred">{rows}</table></div>',
     ]
     if baselines:

@@ -4,7 +4,7 @@ Each idea has its own home, and the Session puts them together: how the model is
 (``engine/runner.py``, :class:`~inv_widgets.engine.runner.ModelRunner`), the images and their model inputs
 (``inputs.py``, :class:`~inv_widgets.inputs.ImageSet`), the results (``engine/explanation.py``, cut by
 ``engine/cut.py``); here are the cache of explanations and the lookup of cluster maps by key
-(:class:`~inv_widgets.engine.sources.MapSource`, as a stored Run offers them too). The model runs once per
+(:class:`~inv_widgets.engine.sources.MapSource`, as a stored Run offers them too) is in ``keyed.py``. The model runs once per
 (image, target); everything after that (layers, recipes, cuts) reuses the cached Explanation.
 """
 from __future__ import annotations
@@ -12,25 +12,24 @@ from __future__ import annotations
 import gc
 import threading
 import warnings
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from .engine import Clusters, Explanation, MapKey, build_explanations, find_layers
+from .engine import Explanation, build_explanations, find_layers
 from .engine.ablation import ModelProbe
 from .engine.capture import LAYER_MODES
+from .engine.contrast import WIRED as WIRED_MAPS, check_maps
 from .engine.modelio import Output, layer_names, warn_one_layer
-from .engine.recipes import get_recipe, recipe_names
-from .engine.request import TARGET_MODES, check_batch_size, check_choice, check_indices, check_k, check_recipe, \
-    check_target, check_whole
+from .engine.request import check_batch_size, check_choice, check_indices, check_recipe, check_target, check_whole
 from .engine.runner import ModelRunner
 from .engine.runtime import LRU, return_freed_memory
-from .engine.sources import MapItem
 from .engine.weights import check_weighting
 from .inputs import ImageSet, tensor_id
+from .keyed import KeyedMaps
 from .sizing import DEFAULT_MAX_PIXELS, InputLimits
 
 __all__ = ["Session", "explain"]
@@ -38,7 +37,7 @@ __all__ = ["Session", "explain"]
 Progress = Callable[[int, int, str], None]
 
 
-class Session:
+class Session(KeyedMaps):
     """A model and the images it explains, with a bounded cache of explanations.
 
     Parameters
@@ -75,6 +74,16 @@ class Session:
         "taylor" (gradient x activation, mean_ij(G A), its positive part): a first-order estimate of what
         zeroing the map costs the target. Everything after the model's pass follows it: the keep filter,
         the clusters, the cluster weights and maps, Deep Reveal and the labels' keys.
+    layer_point : str
+        Where each convolution's maps are read (and its channels zeroed by ``ablation``): "activation" (after
+        its BatchNorm and activation, where the network hands them on; a convolution with neither stays at its
+        output) or "conv" (the convolution's own output, before them). See ``inv_widgets.engine.points``. Part
+        of the maps' identity: labels given at one point never attach to the other's maps.
+    maps : str
+        What a cluster map is drawn from (``inv_widgets.engine.contrast``, whose ``map_meaning(maps)`` says it in
+        a line): "published" (the paper's), "gradcam" (the Grad-CAM of all of a cluster's channels, signs kept; a
+        map's weight is then its channels' first-order worth) or "contrast" (weights from the class's logit minus
+        the mean logit). Part of the maps' identity, as ``layer_point``.
     cache_size : int
         How many explanations to keep (least recently used are dropped). An explanation asked for with
         ``target=None`` is the same object as the one asked for with its predicted class. Model inputs are
@@ -94,16 +103,18 @@ class Session:
     def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
                  device=None, layers: str | Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
                  weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None,
-                 input_size="auto", max_pixels: int | None = DEFAULT_MAX_PIXELS, max_memory="auto"):
+                 layer_point: str = "activation", maps: str = "gradcam", input_size="auto",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, max_memory="auto"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.recipe = check_recipe(recipe)
         self.weighting = check_weighting(weighting)
+        self.maps = check_maps(maps, WIRED_MAPS)
         self.cache_size = check_whole("cache_size", cache_size, lo=1)
         self.batch_size = check_batch_size(batch_size)
         check_choice("layer_mode", layer_mode, LAYER_MODES)
         #: how the model is called (device, output, dtype, eval mode, one pass at a time): engine/runner.py
-        self.runner = ModelRunner(model, device, output)
+        self.runner = ModelRunner(model, device, output, layer_point=layer_point)
         #: the images (dataset + added images) and their model inputs: inputs.ImageSet
         self.image_set = ImageSet(data, transform, cache_size=max(2 * self.cache_size, 32))
         self.layer_mode = layer_mode
@@ -144,6 +155,11 @@ class Session:
         return self.runner.lock
 
     @property
+    def layer_point(self) -> str:
+        """Where each convolution's maps are read: "activation" or "conv" (``Session(layer_point=...)``)."""
+        return self.runner.layer_point
+
+    @property
     def dataset(self):
         return self.image_set.dataset
 
@@ -162,7 +178,7 @@ class Session:
         classes = len(self._class_names) if self._class_names is not None else "?"
         return (f"Session({type(self.model).__name__}, images={len(self)}, classes={classes}, "
                 f"layers={len(self._layers)}, device={str(self.device)!r}, recipe={self.recipe!r}, "
-                f"weighting={self.weighting!r})")
+                f"weighting={self.weighting!r}, layer_point={self.layer_point!r}, maps={self.maps!r})")
 
     @property
     def layers(self) -> list[str]:
@@ -193,7 +209,7 @@ class Session:
     @property
     def fingerprint(self) -> str:
         """Short id of the model's architecture and weights (part of every cluster map's identity)."""
-        return self.runner.fingerprint
+        return self.runner.fingerprint + ("" if self.maps == "published" else f"-{self.maps}")
 
     # ---- images (inputs.ImageSet) ---------------------------------------------------------------
     def check_images(self, images: Sequence[int] | None = None) -> list[int]:
@@ -237,87 +253,6 @@ class Session:
         otherwise a Gaussian blur of the input (sigma: 1/16 of the longer side)."""
         x, _, index = self.image_set.resolve(image)
         return self.image_set.fill(index, x)
-
-    # ---- cluster maps by key (MapSource) ----------------------------------------------------------
-    def locate(self, key, recipe: str | None = None) -> tuple[int, "Clusters", int]:
-        """Where a cluster map lives: ``(image index, Clusters, j)`` for a :class:`MapKey`.
-
-        The image is explained for the key's target (cached), and the cut in which the key's member channels
-        form one cluster map is returned with that map's index (``recipe`` first, default the session's, then
-        the others: a key does not name its recipe). ``KeyError`` when the key belongs to another
-        model, to no image of this session, or to no cluster of the layer's dendrogram.
-        """
-        key = key if isinstance(key, MapKey) else MapKey(*key)
-        if key.model != self.fingerprint:
-            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} was made by another model "
-                           f"({key.model}), not this session's ({self.fingerprint})")
-        i = self.index_of(key.image_id)
-        exp = self.explain(i, key.target, lazy=True)
-        if key.layer not in exp.layers:
-            raise KeyError(f"layer {key.layer!r} is not explained by this session; its layers are {exp.layers}")
-        first = get_recipe(recipe or self.recipe).name
-        # a key does not say which recipe made it: the session's first, then dendrograms already built
-        recipes = sorted(recipe_names(), key=lambda r: (r != first, not exp.layer(key.layer, r).is_built))
-        error = None
-        for r in recipes:
-            try:
-                cl, j = exp.layer(key.layer, r).locate(key.members)
-                return i, cl, j
-            except KeyError as e:
-                error = error or e
-        raise error
-
-    def lowres(self, key) -> np.ndarray:
-        """A cluster map at feature resolution, (h, w) float32 in [0, 1] (MapSource; explains its image once)."""
-        _, cl, j = self.locate(key)
-        return cl.maps_lowres[j]
-
-    def weight(self, key) -> float:
-        """A cluster map's weight, percent of its layer: the sum of its members' channel weights (MapSource; one
-        model pass for its image and target, no dendrogram)."""
-        key = key if isinstance(key, MapKey) else MapKey(*key)
-        exp = self.explain(self.index_of(key.image_id), key.target, lazy=True)
-        w = exp.layer(key.layer).channel_weights
-        members = np.asarray(key.members, dtype=np.int64)
-        if members.size and members.max() >= w.shape[0]:
-            raise KeyError(f"cluster map {key.members_text!r} names channels beyond the {w.shape[0]} channels of "
-                           f"layer {key.layer!r}")
-        return float(w[members].astype(np.float64).sum())  # as the cut sums them (engine.cut.plan_cut)
-
-    def resolve_cut(self, recipe: str | None = None, k: int | None = None,
-                    target: str | None = None) -> tuple[str, int | None, str]:
-        """``(recipe, k, target)`` checked, defaults filled in (the session's recipe, the suggested cut, each
-        image's label) (MapSource): a session cuts any way."""
-        target = "label" if target is None else target
-        return check_recipe(recipe or self.recipe), check_k(k), check_choice("target", target, TARGET_MODES)
-
-    def items(self, images: Sequence[int], layers: Sequence[str], *, recipe: str | None = None, k: int | None = None,
-              target: str = "label", progress: Callable[[int, int], None] | None = None,
-              chunk: int = 16) -> Iterator[MapItem]:
-        """Every cluster map of each image's cut (``recipe``, ``k``: default the suggested cut) at ``layers``
-        (MapSource): the images are explained ``chunk`` per model pass, for their label (``target="label"``,
-        the predicted class where it is unknown) or their predicted class (``"predicted"``)."""
-        recipe, k, target = self.resolve_cut(recipe, k, target)
-        images = [self.image_set.check(i) for i in images]
-        groups: dict[int | None, list[int]] = {}
-        for i in images:
-            y = self.label(i) if target == "label" else None
-            groups.setdefault(int(y) if y is not None and 0 <= int(y) < len(self.classes) else None, []).append(i)
-        position = {i: p for p, i in enumerate(images)}
-        done = 0
-        for tgt, idxs in sorted(groups.items(), key=lambda kv: position[kv[1][0]]):
-            for s in range(0, len(idxs), chunk):
-                part = idxs[s:s + chunk]
-                for i, exp in zip(part, self.explain_many(part, target=tgt, recipe=recipe, lazy=True, progress=False)):
-                    for layer in layers:
-                        cl = exp.layer(layer, recipe).cut(k=k)
-                        for j, key in enumerate(cl.keys()):
-                            low = np.array(cl.maps_lowres[j])
-                            low.flags.writeable = False
-                            yield MapItem(key, i, layer, j, float(cl.weights[j]), low)
-                done += len(part)
-                if progress is not None:
-                    progress(done, len(images))
 
     # ---- model --------------------------------------------------------------------------------
     def predict(self, i) -> np.ndarray:
@@ -427,14 +362,16 @@ class Session:
             raise ValueError(f"images in one batch must have the same shape, got {sorted(shapes)}")
         batch = torch.stack(xs).to(self.device)
         with self._lock:
+            weighting = None if self.maps == "gradcam" else self.weighting  # gradcam: gradient x activation too
+            score = "contrast" if self.maps == "contrast" else "logit"
             if not self._probed and (not len(self) or tuple(batch.shape[1:]) == tuple(self.input(0).shape)):
                 # the first pass learns the layers itself (at image 0's size, as _probe would): no pass of its own
                 cap, self._layers = self.runner.capture_first(batch, self._layers, target, auto=self._auto_layers,
-                                                              weighting=self.weighting)
+                                                              weighting=weighting, score=score)
                 self._probed = True
             else:
                 layers = self.layers  # the first run also checks the layers and the model's output
-                cap = self.runner.capture(batch, layers, target, weighting=self.weighting,
+                cap = self.runner.capture(batch, layers, target, weighting=weighting, score=score,
                                           spatial_only=self._auto_layers)
         names = self._class_names
         if names is None:
@@ -442,11 +379,12 @@ class Session:
         elif len(names) != cap.logits.shape[1]:
             raise ValueError(f"the model has {cap.logits.shape[1]} outputs but {len(names)} class names were given")
         probes = [ModelProbe(self.model, batch[i], cap.targets[i], lock=self._lock, output=self.output,
+                             layer_point=self.layer_point,
                              fill=lambda index=index, x=xs[i]: self.image_set.fill(index, x))
                   for i, index in enumerate(indices)]
         shown = [self.image_set.shown(index, x) for index, x in zip(indices, xs)]
         exps = build_explanations(cap, shown, model_id=self.fingerprint, image_ids=iids, class_names=names,
-                                  recipe=self.recipe, weighting=self.weighting, probes=probes)
+                                  recipe=self.recipe, weighting=self.weighting, probes=probes, maps=self.maps)
         for e, index in zip(exps, indices):
             e.index = index
             if all(len(d.kept) == 0 for d in e._layers.values()):
@@ -475,6 +413,17 @@ class Session:
             gc.collect()
         return held
 
+    def sanity_check(self, images=None, *, layers=None, maps=("published",), tests=("cascade", "random class"),
+                     seed: int = 0, progress: bool = True):
+        """Sanity checks (Adebayo et al. 2018) of this session's maps on its own model: do they change when the
+        model is re-initialised from the output back, or another class is explained? Returns a DataFrame (one
+        row per map type, layer, map, test and step: Spearman's rho and SSIM against the original map with their
+        95 % CIs over the images; ``.plot()`` draws the cascade). See
+        :func:`inv_widgets.engine.sanity.session_sanity_check` for the arguments."""
+        from .engine.sanity import session_sanity_check
+
+        return session_sanity_check(self, images, layers=layers, maps=maps, tests=tests, seed=seed, progress=progress)
+
     def clear_cache(self):
         """Empty every cache (explanations with their cuts, predicted classes, class probabilities, model inputs)
         and hand the freed memory back to the system (``malloc_trim`` on Linux). The index from image ids to
@@ -497,9 +446,10 @@ def _tick(bar, stop: threading.Event, every: float = 1.0) -> None:
 
 def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,
             class_names=None, recipe: str = "fast", weighting: str = "guided", device=None,
-            output: Output = None) -> Explanation:
+            output: Output = None, layer_point: str = "activation", maps: str = "gradcam") -> Explanation:
     """One-off explanation of one image: ``inv.explain(model, image)``; see :class:`Session` (``output``
     chooses among the outputs of a model that returns several)."""
     s = Session(model, [image], transform=transform, class_names=class_names, device=device, layers=layers,
-                layer_mode=layer_mode, recipe=recipe, weighting=weighting, cache_size=1, output=output)
+                layer_mode=layer_mode, recipe=recipe, weighting=weighting, cache_size=1, output=output,
+                layer_point=layer_point, maps=maps)
     return s.explain(0, target)

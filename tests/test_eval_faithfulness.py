@@ -36,6 +36,7 @@ def test_union_is_the_weighted_mean_of_the_maps():
 def record(i, weights, drops, rnd_w, rnd_d, k_drop, areas):
     layer = {"layer_index": 0, "layer": "features.block3_conv1", "k": len(weights),
              "weights": np.asarray(weights, float), "drops": np.asarray(drops, float),
+             "sizes": np.arange(len(weights), 0, -1).astype(float),
              "rnd_weights": np.asarray(rnd_w, float), "rnd_drops": np.asarray(rnd_d, float), "kept_drop": k_drop,
              "layer_drop": k_drop}
     layer.update(dict(zip(["del_union", "del_heaviest", "del_gradcam", "ins_union", "ins_heaviest", "ins_gradcam"],
@@ -61,6 +62,19 @@ def test_summary_statistics_where_the_answer_is_known():
     from scipy.stats import spearmanr
 
     assert row.spearman_pooled == pytest.approx(spearmanr([50, 30, 20, 60, 40], [3, 2, 1, 1, 2]).statistic)
+
+
+def test_partial_spearman_takes_out_what_size_explains():
+    from inv_widgets.eval.faithfulness import partial_spearman
+
+    rng = np.random.default_rng(0)
+    size = rng.random(200)
+    weight = size + 0.05 * rng.random(200)  # the weight says nothing beyond the size
+    drop = size + 0.05 * rng.random(200)
+    assert abs(partial_spearman(weight, drop, size)) < 0.2
+    own = rng.random(200)
+    assert partial_spearman(size + own, size + own + 0.01 * rng.random(200), size) > 0.8
+    assert np.isnan(partial_spearman([1, 1, 1], [1, 2, 3], [1, 2, 3]))
 
 
 def test_targets_read_the_table():
@@ -111,9 +125,11 @@ def test_default_curve_grid_covers_all_pixels_finely_where_objects_are():
 
 
 def test_command_line(capsys):
-    assert main(["--n", "1", "--steps", "2", "--random", "1", "--workers", "1", "--no-baselines"]) == 0
+    assert main(["--n", "1", "--steps", "2", "--random", "1", "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "spearman_pooled" in out and "del_union" in out and out.count("\ntarget ") == 4
+    assert "partial rho(weight, drop | size)" in out and "deletion area" in out and out.count("\ntarget ") == 5
+    assert "target met     published: " in out or "target MISSED  published: " in out
+    assert "layer point activation (channels zeroed there)" in out
     with pytest.raises(ValueError, match="weighting"):
         evaluate_faithfulness(1, weighting="nope", progress=False)
 
@@ -132,7 +148,7 @@ def test_lime_and_kernelshap_columns_come_from_the_one_implementation(demo, monk
         return {m: exp[exp.layers[-1]].gradcam() for m in methods}
 
     monkeypatch.setattr(baselines, "attribution_maps", spy)
-    res = evaluate_faithfulness(1, steps=2, repeats=1, model=model, data=data, progress=False)
+    res = evaluate_faithfulness(1, steps=2, repeats=1, model=model, data=data, progress=False, baselines=True)
     assert calls == [(0, BASELINE_METHODS)] and list(res.methods.method) == ["lime", "kernelshap"]
 
 
@@ -147,5 +163,5 @@ def test_no_curves_gives_the_same_ablation_figures_without_areas(demo):
     cols = ["spearman_pooled", "spearman_image", "heaviest_top", "chance", "random_pooled", "random_top"]
     pd.testing.assert_frame_equal(full.layers[cols], short.layers[cols])
     assert short.layers.del_union.isna().all() and full.layers.del_union.notna().all()
-    assert [t[0] for t in check_targets(short.layers, "guided")] == [t[0] for t in check_targets(full.layers,
-                                                                                                  "guided")][:3]
+    no_curves = [t[0] for t in check_targets(short.layers, "guided")]
+    assert no_curves == [t[0] for t in check_targets(full.layers, "guided")][:len(no_curves)] and len(no_curves) == 4

@@ -112,10 +112,11 @@ def test_table_of_maps_and_the_consumers(run24):
     assert len(set(keys)) == len(keys) == len(maps)
     assert run24.keys() == keys
     w = run24.weights()
-    assert set(w) == set(keys) and all(v > 0 for v in w.values())
-    # per (image, layer) the weights are the cut's, summing to at most 100 percent
+    assert set(w) == set(keys) and all(np.isfinite(v) for v in w.values())
+    # per (image, layer) the weights are the cut's, summing to at most 100 percent; a Grad-CAM map (the default)
+    # weighs its channels' first-order worth, which is negative for a cluster that lowers the class score
     sums = maps.groupby(["image", "layer"])["weight"].sum()
-    assert (sums <= 100 + 1e-6).all() and (sums > 0).all()
+    assert (sums <= 100 + 1e-6).all() and (maps["weight"] > 0).mean() > 0.5
     key = keys[17]
     i, layer, j = run24.locate(key)
     rl = run24[i][layer]

@@ -304,25 +304,33 @@ def inspect_default_cache_size():
 
 def test_the_first_explanation_learns_the_layers_from_its_own_pass(small_cnn):
     """inv.explain runs the model once, the explanation's own pass, which also tells which layers run (issue 24: no
-    pass of its own for that); the layers' rules hold as when a pass of its own learnt them."""
+    pass of its own for that); the layers' rules hold as when a pass of its own learnt them. At the activation point
+    (the default) a model's chains conv -> norm -> activation are traced once, in one pass without gradients of one
+    image, and known from then on."""
     passes = []
     small_cnn.register_forward_pre_hook(lambda module, args: passes.append(bool(args[0].requires_grad)))
     g = torch.Generator().manual_seed(0)
     x4, x8 = torch.rand(3, 4, 4, generator=g), torch.rand(3, 8, 8, generator=g)
-    exp = inv.explain(small_cnn, x4)
+    exp = inv.explain(small_cnn, x4, layer_point="conv")
     assert passes == [True]
     assert exp.layers == ["features.0", "features.3"]  # at 4 px features.6 gives 1 x 1 maps: left out
     small_cnn.idle = nn.Conv2d(3, 2, 1)  # never called in forward
     passes.clear()
     with pytest.warns(UserWarning, match=r"\['idle'\] do not run"):
-        s = inv.Session(small_cnn, [x4], layers=["idle", "features.6", "features.0"])
+        s = inv.Session(small_cnn, [x4], layers=["idle", "features.6", "features.0"], layer_point="conv")
         assert s.explain(0).layers == ["features.0", "features.6"]  # named: kept although 1 x 1, in firing order
     assert passes == [True] and s.layers == ["features.0", "features.6"]
     passes.clear()
-    s = inv.Session(small_cnn, [x4, x8])
+    s = inv.Session(small_cnn, [x4, x8], layer_point="conv")
     assert s.explain(1).layers == ["features.0", "features.3"]  # learnt at image 0's size, as before
     assert passes == [False, True]
     passes.clear()
-    s = inv.Session(small_cnn, [x8])
+    s = inv.Session(small_cnn, [x8], layer_point="conv")
     assert s.layers == ["features.0", "features.3", "features.6"] and passes == [False]  # asked for first
     assert s.explain(0).layers == s.layers and passes == [False, True]
+    passes.clear()
+    first = inv.explain(small_cnn, x4, layers=["features.0", "features.3"])  # activation point: traced once
+    assert passes == [False, True] and first.layers == ["features.0", "features.3"]
+    passes.clear()
+    inv.explain(small_cnn, x8, layers=["features.0", "features.3"])
+    assert passes == [True]

@@ -33,7 +33,7 @@ def test_the_contract(source):
     assert is_map_source(source) and not is_map_source(type(source)) and not is_map_source(object())
     assert isinstance(source, MapSource)
     assert source.classes == inv.demo.PartsDataset(N).classes
-    assert len(source.layers) == 8 and source.recipe == "fast" and len(source.fingerprint) == 16
+    assert len(source.layers) == 8 and source.recipe == "fast" and len(source.fingerprint) >= 16
     assert source.check_images() == list(range(N)) and source.check_images([4, 1, 4]) == [4, 1]
     picture = np.asarray(source.image(2))
     assert picture.dtype == np.uint8 and picture.shape == (128, 128, 3)

@@ -179,7 +179,7 @@ def test_concept_test_scores_each_label_and_attaches_the_result(labelled, tmp_pa
     last = session.layers[-1]
     classes = [c for c in ge.classes if ge.n_images(c)][:3]
     res = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
-                           save_path=tmp_path, progress=False)
+                           save_path=tmp_path, progress=False, procedure="tcav")
     assert list(res.columns[:4]) == ["class", "target", "layer", "label"]
     expect = [(c, lab) for c in classes for lab in ge.top(c, last, 2)["label"]]
     assert sorted(zip(res["class"], res["label"])) == sorted(expect)
@@ -200,7 +200,7 @@ def test_concept_test_scores_each_label_and_attaches_the_result(labelled, tmp_pa
     # a second call finds every CAV saved and gives the same result without retraining
     stamps = {p: os.stat(p).st_mtime_ns for p in tmp_path.rglob("*.pkl")}
     again = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
-                             save_path=tmp_path, progress=False)
+                             save_path=tmp_path, progress=False, procedure="tcav")
     pd.testing.assert_frame_equal(res, again)
     assert {p: os.stat(p).st_mtime_ns for p in tmp_path.rglob("*.pkl")} == stamps
     assert not list(tmp_path.rglob("*.pt"))  # the activations captum stored are gone, the CAVs stay
@@ -245,19 +245,21 @@ def test_without_save_path_a_second_call_reuses_the_cavs_and_a_progress_bar_foll
     session, ge = labelled
     last = session.layers[-1]
     classes = [c for c in ge.classes if ge.n_images(c)][:2]
-    res = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2)
+    res = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
+                           procedure="tcav")
     assert len(bars) == 1 and bars[0].total == bars[0].n == len(res) and bars[0].closed
     assert bars[0].descs[0].startswith("TCAV: revealing ") and bars[0].descs[-1] == "TCAV"
     folder = res.attrs["save_path"]
     cavs = {p: os.stat(p).st_mtime_ns for p in Path(folder).rglob("*.pkl")}
     assert len(cavs) >= 2 * 3 and len(cavs) >= 3 * (res["note"] == "").sum() > 0  # [concept, R_k] and [R_k, R_k-1]
-    again = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2)
+    again = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
+                             procedure="tcav")
     assert again.attrs["save_path"] == folder
     pd.testing.assert_frame_equal(res, again)
     assert {p: os.stat(p).st_mtime_ns for p in Path(folder).rglob("*.pkl")} == cavs
     assert bars[1].descs[0] == "TCAV"  # nothing to reveal: every CAV was found
     assert not inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
-                                progress=False).empty and len(bars) == 2
+                                progress=False, procedure="tcav").empty and len(bars) == 2
 
 
 def test_random_sets_differ_from_each_other_or_the_label_is_not_tested():

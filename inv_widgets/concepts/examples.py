@@ -6,6 +6,7 @@ many keys cost one model pass per image, not one per key.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -72,19 +73,15 @@ def located(session, keys: Iterable, *, chunk: int = 16) -> Iterator[tuple[MapKe
 
 
 def map_weights(session, keys: Iterable, *, chunk: int = 16) -> dict[MapKey, float]:
-    """Percent weight of each key's cluster map: the sum of its member channels' weights at its layer.
+    """Percent weight of each key's cluster map: the sum of its member channels' weights at its layer (for a
+    ``maps="gradcam"`` session, the first-order worth of every channel the map is drawn from).
 
     Needs one model pass per image (no dendrogram): the same number ``Clusters.weights`` shows.
     """
     out: dict[MapKey, float] = {}
     for _, exp, ks in _explained(session, keys, chunk):
         for k in ks:
-            w = exp.layer(k.layer).channel_weights
-            members = np.asarray(k.members, dtype=np.int64)
-            if members.size and members.max() >= w.shape[0]:
-                raise KeyError(f"cluster map {k.members_text!r} names channels beyond the {w.shape[0]} channels of "
-                               f"layer {k.layer!r}")
-            out[k] = float(w[members].sum())
+            out[k] = exp.layer(k.layer).map_weight(k.members)
     return out
 
 
@@ -92,3 +89,31 @@ def overlay_thumbnail(image: np.ndarray, cluster_map: np.ndarray, *, size: int =
                       alpha: float = 0.5) -> np.ndarray:
     """The cluster map over its image (the paper's 50/50 jet blend), at most ``size`` pixels, uint8."""
     return render.thumbnail(render.overlay(image, cluster_map, cmap=cmap, alpha=alpha), size)
+
+
+# ---- shared by the concept tests (tcav.py, calibrated.py) ----------------------------------------------
+def _rng(seed: int, *parts) -> np.random.Generator:
+    h = hashlib.sha1("\x1f".join(map(str, (seed,) + parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(h[:8], "little"))
+
+
+def _keys(df) -> list[MapKey]:
+    return [MapKey(*row) for row in df[["model", "image_id", "target", "layer", "members"]]
+            .itertuples(index=False, name=None)]
+
+
+def _order(k: MapKey):
+    return k.target, k.image_id, k.layer, k.members
+
+
+def _reveal(session, keys, step: int, out: dict) -> None:
+    """Deep Reveal images (uint8) of ``keys`` at ``step``, each image explained once."""
+    if not keys:
+        return
+    ordered = sorted(keys, key=_order)
+    for key, _, cl, j in located(session, ordered):
+        if cl is None:
+            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} is no cluster of its layer's "
+                           "dendrogram (a merged map?); TCAV needs maps as the game showed them: aggregate "
+                           "without merge=True")
+        out[key] = cl.reveal(j, step)

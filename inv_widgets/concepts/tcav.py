@@ -1,6 +1,9 @@
-"""TCAV (Kim et al. 2018) with captum: are the labels of a global explanation concepts the network uses?
+"""Are the labels of a global explanation concepts the network uses? :func:`concept_test`.
 
-For each (class, layer, label) of a :class:`GlobalExplanation`:
+By default the calibrated concept test (``procedure="calibrated"``, :mod:`inv_widgets.concepts.calibrated`): a
+label's maps are one concept, judged against random concepts of the class's own maps of the same size, tested
+the same way. One argument away, ``procedure="tcav"``, the published TCAV procedure (Kim et al. 2018) with
+captum, as follows. For each (class, layer, label) of a :class:`GlobalExplanation`:
 
 - **concept examples**: the cluster maps of that class and layer whose best label it is, shown as the game
   shows them (Deep Reveal at a fixed step, default 3: the top 13 % of pixels, soft edges);
@@ -24,7 +27,6 @@ for the layer being tested.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -39,6 +41,7 @@ import torch
 from ..engine import MapKey
 from ..engine.runtime import limited_threads
 from .captum_tcav import TCAVRunner, ttest_p
+from .examples import _keys, _order, _reveal, _rng
 
 __all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "random_sets", "ttest_p"]
 
@@ -48,16 +51,6 @@ RESULT_COLUMNS = ["class", "target", "layer", "label", "global_score", "n_exampl
 
 
 # ---- the public function ---------------------------------------------------------------------------------
-def _rng(seed: int, *parts) -> np.random.Generator:
-    h = hashlib.sha1("\x1f".join(map(str, (seed,) + parts)).encode()).digest()
-    return np.random.default_rng(int.from_bytes(h[:8], "little"))
-
-
-def _keys(df: pd.DataFrame) -> list[MapKey]:
-    return [MapKey(*row) for row in df[["model", "image_id", "target", "layer", "members"]]
-            .itertuples(index=False, name=None)]
-
-
 def _default_save_path(ge) -> str:
     """A temporary folder that lives as long as the GlobalExplanation (a second call reuses its CAVs)."""
     path = getattr(ge, "_tcav_dir", None)
@@ -69,52 +62,66 @@ def _default_save_path(ge) -> str:
 
 
 def concept_test(session, global_explanation, classes=None, layers=None, n_labels: int = 5, runs: int = 10, *,
-                 labels: Sequence[str] | None = None, random: str = "other_labels", step: int = 3,
-                 alpha: float = 0.05, min_examples: int = 5,
-                 max_examples: int = 50, max_images: int = 50, save_path=None, seed: int = 0, threads: int = 1,
+                 labels: Sequence[str] | None = None, procedure: str = "calibrated", random: str | None = None,
+                 null: int = 30, step: int = 3, alpha: float = 0.05, min_examples: int = 10, max_examples: int = 50,
+                 max_images: int = 50, scored_images=None, save_path=None, seed: int = 0, threads: int = 1,
                  progress: bool = True, attach: bool = True) -> pd.DataFrame:
-    """Test the labels of a global explanation with TCAV (captum); see the module docstring for the method.
+    """Test the labels of a global explanation: are they concepts the class's logit reads?
+
+    ``procedure="calibrated"`` (default, ``inv_widgets.concepts.calibrated``): each label's maps are one concept,
+    judged against ``null`` random concepts of the class's own maps of the same size tested the same way (the
+    concept, not a run, is the unit of replication); a continuous score (the mean cosine between the class's
+    gradients and the CAV) beside TCAV's sign count; the direction (above or below the random concepts); Holm's
+    correction over the rows of the call; scored images held out from the images the concept's maps come from.
+    ``procedure="tcav"``: the published TCAV procedure (Kim et al. 2018, captum): a two-sided t-test of the
+    concept's ``runs`` TCAV scores against random runs (its false-positive rate is far above alpha: see
+    ``python -m inv_widgets.eval global``); see the module docstring.
 
     Parameters
     ----------
     session : Session
-        The model and images the labels were given on.
+        The model and images the labels were given on (activations and gradients are read at its
+        ``layer_point``; the published procedure reads the layer module's own output, as captum does).
     global_explanation : GlobalExplanation
         Built from this model's labels.
     classes : list of class names or indices, optional
         Default: every class with labels.
     layers : list of layer names or positions, optional
-        Default: the two deepest layers of the explanation (where the labels name parts; TCAV at early layers
-        costs more and says little). Any layer of the explanation that names a module of the model works.
+        Default: the two deepest layers of the explanation (where the labels name parts).
     n_labels : int
         The top labels tested per class and layer (default 5).
     runs : int
-        Random runs (default 10; the t-test needs at least 2, TCAV's authors use 10 or more).
+        CAVs per concept, each against another random set (default 10).
     labels : list of str, optional
         Labels tested as well wherever a class has maps with them (e.g. noise labels).
-    random : {"other_labels", "same_class"}
-        Where the random examples come from: revealed maps of other labels from images without this label, any
-        class (default; the concept is then tested against the rest of the world, so the class itself counts
-        for much of it), or the same class's maps at the layer with another label (the concept against the
-        other things the layer sees in the class: a sharper test, see ``python -m inv_widgets.eval global``).
+    procedure : {"calibrated", "tcav"}
+        The calibrated test (default) or the published TCAV procedure.
+    random : {"same_class", "other_labels"}, optional
+        Where random examples come from: the same class's maps at the layer with other labels ("same_class",
+        the calibrated test's only choice and its default), or revealed maps of other labels from images without
+        this label, any class ("other_labels", the published procedure's default: a significant result then
+        mostly says "this is the class").
+    null : int
+        Random concepts per (class, layer, concept size) of the calibrated test (default 30).
     step : int
         The Deep Reveal step of the concept and random examples (0..5; default 3, the top 13 % of pixels).
     alpha : float
-        Significance level of the two-sided t-test (default 0.05).
+        Significance level (default 0.05; after Holm's correction for the calibrated test).
     min_examples, max_examples : int
-        A label needs at least ``min_examples`` maps to be tested (else its row says why); at most
+        A label needs at least ``min_examples`` maps to be tested (default 10; else its row says why); at most
         ``max_examples`` are used (a seeded sample).
     max_images : int
-        At most this many labelled images of the class are scored (a seeded sample).
+        At most this many images of the class are scored (a seeded sample).
+    scored_images : dict, optional
+        ``{class name: [image indices]}``: the images scored for a class (calibrated test; default the class's
+        labelled images, each concept's own source images left out).
     save_path : path, optional
-        Where captum keeps the CAVs (reused by a later call with the same examples). Default: a temporary
-        folder kept as long as the GlobalExplanation.
+        Where captum keeps the CAVs of the published procedure. Default: a temporary folder kept as long as the
+        GlobalExplanation.
     seed : int
         Seeds the samples and the classifier.
     threads : int
-        torch and BLAS threads while testing (default 1: TCAV is mostly many small steps, and on a shared 2-core
-        CPU one thread ran them several times faster than two; give more for a large model on an idle many-core
-        CPU).
+        torch and BLAS threads while testing (default 1).
     progress : bool
         A progress bar (tqdm.auto) over the tests.
     attach : bool
@@ -122,12 +129,18 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
 
     Returns
     -------
-    DataFrame, one row per (class, layer, label): global_score (of the global explanation), n_examples,
-    n_random (size of each random set), n_images (class images scored), runs, tcav_score and tcav_std (mean and
-    spread of the concept's TCAV scores over the runs), random_score and random_std (the same for the
-    random baseline), p_value, significant (p < alpha), cav_accuracy (mean held-out accuracy of the concept's
-    CAVs), note (why a label was not tested).
+    DataFrame, one row per (class, layer, label) asked for, tested or not: global_score, n_examples, n_random
+    (size of each random set), n_images (images scored), runs, tcav_score (TCAV's sign count: the share of scored
+    images whose logit rises along the CAV) and random_score (the same for the random concepts / runs), p_value,
+    significant, cav_accuracy, note (why a label was not tested; empty when it was), procedure, direction
+    ("above" or "below" the random concepts), and for the calibrated test cosine and null_cosine (mean cosine of
+    the concept and of the random concepts), t, p_raw (before Holm's correction), n_null. ``attrs["meaning"]`` says
+    what a significant row means and what it does not; ``attrs["untested"]`` lists the untested rows.
     """
+    import warnings
+
+    from .calibrated import MEANING, calibrated_test
+
     ge = global_explanation
     if ge.maps.empty:
         raise ValueError("the global explanation has no labelled maps: nothing to test")
@@ -135,7 +148,16 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
     if other:
         raise ValueError(f"the global explanation has labels of other models ({sorted(other)}) than this "
                          f"session's ({session.fingerprint}); build it with GlobalExplanation.from_labels(df, session)")
-    runs, n_labels, step = int(runs), int(n_labels), int(step)
+    if procedure not in ("calibrated", "tcav"):
+        raise ValueError(f"procedure must be 'calibrated' (the default) or 'tcav' (the published TCAV procedure), got "
+                         f"{procedure!r}")
+    random = random or ("same_class" if procedure == "calibrated" else "other_labels")
+    if random not in ("other_labels", "same_class"):
+        raise ValueError(f"random must be 'other_labels' or 'same_class', got {random!r}")
+    if procedure == "calibrated" and random != "same_class":
+        raise ValueError("the calibrated test draws its random concepts from the class's own maps (random="
+                         "'same_class'); random='other_labels' belongs to the published procedure: procedure='tcav'")
+    runs, n_labels, step, null = int(runs), int(n_labels), int(step), int(null)
     if runs < 2:
         raise ValueError(f"runs must be at least 2 for a t-test (TCAV uses 10 or more), got {runs}")
     if n_labels < 1:
@@ -146,6 +168,15 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if int(min_examples) < 2 or int(max_examples) < int(min_examples):
         raise ValueError(f"need 2 <= min_examples <= max_examples, got {min_examples} and {max_examples}")
+    if procedure == "calibrated" and null < 3:
+        raise ValueError(f"null must be at least 3 random concepts (30 or more to mean something), got {null}")
+    few = [f"{what}={v} (at least {lo})" for what, v, lo in
+           (("min_examples", int(min_examples), 10), ("runs", runs, 10), ("null", null if procedure == "calibrated"
+                                                                         else 30, 30)) if v < lo]
+    if few:
+        warnings.warn(f"concept_test: {', '.join(few)} are too few for a significant result to mean anything: tiny "
+                      "concepts and few runs or random concepts give CAVs that separate noise and p-values that do "
+                      "not hold their level; read such rows as a smoke test, not evidence", UserWarning, stacklevel=2)
     names = [ge.class_name(c) for c in (classes if classes is not None else
                                          sorted(set(ge.maps["target"])))]
     layers = [ge.layer_name(x) for x in (layers if layers is not None else ge.layers[-2:])]
@@ -154,11 +185,20 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
     if missing:
         raise ValueError(f"layers {missing} are not modules of the model; TCAV needs module names such as "
                          f"{[n for n in session.layers[-2:]]}")
+    if procedure == "calibrated":
+        from threadpoolctl import threadpool_limits
+
+        with limited_threads(threads), threadpool_limits(int(threads)):
+            out = calibrated_test(session, ge, names, layers, n_labels=n_labels, labels=labels, runs=runs,
+                                  n_null=null, step=step, alpha=float(alpha), min_examples=int(min_examples),
+                                  max_examples=int(max_examples), max_images=int(max_images),
+                                  scored_images=scored_images, seed=int(seed), progress=progress)
+        out.attrs.update(alpha=float(alpha), step=step, random=random, procedure=procedure, seed=int(seed),
+                         null=null, correction="holm")
+        return _finish(out, ge, attach, MEANING)
     if save_path is None:
         save_path = _default_save_path(ge)
     runner = TCAVRunner(session, save_path, seed=seed)
-    if random not in ("other_labels", "same_class"):
-        raise ValueError(f"random must be 'other_labels' or 'same_class', got {random!r}")
     tests, families = _plan(ge, names, layers, n_labels, labels, int(min_examples), int(max_examples), runs, seed,
                             random)
     inputs_of = {}
@@ -235,7 +275,32 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
     out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     out = out.astype({"target": "int64", "n_examples": "int64", "n_random": "int64", "n_images": "int64",
                       "runs": "int64", "significant": "bool"})
-    out.attrs.update(alpha=float(alpha), step=step, random=random, save_path=str(save_path), seed=int(seed))
+    out["procedure"] = "tcav"
+    out["direction"] = np.where(out["tcav_score"] > out["random_score"], "above",
+                                np.where(out["tcav_score"] < out["random_score"], "below", ""))
+    out.attrs.update(alpha=float(alpha), step=step, random=random, save_path=str(save_path), seed=int(seed),
+                     procedure=procedure, correction="none")
+    return _finish(out, ge, attach, TCAV_MEANING)
+
+
+#: What a significant row of the published procedure means.
+TCAV_MEANING = (
+    "The published TCAV procedure: a significant row means the concept's TCAV scores over the runs differ from "
+    "the random runs' in a two-sided t-test. The runs share the concept's examples, so they are not independent: "
+    "noise labels and random subsets of a class's maps come out significant far more often than alpha (python -m "
+    "inv_widgets.eval global). It does not mean the label names what the maps show.")
+
+
+def _finish(out: pd.DataFrame, ge, attach: bool, meaning: str) -> pd.DataFrame:
+    """Say what the rows mean and which were not tested; attach to the global explanation."""
+    import warnings
+
+    untested = out[out["note"] != ""]
+    out.attrs["meaning"] = meaning
+    out.attrs["untested"] = [f"{r['class']} / {r['layer']} / {r['label']}: {r['note']}" for _, r in untested.iterrows()]
+    if len(untested):
+        warnings.warn(f"concept_test: {len(untested)} of {len(out)} labels were not tested (see the 'note' column and "
+                      f"attrs['untested']), e.g. {out.attrs['untested'][0]}", UserWarning, stacklevel=3)
     if attach:
         ge.attach_tcav(out)
     return out
@@ -303,22 +368,3 @@ def _row(t: dict, ge, runs: int, n_images: int) -> dict:
             "global_score": t["global_score"], "n_examples": len(t["keys"]), "n_random": 0, "n_images": n_images,
             "runs": runs, "tcav_score": np.nan, "tcav_std": np.nan, "random_score": np.nan, "random_std": np.nan,
             "p_value": np.nan, "significant": False, "cav_accuracy": np.nan, "note": t["note"]}
-
-
-def _order(k: MapKey):
-    return k.target, k.image_id, k.layer, k.members
-
-
-def _reveal(session, keys, step: int, out: dict) -> None:
-    """Deep Reveal images (uint8) of ``keys`` at ``step``, each image explained once."""
-    from .examples import located
-
-    if not keys:
-        return
-    ordered = sorted(keys, key=_order)
-    for key, _, cl, j in located(session, ordered):
-        if cl is None:
-            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} is no cluster of its layer's "
-                           "dendrogram (a merged map?); TCAV needs maps as the game showed them: aggregate "
-                           "without merge=True")
-        out[key] = cl.reveal(j, step)

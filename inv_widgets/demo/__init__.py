@@ -15,6 +15,7 @@ from .parts import (
     MEAN,
     PART_VOCABULARY,
     STD,
+    TEST_SEED,
     TRAIN_SEED,
     VAL_SEED,
     PartsDataset,
@@ -22,7 +23,8 @@ from .parts import (
 
 __all__ = [
     "PartsDataset", "DemoCNN", "load", "WEIGHTS_PATH", "PART_VOCABULARY", "CLASS_PART_VOCABULARY",
-    "CLASS_PARTS", "CLASSES", "MEAN", "STD", "TRAIN_SEED", "VAL_SEED", "EVAL_SEED", "session",
+    "CLASS_PARTS", "CLASSES", "MEAN", "STD", "TRAIN_SEED", "VAL_SEED", "EVAL_SEED", "TEST_SEED",
+    "session",
 ]
 
 

@@ -15,7 +15,10 @@ Seeds used by the shipped demo model (kept here, in one place):
 - ``TRAIN_SEED``: images the model was trained on (``python -m inv_widgets.demo.train``).
 - ``VAL_SEED``: images watched during training (progress only, never used to fit).
 - ``EVAL_SEED``: held-out images, never seen in training; ``inv_widgets.demo.load()`` and
-  ``python -m inv_widgets.demo.accuracy`` use these.
+  ``python -m inv_widgets.demo.accuracy`` use these. The evaluations' **dev** split: the defaults (recipe, cut
+  rule, simulated players, layer point, map type) were chosen on them.
+- ``TEST_SEED``: the evaluations' sealed **test** split (``python -m inv_widgets.eval ... --split test``), used
+  only to report figures, never to choose anything.
 
 Different seeds give independent random streams, so the three sets are disjoint.
 """
@@ -43,11 +46,13 @@ __all__ = [
     "TRAIN_SEED",
     "VAL_SEED",
     "EVAL_SEED",
+    "TEST_SEED",
 ]
 
 TRAIN_SEED = 1
 VAL_SEED = 2
 EVAL_SEED = 3
+TEST_SEED = 4
 
 # Parts of each class, in drawing order (back to front). Part names recur across classes where the
 # concept is the same ("windows" of a car and of a house, the "roof" of a house and of a lighthouse).

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from .modelio import Output, input_dtype, select_output
+from .points import check_layer_point, points_for
 from .runtime import eval_mode
 
 __all__ = ["ModelProbe", "Ablation", "Curves", "pixel_order"]
@@ -120,13 +121,16 @@ class ModelProbe:
     ``fill``: the input with its content removed, (C, H, W) in model-input space, or a callable making it
     (called once, on first use by :meth:`curves`). ``lock``: held while the model runs (the session's).
     ``output``: which of the model's outputs holds the logits (``Session(output=...)``); the input is cast to
-    the model's own dtype (float16 and bfloat16 models run as they are).
+    the model's own dtype (float16 and bfloat16 models run as they are). ``layer_point``: where a layer's
+    channels are zeroed, the same point its maps are read at (:mod:`inv_widgets.engine.points`: ``"conv"``, the
+    convolution's output, or ``"activation"``, after its normalisation and activation).
     """
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, target: int, *, fill=None,
-                 lock: threading.RLock | None = None, output: Output = None):
+                 lock: threading.RLock | None = None, output: Output = None, layer_point: str = "conv"):
         if x.dim() != 3:
             raise ValueError(f"ModelProbe takes one input (C, H, W), got shape {tuple(x.shape)}")
+        self.layer_point = check_layer_point(layer_point)
         self.model = model
         self.x = x.detach().to(input_dtype(model))
         self.output = output
@@ -168,10 +172,14 @@ class ModelProbe:
 
     def ablate(self, layer: str, keep: torch.Tensor, *, batch_size: int = 32) -> torch.Tensor:
         """Logits (M, classes), float32 on the CPU, with layer ``layer``'s output multiplied by ``keep`` (M, C)
-        per copy (1 keeps a channel, 0 zeroes it), ``batch_size`` copies per forward pass."""
-        module = dict(self.model.named_modules()).get(layer)
-        if module is None:
+        per copy (1 keeps a channel, 0 zeroes it), ``batch_size`` copies per forward pass. The output is taken
+        at the probe's ``layer_point``."""
+        named = dict(self.model.named_modules())
+        if named.get(layer) is None:
             raise ValueError(f"the model has no layer {layer!r}")
+        with self._running():
+            point = points_for(self.model, [layer], self.layer_point, self.x[None])[layer]
+        module = (named[point.module], point.call)
         keep = torch.as_tensor(keep, dtype=torch.float32)
         if keep.dim() != 2:
             raise ValueError(f"keep must be (copies, channels), got shape {tuple(keep.shape)}")
@@ -212,10 +220,13 @@ class ModelProbe:
             keep = torch.cat([torch.ones(1, keep.shape[1]), keep])
         m = keep.shape[0]
         fired = []
+        module, call = module
+        calls = [0]
 
         def hook(mod, inputs, output):
-            if fired:
-                return None  # a module called twice: only its first call, as capture records it
+            calls[0] += 1
+            if fired or calls[0] - 1 != call:
+                return None  # another call of the module: only the layer's point, as capture records it
             t = output[0] if isinstance(output, (tuple, list)) else output
             if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[1] != keep.shape[1]:
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__

@@ -14,10 +14,16 @@ import torch
 from torch import nn
 
 from .modelio import Output, check_layer_names, input_dtype, select_output
+from .points import Point, check_layer_point, point_modules, points_for
 from .runtime import eval_mode
 from .weights import channel_statistics
 
-__all__ = ["find_layers", "capture", "run_model", "Captured", "fingerprint", "LAYER_MODES", "InferenceModeError"]
+__all__ = ["find_layers", "capture", "run_model", "forward_activations", "Captured", "fingerprint", "LAYER_MODES",
+           "SCORES", "InferenceModeError"]
+
+#: What the backward pass differentiates: the target's logit (the paper's), or the target's logit minus the mean
+#: of all logits ("contrast": what sets the class apart from the others, one backward pass as well).
+SCORES = ("logit", "contrast")
 
 
 LAYER_MODES = ("conv", "blocks")
@@ -121,9 +127,13 @@ class _Activations(dict):
 
 @contextmanager
 def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradients: bool = False, *,
-            spatial_only: bool = False, weighting: str | None = None):
+            spatial_only: bool = False, weighting: str | None = None, points: dict[str, Point] | None = None):
     """Context manager: forward hooks on ``layers`` that record each output, and gradient hooks that reduce
     its gradient to the per-channel statistics INV uses.
+
+    ``points`` (``{layer: Point}``, :func:`inv_widgets.engine.points.points_for`) says where each layer is
+    read: by default its own output; for ``layer_point="activation"`` the output of the module call that ends
+    its chain convolution -> normalisation -> activation, recorded under the layer's name.
 
     Yields ``(acts, stats, grads, order)``, filled during the pass: ``stats[name] = (guided, grad_mean,
     taylor)``, each (B, C) (``taylor``: gradient x activation, mean_ij(G A)). An output is recorded as it is,
@@ -138,7 +148,9 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
     convolutions inside squeeze-excitation blocks) is skipped: its maps have nothing to show. ``weighting``
     ("guided" or "taylor") computes that statistic only (the other is None); None computes both.
     """
-    named = check_layer_names(model, layers)
+    check_layer_names(model, layers)
+    points = {n: (points or {}).get(n) or Point(n, n, 0, (n,)) for n in layers}
+    modules = dict(model.named_modules())
     copy = _copied.setdefault(model, set())
     storages: set[int] = set()
     acts = _Activations()
@@ -147,47 +159,55 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
     order: list[str] = []
     handles = []
 
-    def make_hook(name):
+    def record(name, output):
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            if strict:
+                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+                raise ValueError(
+                    f"layer {name!r} outputs {shape}, not a 4-D feature map (N, C, H, W); "
+                    "choose a convolutional layer or block"
+                )
+            return
+        if name in acts:
+            return  # a module called twice (shared weights): keep its first call, consistently
+        if spatial_only and output.shape[2] * output.shape[3] == 1:
+            return
+        order.append(name)
+        ptr = output.untyped_storage().data_ptr()
+        if name in copy or ptr in storages:
+            acts[name] = output.detach().clone()
+        else:
+            # no copy: the output itself, and its version, to check after the forward pass that nothing
+            # changed it in place (``acts.changed()``); a layer whose output is changed (an in-place ReLU
+            # after it, as in VGG) is copied from then on
+            acts[name] = output.detach()
+            acts.versions[name] = output._version
+        storages.add(ptr)
+        if output.requires_grad:
+            def reduce_grad(g, name=name):
+                g = g.detach()
+                stats[name] = channel_statistics(acts[name], g, weighting)
+                if keep_gradients:
+                    grads[name] = g
+            output.register_hook(reduce_grad)
+
+    def make_hook(targets: dict[int, list[str]]):
+        calls = [0]
+
         def hook(module, inputs, output):
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            if not isinstance(output, torch.Tensor) or output.dim() != 4:
-                if strict:
-                    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-                    raise ValueError(
-                        f"layer {name!r} outputs {shape}, not a 4-D feature map (N, C, H, W); "
-                        "choose a convolutional layer or block"
-                    )
-                return
-            if name in acts:
-                return  # a module called twice (shared weights): keep its first call, consistently
-            if spatial_only and output.shape[2] * output.shape[3] == 1:
-                return
-            order.append(name)
-            ptr = output.untyped_storage().data_ptr()
-            if name in copy or ptr in storages:
-                acts[name] = output.detach().clone()
-            else:
-                # no copy: the output itself, and its version, to check after the forward pass that nothing
-                # changed it in place (``acts.changed()``); a layer whose output is changed (an in-place ReLU
-                # after it, as in VGG) is copied from then on
-                acts[name] = output.detach()
-                acts.versions[name] = output._version
-            storages.add(ptr)
-            if output.requires_grad:
-                def reduce_grad(g, name=name):
-                    g = g.detach()
-                    stats[name] = channel_statistics(acts[name], g, weighting)
-                    if keep_gradients:
-                        grads[name] = g
-                output.register_hook(reduce_grad)
+            k = calls[0]
+            calls[0] += 1
+            for name in targets.get(k, ()):
+                record(name, output)
 
         return hook
 
     try:
         with eval_mode(model):
-            for n in layers:
-                handles.append(named[n].register_forward_hook(make_hook(n)))
+            for module, targets in point_modules(points).items():
+                handles.append(modules[module].register_forward_hook(make_hook(targets)))
             yield acts, stats, grads, order
     finally:
         for h in handles:
@@ -196,7 +216,7 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
 
 def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None, strict: bool = True,
               keep_gradients: bool = False, *, output: Output = None, spatial_only: bool = False,
-              weighting: str | None = None, check=None) -> Captured:
+              weighting: str | None = None, layer_point: str = "conv", score: str = "logit", check=None) -> Captured:
     """One forward and one backward pass of a batch ``x`` (B,3,H,W).
 
     ``target``: None (each image's predicted class), an int, or a sequence of B ints (None in it: that image's
@@ -207,18 +227,26 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
     which of the model's outputs holds the logits (:func:`select_output`); ``spatial_only`` leaves out layers
     with 1 x 1 feature maps; ``weighting`` computes that channel statistic only (None: both). The input is cast
     to the model's dtype (a float16 or bfloat16 model runs in its
-    own dtype; the weights and maps are computed in float32 from what it records). ``check(out)``, if given, is
-    called with the model's raw output after the forward pass, before anything else is checked or differentiated
-    (to learn and check the layers from this pass: ``ModelRunner.capture_first``).
+    own dtype; the weights and maps are computed in float32 from what it records). ``layer_point``: where each
+    layer is read (:mod:`inv_widgets.engine.points`: ``"conv"``, the convolution's output, or ``"activation"``,
+    after its normalisation and activation). ``score``: ``"logit"`` differentiates the target's logit,
+    ``"contrast"`` the target's logit minus the mean of all the logits. ``check(out)``, if given, is called with
+    the model's raw output after the forward pass, before anything else is checked or differentiated (to learn
+    and check the layers from this pass: ``ModelRunner.capture_first``).
     """
+    check_layer_point(layer_point)
+    if score not in SCORES:
+        raise ValueError(f"score {score!r} is unknown; use one of {list(SCORES)}")
     if torch.is_inference_mode_enabled():
         raise InferenceModeError("INV needs the gradients of the model's pass, and torch.inference_mode() turns "
                                  "them off for good; explain outside the `with torch.inference_mode():` block "
                                  "(torch.no_grad() is fine: INV turns gradients back on for its own pass)")
+    points = _points(model, layers, layer_point, x)
     for _ in range(2):
         try:
             return _run_model(model, x, layers, target, strict, keep_gradients, output=output,
-                              spatial_only=spatial_only, weighting=weighting, check=check)
+                              spatial_only=spatial_only, weighting=weighting, points=points, score=score,
+                              check=check)
         except _ChangedInPlace:  # those layers are copied from now on: run the pass again
             continue
     raise RuntimeError("the model changes the recorded layer outputs in place although they are copied")
@@ -232,11 +260,34 @@ class _ChangedInPlace(Exception):
     """A recorded layer output was changed in place by the model after the layer (see ``capture``)."""
 
 
-def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spatial_only, weighting,
-               check=None) -> Captured:
+def _points(model, layers, layer_point, x):
+    if layer_point == "conv":
+        return None
+    check_layer_names(model, layers)
+    return points_for(model, layers, layer_point, x.detach().to(input_dtype(model)))
+
+
+def forward_activations(model: nn.Module, x: torch.Tensor, layers: list[str], *, layer_point: str = "conv",
+                        output: Output = None) -> dict[str, torch.Tensor]:
+    """The maps ``{layer: (B, C, h, w)}`` of a forward pass without gradients, read at ``layer_point`` (copies:
+    nothing the model changes in place afterwards reaches them)."""
+    points = _points(model, layers, check_layer_point(layer_point), x)
+    x = x.detach().to(input_dtype(model))
+    for _ in range(2):
+        with torch.no_grad(), capture(model, layers, strict=True, points=points) as (acts, _, _, _):
+            select_output(model(x), output)
+            changed = acts.changed()
+        if not changed:
+            return dict(acts)
+        _copied[model].update(changed)
+    raise RuntimeError("the model changes the recorded layer outputs in place although they are copied")
+
+
+def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spatial_only, weighting, points=None,
+               score="logit", check=None) -> Captured:
     x = x.detach().to(input_dtype(model)).clone().requires_grad_(True)
     with torch.enable_grad(), capture(model, layers, strict, keep_gradients, spatial_only=spatial_only,
-                                      weighting=weighting) as (
+                                      weighting=weighting, points=points) as (
             acts, stats, grads, order):
         out = model(x)
         changed = acts.changed()
@@ -272,8 +323,10 @@ def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spat
                 + (" (layers with 1 x 1 feature maps are left out: a larger input gives them spatial extent, or name "
                    "them in layers=[...] to explain them anyway)" if spatial_only else "")
             )
-        score = logits.gather(1, t[:, None]).sum()
-        torch.autograd.backward(score, inputs=[x])
+        value = logits.gather(1, t[:, None])
+        if score == "contrast":
+            value = value - logits.mean(1, keepdim=True)
+        torch.autograd.backward(value.sum(), inputs=[x])
     for n in order:
         if n not in stats:  # layer not on the path to the score (e.g. an unused branch): zero gradient
             zero = torch.zeros(acts[n].shape[:2], device=acts[n].device)

@@ -115,7 +115,8 @@ class Clusters:
         percentage of the drop when the whole layer is zeroed."""
         got = getattr(self, "_ablation", None)
         if got is None:
-            got = self._ablation = self.layer.ablation(self.members)
+            channels = self.cut.channels  # a "gradcam" map is drawn from more channels than its kept members
+            got = self._ablation = self.layer.ablation(list(channels) if channels is not None else self.members)
         return got
 
     def curves(self, j: int, *, steps: int = 20, progress=None) -> Curves:

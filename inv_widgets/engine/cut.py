@@ -36,12 +36,16 @@ class LayerMaps:
     ``percent`` (C,) channel weights, percent of the layer total; ``kept`` (n,) the channels the weight filter
     keeps (ascending); ``maps`` (n, h, w) float32 their feature maps, ReLU applied (on the CPU, or on the
     model's device for a run that links there); ``gradcam`` (h, w) the layer's plain Grad-CAM, not scaled.
+    ``map_type``: what a cluster map is drawn from (:mod:`inv_widgets.engine.contrast`); for ``"gradcam"``,
+    ``channels`` holds every channel's activations (C, h, w), mean gradient (C,) and first-order worth (C,).
     """
 
     percent: torch.Tensor
     kept: torch.Tensor
     maps: torch.Tensor
     gradcam: torch.Tensor
+    map_type: str = "published"
+    channels: tuple | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -53,14 +57,16 @@ class LayerMaps:
         return self.percent[self.kept]
 
 
-def layer_maps(captured: Captured, weighting: str = "guided", *, on_device: bool = False) -> list[dict[str, LayerMaps]]:
+def layer_maps(captured: Captured, weighting: str = "guided", *, on_device: bool = False,
+               maps: str = "published") -> list[dict[str, LayerMaps]]:
     """Per image of a captured batch, per layer (in the order they fired): its :class:`LayerMaps`.
 
     The small per-channel and per-pixel results cross to the CPU once per batch, the kept maps once per image
     (on a GPU each transfer waits for the device); ``on_device`` leaves the kept maps where the model ran.
     On the CPU the layers are worked on side by side (:func:`~inv_widgets.engine.runtime.parallel_map`: each
     layer on one thread; the same bits as in turn). Nothing returned is a view of the batch (an image's result
-    does not keep the batch alive)."""
+    does not keep the batch alive). ``maps``: the map type (``"gradcam"`` keeps every channel's activations too,
+    and needs the pass's ``taylor`` statistic)."""
     b = captured.logits.shape[0]
     names = list(captured.order)
 
@@ -68,11 +74,19 @@ def layer_maps(captured: Captured, weighting: str = "guided", *, on_device: bool
         a = captured.activations[name].float()
         pct = layer_percent(captured, name, weighting).cpu()
         cams = gradcam_lowres(a, grad_mean=captured.grad_mean[name]).cpu()
+        every = None
+        if maps == "gradcam":
+            if captured.taylor.get(name) is None:
+                raise ValueError("maps='gradcam' needs gradient x activation from the pass: capture with "
+                                 "weighting=None")
+            every = (a.cpu(), captured.grad_mean[name].float().cpu(), captured.taylor[name].float().cpu())
         got = []
         for i in range(b):
             kept = keep_channels(pct[i])
-            maps = a[i].index_select(0, kept.to(a.device)).relu_()  # a copy: ReLU in place
-            got.append(LayerMaps(pct[i].clone(), kept, maps if on_device else maps.cpu(), cams[i].clone()))
+            kept_maps = a[i].index_select(0, kept.to(a.device)).relu_()  # a copy: ReLU in place
+            channels = None if every is None else tuple(t[i].clone() for t in every)
+            got.append(LayerMaps(pct[i].clone(), kept, kept_maps if on_device else kept_maps.cpu(), cams[i].clone(),
+                                 map_type=maps, channels=channels))
         return got
 
     if names and captured.activations[names[0]].device.type == "cpu":
@@ -129,21 +143,32 @@ def _cut_layer(name: str, lm: LayerMaps, tree: Tree, k, threshold, prune, by: Cu
     assignment, weights, k_cut, thr = plan_cut(tree, pct, k=k, threshold=threshold, prune=prune)
     h, w = lm.shape
     n_maps = len(weights)
+    kept = lm.kept.cpu().numpy()
+    if n_maps and lm.map_type == "gradcam":  # the Grad-CAM of each cluster's channels, all of them (engine/contrast)
+        from .contrast import gradcam_cut
+
+        raw, weights, groups, order = gradcam_cut(*lm.channels, kept, assignment, n_maps)
+        rank = np.empty(n_maps, np.int64)
+        rank[order] = np.arange(n_maps)
+        assignment = np.where(assignment >= 0, rank[np.maximum(assignment, 0)], -1)
+        low = scaled_lowres(raw[torch.as_tensor(order)])
+        members = tuple(kept[assignment == j] for j in range(n_maps))
+        channels = tuple(np.flatnonzero(groups == int(order[j])) for j in range(n_maps))
+        return LayerCut(name, low, weights[order], members, assignment, thr, k_cut, by, channels=channels)
     if n_maps == 0:
         low = np.zeros((0, h, w), np.float32)
     else:
         low = scaled_lowres(cluster_maps_lowres(lm.maps, pct.to(lm.maps.device), assignment, n_maps))
-    kept = lm.kept.cpu().numpy()
     members = tuple(kept[assignment == j] for j in range(n_maps))
     return LayerCut(name, low, weights, members, assignment, thr, k_cut, by)
 
 
 def cut_batch(captured: Captured, *, recipe: str = "fast", k: int | None = None, weighting: str = "guided",
-              device_ward: bool = False) -> list[dict[str, tuple[LayerMaps, LayerCut]]]:
+              device_ward: bool = False, maps: str = "published") -> list[dict[str, tuple[LayerMaps, LayerCut]]]:
     """Every layer of every image of a captured batch, cut (the suggested cut, or ``k``): per image, per layer,
     ``(LayerMaps, LayerCut)``. The dendrograms of the whole batch are built in one call of the registry (the
     paper recipes embed them side by side; ``device_ward`` links the fast recipe on the model's device)."""
-    per_image = layer_maps(captured, weighting, on_device=device_ward)
+    per_image = layer_maps(captured, weighting, on_device=device_ward, maps=maps)
     names = list(captured.order)
     b = len(per_image)
     trees = build_trees([per_image[i][n].maps for n in names for i in range(b)], recipe, device=device_ward)

@@ -72,6 +72,23 @@ class LayerResult:
         gradient x activation), percent of the layer total, (C,)."""
         return self._data.percent.cpu().numpy()
 
+    def map_weight(self, members) -> float:
+        """The weight, percent of this layer, of the cluster map whose members are ``members`` (channel indices),
+        as the cut weighs it: the members' channel weights summed; for ``maps="gradcam"``, the first-order worth
+        of every channel the map is drawn from (:func:`~inv_widgets.engine.contrast.channels_weight`). One rule
+        for the Session, the game's pool and the global explanation."""
+        w = self.channel_weights
+        members = np.asarray(members, dtype=np.int64)
+        if members.size and (members.max() >= w.shape[0] or members.min() < 0):
+            raise KeyError(f"cluster map {list(members.tolist())} names channels outside the {w.shape[0]} channels "
+                           f"of layer {self.name!r}")
+        if self._data.map_type == "gradcam":
+            from .contrast import channels_weight, map_channels
+
+            acts, _, worth = self._data.channels
+            return channels_weight(worth, map_channels(acts, self._data.kept.cpu().numpy(), members))
+        return float(w[members].astype(np.float64).sum())  # as the cut sums them (engine.cut.plan_cut)
+
     @property
     def kept(self) -> np.ndarray:
         """Indices of the channels kept by the weight filter (percent >= 89.6 / C)."""
@@ -226,6 +243,7 @@ class Explanation:
     class_names: list[str] | None = None
     recipe: str = "fast"
     weighting: str = "guided"  # how the channel weights were made: "guided" or "taylor"
+    maps: str = "published"  # what a cluster map is drawn from (engine/contrast.py: MAP_TYPES)
     index: int = -1  # the image's index in its session (-1: a picture given directly)
     #: the model and this input, to run again on changed copies (ablation, deletion / insertion curves)
     probe: ModelProbe | None = field(default=None, repr=False, compare=False)
@@ -235,6 +253,13 @@ class Explanation:
     @property
     def input_size(self) -> tuple[int, int]:
         return tuple(self.image.shape[:2])
+
+    @property
+    def map_meaning(self) -> str:
+        """What a cluster map of this explanation shows, in one line (``engine.contrast.MAP_MEANINGS``)."""
+        from .contrast import map_meaning
+
+        return map_meaning(self.maps)
 
     def __getitem__(self, name) -> LayerResult:
         return self.layer(name)
@@ -346,24 +371,26 @@ def build_explanations(
     recipe: str = "fast",
     weighting: str = "guided",
     probes: list[ModelProbe] | None = None,
+    maps: str = "published",
 ) -> list[Explanation]:
     """Turn one captured batch into one Explanation per image (weights, filter, kept maps, Grad-CAM:
     :func:`inv_widgets.engine.cut.layer_maps`).
 
     ``weighting``: the channel weights every later step uses (keep filter, clusters, cluster weights and maps,
     Deep Reveal): "guided" (the paper's guided gradients) or "taylor" (gradient x activation). ``probes``: one
-    :class:`ModelProbe` per image, for ablation and deletion / insertion curves (optional)."""
+    :class:`ModelProbe` per image, for ablation and deletion / insertion curves (optional). ``maps``: what a
+    cluster map is drawn from (``engine.contrast``; "gradcam" needs a pass captured with ``weighting=None``)."""
     check_weighting(weighting)
     logits = captured.logits.float()
     probs = F.softmax(logits, dim=1).cpu().numpy()
     pred = logits.argmax(1).cpu().numpy()
-    per_image = layer_maps(captured, weighting)
+    per_image = layer_maps(captured, weighting, maps=maps)
     out = []
     for i in range(logits.shape[0]):
         out.append(Explanation(
             image=images[i], predicted=int(pred[i]), target=int(captured.targets[i]), probabilities=probs[i],
             logits=logits[i].cpu().numpy(), layers=list(captured.order), model_id=model_id,
             image_id=(image_ids[i] if image_ids else ""), class_names=class_names, recipe=recipe,
-            weighting=weighting, probe=probes[i] if probes else None, _layers=per_image[i],
+            weighting=weighting, maps=maps, probe=probes[i] if probes else None, _layers=per_image[i],
         ))
     return out

@@ -46,6 +46,10 @@ class LayerCut:
         Clusters at the cut before pruning (``k_cut - k`` were pruned).
     cut_by : str
         How the cut was asked for: "suggested", "k" or "threshold".
+    channels : tuple of ndarray, optional
+        For the ``"gradcam"`` map type (``Session(maps=...)``): every channel each map is drawn from (its kept
+        members and the channels the keep filter dropped that joined it); None for the published maps, drawn
+        from ``members`` alone.
     """
 
     layer: str
@@ -56,6 +60,7 @@ class LayerCut:
     threshold: float
     k_cut: int
     cut_by: CutBy = "suggested"
+    channels: tuple | None = None
 
     @property
     def k(self) -> int:

@@ -18,6 +18,7 @@ from torch import nn
 from .capture import Captured, InferenceModeError, fingerprint, run_model
 from .modelio import Output, check_layers_ran, failure_message, input_dtype, resolve_layers, select_output, \
     watch_layers
+from .points import check_layer_point
 from .runtime import eval_mode
 
 __all__ = ["ModelRunner", "check_output"]
@@ -53,12 +54,16 @@ class ModelRunner:
         Where it runs (default: where its parameters are); the model is moved there.
     output : int, str or callable, optional
         Which output holds the logits (see :func:`~inv_widgets.engine.modelio.select_output`).
+    layer_point : str
+        Where a layer's maps are read: "conv" (the convolution's output) or "activation" (after its BatchNorm
+        and activation; :mod:`inv_widgets.engine.points`).
     """
 
-    def __init__(self, model: nn.Module, device=None, output: Output = None):
+    def __init__(self, model: nn.Module, device=None, output: Output = None, *, layer_point: str = "conv"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.output = check_output(output)
+        self.layer_point = check_layer_point(layer_point)
         if device is None:
             p = next(iter(model.parameters()), None)
             device = p.device if p is not None else torch.device("cpu")
@@ -71,9 +76,11 @@ class ModelRunner:
 
     @property
     def fingerprint(self) -> str:
-        """Short id of the model's architecture and weights (part of every cluster map's identity)."""
+        """Short id of the model's architecture and weights (part of every cluster map's identity). Maps read
+        after the activation (``layer_point="activation"``) are other maps than the conv output's: their id ends in
+        ``-act``, so that labels given at one point never attach to the other's maps."""
         if self._fingerprint is None:
-            self._fingerprint = fingerprint(self.model)
+            self._fingerprint = fingerprint(self.model) + ("-act" if self.layer_point == "activation" else "")
         return self._fingerprint
 
     @property
@@ -110,23 +117,23 @@ class ModelRunner:
 
     def capture(self, x: torch.Tensor, layers: list[str], target=None, *, weighting: str | None = None,
                 spatial_only: bool = False, keep_gradients: bool = False, strict: bool = True,
-                check=None) -> Captured:
-        """One forward and one backward pass of the batch ``x`` recording ``layers``
-        (:func:`~inv_widgets.engine.capture.run_model`), locked; a model that cannot run on ``x`` gets an error
-        that says why in words."""
+                score: str = "logit", check=None) -> Captured:
+        """One forward and one backward pass of the batch ``x`` recording ``layers`` at the runner's layer point
+        (:func:`~inv_widgets.engine.capture.run_model`; ``score``: what is differentiated), locked; a model that
+        cannot run on ``x`` gets an error that says why in words."""
         batch = x.to(self.device)
         with self.lock:
             try:
                 return run_model(self.model, batch, layers, target, strict, output=self.output,
                                  spatial_only=spatial_only, weighting=weighting, keep_gradients=keep_gradients,
-                                 check=check)
+                                 layer_point=self.layer_point, score=score, check=check)
             except InferenceModeError:
                 raise  # says what to do itself; not the model's failure
             except RuntimeError as e:
                 raise ValueError(failure_message(self.model, batch[0], e)) from e
 
     def capture_first(self, x: torch.Tensor, layers: list[str], target=None, *, auto: bool,
-                      weighting: str | None = None) -> tuple[Captured, list[str]]:
+                      weighting: str | None = None, score: str = "logit") -> tuple[Captured, list[str]]:
         """:meth:`capture` of the batch ``x`` that also learns, from the same pass, which of ``layers`` run and
         give feature maps: :meth:`resolve_layers`' rules, warnings and errors without a pass of its own. Returns
         the captured pass and the layers (those it recorded, in the order they fired)."""
@@ -137,6 +144,6 @@ class ModelRunner:
                                  stacklevel=9)
 
             cap = self.capture(batch, layers, target, weighting=weighting, spatial_only=auto, strict=not auto,
-                               check=check)
+                               score=score, check=check)
         return cap, list(cap.order)
 

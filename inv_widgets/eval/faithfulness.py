@@ -1,52 +1,53 @@
 """Does a cluster map matter as much as its weight says? Ablation and deletion / insertion on the demo.
 
-    python -m inv_widgets.eval faithfulness [--n 50] [--recipe fast] [--weighting guided] [--steps N]
-                                            [--random 5] [--workers 2] [--no-baselines] [--no-curves]
-                                            [--offset 0] [--csv out.csv]
+    python -m inv_widgets.eval faithfulness [--split dev|test] [--n 50] [--layer-point activation|conv]
+                                            [--maps published ...] [--weighting guided] [--steps N] [--random 5]
+                                            [--workers 1] [--baselines] [--no-curves] [--csv out.csv]
 
-Held-out parts images, each explained for its predicted class, every layer cut at the recipe's suggested cut.
-Per layer:
+Images of the split, each explained for its predicted class, every layer cut at the recipe's suggested cut.
+Per layer and map type (``--maps``):
 
-- ablation: each cluster map's member channels zeroed at the layer's output (``Clusters.ablation``); the
-  Spearman correlation between cluster weight and target-logit drop, pooled over all (image, map) pairs and
-  as the mean of the per-image correlations (images with >= 3 maps); the share of images (>= 2 maps) where
-  the heaviest map causes the largest drop, with its chance level mean(1 / K); the heaviest map's share of
-  the cut's weight and of the drop when all kept channels are zeroed;
-- the same for random channel groups: the kept channels dealt at random into groups of the cut's sizes
-  (``--random`` deals per image and layer), each weighted by the sum of its members' weights;
+- ablation: each cluster map's channels zeroed **at the layer point** (``--layer-point``: after BatchNorm and
+  activation, or at the conv output) in one batched pass (``LayerResult.ablation``); Spearman's rho between
+  weight and target-logit drop pooled over all (image, map) pairs, rho between the member count and the drop,
+  and the **partial** rho of weight and drop given the member count (rank-based: does the weight say more than
+  the cluster's size?), each with a 95 % CI resampling images; the mean of the per-image correlations (images
+  with >= 3 maps); the share of images (>= 2 maps) where the heaviest map causes the largest drop, with its
+  chance level mean(1 / K);
+- the same for random channel groups: the map type's channels dealt at random into groups of its sizes
+  (``--random`` deals per image and layer), each weighted by the sum of its channels' weights;
 - deletion and insertion (0-100 % of the pixels, most salient first, in steps of 2 % up to 30 % and of 10 %
-  beyond, where every curve is flat or nearly so; ``--steps N``: N equal steps instead; the demo's own
-  background as the fill, the target's probability): the area under each curve for the union of the
-  cluster maps (their weighted mean, the weights as shown), the heaviest map and the layer's Grad-CAM; and
-  once per image for LIME and KernelSHAP (``inv_widgets.concepts.baselines.attribution_maps``, as the
-  Explorer's compare view and ``inv-widgets explain --baselines``).
+  beyond; ``--steps N``: N equal steps; the demo's own background as the fill, the target's probability): the area
+  under each curve for the union of the cluster maps (their weighted mean), the heaviest map and the layer's
+  Grad-CAM, with 95 % CIs over images; with ``--baselines`` also LIME and KernelSHAP once per image
+  (``inv_widgets.concepts.baselines.attribution_maps``).
 
+Issue 20's target: partial rho(weight, drop | size) >= 0.5 in every layer at the default weighting.
 Every random step is seeded (``--seed``); the figures do not depend on ``--workers``.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 __all__ = ["evaluate_faithfulness", "image_records", "summarise", "random_groups", "union_map", "check_targets",
-           "Faithfulness", "main"]
+           "partial_spearman", "Faithfulness", "main", "BASELINE_METHODS", "FRACTIONS"]
 
 BASELINE_METHODS = ("lime", "kernelshap")
 
 #: The shares of pixels deleted / inserted: 2 % steps while the object goes (objects cover 5-40 % of a demo
 #: image), 10 % steps beyond.
 FRACTIONS = np.round(np.r_[np.arange(0.0, 0.30, 0.02), np.arange(0.30, 1.0001, 0.10)], 10)
+AREAS = ("del_union", "del_heaviest", "del_gradcam", "ins_union", "ins_heaviest", "ins_gradcam")
 
 
 def random_groups(kept: np.ndarray, sizes, rng: np.random.Generator) -> list[np.ndarray]:
-    """The kept channels dealt at random into groups of ``sizes`` (a cut's cluster sizes; channels left over
+    """The channels ``kept`` dealt at random into groups of ``sizes`` (a cut's cluster sizes; channels left over
     when the sizes add up to fewer, as after pruning, stay out)."""
     perm = rng.permutation(np.asarray(kept))
     out, at = [], 0
@@ -61,65 +62,79 @@ def union_map(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
     w = np.asarray(weights, np.float64)
     if not len(maps):
         raise ValueError("a cut without cluster maps has no union")
+    w = np.clip(w, 0, None)
     w = w / w.sum() if w.sum() > 0 else np.full(len(maps), 1.0 / len(maps))
     return np.tensordot(w, np.asarray(maps, np.float64), axes=1).astype(np.float32)
-
-
-def _baseline_function():
-    """``inv_widgets.concepts.baselines.attribution_maps``: the one implementation of LIME and KernelSHAP, the
-    one the Explorer's compare view and ``inv-widgets explain --baselines`` call (looked up at call time)."""
-    from ..concepts import baselines
-
-    return baselines.attribution_maps
 
 
 def _fractions(steps: int | None) -> np.ndarray:
     return FRACTIONS if not steps else np.linspace(0.0, 1.0, int(steps) + 1)
 
 
-def image_records(session, i: int, *, recipe: str, steps: int | None, repeats: int, seed: int,
-                  attribution_maps=None, curves: bool = True) -> dict:
-    """Everything measured on image ``i`` (explained for its predicted class): per layer the cut's weights,
-    ablation drops, the random groups' weights and drops, and the deletion / insertion areas; per image the
-    LIME and KernelSHAP areas (when ``attribution_maps`` is given). ``curves=False``: ablation only (no
-    deletion / insertion areas, no LIME / KernelSHAP)."""
-    exp = session.explain(i, lazy=True)
+def image_records(model, data, i: int, *, point: str = "activation", kinds=("published",), recipe: str = "fast",
+                  weighting: str = "guided", steps: int | None = None, repeats: int = 5, seed: int = 0,
+                  session=None, attribution_maps=None, curves: bool = True) -> dict:
+    """Everything measured on image ``i`` (explained for its predicted class): per layer and map type the weights,
+    member counts, ablation drops, the random groups' weights and drops, and the deletion / insertion areas; per
+    image the LIME and KernelSHAP areas (when ``attribution_maps`` and a ``session`` over the same images are
+    given)."""
+    from ..engine.sanity import explain_images
+
+    x, _ = data[i]
+    fill = data.to_tensor(data.background(i)) if hasattr(data, "background") else None
+    layers = getattr(model, "conv_layer_names", None) or [n for n, m in model.named_modules()
+                                                          if type(m).__name__ == "Conv2d"]
+    rec = explain_images(model, x[None], [data.array(i)], None, layers, point=point, kinds=kinds, recipe=recipe,
+                         weighting=weighting, probes=True, fills=[fill])[0]
+    exp = rec["exp"]
     rng = np.random.default_rng([seed, i])
-    layers, saliency, rows = [], [], []
+    out_layers, saliency, where = [], [], []
     for li, name in enumerate(exp.layers):
-        lr = exp.layer(name, recipe)
-        cl = lr.cut()
-        rec = {"layer_index": li, "layer": name, "k": cl.k}
-        if cl.k:
-            sizes = [len(m) for m in cl.members]
-            pct = lr.channel_weights
-            rnd = [random_groups(lr.kept, sizes, rng) for _ in range(repeats)]
-            groups = list(cl.members) + [g for r in rnd for g in r] + [lr.kept]
-            ab = lr.ablation(groups)
-            k = cl.k
-            rec.update(weights=np.asarray(cl.weights, np.float64), drops=ab.logit_drop[:k],
-                       prob_drops=ab.probability_drop[:k],
-                       rnd_weights=np.array([[pct[g].sum() for g in r] for r in rnd]).reshape(repeats, k),
-                       rnd_drops=ab.logit_drop[k:k + repeats * k].reshape(repeats, k),
-                       kept_drop=float(ab.logit_drop[-1]), layer_drop=ab.layer_logit_drop)
-            if curves:
-                saliency += [union_map(cl.maps, cl.weights), cl.maps[0], lr.gradcam()]
-                rows.append(len(layers))
-        layers.append(rec)
-    cv = exp.curves(np.stack(saliency), fractions=_fractions(steps)) if saliency else None
-    for pos, li in enumerate(rows):
-        d, ins = cv.deletion_area[3 * pos:3 * pos + 3], cv.insertion_area[3 * pos:3 * pos + 3]
-        layers[li].update(del_union=d[0], del_heaviest=d[1], del_gradcam=d[2],
-                          ins_union=ins[0], ins_heaviest=ins[1], ins_gradcam=ins[2])
+        lr = rec["maps"][name]["_layer"]
+        for kind in kinds:
+            lm = rec["maps"][name][kind]
+            r = {"layer_index": li, "layer": name, "kind": kind, "k": lm.k}
+            if lm.k:
+                sizes = [len(g) for g in lm.groups]
+                pool = np.concatenate(lm.groups)
+                pct = lr.channel_weights if kind != "contrast" else lm.layer.channel_weights
+                rnd = [random_groups(pool, sizes, rng) for _ in range(repeats)]
+                groups = list(lm.groups) + [g for rr in rnd for g in rr] + [pool]
+                ab = lm.layer.ablation(groups)
+                k = lm.k
+                if kind in ("published", "contrast"):
+                    rnd_w = [[pct[g].sum() for g in rr] for rr in rnd]
+                else:  # the gradient map types weigh a group by its channels' first-order worth
+                    from ..engine.contrast import group_weights
+
+                    rnd_w = []
+                    for rr in rnd:
+                        lab = np.full(lr.n_channels, -1)
+                        for j, g in enumerate(rr):
+                            lab[g] = j
+                        rnd_w.append(group_weights(*rec["maps"][name]["_tensors"], lab, k))
+                r.update(weights=np.asarray(lm.weights, np.float64), sizes=np.asarray(sizes, np.float64),
+                         drops=ab.logit_drop[:k], rnd_weights=np.asarray(rnd_w, np.float64).reshape(repeats, k),
+                         rnd_drops=ab.logit_drop[k:k + repeats * k].reshape(repeats, k),
+                         kept_drop=float(ab.logit_drop[-1]), layer_drop=ab.layer_logit_drop)
+                if curves:
+                    where.append(len(out_layers))
+                    saliency += [union_map(lm.maps, lm.weights), lm.maps[0], lr.gradcam()]
+            out_layers.append(r)
+    if saliency:
+        cv = exp.curves(np.stack(saliency), fractions=_fractions(steps))
+        for pos, at in enumerate(where):
+            d, ins = cv.deletion_area[3 * pos:3 * pos + 3], cv.insertion_area[3 * pos:3 * pos + 3]
+            out_layers[at].update(zip(AREAS, [*d, *ins]))
     image = {"image": i, "target": exp.target}
-    if attribution_maps is not None and curves:
+    if attribution_maps is not None and session is not None and curves:
         maps = attribution_maps(session, i, exp.target, methods=BASELINE_METHODS)
         got = [m for m in BASELINE_METHODS if m in maps]
         if got:
             c = exp.curves(np.stack([np.asarray(maps[m], np.float32) for m in got]), fractions=_fractions(steps))
             for j, m in enumerate(got):
                 image[f"del_{m}"], image[f"ins_{m}"] = float(c.deletion_area[j]), float(c.insertion_area[j])
-    return {"image": image, "layers": layers}
+    return {"image": image, "layers": out_layers}
 
 
 def _spearman(x, y) -> float:
@@ -129,66 +144,117 @@ def _spearman(x, y) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def _ranking(weights: list, drops: list) -> dict:
-    """Pooled and per-image Spearman, and how often the heaviest causes the largest drop (with chance)."""
-    pooled = _spearman(np.concatenate(weights), np.concatenate(drops)) if weights else float("nan")
-    per = [_spearman(w, d) for w, d in zip(weights, drops) if len(w) >= 3]
-    per = [r for r in per if np.isfinite(r)]
-    top = [(int(np.argmax(w)) == int(np.argmax(d)), 1.0 / len(w)) for w, d in zip(weights, drops) if len(w) >= 2]
-    return {"pooled": pooled, "per_image": float(np.mean(per)) if per else float("nan"), "per_image_n": len(per),
-            "top1": float(np.mean([t for t, _ in top])) if top else float("nan"),
-            "chance": float(np.mean([c for _, c in top])) if top else float("nan")}
+def partial_spearman(x, y, z) -> float:
+    """Spearman's partial correlation of ``x`` and ``y`` given ``z``: the Pearson partial correlation of their
+    ranks (NaN when a variable is constant or z explains x or y entirely)."""
+    x, y, z = (np.asarray(v, np.float64) for v in (x, y, z))
+    if len(x) < 3 or min(np.ptp(x), np.ptp(y)) == 0:
+        return float("nan")
+    if np.ptp(z) == 0:
+        return _spearman(x, y)
+    rx, ry, rz = rankdata(x), rankdata(y), rankdata(z)
+    c = np.corrcoef([rx, ry, rz])
+    den = (1 - c[0, 2] ** 2) * (1 - c[1, 2] ** 2)
+    return float((c[0, 1] - c[0, 2] * c[1, 2]) / np.sqrt(den)) if den > 1e-12 else float("nan")
 
 
-def summarise(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The per-layer table and the per-image-method table (LIME, KernelSHAP) from :func:`image_records`."""
-    by_layer: dict = {}
+def _nanmean(values) -> float:
+    v = np.asarray(list(values), np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def _pooled(units, key_w, key_d, q=None):
+    w = np.concatenate([u[key_w] if q is None else u[key_w][q] for u in units]) if units else np.zeros(0)
+    d = np.concatenate([u[key_d] if q is None else u[key_d][q] for u in units]) if units else np.zeros(0)
+    return w, d
+
+
+def summarise(records: list[dict], seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-(layer, map type) table and the per-method table (LIME, KernelSHAP) from :func:`image_records`,
+    each figure with a 95 % CI resampling images (``*_lo``, ``*_hi``)."""
+    from ..engine.stats import ci, cluster_ci
+
+    by: dict = {}
     for r in records:
         for rec in r["layers"]:
-            by_layer.setdefault((rec["layer_index"], rec["layer"]), []).append(rec)
+            by.setdefault((rec["layer_index"], rec["layer"], rec.get("kind", "published")), []).append(rec)
     rows = []
-    for (li, name), recs in sorted(by_layer.items()):
+    for (li, name, kind), recs in sorted(by.items()):
         full = [r for r in recs if r["k"]]
-        inv = _ranking([r["weights"] for r in full], [r["drops"] for r in full])
-        repeats = full[0]["rnd_weights"].shape[0] if full else 0
-        rnd = [_ranking([r["rnd_weights"][q] for r in full], [r["rnd_drops"][q] for r in full]) for q in range(repeats)]
-        mean = lambda key: float(np.nanmean([x[key] for x in rnd])) if rnd else float("nan")  # noqa: E731
-        heavy_w = [r["weights"][0] / r["weights"].sum() for r in full if r["weights"].sum() > 0]
-        heavy_d = [r["drops"][0] / r["kept_drop"] for r in full if abs(r["kept_drop"]) > 1e-9]
-        row = {"layer_index": li, "layer": name, "images": len(recs), "mean_k": float(np.mean([r["k"] for r in recs])),
-               "spearman_pooled": inv["pooled"], "spearman_image": inv["per_image"], "images_k3": inv["per_image_n"],
-               "heaviest_top": inv["top1"], "chance": inv["chance"],
-               "random_pooled": mean("pooled"), "random_image": mean("per_image"), "random_top": mean("top1"),
-               "heaviest_weight_share": float(np.mean(heavy_w)) if heavy_w else float("nan"),
-               "heaviest_drop_share": float(np.mean(heavy_d)) if heavy_d else float("nan")}
-        for key in ("del_union", "del_heaviest", "del_gradcam", "ins_union", "ins_heaviest", "ins_gradcam"):
-            row[key] = float(np.mean([r[key] for r in full])) if full and key in full[0] else float("nan")
+        row = {"layer_index": li, "layer": name, "kind": kind, "images": len(recs),
+               "mean_k": float(np.mean([r["k"] for r in recs]))}
+
+        def put(key, fig):
+            row[key], row[f"{key}_lo"], row[f"{key}_hi"] = fig.value, fig.lo, fig.hi
+
+        put("spearman_pooled", cluster_ci(full, lambda u: _spearman(*_pooled(u, "weights", "drops")), seed=seed))
+        put("size_pooled", cluster_ci(full, lambda u: _spearman(*_pooled(u, "sizes", "drops")), seed=seed))
+        put("partial_pooled", cluster_ci(full, lambda u: partial_spearman(
+            *_pooled(u, "weights", "drops"), _pooled(u, "sizes", "drops")[0]), seed=seed))
+        per = [_spearman(r["weights"], r["drops"]) for r in full if r["k"] >= 3]
+        row["spearman_image"], row["images_k3"] = ci(per, seed=seed).value, int(np.isfinite(per).sum()) if per else 0
+        top = [(int(np.argmax(r["weights"])) == int(np.argmax(r["drops"])), 1.0 / r["k"]) for r in full if r["k"] >= 2]
+        put("heaviest_top", ci([t for t, _ in top], seed=seed))
+        row["chance"] = float(np.mean([c for _, c in top])) if top else float("nan")
+        reps = full[0]["rnd_weights"].shape[0] if full else 0
+        rnd_sp = [_spearman(*_pooled(full, "rnd_weights", "rnd_drops", q)) for q in range(reps)]
+        row["random_pooled"] = _nanmean(rnd_sp)
+        rnd_img = [_nanmean([_spearman(r["rnd_weights"][q], r["rnd_drops"][q]) for r in full if r["k"] >= 3])
+                   for q in range(reps)]
+        row["random_image"] = _nanmean(rnd_img)
+        put("random_partial", cluster_ci(full, lambda u: _nanmean([partial_spearman(
+            *_pooled(u, "rnd_weights", "rnd_drops", q), np.concatenate([x["sizes"] for x in u]))
+            for q in range(reps)]) if reps else float("nan"), seed=seed, n_boot=300))
+        rtop = [float(np.mean([int(np.argmax(r["rnd_weights"][q])) == int(np.argmax(r["rnd_drops"][q]))
+                               for q in range(reps)])) for r in full if r["k"] >= 2]
+        row["random_top"] = float(np.mean(rtop)) if rtop else float("nan")
+        row["heaviest_weight_share"] = float(np.mean([r["weights"][0] / r["weights"].sum() for r in full
+                                                      if r["weights"].sum() > 0])) if full else float("nan")
+        row["heaviest_drop_share"] = float(np.mean([r["drops"][0] / r["kept_drop"] for r in full
+                                                    if abs(r["kept_drop"]) > 1e-9])) if full else float("nan")
+        for key in AREAS:
+            if full and key in full[0]:
+                put(key, ci([r[key] for r in full], seed=seed))
+            else:
+                row[key] = row[f"{key}_lo"] = row[f"{key}_hi"] = float("nan")
         row["union_deletes_better"] = (float(np.mean([r["del_union"] <= r["del_gradcam"] for r in full]))
                                        if full and "del_union" in full[0] else float("nan"))
         rows.append(row)
-    layers = pd.DataFrame(rows)
     img = pd.DataFrame([r["image"] for r in records])
     methods = []
     for m in BASELINE_METHODS:
         if f"del_{m}" in img:
-            methods.append({"method": m, "images": int(img[f"del_{m}"].notna().sum()),
-                            "deletion_area": float(img[f"del_{m}"].mean()),
-                            "insertion_area": float(img[f"ins_{m}"].mean())})
-    return layers, pd.DataFrame(methods, columns=["method", "images", "deletion_area", "insertion_area"])
+            d, s = ci(img[f"del_{m}"], seed=seed), ci(img[f"ins_{m}"], seed=seed)
+            methods.append({"method": m, "images": d.n, "deletion_area": d.value, "deletion_lo": d.lo,
+                            "deletion_hi": d.hi, "insertion_area": s.value, "insertion_lo": s.lo, "insertion_hi": s.hi})
+    return pd.DataFrame(rows), pd.DataFrame(methods, columns=["method", "images", "deletion_area", "deletion_lo",
+                                                              "deletion_hi", "insertion_area", "insertion_lo",
+                                                              "insertion_hi"])
 
 
-def check_targets(layers: pd.DataFrame, weighting: str) -> list[tuple[str, bool, str]]:
-    """The issue's targets on the demo: (what, met, the figures)."""
-    blocks34 = layers[layers.layer.str.contains(r"block[34]_")]
+def check_targets(layers: pd.DataFrame, weighting: str, kind: str | None = None) -> list[tuple[str, bool, str]]:
+    """The targets on the demo for one map type (default: the table's first): (what, met, the figures); none for a
+    map type the table does not have."""
+    kinds = layers.get("kind", pd.Series("published", index=layers.index))
+    kind = kind or (kinds.iloc[0] if len(kinds) else "published")
+    layers = layers[kinds == kind]
+    if layers.empty:
+        return []
     f = lambda s: ", ".join(f"{v:.2f}" for v in s)  # noqa: E731
-    out = [("pooled Spearman >= 0.5 in every layer", bool((layers.spearman_pooled >= 0.5).all()),
-            f(layers.spearman_pooled)),
-           ("pooled Spearman >= 0.8 in blocks 3-4", bool((blocks34.spearman_pooled >= 0.8).all()),
-            f(blocks34.spearman_pooled)),
-           ("heaviest map = largest drop in >= 50 % of images in every layer", bool((layers.heaviest_top >= 0.5).all()),
-            f(layers.heaviest_top))]
-    wins = int((layers.del_union <= layers.del_gradcam).sum())
+    out = []
+    if "partial_pooled" in layers:
+        out.append(("partial rho(weight, drop | size) >= 0.5 in every layer",
+                    bool((layers.partial_pooled >= 0.5).all()), f(layers.partial_pooled)))
+    blocks34 = layers[layers.layer.str.contains(r"block[34]_")]
+    out += [("pooled Spearman >= 0.5 in every layer", bool((layers.spearman_pooled >= 0.5).all()),
+             f(layers.spearman_pooled)),
+            ("pooled Spearman >= 0.8 in blocks 3-4", bool((blocks34.spearman_pooled >= 0.8).all()),
+             f(blocks34.spearman_pooled)),
+            ("heaviest map = largest drop in >= 50 % of images in every layer",
+             bool((layers.heaviest_top >= 0.5).all()), f(layers.heaviest_top))]
     if layers.del_union.notna().any():
+        wins = int((layers.del_union <= layers.del_gradcam).sum())
         out.append(("union deletes no worse than Grad-CAM in >= 6 of 8 layers",
                     wins >= min(6, len(layers) * 6 // 8), f"{wins} of {len(layers)} layers"))
     if weighting == "taylor":
@@ -199,8 +265,8 @@ def check_targets(layers: pd.DataFrame, weighting: str) -> list[tuple[str, bool,
 
 @dataclass
 class Faithfulness:
-    """The evaluation's result: ``layers`` (one row per layer), ``methods`` (LIME, KernelSHAP: one row each),
-    the raw per-image ``records`` and what was asked."""
+    """The evaluation's result: ``layers`` (one row per layer and map type), ``methods`` (LIME, KernelSHAP), the
+    raw per-image ``records`` and what was asked."""
 
     layers: pd.DataFrame
     methods: pd.DataFrame
@@ -208,141 +274,140 @@ class Faithfulness:
     settings: dict = field(default_factory=dict)
 
 
-def _demo(n: int):
-    """The demo model and data; the model in channels-last memory format (its own copy: 1.5-2x faster
-    convolutions on a CPU, the same results within float rounding)."""
-    import torch
-
-    import inv_widgets as inv
-
-    model, data = inv.demo.load(n=n)
-    return model.to(memory_format=torch.channels_last), data
-
-
 _WORKER: dict = {}
 
 
-def _init_worker(n: int, offset: int, recipe: str, weighting: str, baselines: bool) -> None:
-    """A worker process: its own model and session (one thread: :func:`_one`)."""
-    import inv_widgets as inv
+def _init_worker(split, n, kwargs) -> None:
+    from .stats import split_data
 
-    model, data = _demo(offset + n)
-    _WORKER["session"] = inv.Session(model, data, recipe=recipe, weighting=weighting, cache_size=1)
-    _WORKER["fn"] = _baseline_function() if baselines else None
+    model, data = split_data(split, n)
+    _WORKER.update(model=model, data=data, kwargs=kwargs)
 
 
-def _one(args) -> dict:
+def _one(i) -> dict:
     from ..engine.runtime import limited_threads
 
-    i, recipe, steps, repeats, seed, curves = args
     with limited_threads(1):
-        return image_records(_WORKER["session"], i, recipe=recipe, steps=steps, repeats=repeats, seed=seed,
-                             attribution_maps=_WORKER["fn"], curves=curves)
+        return image_records(_WORKER["model"], _WORKER["data"], i, **_WORKER["kwargs"])
 
 
-def evaluate_faithfulness(n: int = 50, *, recipe: str = "fast", weighting: str = "guided", steps: int | None = None,
-                          repeats: int = 5, seed: int = 0, offset: int = 0, baselines: bool = True,
-                          curves: bool = True, attribution_maps=None, workers: int = 1, model=None, data=None,
-                          progress: bool = True) -> Faithfulness:
-    """Run the evaluation on ``n`` held-out demo images (``offset`` onwards), one thread per process.
-    ``attribution_maps``: the LIME / KernelSHAP function (default: ``inv_widgets.concepts.baselines.
-    attribution_maps``; none with ``baselines=False``). ``workers`` > 1 shares the images out to
-    that many processes (the demo model only). ``curves=False``: the ablation figures only (no deletion /
-    insertion areas, and so no LIME / KernelSHAP), a fraction of the time."""
+def evaluate_faithfulness(n: int = 50, *, split: str = "dev", point: str = "activation", kinds=("published",),
+                          recipe: str = "fast", weighting: str = "guided", steps: int | None = None, repeats: int = 5,
+                          seed: int = 0, baselines: bool = False, curves: bool = True, attribution_maps=None,
+                          workers: int = 1, model=None, data=None, progress: bool = True) -> Faithfulness:
+    """Run the evaluation on ``n`` images of ``split`` (or of ``data`` with ``model``), one thread per process.
+    ``baselines``: also LIME and KernelSHAP (``attribution_maps``, default ``inv_widgets.concepts.baselines.
+    attribution_maps``); ``curves=False``: the ablation figures only; ``workers`` > 1 shares the images out to
+    that many processes (the demo model only)."""
     import inv_widgets as inv
+    from ..engine.points import check_layer_point
     from ..engine.recipes import get_recipe
     from ..engine.runtime import limited_threads
     from ..engine.weights import check_weighting
+    from .stats import split_data
 
     recipe = get_recipe(recipe).name
     check_weighting(weighting)
+    check_layer_point(point)
     if n < 1 or (steps is not None and steps < 2) or repeats < 1:
         raise ValueError(f"n >= 1, steps >= 2 and repeats >= 1 are needed; got n={n}, steps={steps}, repeats={repeats}")
-    baselines = baselines and curves
-    fn = (attribution_maps or _baseline_function()) if baselines else None
-    idx = list(range(offset, offset + n))
-    t0 = time.perf_counter()
-    records: list[dict] = []
+    baselines = (baselines or attribution_maps is not None) and curves
+    if baselines and attribution_maps is None:
+        from ..concepts import baselines as _b
 
+        attribution_maps = _b.attribution_maps
+    kw = dict(point=point, kinds=tuple(kinds), recipe=recipe, weighting=weighting, steps=steps, repeats=repeats,
+              seed=seed, curves=curves)
+    t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n, desc="eval faithfulness", unit="img", disable=not progress)
-    if workers > 1 and model is None and attribution_maps is None:
+    records: list[dict] = []
+    if workers > 1 and model is None and not baselines:
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(n, offset, recipe, weighting, baselines)) as pool:
-            for rec in pool.map(_one, [(i, recipe, steps, repeats, seed, curves) for i in idx]):
+                                 initargs=(split, n, kw)) as pool:
+            for rec in pool.map(_one, range(n)):
                 records.append(rec)
                 bar.update()
     else:
         if model is None or data is None:
-            model, data = _demo(offset + n)
-        session = inv.Session(model, data, recipe=recipe, weighting=weighting, cache_size=1)
-        with limited_threads(1):  # as the workers: the same figures whatever --workers says
-            for i in idx:
-                records.append(image_records(session, i, recipe=recipe, steps=steps, repeats=repeats, seed=seed,
-                                             attribution_maps=fn, curves=curves))
+            model, data = split_data(split, n)
+        session = inv.Session(model, data, recipe=recipe, weighting=weighting, layer_point=point,
+                              cache_size=1) if baselines else None
+        with limited_threads(1):
+            for i in range(n):
+                records.append(image_records(model, data, i, session=session, attribution_maps=attribution_maps, **kw))
                 bar.update()
     bar.close()
-    layers, methods = summarise(records)
-    settings = dict(n=n, offset=offset, recipe=recipe, weighting=weighting, steps=steps, repeats=repeats, seed=seed,
-                    curves=curves,
-                    baselines=baselines,
-                    seconds=time.perf_counter() - t0)
+    layers, methods = summarise(records, seed=seed)
+    settings = dict(n=n, split=split, point=point, kinds=list(kinds), recipe=recipe, weighting=weighting, steps=steps,
+                    repeats=repeats, seed=seed, curves=curves, baselines=baselines, seconds=time.perf_counter() - t0)
     return Faithfulness(layers, methods, records, settings)
 
 
+def _f(row, key, digits=2):
+    from ..engine.stats import Figure
+
+    return Figure(row[key], row.get(f"{key}_lo", np.nan), row.get(f"{key}_hi", np.nan), 0).fmt(digits)
+
+
+def report(res: Faithfulness) -> str:
+    s, df = res.settings, res.layers
+    lines = [f"eval faithfulness: split {s['split']} ({s['n']} images, explained for the predicted class), layer point "
+             f"{s['point']} (channels zeroed there), {s['recipe']} recipe, {s['weighting']} weights, suggested cut, "
+             f"{s['repeats']} random groupings per image and layer; [95 % CI resampling images] ({s['seconds']:.0f} s)"]
+    for kind in s["kinds"]:
+        lines.append(f"\n{kind}: per layer k, rho(weight, drop) pooled, rho(size, drop), partial rho(weight, drop | "
+                     "size), random groups' partial rho, heaviest = largest drop (chance)")
+        for _, r in df[df.kind == kind].iterrows():
+            lines.append(f"  {r.layer.split('.')[-1]:<13} k {r.mean_k:.1f}  {_f(r, 'spearman_pooled'):<19} "
+                         f"{_f(r, 'size_pooled'):<19} {_f(r, 'partial_pooled'):<19} {_f(r, 'random_partial'):<19} "
+                         f"{_f(r, 'heaviest_top')} ({r.chance:.2f})")
+        if s["curves"]:
+            lines.append(f"{kind}: deletion area (lower is better) union / heaviest / Grad-CAM; insertion union")
+            for _, r in df[df.kind == kind].iterrows():
+                lines.append(f"  {r.layer.split('.')[-1]:<13} {_f(r, 'del_union', 3):<21} "
+                             f"{_f(r, 'del_heaviest', 3):<21} {_f(r, 'del_gradcam', 3):<21} {_f(r, 'ins_union', 3)}")
+    for _, m in res.methods.iterrows():
+        lines.append(f"  {m.method}: deletion {m.deletion_area:.3f} [{m.deletion_lo:.3f}, {m.deletion_hi:.3f}], "
+                     f"insertion {m.insertion_area:.3f}")
+    for kind in s["kinds"]:
+        for what, ok, figures in check_targets(df, s["weighting"], kind):
+            lines.append(f"target {'met   ' if ok else 'MISSED'}  {kind}: {what}: {figures}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m inv_widgets.eval faithfulness", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=50, help="held-out images (default 50)")
-    ap.add_argument("--offset", type=int, default=0, help="first image (default 0)")
+    from ._args import common_arguments, parser
+
+    ap = parser("faithfulness", __doc__)
+    common_arguments(ap, n=50)
+    ap.add_argument("--maps", nargs="+", default=["published"], choices=["published", "signed", "gradcam", "contrast"],
+                    help="map types measured (default published)")
     ap.add_argument("--recipe", default="fast", help="clustering recipe (default fast)")
     ap.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
                     help="channel weights (default guided)")
     ap.add_argument("--steps", type=int, default=None,
                     help="equal steps of the deletion / insertion curves (default: 2 %% steps to 30 %%, then 10 %%)")
     ap.add_argument("--random", type=int, default=5, help="random channel groupings per image and layer (default 5)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                    help="processes of one thread each (default: 2, or 1 on a 1-core machine)")
-    ap.add_argument("--no-baselines", action="store_true", help="leave out LIME and KernelSHAP")
-    ap.add_argument("--no-curves", action="store_true",
-                    help="the ablation figures only: no deletion / insertion areas and no LIME / KernelSHAP "
-                         "(a fraction of the time)")
+    ap.add_argument("--workers", type=int, default=1, help="processes of one thread each (default 1)")
+    ap.add_argument("--baselines", action="store_true", help="also LIME and KernelSHAP (hundreds of passes per image)")
+    ap.add_argument("--no-curves", action="store_true", help="the ablation figures only (a fraction of the time)")
     ap.add_argument("--csv", default=None, help="also write the per-layer table to this CSV file")
     args = ap.parse_args(argv)
-    res = evaluate_faithfulness(args.n, recipe=args.recipe, weighting=args.weighting, steps=args.steps,
-                                repeats=args.random, seed=args.seed, offset=args.offset,
-                                baselines=not args.no_baselines, curves=not args.no_curves,
-                                workers=max(1, args.workers))
-    df = res.layers.copy()
-    df["layer"] = df.layer.str.replace("features.", "", regex=False)
-    pd.set_option("display.width", 200)
-    pd.set_option("display.max_columns", 40)
-    cols = ["layer", "mean_k", "spearman_pooled", "spearman_image", "heaviest_top", "chance", "random_pooled",
-            "random_image", "random_top", "heaviest_weight_share", "heaviest_drop_share"]
-    print(f"recipe {res.settings['recipe']}, weighting {res.settings['weighting']}, {args.n} images, "
-          f"{args.random} random groupings per image and layer")
-    print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    cols = ["layer", "del_union", "del_heaviest", "del_gradcam", "union_deletes_better", "ins_union", "ins_heaviest",
-            "ins_gradcam"]
-    grid = f"{args.steps} equal steps" if args.steps else "2 % steps to 30 %, 10 % steps to 100 %"
-    if args.no_curves:
-        print("\ndeletion / insertion areas: not measured (--no-curves)")
-    else:
-        print(f"\ndeletion / insertion areas (0-100 % of the pixels in {grid}; the image's background as the fill; "
-              "target probability)")
-        print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    if len(res.methods):
-        print(res.methods.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for opt, v, lo in (("--steps", args.steps, 2), ("--random", args.random, 1), ("--workers", args.workers, 1)):
+        if v is not None and v < lo:
+            ap.error(f"{opt} must be at least {lo}, got {v}")
+    res = evaluate_faithfulness(args.n, split=args.split, point=args.layer_point, kinds=tuple(args.maps),
+                                recipe=args.recipe, weighting=args.weighting, steps=args.steps, repeats=args.random,
+                                seed=args.seed, baselines=args.baselines, curves=not args.no_curves,
+                                workers=args.workers, progress=not args.quiet)
+    print(report(res))
     if args.csv:
         res.layers.to_csv(args.csv, index=False)
-    print(f"({args.n} images, {res.settings['seconds']:.0f} s)")
-    for what, ok, figures in check_targets(res.layers, res.settings["weighting"]):
-        print(f"target {'met   ' if ok else 'MISSED'}  {what}: {figures}")
     return 0
 
 

@@ -28,13 +28,14 @@ def play(session, store, indices: Iterable[int], *, players: int = 8, noise: flo
          layers: Sequence[str] | None = None, truth: dict | None = None, progress: bool = True) -> dict:
     """Play the default cut of every layer (or of ``layers``) of the images ``indices``; returns
     ``{MapKey: percent weight}`` of the maps played (what ``GlobalExplanation.from_labels(weights=...)`` takes).
-    ``truth``, when given, receives ``{MapKey: the part that dominates the map}`` (``simulate.dominant_part``).
+    ``truth``, when given, receives ``{MapKey: the part that holds most of the map's mass}`` (``simulate.truth_part``:
+    read over all pixels at full resolution, independently of what the players were shown).
 
     The session's dataset must know the parts under every pixel (``part_masks(i)``, as the demo's
     ``PartsDataset``): that is what a simulated player looks at.
     """
     from ..engine.maps import reveal_mask
-    from .simulate import dominant_part
+    from .simulate import truth_part
 
     data = session.dataset
     if data is None or not hasattr(data, "part_masks"):
@@ -60,7 +61,7 @@ def play(session, store, indices: Iterable[int], *, players: int = 8, noise: flo
                     key = cl.key(j)
                     weights[key] = float(cl.weights[j])
                     if truth is not None:
-                        truth[key] = dominant_part(cl.maps[j], masks)
+                        truth[key] = truth_part(cl.maps[j], masks)
                     steps = [reveal_mask(cl.maps_lowres[j], exp.input_size, s) for s in range(6)]
                     for sim in sims:
                         ans = sim.play(steps, masks, true_name)

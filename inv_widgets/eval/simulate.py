@@ -4,9 +4,15 @@ A simulated player looks at the revealed pixels of a cluster map step by step. A
 once enough of it is revealed; the player guesses when the seen parts single out one class (the classes
 whose parts include them), reveals more otherwise, and at the last step guesses among the remaining
 candidates or resigns. Then it types 1-3 labels: phrases a person might use for the part that the
-revealed pixels showed first (from the demo's part vocabulary), each replaced by a noise label with
-probability ``noise``. Players name what they noticed first: the part that showed up at the earliest
-reveal step (the larger revealed area breaks ties).
+revealed pixels showed first, each replaced by a noise label with probability ``noise``. Players name what
+they noticed first (the part that showed up at the earliest reveal step; the larger revealed area breaks
+ties) **in the terms of the class they believe they saw**: after a right guess, the true class's words for it;
+after a wrong guess, a part of the guessed class (the part of the same name if it has one, such as a house's
+and a car's windows, else one of its parts at random); after resigning, a part of a class still possible.
+
+The truth a map's label is checked against (:func:`truth_part`) is taken independently of what the players
+were shown: the part holding most of the map's mass over all pixels at full resolution, not the top few percent
+that the game reveals first.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SimulatedPlayer", "Answer", "NOISE_LABELS", "dominant_part"]
+__all__ = ["SimulatedPlayer", "Answer", "NOISE_LABELS", "dominant_part", "truth_part"]
 
 #: What a distracted or puzzled player types instead of naming a part.
 NOISE_LABELS = (
@@ -39,6 +45,19 @@ def dominant_part(cluster_map: np.ndarray, masks: dict[str, np.ndarray], top: fl
     thr = np.percentile(cluster_map, 100.0 - top)
     salient = np.where(cluster_map >= thr, cluster_map, 0.0)
     mass = {p: float(salient[m].sum()) for p, m in masks.items()}
+    best = max(mass, key=mass.get)
+    return best if mass[best] > 0 else None
+
+
+def truth_part(cluster_map: np.ndarray, masks: dict[str, np.ndarray]) -> str | None:
+    """The part holding most of the map's mass above its mean, over all its pixels at full resolution: what the
+    map shows, read independently of the few pixels the game reveals first (the mean is taken off so that a
+    min-max map's diffuse floor does not hand every map to the largest part). None when no part holds any."""
+    if not masks:
+        return None
+    m = np.asarray(cluster_map, np.float64)
+    m = np.clip(m - m.mean(), 0, None)
+    mass = {p: float(m[mask].sum()) for p, mask in masks.items()}
     best = max(mass, key=mass.get)
     return best if mass[best] > 0 else None
 
@@ -97,14 +116,23 @@ class SimulatedPlayer:
         ranked = sorted((p for p in first_step), key=lambda p: (first_step[p], -under[p]))
         if not seen or not candidates:
             if self.rng.random() < 0.5:
-                return Answer(None, "resign", 5, self._labels(ranked, true_class))
+                believed = (candidates or classes)[int(self.rng.integers(len(candidates or classes)))]
+                return Answer(None, "resign", 5, self._labels(ranked, true_class, believed))
             candidates = classes
         guess = candidates[int(self.rng.integers(len(candidates)))]
         outcome = "win" if guess == true_class else "lose"
-        return Answer(guess, outcome, step, self._labels(ranked, true_class))
+        return Answer(guess, outcome, step, self._labels(ranked, true_class, guess))
 
-    def _labels(self, ranked: list[str], true_class: str) -> list[str]:
-        """1-3 labels, mostly for the part noticed first, sometimes the second; some are noise."""
+    def _as_part_of(self, part: str, believed: str) -> str:
+        """What a player who believes the image shows ``believed`` calls the part ``part`` of the true class:
+        the part of the same name if ``believed`` has one, else one of its parts."""
+        parts = self.class_parts[believed]
+        return part if part in parts else parts[int(self.rng.integers(len(parts)))]
+
+    def _labels(self, ranked: list[str], true_class: str, believed: str | None = None) -> list[str]:
+        """1-3 labels, mostly for the part noticed first, sometimes the second, in the words of the class the
+        player believes it saw (``believed``, default the true class); some are noise."""
+        believed = believed or true_class
         n = int(self.rng.integers(1, 4))
         out = []
         for j in range(n):
@@ -112,6 +140,8 @@ class SimulatedPlayer:
                 out.append(NOISE_LABELS[int(self.rng.integers(len(NOISE_LABELS)))])
                 continue
             part = ranked[0] if j == 0 or len(ranked) == 1 or self.rng.random() < 0.7 else ranked[1]
-            phrases = self.vocabulary[true_class][part]
+            if believed != true_class:
+                part = self._as_part_of(part, believed)
+            phrases = self.vocabulary[believed][part]
             out.append(phrases[int(self.rng.integers(len(phrases)))])
         return list(dict.fromkeys(out))  # a person does not type the same thing twice

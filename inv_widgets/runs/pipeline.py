@@ -76,6 +76,8 @@ def describe(session, index: int, layers=None) -> dict:
         "input_size": [int(shown.shape[0]), int(shown.shape[1])],
         "weighting": weighting,
         "output": output_name(session.output),
+        "layer_point": session.layer_point,
+        "maps": session.maps,
         "session_recipe": session.recipe,
     }
 
@@ -94,7 +96,7 @@ def shard_meta(meta: dict, s: int, only=None) -> dict:
     indices = meta["indices"][s * size:(s + 1) * size]
     if not indices:
         raise IndexError(f"shard {s} is outside the run ({len(meta['indices'])} images, {size} per shard)")
-    keep = ("model", "layers", "shapes", "recipe", "k", "target", "shard_size", "weighting")
+    keep = ("model", "layers", "shapes", "recipe", "k", "target", "shard_size", "weighting", "layer_point", "maps")
     out = {**{key: meta[key] for key in keep if key in meta}, "n_classes": len(meta["classes"]),
            "shard_indices": list(indices)}
     if only is not None:
@@ -183,14 +185,17 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
             x = torch.stack(xs[start:start + bs]).to(session.device)
         t = targets if targets is None or isinstance(targets, int) else targets[start:start + bs]
         with lock or nullcontext():
-            cap = session.runner.capture(x, layers, t, weighting=meta.get("weighting", "guided"))
+            maps = meta.get("maps", "published")
+            weighting = None if maps == "gradcam" else meta.get("weighting", "guided")  # gradcam: G x A as well
+            cap = session.runner.capture(x, layers, t, weighting=weighting,
+                                         score="contrast" if maps == "contrast" else "logit")
             if after_pass is not None:
                 after_pass()
             # after the model's pass: many small steps per image and layer, which extra threads only slow
             # down (on a busy CPU by several times); one big pass on a GPU does not care
             with limited_threads(1):
                 batch = cut_batch(cap, recipe=meta["recipe"], k=meta["k"], weighting=meta.get("weighting", "guided"),
-                                  device_ward=ward == "torch")
+                                  device_ward=ward == "torch", maps=maps)
         if list(cap.order) != layers:
             raise RuntimeError(f"the model's layers fired in the order {list(cap.order)}, not {layers} as when the "
                                "run began; the model's forward pass changed")

@@ -134,6 +134,17 @@ class Run:
         return self.meta.get("weighting", "guided")
 
     @property
+    def layer_point(self) -> str:
+        """Where the run read each layer: "activation" or "conv" (its session's; runs made before the option
+        existed read the conv output)."""
+        return self.meta.get("layer_point", "conv")
+
+    @property
+    def map_type(self) -> str:
+        """What the run's cluster maps are drawn from (its session's ``maps``; "published" for runs made before)."""
+        return self.meta.get("maps", "published")
+
+    @property
     def k(self) -> int | None:
         return self.meta["k"]
 

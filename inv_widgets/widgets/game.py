@@ -40,6 +40,7 @@ import anywidget
 import traitlets as t
 
 from .. import render
+from ..engine.contrast import map_meaning
 from ..engine.maps import REVEAL_PERCENTS
 from ..engine.sources import is_map_source
 from ..labels import rules
@@ -82,6 +83,12 @@ ROUND_ACTIONS = ("guess", "more", "resign", "submit", "skip")
 
 READ_ONLY_MESSAGE = ("This label store is read-only, so answers cannot be saved here and nothing you play "
                      "would be kept. Please tell the person running the session.")
+
+
+def _map_type(source) -> str:
+    """What the played maps are drawn from: a Session's ``maps``, a run's ``map_type``."""
+    kind = getattr(source, "map_type", None) or getattr(source, "maps", None)
+    return kind if isinstance(kind, str) else "published"
 
 
 class LabelingGame(anywidget.AnyWidget):
@@ -321,8 +328,10 @@ class LabelingGame(anywidget.AnyWidget):
             self._say(str(exc), "error")
             return False
         self.participant = name
-        self._say(f"Welcome back, {name}! Your earlier answers and points count." if known
-                  else f"Welcome, {name}! Guess early for more points.", "success")
+        source = self.session if self.session is not None else self.run
+        self._say((f"Welcome back, {name}! Your earlier answers and points count." if known
+                   else f"Welcome, {name}! Guess early for more points.")
+                  + f" The pixels you see: {map_meaning(_map_type(source))}", "success")
         self.phase = "loading"
         self.start()
         return True

@@ -29,7 +29,7 @@ def test_cut_by_k_threshold_and_prune():
 
 
 def test_explanation_cut_maps_weights_members(tiny_cnn, tiny_image):
-    s = inv.Session(tiny_cnn, [tiny_image])
+    s = inv.Session(tiny_cnn, [tiny_image], maps="published")  # the paper's maps (gradcam: tests/engine/test_contrast)
     exp = s.explain(0)
     assert exp.layers == ["conv1", "conv2", "dw", "conv3"]
     assert exp.predicted == int(np.argmax(exp.probabilities)) and exp.target == exp.predicted
@@ -59,7 +59,7 @@ def test_explanation_cut_maps_weights_members(tiny_cnn, tiny_image):
 
 
 def test_feature_maps_are_the_kept_maps_the_cluster_maps_are_made_of(tiny_cnn, tiny_image):
-    exp = inv.explain(tiny_cnn, tiny_image)
+    exp = inv.explain(tiny_cnn, tiny_image, maps="published")
     for name in exp.layers:
         lr = exp[name]
         fm = lr.feature_maps

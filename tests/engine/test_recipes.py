@@ -68,7 +68,7 @@ def test_an_unknown_name_gets_the_registrys_message_everywhere(tiny_cnn, tiny_im
     from inv_widgets.eval.parts import evaluate_parts
 
     with pytest.raises(ValueError, match="unknown recipe 'magic'"):  # before loading anything
-        evaluate_parts(recipes=("fast", "magic"), n=1)
+        evaluate_parts(recipe="magic", n=1)
     with pytest.raises(ValueError, match=r"unknown recipe None; choose one of"):
         get_recipe(None)
 

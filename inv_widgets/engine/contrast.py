@@ -1,0 +1,193 @@
+"""Cluster maps that carry the class: variants of the published cluster map, and what each map type means.
+
+The published cluster map (PAPER.md, step 8) is the weighted mean of its member feature maps, each member a
+channel kept because its guided gradient votes for the class. Every kept channel of any class tends to fire on
+the object, so the map shows *where these channels are active*; it barely changes when the classifier is
+re-initialised or another class is explained (``python -m inv_widgets.eval sanity``). The variants here keep
+the published clusters (the same members, so the same :class:`MapKey` identities and labels) and change what a
+cluster's map is drawn from:
+
+- ``"signed"``: the signed contributions of **all** of a cluster's channels, gradient x activation at every pixel,
+  summed and clipped at 0. Each channel the keep filter dropped joins the cluster of the kept channel whose map
+  is nearest its own (Euclidean, rows min-max scaled as the ``fast`` recipe scales them), so that channels voting
+  against the class where the cluster fires cancel there, as they do in Grad-CAM.
+- ``"gradcam"``: the Grad-CAM of the cluster's channels (the same extended channel sets) with the sign of each
+  channel's mean gradient kept: ReLU(sum_k mean_ij(G_k) A_k).
+- ``"contrast"``: the published map of a pass whose score is the target's logit minus the mean of all logits
+  (``run_model(score="contrast")``): channel weights that favour the class over the others, kept, clustered
+  and drawn as published.
+
+Every function is pure torch / numpy, from captured tensors of one image and one layer: the activations ``A``
+(C, h, w) and gradients ``G`` (C, h, w) read at the session's layer point, the kept channels and the cut's
+assignment of them. :data:`MAP_MEANINGS` says in one line what each map type shows, for the Explorer, the game,
+the report and the docs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["MAP_TYPES", "MAP_MEANINGS", "map_meaning", "check_maps", "extend_groups", "group_maps", "group_weights",
+           "variant_cut", "gradcam_cut", "map_channels", "channels_weight", "GRADIENT_MAPS", "WIRED"]
+
+#: The map types (``Session(maps=...)``): "published" (the paper's), and the class-contrastive variants.
+MAP_TYPES = ("published", "signed", "gradcam", "contrast")
+
+#: Map types drawn from the same pass's gradients with the published clusters extended to every channel.
+GRADIENT_MAPS = ("signed", "gradcam")
+
+#: The map types a Session and a dataset run offer (``Session(maps=...)``); "signed" stays an evaluation variant
+#: (its maps miss the object too often: ``python -m inv_widgets.eval sanity``).
+WIRED = ("published", "gradcam", "contrast")
+
+#: What a cluster map of each type shows, in one line (shown under the Explorer's gallery and in its detail
+#: view, in the game's instructions, in the report and in the docs).
+MAP_MEANINGS = {
+    "published": ("Where this cluster's channels are active (the paper's map: the weighted mean of the feature maps "
+                  "that vote for the class). It shows what these channels respond to, not where the model looks "
+                  "for this class: the maps barely change for another class or a randomised classifier."),
+    "signed": ("Where this cluster's channels, all of them, push the class's score up (gradient x activation summed "
+               "over the cluster, negative parts cancelled and cut at zero): it changes with the class explained."),
+    "gradcam": ("The Grad-CAM of this cluster's channels, all of them: their activations weighted by how much each "
+                "raises or lowers the class's score, cut at zero; it changes with the class explained."),
+    "contrast": ("Where the channels that set this class apart from the others are active (weights from the class's "
+                 "score minus the mean score of all classes); still a map of channel activity."),
+}
+
+
+def check_maps(maps, choices=MAP_TYPES) -> str:
+    """``maps`` if it is one of ``choices`` (default :data:`MAP_TYPES`), else a ValueError naming them."""
+    if maps not in choices:
+        raise ValueError(f"maps {maps!r} is unknown; use one of {list(choices)} (\"published\": the paper's cluster "
+                         "maps)")
+    return maps
+
+
+def map_meaning(maps: str = "published") -> str:
+    """The one-line meaning of a map type (:data:`MAP_MEANINGS`)."""
+    return MAP_MEANINGS[check_maps(maps)]
+
+
+def _scaled_rows(a: torch.Tensor) -> torch.Tensor:
+    flat = a.reshape(a.shape[0], -1).float()
+    lo = flat.amin(1, keepdim=True)
+    hi = flat.amax(1, keepdim=True)
+    span = hi - lo
+    return torch.where(span > 0, (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)),
+                       torch.zeros_like(flat))
+
+
+def extend_groups(acts: torch.Tensor, kept, assignment, k: int) -> np.ndarray:
+    """Every channel's cluster, (C,): kept channels keep the cut's ``assignment`` (-1 where a pruning cut dropped
+    them, and they stay out); every other channel follows the kept channel whose map is nearest to its own
+    (Euclidean, rows min-max scaled as the ``fast`` recipe scales them). That nearest kept channel does not depend
+    on the cut, so a cluster's channels, and its map, depend on its members only: the same members give the same
+    map in every cut (a cluster map's identity stays its members). Channels whose map is flat (a ReLU that never
+    fires) stay out (-1): they add nothing to any map."""
+    c = int(acts.shape[0])
+    kept = np.asarray(kept, np.int64)
+    assignment = np.asarray(assignment, np.int64)
+    out = np.full(c, -1, np.int64)
+    if k == 0 or not len(kept):
+        return out
+    out[kept] = assignment
+    others, nearest = _nearest_kept(acts, kept)
+    out[others] = np.where(nearest >= 0, assignment[np.maximum(nearest, 0)], -1)
+    return out
+
+
+def _nearest_kept(acts: torch.Tensor, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The channels not kept, and for each the position (in ``kept``) of the kept channel whose min-max scaled map
+    is nearest its own (-1 for a flat map)."""
+    c = int(acts.shape[0])
+    others = np.setdiff1d(np.arange(c), kept)
+    if not len(others) or not len(kept):
+        return others, np.full(len(others), -1, np.int64)
+    rows = _scaled_rows(acts)
+    nearest = torch.cdist(rows[torch.as_tensor(others)][None], rows[torch.as_tensor(kept)][None])[0].argmin(1).numpy()
+    flat = acts.reshape(c, -1)[torch.as_tensor(others)].float()
+    flat = (flat.amax(1) == flat.amin(1)).numpy()
+    return others, np.where(flat, -1, nearest).astype(np.int64)
+
+
+def map_channels(acts: torch.Tensor, kept, members) -> np.ndarray:
+    """Every channel a ``"gradcam"`` map of these members is drawn from, ascending: the members and each channel
+    the keep filter dropped whose nearest kept channel is a member (:func:`extend_groups`, for one map)."""
+    kept = np.asarray(kept, np.int64)
+    members = np.asarray(members, np.int64)
+    others, nearest = _nearest_kept(acts, kept)
+    joined = others[(nearest >= 0) & np.isin(kept[np.maximum(nearest, 0)], members)]
+    return np.union1d(members, joined)
+
+
+def channels_weight(worth: torch.Tensor, channels) -> float:
+    """The weight a ``"gradcam"`` map of ``channels`` shows: their summed first-order worth (mean_ij(G A) per
+    channel) in percent of the layer's positive total (as :func:`gradcam_cut` weighs it)."""
+    t = worth.double().cpu().numpy()
+    total = float(np.clip(t, 0, None).sum())
+    return 100.0 * float(t[np.asarray(channels, np.int64)].sum()) / total if total > 0 else 0.0
+
+
+def group_maps(acts: torch.Tensor, grads: torch.Tensor, groups: np.ndarray, k: int, kind: str) -> torch.Tensor:
+    """Cluster maps (k, h, w) at feature resolution, not scaled, of the channel groups ``groups`` (C,) (-1: in
+    none): ``kind="signed"`` ReLU(sum_{c in j} G_c * A_c) pixel by pixel, ``"gradcam"`` ReLU(sum_{c in j}
+    mean(G_c) A_c)."""
+    if kind not in GRADIENT_MAPS:
+        raise ValueError(f"kind must be one of {list(GRADIENT_MAPS)}, got {kind!r}")
+    a, g = acts.float(), grads.float()
+    contrib = g * a if kind == "signed" else g.mean(dim=(1, 2), keepdim=True) * a
+    c, h, w = a.shape
+    onehot = torch.zeros(k, c)
+    ok = np.flatnonzero(np.asarray(groups) >= 0)
+    if len(ok):
+        onehot[torch.as_tensor(np.asarray(groups)[ok]), torch.as_tensor(ok)] = 1.0
+    return torch.relu((onehot @ contrib.reshape(c, h * w)).reshape(k, h, w))
+
+
+def group_weights(acts: torch.Tensor, grads: torch.Tensor, groups: np.ndarray, k: int) -> np.ndarray:
+    """Each group's first-order worth to the score, (k,): the sum of its channels' mean_ij(G A) (what zeroing
+    them costs, to first order), in percent of the layer's total positive worth (negative: the group lowers the
+    score)."""
+    t = (grads.float() * acts.float()).mean(dim=(1, 2)).numpy().astype(np.float64)
+    total = float(np.clip(t, 0, None).sum())
+    g = np.asarray(groups)
+    w = np.array([t[g == j].sum() for j in range(k)], np.float64)
+    return 100.0 * w / total if total > 0 else np.zeros(k)
+
+
+def variant_cut(acts: torch.Tensor, grads: torch.Tensor, kept, assignment, k: int, kind: str,
+                size: tuple[int, int]) -> dict:
+    """One layer's cluster maps of a gradient map type (``"signed"`` or ``"gradcam"``) from the published cut:
+    ``maps`` (k, H, W) in [0, 1] at ``size`` (a map that is 0 everywhere, a cluster that only lowers the score,
+    stays 0), ``maps_lowres`` (k, h, w), ``weights`` (k,) percent (:func:`group_weights`), ``groups`` (C,) every
+    channel's cluster (:func:`extend_groups`), aligned with the published cut's maps (same order, same members
+    among the kept channels)."""
+    from .maps import upsample_minmax
+
+    groups = extend_groups(acts, kept, assignment, k)
+    low = group_maps(acts, grads, groups, k, kind)
+    return {"maps": upsample_minmax(low, size), "maps_lowres": low.numpy(),
+            "weights": group_weights(acts, grads, groups, k), "groups": groups}
+
+
+def gradcam_cut(acts: torch.Tensor, grad_mean: torch.Tensor, worth: torch.Tensor, kept, assignment, k: int):
+    """A published cut's ``"gradcam"`` maps, for :func:`inv_widgets.engine.cut.cut_layer`: every channel joins a
+    cluster (:func:`extend_groups`), each cluster map is ReLU(sum_c mean_ij(G_c) A_c) over its channels, and its
+    weight their summed first-order worth ``worth`` (mean_ij(G A) per channel) in percent of the layer's positive
+    total. Returns ``(maps (k, h, w) not scaled, weights (k,), groups (C,), order)``: ``order`` puts the clusters
+    heaviest first (by the new weights)."""
+    a = acts.float().cpu()
+    groups = extend_groups(a, kept, assignment, k)
+    c, h, w = a.shape
+    onehot = torch.zeros(k, c)
+    ok = np.flatnonzero(groups >= 0)
+    if len(ok):
+        onehot[torch.as_tensor(groups[ok]), torch.as_tensor(ok)] = 1.0
+    contrib = grad_mean.float().cpu()[:, None, None] * a
+    maps = torch.relu((onehot @ contrib.reshape(c, h * w)).reshape(k, h, w))
+    t = worth.double().cpu().numpy()
+    total = float(np.clip(t, 0, None).sum())
+    weights = np.array([t[groups == j].sum() for j in range(k)], np.float64)
+    weights = 100.0 * weights / total if total > 0 else np.zeros(k)
+    order = np.argsort(-weights, kind="stable")
+    return maps, weights, groups, order

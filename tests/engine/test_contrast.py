@@ -1,0 +1,101 @@
+"""Class-contrastive cluster maps (engine/contrast.py): channel groups extended to every channel, the gradient map
+types, and what each map type means."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inv_widgets.engine.contrast import (MAP_MEANINGS, MAP_TYPES, check_maps, extend_groups, group_maps,
+                                         group_weights, map_meaning, variant_cut)
+
+
+def _layer(seed=0, c=6, h=5, w=5):
+    g = torch.Generator().manual_seed(seed)
+    acts = torch.rand(c, h, w, generator=g)
+    acts[:3, :, :2] = 0.0  # channels 0-2 fire on the right, 3-5 on the left
+    acts[3:, :, 3:] = 0.0
+    grads = torch.randn(c, h, w, generator=g)
+    return acts, grads
+
+
+def test_every_channel_joins_the_cluster_of_the_kept_channel_it_resembles():
+    acts, _ = _layer()
+    acts[5] = 0.0  # a channel that never fires
+    kept, assignment = np.array([0, 3]), np.array([0, 1])
+    groups = extend_groups(acts, kept, assignment, 2)
+    assert groups[0] == 0 and groups[3] == 1  # kept channels keep the cut's clusters
+    assert list(groups[[1, 2]]) == [0, 0] and groups[4] == 1  # others: the cluster of the nearest kept channel
+    assert groups[5] == -1  # a flat channel adds nothing anywhere
+    pruned = extend_groups(acts, kept, np.array([0, -1]), 1)
+    assert pruned[3] == -1  # a channel a pruning cut dropped stays out
+    assert (extend_groups(acts, np.array([], int), np.array([], int), 0) == -1).all()
+
+
+def test_gradient_maps_keep_the_sign_and_sum_to_the_layers_gradcam():
+    acts, grads = _layer(1)
+    groups = np.array([0, 0, 1, 1, 2, 2])
+    cam = group_maps(acts, grads, groups, 3, "gradcam")
+    want = [torch.relu((grads[g].mean((1, 2))[:, None, None] * acts[g]).sum(0)) for g in ([0, 1], [2, 3], [4, 5])]
+    torch.testing.assert_close(cam, torch.stack(want))
+    signed = group_maps(acts, grads, groups, 3, "signed")
+    torch.testing.assert_close(signed[0], torch.relu((grads[:2] * acts[:2]).sum(0)))
+    # before the cut at zero, the clusters' Grad-CAMs add up to the layer's: nothing of the layer is lost
+    whole = (grads.mean((1, 2))[:, None, None] * acts).sum(0)
+    parts = sum((grads[g].mean((1, 2))[:, None, None] * acts[g]).sum(0) for g in ([0, 1], [2, 3], [4, 5]))
+    torch.testing.assert_close(parts, whole)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        group_maps(acts, grads, groups, 3, "published")
+
+
+def test_group_weights_are_first_order_worth_in_percent():
+    acts, grads = _layer(2)
+    t = (grads * acts).mean((1, 2)).double().numpy()
+    groups = np.array([0, 0, 0, 1, 1, -1])
+    w = group_weights(acts, grads, groups, 2)
+    total = np.clip(t, 0, None).sum()
+    np.testing.assert_allclose(w, [100 * t[:3].sum() / total, 100 * t[3:5].sum() / total])
+
+
+def test_variant_cut_gives_maps_in_unit_range_aligned_with_the_cut():
+    acts, grads = _layer(3)
+    v = variant_cut(acts, grads, np.array([0, 3]), np.array([0, 1]), 2, "gradcam", (20, 20))
+    assert v["maps"].shape == (2, 20, 20) and v["maps_lowres"].shape == (2, 5, 5) and v["weights"].shape == (2,)
+    assert v["maps"].min() >= 0 and v["maps"].max() <= 1
+    assert v["groups"][0] == 0 and v["groups"][3] == 1
+
+
+def test_every_map_type_says_what_it_shows():
+    assert set(MAP_MEANINGS) == set(MAP_TYPES) and MAP_TYPES[0] == "published"
+    assert "not where the model looks" in map_meaning("published") and map_meaning() == map_meaning("published")
+    for kind in MAP_TYPES:
+        assert len(MAP_MEANINGS[kind]) < 300
+    with pytest.raises(ValueError, match="maps 'saliency' is unknown"):
+        check_maps("saliency")
+
+
+def test_session_maps_gradcam_is_the_evaluated_variant_and_a_run_stores_the_same(demo, tmp_path):
+    """Session(maps="gradcam") draws each cluster map as the evaluation measured it (engine.sanity.explain_images),
+    its ablation zeroes every channel the map is drawn from, and a stored run gives the same maps (engine/cut)."""
+    import inv_widgets as inv
+    from inv_widgets.engine.sanity import explain_images
+
+    model, data = demo
+    s = inv.Session(model, data, layer_point="activation", maps="gradcam", cache_size=4)
+    assert s.fingerprint.endswith("-act-gradcam") and "maps='gradcam'" in repr(s)
+    last = s.layers[-1]
+    cl = s.explain(0)[last].cut()
+    ref = explain_images(model, data[0][0][None], [data.array(0)], None, s.layers, point="activation",
+                         kinds=("gradcam",))[0]["maps"][last]["gradcam"]
+    np.testing.assert_allclose(cl.maps, ref.maps, atol=1e-5)
+    np.testing.assert_allclose(cl.weights, ref.weights)
+    assert all(set(m) <= set(c) for m, c in zip(cl.members, cl.cut.channels))  # kept members and the others
+    ab = cl.ablation()
+    assert list(ab.sizes) == [len(c) for c in cl.cut.channels]
+    run = inv.explain_dataset(s, [0, 1], out=tmp_path / "run", progress=False)
+    assert run.map_type == "gradcam" and run.layer_point == "activation"
+    stored = run[0][last]
+    np.testing.assert_allclose(stored.maps_lowres, cl.maps_lowres, atol=1e-3)  # stored as float16
+    np.testing.assert_allclose(stored.weights, cl.weights, rtol=1e-6)
+    with pytest.raises(ValueError, match="maps 'signed' is unknown"):
+        inv.Session(model, data, maps="signed")
