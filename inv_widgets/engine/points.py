@@ -23,6 +23,7 @@ ablation (:class:`inv_widgets.engine.ablation.ModelProbe`) zeroes channels at th
 a channel means removing what the network passes on (zeroing a convolution's output before its BatchNorm
 leaves the constant ``beta - gamma * mu / sigma``, which a ReLU often passes).
 """
+
 from __future__ import annotations
 
 import weakref
@@ -39,16 +40,32 @@ __all__ = ["LAYER_POINTS", "Point", "check_layer_point", "trace_points", "points
 LAYER_POINTS = ("activation", "conv")
 
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
-_ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-         nn.Hardswish, nn.Hardtanh, nn.Softplus)
+_ACTS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Softplus,
+)
 
 
 def check_layer_point(point) -> str:
     """``point`` if it is one of :data:`LAYER_POINTS`, else a ValueError naming the choices."""
     if point not in LAYER_POINTS:
-        raise ValueError(f"layer_point {point!r} is unknown; use \"activation\" (each convolution's maps where the "
-                         "network hands them on: after its BatchNorm and activation) or \"conv\" (the convolution's "
-                         "own output)")
+        raise ValueError(
+            f'layer_point {point!r} is unknown; use "activation" (each convolution\'s maps where the '
+            'network hands them on: after its BatchNorm and activation) or "conv" (the convolution\'s '
+            "own output)"
+        )
     return point
 
 
@@ -68,7 +85,7 @@ def _own(layer: str) -> Point:
 
 
 #: per model: (layers, point) -> {layer: Point}, found once (module calls do not change between passes)
-_traced: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_traced: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def points_for(model: nn.Module, layers, point: str, x: torch.Tensor | None = None) -> dict[str, Point]:
@@ -107,10 +124,17 @@ def trace_points(model: nn.Module, x: torch.Tensor, layers) -> dict[str, Point]:
             calls[name] = calls.get(name, -1) + 1
             inp = inputs[0] if inputs else None
             entry = open_.get(id(inp)) if isinstance(inp, torch.Tensor) else None
-            ok = (entry is not None and entry[0] is inp and inp._version == entry[2]  # not changed in place since
-                  and ((isinstance(module, _NORMS) and entry[3] == 0)  # a norm right after the convolution
-                       or (isinstance(module, _ACTS) and entry[3] in (0, 1))))  # an activation after either
+            ok = (
+                entry is not None
+                and entry[0] is inp
+                and inp._version == entry[2]  # not changed in place since
+                and (
+                    (isinstance(module, _NORMS) and entry[3] == 0)  # a norm right after the convolution
+                    or (isinstance(module, _ACTS) and entry[3] in (0, 1))
+                )
+            )  # an activation after either
             pending.setdefault(name, []).append((entry, calls[name]) if ok else None)
+
         return hook
 
     def post(name):
@@ -131,6 +155,7 @@ def trace_points(model: nn.Module, x: torch.Tensor, layers) -> dict[str, Point]:
                 stage = 2 if isinstance(module, _ACTS) else 1
                 if stage < 2:
                     open_[id(out)] = (out, layer, out._version, stage)
+
         return hook
 
     for name, m in named.items():

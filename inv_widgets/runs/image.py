@@ -2,6 +2,7 @@
 
 Read from the run's committed shards (``runs/run.py`` opens them); nothing here runs a model.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ class RunLayer:
     ``key(j)``, ``reveal(j, step)``, ``gradcam()`` and ``channel_weights``.
     """
 
-    def __init__(self, image: "RunImage", name: str, index: int, rows: pd.DataFrame):
+    def __init__(self, image: RunImage, name: str, index: int, rows: pd.DataFrame):
         self.image = image
         self.name = name
         self.index = index
@@ -59,8 +60,9 @@ class RunLayer:
             threshold = float(rows["threshold"].iloc[0]) if self.k and "threshold" in rows else float("nan")
             k_cut = int(rows["k_cut"].iloc[0]) if self.k and "k_cut" in rows else self.k
             by = "suggested" if self.image.run.k is None else "k"
-            self._cut = LayerCut(self.name, self.maps_lowres, self.weights, tuple(self.members), assignment,
-                                 threshold, k_cut, by)
+            self._cut = LayerCut(
+                self.name, self.maps_lowres, self.weights, tuple(self.members), assignment, threshold, k_cut, by
+            )
         return self._cut
 
     @property
@@ -105,8 +107,7 @@ class RunLayer:
         return upsample_minmax(torch.from_numpy(self.gradcam_lowres())[None], self.image.size)[0]
 
     def _map(self, j) -> int:
-        return check_index(j, self.k, what="cluster map",
-                           owner=f"layer {self.name!r} of image {self.image.index}")
+        return check_index(j, self.k, what="cluster map", owner=f"layer {self.name!r} of image {self.image.index}")
 
     def key(self, j: int) -> MapKey:
         r = self._rows.iloc[self._map(j)]
@@ -139,8 +140,10 @@ class RunImage:
         self._layers: dict[str, RunLayer] = {}
 
     def __repr__(self):
-        return (f"RunImage({self.index}, target={self.target_name!r}, predicted={self.predicted_name!r}, "
-                f"layers={len(self.layers)})")
+        return (
+            f"RunImage({self.index}, target={self.target_name!r}, predicted={self.predicted_name!r}, "
+            f"layers={len(self.layers)})"
+        )
 
     @property
     def _shard(self):
@@ -184,8 +187,10 @@ class RunImage:
         try:
             name = check_layer(name, self.run.layers, owner="this run")
         except IndexError as e:  # name them: run[i][99] (issue 23)
-            raise IndexError(f"{e} (0..{len(self.run.layers) - 1}): {self.run.layers}; a layer's cluster maps are "
-                             f"run[{self.index}][layer][j]") from None
+            raise IndexError(
+                f"{e} (0..{len(self.run.layers) - 1}): {self.run.layers}; a layer's cluster maps are "
+                f"run[{self.index}][layer][j]"
+            ) from None
         if name not in self._layers:
             li = self.run.layers.index(name)
             rows = self._rows[self._rows["layer_index"] == li].sort_values("map")

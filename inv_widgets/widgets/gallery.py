@@ -13,6 +13,7 @@ the kernel. A colour bar beside the maps reads their scale (each map is scaled t
 
 Coloured pictures made elsewhere still work: ``show(heats=[png, ...])`` shows PNG bytes instead of maps.
 """
+
 from __future__ import annotations
 
 import anywidget
@@ -94,9 +95,25 @@ class Gallery(anywidget.AnyWidget):
         """Number of cluster maps shown."""
         return len(self.weights)
 
-    def show(self, *, base: bytes, weights, counts, colors, maps=None, heats=None, size=None, cmap: str = "jet",
-             labels=None, gradcam=b"", gradcam_caption: str = "Grad-CAM", title: str = "", subtitle: str = "",
-             selected: int = -1, message: str = "") -> None:
+    def show(
+        self,
+        *,
+        base: bytes,
+        weights,
+        counts,
+        colors,
+        maps=None,
+        heats=None,
+        size=None,
+        cmap: str = "jet",
+        labels=None,
+        gradcam=b"",
+        gradcam_caption: str = "Grad-CAM",
+        title: str = "",
+        subtitle: str = "",
+        selected: int = -1,
+        message: str = "",
+    ) -> None:
         """Replace the content in one message (the browser re-renders once).
 
         ``maps``: (K, h, w) numbers, each shown upsampled to ``size = (H, W)`` (default: (h, w)) and min-max
@@ -104,14 +121,18 @@ class Gallery(anywidget.AnyWidget):
         2-D array (shown like a map) or a coloured PNG (bytes); empty hides it.
         """
         if (maps is None) == (heats is None):
-            raise ValueError("give the cluster maps either as maps= (numbers, coloured in the page) or as "
-                             "heats= (PNG bytes), not both or neither")
+            raise ValueError(
+                "give the cluster maps either as maps= (numbers, coloured in the page) or as "
+                "heats= (PNG bytes), not both or neither"
+            )
         n = len(heats) if heats is not None else (np.shape(maps)[0] if np.ndim(maps) == 3 else -1)
         if n < 0:
             raise ValueError(f"maps must be (K, h, w); got an array of shape {np.shape(maps)}")
         if not (len(weights) == len(counts) == len(colors) == n):
-            raise ValueError(f"maps, weights, counts and colors must have the same length; got "
-                             f"{n}, {len(weights)}, {len(counts)}, {len(colors)}")
+            raise ValueError(
+                f"maps, weights, counts and colors must have the same length; got "
+                f"{n}, {len(weights)}, {len(counts)}, {len(colors)}"
+            )
         labels = [list(map(list, lab)) for lab in labels] if labels is not None else [[] for _ in range(n)]
         if len(labels) != n:
             raise ValueError(f"labels must have one entry per map ({n}); got {len(labels)}")

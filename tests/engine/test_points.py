@@ -1,18 +1,18 @@
 """layer_point: a layer's maps read where the network hands them on (after BatchNorm and activation), and its
 channels zeroed at the same point."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from nets import TinyCNN
 from torch import nn
 
 import inv_widgets as inv
 from inv_widgets.engine.ablation import ModelProbe
 from inv_widgets.engine.capture import forward_activations, run_model
 from inv_widgets.engine.points import points_for, trace_points
-
-from nets import TinyCNN
 
 
 class Residual(nn.Module):
@@ -61,7 +61,9 @@ def test_the_chain_is_followed_through_bn_inplace_relu_and_shared_modules():
     assert p["conv0"].chain == ("conv0",)
     # "conv" reads every layer at its own output
     assert {n: q.module for n, q in points_for(res, ["conv1", "conv2"], "conv").items()} == {
-        "conv1": "conv1", "conv2": "conv2"}
+        "conv1": "conv1",
+        "conv2": "conv2",
+    }
     with pytest.raises(ValueError, match="layer_point 'pre' is unknown"):
         points_for(res, ["conv1"], "pre")
 
@@ -91,10 +93,14 @@ def test_activation_point_records_what_the_network_hands_on_and_its_gradient():
     # the conv point still reads the convolution's output
     conv = run_model(res, x, ["conv2"], target=1, layer_point="conv")
     with torch.no_grad():
-        assert torch.allclose(conv.activations["conv2"], res.conv2(torch.relu(res.bn1(res.conv1(res.conv0(x))))),
-                              atol=1e-6)
-    assert torch.allclose(forward_activations(res, x, ["conv1", "conv2"], layer_point="activation")["conv2"],
-                          cap.activations["conv2"], atol=1e-6)
+        assert torch.allclose(
+            conv.activations["conv2"], res.conv2(torch.relu(res.bn1(res.conv1(res.conv0(x))))), atol=1e-6
+        )
+    assert torch.allclose(
+        forward_activations(res, x, ["conv1", "conv2"], layer_point="activation")["conv2"],
+        cap.activations["conv2"],
+        atol=1e-6,
+    )
 
 
 def test_ablation_zeroes_channels_at_the_same_point():

@@ -1,5 +1,6 @@
 """The detail view of the selected cluster map (front end: static/explorer_detail.js): the map large over
 the image, its opacity and colour map, the six Deep Reveal steps, its member channels and labels."""
+
 from __future__ import annotations
 
 import anywidget
@@ -11,14 +12,15 @@ from .._common import STATIC, esm
 
 __all__ = ["Detail", "NO_STORE_HINT", "NO_LABELS_HINT"]
 
-NO_STORE_HINT = ("No label store connected: pass Explorer(session, store=...) and collect labels with the "
-                 "labelling game.")
+NO_STORE_HINT = (
+    "No label store connected: pass Explorer(session, store=...) and collect labels with the labelling game."
+)
 NO_LABELS_HINT = "No labels for this cluster map yet."
 MEMBER_MAPS = 12  # member channels shown as feature-map thumbnails (heaviest first)
 WEIGHT_TIPS = {
     "guided": "Sum of the member feature maps' guided-gradient (Grad-CAM style) weights, as a share of the layer",
     "taylor": "Sum of the member feature maps' gradient x activation weights (a first-order estimate of what "
-              "zeroing them costs the class), as a share of the layer",
+    "zeroing them costs the class), as a share of the layer",
 }
 
 
