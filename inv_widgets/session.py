@@ -165,10 +165,12 @@ class Session(KeyedMaps):
     # ---- what the session is made of ----------------------------------------------------------------
     @property
     def model(self) -> nn.Module:
+        """The explained model (on :attr:`device`)."""
         return self.runner.model
 
     @property
     def device(self) -> torch.device:
+        """Where the model runs."""
         return self.runner.device
 
     @property
@@ -187,10 +189,12 @@ class Session(KeyedMaps):
 
     @property
     def dataset(self):
+        """The dataset given as ``data`` (None for a list of images)."""
         return self.image_set.dataset
 
     @property
     def transform(self):
+        """PIL image -> model tensor, as given or taken from the dataset."""
         return self.image_set.transform
 
     @property
@@ -229,6 +233,7 @@ class Session(KeyedMaps):
 
     @property
     def classes(self) -> list[str]:
+        """The class names (given, the dataset's, else ``'0'``, ``'1'``, ... after one prediction)."""
         if self._class_names is None:
             n = int(self.predict(0).shape[0]) if len(self) else 0
             self._class_names = [str(i) for i in range(n)]
@@ -263,6 +268,7 @@ class Session(KeyedMaps):
         return self.image_set.item(i)
 
     def image_id(self, i: int) -> str:
+        """A stable id of image ``i`` (a hash of its model input): the key of its answers and cached results."""
         return self.image_set.image_id(i)
 
     def index_of(self, image_id: str) -> int:

@@ -83,6 +83,7 @@ class Clusters:
 
     @property
     def k(self) -> int:
+        """The number of cluster maps in this cut."""
         return self.cut.k
 
     def __len__(self) -> int:
@@ -145,6 +146,7 @@ class Clusters:
         )
 
     def keys(self) -> list[MapKey]:
+        """The :class:`MapKey` of every cluster map, in order (the key a label store files its answers under)."""
         keys = getattr(self, "_keys", None)
         if keys is None:
             keys = self._keys = [self.key(j) for j in range(self.k)]

@@ -50,6 +50,7 @@ class LayerMaps:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """The feature maps' resolution (h, w)."""
         return tuple(int(s) for s in self.gradcam.shape)
 
     @property

@@ -55,6 +55,7 @@ class LayerResult:
 
     @property
     def n_channels(self) -> int:
+        """The layer's number of channels (feature maps), kept or not."""
         return int(self._data.percent.shape[0])
 
     @property
@@ -107,6 +108,8 @@ class LayerResult:
 
     @property
     def tree(self) -> Tree:
+        """The dendrogram of the kept maps under this result's recipe, built on first use (seconds for the paper
+        recipe) and kept."""
         with self._lock:
             if self._tree is None:
                 self._tree = build_tree(self._data.maps, self.recipe)
@@ -130,10 +133,12 @@ class LayerResult:
 
     @property
     def heights(self) -> np.ndarray:
+        """The merge heights of the dendrogram, bottom up (a copy)."""
         return self.tree.heights
 
     @property
     def suggested_k(self) -> int:
+        """The recipe's suggested number of cluster maps (the default cut)."""
         return self.tree.suggested_k
 
     def gradcam(self) -> np.ndarray:
@@ -282,6 +287,7 @@ class Explanation:
 
     @property
     def input_size(self) -> tuple[int, int]:
+        """The explained image's size (H, W) in pixels, as the model saw it."""
         return tuple(self.image.shape[:2])
 
     @property
@@ -358,10 +364,12 @@ class Explanation:
 
     @property
     def target_name(self) -> str:
+        """The explained class's name (its index as text when the session has no class names)."""
         return self.class_names[self.target] if self.class_names else str(self.target)
 
     @property
     def predicted_name(self) -> str:
+        """The predicted class's name (its index as text when the session has no class names)."""
         return self.class_names[self.predicted] if self.class_names else str(self.predicted)
 
     def __repr__(self):
@@ -394,6 +402,7 @@ class Explanation:
 
     @property
     def nbytes(self) -> int:
+        """Bytes held by the layers' maps, weights and Grad-CAMs (what the session's cache bound counts)."""
         return sum(d.maps.numel() * 4 + d.percent.numel() * 4 + d.gradcam.numel() * 4 for d in self._layers.values())
 
 

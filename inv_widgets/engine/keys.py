@@ -107,6 +107,7 @@ class MapKey(_MapKeyFields):
         return cls(row["model"], row["image_id"], row["target"], row["layer"], row["members"])
 
     def as_dict(self) -> dict[str, Any]:
+        """The key as a plain dict (model, image_id, target, layer, members as a list), for JSON and tables."""
         return {
             "model": self.model,
             "image_id": self.image_id,

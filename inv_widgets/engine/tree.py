@@ -85,6 +85,7 @@ class Tree:
 
     @property
     def heights(self) -> np.ndarray:
+        """The merge heights, bottom up (the linkage's third column, a copy)."""
         return self.linkage[:, 2].copy()
 
     @cached_property

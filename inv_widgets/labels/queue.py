@@ -226,6 +226,7 @@ class ParticipantQueue:
 
     @property
     def can_undo(self) -> bool:
+        """Whether :meth:`undo` can bring the last answer back (there is one, and none is being sent)."""
         return bool(self.history) and self.pending is None
 
     def remaining(self) -> list[PoolItem]:
@@ -442,4 +443,5 @@ class ParticipantQueue:
         return progress
 
     def leaderboard(self, rows: int = LEADERBOARD_ROWS) -> list[dict]:
+        """The first ``rows`` of the leaderboard, plus this participant's row wherever it is (``me`` marks it)."""
         return read_leaderboard(self.store, self.participant, rows)

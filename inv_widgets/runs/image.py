@@ -43,6 +43,7 @@ class RunLayer:
 
     @property
     def k(self) -> int:
+        """The number of cluster maps stored for this layer (the run's cut)."""
         return len(self.weights)
 
     def __len__(self) -> int:
@@ -67,6 +68,8 @@ class RunLayer:
 
     @property
     def maps_lowres(self) -> np.ndarray:
+        """The stored cluster maps at feature resolution, (k, h, w) float32 in [0, 1] (min-max scaled as the cut
+        scales them), read once."""
         if self._maps_lowres is None:
             rows = self._rows["row"].to_numpy()
             h, w = self.image.run.meta["shapes"][self.name]
@@ -85,6 +88,7 @@ class RunLayer:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """The layer's feature-map resolution (h, w)."""
         h, w = self.image.run.meta["shapes"][self.name]
         return int(h), int(w)
 
@@ -110,10 +114,12 @@ class RunLayer:
         return check_index(j, self.k, what="cluster map", owner=f"layer {self.name!r} of image {self.image.index}")
 
     def key(self, j: int) -> MapKey:
+        """The :class:`MapKey` of cluster map ``j``."""
         r = self._rows.iloc[self._map(j)]
         return MapKey(r["model"], r["image_id"], int(r["target"]), r["layer"], r["members"])
 
     def keys(self) -> list[MapKey]:
+        """The :class:`MapKey` of every stored cluster map, in order."""
         return [self.key(j) for j in range(self.k)]
 
     def reveal(self, j: int, step: int) -> np.ndarray:
@@ -152,6 +158,7 @@ class RunImage:
 
     @property
     def layers(self) -> list[str]:
+        """The run's explained layers, in order."""
         return list(self.run.layers)
 
     @property
@@ -163,24 +170,29 @@ class RunImage:
 
     @property
     def size(self) -> tuple[int, int]:
+        """The model input's size (H, W) in pixels."""
         return tuple(int(v) for v in self.run.meta["input_size"])
 
     @property
     def logits(self) -> np.ndarray:
+        """The model's logits for this image, (classes,) float32."""
         return self._shard.read("logits", self.row).astype(np.float32)
 
     @property
     def probabilities(self) -> np.ndarray:
+        """Softmax of :attr:`logits`, (classes,) float64."""
         z = self.logits.astype(np.float64)
         e = np.exp(z - z.max())
         return e / e.sum()
 
     @property
     def target_name(self) -> str:
+        """The explained class's name."""
         return self.run.classes[self.target]
 
     @property
     def predicted_name(self) -> str:
+        """The predicted class's name."""
         return self.run.classes[self.predicted]
 
     def __getitem__(self, name) -> RunLayer:

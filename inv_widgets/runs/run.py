@@ -99,14 +99,17 @@ class Run:
     # ---- what the run is -----------------------------------------------------------------------
     @property
     def path(self) -> Path:
+        """The run's folder."""
         return self.store.root
 
     @property
     def layers(self) -> list[str]:
+        """The explained layers, in the model's order."""
         return list(self.meta["layers"])
 
     @property
     def classes(self) -> list[str]:
+        """The class names the run was made with."""
         return list(self.meta["classes"])
 
     @property
@@ -128,6 +131,7 @@ class Run:
 
     @property
     def recipe(self) -> str:
+        """The clustering recipe of the stored cuts."""
         return self.meta["recipe"]
 
     @property
@@ -148,6 +152,7 @@ class Run:
 
     @property
     def k(self) -> int | None:
+        """The stored cuts' number of cluster maps (None: each layer's suggested cut)."""
         return self.meta["k"]
 
     @property
@@ -224,6 +229,7 @@ class Run:
 
     @property
     def complete(self) -> bool:
+        """Whether every image the run was asked for is stored (see :meth:`missing`)."""
         return len(self) == len(self.meta["indices"])
 
     def missing(self) -> list[int]:

@@ -100,6 +100,7 @@ class Recipe:
         )
 
     def tree(self, link: Link, n: int) -> Tree:
+        """The :class:`~inv_widgets.engine.tree.Tree` of ``n`` kept maps from this recipe's linkage."""
         return Tree(self.name, link.linkage, n, int(link.suggested_k), self.prune, link.embedding)
 
     def empty_tree(self, n: int) -> Tree:
