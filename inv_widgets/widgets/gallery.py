@@ -87,6 +87,8 @@ class Gallery(anywidget.AnyWidget):
     alpha = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
     revision = t.Int(0).tag(sync=True)
     message = t.Unicode("").tag(sync=True)
+    #: a line under the maps: what a map shows (the explanation's map type, ``Explanation.map_meaning``)
+    note = t.Unicode("").tag(sync=True)
     drops = t.List(t.Float(allow_none=True)).tag(sync=True)
     drop_tips = t.List(t.Unicode()).tag(sync=True)
 
@@ -113,12 +115,14 @@ class Gallery(anywidget.AnyWidget):
         subtitle: str = "",
         selected: int = -1,
         message: str = "",
+        note: str = "",
     ) -> None:
         """Replace the content in one message (the browser re-renders once).
 
         ``maps``: (K, h, w) numbers, each shown upsampled to ``size = (H, W)`` (default: (h, w)) and min-max
         scaled, coloured with ``cmap``; or ``heats``: K coloured PNGs. ``gradcam``: the layer's Grad-CAM as a
-        2-D array (shown like a map) or a coloured PNG (bytes); empty hides it.
+        2-D array (shown like a map) or a coloured PNG (bytes); empty hides it. ``note``: a line under the maps
+        (what a map shows).
         """
         if (maps is None) == (heats is None):
             raise ValueError(
@@ -170,6 +174,7 @@ class Gallery(anywidget.AnyWidget):
             self.title = title
             self.subtitle = subtitle
             self.message = message
+            self.note = note
             self.selected = int(selected) if -1 <= int(selected) < n else -1
             self.drops = []  # measured for other maps: shown again by show_drops once measured for these
             self.drop_tips = []

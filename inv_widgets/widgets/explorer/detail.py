@@ -21,6 +21,9 @@ WEIGHT_TIPS = {
     "guided": "Sum of the member feature maps' guided-gradient (Grad-CAM style) weights, as a share of the layer",
     "taylor": "Sum of the member feature maps' gradient x activation weights (a first-order estimate of what "
     "zeroing them costs the class), as a share of the layer",
+    # maps="gradcam": the map's own channels' first-order worth, whatever the session's weighting
+    "gradcam": "Sum of mean(gradient x activation) over every channel the map is drawn from: a first-order estimate "
+    "of what zeroing them costs the class (negative: they lower it), as a share of the layer's positive total",
 }
 
 
@@ -42,6 +45,8 @@ class Detail(anywidget.AnyWidget):
     reveal_percents = t.List(t.Float()).tag(sync=True)
     weight = t.Float(0.0).tag(sync=True)
     weight_tip = t.Unicode("").tag(sync=True)
+    weight_name = t.Unicode("gradient weight").tag(sync=True)
+    meaning = t.Unicode("").tag(sync=True)  # what a map shows: Explanation.map_meaning
     n_maps = t.Int(0).tag(sync=True)
     gradcam_overlap = t.Float(-1.0).tag(sync=True)
     color = t.Unicode("#888").tag(sync=True)
@@ -68,7 +73,10 @@ class Detail(anywidget.AnyWidget):
             self.reveals = pictures.reveals(cl, j)
             self.title = f"Cluster map {j + 1} of {cl.k} · {lr.name} · why “{exp.target_name}”"
             self.weight = float(cl.weights[j])
-            self.weight_tip = WEIGHT_TIPS.get(getattr(lr, "weighting", "guided"), "")
+            gradcam = exp.maps == "gradcam"
+            self.weight_tip = WEIGHT_TIPS["gradcam" if gradcam else lr.weighting]
+            self.weight_name = "first-order worth" if gradcam else "gradient weight"
+            self.meaning = exp.map_meaning
             self.n_maps = int(len(mem))
             self.gradcam_overlap = float(cl.gradcam_agreement()[j])
             self.color = color

@@ -50,4 +50,5 @@ def show_gallery(gallery, view, pictures, *, cmap: str, labels: list) -> None:
         subtitle=" · ".join(sub),
         selected=view.selected,
         message=EMPTY if cl.k == 0 else "",
+        note=f"What a map shows: {exp.map_meaning}" if cl.k else "",
     )
