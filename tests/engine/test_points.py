@@ -143,3 +143,43 @@ def test_session_layer_point_reaches_maps_weights_and_ablation(demo):
     assert ab.logit_drop[0] == pytest.approx(float(ea.logits[ea.target] - lo[ea.target]), abs=1e-4)
     with pytest.raises(ValueError, match="layer_point"):
         inv.Session(model, data, layer_point="after")
+
+
+class NeedsSize(nn.Module):
+    """A model that refuses inputs under 100 px (as Inception v3 does under 75): traced at full size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        if min(x.shape[-2:]) < 100:
+            raise ValueError("input too small")
+        return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("arch", ["vgg11_bn", "resnet18", "demo"])
+def test_the_trace_runs_on_a_small_copy_once_per_model_and_finds_the_full_size_points(arch):
+    """Issue 24: the activation point costs one pass without gradients on the image shrunk to 64 px, once per
+    model for every convolution; the points are those a trace at full size finds."""
+    import torchvision
+
+    model = inv.demo.load(n=1)[0] if arch == "demo" else getattr(torchvision.models, arch)(weights=None).eval()
+    size = 128 if arch == "demo" else 224
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    shapes = []
+    model.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape)))
+    got = points_for(model, convs[:3], "activation", x)
+    assert shapes == [(1, 3, 64, 64)]
+    assert points_for(model, convs, "activation", x) == trace_points(model, x, convs)  # no pass for more layers
+    assert shapes[:2] == [(1, 3, 64, 64), (1, 3, size, size)]  # the second: trace_points itself, at full size
+    assert got == {n: trace_points(model, x, convs)[n] for n in convs[:3]}
+
+
+def test_a_model_that_cannot_run_small_is_traced_at_full_size():
+    model = NeedsSize().eval()
+    x = torch.rand(1, 3, 128, 128)
+    assert points_for(model, ["conv"], "activation", x)["conv"].chain == ("conv", "bn")
