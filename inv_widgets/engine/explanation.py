@@ -402,8 +402,13 @@ class Explanation:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the layers' maps, weights and Grad-CAMs (what the session's cache bound counts)."""
-        return sum(d.maps.numel() * 4 + d.percent.numel() * 4 + d.gradcam.numel() * 4 for d in self._layers.values())
+        """Bytes held by the layers' kept maps, weights and Grad-CAMs, and, for ``maps="gradcam"``, every channel's
+        activations and statistics (what a map of all of a cluster's channels is drawn from)."""
+        total = 0
+        for d in self._layers.values():
+            total += d.maps.numel() * 4 + d.percent.numel() * 4 + d.gradcam.numel() * 4
+            total += sum(t.numel() * t.element_size() for t in (d.channels or ()))
+        return total
 
 
 def build_explanations(
