@@ -151,7 +151,9 @@ def cut_layer(
     by: CutBy | None = None,
 ) -> LayerCut:
     """Cut one layer's dendrogram (by ``k``, by ``threshold``, or the suggested cut) into a :class:`LayerCut`:
-    each cluster map the weighted mean of its members' maps (weights: the members' percents), min-max scaled."""
+    each cluster map the weighted mean of its members' maps (weights: the members' percents), or, for
+    ``maps="gradcam"`` layer maps, the Grad-CAM of every channel of the cluster weighed by their first-order
+    worth (:func:`~inv_widgets.engine.contrast.gradcam_cut`); min-max scaled, heaviest first."""
     by = by or ("suggested" if k is None and threshold is None else ("k" if threshold is None else "threshold"))
     if lm.maps.device.type == "cpu":
         with limited_threads(1):  # a few small operations: threads would wait for each other more than work
