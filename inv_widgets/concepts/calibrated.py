@@ -348,7 +348,7 @@ def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: 
 
 def _space(session, ge, name, layer, pool, concept_keys, step, max_images, scored_images, seed):
     """The ConceptSpace of one class at one layer: the reveal images of its maps, the scored images' gradients."""
-    from .examples import _rng
+    from .examples import _rng, model_runner
 
     keys = list(dict.fromkeys(list(pool) + list(concept_keys)))
     examples = reveal_inputs(session, keys, step)
@@ -360,6 +360,6 @@ def _space(session, ge, name, layer, pool, concept_keys, step, max_images, score
     if len(idx) > max_images:
         idx = sorted(_rng(seed, "images", name).choice(idx, max_images, replace=False).tolist())
     scored = {i: session.input(i) for i in idx}
-    return ConceptSpace(session.model, layer, ge.classes.index(name), examples, scored, sources,
-                        point=getattr(session, "layer_point", "conv"), output=getattr(session, "output", None),
-                        seed=seed)
+    runner = model_runner(session, "the calibrated concept test")
+    return ConceptSpace(runner.model, layer, ge.classes.index(name), examples, scored, sources,
+                        point=runner.layer_point, output=runner.output, seed=seed)

@@ -16,6 +16,7 @@ import torch
 
 from ..engine.runtime import eval_mode, limited_threads
 from ..inputs import to_model_input
+from .examples import model_runner
 from .extras import require_concepts
 
 __all__ = ["TCAVRunner", "ttest_p"]
@@ -180,6 +181,10 @@ class TCAVRunner:
         require_concepts("TCAV")  # fail early, naming the extra, when captum is missing
 
         self.session = session
+        #: how the model is called (``Session(output=...)`` holds for captum too): captum gets ``module()``, the
+        #: logits, whose layers have the model's names; the model's mode is set and restored around each pass
+        self.model_runner = model_runner(session, "TCAV")
+        self.model = self.model_runner.module()
         self.save_path = str(save_path)
         self.seed, self.C, self.test_split = int(seed), float(C), float(test_split)
         self.batch_size = int(batch_size)
@@ -218,21 +223,20 @@ class TCAVRunner:
 
         missing = list(dict.fromkeys(e for e in examples if (layer, e) not in self._acts))
         if missing:
-            model = self.session.model
-            module = dict(model.named_modules())[layer]
+            module = dict(self.model.named_modules())[layer]
             for s in range(0, len(missing), self.batch_size):
                 chunk = missing[s:s + self.batch_size]
                 with limited_threads(1):  # many tiny tensor ops: extra threads only wait on each other
                     x = torch.stack([to_model_input(a, self.session.transform) for a in load(chunk)])
-                with eval_mode(model), torch.no_grad():
-                    a = LayerActivation(model, module).attribute(x.to(self.session.device))
+                with self.model_runner.lock, eval_mode(self.model_runner.model), torch.no_grad():
+                    a = LayerActivation(self.model, module).attribute(x.to(self.model_runner.device))
                 for e, v in zip(chunk, a.reshape(len(chunk), -1).float().cpu()):
                     self._acts[(layer, e)] = v.clone()
 
     def _for_layer(self, layer: str):
         t = self._tcav.get(layer)
         if t is None:
-            t = _tcav_class()(self.session.model, [layer], model_id=self.model_id,
+            t = _tcav_class()(self.model, [layer], model_id=self.model_id,
                               classifier=_classifier(self.seed, self.C, self.test_split), save_path=self.save_path)
             t.runner = self
             self._tcav[layer] = t
@@ -270,10 +274,9 @@ class TCAVRunner:
         if layer not in self._n_features:
             from captum.attr import LayerActivation
 
-            model = self.session.model
-            with eval_mode(model), torch.no_grad():
-                a = LayerActivation(model, dict(model.named_modules())[layer]).attribute(
-                    inputs[:1].to(self.session.device))
+            with self.model_runner.lock, eval_mode(self.model_runner.model), torch.no_grad():
+                a = LayerActivation(self.model, dict(self.model.named_modules())[layer]).attribute(
+                    inputs[:1].to(self.model_runner.device))
             self._n_features[layer] = int(a[0].numel())
         return self._n_features[layer]
 
@@ -282,11 +285,11 @@ class TCAVRunner:
 
         tcav = self._for_layer(layer)
         sets = [s for concept, randoms in tests for s in _sets(concept, randoms)]
-        model = self.session.model
-        with eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
+        with self.model_runner.lock, eval_mode(self.model_runner.model), torch.enable_grad(), \
+                warnings.catch_warnings():
             # captum's CAV.load names numpy.core (deprecated in numpy 2): not ours to fix, and harmless
             warnings.filterwarnings("ignore", message="numpy.core is deprecated", category=DeprecationWarning)
-            scores = tcav.interpret(inputs.to(self.session.device), sets, target=int(target))
+            scores = tcav.interpret(inputs.to(self.model_runner.device), sets, target=int(target))
         # the CAVs are saved: the activations captum stored to train them are not needed any more (a later set
         # with one of these concepts gets them again from the in-memory cache)
         self.forget_activations({id(c): c for st in sets for c in st}.values())

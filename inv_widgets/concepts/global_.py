@@ -6,8 +6,9 @@ each map's best label (rank 1) counts for its class (the map's target) and layer
 - ``score``: the sum of the best-label scores of the maps carrying that label (the paper's "best-label
   scores summed over the images");
 - ``n_images`` / ``n_maps``: images and cluster maps that carry it (a merged map counts its merged maps);
-- ``mean_weight``: the mean percent weight of those cluster maps (from ``weights``, a ``weight`` column, or
-  the session: the sum of the member channels' weights, as ``Clusters.weights`` shows it);
+- ``mean_weight``: the mean percent weight of those cluster maps (from ``weights``, a ``weight`` column, the
+  weight the game stored with each answer, or, for answers stored without one, the source's ``weight(key)``:
+  the sum of the member channels' weights, as ``Clusters.weights`` shows it);
 - ``examples``: the MapKeys of the best examples, at most one per image (highest score, then weight).
 
 ``trends(cls)`` follows each label through the layers: its score per image of the class at each layer
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine import MapKey
+from ..engine.request import check_index, check_layer
 
 __all__ = ["GlobalExplanation"]
 
@@ -68,6 +70,14 @@ def _check_numbers(maps: pd.DataFrame, columns) -> None:
 
 def _natural(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
+
+
+def _merged_weight(key: MapKey, stored: Mapping) -> float | None:
+    """A merged map's weight from the stored weights of the maps it merges (the maps of its image, target and
+    layer whose channels it holds; map weights add up as their channels' do), or None when one is unknown."""
+    parts = [(k.members, w) for k, w in stored.items() if k[:4] == key[:4] and set(k.members) <= set(key.members)]
+    covered = sorted(m for members, _ in parts for m in members)
+    return float(sum(w for _, w in parts)) if covered == list(key.members) else None
 
 
 class GlobalExplanation:
@@ -115,10 +125,11 @@ class GlobalExplanation:
         df : DataFrame
             The aggregated labels (columns model, image_id, target, layer, members, label, score, rank, and
             optionally frequency, mean_step, n_maps, weight). Only each map's best label (rank 1) counts.
-        session : Session, optional
-            Gives the class names, the layer order and the cluster-map weights (one model pass per labelled
-            image, unless ``weights`` or a ``weight`` column has them), keeps only this model's maps, and
-            lets :meth:`to_html`, the GlobalView and TCAV show and test the maps.
+        session : MapSource, optional
+            A Session or a stored Run (any :class:`~inv_widgets.engine.sources.MapSource`): gives the class
+            names and the layer order, weighs the maps that ``weights`` and a ``weight`` column leave unknown
+            (``source.weight(key)``: a run reads its table; a Session explains the map's image), keeps only this
+            model's maps, and lets :meth:`to_html` and the GlobalView show the maps (TCAV needs a Session).
         class_names, layers : optional
             Class names in class-index order and layers in forward order (default: the session's; else
             ``str(target)`` and the layers found, in natural order).
@@ -127,6 +138,13 @@ class GlobalExplanation:
         n_examples : int
             MapKeys kept per (class, layer, label) as examples (default 3).
         """
+        return cls._from_table(df, session, class_names=class_names, layers=layers, weights=weights, stored=None,
+                               n_examples=n_examples)
+
+    @classmethod
+    def _from_table(cls, df, session, *, class_names, layers, weights, stored, n_examples) -> "GlobalExplanation":
+        """:meth:`from_labels`, with ``stored``: the weights the answers carry (:meth:`from_store`), used for the
+        maps that ``weights`` and a ``weight`` column leave unknown, before the source is asked."""
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"expected the DataFrame of aggregate_labels, got {type(df).__name__}; "
                             "from a label store use GlobalExplanation.from_store(store, session)")
@@ -143,7 +161,7 @@ class GlobalExplanation:
             best = best[keep]
             if dropped:
                 warnings.warn(f"{dropped} labelled maps belong to other models than the session's "
-                              f"({session.fingerprint}) and are left out", stacklevel=2)
+                              f"({session.fingerprint}) and are left out", stacklevel=3)
         elif best["model"].nunique() > 1:
             raise ValueError(f"the labels come from {best['model'].nunique()} models "
                              f"({sorted(best['model'].unique())}); pass the session of one model, or filter "
@@ -166,7 +184,7 @@ class GlobalExplanation:
         if maps.duplicated(_KEY_COLS).any():
             raise ValueError("some cluster maps have more than one rank-1 label; pass the output of "
                              "aggregate_labels (one rank 1 per map)")
-        maps["weight"] = cls._weights(maps, best, session, weights)
+        maps["weight"] = cls._weights(maps, best, session, weights, stored or {})
         _check_numbers(maps, ["weight"])
 
         if class_names is None and session is not None:
@@ -190,23 +208,38 @@ class GlobalExplanation:
                    attrs=attrs)
 
     @staticmethod
-    def _weights(maps: pd.DataFrame, best: pd.DataFrame, session, weights) -> np.ndarray:
+    def _weights(maps: pd.DataFrame, best: pd.DataFrame, source, weights, stored: Mapping) -> np.ndarray:
+        """Each map's weight: from ``weights`` (every map), else the table's ``weight`` column, else the weight
+        stored with its answers (a merged map: the sum of its maps' weights), else ``source.weight(key)`` (old
+        stores; no source: unknown, NaN)."""
+        keys = [MapKey(*row) for row in maps[_KEY_COLS].itertuples(index=False, name=None)]
         if weights is not None:
-            keys = [MapKey(*row) for row in maps[_KEY_COLS].itertuples(index=False, name=None)]
             lost = [k for k in keys if k not in weights]
             if lost:
                 raise KeyError(f"weights has no entry for {len(lost)} labelled maps (e.g. {lost[0]}); give every "
                                "map a weight, or leave weights out to compute them from the session")
             return np.array([float(weights[k]) for k in keys], dtype=np.float64)
-        if "weight" in best.columns:
-            return best["weight"].astype("float64").to_numpy()
-        if session is not None and len(maps):
-            from .examples import map_weights
-
-            keys = [MapKey(*row) for row in maps[_KEY_COLS].itertuples(index=False, name=None)]
-            got = map_weights(session, keys)
-            return np.array([got[k] for k in keys], dtype=np.float64)
-        return np.full(len(maps), np.nan)
+        out = (best["weight"].astype("float64").to_numpy(copy=True) if "weight" in best.columns
+               else np.full(len(maps), np.nan))
+        merged = maps["n_maps"].to_numpy() > 1
+        unknown = []
+        for n in np.flatnonzero(np.isnan(out)):
+            k = keys[n]
+            w = stored.get(k)
+            if w is None and merged[n]:
+                w = _merged_weight(k, stored)
+            if w is None and source is not None:
+                try:
+                    w = source.weight(k)
+                except KeyError:  # a merged map a stored run does not hold, an image the source lacks
+                    w = None
+            if w is None:
+                unknown.append(k)
+            out[n] = np.nan if w is None else float(w)
+        if unknown and (source is not None or stored):
+            warnings.warn(f"{len(unknown)} labelled maps have no known weight (e.g. {unknown[0]}); their weight "
+                          "shows as unknown", stacklevel=4)
+        return out
 
     @classmethod
     def from_store(cls, store, session=None, *, class_names: Sequence[str] | None = None, merge: bool = False,
@@ -214,21 +247,31 @@ class GlobalExplanation:
                    n_examples: int = 3, progress: bool = False) -> "GlobalExplanation":
         """Aggregate a label store (:func:`~inv_widgets.aggregate_labels`) and build the global explanation.
 
-        ``class_names`` defaults to the session's; ``merge``, ``min_labels`` and ``model`` (the
-        Sentence-BERT model) are passed to ``aggregate_labels``.
+        ``session`` is any MapSource (a Session or a stored Run). Each map weighs what its answers stored
+        (``PoolItem.weight``, saved by the game); only maps whose answers carry none (stores written before
+        weights were kept) are weighed by the source, so a store filled by the game is read without running
+        the model. ``class_names`` defaults to the source's; ``merge``, ``min_labels`` and ``model`` (the
+        Sentence-BERT model) are passed to ``aggregate_labels`` (``merge`` weighs the merged maps by
+        ``weights``, else by the stored weights when every map has one, else equally).
         """
         from ..labels import aggregate_labels
+        from .examples import stored_weights
 
         if class_names is None and session is not None:
             class_names = session.classes
+        labels = store
+        if not isinstance(store, pd.DataFrame) and callable(getattr(store, "labels", None)):
+            labels = store.labels()  # read once: for the aggregation and for the stored weights
+        stored = stored_weights(labels) if isinstance(labels, pd.DataFrame) else {}
         options = dict(class_names=class_names, merge=merge, min_labels=min_labels, progress=progress)
         if model is not None:
             options["model"] = model
-        if merge and weights is not None:
-            options["weights"] = weights
-        df = aggregate_labels(store, **options)
-        return cls.from_labels(df, session, class_names=class_names, weights=None if merge else weights,
-                               n_examples=n_examples)
+        if merge:
+            every = isinstance(labels, pd.DataFrame) and "weight" in labels and bool(labels["weight"].notna().all())
+            options["weights"] = weights if weights is not None else stored if every and stored else None
+        df = aggregate_labels(labels, **options)
+        return cls._from_table(df, session, class_names=class_names, layers=None,
+                               weights=None if merge else weights, stored=stored, n_examples=n_examples)
 
     # ---- the table ------------------------------------------------------------------------------
     def _build_table(self) -> pd.DataFrame:
@@ -293,25 +336,15 @@ class GlobalExplanation:
     # ---- lookups ----------------------------------------------------------------------------------
     def class_name(self, cls) -> str:
         """The class name of ``cls`` (a name or a class index)."""
-        if isinstance(cls, (bool, np.bool_)):
-            raise TypeError("a class is a name or an index, not a bool")
-        if isinstance(cls, (int, np.integer)):
-            if not 0 <= int(cls) < len(self.classes):
-                raise IndexError(f"class {int(cls)} out of range: there are {len(self.classes)} classes")
-            return self.classes[int(cls)]
-        if str(cls) not in self.classes:
-            raise KeyError(f"unknown class {cls!r}; the classes are {self.classes}")
-        return str(cls)
+        if isinstance(cls, str):
+            if cls not in self.classes:
+                raise KeyError(f"unknown class {cls!r}; the classes are {self.classes}")
+            return cls
+        return self.classes[check_index(cls, len(self.classes), what="class", owner="this global explanation")]
 
     def layer_name(self, layer) -> str:
         """The layer name of ``layer`` (a name or a position in :attr:`layers`, negative from the end)."""
-        if isinstance(layer, (int, np.integer)) and not isinstance(layer, (bool, np.bool_)):
-            if not -len(self.layers) <= int(layer) < len(self.layers):
-                raise IndexError(f"layer {int(layer)} out of range: there are {len(self.layers)} layers")
-            return self.layers[int(layer)]
-        if str(layer) not in self.layers:
-            raise KeyError(f"unknown layer {layer!r}; the layers are {self.layers}")
-        return str(layer)
+        return check_layer(layer, self.layers, owner="this global explanation")
 
     def n_images(self, cls) -> int:
         """Labelled images of a class (images with at least one labelled map for that class)."""

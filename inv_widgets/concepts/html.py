@@ -46,17 +46,14 @@ def _uri(array: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def example_images(ge, session, keys, thumb: int) -> dict:
-    """MapKey -> data URI of its overlay thumbnail (keys that cannot be drawn are left out)."""
-    from .examples import located, overlay_thumbnail
+def example_images(ge, source, keys, thumb: int) -> dict:
+    """MapKey -> data URI of its overlay thumbnail, drawn from a MapSource (a Session or a Run; keys it does not
+    hold are left out)."""
+    from .examples import overlays
 
-    if session is None or not keys:
+    if source is None or not keys:
         return {}
-    out = {}
-    for key, i, cl, j in located(session, keys):
-        if cl is not None:
-            out[key] = _uri(overlay_thumbnail(cl.layer.explanation.image, cl.maps[j], size=int(1.25 * thumb)))
-    return out
+    return {key: _uri(picture) for key, picture in overlays(source, keys, size=int(1.25 * thumb))}
 
 
 def _tcav_line(res) -> str:

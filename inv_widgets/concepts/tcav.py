@@ -41,7 +41,7 @@ import torch
 from ..engine import MapKey
 from ..engine.runtime import limited_threads
 from .captum_tcav import TCAVRunner, ttest_p
-from .examples import _keys, _order, _reveal, _rng
+from .examples import _keys, _order, _reveal, _rng, model_runner
 
 __all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "random_sets", "ttest_p"]
 
@@ -141,6 +141,7 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
 
     from .calibrated import MEANING, calibrated_test
 
+    model_runner(session, "concept_test")  # a stored run has no model: said before anything else
     ge = global_explanation
     if ge.maps.empty:
         raise ValueError("the global explanation has no labelled maps: nothing to test")
@@ -180,7 +181,7 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
     names = [ge.class_name(c) for c in (classes if classes is not None else
                                          sorted(set(ge.maps["target"])))]
     layers = [ge.layer_name(x) for x in (layers if layers is not None else ge.layers[-2:])]
-    modules = dict(session.model.named_modules())
+    modules = dict(session.runner.model.named_modules())
     missing = [x for x in layers if x not in modules]
     if missing:
         raise ValueError(f"layers {missing} are not modules of the model; TCAV needs module names such as "

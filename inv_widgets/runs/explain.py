@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.recipes import get_recipe
+from ..engine.request import TARGET_MODES, check_batch_size, check_indices, check_k, check_target
 from ..engine.runtime import reuse_freed_memory
 from .pipeline import WARD_BACKENDS
 from .pipeline import build_session, compute_shard, describe, image_ids, load_shard, shard_meta
@@ -31,55 +32,6 @@ def _is_session(obj) -> bool:
     from ..session import Session
 
     return isinstance(obj, Session)
-
-
-def _check_int(name, value, lo=1, none_ok=False):
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}{' or None' if none_ok else ''}, got {value!r}")
-    return int(value)
-
-
-def _target_spec(target, classes):
-    if target is None or target == "predicted":
-        return None
-    if target == "label":
-        return "label"
-    if isinstance(target, str):
-        if target not in classes:
-            raise ValueError(f"target {target!r} is neither 'predicted', 'label' nor a class name; classes are "
-                             f"{classes[:20]}" + (" ..." if len(classes) > 20 else ""))
-        return classes.index(target)
-    t = _check_int("target", target, lo=0)
-    if t >= len(classes):
-        raise ValueError(f"target class {t} is outside the {len(classes)} classes (0..{len(classes) - 1})")
-    return t
-
-
-def _indices(indices, n: int) -> list[int]:
-    if indices is None:
-        return list(range(n))
-    if isinstance(indices, (int, np.integer)):
-        raise TypeError("indices must be a sequence of image indices (e.g. range(100)), not a single int")
-    out = []
-    for i in indices:
-        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"indices must be image indices (int), got {i!r}")
-        if not -n <= int(i) < n:
-            raise IndexError(f"image index {int(i)} out of range: the session has {n} images")
-        out.append(int(i) % n)
-    if len(set(out)) != len(out):
-        seen, dup = set(), None
-        for i in out:
-            if i in seen:
-                dup = i
-                break
-            seen.add(i)
-        raise ValueError(f"indices has image {dup} more than once; give each image once")
-    if not out:
-        raise ValueError("indices is empty: nothing to explain")
-    return out
 
 
 def _open_or_create(store: RunStore, want: dict) -> dict:
@@ -206,8 +158,8 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
     """
     if out is None:
         raise TypeError("explain_dataset needs out=, the folder where the run is stored")
-    batch_size = _check_int("batch_size", batch_size)
-    k = _check_int("k", k, none_ok=True)
+    batch_size = check_batch_size(batch_size)
+    k = check_k(k)
     if ward not in WARD_BACKENDS:
         raise ValueError(f"ward must be one of {WARD_BACKENDS}, got {ward!r}")
     if verify not in VERIFY:
@@ -219,7 +171,7 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
     if client is None:
         if not _is_session(session):
             session = build_session(session)
-        idx = _indices(indices, len(session))
+        idx = check_indices(indices, len(session), unique=True)
         desc = describe(session, idx[0], layers)
     else:
         from .workers import SessionSpec, describe_task, ids_task, length_task, register_session
@@ -232,7 +184,7 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
                               "factory that loads it where it runs instead", stacklevel=2)
             factory = SessionSpec(session)
         name = register_session(client, factory)
-        idx = _indices(indices, client.submit(length_task, name, pure=False).result())
+        idx = check_indices(indices, client.submit(length_task, name, pure=False).result(), unique=True)
         desc = client.submit(describe_task, name, idx[0], layers, pure=False).result()
     recipe = recipe or desc.pop("session_recipe")
     desc.pop("session_recipe", None)
@@ -241,7 +193,7 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
         raise ValueError(f"ward='torch' builds the 'fast' recipe's dendrograms, not {recipe!r}")
     want = {
         "format": FORMAT, "version": VERSION, **desc, "recipe": recipe, "k": k,
-        "target": _target_spec(target, desc["classes"]), "indices": idx, "shard_size": batch_size,
+        "target": check_target(target, desc["classes"], modes=TARGET_MODES), "indices": idx, "shard_size": batch_size,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     if client is None:

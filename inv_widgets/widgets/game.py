@@ -85,10 +85,6 @@ READ_ONLY_MESSAGE = ("This label store is read-only, so answers cannot be saved 
                      "would be kept. Please tell the person running the session.")
 
 
-def _map_type(source) -> str:
-    """What the played maps are drawn from: a Session's ``maps``, a run's ``map_type``."""
-    kind = getattr(source, "map_type", None) or getattr(source, "maps", None)
-    return kind if isinstance(kind, str) else "published"
 
 
 class LabelingGame(anywidget.AnyWidget):
@@ -331,7 +327,7 @@ class LabelingGame(anywidget.AnyWidget):
         source = self.session if self.session is not None else self.run
         self._say((f"Welcome back, {name}! Your earlier answers and points count." if known
                    else f"Welcome, {name}! Guess early for more points.")
-                  + f" The pixels you see: {map_meaning(_map_type(source))}", "success")
+                  + f" The pixels you see: {map_meaning(source.map_type)}", "success")
         self.phase = "loading"
         self.start()
         return True

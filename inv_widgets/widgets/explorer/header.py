@@ -23,11 +23,8 @@ HINT = ("Keyboard (click the Explorer first): ← → layer · ↑ ↓ move the 
 
 
 def _label(session, i: int):
-    label = getattr(session, "label", None)
-    if label is None:
-        return None
     try:
-        return label(i)
+        return session.label(i)
     except Exception:
         return None
 

@@ -25,6 +25,7 @@ import numpy as np
 from ... import render
 from ...engine.maps import REVEAL_PERCENTS
 from ...engine.recipes import get_recipe
+from ...engine.request import check_index
 from ...engine.runtime import LRU
 from .._common import as_session, readable
 from ..dendrogram import MAX_K, Dendrogram
@@ -80,7 +81,7 @@ class Explorer(W.VBox):
         baselines = Compare.check_options(baselines)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
-        recipe = get_recipe(recipe or getattr(session, "recipe", "fast")).name
+        recipe = get_recipe(recipe or session.recipe).name
         if len(session) == 0:
             raise ValueError("the session has no images; add some with session.add_image(...) or pass images")
         start = Selection(image=index, target=target, layer=layer, recipe=recipe,
@@ -244,10 +245,7 @@ class Explorer(W.VBox):
     def set_layer(self, layer) -> None:
         """Show another layer (name or position in ``layers``)."""
         if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
-            layers = self.layers
-            if not -len(layers) <= int(layer) < len(layers):
-                raise IndexError(f"layer {int(layer)} out of range: there are {len(layers)} layers")
-            layer = layers[int(layer)]
+            layer = self.layers[check_index(layer, len(self.layers), what="layer", owner="this explanation")]
         self._go(layer=layer)
 
     def set_cut(self, k: int | None = None, threshold: float | None = None) -> None:
