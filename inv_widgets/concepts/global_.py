@@ -72,10 +72,11 @@ def _natural(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
 
 
-def _merged_weight(key: MapKey, stored: Mapping) -> float | None:
-    """A merged map's weight from the stored weights of the maps it merges (the maps of its image, target and
-    layer whose channels it holds; map weights add up as their channels' do), or None when one is unknown."""
-    parts = [(k.members, w) for k, w in stored.items() if k[:4] == key[:4] and set(k.members) <= set(key.members)]
+def _merged_weight(key: MapKey, by_layer: Mapping) -> float | None:
+    """A merged map's weight from the stored weights of the maps it merges (``by_layer``: (model, image, target,
+    layer) -> [(members, weight)]; the maps whose channels it holds: map weights add up as their channels' do), or
+    None when one is unknown."""
+    parts = [(members, w) for members, w in by_layer.get(key[:4], ()) if set(members) <= set(key.members)]
     covered = sorted(m for members, _ in parts for m in members)
     return float(sum(w for _, w in parts)) if covered == list(key.members) else None
 
@@ -222,12 +223,16 @@ class GlobalExplanation:
         out = (best["weight"].astype("float64").to_numpy(copy=True) if "weight" in best.columns
                else np.full(len(maps), np.nan))
         merged = maps["n_maps"].to_numpy() > 1
+        by_layer: dict = {}
+        if stored and merged.any():
+            for k, w in stored.items():
+                by_layer.setdefault(k[:4], []).append((k.members, w))
         unknown = []
         for n in np.flatnonzero(np.isnan(out)):
             k = keys[n]
             w = stored.get(k)
             if w is None and merged[n]:
-                w = _merged_weight(k, stored)
+                w = _merged_weight(k, by_layer)
             if w is None and source is not None:
                 try:
                     w = source.weight(k)
