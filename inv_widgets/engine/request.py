@@ -18,9 +18,9 @@ import numpy as np
 from .recipes import get_recipe
 from .weights import check_weighting
 
-__all__ = ["check_whole", "check_index", "check_indices", "check_layers", "check_layer", "check_module_names", "check_target",
-           "check_recipe", "check_k", "check_weighting", "check_batch_size", "check_choice", "check_number",
-           "TARGET_MODES"]
+__all__ = ["check_whole", "check_index", "check_indices", "check_layers", "check_layer", "check_module_names",
+           "check_target", "check_recipe", "check_k", "check_weighting", "check_batch_size", "check_choice",
+           "check_number", "TARGET_MODES"]
 
 #: The targets that are not a class: each image's predicted class, or its ground-truth label.
 TARGET_MODES = ("predicted", "label")
@@ -119,7 +119,8 @@ def check_module_names(names: Sequence[str], modules: Iterable[str]) -> None:
     """Layer names a person gave for a model: a ``ValueError`` naming those that are no module of it (and close
     names) if any."""
     modules = list(modules)
-    missing = [n for n in names if n not in set(modules)]
+    known = set(modules)
+    missing = [n for n in names if n not in known]
     if missing:
         close = [n for n in modules if n and any(m.split(".")[-1] in n for m in missing)][:5]
         raise ValueError(f"unknown layer name(s) {missing}; the model has no such module. "

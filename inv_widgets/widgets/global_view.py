@@ -224,7 +224,7 @@ class GlobalView(W.VBox):
         return rows
 
     def _example_pngs(self, keys) -> dict:
-        """PNG bytes of the example overlays (cached), drawn from the session or run (``concepts.examples.overlays``)."""
+        """PNG bytes of the example overlays (cached), drawn from the session or the run (``examples.overlays``)."""
         from ..concepts.examples import overlays
 
         out = {k: self._png.get((k, self.cmap, self.thumb)) for k in keys}
