@@ -10,6 +10,7 @@ Widgets, the label store and the demo are imported on first use, so ``import inv
 the subpackages, which work as attributes in a fresh process (``inv.labels.pool``, ``inv.concepts``, ``inv.runs``,
 ``inv.widgets``, ``inv.eval``).
 """
+
 from __future__ import annotations
 
 import importlib

@@ -8,6 +8,7 @@ Arguments are checked before anything is computed; a problem is one line on stde
 (``error: ...``), exit status 2 for a wrong argument and 1 when the work itself fails, and no file is left
 behind (the page is written whole or not at all).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,9 @@ def _target(text: str):
     if re.fullmatch(r"[+-]?\d+", text.strip()):
         value = int(text)
         if value < 0:
-            raise argparse.ArgumentTypeError(f"{value} is not a class index: indices start at 0 (give 0..classes-1, "
-                                             "or a class name)")
+            raise argparse.ArgumentTypeError(
+                f"{value} is not a class index: indices start at 0 (give 0..classes-1, or a class name)"
+            )
         return value
     return text
 
@@ -69,6 +71,7 @@ def _at_least(low: int, what: str):
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low} ({what}), got {value}")
         return value
+
     return check
 
 
@@ -103,8 +106,11 @@ def _torchvision_weights(name: str, weights: str):
             what = "a torchvision model, but not an image classifier"
         except ValueError:
             what = "not a torchvision model"
-        raise CliError(f"--model {name}: {what}; choose a classifier such as vgg16, resnet50 or "
-                       "mobilenet_v3_small (torchvision.models.list_models(module=torchvision.models))", 2)
+        raise CliError(
+            f"--model {name}: {what}; choose a classifier such as vgg16, resnet50 or "
+            "mobilenet_v3_small (torchvision.models.list_models(module=torchvision.models))",
+            2,
+        )
     builder = torchvision.models.get_model_builder(name)
     enum = torchvision.models.get_model_weights(name)
     if weights.lower() == "none":
@@ -115,8 +121,11 @@ def _torchvision_weights(name: str, weights: str):
         w = enum[weights]
     except KeyError:
         choices = ", ".join(m.name for m in enum)
-        raise CliError(f"--weights {weights}: {name} has no such weights; choose none (random, offline), DEFAULT or "
-                       f"one of {choices}", 2) from None
+        raise CliError(
+            f"--weights {weights}: {name} has no such weights; choose none (random, offline), DEFAULT or "
+            f"one of {choices}",
+            2,
+        ) from None
     return builder, w, w
 
 
@@ -133,8 +142,10 @@ def _torchvision_model(name: str, weights: str):
             model = builder(weights=w)
         except OSError as e:  # URLError (offline), a full disk, an unreadable cache
             reason = getattr(e, "reason", None) or e
-            raise CliError(f"--weights {weights}: could not get the {w} weights of {name} ({reason}); check the "
-                           "network, or use --weights none (random weights, offline)") from None
+            raise CliError(
+                f"--weights {weights}: could not get the {w} weights of {name} ({reason}); check the "
+                "network, or use --weights none (random weights, offline)"
+            ) from None
     return model.eval(), meta.transforms(), meta.meta["categories"]
 
 
@@ -152,16 +163,20 @@ def _check_paths(args) -> Path:
     except OSError as e:
         raise CliError(f"--out {args.out}: {e}", 2) from None
     if out.suffix.lower() not in REPORT_SUFFIXES:
-        raise CliError(f"--out {args.out}: the report is an HTML page, so its name ends in .html (got "
-                       f"{out.suffix or 'no suffix'}); for a PNG of one layer's cluster maps use Python: "
-                       "exp[layer].cut().to_sheet('maps.png')", 2)
+        raise CliError(
+            f"--out {args.out}: the report is an HTML page, so its name ends in .html (got "
+            f"{out.suffix or 'no suffix'}); for a PNG of one layer's cluster maps use Python: "
+            "exp[layer].cut().to_sheet('maps.png')",
+            2,
+        )
     return out
 
 
 def cmd_explain(args) -> int:
     if not args.baselines and (args.baseline_samples is not None or args.baseline_segments is not None):
-        raise CliError("--baseline-samples and --baseline-segments set up --baselines: add --baselines, or leave "
-                       "them out", 2)
+        raise CliError(
+            "--baseline-samples and --baseline-segments set up --baselines: add --baselines, or leave them out", 2
+        )
     out = _check_paths(args)
     if args.baselines:  # before any work: the whole explanation first, then a traceback, was the old way
         from .concepts.extras import require_concepts
@@ -172,21 +187,30 @@ def cmd_explain(args) -> int:
             raise CliError(str(e), 2) from None
     if args.model != "demo":
         if args.image is None:
-            raise CliError("give an image file to explain with a torchvision model (inv-widgets explain photo.jpg "
-                           f"--model {args.model})", 2)
+            raise CliError(
+                "give an image file to explain with a torchvision model (inv-widgets explain photo.jpg "
+                f"--model {args.model})",
+                2,
+            )
         _torchvision_weights(args.model, args.weights)  # a wrong name or weights: said before loading anything
 
     import warnings
 
     import inv_widgets as inv
+
     from .export import write_atomically
     from .report import explanation_html
 
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"note: {message}\n"  # one line each
 
     t0 = time.perf_counter()
-    options = dict(recipe=args.recipe, layers=args.layers, layer_mode=args.layer_mode,
-                   weighting=args.weighting, max_pixels=args.max_pixels)
+    options = dict(
+        recipe=args.recipe,
+        layers=args.layers,
+        layer_mode=args.layer_mode,
+        weighting=args.weighting,
+        max_pixels=args.max_pixels,
+    )
     try:
         if args.model == "demo":
             model, data = inv.demo.load()
@@ -194,7 +218,9 @@ def cmd_explain(args) -> int:
                 session = inv.Session(model, data, **options)
                 title = f"demo image 0 ({data.classes[data[0][1]]})"
             else:
-                session = inv.Session(model, [args.image], transform=data.transform, class_names=data.classes, **options)
+                session = inv.Session(
+                    model, [args.image], transform=data.transform, class_names=data.classes, **options
+                )
                 title = Path(args.image).name
         else:
             model, transform, classes = _torchvision_model(args.model, args.weights)
@@ -207,8 +233,10 @@ def cmd_explain(args) -> int:
         write_atomically(out, page)
     except (ValueError, TypeError, OSError, KeyError) as e:
         raise CliError(str(e).strip("'\"")) from None
-    print(f"wrote {out} ({len(page) / 1e6:.1f} MB): target {exp.target_name!r}, predicted {exp.predicted_name!r}, "
-          f"{len(exp.layers)} layers, {time.perf_counter() - t0:.1f} s")
+    print(
+        f"wrote {out} ({len(page) / 1e6:.1f} MB): target {exp.target_name!r}, predicted {exp.predicted_name!r}, "
+        f"{len(exp.layers)} layers, {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 
@@ -222,11 +250,14 @@ def _baselines(session, exp, args):
     progress = None
     if not args.quiet:
         progress = _progress()
-    maps = attribution_maps(session, 0, exp.target, n_samples=n_samples, n_segments=n_segments, seed=0,
-                            progress=progress)
-    note = (f"LIME and KernelSHAP: captum, {n_samples} model evaluations each over about {n_segments} SLIC "
-            f"superpixels (seed 0); Grad-CAM at {exp.layers[-1]}; computed in "
-            f"{time.perf_counter() - t0:.1f} s")
+    maps = attribution_maps(
+        session, 0, exp.target, n_samples=n_samples, n_segments=n_segments, seed=0, progress=progress
+    )
+    note = (
+        f"LIME and KernelSHAP: captum, {n_samples} model evaluations each over about {n_segments} SLIC "
+        f"superpixels (seed 0); Grad-CAM at {exp.layers[-1]}; computed in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
     return maps, note
 
 
@@ -248,50 +279,106 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="inv-widgets", description="Interpretable Network Visualizations (INV)")
     sub = ap.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("explain", help="explain one image and write a self-contained HTML page",
-                        description="Explain one image with INV and write one self-contained HTML page (images "
-                                    "inline, no script, no network): every layer's cluster maps with their weights, "
-                                    "beside the layer's plain Grad-CAM.",
-                        epilog=_EXPLAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex = sub.add_parser(
+        "explain",
+        help="explain one image and write a self-contained HTML page",
+        description="Explain one image with INV and write one self-contained HTML page (images "
+        "inline, no script, no network): every layer's cluster maps with their weights, "
+        "beside the layer's plain Grad-CAM.",
+        epilog=_EXPLAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ex.add_argument("image", nargs="?", help="image file to explain (default: the demo dataset's first image)")
-    ex.add_argument("--model", default="demo",
-                    help="'demo' (the embedded demo CNN, default) or a torchvision classifier name, e.g. vgg16, "
-                         "resnet50, mobilenet_v3_small")
-    ex.add_argument("--weights", default="none",
-                    help="torchvision weights: 'none' (random, offline; default), 'DEFAULT' or an enum name "
-                         "such as IMAGENET1K_V1 (downloads once, then cached)")
-    ex.add_argument("--target", default=None, type=_target,
-                    help="the class to explain: an index (0 or more) or a class name (default: the predicted class)")
-    ex.add_argument("--layers", nargs="+", default=None, metavar="NAME",
-                    help="layer names to explain (default: every Conv2d with feature maps larger than 1x1)")
-    ex.add_argument("--layer-mode", default="conv", choices=["conv", "blocks"],
-                    help="layers found automatically: every Conv2d ('conv', default) or the model's blocks "
-                         "(ResNet's BasicBlock, GoogLeNet's inception modules, ...)")
-    ex.add_argument("--recipe", default="fast", type=_recipe,
-                    help="clustering recipe: fast (default), paper, paper-sklearn, spatial or another registered one")
-    ex.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
-                    help="channel weights: guided (the paper's guided gradients, default) or taylor "
-                         "(gradient x activation)")
-    ex.add_argument("--k", type=_positive, default=None,
-                    help="cluster maps per layer, 1 or more (default: each layer's suggested cut)")
-    ex.add_argument("--cmap", default="jet", choices=["jet", "viridis", "inferno", "gray"],
-                    help="colour map of the cluster maps (default: jet, as in the paper)")
-    ex.add_argument("--out", default="inv_report.html",
-                    help="the HTML file to write (a name ending in .html), in an existing folder (default: "
-                         "inv_report.html)")
-    ex.add_argument("--baselines", action="store_true",
-                    help="also show LIME, KernelSHAP (captum, over SLIC superpixels) and Grad-CAM of the same "
-                         "image and class (hundreds of model evaluations: seconds on the demo, longer on large "
-                         "models)")
-    ex.add_argument("--baseline-samples", type=_baseline_setting("n_samples", "model evaluations"), default=None,
-                    metavar="N",
-                    help="model evaluations for LIME and for KernelSHAP with --baselines (default 256)")
-    ex.add_argument("--baseline-segments", type=_baseline_setting("n_segments", "superpixels"), default=None,
-                    metavar="N",
-                    help="SLIC superpixels asked for with --baselines (default 50)")
-    ex.add_argument("--max-pixels", type=_at_least(1, "pixels"), default=DEFAULT_MAX_PIXELS, metavar="N",
-                    help="refuse pictures with more pixels than this, before decoding them (default 50000000); "
-                         "pictures larger than the model's input size (the demo's 128x128) are resized to it")
+    ex.add_argument(
+        "--model",
+        default="demo",
+        help="'demo' (the embedded demo CNN, default) or a torchvision classifier name, e.g. vgg16, "
+        "resnet50, mobilenet_v3_small",
+    )
+    ex.add_argument(
+        "--weights",
+        default="none",
+        help="torchvision weights: 'none' (random, offline; default), 'DEFAULT' or an enum name "
+        "such as IMAGENET1K_V1 (downloads once, then cached)",
+    )
+    ex.add_argument(
+        "--target",
+        default=None,
+        type=_target,
+        help="the class to explain: an index (0 or more) or a class name (default: the predicted class)",
+    )
+    ex.add_argument(
+        "--layers",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="layer names to explain (default: every Conv2d with feature maps larger than 1x1)",
+    )
+    ex.add_argument(
+        "--layer-mode",
+        default="conv",
+        choices=["conv", "blocks"],
+        help="layers found automatically: every Conv2d ('conv', default) or the model's blocks "
+        "(ResNet's BasicBlock, GoogLeNet's inception modules, ...)",
+    )
+    ex.add_argument(
+        "--recipe",
+        default="fast",
+        type=_recipe,
+        help="clustering recipe: fast (default), paper, paper-sklearn, spatial or another registered one",
+    )
+    ex.add_argument(
+        "--weighting",
+        default="guided",
+        choices=["guided", "taylor"],
+        help="channel weights: guided (the paper's guided gradients, default) or taylor (gradient x activation)",
+    )
+    ex.add_argument(
+        "--k",
+        type=_positive,
+        default=None,
+        help="cluster maps per layer, 1 or more (default: each layer's suggested cut)",
+    )
+    ex.add_argument(
+        "--cmap",
+        default="jet",
+        choices=["jet", "viridis", "inferno", "gray"],
+        help="colour map of the cluster maps (default: jet, as in the paper)",
+    )
+    ex.add_argument(
+        "--out",
+        default="inv_report.html",
+        help="the HTML file to write (a name ending in .html), in an existing folder (default: inv_report.html)",
+    )
+    ex.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also show LIME, KernelSHAP (captum, over SLIC superpixels) and Grad-CAM of the same "
+        "image and class (hundreds of model evaluations: seconds on the demo, longer on large "
+        "models)",
+    )
+    ex.add_argument(
+        "--baseline-samples",
+        type=_baseline_setting("n_samples", "model evaluations"),
+        default=None,
+        metavar="N",
+        help="model evaluations for LIME and for KernelSHAP with --baselines (default 256)",
+    )
+    ex.add_argument(
+        "--baseline-segments",
+        type=_baseline_setting("n_segments", "superpixels"),
+        default=None,
+        metavar="N",
+        help="SLIC superpixels asked for with --baselines (default 50)",
+    )
+    ex.add_argument(
+        "--max-pixels",
+        type=_at_least(1, "pixels"),
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse pictures with more pixels than this, before decoding them (default 50000000); "
+        "pictures larger than the model's input size (the demo's 128x128) are resized to it",
+    )
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=cmd_explain)
     ev = sub.add_parser("eval", help="evaluations on the embedded default (python -m inv_widgets.eval ...)")

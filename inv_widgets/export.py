@@ -3,8 +3,10 @@ the thumbnails of the notebook views (``_repr_html_``).
 
 The engine's result objects call these plain functions directly (``exp.to_html(path)``, ``clusters.to_png(j,
 path)``, ``clusters.to_sheet(path)``, the thumbnails of ``_repr_html_``): this module, like ``render``, ``report``
-and ``files`` that it uses, sits below the engine and imports nothing of it; it takes the results as they come. Every file is written whole or not at all (a temporary file in the same folder, renamed into place).
+and ``files`` that it uses, sits below the engine and imports nothing of it; it takes the results as they come.
+Every file is written whole or not at all (a temporary file in the same folder, renamed into place).
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +26,9 @@ def check_output_path(path, *, try_write: bool = False) -> Path:
     files whatever their permissions say)."""
     path = Path(os.fspath(path))
     if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory; give a file name inside it, e.g. "
-                                f"{str(path / 'inv_report.html')!r}")
+        raise IsADirectoryError(
+            f"{str(path)!r} is a directory; give a file name inside it, e.g. {str(path / 'inv_report.html')!r}"
+        )
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"the folder {str(folder)!r} does not exist; create it first or choose another path")
@@ -38,8 +41,10 @@ def check_output_path(path, *, try_write: bool = False) -> Path:
             with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".check"):
                 pass
         except OSError as e:
-            raise PermissionError(f"cannot write in the folder {str(folder)!r} ({e.strerror or e}); choose a path in "
-                                  "a folder you can write to") from None
+            raise PermissionError(
+                f"cannot write in the folder {str(folder)!r} ({e.strerror or e}); choose a path in "
+                "a folder you can write to"
+            ) from None
     return path
 
 
@@ -53,7 +58,9 @@ def write_atomically(path, data: bytes | str) -> Path:
         raise OSError(f"could not write {str(path)!r}: {e.strerror or e}") from e
 
 
-def overlay_png(image: np.ndarray, m: np.ndarray | None, size: int = 96, cmap: str = "jet", alpha: float = 0.5) -> bytes:
+def overlay_png(
+    image: np.ndarray, m: np.ndarray | None, size: int = 96, cmap: str = "jet", alpha: float = 0.5
+) -> bytes:
     """A small PNG of a map blended over the image (or the image alone when ``m`` is None)."""
     picture = image if m is None else render.overlay(image, m, cmap=cmap, alpha=alpha)
     return render.to_png(render.thumbnail(picture, size), compress_level=6)
@@ -67,16 +74,27 @@ def map_png(clusters, j: int, path=None, *, cmap: str = "jet", alpha: float = 0.
     if path is not None:
         check_output_path(path)
     m = clusters.maps[int(j)]
-    picture = render.overlay(clusters.layer.explanation.image, m, cmap=cmap, alpha=alpha) if overlay \
+    picture = (
+        render.overlay(clusters.layer.explanation.image, m, cmap=cmap, alpha=alpha)
+        if overlay
         else render.apply_cmap(m, cmap)
+    )
     png = render.to_png(picture, compress_level=6)
     if path is not None:
         write_atomically(path, png)
     return png
 
 
-def gallery_sheet(clusters, path=None, *, cmap: str = "jet", alpha: float = 0.5, size: int = 160,
-                  cols: int | None = None, gradcam: bool = True) -> bytes:
+def gallery_sheet(
+    clusters,
+    path=None,
+    *,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    size: int = 160,
+    cols: int | None = None,
+    gradcam: bool = True,
+) -> bytes:
     """The gallery of a cut as one PNG: the layer's Grad-CAM (with ``gradcam``), then every cluster map over the
     image, captioned with its weight and number of feature maps. Written to ``path`` when given."""
     if path is not None:

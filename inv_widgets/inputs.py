@@ -2,6 +2,7 @@
 
 Every failure names the problem and the fix.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["to_pil", "to_model_input", "display_image", "tensor_id", "find_normalize", "blurred", "is_dataset",
-           "ImageSet", "InputTooLargeError"]
+__all__ = [
+    "to_pil",
+    "to_model_input",
+    "display_image",
+    "tensor_id",
+    "find_normalize",
+    "blurred",
+    "is_dataset",
+    "ImageSet",
+    "InputTooLargeError",
+]
 
 
 def _check_finite(arr, what="image"):
@@ -29,7 +39,9 @@ def _check_finite(arr, what="image"):
     else:
         ok = bool(np.isfinite(arr).all()) if np.issubdtype(arr.dtype, np.floating) else True
     if not ok:
-        raise ValueError(f"the {what} contains NaN or infinite values; replace them (e.g. np.nan_to_num) before explaining")
+        raise ValueError(
+            f"the {what} contains NaN or infinite values; replace them (e.g. np.nan_to_num) before explaining"
+        )
 
 
 def _array_to_pil(arr: np.ndarray) -> Image.Image:
@@ -39,8 +51,10 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
     if a.ndim == 4:
-        raise ValueError(f"got a batch of {a.shape[0]} images (shape {a.shape}); pass one image at a time "
-                         "(or use Session.explain_many)")
+        raise ValueError(
+            f"got a batch of {a.shape[0]} images (shape {a.shape}); pass one image at a time "
+            "(or use Session.explain_many)"
+        )
     if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
         a = np.moveaxis(a, 0, -1)  # CHW -> HWC
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -68,8 +82,10 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     elif a.dtype != np.uint8:
         lo, hi = int(a.min()), int(a.max())
         if lo < 0:
-            raise ValueError(f"an integer image must hold non-negative intensities, but this one goes down to {lo}; "
-                             "shift or rescale it to [0, 255] first")
+            raise ValueError(
+                f"an integer image must hold non-negative intensities, but this one goes down to {lo}; "
+                "shift or rescale it to [0, 255] first"
+            )
         top = 255 if hi <= 255 else _bit_depth_max(hi, str(a.dtype))
         a = np.clip(a.astype(np.float64) * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[-1] == 4:
@@ -84,11 +100,14 @@ def _bit_depth_max(hi: float, kind: str) -> int:
     1/65535 would make it nearly black. The scale is chosen by the image's own range and said in a warning.
     """
     bits = max(9, int(np.ceil(np.log2(float(hi) + 1.0))))
-    top = 2 ** bits - 1
+    top = 2**bits - 1
     if bits != 16:
         warnings.warn(
             f"the {kind} image's largest value is {hi:g}: read as {bits}-bit data and scaled by 255/{top} to 8 bits "
-            "(convert it to 8 bits yourself to choose another scale)", UserWarning, stacklevel=4)
+            "(convert it to 8 bits yourself to choose another scale)",
+            UserWarning,
+            stacklevel=4,
+        )
     return top
 
 
@@ -119,7 +138,9 @@ def to_pil(image: Any, limits=None) -> Image.Image:
             raise ValueError(f"cannot read {os.fspath(image)!r} as an image ({e})") from None
     if isinstance(image, Image.Image):
         if image.width == 0 or image.height == 0:
-            raise ValueError(f"the image is empty ({image.width}x{image.height}); pass an image with at least one pixel")
+            raise ValueError(
+                f"the image is empty ({image.width}x{image.height}); pass an image with at least one pixel"
+            )
         if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             return _array_to_pil(np.asarray(image))
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -129,8 +150,10 @@ def to_pil(image: Any, limits=None) -> Image.Image:
         return _array_to_pil(image)
     if isinstance(image, torch.Tensor):
         return _array_to_pil(image.detach().cpu().numpy())
-    raise TypeError(f"cannot use a {type(image).__name__} as an image; pass a PIL image, a numpy array, "
-                    "a torch tensor or a file path")
+    raise TypeError(
+        f"cannot use a {type(image).__name__} as an image; pass a PIL image, a numpy array, "
+        "a torch tensor or a file path"
+    )
 
 
 def find_normalize(transform) -> tuple[np.ndarray, np.ndarray] | None:
@@ -174,8 +197,10 @@ def to_model_input(image: Any, transform=None, limits=None) -> torch.Tensor:
         x = image.detach()
         if x.dim() == 4:
             if x.shape[0] != 1:
-                raise ValueError(f"got a batch of {x.shape[0]} images (shape {tuple(x.shape)}); pass one image at a "
-                                 "time (x[i]) or use Session.explain_many")
+                raise ValueError(
+                    f"got a batch of {x.shape[0]} images (shape {tuple(x.shape)}); pass one image at a "
+                    "time (x[i]) or use Session.explain_many"
+                )
             x = x[0]
         if x.dim() == 2:
             x = x[None]
@@ -204,8 +229,10 @@ def to_model_input(image: Any, transform=None, limits=None) -> torch.Tensor:
             f"({type(e).__name__}: {e}); check that the transform accepts a PIL RGB image and returns a tensor"
         ) from e
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"the transform returned a {type(x).__name__}; it must return a torch tensor (C, H, W) "
-                        "(add transforms.ToTensor())")
+        raise TypeError(
+            f"the transform returned a {type(x).__name__}; it must return a torch tensor (C, H, W) "
+            "(add transforms.ToTensor())"
+        )
     if x.dim() == 4 and x.shape[0] == 1:
         x = x[0]
     if x.dim() != 3:
@@ -245,8 +272,11 @@ def tensor_id(x: torch.Tensor) -> str:
 
 def is_dataset(data) -> bool:
     """A dataset (indexable, sized, not itself an image or a list of images)."""
-    return (not isinstance(data, (list, tuple, np.ndarray, torch.Tensor, Image.Image, str))
-            and hasattr(data, "__getitem__") and hasattr(data, "__len__"))
+    return (
+        not isinstance(data, (list, tuple, np.ndarray, torch.Tensor, Image.Image, str))
+        and hasattr(data, "__getitem__")
+        and hasattr(data, "__len__")
+    )
 
 
 def blurred(x: torch.Tensor) -> torch.Tensor:
@@ -391,8 +421,9 @@ class ImageSet:
             self._ids_seen.add(i)
             if iid == image_id:
                 return i
-        raise KeyError(f"no image of this session has id {image_id!r} (it belongs to other images, or the "
-                       "transform changed)")
+        raise KeyError(
+            f"no image of this session has id {image_id!r} (it belongs to other images, or the transform changed)"
+        )
 
     def resolve(self, image) -> tuple[torch.Tensor, str, int]:
         """``(model input, image id, index)`` of an index or a picture (PIL image, array, path or tensor; its

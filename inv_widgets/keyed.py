@@ -1,9 +1,10 @@
 """A Session's cluster maps by key (the :class:`~inv_widgets.engine.sources.MapSource` half of a Session): where
 a key's map lives, its picture at feature resolution, its weight, and every map of a set of images' cuts. Kept
 apart from ``session.py`` (the model, the images and the cache) so that each file holds one idea."""
+
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -20,7 +21,7 @@ class KeyedMaps:
     ``index_of``, ``label``, ``explain`` and ``explain_many`` (the Session)."""
 
     # ---- cluster maps by key (MapSource) ----------------------------------------------------------
-    def locate(self, key, recipe: str | None = None) -> tuple[int, "Clusters", int]:
+    def locate(self, key, recipe: str | None = None) -> tuple[int, Clusters, int]:
         """Where a cluster map lives: ``(image index, Clusters, j)`` for a :class:`MapKey`.
 
         The image is explained for the key's target (cached), and the cut in which the key's member channels
@@ -30,8 +31,10 @@ class KeyedMaps:
         """
         key = key if isinstance(key, MapKey) else MapKey(*key)
         if key.model != self.fingerprint:
-            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} was made by another model "
-                           f"({key.model}), not this session's ({self.fingerprint})")
+            raise KeyError(
+                f"cluster map {key.members_text!r} at {key.layer!r} was made by another model "
+                f"({key.model}), not this session's ({self.fingerprint})"
+            )
         i = self.index_of(key.image_id)
         exp = self.explain(i, key.target, lazy=True)
         if key.layer not in exp.layers:
@@ -60,16 +63,25 @@ class KeyedMaps:
         exp = self.explain(self.index_of(key.image_id), key.target, lazy=True)
         return exp.layer(key.layer).map_weight(key.members)
 
-    def resolve_cut(self, recipe: str | None = None, k: int | None = None,
-                    target: str | None = None) -> tuple[str, int | None, str]:
+    def resolve_cut(
+        self, recipe: str | None = None, k: int | None = None, target: str | None = None
+    ) -> tuple[str, int | None, str]:
         """``(recipe, k, target)`` checked, defaults filled in (the session's recipe, the suggested cut, each
         image's label) (MapSource): a session cuts any way."""
         target = "label" if target is None else target
         return check_recipe(recipe or self.recipe), check_k(k), check_choice("target", target, TARGET_MODES)
 
-    def items(self, images: Sequence[int], layers: Sequence[str], *, recipe: str | None = None, k: int | None = None,
-              target: str = "label", progress: Callable[[int, int], None] | None = None,
-              chunk: int = 16) -> Iterator[MapItem]:
+    def items(
+        self,
+        images: Sequence[int],
+        layers: Sequence[str],
+        *,
+        recipe: str | None = None,
+        k: int | None = None,
+        target: str = "label",
+        progress: Callable[[int, int], None] | None = None,
+        chunk: int = 16,
+    ) -> Iterator[MapItem]:
         """Every cluster map of each image's cut (``recipe``, ``k``: default the suggested cut) at ``layers``
         (MapSource): the images are explained ``chunk`` per model pass, for their label (``target="label"``,
         the predicted class where it is unknown) or their predicted class (``"predicted"``)."""
@@ -83,7 +95,7 @@ class KeyedMaps:
         done = 0
         for tgt, idxs in sorted(groups.items(), key=lambda kv: position[kv[1][0]]):
             for s in range(0, len(idxs), chunk):
-                part = idxs[s:s + chunk]
+                part = idxs[s : s + chunk]
                 for i, exp in zip(part, self.explain_many(part, target=tgt, recipe=recipe, lazy=True, progress=False)):
                     for layer in layers:
                         cl = exp.layer(layer, recipe).cut(k=k)

@@ -13,8 +13,7 @@ identity ramp.
 from __future__ import annotations
 
 import io
-from functools import lru_cache
-from typing import Union
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -35,7 +34,7 @@ __all__ = [
 
 COLORMAPS = ("jet", "viridis", "inferno", "gray")
 
-ImageLike = Union[np.ndarray, Image.Image]
+ImageLike = np.ndarray | Image.Image
 
 # matplotlib's "jet" segment data: (x, value) anchors per channel, linearly interpolated.
 _JET_ANCHORS = {
@@ -82,7 +81,7 @@ _INFERNO_HEX = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lut(name: str) -> np.ndarray:
     x = np.linspace(0.0, 1.0, 256)
     if name == "jet":
@@ -148,11 +147,13 @@ COLORBAR_TITLE = "map value (min-max scaled): 1 = most salient pixel, 0 = least"
 def colorbar_html(cmap: str = "jet", height: int = 128) -> str:
     """A vertical colour scale as static HTML (inline styles, no script): the gradient with 1 at the top and
     0 at the bottom, and what the values mean in its tooltip."""
-    return (f'<div class="inv-colorbar" title="{COLORBAR_TITLE}" style="display:flex;gap:4px;align-items:stretch;'
-            f'height:{int(height)}px;font-size:11px;color:#555">'
-            f'<div style="width:12px;border-radius:2px;border:1px solid #0003;background:{css_gradient(cmap)}"></div>'
-            '<div style="display:flex;flex-direction:column;justify-content:space-between">'
-            '<span>1 high</span><span>0 low</span></div></div>')
+    return (
+        f'<div class="inv-colorbar" title="{COLORBAR_TITLE}" style="display:flex;gap:4px;align-items:stretch;'
+        f'height:{int(height)}px;font-size:11px;color:#555">'
+        f'<div style="width:12px;border-radius:2px;border:1px solid #0003;background:{css_gradient(cmap)}"></div>'
+        '<div style="display:flex;flex-direction:column;justify-content:space-between">'
+        "<span>1 high</span><span>0 low</span></div></div>"
+    )
 
 
 def to_uint8_image(image: ImageLike) -> np.ndarray:

@@ -2,11 +2,12 @@
 
 The headless way to share an explanation: one file, images inline, no JavaScript, no network.
 """
+
 from __future__ import annotations
 
 import base64
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -39,9 +40,17 @@ def _img(array: np.ndarray, size: int, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" width="{size}" height="{size}" alt="{html.escape(alt)}">'
 
 
-def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int = 128,
-                     title: str | None = None, top: int = 5, baselines: dict | None = None,
-                     baselines_note: str = "") -> str:
+def explanation_html(
+    exp,
+    *,
+    k: int | None = None,
+    cmap: str = "jet",
+    thumb: int = 128,
+    title: str | None = None,
+    top: int = 5,
+    baselines: dict | None = None,
+    baselines_note: str = "",
+) -> str:
     """The page as a string. ``k``: clusters per layer (default: each layer's suggested cut).
 
     ``baselines``: maps of the explanations people already know, method -> (H, W) in [0, 1] (what
@@ -55,7 +64,8 @@ def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int
     rows = "".join(
         f"<tr><td>{esc(names[c])}</td><td>{exp.probabilities[c] * 100:.1f}%</td>"
         f'<td><div class="bar" style="width:{max(1, int(exp.probabilities[c] * 160))}px"></div></td></tr>'
-        for c in order)
+        for c in order
+    )
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{esc(title or 'INV explanation')}</title><style>{_CSS}</style></head><body>",
@@ -63,17 +73,22 @@ def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int
         f'<div class="sub">Why <b>{esc(exp.target_name)}</b>? Predicted: <b>{esc(exp.predicted_name)}</b> · '
         f"recipe <code>{esc(exp.recipe)}</code> · weighting <code>{esc(exp.weighting)}</code> · "
         f"{len(exp.layers)} layers · "
-        f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by inv-widgets</div>",
+        f"generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by inv-widgets</div>",
         f'<div class="sub meaning">What a cluster map shows: {esc(meaning)}</div>' if meaning else "",
         f'<div class="head">{_img(exp.image, 224, "input image")}<table class="pred">{rows}</table></div>',
     ]
     if baselines:
-        figs = "".join(f"<figure>{_img(render.overlay(exp.image, m, cmap=cmap), 2 * thumb, _TITLES.get(k_, k_))}"
-                       f"{esc(_TITLES.get(k_, k_))}</figure>" for k_, m in baselines.items())
+        figs = "".join(
+            f"<figure>{_img(render.overlay(exp.image, m, cmap=cmap), 2 * thumb, _TITLES.get(k_, k_))}"
+            f"{esc(_TITLES.get(k_, k_))}</figure>"
+            for k_, m in baselines.items()
+        )
         note = f'<div class="note">{esc(baselines_note)}</div>' if baselines_note else ""
         scale = render.colorbar_html(cmap, height=2 * thumb)
-        parts.append(f'<div class="layer baselines"><h2>Beside INV <small>the same image and class, explained by '
-                     f'the methods people already know</small></h2><div class="row">{figs}{scale}</div>{note}</div>')
+        parts.append(
+            f'<div class="layer baselines"><h2>Beside INV <small>the same image and class, explained by '
+            f'the methods people already know</small></h2><div class="row">{figs}{scale}</div>{note}</div>'
+        )
     for name in exp.layers:
         lr = exp[name]
         cl = lr.cut(k=k) if k is not None else lr.cut()
@@ -82,13 +97,16 @@ def explanation_html(exp, *, k: int | None = None, cmap: str = "jet", thumb: int
         for j in range(cl.k):
             ov = render.overlay(exp.image, cl.maps[j], cmap=cmap)
             n = len(cl.members[j])
-            figs.append(f"<figure>{_img(ov, thumb, f'cluster map {j + 1}')}w = {cl.weights[j]:.1f}% · "
-                        f"{n} map{'s' if n != 1 else ''}</figure>")
+            figs.append(
+                f"<figure>{_img(ov, thumb, f'cluster map {j + 1}')}w = {cl.weights[j]:.1f}% · "
+                f"{n} map{'s' if n != 1 else ''}</figure>"
+            )
         if cl.k == 0:
             figs.append('<div class="empty">no feature map has a positive guided gradient for this class</div>')
         figs.append(render.colorbar_html(cmap, height=thumb))  # the colour scale, beside the maps
         parts.append(
             f'<div class="layer"><h2>{esc(name)} <small>{lr.n_channels} channels, {len(lr.kept)} kept, '
-            f'{lr.shape[0]}×{lr.shape[1]}, {cl.k} cluster maps</small></h2><div class="row">{"".join(figs)}</div></div>')
+            f'{lr.shape[0]}×{lr.shape[1]}, {cl.k} cluster maps</small></h2><div class="row">{"".join(figs)}</div></div>'
+        )
     parts.append("</body></html>")
     return "".join(parts)

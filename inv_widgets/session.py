@@ -4,15 +4,17 @@ Each idea has its own home, and the Session puts them together: how the model is
 (``engine/runner.py``, :class:`~inv_widgets.engine.runner.ModelRunner`), the images and their model inputs
 (``inputs.py``, :class:`~inv_widgets.inputs.ImageSet`), the results (``engine/explanation.py``, cut by
 ``engine/cut.py``); here are the cache of explanations and the lookup of cluster maps by key
-(:class:`~inv_widgets.engine.sources.MapSource`, as a stored Run offers them too) is in ``keyed.py``. The model runs once per
-(image, target); everything after that (layers, recipes, cuts) reuses the cached Explanation.
+(:class:`~inv_widgets.engine.sources.MapSource`, as a stored Run offers them too) is in ``keyed.py``. The model
+runs once per (image, target); everything after that (layers, recipes, cuts) reuses the cached Explanation.
 """
+
 from __future__ import annotations
 
 import gc
 import threading
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +24,8 @@ from torch import nn
 from .engine import Explanation, build_explanations, find_layers
 from .engine.ablation import ModelProbe
 from .engine.capture import LAYER_MODES
-from .engine.contrast import WIRED as WIRED_MAPS, check_maps
+from .engine.contrast import WIRED as WIRED_MAPS
+from .engine.contrast import check_maps
 from .engine.modelio import Output, layer_names, warn_one_layer
 from .engine.request import check_batch_size, check_choice, check_indices, check_recipe, check_target, check_whole
 from .engine.runner import ModelRunner
@@ -100,11 +103,27 @@ class Session(KeyedMaps):
     computed in float32 from what it records.
     """
 
-    def __init__(self, model: nn.Module, data: Any = None, *, transform=None, class_names: Sequence[str] | None = None,
-                 device=None, layers: str | Sequence[str] | None = None, layer_mode: str = "conv", recipe: str = "fast",
-                 weighting: str = "guided", cache_size: int = 16, batch_size: int = 8, output: Output = None,
-                 layer_point: str = "activation", maps: str = "gradcam", input_size="auto",
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, max_memory="auto"):
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any = None,
+        *,
+        transform=None,
+        class_names: Sequence[str] | None = None,
+        device=None,
+        layers: str | Sequence[str] | None = None,
+        layer_mode: str = "conv",
+        recipe: str = "fast",
+        weighting: str = "guided",
+        cache_size: int = 16,
+        batch_size: int = 8,
+        output: Output = None,
+        layer_point: str = "activation",
+        maps: str = "gradcam",
+        input_size="auto",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_memory="auto",
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.recipe = check_recipe(recipe)
@@ -124,8 +143,15 @@ class Session(KeyedMaps):
         if self._auto_layers and len(self._layers) == 1:
             warn_one_layer(model, self._layers[0])
         self.inputs = self.image_set.limits = InputLimits(  # pictures sized for the model (the image set applies it)
-            model, self.image_set.transform, self._layers, input_size=input_size, max_pixels=max_pixels,
-            max_memory=max_memory, device=self.runner.device, lock=self.runner.lock)
+            model,
+            self.image_set.transform,
+            self._layers,
+            input_size=input_size,
+            max_pixels=max_pixels,
+            max_memory=max_memory,
+            device=self.runner.device,
+            lock=self.runner.lock,
+        )
         names = class_names if class_names is not None else self.image_set.classes
         self._class_names = [str(c) for c in names] if names is not None else None
         # Bounded caches (engine.runtime.LRU), all emptied by clear_cache(). Explanations are kept under
@@ -139,10 +165,12 @@ class Session(KeyedMaps):
     # ---- what the session is made of ----------------------------------------------------------------
     @property
     def model(self) -> nn.Module:
+        """The explained model (on :attr:`device`)."""
         return self.runner.model
 
     @property
     def device(self) -> torch.device:
+        """Where the model runs."""
         return self.runner.device
 
     @property
@@ -161,10 +189,12 @@ class Session(KeyedMaps):
 
     @property
     def dataset(self):
+        """The dataset given as ``data`` (None for a list of images)."""
         return self.image_set.dataset
 
     @property
     def transform(self):
+        """PIL image -> model tensor, as given or taken from the dataset."""
         return self.image_set.transform
 
     @property
@@ -176,9 +206,11 @@ class Session(KeyedMaps):
 
     def __repr__(self):
         classes = len(self._class_names) if self._class_names is not None else "?"
-        return (f"Session({type(self.model).__name__}, images={len(self)}, classes={classes}, "
-                f"layers={len(self._layers)}, device={str(self.device)!r}, recipe={self.recipe!r}, "
-                f"weighting={self.weighting!r}, layer_point={self.layer_point!r}, maps={self.maps!r})")
+        return (
+            f"Session({type(self.model).__name__}, images={len(self)}, classes={classes}, "
+            f"layers={len(self._layers)}, device={str(self.device)!r}, recipe={self.recipe!r}, "
+            f"weighting={self.weighting!r}, layer_point={self.layer_point!r}, maps={self.maps!r})"
+        )
 
     @property
     def layers(self) -> list[str]:
@@ -201,6 +233,7 @@ class Session(KeyedMaps):
 
     @property
     def classes(self) -> list[str]:
+        """The class names (given, the dataset's, else ``'0'``, ``'1'``, ... after one prediction)."""
         if self._class_names is None:
             n = int(self.predict(0).shape[0]) if len(self) else 0
             self._class_names = [str(i) for i in range(n)]
@@ -240,6 +273,7 @@ class Session(KeyedMaps):
         return self.image_set.item(i)
 
     def image_id(self, i: int) -> str:
+        """A stable id of image ``i`` (a hash of its model input): the key of its answers and cached results."""
         return self.image_set.image_id(i)
 
     def index_of(self, image_id: str) -> int:
@@ -274,8 +308,9 @@ class Session(KeyedMaps):
     def _check_target(self, target):
         return check_target(target, self._class_names, modes=())
 
-    def explain(self, image, target=None, *, recipe: str | None = None, progress: Progress | None = None,
-                lazy: bool = False) -> Explanation:
+    def explain(
+        self, image, target=None, *, recipe: str | None = None, progress: Progress | None = None, lazy: bool = False
+    ) -> Explanation:
         """Explain one image (index, PIL image, array or tensor) for ``target`` (None: the predicted class).
 
         The model runs once per (image, target); the result is cached. ``lazy=True`` returns before the
@@ -299,8 +334,16 @@ class Session(KeyedMaps):
             progress(1, 1, "done")
         return exp
 
-    def explain_many(self, images: Sequence, target=None, *, recipe: str | None = None, batch_size: int | None = None,
-                     progress: Progress | bool = True, lazy: bool = True) -> list[Explanation]:
+    def explain_many(
+        self,
+        images: Sequence,
+        target=None,
+        *,
+        recipe: str | None = None,
+        batch_size: int | None = None,
+        progress: Progress | bool = True,
+        lazy: bool = True,
+    ) -> list[Explanation]:
         """Explain several images, ``batch_size`` per forward/backward pass (fast on a GPU).
 
         Images of different sizes are batched by size, so mixed sizes work whatever is cached. ``progress``:
@@ -323,7 +366,7 @@ class Session(KeyedMaps):
                 out[j] = hit
             else:
                 by_shape.setdefault(tuple(x.shape), []).append(j)
-        chunks = [todo[s:s + bs] for todo in by_shape.values() for s in range(0, len(todo), bs)]
+        chunks = [todo[s : s + bs] for todo in by_shape.values() for s in range(0, len(todo), bs)]
         done = len(resolved) - sum(len(c) for c in chunks)
         bar, ticking, ticker = None, threading.Event(), None
         if progress is True and chunks:
@@ -337,10 +380,15 @@ class Session(KeyedMaps):
         try:
             for chunk in chunks:
                 if bar is not None:
-                    bar.set_postfix_str(f"model pass of {len(chunk)} image{'s' if len(chunk) != 1 else ''}",
-                                        refresh=False)
-                exps = self._run([resolved[j][0] for j in chunk], [resolved[j][1] for j in chunk],
-                                 [resolved[j][2] for j in chunk], target)
+                    bar.set_postfix_str(
+                        f"model pass of {len(chunk)} image{'s' if len(chunk) != 1 else ''}", refresh=False
+                    )
+                exps = self._run(
+                    [resolved[j][0] for j in chunk],
+                    [resolved[j][1] for j in chunk],
+                    [resolved[j][2] for j in chunk],
+                    target,
+                )
                 for j, e in zip(chunk, exps):
                     out[j] = self._store(e, resolved[j][1], target)
                 done += len(chunk)
@@ -371,32 +419,54 @@ class Session(KeyedMaps):
             score = "contrast" if self.maps == "contrast" else "logit"
             if not self._probed and (not len(self) or tuple(batch.shape[1:]) == tuple(self.input(0).shape)):
                 # the first pass learns the layers itself (at image 0's size, as _probe would): no pass of its own
-                cap, self._layers = self.runner.capture_first(batch, self._layers, target, auto=self._auto_layers,
-                                                              weighting=weighting, score=score)
+                cap, self._layers = self.runner.capture_first(
+                    batch, self._layers, target, auto=self._auto_layers, weighting=weighting, score=score
+                )
                 self._probed = True
             else:
                 layers = self.layers  # the first run also checks the layers and the model's output
-                cap = self.runner.capture(batch, layers, target, weighting=weighting, score=score,
-                                          spatial_only=self._auto_layers)
+                cap = self.runner.capture(
+                    batch, layers, target, weighting=weighting, score=score, spatial_only=self._auto_layers
+                )
         names = self._class_names
         if names is None:
             names = self._class_names = [str(i) for i in range(cap.logits.shape[1])]
         elif len(names) != cap.logits.shape[1]:
             raise ValueError(f"the model has {cap.logits.shape[1]} outputs but {len(names)} class names were given")
-        probes = [ModelProbe(self.model, batch[i], cap.targets[i], lock=self._lock, output=self.output,
-                             layer_point=self.layer_point,
-                             fill=lambda index=index, x=xs[i]: self.image_set.fill(index, x))
-                  for i, index in enumerate(indices)]
+        probes = [
+            ModelProbe(
+                self.model,
+                batch[i],
+                cap.targets[i],
+                lock=self._lock,
+                output=self.output,
+                layer_point=self.layer_point,
+                fill=lambda index=index, x=xs[i]: self.image_set.fill(index, x),
+            )
+            for i, index in enumerate(indices)
+        ]
         shown = [self.image_set.shown(index, x) for index, x in zip(indices, xs)]
-        exps = build_explanations(cap, shown, model_id=self.fingerprint, image_ids=iids, class_names=names,
-                                  recipe=self.recipe, weighting=self.weighting, probes=probes, maps=self.maps)
+        exps = build_explanations(
+            cap,
+            shown,
+            model_id=self.fingerprint,
+            image_ids=iids,
+            class_names=names,
+            recipe=self.recipe,
+            weighting=self.weighting,
+            probes=probes,
+            maps=self.maps,
+        )
         for e, index in zip(exps, indices):
             e.index = index
             if all(len(d.kept) == 0 for d in e._layers.values()):
                 warnings.warn(
                     f"no feature map is kept in any layer for class {e.target_name!r}: the class score does not "
                     "depend on the explained layers (every channel weight is zero or negative). Check the model's "
-                    "head (an untrained or zeroed last layer outputs constants).", UserWarning, stacklevel=4)
+                    "head (an untrained or zeroed last layer outputs constants).",
+                    UserWarning,
+                    stacklevel=4,
+                )
         return exps
 
     def _cached(self, iid, target) -> Explanation | None:
@@ -418,8 +488,16 @@ class Session(KeyedMaps):
             gc.collect()
         return held
 
-    def sanity_check(self, images=None, *, layers=None, maps=("published",), tests=("cascade", "random class"),
-                     seed: int = 0, progress: bool = True):
+    def sanity_check(
+        self,
+        images=None,
+        *,
+        layers=None,
+        maps=("published",),
+        tests=("cascade", "random class"),
+        seed: int = 0,
+        progress: bool = True,
+    ):
         """Sanity checks (Adebayo et al. 2018) of this session's maps on its own model: do they change when the
         model is re-initialised from the output back, or another class is explained? Returns a DataFrame (one
         row per map type, layer, map, test and step: Spearman's rho and SSIM against the original map with their
@@ -449,12 +527,37 @@ def _tick(bar, stop: threading.Event, every: float = 1.0) -> None:
         bar.update(0)
 
 
-def explain(model: nn.Module, image, target=None, *, layers=None, layer_mode: str = "conv", transform=None,
-            class_names=None, recipe: str = "fast", weighting: str = "guided", device=None,
-            output: Output = None, layer_point: str = "activation", maps: str = "gradcam") -> Explanation:
+def explain(
+    model: nn.Module,
+    image,
+    target=None,
+    *,
+    layers=None,
+    layer_mode: str = "conv",
+    transform=None,
+    class_names=None,
+    recipe: str = "fast",
+    weighting: str = "guided",
+    device=None,
+    output: Output = None,
+    layer_point: str = "activation",
+    maps: str = "gradcam",
+) -> Explanation:
     """One-off explanation of one image: ``inv.explain(model, image)``; see :class:`Session` (``output``
     chooses among the outputs of a model that returns several)."""
-    s = Session(model, [image], transform=transform, class_names=class_names, device=device, layers=layers,
-                layer_mode=layer_mode, recipe=recipe, weighting=weighting, cache_size=1, output=output,
-                layer_point=layer_point, maps=maps)
+    s = Session(
+        model,
+        [image],
+        transform=transform,
+        class_names=class_names,
+        device=device,
+        layers=layers,
+        layer_mode=layer_mode,
+        recipe=recipe,
+        weighting=weighting,
+        cache_size=1,
+        output=output,
+        layer_point=layer_point,
+        maps=maps,
+    )
     return s.explain(0, target)

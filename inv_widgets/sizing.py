@@ -7,6 +7,7 @@ larger than the model's input size is resized to it (aspect kept, said once), on
 refused before it is decoded, and an input whose explanation would need more memory than the process can still
 allocate is refused with :class:`~inv_widgets.inputs.InputTooLargeError`, which names the option to change.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -20,8 +21,14 @@ from .engine.modelio import input_dtype
 from .engine.runtime import eval_mode
 from .inputs import InputTooLargeError
 
-__all__ = ["InputLimits", "DEFAULT_MAX_PIXELS", "CHECK_MEMORY_ABOVE", "available_memory", "model_size",
-           "transform_size"]
+__all__ = [
+    "InputLimits",
+    "DEFAULT_MAX_PIXELS",
+    "CHECK_MEMORY_ABOVE",
+    "available_memory",
+    "model_size",
+    "transform_size",
+]
 
 
 #: Pictures with more pixels than this are refused by a session (``Session(..., max_pixels=...)`` changes it):
@@ -199,17 +206,32 @@ class InputLimits:
         Held while the shape probe runs the model (the session's: one pass at a time).
     """
 
-    def __init__(self, model, transform=None, layers=(), *, input_size="auto", max_pixels=DEFAULT_MAX_PIXELS,
-                 max_memory="auto", device=None, lock=None):
-        if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, float,
-                                                                                                   np.number))
-                                       or not max_pixels >= 1):
-            raise ValueError(f"max_pixels must be a number of pixels of at least 1, or None for no cap; got "
-                             f"{max_pixels!r}")
-        if not (max_memory in ("auto", None) or (isinstance(max_memory, (int, float, np.number))
-                                                 and not isinstance(max_memory, bool) and max_memory > 0)):
-            raise ValueError(f"max_memory must be a number of bytes, 'auto' (what this process can allocate) or "
-                             f"None (no check); got {max_memory!r}")
+    def __init__(
+        self,
+        model,
+        transform=None,
+        layers=(),
+        *,
+        input_size="auto",
+        max_pixels=DEFAULT_MAX_PIXELS,
+        max_memory="auto",
+        device=None,
+        lock=None,
+    ):
+        if max_pixels is not None and (
+            isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, float, np.number)) or not max_pixels >= 1
+        ):
+            raise ValueError(
+                f"max_pixels must be a number of pixels of at least 1, or None for no cap; got {max_pixels!r}"
+            )
+        if not (
+            max_memory in ("auto", None)
+            or (isinstance(max_memory, (int, float, np.number)) and not isinstance(max_memory, bool) and max_memory > 0)
+        ):
+            raise ValueError(
+                f"max_memory must be a number of bytes, 'auto' (what this process can allocate) or "
+                f"None (no check); got {max_memory!r}"
+            )
         self.options = dict(input_size=input_size, max_pixels=max_pixels, max_memory=max_memory)
         self.model = model
         self.layers = list(layers)
@@ -230,8 +252,11 @@ class InputLimits:
         self._warned = False
 
     def __repr__(self):
-        return (f"InputLimits(size={self.size}, max_pixels={self.max_pixels}, max_memory={self.max_memory!r}"
-                + (", the transform resizes" if self.resizes_itself else "") + ")")
+        return (
+            f"InputLimits(size={self.size}, max_pixels={self.max_pixels}, max_memory={self.max_memory!r}"
+            + (", the transform resizes" if self.resizes_itself else "")
+            + ")"
+        )
 
     # ---- pixels ------------------------------------------------------------------------------------------
     def check_pixels(self, image, name: str | None = None) -> None:
@@ -245,7 +270,8 @@ class InputLimits:
         raise InputTooLargeError(
             f"{what} {hw[1]}x{hw[0]} ({hw[0] * hw[1] / 1e6:.1f} megapixels), above the limit of "
             f"{self.max_pixels / 1e6:g} megapixels; resize it first, or raise the limit with "
-            "Session(..., max_pixels=...) (inv-widgets explain --max-pixels)")
+            "Session(..., max_pixels=...) (inv-widgets explain --max-pixels)"
+        )
 
     def fit(self, image):
         """A picture larger than the model's input size, resized to cover it with its aspect kept (bilinear,
@@ -264,7 +290,10 @@ class InputLimits:
             warnings.warn(
                 f"the {image.width}x{image.height} picture is resized to {new[0]}x{new[1]} for a model that takes "
                 f"{w}x{h} (its aspect kept; said once per session); pass Session(..., input_size=None) to explain "
-                "pictures at the size they come", UserWarning, stacklevel=5)
+                "pictures at the size they come",
+                UserWarning,
+                stacklevel=5,
+            )
         return image.convert("RGB").resize(new, Image.BILINEAR, reducing_gap=3.0)
 
     # ---- memory ------------------------------------------------------------------------------------------
@@ -293,8 +322,9 @@ class InputLimits:
         size = (min(h, max(32, round(h * s))), min(w, max(32, round(w * s))))
         param = next(iter(model.parameters()), None)
         device = self.device or (param.device if param is not None else torch.device("cpu"))
-        small = torch.nn.functional.interpolate(x.detach()[None].float(), size=size, mode="bilinear",
-                                                align_corners=False).to(device, input_dtype(model))
+        small = torch.nn.functional.interpolate(
+            x.detach()[None].float(), size=size, mode="bilinear", align_corners=False
+        ).to(device, input_dtype(model))
         names = set(self.layers)
         seen: set[int] = set()
         total = {"every": 0, "layers": 0}
@@ -308,11 +338,15 @@ class InputLimits:
                     if ptr not in seen:  # in-place outputs (ReLU(inplace=True)) share their input's memory
                         seen.add(ptr)
                         total["every"] += t.numel() * t.element_size()
+
             return hook
 
         with self.lock or nullcontext():  # no other pass meets these hooks
-            handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules()
-                       if n in names or not any(True for _ in m.children())]
+            handles = [
+                m.register_forward_hook(record(n))
+                for n, m in model.named_modules()
+                if n in names or not any(True for _ in m.children())
+            ]
             try:
                 with torch.no_grad(), eval_mode(model):
                     model(small)
@@ -341,7 +375,8 @@ class InputLimits:
         raise InputTooLargeError(
             f"explaining this {w}x{h} input needs about {_gb(need)} of memory ({_gb(need / (h * w) * 1e6)} per "
             f"megapixel for this model), more than {have}; explain it smaller (resize it, or "
-            "Session(..., input_size=...)), or set Session(..., max_memory=...) to the bytes you know it may use")
+            "Session(..., input_size=...)), or set Session(..., max_memory=...) to the bytes you know it may use"
+        )
 
 
 def _tensors(out):

@@ -1,4 +1,5 @@
 """Fixtures shared by the whole suite (per-file fixtures stay with their files)."""
+
 from __future__ import annotations
 
 import pytest

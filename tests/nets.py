@@ -1,4 +1,5 @@
 """Small networks and images the tests share (the fixtures in conftest.py hand them out)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,9 +41,14 @@ class SmallCNN(nn.Module):
     def __init__(self, n_classes=6):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 12, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(12, 24, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(24, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 12, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(12, 24, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(24, 32, 3, padding=1),
+            nn.ReLU(),
         )
         self.head = nn.Linear(32, n_classes)
 
@@ -54,10 +60,10 @@ def small_images(n=5, size=48):
     """``n`` PIL images of a flat colour with a rectangle of another colour, the same every time."""
     rng = np.random.default_rng(0)
     out = []
-    for i in range(n):
+    for _ in range(n):
         a = np.zeros((size, size, 3), np.uint8)
         a[...] = rng.integers(0, 255, 3)
         r = rng.integers(4, size // 2)
-        a[r:r + size // 3, r:r + size // 4] = rng.integers(0, 255, 3)
+        a[r : r + size // 3, r : r + size // 4] = rng.integers(0, 255, 3)
         out.append(Image.fromarray(a))
     return out

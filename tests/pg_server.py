@@ -9,6 +9,7 @@ there is none.
     with PgServer() as server:                   # or server = PgServer(); server.start(); ...; server.stop()
         url = server.create_database("t1")       # postgresql://postgres@127.0.0.1:PORT/t1
 """
+
 from __future__ import annotations
 
 import glob
@@ -47,8 +48,10 @@ def find_bindir() -> Path | None:
 def missing_reason() -> str | None:
     """Why no throwaway server can run here (None when it can)."""
     if find_bindir() is None:
-        return ("PostgreSQL's server programs (initdb, pg_ctl) are not installed: apt-get install postgresql "
-                "(make test does it), or set INV_PG_BINDIR")
+        return (
+            "PostgreSQL's server programs (initdb, pg_ctl) are not installed: apt-get install postgresql "
+            "(make test does it), or set INV_PG_BINDIR"
+        )
     try:
         import psycopg  # noqa: F401
         import sqlalchemy  # noqa: F401
@@ -71,8 +74,11 @@ def _service_user() -> str:
             return name
         except KeyError:
             pass
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _SERVICE_USER],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _SERVICE_USER],
+        check=True,
+        capture_output=True,
+    )
     return _SERVICE_USER
 
 
@@ -95,11 +101,12 @@ class PgServer:
         cmd = self._prefix + [str(self.bindir / args[0]), *args[1:]]
         done = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-                               f"\n{self.log_tail()}")
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{self.log_tail()}"
+            )
         return done
 
-    def start(self) -> "PgServer":
+    def start(self) -> PgServer:
         reason = missing_reason()
         if reason:
             raise RuntimeError(reason)
@@ -110,16 +117,40 @@ class PgServer:
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
             self._prefix = ["runuser", "-u", user, "--"]
         try:
-            self._run("initdb", "-D", str(self.root / "data"), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                      "--no-locale", "--no-sync")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.root / "data"),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            )
             for attempt in range(3):
                 self.port = _free_port()
-                options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root}"
-                           f" -c max_connections={self.max_connections} -c fsync={'on' if self.fsync else 'off'}"
-                           f" -c full_page_writes={'on' if self.fsync else 'off'}")
+                options = (
+                    f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root}"
+                    f" -c max_connections={self.max_connections} -c fsync={'on' if self.fsync else 'off'}"
+                    f" -c full_page_writes={'on' if self.fsync else 'off'}"
+                )
                 try:
-                    self._run("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
-                              "-w", "-t", "90", "-o", options, "start")
+                    self._run(
+                        "pg_ctl",
+                        "-D",
+                        str(self.root / "data"),
+                        "-l",
+                        str(self.root / "server.log"),
+                        "-w",
+                        "-t",
+                        "90",
+                        "-o",
+                        options,
+                        "start",
+                    )
                     break
                 except RuntimeError:
                     if attempt == 2:
@@ -149,7 +180,7 @@ class PgServer:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
 
-    def __enter__(self) -> "PgServer":
+    def __enter__(self) -> PgServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -170,8 +201,9 @@ class PgServer:
         """Run one statement as the superuser, in autocommit."""
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=database,
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True
+        ) as conn:
             cur = conn.execute(sql)
             return cur.fetchall() if cur.description else []
 

@@ -1,4 +1,5 @@
 """Session factories for the stored-run tests (importable by Dask workers and subprocesses: tests/ on PYTHONPATH)."""
+
 from __future__ import annotations
 
 import sys

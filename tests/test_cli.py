@@ -1,4 +1,5 @@
 """The headless main job: `inv-widgets explain` writes a self-contained HTML page."""
+
 from __future__ import annotations
 
 import re
@@ -17,14 +18,34 @@ def test_cli_explain_torchvision_model_writes_page(tmp_path):
     img = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (180, 200, 3), dtype=np.uint8)).save(img)
     out = tmp_path / "page.html"
-    r = subprocess.run([sys.executable, "-m", "inv_widgets.cli", "explain", str(img), "--model", "mobilenet_v3_small",
-                        "--k", "3", "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inv_widgets.cli",
+            "explain",
+            str(img),
+            "--model",
+            "mobilenet_v3_small",
+            "--k",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout
     page = out.read_text()
     tv = __import__("torchvision").models
-    n_layers = len(inv.Session(tv.mobilenet_v3_small(), [str(img)],
-                               transform=tv.MobileNet_V3_Small_Weights.DEFAULT.transforms()).layers)
+    n_layers = len(
+        inv.Session(
+            tv.mobilenet_v3_small(), [str(img)], transform=tv.MobileNet_V3_Small_Weights.DEFAULT.transforms()
+        ).layers
+    )
     assert n_layers == 52 - 18  # the 1 x 1 convolutions of the squeeze-excitation blocks are left out
     assert page.count("Grad-CAM</figure>") == n_layers
     assert len(re.findall(r"w = \d+\.\d%", page)) >= n_layers  # every layer shows weighted cluster maps
@@ -35,8 +56,22 @@ def test_cli_explain_torchvision_model_writes_page(tmp_path):
 def test_cli_reports_bad_input_clearly(tmp_path):
     bad = tmp_path / "not_an_image.png"
     bad.write_text("hello")
-    r = subprocess.run([sys.executable, "-m", "inv_widgets.cli", "explain", str(bad), "--model", "mobilenet_v3_small",
-                        "--out", str(tmp_path / "x.html")], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inv_widgets.cli",
+            "explain",
+            str(bad),
+            "--model",
+            "mobilenet_v3_small",
+            "--out",
+            str(tmp_path / "x.html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode != 0
     assert "cannot read" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.html").exists()
@@ -50,6 +85,7 @@ def test_report_escapes_class_names(tiny_cnn):
 
 
 # ---- arguments checked first, one line, non-zero, nothing left behind (issue 14, item 9) --------------------
+
 
 def _run(argv, capsys):
     from inv_widgets.cli import main
@@ -80,7 +116,13 @@ def test_cli_refuses_bad_arguments_before_any_work(tmp_path, capsys):
         ("--target", "-1"): "-1 is not a class index: indices start at 0",
         (str(img), "--model", "raft_small"): "a torchvision model, but not an image classifier",
         (str(img), "--model", "no_such_net"): "not a torchvision model",
-        (str(img), "--model", "mobilenet_v3_small", "--weights", "BOGUS"): "choose none (random, offline), DEFAULT or one of IMAGENET1K_V1",
+        (
+            str(img),
+            "--model",
+            "mobilenet_v3_small",
+            "--weights",
+            "BOGUS",
+        ): "choose none (random, offline), DEFAULT or one of IMAGENET1K_V1",
         (str(tmp_path / "nope.png"),): "no such file",
         ("--layers", "features.nosuch", "--out", str(tmp_path / "r.html")): "unknown layer name(s) ['features.nosuch']",
         ("--target", "zebra", "--out", str(tmp_path / "r.html")): "unknown class name 'zebra'",
@@ -103,8 +145,20 @@ def test_cli_default_weights_offline_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     img = tmp_path / "photo.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
-    status, err = _run(["explain", str(img), "--model", "mobilenet_v3_small", "--weights", "DEFAULT",
-                        "--out", str(tmp_path / "r.html"), "--quiet"], capsys)
+    status, err = _run(
+        [
+            "explain",
+            str(img),
+            "--model",
+            "mobilenet_v3_small",
+            "--weights",
+            "DEFAULT",
+            "--out",
+            str(tmp_path / "r.html"),
+            "--quiet",
+        ],
+        capsys,
+    )
     line = [x for x in err.splitlines() if x.startswith("error")]
     assert status == 1 and len(line) == 1 and "Traceback" not in err
     assert "could not get the MobileNet_V3_Small_Weights.IMAGENET1K_V1 weights" in line[0]
@@ -141,8 +195,12 @@ def test_cli_existing_directory_as_out_leaves_nothing_behind(tmp_path):
     (the old CLI computed the explanation, printed a traceback and left a temporary file next to the directory)."""
     outdir = tmp_path / "outdir"
     outdir.mkdir()
-    r = subprocess.run([sys.executable, "-m", "inv_widgets.cli", "explain", "--out", str(outdir), "--quiet"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "inv_widgets.cli", "explain", "--out", str(outdir), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 2
     line = _one_line_error(r.stderr)
     assert "is a directory; give a file name inside it" in line and str(outdir / "inv_report.html") in line
@@ -156,11 +214,34 @@ def test_cli_default_weights_without_network_subprocess(tmp_path):
 
     img = tmp_path / "photo.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
-    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch_home"), https_proxy="http://127.0.0.1:9",
-               HTTPS_PROXY="http://127.0.0.1:9", no_proxy="", NO_PROXY="")
-    r = subprocess.run([sys.executable, "-m", "inv_widgets.cli", "explain", str(img), "--model", "mobilenet_v3_small",
-                        "--weights", "DEFAULT", "--out", str(tmp_path / "r.html"), "--quiet"],
-                       capture_output=True, text=True, timeout=600, env=env)
+    env = dict(
+        os.environ,
+        TORCH_HOME=str(tmp_path / "torch_home"),
+        https_proxy="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        no_proxy="",
+        NO_PROXY="",
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inv_widgets.cli",
+            "explain",
+            str(img),
+            "--model",
+            "mobilenet_v3_small",
+            "--weights",
+            "DEFAULT",
+            "--out",
+            str(tmp_path / "r.html"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     errors = [x for x in r.stderr.splitlines() if x.startswith("error")]
     assert len(errors) == 1 and "could not get the MobileNet_V3_Small_Weights.IMAGENET1K_V1 weights" in errors[0]
@@ -178,10 +259,18 @@ def test_cli_explain_help_text_names_and_describes_every_option(capsys):
         assert e.code == 0
     text = capsys.readouterr().out
     described = {
-        "--model": "torchvision classifier", "--weights": "random, offline", "--target": "class to explain",
-        "--layers": "layer names", "--layer-mode": "blocks", "--recipe": "clustering recipe",
-        "--weighting": "gradient x activation", "--k": "cluster maps per layer", "--cmap": "colour map",
-        "--out": "HTML file to write", "--quiet": "no progress bar", "image": "image file to explain",
+        "--model": "torchvision classifier",
+        "--weights": "random, offline",
+        "--target": "class to explain",
+        "--layers": "layer names",
+        "--layer-mode": "blocks",
+        "--recipe": "clustering recipe",
+        "--weighting": "gradient x activation",
+        "--k": "cluster maps per layer",
+        "--cmap": "colour map",
+        "--out": "HTML file to write",
+        "--quiet": "no progress bar",
+        "image": "image file to explain",
     }
     flat = " ".join(text.split())
     for option, words in described.items():
@@ -211,6 +300,7 @@ def test_write_atomically_leaves_no_temporary_file_when_the_write_fails(tmp_path
 
 # ---- LIME, KernelSHAP and Grad-CAM beside INV (--baselines, issue 10, item 4) ---------------------------------
 
+
 def _figures(page):
     """{caption: decoded image} of the page's figures whose caption follows the image."""
     import base64
@@ -227,8 +317,22 @@ def test_cli_baselines_put_lime_kernelshap_and_gradcam_of_the_same_image_on_the_
     from inv_widgets.concepts.baselines import attribution_maps
 
     out = tmp_path / "r.html"
-    status, err = _run(["explain", "--baselines", "--baseline-samples", "24", "--baseline-segments", "12", "--k", "2",
-                        "--out", str(out), "--quiet"], capsys)
+    status, err = _run(
+        [
+            "explain",
+            "--baselines",
+            "--baseline-samples",
+            "24",
+            "--baseline-segments",
+            "12",
+            "--k",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capsys,
+    )
     assert status == 0, err
     page = out.read_text()
     assert "Beside INV" in page and "24 model evaluations each over about 12 SLIC superpixels" in page
@@ -276,8 +380,9 @@ def test_cli_baselines_without_the_concepts_extra_say_so_before_explaining(tmp_p
     import inv_widgets.session
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "captum" else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == "captum" else real(name, *a, **k)
+    )
     ran = []
     monkeypatch.setattr(inv_widgets.session.Session, "explain", lambda *a, **k: ran.append(1))
     status, err = _run(["explain", "--baselines", "--out", str(tmp_path / "r.html")], capsys)

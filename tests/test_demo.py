@@ -1,4 +1,5 @@
 """The embedded default: parts dataset, demo CNN, training script, shipped weights."""
+
 from __future__ import annotations
 
 import json
@@ -243,8 +244,23 @@ def test_train_script_runs_and_writes_a_loadable_file(tmp_path):
     from inv_widgets.demo._load import load_model
 
     out = tmp_path / "sub" / "m.pt"
-    args = ["--epochs", "1", "--n-train", "24", "--batch-size", "8", "--n-val", "10", "--workers", "0",
-            "--threads", "1", "--widths", "4,4,8,8", "--quiet"]
+    args = [
+        "--epochs",
+        "1",
+        "--n-train",
+        "24",
+        "--batch-size",
+        "8",
+        "--n-val",
+        "10",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--widths",
+        "4,4,8,8",
+        "--quiet",
+    ]
     rc = train.main(args + ["--out", str(out)])
     assert rc == 0 and out.is_file()
     state = torch.load(out, weights_only=True)

@@ -1,4 +1,5 @@
 """What a user hands in becomes the model input they meant (issue 14: arrays, high bit depths)."""
+
 import warnings
 
 import numpy as np
@@ -32,15 +33,17 @@ def test_a_normalised_array_laid_out_as_an_image_is_refused_not_clipped(demo):
 def test_a_16_bit_file_holding_fewer_bits_is_scaled_by_its_own_range(demo, bits):
     model, data = demo
     gray = np.asarray(data.image(1).convert("L"))
-    top = 2 ** bits - 1
+    top = 2**bits - 1
     deep = Image.fromarray((gray.astype(np.uint32) * top // 255).astype(np.uint16))
     assert deep.mode == "I;16"
     with pytest.warns(UserWarning, match=f"{bits}-bit"):
         x = to_model_input(deep)
     x8 = to_model_input(Image.fromarray(gray))
     assert float((x - x8).abs().max()) <= 1 / 255 + 1e-6
-    assert inv.explain(model, deep, class_names=data.classes, transform=data.transform).predicted == \
-        inv.explain(model, Image.fromarray(gray), class_names=data.classes, transform=data.transform).predicted
+    assert (
+        inv.explain(model, deep, class_names=data.classes, transform=data.transform).predicted
+        == inv.explain(model, Image.fromarray(gray), class_names=data.classes, transform=data.transform).predicted
+    )
 
 
 def test_a_full_16_bit_image_is_scaled_by_65535_without_a_warning():

@@ -1,6 +1,7 @@
 """What a plain install gets (issue 14, item 15): the license in pyproject's current form, every library the
 package imports declared (core or the extra that brings it) and every extra used, a clear ImportError naming the
 extra when one is missing, and a README install section that names every extra and the CPU-only torch index."""
+
 from __future__ import annotations
 
 import ast

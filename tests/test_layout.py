@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "inv_widgets"
-MAX_LINES = 500
+#: files stay under this many lines as ruff formats them (one argument per line where a call does not fit: the
+#: 500 lines of the hand-packed style are about 600 formatted)
+MAX_LINES = 600
 
 #: Files allowed over MAX_LINES, with the reason.
 LONG_FILES = {

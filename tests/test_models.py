@@ -1,5 +1,6 @@
 """Models as a demanding user brings them (issue 14): 1 x 1 layers (item 4), block layers of inception-style
 networks and transformers (10), several outputs (6), float16 and bfloat16 weights (7), layer choices (11)."""
+
 from __future__ import annotations
 
 import warnings
@@ -20,6 +21,7 @@ def _x(size=64, seed=0):
 
 
 # ---- item 4: layers with no spatial extent ---------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def mobilenet():
@@ -58,13 +60,22 @@ def test_a_map_flat_to_rounding_is_zeros_and_a_faint_map_is_stretched():
 
 # ---- item 10: blocks --------------------------------------------------------------------------------------
 
+
 def test_blocks_of_googlenet_are_its_inception_modules_and_aux_heads_are_left_out():
     torch.manual_seed(0)
     g = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).eval()
     blocks = find_layers(g, "blocks")
     assert [b for b in blocks if b.startswith("inception")] == [
-        "inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e",
-        "inception5a", "inception5b"]
+        "inception3a",
+        "inception3b",
+        "inception4a",
+        "inception4b",
+        "inception4c",
+        "inception4d",
+        "inception4e",
+        "inception5a",
+        "inception5b",
+    ]
     assert not any(".branch" in b for b in blocks)
     s = inv.Session(g, [_x(96)], layer_mode="blocks")
     assert s.layers == ["conv1", "conv2", "conv3"] + blocks[3:12]  # aux1, aux2 do not run in eval mode
@@ -76,8 +87,18 @@ def test_blocks_of_inception_v3_and_resnet():
     inc = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
     blocks = find_layers(inc, "blocks")
     assert [b for b in blocks if b.startswith("Mixed")] == [
-        "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a",
-        "Mixed_7b", "Mixed_7c"]
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+        "Mixed_7a",
+        "Mixed_7b",
+        "Mixed_7c",
+    ]
     assert blocks[0] == "Conv2d_1a_3x3" and "AuxLogits" in blocks  # found; dropped when it does not run
     r = torchvision.models.resnet18(weights=None)
     assert find_layers(r, "blocks") == ["conv1"] + [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
@@ -103,6 +124,7 @@ def test_a_vision_transformer_has_one_conv_and_says_so():
 
 # ---- item 6: several outputs ---------------------------------------------------------------------------
 
+
 class FeaturesAndLogits(nn.Module):
     def __init__(self, dict_output=False):
         super().__init__()
@@ -120,8 +142,10 @@ class FeaturesAndLogits(nn.Module):
 
 def test_a_tuple_output_is_named_and_chosen():
     m = FeaturesAndLogits().eval()
-    with pytest.warns(UserWarning, match=r"tuple of 2 outputs: \[0\] \(1, 8\), \[1\] \(1, 4\); explaining output \[0\]"):
-        inv.Session(m, [_x(16)]).layers
+    with pytest.warns(
+        UserWarning, match=r"tuple of 2 outputs: \[0\] \(1, 8\), \[1\] \(1, 4\); explaining output \[0\]"
+    ):
+        _ = inv.Session(m, [_x(16)]).layers
     exp = inv.explain(m, _x(16), output=1)
     with torch.no_grad():
         want = m(_x(16)[None])[1][0]
@@ -129,8 +153,10 @@ def test_a_tuple_output_is_named_and_chosen():
     assert len(exp.probabilities) == 4
     by_callable = inv.explain(m, _x(16), output=lambda out: out[1])
     np.testing.assert_allclose(by_callable.logits, exp.logits)
-    with pytest.raises(ValueError, match=r"output 2 is not one of the model's 2 outputs; it returned a tuple of 2 outputs"):
-        inv.Session(m, [_x(16)], output=2).layers
+    with pytest.raises(
+        ValueError, match=r"output 2 is not one of the model's 2 outputs; it returned a tuple of 2 outputs"
+    ):
+        _ = inv.Session(m, [_x(16)], output=2).layers
 
 
 def test_a_dict_output_by_key_and_session_classes_work():
@@ -141,7 +167,7 @@ def test_a_dict_output_by_key_and_session_classes_work():
     with pytest.warns(UserWarning, match=r"explaining output \['features'\]"):
         assert len(inv.Session(m, [_x(16)]).classes) == 8  # the first value, said so
     with pytest.raises(ValueError, match=r"output 'logits' is not among the model's outputs; it returned a dict"):
-        inv.Session(m, [_x(16)], output="logits").classes
+        _ = inv.Session(m, [_x(16)], output="logits").classes
 
 
 def test_a_dict_with_logits_is_taken_by_that_key():
@@ -155,6 +181,7 @@ def test_a_dict_with_logits_is_taken_by_that_key():
 
 
 # ---- item 7: float16 and bfloat16 ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_models_run_in_their_own_dtype(dtype):
@@ -177,7 +204,7 @@ def test_an_error_about_dtypes_does_not_blame_the_image_size():
             self.conv = nn.Conv2d(3, 4, 3)
 
         def forward(self, x):
-            raise RuntimeError('"slow_conv2d_cpu" not implemented for \'Half\'')
+            raise RuntimeError("\"slow_conv2d_cpu\" not implemented for 'Half'")
 
     with pytest.raises(ValueError) as e:
         inv.explain(Picky(), _x(16))
@@ -189,6 +216,7 @@ def test_an_error_about_dtypes_does_not_blame_the_image_size():
 
 
 # ---- item 11: layer choices -------------------------------------------------------------------------------
+
 
 def test_layers_are_checked_when_the_session_is_built(demo):
     model, data = demo

@@ -1,9 +1,9 @@
 """notebooks/03_label_session.ipynb runs top to bottom headless and writes only to the store it is given."""
+
 from __future__ import annotations
 
 import nbformat
 from nbclient import NotebookClient
-
 from test_notebooks import NOTEBOOKS, WIDGET_MIME, outputs
 
 

@@ -1,14 +1,14 @@
 """The notebooks run top to bottom in a fresh kernel (nbclient), as a reader would run them."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import nbformat
-import pytest
-
 import nbclient
+import nbformat
 import psutil
+import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -20,8 +20,9 @@ def run_notebook(name: str, env: dict | None = None, timeout: int = 900):
     old = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
-        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                         resources={"metadata": {"path": str(NOTEBOOKS)}})
+        client = nbclient.NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        )
         with client.setup_kernel():
             for i, cell in enumerate(nb.cells):
                 client.execute_cell(cell, i)

@@ -2,6 +2,7 @@
 channels, constant maps, maps flat to rounding, 1 x 1 maps, a layer with a single kept channel), because both
 call engine/cut.py. Issue 21: "A run and a Session give identical maps, weights, members and suggested k on
 degenerate layers too"."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,13 +45,19 @@ class DegenerateNet(nn.Module):
         with torch.no_grad():
             head = torch.rand(3, sum(widths), generator=g) * 0.1
             start = sum(widths[:3])
-            head[0, start:start + 8] = torch.tensor([5.0, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6])
+            head[0, start : start + 8] = torch.tensor([5.0, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6])
             self.head.weight.copy_(head)
             self.head.bias.zero_()
 
     def forward(self, x):
-        parts = [torch.relu(self.copies(x)), self.const(x), self.flat(x), torch.relu(self.single(x)),
-                 self.pixel(x), torch.relu(self.plain(x))]
+        parts = [
+            torch.relu(self.copies(x)),
+            self.const(x),
+            self.flat(x),
+            torch.relu(self.single(x)),
+            self.pixel(x),
+            torch.relu(self.plain(x)),
+        ]
         return self.head(torch.cat([p.mean((2, 3)) for p in parts], 1))
 
 
@@ -84,8 +91,9 @@ def test_a_run_and_a_session_cut_degenerate_layers_alike(degenerate, tmp_path, w
     exp = exps[0]
     # what makes each layer degenerate, seen through the Session
     copies = exp["copies"]
-    assert copies.suggested_k <= 2 and all(set(m.tolist()) in ({0, 1, 2}, {3, 4, 5}) or len(m) <= 3
-                                           for m in copies.cut().members)
+    assert copies.suggested_k <= 2 and all(
+        set(m.tolist()) in ({0, 1, 2}, {3, 4, 5}) or len(m) <= 3 for m in copies.cut().members
+    )
     assert exp["const"].cut().k == 1 and not exp["const"].cut().maps.any()  # constant maps: one map, all zeros
     flat = exp["flat"].feature_maps
     assert np.ptp(flat) > 0 and np.ptp(flat) < FLAT_RTOL * np.abs(flat).max()
@@ -100,7 +108,7 @@ def test_the_run_table_is_the_one_maps_schema(degenerate, tmp_path):
 
     run = inv.explain_dataset(degenerate, range(2), out=tmp_path / "r", batch_size=2, target=0, progress=False)
     frame = degenerate.explain(0, target=0).to_frame()
-    assert list(run.maps.columns[:len(MAP_COLUMNS)]) == list(MAP_COLUMNS) == list(frame.columns[:len(MAP_COLUMNS)])
+    assert list(run.maps.columns[: len(MAP_COLUMNS)]) == list(MAP_COLUMNS) == list(frame.columns[: len(MAP_COLUMNS)])
     for c in MAP_COLUMNS:
         assert run.maps[c].dtype == frame[c].dtype, c
     mine = run.maps[run.maps["image"] == 0][list(MAP_COLUMNS)].reset_index(drop=True)

@@ -1,4 +1,5 @@
 """render.py: colour maps, overlays, thumbnails and PNG bytes."""
+
 import io
 
 import numpy as np
@@ -80,12 +81,15 @@ def test_thumbnail_keeps_aspect():
     assert t.shape == (32, 64, 3)
 
 
-@pytest.mark.parametrize("arr", [
-    np.zeros((8, 9, 3), np.uint8),
-    np.zeros((8, 9), np.uint8),
-    np.linspace(0, 1, 72, dtype=np.float32).reshape(8, 9),
-    np.zeros((8, 9, 4), np.uint8),
-])
+@pytest.mark.parametrize(
+    "arr",
+    [
+        np.zeros((8, 9, 3), np.uint8),
+        np.zeros((8, 9), np.uint8),
+        np.linspace(0, 1, 72, dtype=np.float32).reshape(8, 9),
+        np.zeros((8, 9, 4), np.uint8),
+    ],
+)
 def test_to_png_roundtrip(arr):
     data = render.to_png(arr)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

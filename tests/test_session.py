@@ -1,5 +1,6 @@
 """Session and inputs: every kind of image, clear errors, the caches, locating a cluster map, the one-off
 explain()."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,13 +47,16 @@ def test_i16_image_keeps_its_contrast():
     assert float(x[0, 0, 0]) == 0.0 and float(x[0, 0, 7]) == pytest.approx(60000 / 65535, abs=0.01)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8),  # HWC uint8
-    lambda: np.random.default_rng(0).random((32, 32)),  # gray float in [0, 1]
-    lambda: np.random.default_rng(0).random((3, 32, 32)).astype(np.float32),  # CHW float
-    lambda: torch.rand(3, 32, 32),  # tensor
-    lambda: torch.rand(1, 3, 32, 32),  # tensor with a batch dimension of one
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8),  # HWC uint8
+        lambda: np.random.default_rng(0).random((32, 32)),  # gray float in [0, 1]
+        lambda: np.random.default_rng(0).random((3, 32, 32)).astype(np.float32),  # CHW float
+        lambda: torch.rand(3, 32, 32),  # tensor
+        lambda: torch.rand(1, 3, 32, 32),  # tensor with a batch dimension of one
+    ],
+)
 def test_arrays_and_tensors(tiny, make):
     exp = inv.explain(tiny, make())
     assert exp.image.shape == (32, 32, 3)
@@ -265,8 +269,9 @@ def test_dropped_explanations_are_freed_without_waiting_for_the_garbage_collecto
             for name in exp.layers:
                 exp[name].cut()
             del exp
-            most = max(most, sum(type(o) is Explanation and o.image_id in ids
-                                 for o in gc.get_objects()))  # garbage included
+            most = max(
+                most, sum(type(o) is Explanation and o.image_id in ids for o in gc.get_objects())
+            )  # garbage included
     finally:
         if was:
             gc.enable()

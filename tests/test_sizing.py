@@ -2,9 +2,10 @@
 
 The done-when figures run in subprocesses: peak resident memory of a 12-megapixel photo through the CLI and
 through ``Session(*inv.demo.load())`` (under 1.5 GB, the process's VmHWM), and the seconds an 81-megapixel
-picture takes to be refused. Each subprocess also runs under an address-space limit 3 GB above what it holds after its imports,
-so that a regression fails the test instead of taking the machine.
+picture takes to be refused. Each subprocess also runs under an address-space limit 3 GB above what it holds
+after its imports, so that a regression fails the test instead of taking the machine.
 """
+
 from __future__ import annotations
 
 import io
@@ -51,8 +52,12 @@ print(json.dumps({"status": status_, "error": error, "seconds": seconds, "peak_m
 
 
 def _measure(mode, picture, tmp_path):
-    r = subprocess.run([sys.executable, "-c", _PROBE, mode, str(picture), str(tmp_path / "page.html")],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode, str(picture), str(tmp_path / "page.html")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert lines, f"the subprocess died (status {r.returncode}): {r.stderr[-2000:]}"
     return json.loads(lines[-1]), r.stderr
@@ -187,8 +192,9 @@ def test_an_explanation_that_needs_more_memory_than_allowed_is_refused_before_th
     seen = []
     hook = model.features.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[-2:])))
     try:
-        s = inv.Session(model, [Image.new("RGB", (64, 64))], transform=data.transform, input_size=None,
-                        max_memory=300e6)
+        s = inv.Session(
+            model, [Image.new("RGB", (64, 64))], transform=data.transform, input_size=None, max_memory=300e6
+        )
         pic = Image.fromarray(np.random.default_rng(4).integers(0, 255, (1200, 1600, 3), np.uint8))
         with pytest.raises(InputTooLargeError) as err:
             s.explain(pic)
@@ -198,7 +204,7 @@ def test_an_explanation_that_needs_more_memory_than_allowed_is_refused_before_th
         assert all(h * w <= 128 * 128 * 1.1 for h, w in seen), seen  # only the shape probe ran, shrunk
         need = s.inputs.estimate(torch.zeros(3, 1200, 1600))
         assert need == pytest.approx(s.inputs.estimate(torch.zeros(3, 2400, 800)), rel=0.02)  # per pixel
-        assert 2 * need == pytest.approx(s.inputs.estimate(torch.zeros(3, 2400, 1600)) + 64 * 2 ** 20, rel=0.02)
+        assert 2 * need == pytest.approx(s.inputs.estimate(torch.zeros(3, 2400, 1600)) + 64 * 2**20, rel=0.02)
         # the same picture within the budget is explained; inputs up to 512 x 512 are not probed
         ok = inv.Session(model, [pic], transform=data.transform, input_size=None, max_memory=need * 1.01)
         assert ok.explain(0, lazy=True).predicted >= 0

@@ -5,6 +5,7 @@ merged ids and sizes exactly equal, and the clusters of every cut k = 1..n ident
 candidate merges tie. With ties both are valid Ward dendrograms: the heights agree as a multiset and ours
 is deterministic. float32 (the GPU default): heights within 1e-5 relative on generic data.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_batch_with_padding_and_mixed_sizes_equals_scipy_one_by_one():
     xs = [rng.random((n, 12)) for n in sizes]
     X = torch.zeros(len(xs), max(sizes), 12, dtype=torch.float64)
     for p, x in enumerate(xs):
-        X[p, :len(x)] = torch.from_numpy(x)
+        X[p, : len(x)] = torch.from_numpy(x)
     X[2:4] = 7.0  # garbage in the padding must not matter
     X[2, 0] = torch.from_numpy(xs[2][0])
     links = ward_linkage_batched(pairwise_sq_euclidean(X, torch.tensor(sizes)), sizes)
@@ -116,7 +117,7 @@ def test_ties_are_deterministic_and_heights_agree():
         np.testing.assert_array_equal(z, ward_linkage(torch.from_numpy(x)))
         # the same problem inside a batch with others: the same tree
         X = torch.zeros(3, 20, x.shape[1], dtype=torch.float64)
-        X[1, :len(x)] = torch.from_numpy(x)
+        X[1, : len(x)] = torch.from_numpy(x)
         X[0] = torch.rand(20, x.shape[1], dtype=torch.float64)
         links = ward_linkage_batched(pairwise_sq_euclidean(X, torch.tensor([20, len(x), 0])), [20, len(x), 0])
         np.testing.assert_array_equal(links[1], z)

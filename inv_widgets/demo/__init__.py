@@ -5,6 +5,7 @@
 
 Works without any download: the images are drawn on the fly and the weights ship with the package.
 """
+
 from __future__ import annotations
 
 from .parts import (
@@ -22,8 +23,20 @@ from .parts import (
 )
 
 __all__ = [
-    "PartsDataset", "DemoCNN", "load", "WEIGHTS_PATH", "PART_VOCABULARY", "CLASS_PART_VOCABULARY",
-    "CLASS_PARTS", "CLASSES", "MEAN", "STD", "TRAIN_SEED", "VAL_SEED", "EVAL_SEED", "TEST_SEED",
+    "PartsDataset",
+    "DemoCNN",
+    "load",
+    "WEIGHTS_PATH",
+    "PART_VOCABULARY",
+    "CLASS_PART_VOCABULARY",
+    "CLASS_PARTS",
+    "CLASSES",
+    "MEAN",
+    "STD",
+    "TRAIN_SEED",
+    "VAL_SEED",
+    "EVAL_SEED",
+    "TEST_SEED",
     "session",
 ]
 

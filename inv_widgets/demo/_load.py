@@ -1,4 +1,5 @@
 """Loading the shipped demo weights (kept apart so that importing inv_widgets.demo stays light)."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,8 @@ def load_model(weights=None, device="cpu") -> DemoCNN:
             f"demo CNN weights not found at {path}. Train them with "
             f"`python -m inv_widgets.demo.train --out {path}` (about 25 minutes on a 2-core CPU)"
             + ("" if weights is not None else ", or reinstall inv-widgets, which ships this file")
-            + ".")
+            + "."
+        )
     widths = DEFAULT_WIDTHS
     meta = path.with_suffix(".json")
     if meta.is_file():

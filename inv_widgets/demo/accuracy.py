@@ -4,6 +4,7 @@
 
 Prints the accuracy per class, then a last line ``accuracy: 0.xxx``.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -5,6 +5,7 @@ pooling and a linear head. The conv layers have readable names (``features.block
 ``features.block4_conv2``) so that a layer slider shows something a person can read. Small
 widths keep an explanation on a laptop CPU fast.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict

@@ -22,6 +22,7 @@ Seeds used by the shipped demo model (kept here, in one place):
 
 Different seeds give independent random streams, so the three sets are disjoint.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -204,7 +205,7 @@ class _Canvas:
             self.ldraw.polygon(xy, fill=rid)
 
     def circle(self, c, r, fill, rid, outline=0.035):
-        (x, y), = self._xy([c])
+        ((x, y),) = self._xy([c])
         rr = r * self.scale * _SS
         box = [x - rr, y - rr, x + rr, y + rr]
         if outline:
@@ -235,26 +236,59 @@ class _Canvas:
 # --------------------------------------------------------------------------------------------- classes
 # Each painter draws one object in its local frame; parts are drawn back to front.
 
+
 def _car(cv, rng):
-    body_c = _pick(rng, [(200, 30, 35), (30, 80, 200), (240, 200, 30), (40, 150, 60),
-                         (240, 120, 20), (232, 232, 232), (45, 45, 52), (20, 150, 160)])
+    body_c = _pick(
+        rng,
+        [
+            (200, 30, 35),
+            (30, 80, 200),
+            (240, 200, 30),
+            (40, 150, 60),
+            (240, 120, 20),
+            (232, 232, 232),
+            (45, 45, 52),
+            (20, 150, 160),
+        ],
+    )
     glass = _pick(rng, [(170, 215, 240), (140, 200, 235), (190, 230, 245)], amount=10)
     L = rng.uniform(0.88, 1.0)
     cab0, cab1 = rng.uniform(-0.6, -0.4), rng.uniform(0.3, 0.5)
     top = rng.uniform(-0.55, -0.42)
     body = cv.region("body", "gloss")
-    cv.poly([(-L, 0.42), (-L, 0.02), (-L + 0.1, -0.1), (cab0 - 0.05, -0.12), (cab0 + 0.12, top),
-             (cab1 - 0.12, top), (cab1 + 0.08, -0.12), (L - 0.08, -0.08), (L, 0.05), (L, 0.42)],
-            body_c, body)
+    cv.poly(
+        [
+            (-L, 0.42),
+            (-L, 0.02),
+            (-L + 0.1, -0.1),
+            (cab0 - 0.05, -0.12),
+            (cab0 + 0.12, top),
+            (cab1 - 0.12, top),
+            (cab1 + 0.08, -0.12),
+            (L - 0.08, -0.08),
+            (L, 0.05),
+            (L, 0.42),
+        ],
+        body_c,
+        body,
+    )
     # headlight and bumper belong to the body
     cv.circle((L - 0.07, 0.06), 0.05, (250, 240, 170), body, outline=0.02)
     cv.rect(-L - 0.02, 0.32, -L + 0.14, 0.4, (90, 90, 95), body, outline=0.0)
     win = cv.region("windows", "shine")
     mid = (cab0 + cab1) / 2
-    cv.poly([(cab0 + 0.08, -0.14), (cab0 + 0.17, top + 0.07), (mid - 0.04, top + 0.07),
-             (mid - 0.04, -0.14)], glass, win, outline=0.025)
-    cv.poly([(mid + 0.04, -0.14), (mid + 0.04, top + 0.07), (cab1 - 0.15, top + 0.07),
-             (cab1 + 0.0, -0.14)], glass, win, outline=0.025)
+    cv.poly(
+        [(cab0 + 0.08, -0.14), (cab0 + 0.17, top + 0.07), (mid - 0.04, top + 0.07), (mid - 0.04, -0.14)],
+        glass,
+        win,
+        outline=0.025,
+    )
+    cv.poly(
+        [(mid + 0.04, -0.14), (mid + 0.04, top + 0.07), (cab1 - 0.15, top + 0.07), (cab1 + 0.0, -0.14)],
+        glass,
+        win,
+        outline=0.025,
+    )
     wheels = cv.region("wheels")
     r = rng.uniform(0.2, 0.25)
     hub = _pick(rng, [(190, 190, 195), (220, 200, 120), (150, 150, 160)], amount=8)
@@ -264,8 +298,9 @@ def _car(cv, rng):
 
 
 def _house(cv, rng):
-    wall_c = _pick(rng, [(230, 210, 170), (200, 110, 80), (240, 230, 200), (185, 185, 180),
-                         (250, 220, 120), (230, 180, 180)])
+    wall_c = _pick(
+        rng, [(230, 210, 170), (200, 110, 80), (240, 230, 200), (185, 185, 180), (250, 220, 120), (230, 180, 180)]
+    )
     roof_c = _pick(rng, [(165, 40, 30), (110, 60, 40), (70, 70, 82), (40, 95, 60), (190, 90, 40)])
     door_c = _pick(rng, [(110, 70, 40), (40, 70, 140), (150, 30, 30), (40, 110, 60)])
     w = rng.uniform(0.6, 0.8)
@@ -273,8 +308,7 @@ def _house(cv, rng):
     walls = cv.region("walls", "bricks", row=rng.uniform(0.1, 0.14))
     cv.rect(-w, eave, w, 0.92, wall_c, walls)
     roof = cv.region("roof", "tiles", row=rng.uniform(0.09, 0.13))
-    cv.poly([(-w - 0.15, eave + 0.02), (0, rng.uniform(-0.98, -0.8)), (w + 0.15, eave + 0.02)],
-            roof_c, roof)
+    cv.poly([(-w - 0.15, eave + 0.02), (0, rng.uniform(-0.98, -0.8)), (w + 0.15, eave + 0.02)], roof_c, roof)
     dx = rng.uniform(-w + 0.3, w - 0.3)
     door = cv.region("door", "wood")
     cv.rect(dx - 0.14, rng.uniform(0.4, 0.5), dx + 0.14, 0.92, door_c, door)
@@ -291,10 +325,8 @@ def _house(cv, rng):
 
 
 def _clock(cv, rng):
-    rim_c = _pick(rng, [(40, 40, 40), (195, 165, 60), (180, 180, 192), (170, 40, 40),
-                        (40, 70, 160), (30, 120, 90)])
-    face_c = _pick(rng, [(250, 250, 245), (245, 235, 210), (250, 245, 215)], amount=6,
-                   bright=(0.95, 1.02))
+    rim_c = _pick(rng, [(40, 40, 40), (195, 165, 60), (180, 180, 192), (170, 40, 40), (40, 70, 160), (30, 120, 90)])
+    face_c = _pick(rng, [(250, 250, 245), (245, 235, 210), (250, 245, 215)], amount=6, bright=(0.95, 1.02))
     hand_c = _pick(rng, [(20, 20, 20), (150, 20, 20), (30, 30, 90)], amount=10)
     rim = cv.region("rim", "gloss")
     cv.circle((0, 0), 0.96, rim_c, rim)
@@ -304,13 +336,25 @@ def _clock(cv, rng):
     for k in range(12):
         a = k * math.pi / 6
         r0 = 0.58 if k % 3 == 0 else 0.64
-        cv.bar((r0 * math.cos(a), r0 * math.sin(a)), (0.72 * math.cos(a), 0.72 * math.sin(a)),
-               0.06 if k % 3 == 0 else 0.035, tick_c, face)
+        cv.bar(
+            (r0 * math.cos(a), r0 * math.sin(a)),
+            (0.72 * math.cos(a), 0.72 * math.sin(a)),
+            0.06 if k % 3 == 0 else 0.035,
+            tick_c,
+            face,
+        )
     hands = cv.region("hands")
     ah, am = rng.uniform(0, 2 * math.pi, 2)
-    cv.poly([(0.05 * math.cos(ah + 1.6), 0.05 * math.sin(ah + 1.6)),
-             (0.42 * math.cos(ah), 0.42 * math.sin(ah)),
-             (0.05 * math.cos(ah - 1.6), 0.05 * math.sin(ah - 1.6))], hand_c, hands, outline=0.0)
+    cv.poly(
+        [
+            (0.05 * math.cos(ah + 1.6), 0.05 * math.sin(ah + 1.6)),
+            (0.42 * math.cos(ah), 0.42 * math.sin(ah)),
+            (0.05 * math.cos(ah - 1.6), 0.05 * math.sin(ah - 1.6)),
+        ],
+        hand_c,
+        hands,
+        outline=0.0,
+    )
     cv.bar((0, 0), (0.64 * math.cos(am), 0.64 * math.sin(am)), 0.06, hand_c, hands)
     cv.circle((0, 0), 0.07, hand_c, hands, outline=0.0)
 
@@ -329,55 +373,71 @@ def _tree(cv, rng):
         n = rng.integers(4, 7)
         for k in range(n):
             a = 2 * math.pi * k / n + rng.uniform(-0.3, 0.3)
-            cv.circle((0.42 * math.cos(a), -0.35 + 0.32 * math.sin(a)), rng.uniform(0.33, 0.42),
-                      _jitter(rng, crown_c, amount=8, bright=(0.92, 1.06)), crown)
+            cv.circle(
+                (0.42 * math.cos(a), -0.35 + 0.32 * math.sin(a)),
+                rng.uniform(0.33, 0.42),
+                _jitter(rng, crown_c, amount=8, bright=(0.92, 1.06)),
+                crown,
+            )
         cv.circle((0, -0.35), 0.45, crown_c, crown, outline=0.0)
     else:  # pine: stacked triangles
         n = rng.integers(2, 4)
         for k in range(n):
             y0 = 0.25 - k * 0.38
             hw = 0.85 - k * 0.2
-            cv.poly([(-hw, y0), (0, y0 - 0.62), (hw, y0)],
-                    _jitter(rng, crown_c, amount=6, bright=(0.95, 1.05)), crown)
+            cv.poly([(-hw, y0), (0, y0 - 0.62), (hw, y0)], _jitter(rng, crown_c, amount=6, bright=(0.95, 1.05)), crown)
 
 
 def _rocket(cv, rng):
-    hull_c = _pick(rng, [(232, 232, 238), (205, 205, 215), (244, 244, 244), (185, 195, 205)],
-                   amount=8, bright=(0.95, 1.05))
+    hull_c = _pick(
+        rng, [(232, 232, 238), (205, 205, 215), (244, 244, 244), (185, 195, 205)], amount=8, bright=(0.95, 1.05)
+    )
     accent = [(210, 40, 40), (40, 80, 200), (240, 140, 20), (60, 60, 72)][rng.integers(4)]
     hw = rng.uniform(0.22, 0.28)
     y_top, y_bot = -0.42, rng.uniform(0.5, 0.62)
     flame = cv.region("flame", "flicker")
     fl = rng.uniform(0.85, 1.0)
-    cv.poly([(-hw * 0.8, y_bot), (-hw * 0.5, fl - 0.1), (-hw * 0.15, fl - 0.02), (0, fl + 0.03),
-             (hw * 0.15, fl - 0.02), (hw * 0.5, fl - 0.1), (hw * 0.8, y_bot)],
-            _jitter(rng, (250, 150, 20), amount=10), flame, outline=0.0)
-    cv.poly([(-hw * 0.45, y_bot), (0, fl - 0.12), (hw * 0.45, y_bot)],
-            _jitter(rng, (252, 230, 90), amount=6), flame, outline=0.0)
+    cv.poly(
+        [
+            (-hw * 0.8, y_bot),
+            (-hw * 0.5, fl - 0.1),
+            (-hw * 0.15, fl - 0.02),
+            (0, fl + 0.03),
+            (hw * 0.15, fl - 0.02),
+            (hw * 0.5, fl - 0.1),
+            (hw * 0.8, y_bot),
+        ],
+        _jitter(rng, (250, 150, 20), amount=10),
+        flame,
+        outline=0.0,
+    )
+    cv.poly(
+        [(-hw * 0.45, y_bot), (0, fl - 0.12), (hw * 0.45, y_bot)],
+        _jitter(rng, (252, 230, 90), amount=6),
+        flame,
+        outline=0.0,
+    )
     fins = cv.region("fins")
     fin_c = _jitter(rng, accent)
     for sx in (-1, 1):
-        cv.poly([(sx * hw * 0.9, y_bot - 0.45), (sx * (hw + 0.3), y_bot + 0.08),
-                 (sx * hw * 0.9, y_bot)], fin_c, fins)
+        cv.poly([(sx * hw * 0.9, y_bot - 0.45), (sx * (hw + 0.3), y_bot + 0.08), (sx * hw * 0.9, y_bot)], fin_c, fins)
     hull = cv.region("hull", "panels")
     cv.rect(-hw, y_top, hw, y_bot, hull_c, hull)
     cv.circle((0, -0.12), hw * 0.55, (150, 150, 160), hull, outline=0.0)
     cv.circle((0, -0.12), hw * 0.4, (120, 190, 240), hull, outline=0.0)
     nose = cv.region("nose")
-    cv.poly([(-hw, y_top + 0.01), (0, rng.uniform(-1.0, -0.88)), (hw, y_top + 0.01)],
-            _jitter(rng, accent), nose)
+    cv.poly([(-hw, y_top + 0.01), (0, rng.uniform(-1.0, -0.88)), (hw, y_top + 0.01)], _jitter(rng, accent), nose)
 
 
 def _snowman(cv, rng):
-    snow = _pick(rng, [(245, 245, 250), (232, 240, 252), (250, 250, 245)], amount=5,
-                 bright=(0.96, 1.02))
+    snow = _pick(rng, [(245, 245, 250), (232, 240, 252), (250, 250, 245)], amount=5, bright=(0.96, 1.02))
     hat_c = _pick(rng, [(25, 25, 30), (40, 40, 95), (110, 20, 30), (60, 40, 30)], amount=8)
     n_balls = 3 if rng.random() < 0.6 else 2
     if n_balls == 3:
         balls = [(0.62, 0.36), (0.08, 0.28), (-0.36, 0.2)]
     else:
         balls = [(0.5, 0.45), (-0.2, 0.28)]
-    hx, hy = 0.0, balls[-1][0]
+    hy = balls[-1][0]
     hr = balls[-1][1]
     arms = cv.region("arms")
     arm_c = _pick(rng, [(100, 65, 35), (80, 55, 30)], amount=8)
@@ -395,26 +455,46 @@ def _snowman(cv, rng):
     cv.circle((-0.08, hy - 0.04), 0.035, dark, body, outline=0.0)
     cv.circle((0.08, hy - 0.04), 0.035, dark, body, outline=0.0)
     nose = cv.region("nose")
-    cv.poly([(0.0, hy + 0.015), (rng.uniform(0.22, 0.32), hy + 0.06), (0.0, hy + 0.1)],
-            _pick(rng, [(250, 130, 20), (240, 100, 20)], amount=8), nose, outline=0.015)
+    cv.poly(
+        [(0.0, hy + 0.015), (rng.uniform(0.22, 0.32), hy + 0.06), (0.0, hy + 0.1)],
+        _pick(rng, [(250, 130, 20), (240, 100, 20)], amount=8),
+        nose,
+        outline=0.015,
+    )
     hat = cv.region("hat")
     top = hy - hr
     cv.rect(-hr * 1.05, top + 0.02, hr * 1.05, top + 0.08, hat_c, hat, outline=0.02)
     cv.rect(-hr * 0.65, top - 0.3, hr * 0.65, top + 0.04, hat_c, hat, outline=0.02)
-    cv.rect(-hr * 0.65, top - 0.05, hr * 0.65, top + 0.03,
-            _pick(rng, [(190, 30, 30), (200, 180, 60), (60, 120, 60)]), hat, outline=0.0)
+    cv.rect(
+        -hr * 0.65,
+        top - 0.05,
+        hr * 0.65,
+        top + 0.03,
+        _pick(rng, [(190, 30, 30), (200, 180, 60), (60, 120, 60)]),
+        hat,
+        outline=0.0,
+    )
 
 
 def _flower(cv, rng):
-    petal_c = _pick(rng, [(240, 120, 170), (200, 60, 180), (235, 55, 60), (250, 210, 40),
-                          (250, 250, 250), (160, 90, 220), (250, 150, 40)])
+    petal_c = _pick(
+        rng,
+        [
+            (240, 120, 170),
+            (200, 60, 180),
+            (235, 55, 60),
+            (250, 210, 40),
+            (250, 250, 250),
+            (160, 90, 220),
+            (250, 150, 40),
+        ],
+    )
     center_c = _pick(rng, [(250, 200, 30), (110, 70, 30), (240, 140, 20)], amount=10)
     green = _pick(rng, [(60, 150, 50), (40, 120, 40), (80, 160, 60)], amount=10)
     cy = rng.uniform(-0.45, -0.3)
     stem = cv.region("stem")
     bend = rng.uniform(-0.2, 0.2)
-    cv.poly([(-0.05, cy), (0.05, cy), (0.05 + bend, 1.0), (-0.05 + bend, 1.0)], green, stem,
-            outline=0.02)
+    cv.poly([(-0.05, cy), (0.05, cy), (0.05 + bend, 1.0), (-0.05 + bend, 1.0)], green, stem, outline=0.02)
     sx = 1 if rng.random() < 0.5 else -1
     cv.ellipse((sx * 0.2 + bend / 2, 0.55), 0.22, 0.08, green, stem, rot=-sx * 0.5, outline=0.02)
     petals = cv.region("petals", "veins", cy=cy)
@@ -435,22 +515,27 @@ def _flower(cv, rng):
 
 
 def _boat(cv, rng):
-    hull_c = _pick(rng, [(140, 80, 40), (170, 40, 40), (40, 60, 130), (30, 100, 70),
-                         (240, 240, 235)])
-    sail_c = _pick(rng, [(250, 250, 245), (245, 235, 205), (220, 60, 50), (250, 200, 60)],
-                   amount=8)
+    hull_c = _pick(rng, [(140, 80, 40), (170, 40, 40), (40, 60, 130), (30, 100, 70), (240, 240, 235)])
+    sail_c = _pick(rng, [(250, 250, 245), (245, 235, 205), (220, 60, 50), (250, 200, 60)], amount=8)
     mx = rng.uniform(-0.15, 0.1)
     deck = rng.uniform(0.3, 0.4)
     mast = cv.region("mast")
-    cv.rect(mx - 0.035, -0.95, mx + 0.035, deck, _pick(rng, [(100, 65, 35), (80, 80, 80)]), mast,
-            outline=0.02)
+    cv.rect(mx - 0.035, -0.95, mx + 0.035, deck, _pick(rng, [(100, 65, 35), (80, 80, 80)]), mast, outline=0.02)
     striped = rng.random() < 0.35
     sail = cv.region("sail", "sailstripes" if striped else "cloth")
-    cv.poly([(mx + 0.06, -0.9), (mx + 0.06, deck - 0.08), (rng.uniform(0.7, 0.85), deck - 0.08)],
-            sail_c, sail, outline=0.025)
+    cv.poly(
+        [(mx + 0.06, -0.9), (mx + 0.06, deck - 0.08), (rng.uniform(0.7, 0.85), deck - 0.08)],
+        sail_c,
+        sail,
+        outline=0.025,
+    )
     if rng.random() < 0.6:  # jib
-        cv.poly([(mx - 0.06, -0.78), (mx - 0.06, deck - 0.08), (-rng.uniform(0.55, 0.75), deck - 0.08)],
-                sail_c, sail, outline=0.025)
+        cv.poly(
+            [(mx - 0.06, -0.78), (mx - 0.06, deck - 0.08), (-rng.uniform(0.55, 0.75), deck - 0.08)],
+            sail_c,
+            sail,
+            outline=0.025,
+        )
     hull = cv.region("hull", "planks")
     bottom = deck + rng.uniform(0.3, 0.4)
     cv.poly([(-0.98, deck), (0.98, deck), (0.68, bottom), (-0.62, bottom)], hull_c, hull)
@@ -464,8 +549,7 @@ def _mushroom(cv, rng):
     rx, ry = rng.uniform(0.8, 0.95), rng.uniform(0.7, 0.85)
     stem = cv.region("stem", "fibres")
     sw = rng.uniform(0.2, 0.28)
-    cv.poly([(-sw, base - 0.05), (sw, base - 0.05), (sw * 1.25, 0.92), (-sw * 1.25, 0.92)],
-            stem_c, stem)
+    cv.poly([(-sw, base - 0.05), (sw, base - 0.05), (sw * 1.25, 0.92), (-sw * 1.25, 0.92)], stem_c, stem)
     cap = cv.region("cap", "gloss")
     t = np.linspace(math.pi, 2 * math.pi, 24)
     pts = np.stack([rx * np.cos(t), base + ry * np.sin(t)], 1)
@@ -476,8 +560,9 @@ def _mushroom(cv, rng):
     for k in range(n):
         a = math.pi + (k + 0.5 + rng.uniform(-0.25, 0.25)) * math.pi / n
         rr = rng.uniform(0.35, 0.7)
-        cv.circle((rx * rr * math.cos(a), base + ry * rr * math.sin(a)),
-                  rng.uniform(0.08, 0.13), spot_c, spots, outline=0.015)
+        cv.circle(
+            (rx * rr * math.cos(a), base + ry * rr * math.sin(a)), rng.uniform(0.08, 0.13), spot_c, spots, outline=0.015
+        )
 
 
 def _lighthouse(cv, rng):
@@ -494,8 +579,7 @@ def _lighthouse(cv, rng):
         y1 = bot + (top - bot) * (k + 1) / n
         w0 = wb + (wt - wb) * k / n
         w1 = wb + (wt - wb) * (k + 1) / n
-        cv.poly([(-w0, y0), (w0, y0), (w1, y1), (-w1, y1)], band_c if k % 2 == 0 else white,
-                tower, outline=0.0)
+        cv.poly([(-w0, y0), (w0, y0), (w1, y1), (-w1, y1)], band_c if k % 2 == 0 else white, tower, outline=0.0)
     cv.poly([(-wb, bot), (wb, bot), (wt, top), (-wt, top)], white, tower, outline=0.0)
     for k in range(0, n, 2):  # repaint bands over the outline-free base
         y0 = bot + (top - bot) * k / n
@@ -507,24 +591,37 @@ def _lighthouse(cv, rng):
     cv.rect(-0.09, bot - 0.22, 0.09, bot, (70, 50, 40), tower, outline=0.015)
     lantern = cv.region("lantern", "glow")
     lt = top - rng.uniform(0.25, 0.32)
-    cv.rect(-wt * 0.85, lt, wt * 0.85, top - 0.02, _jitter(rng, (252, 230, 100), amount=6), lantern,
-            outline=0.03)
+    cv.rect(-wt * 0.85, lt, wt * 0.85, top - 0.02, _jitter(rng, (252, 230, 100), amount=6), lantern, outline=0.03)
     cv.bar((0, lt), (0, top - 0.02), 0.03, (60, 60, 60), lantern)
     roof = cv.region("roof")
-    cv.poly([(-wt * 1.15, lt + 0.01), (0, lt - rng.uniform(0.3, 0.42)), (wt * 1.15, lt + 0.01)],
-            roof_c, roof)
+    cv.poly([(-wt * 1.15, lt + 0.01), (0, lt - rng.uniform(0.3, 0.42)), (wt * 1.15, lt + 0.01)], roof_c, roof)
     cv.circle((0, lt - 0.3), 0.04, roof_c, roof, outline=0.0)
 
 
 _PAINTERS = {
-    "car": _car, "house": _house, "clock": _clock, "tree": _tree, "rocket": _rocket,
-    "snowman": _snowman, "flower": _flower, "boat": _boat, "mushroom": _mushroom,
+    "car": _car,
+    "house": _house,
+    "clock": _clock,
+    "tree": _tree,
+    "rocket": _rocket,
+    "snowman": _snowman,
+    "flower": _flower,
+    "boat": _boat,
+    "mushroom": _mushroom,
     "lighthouse": _lighthouse,
 }
 # Rotation range in degrees (clocks look right at any angle, houses barely lean).
 _ROTATION = {
-    "car": 15, "house": 10, "clock": 180, "tree": 12, "rocket": 35, "snowman": 12, "flower": 25,
-    "boat": 15, "mushroom": 15, "lighthouse": 8,
+    "car": 15,
+    "house": 10,
+    "clock": 180,
+    "tree": 12,
+    "rocket": 35,
+    "snowman": 12,
+    "flower": 25,
+    "boat": 15,
+    "mushroom": 15,
+    "lighthouse": 8,
 }
 
 
@@ -589,8 +686,7 @@ _CLUTTER_TEXTURES = ("stripes", "checker", "dots")
 
 def _clutter_texture(cv, rng, part=None):
     name = _CLUTTER_TEXTURES[rng.integers(3)]
-    return cv.region(part, name, angle=rng.uniform(0, math.pi), freq=rng.uniform(0.6, 1.4),
-                     dark=rng.uniform(0.6, 0.85))
+    return cv.region(part, name, angle=rng.uniform(0, math.pi), freq=rng.uniform(0.6, 1.4), dark=rng.uniform(0.6, 0.85))
 
 
 # --------------------------------------------------------------------------------------------- images
@@ -622,11 +718,11 @@ def _background(rng, size):
         b = rng.uniform(0, math.pi)
         f = rng.uniform(0.15, 0.5)
         shade = 1.0 + rng.uniform(0.06, 0.14) * np.clip(
-            3.0 * np.sin((x * math.cos(b) + y * math.sin(b)) * f), -1.0, 1.0)
+            3.0 * np.sin((x * math.cos(b) + y * math.sin(b)) * f), -1.0, 1.0
+        )
     elif kind == 2:  # checkerboard
         f = rng.uniform(8, 24)
-        shade = np.where((np.floor(x / f) + np.floor(y / f)) % 2 == 0, 1.0,
-                         1.0 - rng.uniform(0.06, 0.14))
+        shade = np.where((np.floor(x / f) + np.floor(y / f)) % 2 == 0, 1.0, 1.0 - rng.uniform(0.06, 0.14))
     elif kind == 3:  # polka dots
         f = rng.uniform(0.25, 0.6)
         shade = np.where(np.sin(x * f) * np.sin(y * f) > 0.6, 1.0 - rng.uniform(0.08, 0.18), 1.0)
@@ -731,10 +827,10 @@ def _render(seed: int, i: int, size: int, n_classes: int, background: bool = Fal
 
     out = np.asarray(img.reduce(_SS), np.float32)
     labels = np.asarray(lab)
-    lab1 = labels[_SS // 2::_SS, _SS // 2::_SS]
+    lab1 = labels[_SS // 2 :: _SS, _SS // 2 :: _SS]
     if background:
         out0 = np.asarray(img0.reduce(_SS), np.float32)
-        lab01 = np.asarray(lab0)[_SS // 2::_SS, _SS // 2::_SS]
+        lab01 = np.asarray(lab0)[_SS // 2 :: _SS, _SS // 2 :: _SS]
     if cv.textures:
         x, yy = _grid(size)
 
@@ -818,16 +914,18 @@ class PartsDataset:
         if self._transform is None:
             from torchvision import transforms
 
-            self._transform = transforms.Compose(
-                [transforms.ToTensor(), transforms.Normalize(self.mean, self.std)])
+            self._transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(self.mean, self.std)])
         return self._transform
 
     def __len__(self) -> int:
         return self.n
 
     def __repr__(self) -> str:
-        return (f"PartsDataset(n={self.n}, seed={self.seed}, size={self.size}"
-                + (f", offset={self.offset}" if self.offset else "") + ")")
+        return (
+            f"PartsDataset(n={self.n}, seed={self.seed}, size={self.size}"
+            + (f", offset={self.offset}" if self.offset else "")
+            + ")"
+        )
 
     def _index(self, i) -> int:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
@@ -855,7 +953,7 @@ class PartsDataset:
         rgb, _, _, y = self._get(i)
         return self.to_tensor(rgb), y
 
-    def to_tensor(self, rgb) -> "torch.Tensor":
+    def to_tensor(self, rgb) -> torch.Tensor:
         """Same result as ``self.transform`` for a uint8 (H, W, 3) array, computed in numpy.
 
         Many tiny torch ops are slow on a busy multi-threaded CPU; one numpy pass is not.

@@ -15,12 +15,13 @@ curves), and the lock of the session that owns the model. Pure torch; the result
   scored by the target's probability; the area under each curve (deletion: lower is better; insertion:
   higher is better).
 """
+
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -69,13 +70,22 @@ class Ablation:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per group: ``map``, ``channels``, ``logit_drop``, ``probability_drop``, ``share``."""
-        return pd.DataFrame({"map": np.arange(len(self)), "channels": self.sizes, "logit_drop": self.logit_drop,
-                             "probability_drop": self.probability_drop, "share": self.share})
+        return pd.DataFrame(
+            {
+                "map": np.arange(len(self)),
+                "channels": self.sizes,
+                "logit_drop": self.logit_drop,
+                "probability_drop": self.probability_drop,
+                "share": self.share,
+            }
+        )
 
     def __repr__(self) -> str:
         drops = ", ".join(f"{d:.3g}" for d in self.logit_drop[:8]) + (" ..." if len(self) > 8 else "")
-        return (f"Ablation({self.layer!r}, target={self.target}, logit={self.logit:.3g}, logit_drop=[{drops}], "
-                f"layer_logit_drop={self.layer_logit_drop:.3g})")
+        return (
+            f"Ablation({self.layer!r}, target={self.target}, logit={self.logit:.3g}, logit_drop=[{drops}], "
+            f"layer_logit_drop={self.layer_logit_drop:.3g})"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,8 +136,17 @@ class ModelProbe:
     convolution's output, or ``"activation"``, after its normalisation and activation).
     """
 
-    def __init__(self, model: torch.nn.Module, x: torch.Tensor, target: int, *, fill=None,
-                 lock: threading.RLock | None = None, output: Output = None, layer_point: str = "conv"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        target: int,
+        *,
+        fill=None,
+        lock: threading.RLock | None = None,
+        output: Output = None,
+        layer_point: str = "conv",
+    ):
         if x.dim() != 3:
             raise ValueError(f"ModelProbe takes one input (C, H, W), got shape {tuple(x.shape)}")
         self.layer_point = check_layer_point(layer_point)
@@ -162,8 +181,10 @@ class ModelProbe:
         if callable(self._fill):
             self._fill = self._fill()
         if self._fill is None:
-            raise ValueError("this explanation has no fill for deletion and insertion curves; give the probe a "
-                             "fill (Session does: the dataset's background(i), else a blurred copy)")
+            raise ValueError(
+                "this explanation has no fill for deletion and insertion curves; give the probe a "
+                "fill (Session does: the dataset's background(i), else a blurred copy)"
+            )
         f = torch.as_tensor(self._fill).to(self.x.device, self.x.dtype)
         if f.shape != self.x.shape:
             raise ValueError(f"the fill has shape {tuple(f.shape)}; the input has {tuple(self.x.shape)}")
@@ -186,7 +207,7 @@ class ModelProbe:
         base = self.logits()
         out = []
         for s in range(0, keep.shape[0], batch_size):
-            chunk = keep[s:s + batch_size]
+            chunk = keep[s : s + batch_size]
             verified = self._expand_ok.get(layer)
             if verified is None:
                 # first use at this layer: copies after the layer, checked by an unmasked reference copy (row 0)
@@ -211,8 +232,9 @@ class ModelProbe:
         low = (torch.float16, torch.bfloat16)
         return self.x.dtype in low or (p is not None and p.dtype in low)
 
-    def _ablate_once(self, module, layer: str, keep: torch.Tensor, *, expand: bool,
-                     reference: bool) -> torch.Tensor | None:
+    def _ablate_once(
+        self, module, layer: str, keep: torch.Tensor, *, expand: bool, reference: bool
+    ) -> torch.Tensor | None:
         """One forward pass: ``expand`` turns the layer's batch-1 output into the copies (else the input is
         copied); ``reference`` adds an unmasked copy as row 0. None when the network after the layer does not
         take the larger batch (``expand`` only)."""
@@ -260,8 +282,15 @@ class ModelProbe:
         return logits.cpu()
 
     # ---- deletion and insertion -------------------------------------------------------------------
-    def curves(self, saliency: np.ndarray, *, steps: int = 20, fractions=None, batch_size: int = 64,
-               progress: Progress | None = None) -> Curves:
+    def curves(
+        self,
+        saliency: np.ndarray,
+        *,
+        steps: int = 20,
+        fractions=None,
+        batch_size: int = 64,
+        progress: Progress | None = None,
+    ) -> Curves:
         """Deletion and insertion curves of saliency maps (M, H, W) at the input's resolution: ``steps`` equal
         shares of the pixels, most salient first (or the shares ``fractions``, increasing from 0 to 1), each
         step one forward pass of a copy of the input."""
@@ -276,8 +305,13 @@ class ModelProbe:
                 raise ValueError(f"steps must be at least 1, got {steps}")
             fractions = np.linspace(0.0, 1.0, int(steps) + 1)
         fractions = np.asarray(fractions, dtype=np.float64)
-        if (fractions.ndim != 1 or len(fractions) < 2 or fractions[0] != 0 or fractions[-1] != 1
-                or (np.diff(fractions) <= 0).any()):
+        if (
+            fractions.ndim != 1
+            or len(fractions) < 2
+            or fractions[0] != 0
+            or fractions[-1] != 1
+            or (np.diff(fractions) <= 0).any()
+        ):
             raise ValueError("fractions must increase from 0 to 1 (shares of the pixels), e.g. np.linspace(0, 1, 21)")
         steps = len(fractions) - 1
         counts = np.rint(fractions * h * w).astype(np.int64)
@@ -293,7 +327,7 @@ class ModelProbe:
         jobs = [(i, s, kind) for i in range(m) for s in range(1, steps) for kind in (0, 1)]
         total = len(jobs)
         for b in range(0, total, batch_size):
-            part = jobs[b:b + batch_size]
+            part = jobs[b : b + batch_size]
             masks = torch.stack([(ranks[i] < int(counts[s])).reshape(1, h, w) for i, s, _ in part])
             kinds = torch.tensor([k for _, _, k in part], device=x.device).reshape(-1, 1, 1, 1).bool()
             # deletion (kind 0): the top pixels take the fill; insertion (kind 1): only the top pixels are the input

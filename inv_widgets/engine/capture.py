@@ -3,6 +3,7 @@
 Everything here is pure torch. Hooks live only inside :func:`capture` (a context manager), so they are
 removed also after an exception, and the model's train/eval flags are restored on the way out.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,17 @@ from .points import Point, check_layer_point, point_modules, points_for
 from .runtime import eval_mode
 from .weights import channel_statistics
 
-__all__ = ["find_layers", "capture", "run_model", "forward_activations", "Captured", "fingerprint", "LAYER_MODES",
-           "SCORES", "InferenceModeError"]
+__all__ = [
+    "find_layers",
+    "capture",
+    "run_model",
+    "forward_activations",
+    "Captured",
+    "fingerprint",
+    "LAYER_MODES",
+    "SCORES",
+    "InferenceModeError",
+]
 
 #: What the backward pass differentiates: the target's logit (the paper's), or the target's logit minus the mean
 #: of all logits ("contrast": what sets the class apart from the others, one backward pass as well).
@@ -110,7 +120,7 @@ class Captured:
 
 
 #: per model, the layers whose output the model changes in place after it is recorded: copied when they fire
-_copied: "weakref.WeakKeyDictionary[nn.Module, set[str]]" = weakref.WeakKeyDictionary()
+_copied: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()
 
 
 class _Activations(dict):
@@ -126,8 +136,16 @@ class _Activations(dict):
 
 
 @contextmanager
-def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradients: bool = False, *,
-            spatial_only: bool = False, weighting: str | None = None, points: dict[str, Point] | None = None):
+def capture(
+    model: nn.Module,
+    layers: list[str],
+    strict: bool = True,
+    keep_gradients: bool = False,
+    *,
+    spatial_only: bool = False,
+    weighting: str | None = None,
+    points: dict[str, Point] | None = None,
+):
     """Context manager: forward hooks on ``layers`` that record each output, and gradient hooks that reduce
     its gradient to the per-channel statistics INV uses.
 
@@ -186,11 +204,13 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
             acts.versions[name] = output._version
         storages.add(ptr)
         if output.requires_grad:
+
             def reduce_grad(g, name=name):
                 g = g.detach()
                 stats[name] = channel_statistics(acts[name], g, weighting)
                 if keep_gradients:
                     grads[name] = g
+
             output.register_hook(reduce_grad)
 
     def make_hook(targets: dict[int, list[str]]):
@@ -214,9 +234,21 @@ def capture(model: nn.Module, layers: list[str], strict: bool = True, keep_gradi
             h.remove()
 
 
-def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None, strict: bool = True,
-              keep_gradients: bool = False, *, output: Output = None, spatial_only: bool = False,
-              weighting: str | None = None, layer_point: str = "conv", score: str = "logit", check=None) -> Captured:
+def run_model(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: list[str],
+    target=None,
+    strict: bool = True,
+    keep_gradients: bool = False,
+    *,
+    output: Output = None,
+    spatial_only: bool = False,
+    weighting: str | None = None,
+    layer_point: str = "conv",
+    score: str = "logit",
+    check=None,
+) -> Captured:
     """One forward and one backward pass of a batch ``x`` (B,3,H,W).
 
     ``target``: None (each image's predicted class), an int, or a sequence of B ints (None in it: that image's
@@ -238,15 +270,28 @@ def run_model(model: nn.Module, x: torch.Tensor, layers: list[str], target=None,
     if score not in SCORES:
         raise ValueError(f"score {score!r} is unknown; use one of {list(SCORES)}")
     if torch.is_inference_mode_enabled():
-        raise InferenceModeError("INV needs the gradients of the model's pass, and torch.inference_mode() turns "
-                                 "them off for good; explain outside the `with torch.inference_mode():` block "
-                                 "(torch.no_grad() is fine: INV turns gradients back on for its own pass)")
+        raise InferenceModeError(
+            "INV needs the gradients of the model's pass, and torch.inference_mode() turns "
+            "them off for good; explain outside the `with torch.inference_mode():` block "
+            "(torch.no_grad() is fine: INV turns gradients back on for its own pass)"
+        )
     points = _points(model, layers, layer_point, x)
     for _ in range(2):
         try:
-            return _run_model(model, x, layers, target, strict, keep_gradients, output=output,
-                              spatial_only=spatial_only, weighting=weighting, points=points, score=score,
-                              check=check)
+            return _run_model(
+                model,
+                x,
+                layers,
+                target,
+                strict,
+                keep_gradients,
+                output=output,
+                spatial_only=spatial_only,
+                weighting=weighting,
+                points=points,
+                score=score,
+                check=check,
+            )
         except _ChangedInPlace:  # those layers are copied from now on: run the pass again
             continue
     raise RuntimeError("the model changes the recorded layer outputs in place although they are copied")
@@ -267,8 +312,9 @@ def _points(model, layers, layer_point, x):
     return points_for(model, layers, layer_point, x.detach().to(input_dtype(model)))
 
 
-def forward_activations(model: nn.Module, x: torch.Tensor, layers: list[str], *, layer_point: str = "conv",
-                        output: Output = None) -> dict[str, torch.Tensor]:
+def forward_activations(
+    model: nn.Module, x: torch.Tensor, layers: list[str], *, layer_point: str = "conv", output: Output = None
+) -> dict[str, torch.Tensor]:
     """The maps ``{layer: (B, C, h, w)}`` of a forward pass without gradients, read at ``layer_point`` (copies:
     nothing the model changes in place afterwards reaches them)."""
     points = _points(model, layers, check_layer_point(layer_point), x)
@@ -283,12 +329,28 @@ def forward_activations(model: nn.Module, x: torch.Tensor, layers: list[str], *,
     raise RuntimeError("the model changes the recorded layer outputs in place although they are copied")
 
 
-def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spatial_only, weighting, points=None,
-               score="logit", check=None) -> Captured:
+def _run_model(
+    model,
+    x,
+    layers,
+    target,
+    strict,
+    keep_gradients,
+    *,
+    output,
+    spatial_only,
+    weighting,
+    points=None,
+    score="logit",
+    check=None,
+) -> Captured:
     x = x.detach().to(input_dtype(model)).clone().requires_grad_(True)
-    with torch.enable_grad(), capture(model, layers, strict, keep_gradients, spatial_only=spatial_only,
-                                      weighting=weighting, points=points) as (
-            acts, stats, grads, order):
+    with (
+        torch.enable_grad(),
+        capture(
+            model, layers, strict, keep_gradients, spatial_only=spatial_only, weighting=weighting, points=points
+        ) as (acts, stats, grads, order),
+    ):
         out = model(x)
         changed = acts.changed()
         if changed:
@@ -298,9 +360,11 @@ def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spat
             check(out)
         logits, which = select_output(out, output)
         if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-            raise ValueError(f"the model's output{' ' + which if which else ''} has shape {tuple(logits.shape)}; a "
-                             "classifier returning logits (batch, classes) is expected (choose another output with "
-                             "output=...)")
+            raise ValueError(
+                f"the model's output{' ' + which if which else ''} has shape {tuple(logits.shape)}; a "
+                "classifier returning logits (batch, classes) is expected (choose another output with "
+                "output=...)"
+            )
         n_classes = logits.shape[1]
         if target is None:
             t = logits.argmax(1)
@@ -315,13 +379,19 @@ def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spat
                 raise ValueError(f"got {t.numel()} targets for {x.shape[0]} images")
             bad = [int(v) for v in t.tolist() if not 0 <= v < n_classes]
             if bad:
-                raise ValueError(f"target class {bad[0]} is outside the model's {n_classes} classes (0..{n_classes - 1})")
+                raise ValueError(
+                    f"target class {bad[0]} is outside the model's {n_classes} classes (0..{n_classes - 1})"
+                )
         if not order:
             raise ValueError(
                 "none of the chosen layers produced a 4-D feature map in the forward pass; "
                 "choose convolutional layers or blocks that the model actually runs"
-                + (" (layers with 1 x 1 feature maps are left out: a larger input gives them spatial extent, or name "
-                   "them in layers=[...] to explain them anyway)" if spatial_only else "")
+                + (
+                    " (layers with 1 x 1 feature maps are left out: a larger input gives them spatial extent, or name "
+                    "them in layers=[...] to explain them anyway)"
+                    if spatial_only
+                    else ""
+                )
             )
         value = logits.gather(1, t[:, None])
         if score == "contrast":
@@ -333,10 +403,16 @@ def _run_model(model, x, layers, target, strict, keep_gradients, *, output, spat
             stats[n] = (zero, zero, zero)
             if keep_gradients:
                 grads[n] = torch.zeros_like(acts[n])
-    return Captured(logits=logits.detach(), order=list(order), targets=[int(v) for v in t.tolist()],
-                    activations=dict(acts), guided={n: s[0] for n, s in stats.items()},
-                    grad_mean={n: s[1] for n, s in stats.items()}, taylor={n: s[2] for n, s in stats.items()},
-                    gradients=dict(grads))
+    return Captured(
+        logits=logits.detach(),
+        order=list(order),
+        targets=[int(v) for v in t.tolist()],
+        activations=dict(acts),
+        guided={n: s[0] for n, s in stats.items()},
+        grad_mean={n: s[1] for n, s in stats.items()},
+        taylor={n: s[2] for n, s in stats.items()},
+        gradients=dict(grads),
+    )
 
 
 def fingerprint(model: nn.Module) -> str:

@@ -1,4 +1,5 @@
 """Clusters: one cut of one layer's dendrogram, the cluster maps a person sees (made by LayerResult.cut)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -55,7 +56,8 @@ class Clusters:
 
     @property
     def maps_lowres(self) -> np.ndarray:
-        """(K, h, w) float32 in [0, 1]: the cluster maps at feature resolution, min-max scaled (as a run stores them)."""
+        """(K, h, w) float32 in [0, 1]: the cluster maps at feature resolution, min-max scaled (as a run stores
+        them)."""
         return self.cut.maps_lowres
 
     @property
@@ -81,6 +83,7 @@ class Clusters:
 
     @property
     def k(self) -> int:
+        """The number of cluster maps in this cut."""
         return self.cut.k
 
     def __len__(self) -> int:
@@ -138,9 +141,12 @@ class Clusters:
     def key(self, j: int) -> MapKey:
         """The identity of cluster map ``j`` (model, image, target, layer, sorted member channels)."""
         e = self.layer.explanation
-        return MapKey(e.model_id, e.image_id, int(e.target), self.layer.name, tuple(int(c) for c in np.sort(self.members[j])))
+        return MapKey(
+            e.model_id, e.image_id, int(e.target), self.layer.name, tuple(int(c) for c in np.sort(self.members[j]))
+        )
 
     def keys(self) -> list[MapKey]:
+        """The :class:`MapKey` of every cluster map, in order (the key a label store files its answers under)."""
         keys = getattr(self, "_keys", None)
         if keys is None:
             keys = self._keys = [self.key(j) for j in range(self.k)]
@@ -162,9 +168,16 @@ class Clusters:
         coloured map alone); also written to ``path`` when given (whole or not at all)."""
         return export.map_png(self, j, path, cmap=cmap, alpha=alpha, overlay=overlay)
 
-    def to_sheet(self, path=None, *, cmap: str = "jet", alpha: float = 0.5, size: int = 160, cols: int | None = None,
-                 gradcam: bool = True) -> bytes:
+    def to_sheet(
+        self,
+        path=None,
+        *,
+        cmap: str = "jet",
+        alpha: float = 0.5,
+        size: int = 160,
+        cols: int | None = None,
+        gradcam: bool = True,
+    ) -> bytes:
         """The gallery as one PNG: the layer's Grad-CAM, then every cluster map over the image with its weight and
         number of feature maps; also written to ``path`` when given."""
-        return export.gallery_sheet(self, path, cmap=cmap, alpha=alpha, size=size, cols=cols,
-                                                   gradcam=gradcam)
+        return export.gallery_sheet(self, path, cmap=cmap, alpha=alpha, size=size, cols=cols, gradcam=gradcam)

@@ -22,13 +22,27 @@ Every function is pure torch / numpy, from captured tensors of one image and one
 assignment of them. :data:`MAP_MEANINGS` says in one line what each map type shows, for the Explorer, the game,
 the report and the docs.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["MAP_TYPES", "MAP_MEANINGS", "map_meaning", "check_maps", "extend_groups", "group_maps", "group_weights",
-           "variant_cut", "gradcam_cut", "map_channels", "channels_weight", "GRADIENT_MAPS", "WIRED"]
+__all__ = [
+    "MAP_TYPES",
+    "MAP_MEANINGS",
+    "map_meaning",
+    "check_maps",
+    "extend_groups",
+    "group_maps",
+    "group_weights",
+    "variant_cut",
+    "gradcam_cut",
+    "map_channels",
+    "channels_weight",
+    "GRADIENT_MAPS",
+    "WIRED",
+]
 
 #: The map types (``Session(maps=...)``): "published" (the paper's), and the class-contrastive variants.
 MAP_TYPES = ("published", "signed", "gradcam", "contrast")
@@ -43,23 +57,32 @@ WIRED = ("published", "gradcam", "contrast")
 #: What a cluster map of each type shows, in one line (shown under the Explorer's gallery and in its detail
 #: view, in the game's instructions, in the report and in the docs).
 MAP_MEANINGS = {
-    "published": ("Where this cluster's channels are active (the paper's map: the weighted mean of the feature maps "
-                  "that vote for the class). It shows what these channels respond to, not where the model looks "
-                  "for this class: the maps barely change for another class or a randomised classifier."),
-    "signed": ("Where this cluster's channels, all of them, push the class's score up (gradient x activation summed "
-               "over the cluster, negative parts cancelled and cut at zero): it changes with the class explained."),
-    "gradcam": ("The Grad-CAM of this cluster's channels, all of them: their activations weighted by how much each "
-                "raises or lowers the class's score, cut at zero; it changes with the class explained."),
-    "contrast": ("Where the channels that set this class apart from the others are active (weights from the class's "
-                 "score minus the mean score of all classes); still a map of channel activity."),
+    "published": (
+        "Where this cluster's channels are active (the paper's map: the weighted mean of the feature maps "
+        "that vote for the class). It shows what these channels respond to, not where the model looks "
+        "for this class: the maps barely change for another class or a randomised classifier."
+    ),
+    "signed": (
+        "Where this cluster's channels, all of them, push the class's score up (gradient x activation summed "
+        "over the cluster, negative parts cancelled and cut at zero): it changes with the class explained."
+    ),
+    "gradcam": (
+        "The Grad-CAM of this cluster's channels, all of them: their activations weighted by how much each "
+        "raises or lowers the class's score, cut at zero; it changes with the class explained."
+    ),
+    "contrast": (
+        "Where the channels that set this class apart from the others are active (weights from the class's "
+        "score minus the mean score of all classes); still a map of channel activity."
+    ),
 }
 
 
 def check_maps(maps, choices=MAP_TYPES) -> str:
     """``maps`` if it is one of ``choices`` (default :data:`MAP_TYPES`), else a ValueError naming them."""
     if maps not in choices:
-        raise ValueError(f"maps {maps!r} is unknown; use one of {list(choices)} (\"published\": the paper's cluster "
-                         "maps)")
+        raise ValueError(
+            f'maps {maps!r} is unknown; use one of {list(choices)} ("published": the paper\'s cluster maps)'
+        )
     return maps
 
 
@@ -73,8 +96,9 @@ def _scaled_rows(a: torch.Tensor) -> torch.Tensor:
     lo = flat.amin(1, keepdim=True)
     hi = flat.amax(1, keepdim=True)
     span = hi - lo
-    return torch.where(span > 0, (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)),
-                       torch.zeros_like(flat))
+    return torch.where(
+        span > 0, (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(flat)
+    )
 
 
 def extend_groups(acts: torch.Tensor, kept, assignment, k: int) -> np.ndarray:
@@ -155,8 +179,9 @@ def group_weights(acts: torch.Tensor, grads: torch.Tensor, groups: np.ndarray, k
     return 100.0 * w / total if total > 0 else np.zeros(k)
 
 
-def variant_cut(acts: torch.Tensor, grads: torch.Tensor, kept, assignment, k: int, kind: str,
-                size: tuple[int, int]) -> dict:
+def variant_cut(
+    acts: torch.Tensor, grads: torch.Tensor, kept, assignment, k: int, kind: str, size: tuple[int, int]
+) -> dict:
     """One layer's cluster maps of a gradient map type (``"signed"`` or ``"gradcam"``) from the published cut:
     ``maps`` (k, H, W) in [0, 1] at ``size`` (a map that is 0 everywhere, a cluster that only lowers the score,
     stays 0), ``maps_lowres`` (k, h, w), ``weights`` (k,) percent (:func:`group_weights`), ``groups`` (C,) every
@@ -166,8 +191,12 @@ def variant_cut(acts: torch.Tensor, grads: torch.Tensor, kept, assignment, k: in
 
     groups = extend_groups(acts, kept, assignment, k)
     low = group_maps(acts, grads, groups, k, kind)
-    return {"maps": upsample_minmax(low, size), "maps_lowres": low.numpy(),
-            "weights": group_weights(acts, grads, groups, k), "groups": groups}
+    return {
+        "maps": upsample_minmax(low, size),
+        "maps_lowres": low.numpy(),
+        "weights": group_weights(acts, grads, groups, k),
+        "groups": groups,
+    }
 
 
 def gradcam_cut(acts: torch.Tensor, grad_mean: torch.Tensor, worth: torch.Tensor, kept, assignment, k: int):

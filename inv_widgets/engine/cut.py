@@ -11,6 +11,7 @@ same three steps for every image and layer of a batch. So a stored run and a Ses
 weights, members and suggested k, on degenerate layers too (copied channels, constant or near-flat maps,
 1 x 1 maps, a single kept channel): they run this code.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import torch
 
 from .capture import Captured
 from .maps import cluster_maps_lowres, minmax_maps
-from .records import CutBy, LayerCut
 from .recipes import build_trees
+from .records import CutBy, LayerCut
 from .runtime import limited_threads, parallel_map
 from .tree import Tree, assign, prune_mask
 from .weights import gradcam_lowres, keep_channels, layer_percent
@@ -49,6 +50,7 @@ class LayerMaps:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """The feature maps' resolution (h, w)."""
         return tuple(int(s) for s in self.gradcam.shape)
 
     @property
@@ -57,8 +59,9 @@ class LayerMaps:
         return self.percent[self.kept]
 
 
-def layer_maps(captured: Captured, weighting: str = "guided", *, on_device: bool = False,
-               maps: str = "published") -> list[dict[str, LayerMaps]]:
+def layer_maps(
+    captured: Captured, weighting: str = "guided", *, on_device: bool = False, maps: str = "published"
+) -> list[dict[str, LayerMaps]]:
     """Per image of a captured batch, per layer (in the order they fired): its :class:`LayerMaps`.
 
     The small per-channel and per-pixel results cross to the CPU once per batch, the kept maps once per image
@@ -77,16 +80,25 @@ def layer_maps(captured: Captured, weighting: str = "guided", *, on_device: bool
         every = None
         if maps == "gradcam":
             if captured.taylor.get(name) is None:
-                raise ValueError("maps='gradcam' needs gradient x activation from the pass: capture with "
-                                 "weighting=None")
+                raise ValueError(
+                    "maps='gradcam' needs gradient x activation from the pass: capture with weighting=None"
+                )
             every = (a.cpu(), captured.grad_mean[name].float().cpu(), captured.taylor[name].float().cpu())
         got = []
         for i in range(b):
             kept = keep_channels(pct[i])
             kept_maps = a[i].index_select(0, kept.to(a.device)).relu_()  # a copy: ReLU in place
             channels = None if every is None else tuple(t[i].clone() for t in every)
-            got.append(LayerMaps(pct[i].clone(), kept, kept_maps if on_device else kept_maps.cpu(), cams[i].clone(),
-                                 map_type=maps, channels=channels))
+            got.append(
+                LayerMaps(
+                    pct[i].clone(),
+                    kept,
+                    kept_maps if on_device else kept_maps.cpu(),
+                    cams[i].clone(),
+                    map_type=maps,
+                    channels=channels,
+                )
+            )
         return got
 
     if names and captured.activations[names[0]].device.type == "cpu":
@@ -100,8 +112,9 @@ def layer_maps(captured: Captured, weighting: str = "guided", *, on_device: bool
     return out
 
 
-def plan_cut(tree: Tree, percent_kept, *, k: int | None = None, threshold: float | None = None,
-             prune: bool | None = None) -> tuple[np.ndarray, np.ndarray, int, float]:
+def plan_cut(
+    tree: Tree, percent_kept, *, k: int | None = None, threshold: float | None = None, prune: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, int, float]:
     """Where each kept channel goes in a cut: ``(assignment, weights, k_cut, threshold)``.
 
     ``assignment`` (n,) the cluster of each kept channel, clusters numbered by weight (0 = heaviest), -1 where
@@ -127,10 +140,20 @@ def scaled_lowres(maps: torch.Tensor) -> np.ndarray:
     return minmax_maps(maps).cpu().numpy().astype(np.float32, copy=False)
 
 
-def cut_layer(name: str, lm: LayerMaps, tree: Tree, *, k: int | None = None, threshold: float | None = None,
-              prune: bool | None = None, by: CutBy | None = None) -> LayerCut:
+def cut_layer(
+    name: str,
+    lm: LayerMaps,
+    tree: Tree,
+    *,
+    k: int | None = None,
+    threshold: float | None = None,
+    prune: bool | None = None,
+    by: CutBy | None = None,
+) -> LayerCut:
     """Cut one layer's dendrogram (by ``k``, by ``threshold``, or the suggested cut) into a :class:`LayerCut`:
-    each cluster map the weighted mean of its members' maps (weights: the members' percents), min-max scaled."""
+    each cluster map the weighted mean of its members' maps (weights: the members' percents), or, for
+    ``maps="gradcam"`` layer maps, the Grad-CAM of every channel of the cluster weighed by their first-order
+    worth (:func:`~inv_widgets.engine.contrast.gradcam_cut`); min-max scaled, heaviest first."""
     by = by or ("suggested" if k is None and threshold is None else ("k" if threshold is None else "threshold"))
     if lm.maps.device.type == "cpu":
         with limited_threads(1):  # a few small operations: threads would wait for each other more than work
@@ -163,8 +186,15 @@ def _cut_layer(name: str, lm: LayerMaps, tree: Tree, k, threshold, prune, by: Cu
     return LayerCut(name, low, weights, members, assignment, thr, k_cut, by)
 
 
-def cut_batch(captured: Captured, *, recipe: str = "fast", k: int | None = None, weighting: str = "guided",
-              device_ward: bool = False, maps: str = "published") -> list[dict[str, tuple[LayerMaps, LayerCut]]]:
+def cut_batch(
+    captured: Captured,
+    *,
+    recipe: str = "fast",
+    k: int | None = None,
+    weighting: str = "guided",
+    device_ward: bool = False,
+    maps: str = "published",
+) -> list[dict[str, tuple[LayerMaps, LayerCut]]]:
     """Every layer of every image of a captured batch, cut (the suggested cut, or ``k``): per image, per layer,
     ``(LayerMaps, LayerCut)``. The dendrograms of the whole batch are built in one call of the registry (the
     paper recipes embed them side by side; ``device_ward`` links the fast recipe on the model's device)."""

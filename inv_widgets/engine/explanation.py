@@ -1,11 +1,12 @@
 """Result objects: Explanation (one image, one target) -> LayerResult (one layer) -> Clusters (one cut,
 engine/clusters.py)."""
+
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ class LayerResult:
     #: holds its cluster maps at the input resolution (K x H x W float32: 1.6 MB for 8 maps at 224 px).
     CUTS_KEPT = 8
 
-    def __init__(self, explanation: "Explanation", name: str, recipe: str):
+    def __init__(self, explanation: Explanation, name: str, recipe: str):
         self.explanation = explanation
         self.name = name
         self.recipe = get_recipe(recipe).name
@@ -54,6 +55,7 @@ class LayerResult:
 
     @property
     def n_channels(self) -> int:
+        """The layer's number of channels (feature maps), kept or not."""
         return int(self._data.percent.shape[0])
 
     @property
@@ -80,8 +82,10 @@ class LayerResult:
         w = self.channel_weights
         members = np.asarray(members, dtype=np.int64)
         if members.size and (members.max() >= w.shape[0] or members.min() < 0):
-            raise KeyError(f"cluster map {list(members.tolist())} names channels outside the {w.shape[0]} channels "
-                           f"of layer {self.name!r}")
+            raise KeyError(
+                f"cluster map {list(members.tolist())} names channels outside the {w.shape[0]} channels "
+                f"of layer {self.name!r}"
+            )
         if self._data.map_type == "gradcam":
             from .contrast import channels_weight, map_channels
 
@@ -104,6 +108,8 @@ class LayerResult:
 
     @property
     def tree(self) -> Tree:
+        """The dendrogram of the kept maps under this result's recipe, built on first use (seconds for the paper
+        recipe) and kept."""
         with self._lock:
             if self._tree is None:
                 self._tree = build_tree(self._data.maps, self.recipe)
@@ -127,10 +133,12 @@ class LayerResult:
 
     @property
     def heights(self) -> np.ndarray:
+        """The merge heights of the dendrogram, bottom up (a copy)."""
         return self.tree.heights
 
     @property
     def suggested_k(self) -> int:
+        """The recipe's suggested number of cluster maps (the default cut)."""
         return self.tree.suggested_k
 
     def gradcam(self) -> np.ndarray:
@@ -149,8 +157,9 @@ class LayerResult:
         keep[0] = 0.0  # the whole layer
         for i, g in enumerate(groups, 1):
             if g.size and (g.min() < 0 or g.max() >= c):
-                raise IndexError(f"channel {int(g.max() if g.max() >= c else g.min())} is not one of the layer's "
-                                 f"{c} channels")
+                raise IndexError(
+                    f"channel {int(g.max() if g.max() >= c else g.min())} is not one of the layer's {c} channels"
+                )
             keep[i, g] = 0.0
         logits = probe.ablate(self.name, keep)
         base = probe.logits()
@@ -158,11 +167,27 @@ class LayerResult:
         p0 = torch.softmax(base, 0)[t].item()
         probs = torch.softmax(logits, 1)[:, t].numpy().astype(np.float64)
         drops = (base[t] - logits[:, t]).numpy().astype(np.float64)
-        return Ablation(self.name, t, float(base[t]), float(p0), drops[1:], p0 - probs[1:], float(drops[0]),
-                        float(p0 - probs[0]), np.array([len(g) for g in groups], dtype=np.int64))
+        return Ablation(
+            self.name,
+            t,
+            float(base[t]),
+            float(p0),
+            drops[1:],
+            p0 - probs[1:],
+            float(drops[0]),
+            float(p0 - probs[0]),
+            np.array([len(g) for g in groups], dtype=np.int64),
+        )
 
-    def cut(self, k: int | None = None, threshold: float | None = None, prune: bool | None = None, *,
-            height: float | None = None, max_k: int | None = None) -> Clusters:
+    def cut(
+        self,
+        k: int | None = None,
+        threshold: float | None = None,
+        prune: bool | None = None,
+        *,
+        height: float | None = None,
+        max_k: int | None = None,
+    ) -> Clusters:
         """Cut the dendrogram: ``cut()`` the suggested cut, ``cut(k=5)``, ``cut(threshold=t)`` or ``cut(height=h)``.
 
         ``height`` is a height picked by a person (a click on the dendrogram): below 0 it means 0, and with
@@ -200,8 +225,10 @@ class LayerResult:
         kept = self.kept
         pos = np.searchsorted(kept, want)
         if want.size == 0 or (pos >= kept.size).any() or (kept[np.minimum(pos, kept.size - 1)] != want).any():
-            raise KeyError(f"channels {want.tolist()} are not all kept at layer {self.name!r}: no cluster map of "
-                           "this explanation has them")
+            raise KeyError(
+                f"channels {want.tolist()} are not all kept at layer {self.name!r}: no cluster map of "
+                "this explanation has them"
+            )
         tree = self.tree
         n = tree.n
         if want.size == n:
@@ -213,14 +240,22 @@ class LayerResult:
         while node != -1 and size[node] < want.size:
             node = int(parent[node])
         if node == -1 or size[node] != want.size or not np.array_equal(np.sort(walk.leaves(node)), pos):
-            raise KeyError(f"channels {want.tolist()} are not one cluster of layer {self.name!r}'s dendrogram "
-                           f"(recipe {self.recipe!r})")
+            raise KeyError(
+                f"channels {want.tolist()} are not one cluster of layer {self.name!r}'s dendrogram "
+                f"(recipe {self.recipe!r})"
+            )
         lo, hi = height[node], height[parent[node]]
         for prune in (None, False):
             cl = self.cut(threshold=float((lo + hi) / 2), prune=prune) if hi > lo else None
             if cl is None:  # equal merge heights: no height separates the node, try the cuts by k
-                cl = next((c for c in (self.cut(k=k, prune=prune) for k in range(1, n + 1))
-                           if any(np.array_equal(np.sort(m), want) for m in c.members)), None)
+                cl = next(
+                    (
+                        c
+                        for c in (self.cut(k=k, prune=prune) for k in range(1, n + 1))
+                        if any(np.array_equal(np.sort(m), want) for m in c.members)
+                    ),
+                    None,
+                )
             if cl is not None:
                 for j, m in enumerate(cl.members):
                     if np.array_equal(np.sort(m), want):
@@ -252,6 +287,7 @@ class Explanation:
 
     @property
     def input_size(self) -> tuple[int, int]:
+        """The explained image's size (H, W) in pixels, as the model saw it."""
         return tuple(self.image.shape[:2])
 
     @property
@@ -279,7 +315,7 @@ class Explanation:
             self._results[key] = LayerResult(self, name, recipe)
         return self._results[key]
 
-    def compute(self, recipe: str | None = None, progress: Progress | None = None) -> "Explanation":
+    def compute(self, recipe: str | None = None, progress: Progress | None = None) -> Explanation:
         """Build every layer's dendrogram now (otherwise each is built on first use).
 
         The layers not built yet are built together (``build_trees``): for the paper recipes their t-SNE
@@ -304,35 +340,43 @@ class Explanation:
 
     def _need_probe(self, what: str) -> ModelProbe:
         if self.probe is None:
-            raise ValueError(f"{what} runs the model again, and this explanation has no model attached; explain "
-                             "the image with a Session (or inv.explain) to use it")
+            raise ValueError(
+                f"{what} runs the model again, and this explanation has no model attached; explain "
+                "the image with a Session (or inv.explain) to use it"
+            )
         return self.probe
 
-    def with_recipe(self, recipe: str) -> "Explanation":
+    def with_recipe(self, recipe: str) -> Explanation:
         """A view of the same explanation whose default recipe is ``recipe`` (dendrograms are shared)."""
         return dataclasses.replace(self, recipe=recipe)
 
-    def curves(self, saliency: np.ndarray, *, steps: int = 20, fractions=None, batch_size: int = 64,
-               progress=None) -> Curves:
+    def curves(
+        self, saliency: np.ndarray, *, steps: int = 20, fractions=None, batch_size: int = 64, progress=None
+    ) -> Curves:
         """Deletion and insertion curves of saliency maps (M, H, W) at the input's resolution: the most salient
         pixels first, in ``steps`` equal shares, replaced by the fill (deletion) or put back onto it
         (insertion), scored by the target's probability (or at the shares ``fractions``, 0 to 1). The fill is
         the image without its content (the session's: the dataset's ``background(i)`` when it has one, else a
         blurred copy)."""
         return self._need_probe("a deletion or insertion curve").curves(
-            saliency, steps=steps, fractions=fractions, batch_size=batch_size, progress=progress)
+            saliency, steps=steps, fractions=fractions, batch_size=batch_size, progress=progress
+        )
 
     @property
     def target_name(self) -> str:
+        """The explained class's name (its index as text when the session has no class names)."""
         return self.class_names[self.target] if self.class_names else str(self.target)
 
     @property
     def predicted_name(self) -> str:
+        """The predicted class's name (its index as text when the session has no class names)."""
         return self.class_names[self.predicted] if self.class_names else str(self.predicted)
 
     def __repr__(self):
-        return (f"Explanation(target={self.target_name!r}, predicted={self.predicted_name!r}, "
-                f"layers={len(self.layers)}, recipe={self.recipe!r})")
+        return (
+            f"Explanation(target={self.target_name!r}, predicted={self.predicted_name!r}, "
+            f"layers={len(self.layers)}, recipe={self.recipe!r})"
+        )
 
     def _repr_html_(self) -> str:
         return display.explanation_html(self)
@@ -358,7 +402,13 @@ class Explanation:
 
     @property
     def nbytes(self) -> int:
-        return sum(d.maps.numel() * 4 + d.percent.numel() * 4 + d.gradcam.numel() * 4 for d in self._layers.values())
+        """Bytes held by the layers' kept maps, weights and Grad-CAMs, and, for ``maps="gradcam"``, every channel's
+        activations and statistics (what a map of all of a cluster's channels is drawn from)."""
+        total = 0
+        for d in self._layers.values():
+            total += d.maps.numel() * 4 + d.percent.numel() * 4 + d.gradcam.numel() * 4
+            total += sum(t.numel() * t.element_size() for t in (d.channels or ()))
+        return total
 
 
 def build_explanations(
@@ -387,10 +437,22 @@ def build_explanations(
     per_image = layer_maps(captured, weighting, maps=maps)
     out = []
     for i in range(logits.shape[0]):
-        out.append(Explanation(
-            image=images[i], predicted=int(pred[i]), target=int(captured.targets[i]), probabilities=probs[i],
-            logits=logits[i].cpu().numpy(), layers=list(captured.order), model_id=model_id,
-            image_id=(image_ids[i] if image_ids else ""), class_names=class_names, recipe=recipe,
-            weighting=weighting, maps=maps, probe=probes[i] if probes else None, _layers=per_image[i],
-        ))
+        out.append(
+            Explanation(
+                image=images[i],
+                predicted=int(pred[i]),
+                target=int(captured.targets[i]),
+                probabilities=probs[i],
+                logits=logits[i].cpu().numpy(),
+                layers=list(captured.order),
+                model_id=model_id,
+                image_id=(image_ids[i] if image_ids else ""),
+                class_names=class_names,
+                recipe=recipe,
+                weighting=weighting,
+                maps=maps,
+                probe=probes[i] if probes else None,
+                _layers=per_image[i],
+            )
+        )
     return out

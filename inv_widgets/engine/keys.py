@@ -3,14 +3,14 @@
 Never its position in a list, so labels stay attached when the cut or the order changes. Pure Python:
 the engine makes these keys (``Clusters.key(j)``) and the label store files answers under them.
 """
+
 from __future__ import annotations
 
 import operator
-from typing import Any, Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 __all__ = ["MapKey", "members_text", "parse_members"]
-
-
 
 
 def members_text(members: Iterable[int]) -> str:
@@ -39,9 +39,7 @@ def _members_tuple(members: Any) -> tuple[int, ...]:
         try:
             values = [operator.index(m) for m in members]
         except TypeError:
-            raise TypeError(
-                f"members must be integers (channel indices), got {members!r}"
-            ) from None
+            raise TypeError(f"members must be integers (channel indices), got {members!r}") from None
     if not values:
         raise ValueError("members is empty: a cluster map has at least one member channel")
     if any(v < 0 for v in values):
@@ -72,7 +70,7 @@ class MapKey(_MapKeyFields):
 
     __slots__ = ()
 
-    def __new__(cls, model: str, image_id: Any, target: Any, layer: str, members: Any) -> "MapKey":
+    def __new__(cls, model: str, image_id: Any, target: Any, layer: str, members: Any) -> MapKey:
         for field, value in (("model", model), ("layer", layer)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"MapKey.{field} must be a non-empty str, got {value!r}")
@@ -80,9 +78,7 @@ class MapKey(_MapKeyFields):
             try:
                 image_id = str(operator.index(image_id))
             except TypeError:
-                raise TypeError(
-                    f"MapKey.image_id must be a str or an int, got {type(image_id).__name__}"
-                ) from None
+                raise TypeError(f"MapKey.image_id must be a str or an int, got {type(image_id).__name__}") from None
         if not image_id:
             raise ValueError("MapKey.image_id must not be empty")
         if isinstance(target, bool):
@@ -97,7 +93,7 @@ class MapKey(_MapKeyFields):
         return super().__new__(cls, model, image_id, int(target), layer, _members_tuple(members))
 
     @classmethod
-    def _make(cls, iterable: Iterable[Any]) -> "MapKey":  # keeps _replace canonical too
+    def _make(cls, iterable: Iterable[Any]) -> MapKey:  # keeps _replace canonical too
         return cls(*iterable)
 
     @property
@@ -106,11 +102,12 @@ class MapKey(_MapKeyFields):
         return ",".join(map(str, self.members))
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "MapKey":
+    def from_row(cls, row: Mapping[str, Any]) -> MapKey:
         """Key of a row of :meth:`LabelStore.games`, :meth:`LabelStore.labels` or an aggregate."""
         return cls(row["model"], row["image_id"], row["target"], row["layer"], row["members"])
 
     def as_dict(self) -> dict[str, Any]:
+        """The key as a plain dict (model, image_id, target, layer, members as a list), for JSON and tables."""
         return {
             "model": self.model,
             "image_id": self.image_id,

@@ -1,4 +1,5 @@
 """Cluster maps and Deep Reveal masks."""
+
 from __future__ import annotations
 
 import numpy as np

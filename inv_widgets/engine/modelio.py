@@ -3,12 +3,13 @@ logits, the dtype it computes in, whether its layers run and give feature maps, 
 
 Pure torch; warnings (``warnings.warn``) where a person should know what was chosen for them.
 """
+
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,11 +17,23 @@ from torch import nn
 from .request import check_module_names
 from .runtime import eval_mode
 
-__all__ = ["Output", "input_dtype", "describe_output", "select_output", "check_layer_names", "layer_names",
-           "watch_layers", "probe_layers", "resolve_layers", "check_layers_ran", "warn_one_layer", "failure_message"]
+__all__ = [
+    "Output",
+    "input_dtype",
+    "describe_output",
+    "select_output",
+    "check_layer_names",
+    "layer_names",
+    "watch_layers",
+    "probe_layers",
+    "resolve_layers",
+    "check_layers_ran",
+    "warn_one_layer",
+    "failure_message",
+]
 
 #: Which of a model's outputs holds the logits: an index (tuple/list), a key (dict), or a callable.
-Output = Union[int, str, Callable[[Any], Any], None]
+Output = int | str | Callable[[Any], Any] | None
 
 
 def input_dtype(model: nn.Module) -> torch.dtype:
@@ -36,15 +49,20 @@ def input_dtype(model: nn.Module) -> torch.dtype:
 
 def describe_output(out: Any) -> str:
     """What a model returned, in words: ``"a tuple of 2 outputs: [0] (1, 512), [1] (1, 10)"``."""
+
     def shape(v):
         return str(tuple(v.shape)) if isinstance(v, torch.Tensor) else type(v).__name__
 
     if isinstance(out, torch.Tensor):
         return f"a tensor {shape(out)}"
     if isinstance(out, Mapping):
-        return f"a {type(out).__name__} of {len(out)} outputs: " + ", ".join(f"[{k!r}] {shape(v)}" for k, v in out.items())
+        return f"a {type(out).__name__} of {len(out)} outputs: " + ", ".join(
+            f"[{k!r}] {shape(v)}" for k, v in out.items()
+        )
     if isinstance(out, (tuple, list)):
-        return f"a {type(out).__name__} of {len(out)} outputs: " + ", ".join(f"[{i}] {shape(v)}" for i, v in enumerate(out))
+        return f"a {type(out).__name__} of {len(out)} outputs: " + ", ".join(
+            f"[{i}] {shape(v)}" for i, v in enumerate(out)
+        )
     return f"a {type(out).__name__}"
 
 
@@ -76,17 +94,22 @@ def select_output(out: Any, output: Output = None) -> tuple[torch.Tensor, str]:
         got, which = out[output], f"[{output!r}]"
     elif isinstance(out, (tuple, list)) and isinstance(output, int):
         if not -len(out) <= output < len(out):
-            raise ValueError(f"output {output} is not one of the model's {len(out)} outputs; it returned "
-                             f"{describe_output(out)}")
+            raise ValueError(
+                f"output {output} is not one of the model's {len(out)} outputs; it returned {describe_output(out)}"
+            )
         got, which = out[output], f"[{output}]"
     elif isinstance(output, str) and hasattr(out, output):
         got, which = getattr(out, output), f".{output}"
     else:
-        raise ValueError(f"cannot take output {output!r} of {describe_output(out)}; give an index for a tuple, a key "
-                         "for a dict, or a callable")
+        raise ValueError(
+            f"cannot take output {output!r} of {describe_output(out)}; give an index for a tuple, a key "
+            "for a dict, or a callable"
+        )
     if not isinstance(got, torch.Tensor):
-        raise ValueError(f"output {which or output!r} of the model is {describe_output(got)}, not a logits tensor; "
-                         f"the model returned {describe_output(out)}; choose another with output=...")
+        raise ValueError(
+            f"output {which or output!r} of the model is {describe_output(got)}, not a logits tensor; "
+            f"the model returned {describe_output(out)}; choose another with output=..."
+        )
     return got, which
 
 
@@ -114,14 +137,16 @@ def layer_names(model: nn.Module, layers) -> list[str]:
     unique = list(dict.fromkeys(names))
     if len(unique) < len(names):
         repeated = sorted({n for n in names if names.count(n) > 1})
-        warnings.warn(f"layer name(s) {repeated} given more than once; each layer is explained once",
-                      UserWarning, stacklevel=3)
+        warnings.warn(
+            f"layer name(s) {repeated} given more than once; each layer is explained once", UserWarning, stacklevel=3
+        )
     return unique
 
 
 @contextmanager
-def watch_layers(model: nn.Module, layers: list[str], *, spatial_only: bool = False
-                 ) -> Iterator[tuple[list[str], dict[str, tuple | None]]]:
+def watch_layers(
+    model: nn.Module, layers: list[str], *, spatial_only: bool = False
+) -> Iterator[tuple[list[str], dict[str, tuple | None]]]:
     """Forward hooks on ``layers`` for the block (removed after): yields ``(fired, shapes)``, filled as the model
     runs: the layers that output a 4-D feature map (with ``spatial_only``, larger than 1 x 1) on their first call,
     in the order they fire, and every chosen layer's output shape on its first call (``None`` while it has not
@@ -137,9 +162,13 @@ def watch_layers(model: nn.Module, layers: list[str], *, spatial_only: bool = Fa
                 output = output[0]
             if shapes[name] is None:
                 shapes[name] = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
-                if isinstance(output, torch.Tensor) and output.dim() == 4 and not (
-                        spatial_only and output.shape[2] * output.shape[3] == 1):
+                if (
+                    isinstance(output, torch.Tensor)
+                    and output.dim() == 4
+                    and not (spatial_only and output.shape[2] * output.shape[3] == 1)
+                ):
                     fired.append(name)
+
         return hook
 
     try:
@@ -151,8 +180,9 @@ def watch_layers(model: nn.Module, layers: list[str], *, spatial_only: bool = Fa
             h.remove()
 
 
-def probe_layers(model: nn.Module, x: torch.Tensor, layers: list[str], *, spatial_only: bool = False
-                 ) -> tuple[list[str], dict[str, tuple], Any]:
+def probe_layers(
+    model: nn.Module, x: torch.Tensor, layers: list[str], *, spatial_only: bool = False
+) -> tuple[list[str], dict[str, tuple], Any]:
     """One forward pass without gradients (eval mode, hooks removed after): the layers among ``layers`` that
     run and output a 4-D feature map (with ``spatial_only``, larger than 1 x 1), in the order they fire, every
     chosen layer's output shape (``None`` for layers that did not run), and the model's raw output."""
@@ -161,8 +191,9 @@ def probe_layers(model: nn.Module, x: torch.Tensor, layers: list[str], *, spatia
     return fired, shapes, out
 
 
-def resolve_layers(model: nn.Module, x: torch.Tensor, layers: list[str], *, auto: bool, output: Output = None
-                   ) -> tuple[list[str], torch.Tensor]:
+def resolve_layers(
+    model: nn.Module, x: torch.Tensor, layers: list[str], *, auto: bool, output: Output = None
+) -> tuple[list[str], torch.Tensor]:
     """The layers to explain and the logits, from one forward pass on ``x`` (1, C, H, W) without gradients.
 
     ``auto`` (layers found by ``find_layers``): the layers that run and give feature maps larger than 1 x 1.
@@ -176,34 +207,59 @@ def resolve_layers(model: nn.Module, x: torch.Tensor, layers: list[str], *, auto
     return check_layers_ran(model, x, layers, fired, shapes, out, auto=auto, output=output, stacklevel=5)
 
 
-def check_layers_ran(model: nn.Module, x: torch.Tensor, layers: list[str], fired: list[str],
-                     shapes: dict[str, tuple | None], out: Any, *, auto: bool, output: Output = None,
-                     stacklevel: int = 4) -> tuple[list[str], torch.Tensor]:
+def check_layers_ran(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: list[str],
+    fired: list[str],
+    shapes: dict[str, tuple | None],
+    out: Any,
+    *,
+    auto: bool,
+    output: Output = None,
+    stacklevel: int = 4,
+) -> tuple[list[str], torch.Tensor]:
     """:func:`resolve_layers`' rules on what a pass of the batch ``x`` gave (``fired`` and ``shapes`` from
     :func:`watch_layers`, ``out`` the model's raw output): the layers to explain and the logits, or the error
     that says what is wrong; the same warnings. For a pass made for another reason (an explanation's own)."""
     logits, which = select_output(out, output)
     if output is None and not isinstance(out, torch.Tensor):
-        warnings.warn(f"{type(model).__name__} returned {describe_output(out)}; explaining output {which} as the "
-                      "logits. Pass output=... (an index, a key or a callable) to Session or inv.explain to choose "
-                      "another.", UserWarning, stacklevel=stacklevel)
+        warnings.warn(
+            f"{type(model).__name__} returned {describe_output(out)}; explaining output {which} as the "
+            "logits. Pass output=... (an index, a key or a callable) to Session or inv.explain to choose "
+            "another.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
     if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-        raise ValueError(f"the model's output{' ' + which if which else ''} has shape {tuple(logits.shape)}; a "
-                         "classifier returning logits (batch, classes) is expected"
-                         + ("" if isinstance(out, torch.Tensor) else
-                            f" (it returned {describe_output(out)}: choose one with output=...)"))
+        raise ValueError(
+            f"the model's output{' ' + which if which else ''} has shape {tuple(logits.shape)}; a "
+            "classifier returning logits (batch, classes) is expected"
+            + (
+                ""
+                if isinstance(out, torch.Tensor)
+                else f" (it returned {describe_output(out)}: choose one with output=...)"
+            )
+        )
     if not auto:
         flat = [n for n in layers if shapes[n] and len(shapes[n]) != 4]
         if flat:
-            raise ValueError(f"layer {flat[0]!r} outputs {shapes[flat[0]]}, not a 4-D feature map (N, C, H, W); "
-                             "choose a convolutional layer or block")
+            raise ValueError(
+                f"layer {flat[0]!r} outputs {shapes[flat[0]]}, not a 4-D feature map (N, C, H, W); "
+                "choose a convolutional layer or block"
+            )
         idle = [n for n in layers if shapes[n] is None]
         if idle:
-            warnings.warn(f"layer(s) {idle} do not run in the model's forward pass (eval mode); left out",
-                          UserWarning, stacklevel=stacklevel)
+            warnings.warn(
+                f"layer(s) {idle} do not run in the model's forward pass (eval mode); left out",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
     if not fired:
-        raise ValueError("none of the chosen layers gives a feature map larger than 1 x 1 on an input of shape "
-                         f"{tuple(x.shape[1:])}; use larger images, or name the layers to explain with layers=[...]")
+        raise ValueError(
+            "none of the chosen layers gives a feature map larger than 1 x 1 on an input of shape "
+            f"{tuple(x.shape[1:])}; use larger images, or name the layers to explain with layers=[...]"
+        )
     return list(fired), logits.detach()
 
 
@@ -215,7 +271,10 @@ def warn_one_layer(model: nn.Module, name: str) -> None:
         warnings.warn(
             f"{type(model).__name__} has one layer with feature maps to explain, {name!r} ({100 * conv / total:.1f} % "
             "of its parameters): the rest of the network does not output 4-D feature maps (N, C, H, W) (a vision "
-            "transformer's blocks output tokens), so INV explains that one layer only", UserWarning, stacklevel=3)
+            "transformer's blocks output tokens), so INV explains that one layer only",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def failure_message(model: nn.Module, x: torch.Tensor, e: RuntimeError) -> str:
@@ -224,9 +283,14 @@ def failure_message(model: nn.Module, x: torch.Tensor, e: RuntimeError) -> str:
     low = text.lower()
     dtype = input_dtype(model)
     if any(w in low for w in ("half", "bfloat16", "dtype", "scalar type", "not implemented for")):
-        return (f"the model ({dtype}) could not run on {x.device.type} ({text}). Convert it with model.float() to "
-                "explain it in float32, or run it where its dtype is supported (e.g. device='cuda').")
+        return (
+            f"the model ({dtype}) could not run on {x.device.type} ({text}). Convert it with model.float() to "
+            "explain it in float32, or run it where its dtype is supported (e.g. device='cuda')."
+        )
     sizes = ("size", "shape", "mat1 and mat2", "dimension", "kernel", "output size", "too small")
-    hint = (" Check the image size and the transform (e.g. resize to the size the model was trained on)."
-            if any(w in low for w in sizes) else "")
+    hint = (
+        " Check the image size and the transform (e.g. resize to the size the model was trained on)."
+        if any(w in low for w in sizes)
+        else ""
+    )
     return f"the model could not run on an input of shape {tuple(x.shape)} ({text}).{hint}"

@@ -3,6 +3,7 @@ correlation.
 
 numpy / torch only. One implementation of each, tested against scikit-learn, scipy and numpy.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -23,6 +23,7 @@ ablation (:class:`inv_widgets.engine.ablation.ModelProbe`) zeroes channels at th
 a channel means removing what the network passes on (zeroing a convolution's output before its BatchNorm
 leaves the constant ``beta - gamma * mu / sigma``, which a ReLU often passes).
 """
+
 from __future__ import annotations
 
 import weakref
@@ -39,16 +40,32 @@ __all__ = ["LAYER_POINTS", "Point", "check_layer_point", "trace_points", "points
 LAYER_POINTS = ("activation", "conv")
 
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
-_ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-         nn.Hardswish, nn.Hardtanh, nn.Softplus)
+_ACTS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Softplus,
+)
 
 
 def check_layer_point(point) -> str:
     """``point`` if it is one of :data:`LAYER_POINTS`, else a ValueError naming the choices."""
     if point not in LAYER_POINTS:
-        raise ValueError(f"layer_point {point!r} is unknown; use \"activation\" (each convolution's maps where the "
-                         "network hands them on: after its BatchNorm and activation) or \"conv\" (the convolution's "
-                         "own output)")
+        raise ValueError(
+            f'layer_point {point!r} is unknown; use "activation" (each convolution\'s maps where the '
+            'network hands them on: after its BatchNorm and activation) or "conv" (the convolution\'s '
+            "own output)"
+        )
     return point
 
 
@@ -67,31 +84,62 @@ def _own(layer: str) -> Point:
     return Point(layer, layer, 0, (layer,))
 
 
-#: per model: (layers, point) -> {layer: Point}, found once (module calls do not change between passes)
-_traced: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+#: per model: {layer: Point} of every convolution traced so far (module calls do not change between passes)
+_traced: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+#: the trace runs on the image shrunk to this longer side: which modules follow a convolution does not depend
+#: on the input's size, and the pass costs a fraction of one at full size (a model that cannot run so small, or
+#: that skips a requested convolution there, is traced again at full size)
+TRACE_SIDE = 64
+
+
+def _small(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if max(h, w) <= TRACE_SIDE:
+        return x
+    f = TRACE_SIDE / max(h, w)
+    size = (max(1, round(h * f)), max(1, round(w * f)))
+    return torch.nn.functional.interpolate(x.float(), size=size, mode="bilinear", align_corners=False).to(x.dtype)
 
 
 def points_for(model: nn.Module, layers, point: str, x: torch.Tensor | None = None) -> dict[str, Point]:
     """``{layer: Point}`` for ``layers`` under ``point``: each layer's own output for ``"conv"``; for
-    ``"activation"`` the end of its chain, traced once per model on ``x`` (one image is enough: a forward pass
-    without gradients) and kept for the model's life."""
+    ``"activation"`` the end of its chain, traced on ``x`` in one forward pass without gradients of its first
+    image, shrunk to :data:`TRACE_SIDE` pixels: every convolution of the model at once, kept for the model's
+    life (another choice of layers needs no other pass)."""
     check_layer_point(point)
     layers = list(layers)
     if point == "conv":
         return {n: _own(n) for n in layers}
-    key = tuple(layers)
     per_model = _traced.setdefault(model, {})
-    hit = per_model.get(key)
-    if hit is None:
+    if any(n not in per_model for n in layers):
         if x is None:
             raise ValueError("the activation point of a layer is found from one forward pass: give an input")
-        hit = per_model[key] = trace_points(model, x[:1], layers)
-    return dict(hit)
+        named = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        wanted = list(dict.fromkeys(named + layers))
+        convs = {n for n in layers if n in named}
+        got = None
+        if max(x.shape[-2:]) > TRACE_SIDE:
+            try:
+                got, seen = _trace(model, _small(x[:1]), wanted)
+            except Exception:  # too small for this model: the full size below
+                got = None
+            if got is not None and not convs <= seen:  # a requested convolution did not run at that size
+                got = None
+        if got is None:
+            got, _ = _trace(model, x[:1], wanted)
+        per_model.update(got)
+    return {n: per_model[n] for n in layers}
 
 
 def trace_points(model: nn.Module, x: torch.Tensor, layers) -> dict[str, Point]:
     """Follow each convolution of ``layers`` through one forward pass of ``x`` (no gradients, eval mode) to
     where the network hands its maps on (see the module docstring)."""
+    return _trace(model, x, layers)[0]
+
+
+def _trace(model: nn.Module, x: torch.Tensor, layers) -> tuple[dict[str, Point], set[str]]:
+    """:func:`trace_points`, and the convolutions of ``layers`` that ran."""
     named = dict(model.named_modules())
     layers = list(layers)
     convs = {n for n in layers if isinstance(named.get(n), nn.Conv2d)}
@@ -107,10 +155,17 @@ def trace_points(model: nn.Module, x: torch.Tensor, layers) -> dict[str, Point]:
             calls[name] = calls.get(name, -1) + 1
             inp = inputs[0] if inputs else None
             entry = open_.get(id(inp)) if isinstance(inp, torch.Tensor) else None
-            ok = (entry is not None and entry[0] is inp and inp._version == entry[2]  # not changed in place since
-                  and ((isinstance(module, _NORMS) and entry[3] == 0)  # a norm right after the convolution
-                       or (isinstance(module, _ACTS) and entry[3] in (0, 1))))  # an activation after either
+            ok = (
+                entry is not None
+                and entry[0] is inp
+                and inp._version == entry[2]  # not changed in place since
+                and (
+                    (isinstance(module, _NORMS) and entry[3] == 0)  # a norm right after the convolution
+                    or (isinstance(module, _ACTS) and entry[3] in (0, 1))
+                )
+            )  # an activation after either
             pending.setdefault(name, []).append((entry, calls[name]) if ok else None)
+
         return hook
 
     def post(name):
@@ -131,6 +186,7 @@ def trace_points(model: nn.Module, x: torch.Tensor, layers) -> dict[str, Point]:
                 stage = 2 if isinstance(module, _ACTS) else 1
                 if stage < 2:
                     open_[id(out)] = (out, layer, out._version, stage)
+
         return hook
 
     for name, m in named.items():
@@ -144,7 +200,7 @@ def trace_points(model: nn.Module, x: torch.Tensor, layers) -> dict[str, Point]:
         for h in handles:
             h.remove()
         open_.clear()
-    return points
+    return points, seen
 
 
 def point_modules(points: dict[str, Point]) -> dict[str, dict[int, list[str]]]:

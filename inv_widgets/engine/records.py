@@ -9,10 +9,12 @@ The maps table (:data:`MAP_COLUMNS`) is the one schema of "one row per cluster m
 ``Run.maps`` and the label store's exports start with these columns, with these types; ``members`` is always the
 canonical text ``"3,17,42"`` (:attr:`MapKey.members_text`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -89,9 +91,18 @@ KEY_COLUMNS = ["model", "image_id", "target", "layer", "members"]
 #: ``layer_index`` the layer's position in forward order, ``map`` the rank in its cut (0 = heaviest), ``weight``
 #: percent of the layer, ``size`` member channels, ``k`` maps in the cut, ``predicted`` the model's class.
 MAP_COLUMNS: dict[str, object] = {
-    "model": str, "image_id": str, "target": np.int64, "layer": str, "members": str,
-    "image": np.int64, "layer_index": np.int64, "map": np.int64, "weight": np.float64, "size": np.int64,
-    "k": np.int64, "predicted": np.int64,
+    "model": str,
+    "image_id": str,
+    "target": np.int64,
+    "layer": str,
+    "members": str,
+    "image": np.int64,
+    "layer_index": np.int64,
+    "map": np.int64,
+    "weight": np.float64,
+    "size": np.int64,
+    "k": np.int64,
+    "predicted": np.int64,
 }
 
 

@@ -7,20 +7,34 @@ function returns the value in its canonical form (an ``int``, a list in forward 
 ``TypeError`` (wrong kind of value), ``ValueError`` (a value that is not allowed) or ``IndexError`` /
 ``KeyError`` (an index or name that is not there), naming what was expected.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from .recipes import get_recipe
 from .weights import check_weighting
 
-__all__ = ["check_whole", "check_index", "check_indices", "check_layers", "check_layer", "check_module_names",
-           "check_target", "check_recipe", "check_k", "check_weighting", "check_batch_size", "check_choice",
-           "check_number", "TARGET_MODES"]
+__all__ = [
+    "check_whole",
+    "check_index",
+    "check_indices",
+    "check_layers",
+    "check_layer",
+    "check_module_names",
+    "check_target",
+    "check_recipe",
+    "check_k",
+    "check_weighting",
+    "check_batch_size",
+    "check_choice",
+    "check_number",
+    "TARGET_MODES",
+]
 
 #: The targets that are not a class: each image's predicted class, or its ground-truth label.
 TARGET_MODES = ("predicted", "label")
@@ -46,8 +60,9 @@ def check_whole(name: str, value, *, lo: int | None = None, hi: int | None = Non
     return v
 
 
-def check_number(name: str, value, *, lo: float | None = None, hi: float | None = None,
-                 none_ok: bool = False) -> float | None:
+def check_number(
+    name: str, value, *, lo: float | None = None, hi: float | None = None, none_ok: bool = False
+) -> float | None:
     """``value`` as a finite ``float`` (never a bool), within ``lo``..``hi`` when given."""
     if value is None and none_ok:
         return None
@@ -57,8 +72,13 @@ def check_number(name: str, value, *, lo: float | None = None, hi: float | None 
     if not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if (lo is not None and v < lo) or (hi is not None and v > hi):
-        bounds = f"between {lo} and {hi}" if lo is not None and hi is not None else \
-            f"at least {lo}" if lo is not None else f"at most {hi}"
+        bounds = (
+            f"between {lo} and {hi}"
+            if lo is not None and hi is not None
+            else f"at least {lo}"
+            if lo is not None
+            else f"at most {hi}"
+        )
         raise ValueError(f"{name} must be {bounds}, got {v}")
     return v
 
@@ -78,8 +98,9 @@ def _plural(what: str, n: int) -> str:
     return what if n == 1 else what + ("es" if what.endswith("s") else "s")
 
 
-def check_indices(indices, n: int, *, what: str = "image", owner: str = "the session", unique: bool = False,
-                  allow_empty: bool = False) -> list[int]:
+def check_indices(
+    indices, n: int, *, what: str = "image", owner: str = "the session", unique: bool = False, allow_empty: bool = False
+) -> list[int]:
     """Indices into ``n`` things (default: all of them), each checked as :func:`check_index`, in 0..n-1.
     ``unique``: a repeated index is refused (otherwise it is kept once, in first-seen order)."""
     if indices is None:
@@ -102,7 +123,9 @@ def check_indices(indices, n: int, *, what: str = "image", owner: str = "the ses
 
 
 def _unknown_layers(names: list, have: list[str], owner: str) -> str:
-    return f"unknown layer{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}; the layers of {owner} are {have}"
+    return (
+        f"unknown layer{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}; the layers of {owner} are {have}"
+    )
 
 
 def check_layer(name, have: Sequence[str], *, owner: str = "the session") -> str:
@@ -123,9 +146,11 @@ def check_module_names(names: Sequence[str], modules: Iterable[str]) -> None:
     missing = [n for n in names if n not in known]
     if missing:
         close = [n for n in modules if n and any(m.split(".")[-1] in n for m in missing)][:5]
-        raise ValueError(f"unknown layer name(s) {missing}; the model has no such module. "
-                         + (f"Did you mean one of {close}? " if close else "")
-                         + "List the names with [n for n, _ in model.named_modules()].")
+        raise ValueError(
+            f"unknown layer name(s) {missing}; the model has no such module. "
+            + (f"Did you mean one of {close}? " if close else "")
+            + "List the names with [n for n, _ in model.named_modules()]."
+        )
 
 
 def check_layers(wanted, have: Sequence[str], *, owner: str = "the session") -> list[str]:
@@ -137,8 +162,12 @@ def check_layers(wanted, have: Sequence[str], *, owner: str = "the session") -> 
     names = [wanted] if isinstance(wanted, (str, numbers.Integral)) else list(wanted)
     if not names:
         raise ValueError("layers is empty: give at least one layer name (or None for all)")
-    unknown = [n for n in names if not (isinstance(n, str) and n in have)
-               and not (isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)))]
+    unknown = [
+        n
+        for n in names
+        if not (isinstance(n, str) and n in have)
+        and not (isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)))
+    ]
     if unknown:
         raise ValueError(_unknown_layers(unknown, have, owner))
     chosen = {check_layer(n, have, owner=owner) for n in names}
@@ -157,15 +186,20 @@ def check_target(target, classes: Sequence[str] | None, *, modes: Iterable[str] 
         if classes is not None and target in list(classes):
             return list(classes).index(target)
         choices = ", ".join(repr(m) for m in modes)
-        shown = f"; classes are {list(classes)[:20]}{' ...' if len(classes) > 20 else ''}" if classes is not None else ""
+        shown = (
+            f"; classes are {list(classes)[:20]}{' ...' if len(classes) > 20 else ''}" if classes is not None else ""
+        )
         raise ValueError(f"unknown class name {target!r}{shown}" + (f" (or one of {choices})" if choices else ""))
     if isinstance(target, (bool, np.bool_)) or not isinstance(target, numbers.Integral):
         raise TypeError(f"target must be a class index or name, got {type(target).__name__}")
     t = int(target)
     n = len(classes) if classes is not None else None
     if t < 0 or (n is not None and t >= n):
-        raise ValueError(f"target class {t} is outside the {n} classes (0..{n - 1})" if n is not None else
-                         f"target class {t} must be >= 0")
+        raise ValueError(
+            f"target class {t} is outside the {n} classes (0..{n - 1})"
+            if n is not None
+            else f"target class {t} must be >= 0"
+        )
     return t
 
 

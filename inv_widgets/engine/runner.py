@@ -6,18 +6,18 @@ A Session holds one :class:`ModelRunner`; the LIME/KernelSHAP baselines, TCAV (t
 which captum calls) and dataset runs call the model through it, so ``Session(output=...)`` and the session's lock
 hold for all of them.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn
 
 from .capture import Captured, InferenceModeError, fingerprint, run_model
-from .modelio import Output, check_layers_ran, failure_message, input_dtype, resolve_layers, select_output, \
-    watch_layers
+from .modelio import Output, check_layers_ran, failure_message, input_dtype, resolve_layers, select_output, watch_layers
 from .points import check_layer_point
 from .runtime import eval_mode
 
@@ -36,7 +36,7 @@ class _Logits(nn.Module):
     model's, under the model's own names (``dict(module.named_modules())[layer]`` is the model's layer), so a
     library that finds a layer by name finds the one the session explains."""
 
-    def __init__(self, runner: "ModelRunner"):
+    def __init__(self, runner: ModelRunner):
         super().__init__()
         object.__setattr__(self, "_net", runner.model)  # called, not registered: its children are ours
         for name, child in runner.model.named_children():
@@ -119,35 +119,66 @@ class ModelRunner:
         with self.lock:
             return resolve_layers(self.model, x.to(self.device), layers, auto=auto, output=self.output)
 
-    def capture(self, x: torch.Tensor, layers: list[str], target=None, *, weighting: str | None = None,
-                spatial_only: bool = False, keep_gradients: bool = False, strict: bool = True,
-                score: str = "logit", check=None) -> Captured:
+    def capture(
+        self,
+        x: torch.Tensor,
+        layers: list[str],
+        target=None,
+        *,
+        weighting: str | None = None,
+        spatial_only: bool = False,
+        keep_gradients: bool = False,
+        strict: bool = True,
+        score: str = "logit",
+        check=None,
+    ) -> Captured:
         """One forward and one backward pass of the batch ``x`` recording ``layers`` at the runner's layer point
         (:func:`~inv_widgets.engine.capture.run_model`; ``score``: what is differentiated), locked; a model that
         cannot run on ``x`` gets an error that says why in words."""
         batch = x.to(self.device)
         with self.lock:
             try:
-                return run_model(self.model, batch, layers, target, strict, output=self.output,
-                                 spatial_only=spatial_only, weighting=weighting, keep_gradients=keep_gradients,
-                                 layer_point=self.layer_point, score=score, check=check)
+                return run_model(
+                    self.model,
+                    batch,
+                    layers,
+                    target,
+                    strict,
+                    output=self.output,
+                    spatial_only=spatial_only,
+                    weighting=weighting,
+                    keep_gradients=keep_gradients,
+                    layer_point=self.layer_point,
+                    score=score,
+                    check=check,
+                )
             except InferenceModeError:
                 raise  # says what to do itself; not the model's failure
             except RuntimeError as e:
                 raise ValueError(failure_message(self.model, batch[0], e)) from e
 
-    def capture_first(self, x: torch.Tensor, layers: list[str], target=None, *, auto: bool,
-                      weighting: str | None = None, score: str = "logit") -> tuple[Captured, list[str]]:
+    def capture_first(
+        self,
+        x: torch.Tensor,
+        layers: list[str],
+        target=None,
+        *,
+        auto: bool,
+        weighting: str | None = None,
+        score: str = "logit",
+    ) -> tuple[Captured, list[str]]:
         """:meth:`capture` of the batch ``x`` that also learns, from the same pass, which of ``layers`` run and
         give feature maps: :meth:`resolve_layers`' rules, warnings and errors without a pass of its own. Returns
         the captured pass and the layers (those it recorded, in the order they fired)."""
         batch = x.to(self.device)
         with self.lock, watch_layers(self.model, layers, spatial_only=auto) as (fired, shapes):
+
             def check(out):  # after the forward pass: what resolve_layers says of a pass of its own
-                check_layers_ran(self.model, batch, layers, fired, shapes, out, auto=auto, output=self.output,
-                                 stacklevel=9)
+                check_layers_ran(
+                    self.model, batch, layers, fired, shapes, out, auto=auto, output=self.output, stacklevel=9
+                )
 
-            cap = self.capture(batch, layers, target, weighting=weighting, spatial_only=auto, strict=not auto,
-                               score=score, check=check)
+            cap = self.capture(
+                batch, layers, target, weighting=weighting, spatial_only=auto, strict=not auto, score=score, check=check
+            )
         return cap, list(cap.order)
-

@@ -9,19 +9,28 @@
 
 Pure Python and torch; nothing here knows about sessions, labels or widgets.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Hashable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["eval_mode", "limited_threads", "LRU", "return_freed_memory", "reuse_freed_memory", "MemoryReuse",
-           "parallel_map"]
+__all__ = [
+    "eval_mode",
+    "limited_threads",
+    "LRU",
+    "return_freed_memory",
+    "reuse_freed_memory",
+    "MemoryReuse",
+    "parallel_map",
+]
 
 
 @contextmanager
@@ -279,8 +288,9 @@ _pools_lock = threading.Lock()
 _in_pool = threading.local()
 
 
-def parallel_map(fn: Callable[[Any], Any], items, *, threads: int | None = None,
-                 cost: Callable[[Any], float] | None = None) -> list:
+def parallel_map(
+    fn: Callable[[Any], Any], items, *, threads: int | None = None, cost: Callable[[Any], float] | None = None
+) -> list:
     """``[fn(item) for item in items]``, the items on up to ``threads`` threads, each running torch with one
     intra-op thread; the results in the items' order, the first exception raised as it is.
 
@@ -303,8 +313,12 @@ def parallel_map(fn: Callable[[Any], Any], items, *, threads: int | None = None,
     with _pools_lock:
         pool = _pools.get(n)
         if pool is None:  # its threads start with the creator's thread count, which limited_threads restores
-            pool = _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="inv-widgets", initializer=torch.set_num_threads,
-                                                  initargs=(torch.get_num_threads(),))
+            pool = _pools[n] = ThreadPoolExecutor(
+                n,
+                thread_name_prefix="inv-widgets",
+                initializer=torch.set_num_threads,
+                initargs=(torch.get_num_threads(),),
+            )
     order = sorted(range(len(items)), key=lambda i: -cost(items[i])) if cost is not None else range(len(items))
 
     def run(item):

@@ -16,6 +16,7 @@ for the heaviest cluster map, the weighted union of the layer's maps, and the la
 references give the scale: the map of another image, and an edge map of the image itself (Sobel), which needs
 no model at all. A map that passes changes a lot (rho near 0) when the head is randomised or the class changes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,23 @@ from scipy.stats import rankdata
 
 from .runtime import eval_mode
 
-__all__ = ["TypeMaps", "explain_images", "model_units", "randomised", "union", "KINDS", "spearman", "ssim",
-           "edge_map", "pointing", "sanity_records", "sanity_check", "session_sanity_check", "SanityTable", "TESTS"]
+__all__ = [
+    "TypeMaps",
+    "explain_images",
+    "model_units",
+    "randomised",
+    "union",
+    "KINDS",
+    "spearman",
+    "ssim",
+    "edge_map",
+    "pointing",
+    "sanity_records",
+    "sanity_check",
+    "session_sanity_check",
+    "SanityTable",
+    "TESTS",
+]
 
 #: The map types compared (``inv_widgets.engine.contrast.MAP_TYPES``), and the layer's Grad-CAM beside them.
 KINDS = ("published", "signed", "gradcam", "contrast")
@@ -80,9 +96,22 @@ def _variant(lr, cl, acts, grads, kind, size) -> TypeMaps:
     return TypeMaps(v["maps"][order], v["weights"][order], [groups[j] for j in order], lr, cl)
 
 
-def explain_images(model, xs: torch.Tensor, images: list, targets, layers: list[str], *, point: str = "conv",
-                   kinds=("published",), recipe: str = "fast", weighting: str = "guided", probes: bool = False,
-                   fills=None, output=None, batch_size: int = 16) -> list[dict]:
+def explain_images(
+    model,
+    xs: torch.Tensor,
+    images: list,
+    targets,
+    layers: list[str],
+    *,
+    point: str = "conv",
+    kinds=("published",),
+    recipe: str = "fast",
+    weighting: str = "guided",
+    probes: bool = False,
+    fills=None,
+    output=None,
+    batch_size: int = 16,
+) -> list[dict]:
     """For each image: ``{"exp": Explanation, "maps": {layer: {kind: TypeMaps, "_layer": LayerResult}}}`` (the
     published LayerResult under ``"_layer"``). ``targets``: one class per
     image (None, or None in it: the predicted class); ``probes``: attach model probes (ablation, curves) at
@@ -95,23 +124,34 @@ def explain_images(model, xs: torch.Tensor, images: list, targets, layers: list[
     kinds = tuple(kinds)
     out = []
     for s in range(0, len(xs), batch_size):
-        x = xs[s:s + batch_size]
-        t = None if targets is None else [None if v is None else int(v) for v in targets[s:s + batch_size]]
+        x = xs[s : s + batch_size]
+        t = None if targets is None else [None if v is None else int(v) for v in targets[s : s + batch_size]]
         cap = run_model(model, x, layers, t, keep_gradients=True, layer_point=point, output=output)
 
-        def probes_for(c):
+        def probes_for(c, x=x, s=s):
             if not probes:
                 return None
-            return [ModelProbe(model, x[i], c.targets[i], layer_point=point, output=output,
-                               fill=None if fills is None else fills[s + i]) for i in range(len(x))]
+            return [
+                ModelProbe(
+                    model,
+                    x[i],
+                    c.targets[i],
+                    layer_point=point,
+                    output=output,
+                    fill=None if fills is None else fills[s + i],
+                )
+                for i in range(len(x))
+            ]
 
-        exps = build_explanations(cap, images[s:s + batch_size], recipe=recipe, weighting=weighting,
-                                  probes=probes_for(cap))
+        exps = build_explanations(
+            cap, images[s : s + batch_size], recipe=recipe, weighting=weighting, probes=probes_for(cap)
+        )
         exps_c = None
         if "contrast" in kinds:
             cap_c = run_model(model, x, layers, cap.targets, layer_point=point, score="contrast", output=output)
-            exps_c = build_explanations(cap_c, images[s:s + batch_size], recipe=recipe, weighting=weighting,
-                                        probes=probes_for(cap_c))
+            exps_c = build_explanations(
+                cap_c, images[s : s + batch_size], recipe=recipe, weighting=weighting, probes=probes_for(cap_c)
+            )
         for i, exp in enumerate(exps):
             per = {}
             for name in exp.layers:
@@ -126,8 +166,14 @@ def explain_images(model, xs: torch.Tensor, images: list, targets, layers: list[
                         cc = lc.cut()
                         got[kind] = TypeMaps(cc.maps, np.asarray(cc.weights, np.float64), list(cc.members), lc, cc)
                     else:
-                        got[kind] = _variant(lr, cl, cap.activations[name][i].float().cpu(),
-                                             cap.gradients[name][i].float().cpu(), kind, exp.input_size)
+                        got[kind] = _variant(
+                            lr,
+                            cl,
+                            cap.activations[name][i].float().cpu(),
+                            cap.gradients[name][i].float().cpu(),
+                            kind,
+                            exp.input_size,
+                        )
                 got["_layer"] = lr  # the published LayerResult (the layer's Grad-CAM)
                 if any(kind in ("signed", "gradcam") for kind in kinds):  # the tensors the gradient types came from
                     got["_tensors"] = (cap.activations[name][i].float().cpu(), cap.gradients[name][i].float().cpu())
@@ -147,8 +193,11 @@ def model_units(model, layers: list[str], x: torch.Tensor) -> list[tuple[str, li
     chains = trace_points(model, x[:1], layers)
     in_chain = {m: layer for layer, p in chains.items() for m in p.chain}
     order: list[str] = []
-    handles = [m.register_forward_hook(lambda mod, i, o, n=n: order.append(n) if n not in order else None)
-               for n, m in named.items() if n and any(True for _ in m.parameters(recurse=False))]
+    handles = [
+        m.register_forward_hook(lambda mod, i, o, n=n: order.append(n) if n not in order else None)
+        for n, m in named.items()
+        if n and any(True for _ in m.parameters(recurse=False))
+    ]
     try:
         with eval_mode(model), torch.no_grad():
             model(x[:1])
@@ -238,10 +287,24 @@ def _maps_of(rec, layer, kind):
     return {"heaviest": lm.heaviest(), "union": lm.union()}
 
 
-def sanity_records(model, xs: torch.Tensor, images: list, layers: list[str], *, point: str = "conv",
-                   kinds=("published",), targets=None, explain_layers: list[str] | None = None,
-                   tests=TESTS, seed: int = 0, output=None, progress=None, recipe: str = "fast",
-                   weighting: str = "guided", originals: list | None = None) -> pd.DataFrame:
+def sanity_records(
+    model,
+    xs: torch.Tensor,
+    images: list,
+    layers: list[str],
+    *,
+    point: str = "conv",
+    kinds=("published",),
+    targets=None,
+    explain_layers: list[str] | None = None,
+    tests=TESTS,
+    seed: int = 0,
+    output=None,
+    progress=None,
+    recipe: str = "fast",
+    weighting: str = "guided",
+    originals: list | None = None,
+) -> pd.DataFrame:
     """One row per (image, map type, layer, map, test, step) with ``rho`` and ``ssim`` against the original
     explanation; tests "cascade", "independent", "random class" and the references "other image" and "edge".
     ``layers``: the layers whose maps are compared; ``explain_layers``: the model's explained layers (the parts
@@ -267,13 +330,23 @@ def sanity_records(model, xs: torch.Tensor, images: list, layers: list[str], *, 
                             continue
                         # no map at all after the change (nothing kept): nothing of the original is left
                         other = b[which] if b[which] is not None else np.zeros_like(m)
-                        rows.append(dict(image=i, kind=kind, layer=layer, map=which, test=test, step=step,
-                                         rho=spearman(m, other), ssim=ssim(m, other)))
+                        rows.append(
+                            dict(
+                                image=i,
+                                kind=kind,
+                                layer=layer,
+                                map=which,
+                                test=test,
+                                step=step,
+                                rho=spearman(m, other),
+                                ssim=ssim(m, other),
+                            )
+                        )
 
     units = model_units(model, list(explain_layers or layers), xs[:1])
     todo = []
     if "cascade" in tests:
-        todo += [("cascade", name, [m for _, ms in units[:j + 1] for m in ms]) for j, (name, _) in enumerate(units)]
+        todo += [("cascade", name, [m for _, ms in units[: j + 1] for m in ms]) for j, (name, _) in enumerate(units)]
     if "independent" in tests:
         todo += [("independent", name, ms) for name, ms in units]
     total = len(todo) + ("random class" in tests)
@@ -285,8 +358,11 @@ def sanity_records(model, xs: torch.Tensor, images: list, layers: list[str], *, 
     if "random class" in tests and n_classes > 1:
         rng = np.random.default_rng(seed)
         other = [int((t + rng.integers(1, n_classes)) % n_classes) for t in t0]
-        compare(explain_images(model, xs, images, other, layers, point=point, kinds=kinds, output=output, **how),
-                "random class", "other class")
+        compare(
+            explain_images(model, xs, images, other, layers, point=point, kinds=kinds, output=output, **how),
+            "random class",
+            "other class",
+        )
         if progress:
             progress(total, total, "random class")
     for i, o in enumerate(orig):  # references: another image's map, and the image's own edges
@@ -299,10 +375,30 @@ def sanity_records(model, xs: torch.Tensor, images: list, layers: list[str], *, 
                     if m is None:
                         continue
                     if b is not None and b[which] is not None:
-                        rows.append(dict(image=i, kind=kind, layer=layer, map=which, test="other image",
-                                         step="reference", rho=spearman(m, b[which]), ssim=ssim(m, b[which])))
-                    rows.append(dict(image=i, kind=kind, layer=layer, map=which, test="edge", step="reference",
-                                     rho=spearman(m, edges), ssim=ssim(m, edges)))
+                        rows.append(
+                            dict(
+                                image=i,
+                                kind=kind,
+                                layer=layer,
+                                map=which,
+                                test="other image",
+                                step="reference",
+                                rho=spearman(m, b[which]),
+                                ssim=ssim(m, b[which]),
+                            )
+                        )
+                    rows.append(
+                        dict(
+                            image=i,
+                            kind=kind,
+                            layer=layer,
+                            map=which,
+                            test="edge",
+                            step="reference",
+                            rho=spearman(m, edges),
+                            ssim=ssim(m, edges),
+                        )
+                    )
     out = pd.DataFrame(rows)
     out.attrs["units"] = [u for u, _ in units]
     if originals is not None:
@@ -329,15 +425,28 @@ class SanityTable(pd.DataFrame):
         fig = go.Figure()
         for (kind, which), g in t.groupby(["kind", "map"], sort=False):
             steps = g[g["test"].isin(["cascade", "random class"])]
-            fig.add_trace(go.Scatter(x=[f"{s}" if te == "cascade" else "random class" for te, s in
-                                        zip(steps["test"], steps["step"])], y=steps["rho"], mode="lines+markers",
-                                     name=f"{kind} ({which})",
-                                     error_y=dict(type="data", symmetric=False, array=steps["rho_hi"] - steps["rho"],
-                                                  arrayminus=steps["rho"] - steps["rho_lo"])))
-        fig.update_layout(title=f"Sanity checks at {layer}: rank correlation with the original map",
-                          xaxis_title="re-initialised from the output back (cascading), or another class",
-                          yaxis_title="Spearman rho (95 % CI)", yaxis_range=[-0.3, 1.05], height=380,
-                          margin=dict(l=50, r=20, t=50, b=50))
+            fig.add_trace(
+                go.Scatter(
+                    x=[f"{s}" if te == "cascade" else "random class" for te, s in zip(steps["test"], steps["step"])],
+                    y=steps["rho"],
+                    mode="lines+markers",
+                    name=f"{kind} ({which})",
+                    error_y=dict(
+                        type="data",
+                        symmetric=False,
+                        array=steps["rho_hi"] - steps["rho"],
+                        arrayminus=steps["rho"] - steps["rho_lo"],
+                    ),
+                )
+            )
+        fig.update_layout(
+            title=f"Sanity checks at {layer}: rank correlation with the original map",
+            xaxis_title="re-initialised from the output back (cascading), or another class",
+            yaxis_title="Spearman rho (95 % CI)",
+            yaxis_range=[-0.3, 1.05],
+            height=380,
+            margin=dict(l=50, r=20, t=50, b=50),
+        )
         return fig
 
 
@@ -348,30 +457,81 @@ def summarise(records: pd.DataFrame, *, seed: int = 0) -> SanityTable:
     rows = []
     for key, g in records.groupby(["kind", "layer", "map", "test", "step"], sort=False):
         r, s = ci(g["rho"], seed=seed), ci(g["ssim"], seed=seed)
-        rows.append(dict(zip(["kind", "layer", "map", "test", "step"], key), rho=r.value, rho_lo=r.lo, rho_hi=r.hi,
-                         ssim=s.value, ssim_lo=s.lo, ssim_hi=s.hi, images=r.n))
+        rows.append(
+            dict(
+                zip(["kind", "layer", "map", "test", "step"], key),
+                rho=r.value,
+                rho_lo=r.lo,
+                rho_hi=r.hi,
+                ssim=s.value,
+                ssim_lo=s.lo,
+                ssim_hi=s.hi,
+                images=r.n,
+            )
+        )
     return SanityTable(rows)
 
 
-def sanity_check(model, xs: torch.Tensor, images: list, layers: list[str], *, point: str = "conv",
-                 kinds=("published",), targets=None, explain_layers=None, tests=TESTS, seed: int = 0,
-                 output=None, progress=None, recipe: str = "fast", weighting: str = "guided") -> SanityTable:
+def sanity_check(
+    model,
+    xs: torch.Tensor,
+    images: list,
+    layers: list[str],
+    *,
+    point: str = "conv",
+    kinds=("published",),
+    targets=None,
+    explain_layers=None,
+    tests=TESTS,
+    seed: int = 0,
+    output=None,
+    progress=None,
+    recipe: str = "fast",
+    weighting: str = "guided",
+) -> SanityTable:
     """:func:`sanity_records` summarised (:func:`summarise`): one row per (map type, layer, map, test, step) with
     rho and SSIM, each with its 95 % CI over the images. ``.plot()`` draws the cascade."""
-    recs = sanity_records(model, xs, images, layers, point=point, kinds=kinds, targets=targets,
-                          explain_layers=explain_layers, tests=tests, seed=seed, output=output, progress=progress,
-                          recipe=recipe, weighting=weighting)
+    recs = sanity_records(
+        model,
+        xs,
+        images,
+        layers,
+        point=point,
+        kinds=kinds,
+        targets=targets,
+        explain_layers=explain_layers,
+        tests=tests,
+        seed=seed,
+        output=output,
+        progress=progress,
+        recipe=recipe,
+        weighting=weighting,
+    )
     out = summarise(recs, seed=seed)
-    out.attrs.update(units=recs.attrs["units"], point=point, kinds=list(kinds), meaning=(
-        "rho and ssim compare each map with the original explanation's map of the same type and layer. A map that "
-        "depends on the model and the class changes a lot (rho near 0) once the head is re-initialised (cascade, "
-        "first step) or another class is explained; 'other image' and 'edge' are references: the similarity of "
-        "two unrelated images' maps, and of the map with an edge detector that needs no model."))
+    out.attrs.update(
+        units=recs.attrs["units"],
+        point=point,
+        kinds=list(kinds),
+        meaning=(
+            "rho and ssim compare each map with the original explanation's map of the same type and layer. A map that "
+            "depends on the model and the class changes a lot (rho near 0) once the head is re-initialised (cascade, "
+            "first step) or another class is explained; 'other image' and 'edge' are references: the similarity of "
+            "two unrelated images' maps, and of the map with an edge detector that needs no model."
+        ),
+    )
     return out
 
 
-def session_sanity_check(session, images=None, *, layers=None, maps=("published",),
-                         tests=("cascade", "random class"), seed: int = 0, progress: bool = True) -> SanityTable:
+def session_sanity_check(
+    session,
+    images=None,
+    *,
+    layers=None,
+    maps=("published",),
+    tests=("cascade", "random class"),
+    seed: int = 0,
+    progress: bool = True,
+) -> SanityTable:
     """:func:`sanity_check` on a Session's own model, images and settings (recipe, weighting, layer point,
     output): ``Session.sanity_check``. ``images``: indices or pictures (default the first 8; of one size);
     ``layers``: the layers compared (default the deepest); ``maps``: map types
@@ -411,9 +571,21 @@ def session_sanity_check(session, images=None, *, layers=None, maps=("published"
 
     try:
         with session.runner.lock:
-            return sanity_check(session.model, xs, shown, layers, point=session.layer_point, kinds=kinds, tests=tests,
-                                explain_layers=names, seed=seed, output=session.output, progress=step,
-                                recipe=session.recipe, weighting=session.weighting)
+            return sanity_check(
+                session.model,
+                xs,
+                shown,
+                layers,
+                point=session.layer_point,
+                kinds=kinds,
+                tests=tests,
+                explain_layers=names,
+                seed=seed,
+                output=session.output,
+                progress=step,
+                recipe=session.recipe,
+                weighting=session.weighting,
+            )
     finally:
         if bar is not None:
             bar.close()

@@ -14,11 +14,13 @@ they ask for keys, pictures, low-resolution maps and weights, never whether the 
     source.lowres(key)                  # a cluster map at feature resolution, (h, w) float32 in [0, 1]
     source.weight(key)                  # its weight, percent of the layer
 """
+
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -76,14 +78,22 @@ class MapSource(Protocol):
     def index_of(self, image_id: str) -> int:
         """The index of the image whose id is ``image_id`` (a key's ``image_id``); ``KeyError`` if none."""
 
-    def resolve_cut(self, recipe: str | None = None, k: int | None = None,
-                    target: str | None = None) -> tuple[str, int | None, str]:
+    def resolve_cut(
+        self, recipe: str | None = None, k: int | None = None, target: str | None = None
+    ) -> tuple[str, int | None, str]:
         """The cut this source gives for what was asked, ``(recipe, k, target)`` with its defaults filled in; a
         cut it cannot give (a stored run holds one) is refused with a ``ValueError`` that says why."""
 
-    def items(self, images: Sequence[int], layers: Sequence[str], *, recipe: str | None = None,
-              k: int | None = None, target: str = "label",
-              progress: Callable[[int, int], None] | None = None) -> Iterator[MapItem]:
+    def items(
+        self,
+        images: Sequence[int],
+        layers: Sequence[str],
+        *,
+        recipe: str | None = None,
+        k: int | None = None,
+        target: str = "label",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[MapItem]:
         """Every cluster map of each image's cut at ``layers`` (heaviest first within a layer)."""
 
     def lowres(self, key: MapKey) -> np.ndarray:
@@ -93,8 +103,21 @@ class MapSource(Protocol):
         """A cluster map's weight, percent of its layer."""
 
 
-_MEMBERS = ("classes", "layers", "fingerprint", "recipe", "map_type", "check_images", "image", "label", "index_of",
-            "resolve_cut", "items", "lowres", "weight")
+_MEMBERS = (
+    "classes",
+    "layers",
+    "fingerprint",
+    "recipe",
+    "map_type",
+    "check_images",
+    "image",
+    "label",
+    "index_of",
+    "resolve_cut",
+    "items",
+    "lowres",
+    "weight",
+)
 
 
 def is_map_source(obj) -> bool:

@@ -3,10 +3,11 @@ otherwise), 95 %. :func:`ci` takes per-unit values (their mean), :func:`paired` 
 methods measured on the same units, :func:`cluster_ci` any statistic of units that each carry several rows (a
 Spearman correlation pooled over the (image, map) pairs, resampled by image), :func:`ratio_ci` a ratio of means.
 Used by the sanity check a Session runs and by every evaluation (``inv_widgets.eval``)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -81,8 +82,7 @@ def paired(a: Sequence[float], b: Sequence[float], *, seed: int = 0, n_boot: int
     return ci(a - b, seed=seed, n_boot=n_boot)
 
 
-def cluster_ci(units: Sequence, statistic: Callable[[list], float], *, seed: int = 0,
-               n_boot: int = 1000) -> Figure:
+def cluster_ci(units: Sequence, statistic: Callable[[list], float], *, seed: int = 0, n_boot: int = 1000) -> Figure:
     """``statistic(units)`` with a 95 % CI from resampling whole units (e.g. images, each with its rows)."""
     units = list(units)
     if not units:
@@ -91,8 +91,9 @@ def cluster_ci(units: Sequence, statistic: Callable[[list], float], *, seed: int
     if len(units) == 1:
         return Figure(value, float("nan"), float("nan"), 1)
     rng = np.random.default_rng(seed)
-    boot = np.array([statistic([units[i] for i in rng.integers(0, len(units), len(units))]) for _ in range(n_boot)],
-                    np.float64)
+    boot = np.array(
+        [statistic([units[i] for i in rng.integers(0, len(units), len(units))]) for _ in range(n_boot)], np.float64
+    )
     return Figure(value, *_interval(boot), len(units))
 
 

@@ -3,6 +3,7 @@
 The walk (:class:`Nodes`) is the one place that follows a scipy linkage matrix node by node: drawing the
 dendrogram (widgets/dendrogram.py) and finding the node of a cluster map (``LayerResult.locate``) both read it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,12 +37,12 @@ class Nodes:
 
     def leaves(self, node: int) -> np.ndarray:
         """The leaves under ``node``, in drawing order."""
-        return self.order[self.first[node]:self.first[node] + self.size[node]]
+        return self.order[self.first[node] : self.first[node] + self.size[node]]
 
     def clusters(self, leaf_cluster: np.ndarray) -> np.ndarray:
         """The cluster of every node given each leaf's: a merge inside one cluster has it, others -2."""
         c = np.full(2 * self.n - 1, -2, dtype=np.int64)
-        c[:self.n] = np.asarray(leaf_cluster, dtype=np.int64)
+        c[: self.n] = np.asarray(leaf_cluster, dtype=np.int64)
         for i in range(self.n - 1):  # children always come before parents in a linkage matrix
             a, b = self.left[i], self.right[i]
             c[self.n + i] = c[a] if c[a] == c[b] else -2
@@ -84,6 +85,7 @@ class Tree:
 
     @property
     def heights(self) -> np.ndarray:
+        """The merge heights, bottom up (the linkage's third column, a copy)."""
         return self.linkage[:, 2].copy()
 
     @cached_property

@@ -12,6 +12,7 @@ explanation run together, padded to common sizes (``tsne_exact_many``): fewer, l
 the loop is bound by memory traffic over the n x n matrices, so the gain is modest (about 10 % on VGG-16's
 13 layers); the formulation below keeps the traffic to a few passes per iteration.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,11 @@ def _joint_p(d2: torch.Tensor, perplexity: float, tol: float = 1e-5, steps: int 
         up = diff > 0  # entropy too high: increase beta
         lo = torch.where(up, beta, lo)
         hi = torch.where(up, hi, beta)
-        beta = torch.where(up, torch.where(torch.isinf(hi), beta * 2, (beta + hi) / 2),
-                           torch.where(torch.isinf(lo), beta / 2, (beta + lo) / 2))
+        beta = torch.where(
+            up,
+            torch.where(torch.isinf(hi), beta * 2, (beta + hi) / 2),
+            torch.where(torch.isinf(lo), beta / 2, (beta + lo) / 2),
+        )
     p = p / sp
     p = p + p.T
     return (p / p.sum()).clamp_min(1e-12)
@@ -66,7 +70,8 @@ def tsne_exact_many(xs, perplexities=None, on_done=None, **kwargs) -> list[np.nd
     """2-D t-SNE embeddings of several point sets (one per layer), computed side by side.
 
     Each set is zero-padded to a multiple of ``BUCKET`` points, and sets of the same padded size run as
-    one batch: the twenty-odd ops of an iteration are paid once per batch instead of once per layer. A set's embedding depends on the set alone, not on the others in its batch
+    one batch: the twenty-odd ops of an iteration are paid once per batch instead of once per layer. A set's
+    embedding depends on the set alone, not on the others in its batch
     (tested bit for bit): a layer built on its own equals the same layer built with all the others.
     ``on_done(i, y)`` is called as the embedding ``y`` of set ``i`` is ready.
     """
@@ -89,7 +94,7 @@ def tsne_exact_many(xs, perplexities=None, on_done=None, **kwargs) -> list[np.nd
         for m, members in sorted(groups.items()):
             per_batch = max(1, BATCH_ELEMENTS // (m * m))
             for s in range(0, len(members), per_batch):
-                chunk = members[s:s + per_batch]
+                chunk = members[s : s + per_batch]
                 for i, y in zip(chunk, _optimise([prepared[i] for i in chunk], m, **kwargs)):
                     out[i] = y
                     if on_done:
@@ -112,8 +117,14 @@ def _prepare(x: torch.Tensor, perplexity: float) -> tuple[torch.Tensor, torch.Te
     return p, y / (std if std > 0 else 1.0) * 1e-4
 
 
-def _optimise(sets, m: int, max_iter: int = 1000, early_exaggeration: float = 12.0,
-              n_iter_without_progress: int = 300, min_grad_norm: float = 1e-7) -> list[np.ndarray]:
+def _optimise(
+    sets,
+    m: int,
+    max_iter: int = 1000,
+    early_exaggeration: float = 12.0,
+    n_iter_without_progress: int = 300,
+    min_grad_norm: float = 1e-7,
+) -> list[np.ndarray]:
     """Gradient descent for L point sets padded to m points, as one batch (see the module's docstring).
 
     Points are kept as columns of ``a = [y0; y1; 1; s]`` (L, 4, m), with s = |y|^2, and
@@ -128,10 +139,10 @@ def _optimise(sets, m: int, max_iter: int = 1000, early_exaggeration: float = 12
     a = torch.ones(L, 4, m)
     b = torch.ones(L, 4, m)
     a[:, :2] = 0.0
-    for l, ((p, y), n) in enumerate(zip(sets, ns)):
-        P[l, :n, :n] = p
-        mask[l, :n, :n] = 1.0
-        a[l, :2, :n] = y.T
+    for si, ((p, y), n) in enumerate(zip(sets, ns)):
+        P[si, :n, :n] = p
+        mask[si, :n, :n] = 1.0
+        a[si, :2, :n] = y.T
     mask.diagonal(dim1=1, dim2=2).zero_()
     plogp = torch.xlogy(P, P).sum((1, 2))  # for the KL divergence checks
     yt, s = a[:, :2], a[:, 3]
@@ -168,16 +179,16 @@ def _optimise(sets, m: int, max_iter: int = 1000, early_exaggeration: float = 12
         yt.add_(update)
         if check:
             grad_norm = 4.0 * torch.linalg.vector_norm(g, dim=(1, 2)).numpy()
-            for l in range(L):
-                if frozen[l] is not None:
+            for si in range(L):
+                if frozen[si] is not None:
                     continue
                 stalled = False
-                if kl[l] < best_err[l]:
-                    best_err[l], best_iter[l] = kl[l], it
+                if kl[si] < best_err[si]:
+                    best_err[si], best_iter[si] = kl[si], it
                 else:
-                    stalled = it - best_iter[l] > n_iter_without_progress
-                if stalled or grad_norm[l] < min_grad_norm:
-                    frozen[l] = yt[l, :, :ns[l]].clone()
+                    stalled = it - best_iter[si] > n_iter_without_progress
+                if stalled or grad_norm[si] < min_grad_norm:
+                    frozen[si] = yt[si, :, : ns[si]].clone()
             if all(f is not None for f in frozen):
                 break
-    return [(frozen[l] if frozen[l] is not None else yt[l, :, :ns[l]]).T.double().numpy() for l in range(L)]
+    return [(frozen[si] if frozen[si] is not None else yt[si, :, : ns[si]]).T.double().numpy() for si in range(L)]

@@ -19,6 +19,7 @@ sorted by height), so scipy's ``fcluster`` and our ``assign`` cut it as they cut
 
 Pure torch; no files, no printing.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -143,15 +144,16 @@ def _linkage_from_slots(rec: np.ndarray, counts: np.ndarray) -> list[np.ndarray]
             out.append(np.zeros((0, 4)))
             continue
         z = np.empty((c - 1, 4))
-        z[:, 0], z[:, 1] = left[r, :c - 1], right[r, :c - 1]
-        z[:, 2] = np.sqrt(np.maximum(rec[r, :c - 1, 2], 0.0))
-        z[:, 3] = rec[r, :c - 1, 3]
+        z[:, 0], z[:, 1] = left[r, : c - 1], right[r, : c - 1]
+        z[:, 2] = np.sqrt(np.maximum(rec[r, : c - 1, 2], 0.0))
+        z[:, 3] = rec[r, : c - 1, 3]
         out.append(_sorted(z, c))
     return out
 
 
-def ward_linkage_groups(d2s: list[torch.Tensor], counts: list,
-                        dtype: torch.dtype | None = None) -> list[list[np.ndarray]]:
+def ward_linkage_groups(
+    d2s: list[torch.Tensor], counts: list, dtype: torch.dtype | None = None
+) -> list[list[np.ndarray]]:
     """Ward linkage of several groups of problems (e.g. the images of a batch, one group per layer),
     ``d2s[g]`` (P_g, N_g, N_g) with ``counts[g]`` (P_g,), as :func:`ward_linkage_batched` of each.
 

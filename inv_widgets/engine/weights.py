@@ -1,5 +1,6 @@
 """Per-channel weights: guided gradients (the paper's alpha_k) or gradient x activation (a first-order Taylor
 estimate of what zeroing a channel costs), the keep filter, plain Grad-CAM."""
+
 from __future__ import annotations
 
 import torch
@@ -7,8 +8,19 @@ import torch.nn.functional as F
 
 from .runtime import parallel_map
 
-__all__ = ["guided_alpha", "taylor_alpha", "channel_statistics", "guided_weights", "to_percent", "keep_channels",
-           "gradcam_lowres", "KEEP_FACTOR", "WEIGHTINGS", "check_weighting", "layer_percent"]
+__all__ = [
+    "guided_alpha",
+    "taylor_alpha",
+    "channel_statistics",
+    "guided_weights",
+    "to_percent",
+    "keep_channels",
+    "gradcam_lowres",
+    "KEEP_FACTOR",
+    "WEIGHTINGS",
+    "check_weighting",
+    "layer_percent",
+]
 
 #: Maps whose share is below KEEP_FACTOR / N percent are dropped (0.175 % at 512 maps, as published).
 KEEP_FACTOR = 89.6
@@ -44,15 +56,23 @@ def channel_statistics(acts: torch.Tensor, grads: torch.Tensor, weighting: str |
     per_image = max(1, min(c, -(-_PIECES // b), -(-acts[0].numel() // _PIECE_MIN)))  # blocks of channels per image
     step = -(-c // per_image)
     pieces = [(i, s) for i in range(b) for s in range(0, c, step)]
-    got = parallel_map(lambda p: _statistics(acts[p[0]:p[0] + 1, p[1]:p[1] + step].float(),
-                                             grads[p[0]:p[0] + 1, p[1]:p[1] + step].float(), weighting, cpu=True),
-                       pieces)
+    got = parallel_map(
+        lambda p: _statistics(
+            acts[p[0] : p[0] + 1, p[1] : p[1] + step].float(),
+            grads[p[0] : p[0] + 1, p[1] : p[1] + step].float(),
+            weighting,
+            cpu=True,
+        ),
+        pieces,
+    )
 
     def joined(k):
         if got[0][k] is None:
             return None
-        rows = [torch.cat([g[k] for g in got[i * per_image:(i + 1) * per_image]], 1) if per_image > 1
-                else got[i][k] for i in range(b)]
+        rows = [
+            torch.cat([g[k] for g in got[i * per_image : (i + 1) * per_image]], 1) if per_image > 1 else got[i][k]
+            for i in range(b)
+        ]
         return rows[0] if b == 1 else torch.cat(rows)
 
     return joined(0), joined(1), joined(2)
@@ -97,8 +117,10 @@ WEIGHTINGS = ("guided", "taylor")
 def check_weighting(weighting) -> str:
     """``weighting`` if it is one of :data:`WEIGHTINGS`, else a ValueError naming the choices."""
     if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting {weighting!r} is unknown; use one of {list(WEIGHTINGS)} (\"guided\": the paper's "
-                         "guided gradients, \"taylor\": gradient x activation)")
+        raise ValueError(
+            f'weighting {weighting!r} is unknown; use one of {list(WEIGHTINGS)} ("guided": the paper\'s '
+            'guided gradients, "taylor": gradient x activation)'
+        )
     return weighting
 
 
@@ -113,7 +135,9 @@ def layer_percent(captured, name: str, weighting: str = "guided") -> torch.Tenso
 def to_percent(alpha: torch.Tensor) -> torch.Tensor:
     """Per-channel weights (B, C) as percentages of the layer total (all zeros when the total is not positive)."""
     total = alpha.sum(dim=1, keepdim=True)
-    return torch.where(total > 0, 100.0 * alpha / total.clamp_min(torch.finfo(alpha.dtype).tiny), torch.zeros_like(alpha))
+    return torch.where(
+        total > 0, 100.0 * alpha / total.clamp_min(torch.finfo(alpha.dtype).tiny), torch.zeros_like(alpha)
+    )
 
 
 def guided_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -127,8 +151,9 @@ def keep_channels(percent: torch.Tensor, factor: float = KEEP_FACTOR) -> torch.T
     return torch.nonzero((percent >= factor / n) & (percent > 0)).reshape(-1)
 
 
-def gradcam_lowres(acts: torch.Tensor, grads: torch.Tensor | None = None, *,
-                   grad_mean: torch.Tensor | None = None) -> torch.Tensor:
+def gradcam_lowres(
+    acts: torch.Tensor, grads: torch.Tensor | None = None, *, grad_mean: torch.Tensor | None = None
+) -> torch.Tensor:
     """Plain Grad-CAM at feature resolution: ReLU(sum_k mean_ij(G_k) A_k), (B, h, w), not normalised.
 
     Pass the gradients, or only their spatial means ``grad_mean`` (B, C).

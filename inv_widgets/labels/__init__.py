@@ -18,12 +18,12 @@ from .pool import Pool, PoolItem, PoolSpec
 from .protocols import GameStore, LabelSource
 from .queue import ParticipantQueue
 from .rules import (
-    AlreadyAnswered,
     MAX_LABEL_CHARS,
     MAX_LABELS,
     MAX_NAME_CHARS,
     MAX_STEP,
     OUTCOMES,
+    AlreadyAnswered,
     RuleError,
     points_for,
     streaks,

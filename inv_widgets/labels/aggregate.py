@@ -28,7 +28,8 @@
 
    ``scope`` says what a group is: ``"class"``, every label given under one guessed class (step 2);
    ``"map"``, the labels of one cluster map under one guessed class (a path that scales: the cost grows
-   with the labels of a map, not with the square of the distinct labels of a class); ``"auto"`` (default), ``"class"`` while no class has more than ``max_group`` distinct labels,
+   with the labels of a map, not with the square of the distinct labels of a class); ``"auto"`` (default),
+   ``"class"`` while no class has more than ``max_group`` distinct labels,
    else ``"map"``. ``df.attrs["scope"]`` says which ran.
 6. **Representative label.** Candidates are the words of the cluster's labels, lemmatised
    (:func:`~inv_widgets.labels.text.lemmatize`). The representative is the candidate with the highest
@@ -61,12 +62,15 @@ import math
 import operator
 import re
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..engine.keys import MapKey, _members_tuple
+from .clustering import _cluster_labels, _Cuts  # noqa: F401 (tests reach them here)
+
 # the embedding names stay importable from here (benchmarks and older code use aggregate._Embedder, ...)
 from .embed import (  # noqa: F401
     DEFAULT_MODEL,
@@ -78,7 +82,6 @@ from .embed import (  # noqa: F401
     _unit,
     clear_embedding_cache,
 )
-from .clustering import _Cuts, _cluster_labels  # noqa: F401 (tests reach them here)
 from .rules import MAX_STEP, OUTCOMES
 from .text import clean_label, lemmatize
 
@@ -95,22 +98,42 @@ __all__ = [
 WRONG_DIVISOR = 4.0
 RESIGN_STEP = MAX_STEP  # a resign counts as the last reveal step
 RESULT_COLUMNS = [
-    "model", "image_id", "target", "layer", "members", "label", "score", "frequency",
-    "mean_step", "n_wrong", "rank", "n_maps",
+    "model",
+    "image_id",
+    "target",
+    "layer",
+    "members",
+    "label",
+    "score",
+    "frequency",
+    "mean_step",
+    "n_wrong",
+    "rank",
+    "n_maps",
 ]
-_REQUIRED = ["model", "image_id", "target", "layer", "members", "text", "outcome", "reveal_step",
-             "class_guessed", "true_class"]
+_REQUIRED = [
+    "model",
+    "image_id",
+    "target",
+    "layer",
+    "members",
+    "text",
+    "outcome",
+    "reveal_step",
+    "class_guessed",
+    "true_class",
+]
 _MAP_COLS = ["model", "image_id", "target", "layer", "members"]
 
 
 def label_score(steps: Iterable[int], right: Iterable[bool]) -> float:
     """Score of one label on one map from its instances: sum of (1 - 0.1 s) x (1 or 1/4)."""
-    return float(sum((1.0 - 0.1 * s) * (1.0 if r else 1.0 / WRONG_DIVISOR)
-                     for s, r in zip(steps, right)))
+    return float(sum((1.0 - 0.1 * s) * (1.0 if r else 1.0 / WRONG_DIVISOR) for s, r in zip(steps, right)))
 
 
-def _representative(labels: list[str], counts: list[int], vectors: Mapping[str, np.ndarray],
-                    lemma_of: Mapping[str, str] | None = None) -> str:
+def _representative(
+    labels: list[str], counts: list[int], vectors: Mapping[str, np.ndarray], lemma_of: Mapping[str, str] | None = None
+) -> str:
     """The lemmatised word with the highest count-weighted summed similarity to the labels (``lemma_of``: each
     word's lemma, worked out once for the whole aggregation)."""
     lemma = lemma_of.__getitem__ if lemma_of is not None else lemmatize
@@ -134,17 +157,13 @@ def _as_frame(data: Any) -> pd.DataFrame:
     elif callable(getattr(data, "labels", None)):  # a LabelStore, or any source of the same table
         df = data.labels()
         if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"{type(data).__name__}.labels() must return a pandas DataFrame, "
-                            f"got {type(df).__name__}")
+            raise TypeError(f"{type(data).__name__}.labels() must return a pandas DataFrame, got {type(df).__name__}")
     else:
-        raise TypeError(
-            f"expected a LabelStore or a pandas DataFrame of labels, got {type(data).__name__}"
-        )
+        raise TypeError(f"expected a LabelStore or a pandas DataFrame of labels, got {type(data).__name__}")
     missing = [c for c in _REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(
-            f"the labels table lacks the columns {missing}; it needs {_REQUIRED} "
-            "(LabelStore.labels() has them)"
+            f"the labels table lacks the columns {missing}; it needs {_REQUIRED} (LabelStore.labels() has them)"
         )
     df = df[_REQUIRED].reset_index(drop=True)  # a caller's index may repeat labels: positions from here on
     df["image_id"] = df["image_id"].map(_image_id_text)
@@ -176,10 +195,28 @@ def _class_name(value: Any, class_names: Sequence[str] | None) -> str | None:
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-        RESULT_COLUMNS,
-        [object, object, "int64", object, object, object, "float64", "int64", "float64", "int64",
-         "int64", "int64"])})
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype=t)
+            for c, t in zip(
+                RESULT_COLUMNS,
+                [
+                    object,
+                    object,
+                    "int64",
+                    object,
+                    object,
+                    object,
+                    "float64",
+                    "int64",
+                    "float64",
+                    "int64",
+                    "int64",
+                    "int64",
+                ],
+            )
+        }
+    )
 
 
 def aggregate_labels(
@@ -249,8 +286,7 @@ def aggregate_labels(
     guessed = [_class_name(v, class_names) for v in df["class_guessed"]]
     true = [_class_name(v, class_names) for v in df["true_class"]]
     # group: the guessed class; a resign (no guess) joins its true class
-    df["guess"] = [t if o == "resign" or g is None else g
-                   for g, t, o in zip(guessed, true, df["outcome"])]
+    df["guess"] = [t if o == "resign" or g is None else g for g, t, o in zip(guessed, true, df["outcome"])]
     names = sorted(set(class_names or ()) | {n for n in guessed + true if n})
     cleaned_of = {t: clean_label(t, names) for t in dict.fromkeys(df["text"].astype(str))}
     df["clean"] = df["text"].astype(str).map(cleaned_of)
@@ -265,7 +301,7 @@ def aggregate_labels(
     embedding, used_scope = "none", scope
     if len(df):
         embedder = _Embedder(model)  # loaded only when there is something to embed
-        embedding = (f"{embedder.kind}:{embedder.name}" if embedder.kind != "tfidf" else "tfidf")
+        embedding = f"{embedder.kind}:{embedder.name}" if embedder.kind != "tfidf" else "tfidf"
         # Embed every distinct label and every candidate word in one batch.
         texts = list(dict.fromkeys(df["clean"]))
         # each distinct word's lemma once (lemmatize's own cache is smaller than a crowd's vocabulary)
@@ -284,8 +320,7 @@ def aggregate_labels(
             texts_here = clean[rows]
             counts = Counter(texts_here)
             distinct = list(counts)
-            ids = _cluster_labels(np.stack([vectors[t] for t in distinct]),
-                                  float(distance_threshold), int(max_k))
+            ids = _cluster_labels(np.stack([vectors[t] for t in distinct]), float(distance_threshold), int(max_k))
             rep_of: dict[str, str] = {}
             for cid in np.unique(ids):
                 members = [distinct[i] for i in np.flatnonzero(ids == cid)]
@@ -298,8 +333,12 @@ def aggregate_labels(
         agg = (
             df.assign(wrong=~df["right"])
             .groupby(_MAP_COLS + ["label"], sort=False)
-            .agg(score=("factor", "sum"), frequency=("factor", "size"),
-                 mean_step=("step", "mean"), n_wrong=("wrong", "sum"))
+            .agg(
+                score=("factor", "sum"),
+                frequency=("factor", "size"),
+                mean_step=("step", "mean"),
+                n_wrong=("wrong", "sum"),
+            )
             .reset_index()
         )
         agg = agg[agg["frequency"] >= int(min_labels)]
@@ -314,13 +353,22 @@ def aggregate_labels(
 def _ranked(agg: pd.DataFrame) -> pd.DataFrame:
     agg = agg.sort_values(
         _MAP_COLS + ["score", "frequency", "label"],
-        ascending=[True] * len(_MAP_COLS) + [False, False, True], kind="stable",
+        ascending=[True] * len(_MAP_COLS) + [False, False, True],
+        kind="stable",
     )
     agg["rank"] = agg.groupby(_MAP_COLS, sort=False).cumcount() + 1
     agg = agg[RESULT_COLUMNS].reset_index(drop=True)
-    return agg.astype({"target": "int64", "frequency": "int64", "n_wrong": "int64",
-                       "rank": "int64", "n_maps": "int64", "score": "float64",
-                       "mean_step": "float64"})
+    return agg.astype(
+        {
+            "target": "int64",
+            "frequency": "int64",
+            "n_wrong": "int64",
+            "rank": "int64",
+            "n_maps": "int64",
+            "score": "float64",
+            "mean_step": "float64",
+        }
+    )
 
 
 def _progress(items, progress: bool, desc: str):
@@ -335,12 +383,11 @@ def _progress(items, progress: bool, desc: str):
 
 def _merge(agg: pd.DataFrame, weights: Mapping[MapKey, float] | None) -> pd.DataFrame:
     rows = []
-    for (model, image_id, target, layer), g in agg.groupby(["model", "image_id", "target", "layer"],
-                                                          sort=False):
+    for (model, image_id, target, layer), g in agg.groupby(["model", "image_id", "target", "layer"], sort=False):
         maps = list(dict.fromkeys(g["members"]))
         parent = {m: m for m in maps}
 
-        def find(m):
+        def find(m, parent=parent):
             while parent[m] != m:
                 parent[m] = parent[parent[m]]
                 m = parent[m]
@@ -375,12 +422,21 @@ def _merge(agg: pd.DataFrame, weights: Mapping[MapKey, float] | None) -> pd.Data
             for label, lg in sub.groupby("label", sort=False):
                 wsum = sum(w[m] * s for m, s in zip(lg["members"], lg["score"]))
                 freq = int(lg["frequency"].sum())
-                rows.append({
-                    "model": model, "image_id": image_id, "target": target, "layer": layer,
-                    "members": union, "label": label, "score": wsum / total, "frequency": freq,
-                    "mean_step": float((lg["mean_step"] * lg["frequency"]).sum() / freq),
-                    "n_wrong": int(lg["n_wrong"].sum()), "n_maps": len(group),
-                })
+                rows.append(
+                    {
+                        "model": model,
+                        "image_id": image_id,
+                        "target": target,
+                        "layer": layer,
+                        "members": union,
+                        "label": label,
+                        "score": wsum / total,
+                        "frequency": freq,
+                        "mean_step": float((lg["mean_step"] * lg["frequency"]).sum() / freq),
+                        "n_wrong": int(lg["n_wrong"].sum()),
+                        "n_maps": len(group),
+                    }
+                )
     return pd.DataFrame(rows, columns=[c for c in RESULT_COLUMNS if c != "rank"])
 
 
@@ -392,8 +448,12 @@ def top_labels(df: pd.DataFrame, key: MapKey, n: int = 3) -> list[tuple[str, flo
     key = key if isinstance(key, MapKey) else MapKey(*key)
     if df.empty:
         return []
-    same = df[(df["model"] == key.model) & (df["image_id"].astype(str) == key.image_id)
-              & (df["target"] == key.target) & (df["layer"] == key.layer)]
+    same = df[
+        (df["model"] == key.model)
+        & (df["image_id"].astype(str) == key.image_id)
+        & (df["target"] == key.target)
+        & (df["layer"] == key.layer)
+    ]
     rows = same[same["members"] == key.members_text]
     if rows.empty and len(same):
         wanted = set(key.members)

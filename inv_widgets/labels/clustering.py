@@ -1,12 +1,11 @@
 """Clustering of labels (step 5 of :mod:`~inv_widgets.labels.aggregate`): unit-norm embeddings, cosine distance,
 complete linkage, the number of clusters by silhouette, scipy's kernels called without their per-call checks."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from ..engine.numeric import silhouette
-
-
 
 try:  # the kernels scipy's linkage(method="complete") and fcluster run, called without their checks and dispatch
     from scipy.cluster import _hierarchy as _scipy_hierarchy
@@ -45,7 +44,7 @@ def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> n
     if z[-1, 2] <= distance_threshold:
         return np.zeros(n, dtype=int)
     cuts = _Cuts(z)
-    best_k, best_s, best = None, -np.inf, None
+    best_s, best = -np.inf, None
     seen = set()
     for k in _candidate_ks(n, max_k):
         labels = cuts.maxclust(k)
@@ -55,7 +54,7 @@ def _cluster_labels(emb: np.ndarray, distance_threshold: float, max_k: int) -> n
         seen.add(got)
         s = silhouette(dist, labels)
         if s > best_s + 1e-12:
-            best_k, best_s, best = got, s, labels
+            best_s, best = s, labels
     if best is None:
         # No k splits the labels (e.g. a few labels all equally far apart): keep apart what is
         # farther than the threshold instead of forcing unrelated labels together.

@@ -13,6 +13,7 @@ result is deterministic (PCA and frequency weights, no sampling) and small: 128 
 3.8 MB with the tokenizer. ``benchmarks/bench_labels.py --pairs`` and ``python -m inv_widgets.eval labels``
 measure what it changes against MiniLM.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,11 @@ def distill_static_model(out: Path = SHIPPED, dims: int = 128, quantize: str = "
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m inv_widgets.labels.distill", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m inv_widgets.labels.distill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--out", type=Path, default=SHIPPED)
     ap.add_argument("--dims", type=int, default=128, help="PCA dimensions kept")
     ap.add_argument("--quantize", default="int8", help="int8, float16 or float32")

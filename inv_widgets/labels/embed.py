@@ -22,10 +22,11 @@ import json
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,12 @@ def _is_static_folder(path: Path) -> bool:
 
 
 def _looks_like_path(name: str) -> bool:
-    return (name.startswith(("/", ".", "~", "\\")) or name.count("/") > 1 or "\\" in name
-            or (len(name) > 1 and name[1] == ":"))
+    return (
+        name.startswith(("/", ".", "~", "\\"))
+        or name.count("/") > 1
+        or "\\" in name
+        or (len(name) > 1 and name[1] == ":")
+    )
 
 
 @contextmanager
@@ -115,8 +120,10 @@ def _resolve_sentence_model(model: str) -> tuple[str, bool]:
     """(name or folder, is_local) for a model argument; raises with the reason when unusable."""
     if model.lower() == STATIC_MODEL:
         if not _is_static_folder(_STATIC_PATH):
-            raise RuntimeError(f"the static model's files are missing from {_STATIC_PATH}; reinstall inv-widgets "
-                               "or make them with python -m inv_widgets.labels.distill")
+            raise RuntimeError(
+                f"the static model's files are missing from {_STATIC_PATH}; reinstall inv-widgets "
+                "or make them with python -m inv_widgets.labels.distill"
+            )
         try:
             import model2vec  # noqa: F401
         except ImportError:
@@ -186,10 +193,12 @@ class _Embedder:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if not _is_default_name(model):
                 # the caller chose this model: another embedding would silently change the results
-                message = (f"could not load the Sentence-BERT model {model!r} ({reason}). Fix: pip install "
-                           "'inv-widgets[labels]' (sentence-transformers), check the name or folder (a name "
-                           "other than the default may need a download), or pass model='minilm-static' or "
-                           "model='all-MiniLM-L6-v2' (both offline) or model='tfidf'.")
+                message = (
+                    f"could not load the Sentence-BERT model {model!r} ({reason}). Fix: pip install "
+                    "'inv-widgets[labels]' (sentence-transformers), check the name or folder (a name "
+                    "other than the default may need a download), or pass model='minilm-static' or "
+                    "model='all-MiniLM-L6-v2' (both offline) or model='tfidf'."
+                )
                 raise (ImportError if isinstance(exc, ImportError) else RuntimeError)(message) from exc
             warnings.warn(
                 f"could not load the Sentence-BERT model {model!r} ({reason}); falling back to "
@@ -218,12 +227,18 @@ class _Embedder:
             if len(cache) + len(missing) > _EMBED_CACHE_MAX:
                 cache.clear()
             if self.static:  # a table lookup per token: one process, no threads needed
-                vecs = self._st.encode(missing, batch_size=4096, use_multiprocessing=False,
-                                       show_progress_bar=bool(progress) and len(missing) > 50_000)
+                vecs = self._st.encode(
+                    missing,
+                    batch_size=4096,
+                    use_multiprocessing=False,
+                    show_progress_bar=bool(progress) and len(missing) > 50_000,
+                )
             else:
                 with limited_threads(4):
                     vecs = self._st.encode(
-                        missing, batch_size=128, show_progress_bar=bool(progress) and len(missing) > 256,
+                        missing,
+                        batch_size=128,
+                        show_progress_bar=bool(progress) and len(missing) > 256,
                         convert_to_numpy=True,
                     )
             vecs = _unit(np.asarray(vecs, dtype=np.float32))

@@ -11,10 +11,12 @@ none of the asked maps has a label, nothing is aggregated, so Sentence-BERT is n
 The index needs only what :class:`~inv_widgets.labels.protocols.LabelSource` names (``labels()``,
 ``label_counts(keys)``, ``change_stamp()``); it does not import the store.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -51,8 +53,9 @@ class AggregateCache:
             self._held = None
 
 
-def top_labels_of(source: LabelSource, keys: Iterable[Any], n: int, cache: AggregateCache,
-                  **options: Any) -> list[list[tuple[str, float]]]:
+def top_labels_of(
+    source: LabelSource, keys: Iterable[Any], n: int, cache: AggregateCache, **options: Any
+) -> list[list[tuple[str, float]]]:
     """The ``n`` best ``(label, score)`` of each map in ``keys`` ([] for a map without labels)."""
     keys = [as_key(k) for k in keys]
     if not any(source.label_counts(keys).values()):  # nothing to aggregate: don't load Sentence-BERT
@@ -77,8 +80,10 @@ class LabelIndex:
 
     def __init__(self, source: LabelSource, n: int = 3, *, cache: AggregateCache | None = None, **options: Any):
         if not isinstance(source, LabelSource):
-            raise TypeError(f"a LabelIndex reads a label store (labels(), label_counts(keys), change_stamp()); "
-                            f"got {type(source).__name__}. Pass inv.LabelStore(path).")
+            raise TypeError(
+                f"a LabelIndex reads a label store (labels(), label_counts(keys), change_stamp()); "
+                f"got {type(source).__name__}. Pass inv.LabelStore(path)."
+            )
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int (labels per map), got {n!r}")
         self.source = source
@@ -92,8 +97,9 @@ class LabelIndex:
 
     def top(self, keys: Iterable[Any], n: int | None = None, **options: Any) -> list[list[tuple[str, float]]]:
         """The ``n`` best ``(label, score)`` of each map in ``keys``, best first."""
-        return top_labels_of(self.source, keys, self.n if n is None else int(n), self._cache,
-                             **{**self.options, **options})
+        return top_labels_of(
+            self.source, keys, self.n if n is None else int(n), self._cache, **{**self.options, **options}
+        )
 
     def __call__(self, keys: Sequence[Any]) -> list[list[tuple[str, float]]]:
         """The Explorer's labels provider: ``index(keys) -> [[(label, score), ...] per key]``."""

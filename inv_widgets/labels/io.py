@@ -24,6 +24,7 @@ removes it again, so round trips stay exact. A CSV saved by a spreadsheet with a
 This module does not import the store; it uses the store's ``export_rows()``, ``schema_version`` and
 ``record_answers()``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,15 +37,41 @@ from typing import Any
 from ..files import atomic_write
 from . import rules
 
-__all__ = ["EXPORT_FORMAT", "CSV_COLUMNS", "write_csv", "write_json", "read_export", "read_answers",
-           "import_file", "atomic_write", "check_suffix", "csv_cell", "from_csv_cell"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "CSV_COLUMNS",
+    "write_csv",
+    "write_json",
+    "read_export",
+    "read_answers",
+    "import_file",
+    "atomic_write",
+    "check_suffix",
+    "csv_cell",
+    "from_csv_cell",
+]
 
 EXPORT_FORMAT = "inv-widgets-labels"
 #: the columns of an export written before answers had an identity and a weight (schema 1): still imported
 CSV_COLUMNS_V1 = [
-    "record", "participant", "participant_created", "model", "image_id", "target", "layer",
-    "members", "class_guessed", "true_class", "outcome", "reveal_step", "started_at",
-    "answered_at", "duration_s", "label_1", "label_2", "label_3",
+    "record",
+    "participant",
+    "participant_created",
+    "model",
+    "image_id",
+    "target",
+    "layer",
+    "members",
+    "class_guessed",
+    "true_class",
+    "outcome",
+    "reveal_step",
+    "started_at",
+    "answered_at",
+    "duration_s",
+    "label_1",
+    "label_2",
+    "label_3",
 ]
 CSV_COLUMNS = CSV_COLUMNS_V1 + ["answer_id", "weight", "labels_pending"]
 #: exports nest objects four levels deep; a JSON file nested deeper than this is not one
@@ -98,13 +125,34 @@ def write_csv(store, path: Any) -> Path:
             w.writerow([csv_cell(x) for x in ["participant", name, c] + [""] * (len(CSV_COLUMNS) - 3)])
         for g in games:
             labels = g["labels"] + [""] * (rules.MAX_LABELS - len(g["labels"]))
-            w.writerow([csv_cell(x) for x in
-                        ["game", g["participant"], created[g["participant"]], g["model"], g["image_id"],
-                         g["target"], g["layer"], g["members"], g["class_guessed"] or "",
-                         g["true_class"], g["outcome"], g["reveal_step"], g["started_at"] or "",
-                         g["answered_at"], "" if g["duration_s"] is None else repr(g["duration_s"])]
-                        + labels + [g.get("answer_id") or "", "" if g.get("weight") is None else repr(g["weight"]),
-                                    "1" if g.get("labels_pending") else ""]])
+            w.writerow(
+                [
+                    csv_cell(x)
+                    for x in [
+                        "game",
+                        g["participant"],
+                        created[g["participant"]],
+                        g["model"],
+                        g["image_id"],
+                        g["target"],
+                        g["layer"],
+                        g["members"],
+                        g["class_guessed"] or "",
+                        g["true_class"],
+                        g["outcome"],
+                        g["reveal_step"],
+                        g["started_at"] or "",
+                        g["answered_at"],
+                        "" if g["duration_s"] is None else repr(g["duration_s"]),
+                    ]
+                    + labels
+                    + [
+                        g.get("answer_id") or "",
+                        "" if g.get("weight") is None else repr(g["weight"]),
+                        "1" if g.get("labels_pending") else "",
+                    ]
+                ]
+            )
 
     return atomic_write(path, write, newline="")
 
@@ -116,9 +164,11 @@ def _not_utf8(path: Path, exc: UnicodeDecodeError) -> ValueError:
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as bad:
-                return ValueError(f"{path.name}: line {n} is not UTF-8 text (byte 0x{line[bad.start]:02x} at "
-                                  f"column {bad.start + 1}); save the file as UTF-8 (spreadsheets: CSV UTF-8) and "
-                                  "import it again")
+                return ValueError(
+                    f"{path.name}: line {n} is not UTF-8 text (byte 0x{line[bad.start]:02x} at "
+                    f"column {bad.start + 1}); save the file as UTF-8 (spreadsheets: CSV UTF-8) and "
+                    "import it again"
+                )
     return ValueError(f"{path.name} is not UTF-8 text ({exc}); save it as UTF-8 and import it again")
 
 
@@ -155,17 +205,23 @@ def _read_json(path: Path) -> tuple[list[tuple[str, str | None]], list[dict[str,
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path.name}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); "
-                         "import a file written by to_json") from None
+        raise ValueError(
+            f"{path.name}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); "
+            "import a file written by to_json"
+        ) from None
     except RecursionError:
         where = _too_deep(text, MAX_JSON_DEPTH)
         line = f"line {where[0]}: " if where else ""
-        raise ValueError(f"{path.name}: {line}JSON nested more than {MAX_JSON_DEPTH} levels deep, which no label "
-                         "export is; import a file written by to_json") from None
+        raise ValueError(
+            f"{path.name}: {line}JSON nested more than {MAX_JSON_DEPTH} levels deep, which no label "
+            "export is; import a file written by to_json"
+        ) from None
     where = _too_deep(text) if len(text) < 64 << 20 else None
     if where is not None:
-        raise ValueError(f"{path.name}: line {where[0]}: JSON nested more than {MAX_JSON_DEPTH} levels deep, which "
-                         "no label export is; import a file written by to_json")
+        raise ValueError(
+            f"{path.name}: line {where[0]}: JSON nested more than {MAX_JSON_DEPTH} levels deep, which "
+            "no label export is; import a file written by to_json"
+        )
     if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
         raise ValueError(f"{path.name} is not an inv-widgets label export (format field missing)")
     people = []
@@ -203,9 +259,11 @@ def _read_csv(path: Path) -> tuple[list[tuple[str, str | None]], list[dict[str, 
     except csv.Error as exc:
         n = max(1, reader.line_num) if reader is not None else 1  # the line being read
         if "field larger than field limit" in str(exc):
-            raise ValueError(f"{path.name}: line {n}: a cell is longer than {csv.field_size_limit():,} characters, "
-                             f"which no label export has (a label is at most {rules.MAX_LABEL_CHARS}); is it the "
-                             "right file?") from None
+            raise ValueError(
+                f"{path.name}: line {n}: a cell is longer than {csv.field_size_limit():,} characters, "
+                f"which no label export has (a label is at most {rules.MAX_LABEL_CHARS}); is it the "
+                "right file?"
+            ) from None
         raise ValueError(f"{path.name}: line {n}: not readable as CSV ({exc})") from None
 
 
@@ -213,8 +271,7 @@ def _csv_rows(path: Path, reader) -> tuple[list[tuple[str, str | None]], list[di
     header = next(reader, None)
     if header not in (CSV_COLUMNS, CSV_COLUMNS_V1):
         raise ValueError(
-            f"{path.name}: line 1: not an inv-widgets label export: expected the columns "
-            f"{', '.join(CSV_COLUMNS)}"
+            f"{path.name}: line 1: not an inv-widgets label export: expected the columns {', '.join(CSV_COLUMNS)}"
         )
     columns = header
     people: dict[str, str | None] = {}
@@ -278,8 +335,8 @@ def _int(value: Any, what: str) -> Any:
     """A whole number as read from a file (CSV text "3", JSON 3), checked to fit the store's columns."""
     if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and not -2 ** 31 <= value < 2 ** 31:
-        raise ValueError(f"{what} {value} is too large for a class index (at most {2 ** 31 - 1:,})")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31:
+        raise ValueError(f"{what} {value} is too large for a class index (at most {2**31 - 1:,})")
     return value
 
 
@@ -304,12 +361,23 @@ def read_answers(path: Any, with_places: bool = False):
             pending = g.get("labels_pending", False)
             if not isinstance(pending, bool):
                 raise TypeError(f"labels_pending must be true or false, got {pending!r}")
-            answers.append(rules.validate_answer(
-                g["participant"], (g["model"], g["image_id"], _int(g["target"], "target"), g["layer"], g["members"]),
-                g.get("class_guessed"), g["true_class"], g["outcome"], _step(g["reveal_step"]),
-                [] if labels is None else labels, g.get("started_at"), g["answered_at"],
-                duration_s=g.get("duration_s"), answer_id=g.get("answer_id"), weight=g.get("weight"),
-                labels_pending=pending and not labels))
+            answers.append(
+                rules.validate_answer(
+                    g["participant"],
+                    (g["model"], g["image_id"], _int(g["target"], "target"), g["layer"], g["members"]),
+                    g.get("class_guessed"),
+                    g["true_class"],
+                    g["outcome"],
+                    _step(g["reveal_step"]),
+                    [] if labels is None else labels,
+                    g.get("started_at"),
+                    g["answered_at"],
+                    duration_s=g.get("duration_s"),
+                    answer_id=g.get("answer_id"),
+                    weight=g.get("weight"),
+                    labels_pending=pending and not labels,
+                )
+            )
             places.append(where)
         except KeyError as exc:
             raise ValueError(f"{path.name}: {where} is invalid: the field {exc} is missing") from exc

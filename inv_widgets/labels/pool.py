@@ -17,10 +17,12 @@ a :class:`~inv_widgets.Session`; :meth:`Pool.from_run` takes the same items from
 (:func:`inv_widgets.explain_dataset`): its table of maps, with each map read from disk when it is shown,
 so a pool over tens of thousands of maps holds only their identities, and no model runs.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,9 +51,15 @@ class PoolSpec:
     target: str = "label"
 
     @classmethod
-    def for_source(cls, source: MapSource, images: Iterable[int] | None = None,
-                   layers: Sequence[str] | str | None = None, recipe: str | None = None, k: int | None = None,
-                   target: str | None = None) -> "PoolSpec":
+    def for_source(
+        cls,
+        source: MapSource,
+        images: Iterable[int] | None = None,
+        layers: Sequence[str] | str | None = None,
+        recipe: str | None = None,
+        k: int | None = None,
+        target: str | None = None,
+    ) -> PoolSpec:
         """Check a choice against ``source``: its images (default: every one it can show; a Session takes
         negative indices too), its layers, and the cut (``source.resolve_cut``: a registered recipe, k and target,
         the source's defaults filled in; a stored run refuses any cut but its own)."""
@@ -59,18 +67,31 @@ class PoolSpec:
         image_list = source.check_images(images)
         if not image_list:
             raise ValueError("no images to play: the source has no images (or images=[] was given)")
-        return cls(tuple(image_list), tuple(check_layers(layers, source.layers, owner="the source")), recipe, k,
-                   target)
+        return cls(tuple(image_list), tuple(check_layers(layers, source.layers, owner="the source")), recipe, k, target)
 
     @classmethod
-    def for_session(cls, session, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None,
-                    recipe: str | None = None, k: int | None = None, target: str = "label") -> "PoolSpec":
+    def for_session(
+        cls,
+        session,
+        images: Iterable[int] | None = None,
+        layers: Sequence[str] | str | None = None,
+        recipe: str | None = None,
+        k: int | None = None,
+        target: str = "label",
+    ) -> PoolSpec:
         """:meth:`for_source` of a Session (target "label" by default)."""
         return cls.for_source(session, images, layers, recipe, k, target)
 
     @classmethod
-    def for_run(cls, run, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None,
-                recipe: str | None = None, k: int | None = None, target: str | None = None) -> "PoolSpec":
+    def for_run(
+        cls,
+        run,
+        images: Iterable[int] | None = None,
+        layers: Sequence[str] | str | None = None,
+        recipe: str | None = None,
+        k: int | None = None,
+        target: str | None = None,
+    ) -> PoolSpec:
         """:meth:`for_source` of a stored Run: its finished images, and its own recipe, cut and target."""
         return cls.for_source(run, images, layers, recipe, k, target)
 
@@ -109,8 +130,15 @@ class Pool:
         None``), read when the map is shown; the last ``cache_images`` are kept.
     """
 
-    def __init__(self, items: Iterable[PoolItem], image: Callable[[int], Any], layers: Sequence[str], *,
-                 cache_images: int = 16, lowres: Callable[[PoolItem], Any] | None = None):
+    def __init__(
+        self,
+        items: Iterable[PoolItem],
+        image: Callable[[int], Any],
+        layers: Sequence[str],
+        *,
+        cache_images: int = 16,
+        lowres: Callable[[PoolItem], Any] | None = None,
+    ):
         self._items = sorted(items, key=lambda it: it.order)
         self._by_key: dict[MapKey, PoolItem] = {}
         for it in self._items:
@@ -124,8 +152,14 @@ class Pool:
         self._lowres = LRU(cache_images)
 
     @classmethod
-    def from_source(cls, source: MapSource, spec: PoolSpec | None = None, *,
-                    progress: Callable[[int, int], None] | None = None, **spec_kwargs: Any) -> "Pool":
+    def from_source(
+        cls,
+        source: MapSource,
+        spec: PoolSpec | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        **spec_kwargs: Any,
+    ) -> Pool:
         """Every cluster map of ``spec`` (or of ``PoolSpec.for_source(source, **spec_kwargs)``) from a Session
         (each image explained once, ``progress(done, total)`` after each batch) or a stored Run (no model: each
         map is read from disk when it is shown).
@@ -136,22 +170,40 @@ class Pool:
         spec = spec or PoolSpec.for_source(source, **spec_kwargs)
         position = {i: p for p, i in enumerate(spec.images)}
         depth = {name: d for d, name in enumerate(spec.layers)}
-        items = [PoolItem(key=it.key, image=it.image, target=int(it.key.target), layer=it.layer,
-                          depth=depth[it.layer] + 1, rank=it.rank, weight=it.weight, lowres=it.lowres,
-                          recipe=spec.recipe, k=spec.k,
-                          order=(it.rank, len(spec.layers) - depth[it.layer], position[it.image]))
-                 for it in source.items(spec.images, spec.layers, recipe=spec.recipe, k=spec.k, target=spec.target,
-                                        progress=progress)]
+        items = [
+            PoolItem(
+                key=it.key,
+                image=it.image,
+                target=int(it.key.target),
+                layer=it.layer,
+                depth=depth[it.layer] + 1,
+                rank=it.rank,
+                weight=it.weight,
+                lowres=it.lowres,
+                recipe=spec.recipe,
+                k=spec.k,
+                order=(it.rank, len(spec.layers) - depth[it.layer], position[it.image]),
+            )
+            for it in source.items(
+                spec.images, spec.layers, recipe=spec.recipe, k=spec.k, target=spec.target, progress=progress
+            )
+        ]
         return cls(items, source.image, spec.layers, lowres=lambda item: source.lowres(item.key))
 
     @classmethod
-    def from_session(cls, session, spec: PoolSpec | None = None, *, progress: Callable[[int, int], None] | None = None,
-                     **spec_kwargs: Any) -> "Pool":
+    def from_session(
+        cls,
+        session,
+        spec: PoolSpec | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        **spec_kwargs: Any,
+    ) -> Pool:
         """:meth:`from_source` of a Session."""
         return cls.from_source(session, spec or PoolSpec.for_session(session, **spec_kwargs), progress=progress)
 
     @classmethod
-    def from_run(cls, run, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None) -> "Pool":
+    def from_run(cls, run, images: Iterable[int] | None = None, layers: Sequence[str] | str | None = None) -> Pool:
         """:meth:`from_source` of a stored run (``inv.Run``): every map of the run's cut of ``images`` (default:
         every finished one) at ``layers`` (default: all the run's), without a model."""
         return cls.from_source(run, PoolSpec.for_run(run, images, layers))
@@ -207,5 +259,3 @@ class Pool:
         """The cluster map at image size in [0, 1], float32 (H, W): ``Clusters.maps[j]`` of its cut."""
         size = tuple(self.image(item).shape[:2])
         return upsample_minmax(torch.from_numpy(np.array(self.lowres(item))[None]), size)[0]
-
-

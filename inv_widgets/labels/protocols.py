@@ -4,9 +4,11 @@
 checks ``isinstance(store, GameStore)`` (runtime-checkable: the methods are present) instead of asking
 for methods one by one, and never imports the store module itself.
 """
+
 from __future__ import annotations
 
-from typing import Any, Hashable, Iterable, Protocol, Sequence, runtime_checkable
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -44,11 +46,23 @@ class GameStore(Protocol):
         """One row per participant."""
         ...
 
-    def record_answer(self, participant: str | int, key: MapKey, guessed: str | int | None,
-                      true_class: str | int, outcome: str, reveal_step: int, labels: Sequence[str] = (),
-                      started_at: Any = None, answered_at: Any = None, *, once: bool = False,
-                      answer_id: str | None = None, weight: float | None = None,
-                      labels_pending: bool = False) -> int:
+    def record_answer(
+        self,
+        participant: str | int,
+        key: MapKey,
+        guessed: str | int | None,
+        true_class: str | int,
+        outcome: str,
+        reveal_step: int,
+        labels: Sequence[str] = (),
+        started_at: Any = None,
+        answered_at: Any = None,
+        *,
+        once: bool = False,
+        answer_id: str | None = None,
+        weight: float | None = None,
+        labels_pending: bool = False,
+    ) -> int:
         """Store one game (a guess, its outcome and reveal step, the labels typed, or none yet with
         ``labels_pending``) in one transaction, once per ``answer_id``; its id."""
         ...

@@ -26,12 +26,14 @@ labels that break a rule raise :class:`~inv_widgets.labels.rules.RuleError`; a s
 save raises :class:`NotSaved` (a guess that was not saved is not shown: nothing was stored, guess again;
 labels that were not saved stay pending).
 """
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..engine.keys import MapKey
 from ..engine.maps import REVEAL_PERCENTS
@@ -40,8 +42,20 @@ from .pool import Pool, PoolItem
 from .protocols import GameStore, missing_methods
 from .store.errors import AnswerOutcomeUnknown, StoreBusyError
 
-__all__ = ["ParticipantQueue", "PendingAnswer", "Progress", "Refusal", "NotSaved", "read_progress",
-           "read_leaderboard", "least_labelled", "sign_in", "check_store", "RECENT_ROWS", "LEADERBOARD_ROWS"]
+__all__ = [
+    "ParticipantQueue",
+    "PendingAnswer",
+    "Progress",
+    "Refusal",
+    "NotSaved",
+    "read_progress",
+    "read_leaderboard",
+    "least_labelled",
+    "sign_in",
+    "check_store",
+    "RECENT_ROWS",
+    "LEADERBOARD_ROWS",
+]
 
 RECENT_ROWS = 5
 LEADERBOARD_ROWS = 10
@@ -124,8 +138,15 @@ def read_progress(store: GameStore, participant: str, pool_keys: Iterable[MapKey
     for gid, text in zip(labels["game_id"], labels["text"]):
         if int(gid) in wanted:
             texts.setdefault(int(gid), []).append(str(text))
-    recent = tuple({"true_class": str(r["true_class"]), "outcome": str(r["outcome"]), "points": int(r["points"]),
-                    "labels": texts.get(int(r["game_id"]), [])} for r in reversed(last.to_dict("records")))
+    recent = tuple(
+        {
+            "true_class": str(r["true_class"]),
+            "outcome": str(r["outcome"]),
+            "points": int(r["points"]),
+            "labels": texts.get(int(r["game_id"]), []),
+        }
+        for r in reversed(last.to_dict("records"))
+    )
     pool = set(pool_keys) if pool_keys is not None else set()
     return Progress(int(games["points"].sum()), streak, best, len(done & pool), recent, done)
 
@@ -135,9 +156,17 @@ def read_leaderboard(store: GameStore, participant: str = "", rows: int = LEADER
     out = []
     for rank, r in enumerate(store.leaderboard().to_dict("records"), 1):
         if rank <= rows or r["participant"] == participant:
-            out.append({"rank": rank, "participant": str(r["participant"]), "games": int(r["games"]),
-                        "wins": int(r["wins"]), "points": int(r["points"]),
-                        "best_streak": int(r["best_streak"]), "me": r["participant"] == participant})
+            out.append(
+                {
+                    "rank": rank,
+                    "participant": str(r["participant"]),
+                    "games": int(r["games"]),
+                    "wins": int(r["wins"]),
+                    "points": int(r["points"]),
+                    "best_streak": int(r["best_streak"]),
+                    "me": r["participant"] == participant,
+                }
+            )
     return out
 
 
@@ -197,6 +226,7 @@ class ParticipantQueue:
 
     @property
     def can_undo(self) -> bool:
+        """Whether :meth:`undo` can bring the last answer back (there is one, and none is being sent)."""
         return bool(self.history) and self.pending is None
 
     def remaining(self) -> list[PoolItem]:
@@ -294,8 +324,11 @@ class ParticipantQueue:
         if self.unsure is not None and self.unsure.item is item:
             return self._save(self.unsure)  # the answer the store may have kept already: the same, again
         self._answered_elsewhere(item)
-        return self._save(PendingAnswer(item, cls, rules.outcome_of(cls, item.target), self.step,
-                                        self.started_at or rules.now(), rules.now()))
+        return self._save(
+            PendingAnswer(
+                item, cls, rules.outcome_of(cls, item.target), self.step, self.started_at or rules.now(), rules.now()
+            )
+        )
 
     def resign(self) -> PendingAnswer:
         """Give up on the current map (counted at the last step, as in the paper); stored before this returns,
@@ -304,8 +337,9 @@ class ParticipantQueue:
         if self.unsure is not None and self.unsure.item is item:
             return self._save(self.unsure)
         self._answered_elsewhere(item)
-        return self._save(PendingAnswer(item, None, "resign", rules.MAX_STEP, self.started_at or rules.now(),
-                                        rules.now()))
+        return self._save(
+            PendingAnswer(item, None, "resign", rules.MAX_STEP, self.started_at or rules.now(), rules.now())
+        )
 
     def _save(self, answer: PendingAnswer) -> PendingAnswer:
         """Store ``answer`` with its labels to follow (once per map and player; once per ``answer_id``)."""
@@ -313,9 +347,20 @@ class ParticipantQueue:
         guessed = None if answer.guessed is None else self.classes[answer.guessed]
         try:
             game_id = self.store.record_answer(
-                self.participant, item.key, guessed, self.classes[item.target], answer.outcome, answer.step, (),
-                started_at=answer.started_at, answered_at=answer.answered_at, once=True,
-                answer_id=answer.answer_id, weight=_weight(item), labels_pending=True)
+                self.participant,
+                item.key,
+                guessed,
+                self.classes[item.target],
+                answer.outcome,
+                answer.step,
+                (),
+                started_at=answer.started_at,
+                answered_at=answer.answered_at,
+                once=True,
+                answer_id=answer.answer_id,
+                weight=_weight(item),
+                labels_pending=True,
+            )
         except rules.AlreadyAnswered:
             self.unsure = None
             self._gone(item)
@@ -398,4 +443,5 @@ class ParticipantQueue:
         return progress
 
     def leaderboard(self, rows: int = LEADERBOARD_ROWS) -> list[dict]:
+        """The first ``rows`` of the leaderboard, plus this participant's row wherever it is (``me`` marks it)."""
         return read_leaderboard(self.store, self.participant, rows)

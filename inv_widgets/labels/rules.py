@@ -13,25 +13,48 @@ A broken rule raises :class:`RuleError` (a ``ValueError``; wrong types raise ``T
 is written for a programmer and names the fix; ``exc.for_player`` says the same to the person at the
 game, in the second person.
 """
+
 from __future__ import annotations
 
 import math
 import operator
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from ..engine.keys import MapKey
 from ..engine.maps import REVEAL_PERCENTS
 from .text import clean_label
 
 __all__ = [
-    "OUTCOMES", "MAX_STEP", "MAX_LABELS", "MAX_LABEL_CHARS", "MAX_NAME_CHARS", "RuleError", "Answer",
-    "now", "points_for", "streaks", "outcome_of", "check_outcome", "check_step", "check_name",
-    "check_labels", "labels_from_boxes", "class_text", "as_time", "iso", "as_key", "validate_answer",
-    "AlreadyAnswered", "normal_text", "is_blank", "check_duration",
+    "OUTCOMES",
+    "MAX_STEP",
+    "MAX_LABELS",
+    "MAX_LABEL_CHARS",
+    "MAX_NAME_CHARS",
+    "RuleError",
+    "Answer",
+    "now",
+    "points_for",
+    "streaks",
+    "outcome_of",
+    "check_outcome",
+    "check_step",
+    "check_name",
+    "check_labels",
+    "labels_from_boxes",
+    "class_text",
+    "as_time",
+    "iso",
+    "as_key",
+    "validate_answer",
+    "AlreadyAnswered",
+    "normal_text",
+    "is_blank",
+    "check_duration",
 ]
 
 OUTCOMES = ("win", "lose", "resign")
@@ -61,14 +84,15 @@ class AlreadyAnswered(RuleError):
             f"participant {participant!r} has already answered the cluster map {key}; a map is answered once "
             "per participant (record_answer(..., once=False) stores it anyway)",
             "You have already answered this map (in another window?), so this answer was not saved. "
-            "Here is the next one.")
+            "Here is the next one.",
+        )
         self.participant = participant
         self.key = key
 
 
 def now() -> datetime:
     """The clock of the game and the store (UTC). The one place both read the time from."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -144,13 +168,17 @@ def is_blank(text: str) -> bool:
 
 def _storable(text: str, what: str, player_what: str) -> None:
     if "\x00" in text:
-        raise RuleError(f"{what} contains a NUL character, which cannot be stored; remove it",
-                        f"{player_what} contains a NUL character; please remove it.")
+        raise RuleError(
+            f"{what} contains a NUL character, which cannot be stored; remove it",
+            f"{player_what} contains a NUL character; please remove it.",
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise RuleError(f"{what} is not valid Unicode text (it has an unpaired surrogate); re-type it",
-                        f"{player_what} has a broken character; please re-type it.") from None
+        raise RuleError(
+            f"{what} is not valid Unicode text (it has an unpaired surrogate); re-type it",
+            f"{player_what} has a broken character; please re-type it.",
+        ) from None
 
 
 def check_name(name: Any) -> str:
@@ -160,36 +188,44 @@ def check_name(name: Any) -> str:
         raise TypeError(f"a participant name must be a str, got {type(name).__name__}")
     name = _NAME_DROP.sub("", normal_text(name)).strip()
     if is_blank(name):
-        raise RuleError("a participant name must not be empty or blank",
-                        "Please type your name (it cannot be empty).")
+        raise RuleError("a participant name must not be empty or blank", "Please type your name (it cannot be empty).")
     if len(name) > MAX_NAME_CHARS:
-        raise RuleError(f"a participant name has at most {MAX_NAME_CHARS} characters; got {len(name)}",
-                        f"Your name is {len(name)} characters long; names have at most "
-                        f"{MAX_NAME_CHARS} characters.")
+        raise RuleError(
+            f"a participant name has at most {MAX_NAME_CHARS} characters; got {len(name)}",
+            f"Your name is {len(name)} characters long; names have at most {MAX_NAME_CHARS} characters.",
+        )
     _storable(name, "the participant name", "Your name")
     return name
 
 
 def _check_label(text: str, what: str, player_what: str) -> None:
     if is_blank(text):
-        raise RuleError(f"{what} is empty: type what gave the class away, or leave it out",
-                        f"{player_what} is blank: type a feature, or clear the box.")
+        raise RuleError(
+            f"{what} is empty: type what gave the class away, or leave it out",
+            f"{player_what} is blank: type a feature, or clear the box.",
+        )
     if len(text) > MAX_LABEL_CHARS:
-        raise RuleError(f"{what} has {len(text)} characters; the limit is {MAX_LABEL_CHARS}",
-                        f"{player_what} is {len(text)} characters long; the limit is {MAX_LABEL_CHARS} "
-                        "characters. Please shorten it.")
+        raise RuleError(
+            f"{what} has {len(text)} characters; the limit is {MAX_LABEL_CHARS}",
+            f"{player_what} is {len(text)} characters long; the limit is {MAX_LABEL_CHARS} "
+            "characters. Please shorten it.",
+        )
     _storable(text, what, player_what)
 
 
 def _count_rule(n: int, outcome: str) -> None:
     low = 0 if outcome == "resign" else 1
     if n > MAX_LABELS:
-        raise RuleError(f"a {outcome} answer needs {low} to {MAX_LABELS} labels; got {n}",
-                        f"At most {MAX_LABELS} labels, please (you gave {n}).")
+        raise RuleError(
+            f"a {outcome} answer needs {low} to {MAX_LABELS} labels; got {n}",
+            f"At most {MAX_LABELS} labels, please (you gave {n}).",
+        )
     if n < low:
-        raise RuleError(f"a {outcome} answer needs {low} to {MAX_LABELS} labels; got {n}",
-                        f"Type at least one feature that gave it away (up to {MAX_LABELS}, each at most "
-                        f"{MAX_LABEL_CHARS} characters).")
+        raise RuleError(
+            f"a {outcome} answer needs {low} to {MAX_LABELS} labels; got {n}",
+            f"Type at least one feature that gave it away (up to {MAX_LABELS}, each at most "
+            f"{MAX_LABEL_CHARS} characters).",
+        )
 
 
 def check_labels(labels: Any, outcome: str) -> list[str]:
@@ -223,8 +259,9 @@ def labels_from_boxes(boxes: Any, outcome: str) -> list[str]:
     try:
         boxes = list(boxes)
     except TypeError:
-        raise RuleError(f"labels must be a list of str, got {type(boxes).__name__}",
-                        "Labels must be a list of texts.") from None
+        raise RuleError(
+            f"labels must be a list of str, got {type(boxes).__name__}", "Labels must be a list of texts."
+        ) from None
     if not all(isinstance(x, str) for x in boxes):
         raise RuleError("labels must be str", "Labels must be texts.")
     boxes = [normal_text(x) for x in boxes]
@@ -269,7 +306,7 @@ def as_time(value: Any, name: str) -> datetime | None:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise RuleError(f"{name} must be a finite time, got {value!r}")
-        dt = datetime.fromtimestamp(float(value), tz=timezone.utc)
+        dt = datetime.fromtimestamp(float(value), tz=UTC)
     elif isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -281,7 +318,7 @@ def as_time(value: Any, name: str) -> datetime | None:
         raise TypeError(f"{name} must be a datetime, an ISO 8601 str or epoch seconds, got {value!r}")
     if dt.tzinfo is None:
         dt = dt.astimezone()  # naive times are local times
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -296,10 +333,7 @@ def as_key(key: Any) -> MapKey:
         return MapKey.from_row(key)
     if isinstance(key, (tuple, list)) and len(key) == 5:
         return MapKey(*key)
-    raise TypeError(
-        "key must be a MapKey(model, image_id, target, layer, members), "
-        f"got {type(key).__name__}"
-    )
+    raise TypeError(f"key must be a MapKey(model, image_id, target, layer, members), got {type(key).__name__}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -336,8 +370,9 @@ def check_answer_id(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not _ANSWER_ID.fullmatch(value):
-        raise RuleError(f"answer_id must be 1 to 128 letters, digits, '.', '_', ':' or '-' (e.g. uuid4().hex), "
-                        f"got {value!r}")
+        raise RuleError(
+            f"answer_id must be 1 to 128 letters, digits, '.', '_', ':' or '-' (e.g. uuid4().hex), got {value!r}"
+        )
     return value
 
 
@@ -371,10 +406,22 @@ def check_duration(value: Any) -> float | None:
     return seconds
 
 
-def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, outcome: Any,
-                    reveal_step: Any, labels: Sequence[str] = (), started_at: Any = None,
-                    answered_at: Any = None, *, duration_s: Any = _DERIVE, answer_id: Any = None,
-                    weight: Any = None, labels_pending: bool = False) -> Answer:
+def validate_answer(
+    participant: Any,
+    key: Any,
+    guessed: Any,
+    true_class: Any,
+    outcome: Any,
+    reveal_step: Any,
+    labels: Sequence[str] = (),
+    started_at: Any = None,
+    answered_at: Any = None,
+    *,
+    duration_s: Any = _DERIVE,
+    answer_id: Any = None,
+    weight: Any = None,
+    labels_pending: bool = False,
+) -> Answer:
     """Check one answer against every rule and return it as an :class:`Answer`.
 
     ``answered_at`` defaults to :func:`now`; ``duration_s`` is derived from the two times unless given
@@ -382,8 +429,8 @@ def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, o
     its labels follow (``LabelStore.set_labels``); it has none yet.
     """
     key = as_key(key)
-    if not -2 ** 31 <= key.target < 2 ** 31:  # both backends store it as a 32-bit INTEGER
-        raise RuleError(f"target {key.target} is too large for a class index (at most {2 ** 31 - 1:,})")
+    if not -(2**31) <= key.target < 2**31:  # both backends store it as a 32-bit INTEGER
+        raise RuleError(f"target {key.target} is too large for a class index (at most {2**31 - 1:,})")
     outcome = check_outcome(outcome)
     step = check_step(reveal_step)
     guessed_t = class_text(guessed, "guessed", allow_none=outcome == "resign")
@@ -395,8 +442,9 @@ def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, o
     labels_pending = bool(labels_pending)
     if labels_pending:
         if labels:
-            raise RuleError("an answer whose labels follow (labels_pending) has no labels yet; give them with "
-                            "set_labels")
+            raise RuleError(
+                "an answer whose labels follow (labels_pending) has no labels yet; give them with set_labels"
+            )
         labels = []
     else:
         labels = check_labels(labels, outcome)
@@ -418,5 +466,19 @@ def validate_answer(participant: Any, key: Any, guessed: Any, true_class: Any, o
         participant = check_name(participant)
     names = [n for n in (true_t, guessed_t) if n]
     cleaned = tuple(clean_label(t, names) for t in labels)
-    return Answer(participant, key, guessed_t, true_t, outcome, step, tuple(labels), cleaned,
-                  iso(started), iso(answered), duration, answer_id, weight, labels_pending)
+    return Answer(
+        participant,
+        key,
+        guessed_t,
+        true_t,
+        outcome,
+        step,
+        tuple(labels),
+        cleaned,
+        iso(started),
+        iso(answered),
+        duration,
+        answer_id,
+        weight,
+        labels_pending,
+    )

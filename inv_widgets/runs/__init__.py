@@ -11,6 +11,7 @@ Layout, commit protocol and verification: runs/store.py. Dask workers: runs/work
 named (``RunDamagedError``, or ``RunDamageWarning`` from ``Run.open``) and redone by
 ``explain_dataset(..., repair=True)``.
 """
+
 from .explain import explain_dataset
 from .run import Run, RunDamageWarning, RunImage, RunLayer
 from .store import RunBusyError, RunDamagedError

@@ -2,6 +2,7 @@
 
 Read from the run's committed shards (``runs/run.py`` opens them); nothing here runs a model.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ class RunLayer:
     ``key(j)``, ``reveal(j, step)``, ``gradcam()`` and ``channel_weights``.
     """
 
-    def __init__(self, image: "RunImage", name: str, index: int, rows: pd.DataFrame):
+    def __init__(self, image: RunImage, name: str, index: int, rows: pd.DataFrame):
         self.image = image
         self.name = name
         self.index = index
@@ -42,6 +43,7 @@ class RunLayer:
 
     @property
     def k(self) -> int:
+        """The number of cluster maps stored for this layer (the run's cut)."""
         return len(self.weights)
 
     def __len__(self) -> int:
@@ -59,12 +61,15 @@ class RunLayer:
             threshold = float(rows["threshold"].iloc[0]) if self.k and "threshold" in rows else float("nan")
             k_cut = int(rows["k_cut"].iloc[0]) if self.k and "k_cut" in rows else self.k
             by = "suggested" if self.image.run.k is None else "k"
-            self._cut = LayerCut(self.name, self.maps_lowres, self.weights, tuple(self.members), assignment,
-                                 threshold, k_cut, by)
+            self._cut = LayerCut(
+                self.name, self.maps_lowres, self.weights, tuple(self.members), assignment, threshold, k_cut, by
+            )
         return self._cut
 
     @property
     def maps_lowres(self) -> np.ndarray:
+        """The stored cluster maps at feature resolution, (k, h, w) float32 in [0, 1] (min-max scaled as the cut
+        scales them), read once."""
         if self._maps_lowres is None:
             rows = self._rows["row"].to_numpy()
             h, w = self.image.run.meta["shapes"][self.name]
@@ -83,6 +88,7 @@ class RunLayer:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """The layer's feature-map resolution (h, w)."""
         h, w = self.image.run.meta["shapes"][self.name]
         return int(h), int(w)
 
@@ -105,14 +111,15 @@ class RunLayer:
         return upsample_minmax(torch.from_numpy(self.gradcam_lowres())[None], self.image.size)[0]
 
     def _map(self, j) -> int:
-        return check_index(j, self.k, what="cluster map",
-                           owner=f"layer {self.name!r} of image {self.image.index}")
+        return check_index(j, self.k, what="cluster map", owner=f"layer {self.name!r} of image {self.image.index}")
 
     def key(self, j: int) -> MapKey:
+        """The :class:`MapKey` of cluster map ``j``."""
         r = self._rows.iloc[self._map(j)]
         return MapKey(r["model"], r["image_id"], int(r["target"]), r["layer"], r["members"])
 
     def keys(self) -> list[MapKey]:
+        """The :class:`MapKey` of every stored cluster map, in order."""
         return [self.key(j) for j in range(self.k)]
 
     def reveal(self, j: int, step: int) -> np.ndarray:
@@ -139,8 +146,10 @@ class RunImage:
         self._layers: dict[str, RunLayer] = {}
 
     def __repr__(self):
-        return (f"RunImage({self.index}, target={self.target_name!r}, predicted={self.predicted_name!r}, "
-                f"layers={len(self.layers)})")
+        return (
+            f"RunImage({self.index}, target={self.target_name!r}, predicted={self.predicted_name!r}, "
+            f"layers={len(self.layers)})"
+        )
 
     @property
     def _shard(self):
@@ -149,6 +158,7 @@ class RunImage:
 
     @property
     def layers(self) -> list[str]:
+        """The run's explained layers, in order."""
         return list(self.run.layers)
 
     @property
@@ -160,32 +170,39 @@ class RunImage:
 
     @property
     def size(self) -> tuple[int, int]:
+        """The model input's size (H, W) in pixels."""
         return tuple(int(v) for v in self.run.meta["input_size"])
 
     @property
     def logits(self) -> np.ndarray:
+        """The model's logits for this image, (classes,) float32."""
         return self._shard.read("logits", self.row).astype(np.float32)
 
     @property
     def probabilities(self) -> np.ndarray:
+        """Softmax of :attr:`logits`, (classes,) float64."""
         z = self.logits.astype(np.float64)
         e = np.exp(z - z.max())
         return e / e.sum()
 
     @property
     def target_name(self) -> str:
+        """The explained class's name."""
         return self.run.classes[self.target]
 
     @property
     def predicted_name(self) -> str:
+        """The predicted class's name."""
         return self.run.classes[self.predicted]
 
     def __getitem__(self, name) -> RunLayer:
         try:
             name = check_layer(name, self.run.layers, owner="this run")
         except IndexError as e:  # name them: run[i][99] (issue 23)
-            raise IndexError(f"{e} (0..{len(self.run.layers) - 1}): {self.run.layers}; a layer's cluster maps are "
-                             f"run[{self.index}][layer][j]") from None
+            raise IndexError(
+                f"{e} (0..{len(self.run.layers) - 1}): {self.run.layers}; a layer's cluster maps are "
+                f"run[{self.index}][layer][j]"
+            ) from None
         if name not in self._layers:
             li = self.run.layers.index(name)
             rows = self._rows[self._rows["layer_index"] == li].sort_values("map")

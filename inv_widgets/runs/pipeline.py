@@ -2,6 +2,7 @@
 
 Used alike by the single-process loop and by Dask workers (runs/workers.py); nothing here knows which.
 """
+
 from __future__ import annotations
 
 import threading
@@ -19,13 +20,22 @@ from ..engine.runtime import limited_threads
 from ..inputs import tensor_id
 from .store import CUT_COLUMNS, STORAGE_COLUMNS, RunStore
 
-__all__ = ["build_session", "describe", "process_shard", "load_shard", "compute_shard", "shard_meta", "resolve_ward",
-           "WARD_BACKENDS", "image_ids", "output_name"]
+__all__ = [
+    "build_session",
+    "describe",
+    "process_shard",
+    "load_shard",
+    "compute_shard",
+    "shard_meta",
+    "resolve_ward",
+    "WARD_BACKENDS",
+    "image_ids",
+    "output_name",
+]
 
 #: How a run links the fast recipe's dendrograms: "scipy" (the engine's recipes on the CPU), "torch" (the batched
 #: Ward kernel on the model's device), "auto" (torch on a CUDA device, scipy otherwise).
 WARD_BACKENDS = ("auto", "scipy", "torch")
-
 
 
 def build_session(factory):
@@ -36,8 +46,10 @@ def build_session(factory):
     if isinstance(made, tuple) and len(made) == 2:
         made = Session(*made)
     if not isinstance(made, Session):
-        raise TypeError(f"the session factory returned a {type(made).__name__}; it must return an "
-                        "inv_widgets.Session (or a (model, data) pair)")
+        raise TypeError(
+            f"the session factory returned a {type(made).__name__}; it must return an "
+            "inv_widgets.Session (or a (model, data) pair)"
+        )
     return made
 
 
@@ -89,16 +101,22 @@ def shard_meta(meta: dict, s: int, only=None) -> dict:
     if "shard_indices" in meta:
         if only is None:
             return meta
-        meta = {**meta, "shard_indices": [meta["shard_indices"][o] for o in only],
-                "shard_offsets": [meta.get("shard_offsets", range(len(meta["shard_indices"])))[o] for o in only]}
+        meta = {
+            **meta,
+            "shard_indices": [meta["shard_indices"][o] for o in only],
+            "shard_offsets": [meta.get("shard_offsets", range(len(meta["shard_indices"])))[o] for o in only],
+        }
         return meta
     size = int(meta["shard_size"])
-    indices = meta["indices"][s * size:(s + 1) * size]
+    indices = meta["indices"][s * size : (s + 1) * size]
     if not indices:
         raise IndexError(f"shard {s} is outside the run ({len(meta['indices'])} images, {size} per shard)")
     keep = ("model", "layers", "shapes", "recipe", "k", "target", "shard_size", "weighting", "layer_point", "maps")
-    out = {**{key: meta[key] for key in keep if key in meta}, "n_classes": len(meta["classes"]),
-           "shard_indices": list(indices)}
+    out = {
+        **{key: meta[key] for key in keep if key in meta},
+        "n_classes": len(meta["classes"]),
+        "shard_indices": list(indices),
+    }
     if only is not None:
         out["shard_offsets"] = [int(o) for o in only]
         out["shard_indices"] = [indices[int(o)] for o in only]
@@ -121,8 +139,19 @@ def _targets(spec, labels: list, n_classes: int):
     return int(spec)
 
 
-def process_shard(session, store: RunStore, meta: dict, s: int, *, batch_size: int, ward: str = "auto",
-                  lock: threading.Lock | None = None, only=None, write: bool = True, replace: bool = False) -> dict:
+def process_shard(
+    session,
+    store: RunStore,
+    meta: dict,
+    s: int,
+    *,
+    batch_size: int,
+    ward: str = "auto",
+    lock: threading.Lock | None = None,
+    only=None,
+    write: bool = True,
+    replace: bool = False,
+) -> dict:
     """Explain the images of shard ``s`` and commit them; a no-op when the shard is committed already.
 
     ``only``: the offsets of the shard's images to explain (a shard holding only those is committed);
@@ -132,15 +161,30 @@ def process_shard(session, store: RunStore, meta: dict, s: int, *, batch_size: i
     """
     t0 = time.perf_counter()
     if write and not replace and store.is_committed(s):  # finished by an earlier attempt (or another writer)
-        return {"shard": s, "images": len(shard_meta(meta, s, only)["shard_indices"]), "maps": 0,
-                "committed": False, "seconds": 0.0}
+        return {
+            "shard": s,
+            "images": len(shard_meta(meta, s, only)["shard_indices"]),
+            "maps": 0,
+            "committed": False,
+            "seconds": 0.0,
+        }
     maps, images, arrays = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, lock=lock, only=only)
     if not write:
-        return {"shard": s, "images": len(images), "maps": len(maps), "committed": False,
-                "seconds": time.perf_counter() - t0}
+        return {
+            "shard": s,
+            "images": len(images),
+            "maps": len(maps),
+            "committed": False,
+            "seconds": time.perf_counter() - t0,
+        }
     committed = store.write_shard(s, maps, images, arrays, replace=replace)
-    return {"shard": s, "images": len(images), "maps": len(maps), "committed": committed,
-            "seconds": time.perf_counter() - t0}
+    return {
+        "shard": s,
+        "images": len(images),
+        "maps": len(maps),
+        "committed": committed,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def load_shard(session, meta: dict, s: int, only=None) -> dict:
@@ -150,21 +194,39 @@ def load_shard(session, meta: dict, s: int, only=None) -> dict:
     xs = [it[0] for it in items]
     shapes = {tuple(x.shape) for x in xs}
     if len(shapes) > 1:
-        raise ValueError(f"images of one run must have the same shape, got {sorted(shapes)} in images "
-                         f"{indices[0]}..{indices[-1]}; resize them in the transform")
-    return {"shard": s, "xs": xs, "shown": np.stack([it[1] for it in items]), "labels": [it[2] for it in items],
-            "ids": [tensor_id(x) for x in xs]}
+        raise ValueError(
+            f"images of one run must have the same shape, got {sorted(shapes)} in images "
+            f"{indices[0]}..{indices[-1]}; resize them in the transform"
+        )
+    return {
+        "shard": s,
+        "xs": xs,
+        "shown": np.stack([it[1] for it in items]),
+        "labels": [it[2] for it in items],
+        "ids": [tensor_id(x) for x in xs],
+    }
 
 
-def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "auto",
-                  lock: threading.Lock | None = None, loaded: dict | None = None,
-                  after_pass=None, only=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+def compute_shard(
+    session,
+    meta: dict,
+    s: int,
+    *,
+    batch_size: int,
+    ward: str = "auto",
+    lock: threading.Lock | None = None,
+    loaded: dict | None = None,
+    after_pass=None,
+    only=None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """The tables and arrays of shard ``s`` (nothing written); ``loaded``: its images, read already;
     ``after_pass``: called after each batch's model pass, before its clustering; ``only``: the offsets of the
     shard's images to explain (default: all)."""
     if session.fingerprint != meta["model"]:
-        raise ValueError(f"this session's model ({session.fingerprint}) is not the run's ({meta['model']}): the "
-                         "factory builds another model or other weights than the ones the run was started with")
+        raise ValueError(
+            f"this session's model ({session.fingerprint}) is not the run's ({meta['model']}): the "
+            "factory builds another model or other weights than the ones the run was started with"
+        )
     meta = shard_meta(meta, s, only)
     size = int(meta["shard_size"])
     indices = meta["shard_indices"]
@@ -172,8 +234,10 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
     n_classes = int(meta["n_classes"])
     ward = resolve_ward(ward, session.device, meta["recipe"])
     if ward == "torch" and meta["recipe"] != "fast":
-        raise ValueError(f"the torch Ward kernel builds the 'fast' recipe's dendrograms, not {meta['recipe']!r}; "
-                         "use ward='scipy' for other recipes")
+        raise ValueError(
+            f"the torch Ward kernel builds the 'fast' recipe's dendrograms, not {meta['recipe']!r}; "
+            "use ward='scipy' for other recipes"
+        )
     loaded = loaded if loaded is not None else load_shard(session, meta, s)
     offsets = list(meta.get("shard_offsets", range(len(indices))))
     xs, labels, ids = loaded["xs"], loaded["labels"], loaded["ids"]
@@ -182,23 +246,32 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
     bs = max(1, min(int(batch_size), size))
     for start in range(0, len(indices), bs):
         with limited_threads(1):  # a copy: threads would wait for each other more than work (on a busy CPU)
-            x = torch.stack(xs[start:start + bs]).to(session.device)
-        t = targets if targets is None or isinstance(targets, int) else targets[start:start + bs]
+            x = torch.stack(xs[start : start + bs]).to(session.device)
+        t = targets if targets is None or isinstance(targets, int) else targets[start : start + bs]
         with lock or nullcontext():
             maps = meta.get("maps", "published")
             weighting = None if maps == "gradcam" else meta.get("weighting", "guided")  # gradcam: G x A as well
-            cap = session.runner.capture(x, layers, t, weighting=weighting,
-                                         score="contrast" if maps == "contrast" else "logit")
+            cap = session.runner.capture(
+                x, layers, t, weighting=weighting, score="contrast" if maps == "contrast" else "logit"
+            )
             if after_pass is not None:
                 after_pass()
             # after the model's pass: many small steps per image and layer, which extra threads only slow
             # down (on a busy CPU by several times); one big pass on a GPU does not care
             with limited_threads(1):
-                batch = cut_batch(cap, recipe=meta["recipe"], k=meta["k"], weighting=meta.get("weighting", "guided"),
-                                  device_ward=ward == "torch", maps=maps)
+                batch = cut_batch(
+                    cap,
+                    recipe=meta["recipe"],
+                    k=meta["k"],
+                    weighting=meta.get("weighting", "guided"),
+                    device_ward=ward == "torch",
+                    maps=maps,
+                )
         if list(cap.order) != layers:
-            raise RuntimeError(f"the model's layers fired in the order {list(cap.order)}, not {layers} as when the "
-                               "run began; the model's forward pass changed")
+            raise RuntimeError(
+                f"the model's layers fired in the order {list(cap.order)}, not {layers} as when the "
+                "run began; the model's forward pass changed"
+            )
         logits.append(cap.logits.float().cpu().numpy())
         chosen.extend(cap.targets)
         cuts.extend(batch)
@@ -208,9 +281,18 @@ def compute_shard(session, meta: dict, s: int, *, batch_size: int, ward: str = "
         return _assemble(meta, s, indices, ids, labels, loaded["shown"], np.concatenate(logits), chosen, cuts, offsets)
 
 
-def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: list, shown: np.ndarray,
-              logits: np.ndarray, targets: list[int], cuts: list, offsets: list[int] | None = None
-              ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def _assemble(
+    meta: dict,
+    s: int,
+    indices: list[int],
+    ids: list[str],
+    labels: list,
+    shown: np.ndarray,
+    logits: np.ndarray,
+    targets: list[int],
+    cuts: list,
+    offsets: list[int] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """The shard's two tables and its arrays, from each image's layers (``(LayerMaps, LayerCut)``, image order);
     ``offsets``: each image's place in the shard (default 0, 1, ...)."""
     size = int(meta["shard_size"])
@@ -222,17 +304,19 @@ def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: li
     predicted = logits.argmax(1)
     b = len(indices)
     offsets = list(range(b)) if offsets is None else [int(o) for o in offsets]
-    images = pd.DataFrame({
-        "position": np.asarray([s * size + o for o in offsets], dtype=np.int64),
-        "image": np.asarray(indices, dtype=np.int64),
-        "image_id": ids,
-        "label": pd.array([None if y is None else int(y) for y in labels], dtype="Int64"),
-        "predicted": predicted.astype(np.int64),
-        "target": targets,
-        "probability": prob[np.arange(b), targets],
-        "shard": np.full(b, s, dtype=np.int64),
-        "row": np.arange(b, dtype=np.int64),
-    })
+    images = pd.DataFrame(
+        {
+            "position": np.asarray([s * size + o for o in offsets], dtype=np.int64),
+            "image": np.asarray(indices, dtype=np.int64),
+            "image_id": ids,
+            "label": pd.array([None if y is None else int(y) for y in labels], dtype="Int64"),
+            "predicted": predicted.astype(np.int64),
+            "target": targets,
+            "probability": prob[np.arange(b), targets],
+            "shard": np.full(b, s, dtype=np.int64),
+            "row": np.arange(b, dtype=np.int64),
+        }
+    )
     arrays: dict[str, np.ndarray] = {"images": np.ascontiguousarray(shown, dtype=np.uint8), "logits": logits}
     rows: list[dict] = []
     model = meta["model"]
@@ -243,15 +327,31 @@ def _assemble(meta: dict, s: int, indices: list[int], ids: list[str], labels: li
         row = 0
         for img, (_, cut) in enumerate(per):
             for j in range(cut.k):
-                rows.append({"model": model, "image_id": ids[img], "target": int(targets[img]), "layer": name,
-                             "members": cut.members_text(j), "image": int(indices[img]), "layer_index": li, "map": j,
-                             "weight": float(cut.weights[j]), "size": len(cut.members[j]), "k": cut.k,
-                             "predicted": int(predicted[img]), "threshold": cut.threshold, "k_cut": cut.k_cut,
-                             "position": s * size + offsets[img], "shard": s, "row": row + j})
+                rows.append(
+                    {
+                        "model": model,
+                        "image_id": ids[img],
+                        "target": int(targets[img]),
+                        "layer": name,
+                        "members": cut.members_text(j),
+                        "image": int(indices[img]),
+                        "layer_index": li,
+                        "map": j,
+                        "weight": float(cut.weights[j]),
+                        "size": len(cut.members[j]),
+                        "k": cut.k,
+                        "predicted": int(predicted[img]),
+                        "threshold": cut.threshold,
+                        "k_cut": cut.k_cut,
+                        "position": s * size + offsets[img],
+                        "shard": s,
+                        "row": row + j,
+                    }
+                )
             row += cut.k
         h, w = meta["shapes"][name]
         stored = [cut.maps_lowres for _, cut in per if cut.k]
-        arrays[f"maps/{li}"] = (np.concatenate(stored).astype(np.float16) if stored else np.zeros((0, h, w), np.float16))
+        arrays[f"maps/{li}"] = np.concatenate(stored).astype(np.float16) if stored else np.zeros((0, h, w), np.float16)
     maps = maps_frame(rows, extra=CUT_COLUMNS + STORAGE_COLUMNS)
     maps["threshold"] = maps["threshold"].astype(np.float64)
     for c in ["k_cut"] + STORAGE_COLUMNS:

@@ -6,12 +6,13 @@ when it is first seen (runs/store.py, "Verification"): a damaged one is left out
 and the repair (``explain_dataset(..., repair=True)``), or refused with ``Run.open(path, strict=True)``; a
 read that fails later names the shard's file and the repair too.
 """
+
 from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -48,8 +49,9 @@ class _Shard:
         self._lock = threading.Lock()
 
     def _damaged(self, e: BaseException) -> RunDamagedError:
-        return RunDamagedError(self._root, {self._s: f"{self.path / 'arrays.zarr.zip'} cannot be read "
-                                                     f"({type(e).__name__}: {e})"})
+        return RunDamagedError(
+            self._root, {self._s: f"{self.path / 'arrays.zarr.zip'} cannot be read ({type(e).__name__}: {e})"}
+        )
 
     def read(self, name: str, sel) -> np.ndarray:
         with self._lock:
@@ -89,7 +91,7 @@ class Run:
         self.refresh()
 
     @classmethod
-    def open(cls, path, *, strict: bool = False) -> "Run":
+    def open(cls, path, *, strict: bool = False) -> Run:
         """Open a run directory (complete or not) for reading. Every committed shard is checked (runs/store.py):
         a damaged one is left out, its images counted as missing, with a :class:`RunDamageWarning` naming it and
         the repair; ``strict=True`` raises :class:`~inv_widgets.runs.store.RunDamagedError` instead."""
@@ -98,14 +100,17 @@ class Run:
     # ---- what the run is -----------------------------------------------------------------------
     @property
     def path(self) -> Path:
+        """The run's folder."""
         return self.store.root
 
     @property
     def layers(self) -> list[str]:
+        """The explained layers, in the model's order."""
         return list(self.meta["layers"])
 
     @property
     def classes(self) -> list[str]:
+        """The class names the run was made with."""
         return list(self.meta["classes"])
 
     @property
@@ -127,6 +132,7 @@ class Run:
 
     @property
     def recipe(self) -> str:
+        """The clustering recipe of the stored cuts."""
         return self.meta["recipe"]
 
     @property
@@ -147,6 +153,7 @@ class Run:
 
     @property
     def k(self) -> int | None:
+        """The stored cuts' number of cluster maps (None: each layer's suggested cut)."""
         return self.meta["k"]
 
     @property
@@ -155,11 +162,13 @@ class Run:
         return list(self.meta["indices"])
 
     def __repr__(self):
-        return (f"Run({str(self.path)!r}, images={len(self)}/{len(self.meta['indices'])}, layers={len(self.layers)}, "
-                f"maps={len(self._table()[0])}, recipe={self.recipe!r})")
+        return (
+            f"Run({str(self.path)!r}, images={len(self)}/{len(self.meta['indices'])}, layers={len(self.layers)}, "
+            f"maps={len(self._table()[0])}, recipe={self.recipe!r})"
+        )
 
     # ---- tables -----------------------------------------------------------------------------------
-    def refresh(self) -> "Run":
+    def refresh(self) -> Run:
         """Look again for shards committed since the run was opened (a run being written); new ones are checked."""
         with self._lock:
             committed = self.store.committed()
@@ -172,9 +181,13 @@ class Run:
             new = {s: why for s, why in damaged.items() if self.damaged.get(s) != why}
             self.damaged = damaged
             if new:
-                warnings.warn(str(RunDamagedError(self.store.root, new)).replace(
-                    "cannot be used (", "are left out, their images counted as missing (", 1), RunDamageWarning,
-                    stacklevel=3)
+                warnings.warn(
+                    str(RunDamagedError(self.store.root, new)).replace(
+                        "cannot be used (", "are left out, their images counted as missing (", 1
+                    ),
+                    RunDamageWarning,
+                    stacklevel=3,
+                )
             committed = {s: p for s, p in committed.items() if s not in damaged}
             if committed.keys() != self._committed.keys():
                 self._committed = committed
@@ -186,16 +199,17 @@ class Run:
         try:
             return pd.read_parquet(path / name)
         except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
-            raise RunDamagedError(self.store.root, {s: f"{path / name} cannot be read ({type(e).__name__}: {e})"}) \
-                from e
+            raise RunDamagedError(
+                self.store.root, {s: f"{path / name} cannot be read ({type(e).__name__}: {e})"}
+            ) from e
 
     def _table(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         with self._lock:
             if self._maps is None:
                 maps = [_schema(self._read_table(s, p, "maps.parquet")) for s, p in self._committed.items()]
                 imgs = [self._read_table(s, p, "images.parquet") for s, p in self._committed.items()]
-                self._maps = (pd.concat(maps, ignore_index=True) if maps else _empty_maps())
-                self._images = (pd.concat(imgs, ignore_index=True) if imgs else _empty_images())
+                self._maps = pd.concat(maps, ignore_index=True) if maps else _empty_maps()
+                self._images = pd.concat(imgs, ignore_index=True) if imgs else _empty_images()
             return self._maps, self._images
 
     @property
@@ -216,6 +230,7 @@ class Run:
 
     @property
     def complete(self) -> bool:
+        """Whether every image the run was asked for is stored (see :meth:`missing`)."""
         return len(self) == len(self.meta["indices"])
 
     def missing(self) -> list[int]:
@@ -288,10 +303,13 @@ class Run:
         r = self._key_rows().get(key)
         if r is None:
             if key.model != self.model:
-                raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} was made by another model "
-                               f"({key.model}), not this run's ({self.model})")
-            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} of image {key.image_id} is not in "
-                           "this run")
+                raise KeyError(
+                    f"cluster map {key.members_text!r} at {key.layer!r} was made by another model "
+                    f"({key.model}), not this run's ({self.model})"
+                )
+            raise KeyError(
+                f"cluster map {key.members_text!r} at {key.layer!r} of image {key.image_id} is not in this run"
+            )
         row = self._table()[0].iloc[r]
         return int(row["image"]), str(row["layer"]), int(row["map"])
 
@@ -340,9 +358,11 @@ class Run:
         done = self._image_rows()
         missing = [i for i in chosen if i not in done]
         if missing:
-            raise ValueError(f"images {missing[:10]}{' ...' if len(missing) > 10 else ''} are not finished in the "
-                             f"run {str(self.path)!r}; finish it with the same explain_dataset call, or use the "
-                             "finished ones (run.image_indices)")
+            raise ValueError(
+                f"images {missing[:10]}{' ...' if len(missing) > 10 else ''} are not finished in the "
+                f"run {str(self.path)!r}; finish it with the same explain_dataset call, or use the "
+                "finished ones (run.image_indices)"
+            )
         return chosen
 
     def index_of(self, image_id: str) -> int:
@@ -367,19 +387,30 @@ class Run:
         y = self[i].label
         return None if y is None else int(y)
 
-    def resolve_cut(self, recipe: str | None = None, k: int | None = None,
-                    target: str | None = None) -> tuple[str, int | None, str]:
+    def resolve_cut(
+        self, recipe: str | None = None, k: int | None = None, target: str | None = None
+    ) -> tuple[str, int | None, str]:
         """The run's own ``(recipe, k, target)`` (MapSource): a run stores one cut per image and layer, so a
         ``recipe``, ``k`` or ``target`` other than the run's is refused."""
         for name, given, have in (("recipe", recipe, self.recipe), ("k", k, self.k), ("target", target, self.target)):
             if given is not None and given != have:
-                raise ValueError(f"{name}={given!r} differs from the run's {name} ({have!r}): a run stores one cut "
-                                 f"per image and layer; leave {name} out, or make another run with "
-                                 f"explain_dataset(..., {name}={given!r})")
+                raise ValueError(
+                    f"{name}={given!r} differs from the run's {name} ({have!r}): a run stores one cut "
+                    f"per image and layer; leave {name} out, or make another run with "
+                    f"explain_dataset(..., {name}={given!r})"
+                )
         return self.recipe, self.k, self.target
 
-    def items(self, images, layers, *, recipe: str | None = None, k: int | None = None, target: str | None = None,
-              progress=None) -> Iterator[MapItem]:
+    def items(
+        self,
+        images,
+        layers,
+        *,
+        recipe: str | None = None,
+        k: int | None = None,
+        target: str | None = None,
+        progress=None,
+    ) -> Iterator[MapItem]:
         """Every stored cluster map of ``images`` at ``layers`` (MapSource), read from the table (no map is read
         until shown); the cut is the run's (:meth:`resolve_cut`)."""
         self.resolve_cut(recipe, k, target)
@@ -388,8 +419,9 @@ class Run:
         table = self._table()[0]
         table = table[table["image"].isin(images) & table["layer"].isin(layers)]
         for row in table.to_dict("records"):
-            yield MapItem(MapKey.from_row(row), int(row["image"]), row["layer"], int(row["map"]), float(row["weight"]),
-                          None)
+            yield MapItem(
+                MapKey.from_row(row), int(row["image"]), row["layer"], int(row["map"]), float(row["weight"]), None
+            )
         if progress is not None:
             progress(len(images), len(images))
 
@@ -434,6 +466,15 @@ def _schema(maps: pd.DataFrame) -> pd.DataFrame:
 
 
 def _empty_images() -> pd.DataFrame:
-    cols = {"position": np.int64, "image": np.int64, "image_id": str, "label": "Int64", "predicted": np.int64,
-            "target": np.int64, "probability": np.float64, "shard": np.int64, "row": np.int64}
+    cols = {
+        "position": np.int64,
+        "image": np.int64,
+        "image_id": str,
+        "label": "Int64",
+        "predicted": np.int64,
+        "target": np.int64,
+        "probability": np.float64,
+        "shard": np.int64,
+        "row": np.int64,
+    }
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})

@@ -39,6 +39,7 @@ shard is 63 zip files, not tens of thousands of chunk files, and the rename stay
 directory must be on a POSIX file system that every writer sees (local disk, NFS, Lustre, GPFS); object
 stores have no atomic rename and are not supported as ``out``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -49,15 +50,27 @@ import re
 import shutil
 import uuid
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunStore", "RunBusyError", "RunDamagedError", "FORMAT", "VERSION", "shard_name", "CHUNK_BYTES",
-           "chunk_shape", "CUT_COLUMNS", "STORAGE_COLUMNS", "SHARD_FILES", "require_runs"]
+__all__ = [
+    "RunStore",
+    "RunBusyError",
+    "RunDamagedError",
+    "FORMAT",
+    "VERSION",
+    "shard_name",
+    "CHUNK_BYTES",
+    "chunk_shape",
+    "CUT_COLUMNS",
+    "STORAGE_COLUMNS",
+    "SHARD_FILES",
+    "require_runs",
+]
 
 FORMAT = "inv-run"
 VERSION = 1
@@ -80,8 +93,10 @@ def require_runs() -> None:
     and its codecs, numcodecs, for the arrays; pyarrow for the Parquet tables): checked before any work."""
     missing = [m for m in ("zarr", "numcodecs", "pyarrow") if importlib.util.find_spec(m) is None]
     if missing:
-        raise ImportError(f"stored runs (explain_dataset, Run) need {', '.join(missing)}, which is not installed; "
-                          "install it with: pip install 'inv-widgets[runs]'")
+        raise ImportError(
+            f"stored runs (explain_dataset, Run) need {', '.join(missing)}, which is not installed; "
+            "install it with: pip install 'inv-widgets[runs]'"
+        )
 
 
 class RunBusyError(RuntimeError):
@@ -100,7 +115,8 @@ class RunDamagedError(ValueError):
         super().__init__(
             f"{len(self.damaged)} committed shard{'s' if len(self.damaged) != 1 else ''} of the run in {self.root} "
             f"cannot be used ({shown}{more}). Repair: run the same explain_dataset call with repair=True, which "
-            "redoes these shards (the others are kept)")
+            "redoes these shards (the others are kept)"
+        )
 
 
 def shard_name(s: int) -> str:
@@ -142,15 +158,18 @@ class RunStore:
         try:
             meta = json.loads(self.meta_path.read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"{self.root} is not an INV run (no run.json); make one with "
-                                    "inv.explain_dataset(session, out=...)") from None
+            raise FileNotFoundError(
+                f"{self.root} is not an INV run (no run.json); make one with inv.explain_dataset(session, out=...)"
+            ) from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{self.meta_path} is not valid JSON ({e}); the run's description is damaged") from None
         if meta.get("format") != FORMAT:
             raise ValueError(f"{self.meta_path} does not describe an INV run (format {meta.get('format')!r})")
         if int(meta.get("version", 0)) > VERSION:
-            raise ValueError(f"{self.root} was written by a newer inv-widgets (run format {meta['version']}, this "
-                             f"one reads up to {VERSION}); upgrade inv-widgets to read it")
+            raise ValueError(
+                f"{self.root} was written by a newer inv-widgets (run format {meta['version']}, this "
+                f"one reads up to {VERSION}); upgrade inv-widgets to read it"
+            )
         return meta
 
     def write_meta(self, meta: dict) -> None:
@@ -179,8 +198,10 @@ class RunStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-                raise RunBusyError(f"the run in {self.root} is being written by {other} now; wait for that "
-                                   "explain_dataset call to end, or choose another out=") from None
+                raise RunBusyError(
+                    f"the run in {self.root} is being written by {other} now; wait for that "
+                    "explain_dataset call to end, or choose another out="
+                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
             try:
@@ -235,13 +256,18 @@ class RunStore:
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             return f"arrays.zarr.zip is not a readable zip file ({e})"
         wanted = ["zarr.json", "images/zarr.json", "logits/zarr.json"] + [
-            f"{a}/{li}/zarr.json" for li in range(len(meta.get("layers", []))) for a in ("maps", "gradcam", "channel_weights")]
+            f"{a}/{li}/zarr.json"
+            for li in range(len(meta.get("layers", [])))
+            for a in ("maps", "gradcam", "channel_weights")
+        ]
         lost = [n for n in wanted if n not in names]
         if lost:
             return f"arrays.zarr.zip lacks {', '.join(lost[:3])}" + (" ..." if len(lost) > 3 else "")
         tables = {}
-        for name, cols in (("images.parquet", ["shard", "position", "image", "row"]),
-                           ("maps.parquet", ["shard", "model"])):
+        for name, cols in (
+            ("images.parquet", ["shard", "position", "image", "row"]),
+            ("maps.parquet", ["shard", "model"]),
+        ):
             try:
                 tables[name] = pq.ParquetFile(path / name).read(columns=cols).to_pandas()
             except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
@@ -252,16 +278,22 @@ class RunStore:
         if len(images) == 0:
             return "images.parquet holds no image"
         if (images["shard"] != s).any() or (len(maps) and (maps["shard"] != s).any()):
-            return f"its rows say shard {sorted(set(images['shard']) | set(maps['shard']))[:3]}, not {s}: a shard " \
-                   "of another run?"
+            return (
+                f"its rows say shard {sorted(set(images['shard']) | set(maps['shard']))[:3]}, not {s}: a shard "
+                "of another run?"
+            )
         pos = images["position"].to_numpy()
         if pos.min() < s * size or pos.max() >= min(len(indices), (s + 1) * size) or len(set(pos)) != len(pos):
-            return f"its positions {int(pos.min())}..{int(pos.max())} are not those of shard {s} " \
-                   f"({s * size}..{min(len(indices), (s + 1) * size) - 1}): a shard of another run?"
+            return (
+                f"its positions {int(pos.min())}..{int(pos.max())} are not those of shard {s} "
+                f"({s * size}..{min(len(indices), (s + 1) * size) - 1}): a shard of another run?"
+            )
         wrong = [int(p) for p, i in zip(pos, images["image"]) if int(indices[int(p)]) != int(i)]
         if wrong:
-            return (f"image {int(images['image'][list(pos).index(wrong[0])])} is stored at position {wrong[0]}, "
-                    f"where this run has image {int(indices[wrong[0]])}: a shard of another run?")
+            return (
+                f"image {int(images['image'][list(pos).index(wrong[0])])} is stored at position {wrong[0]}, "
+                f"where this run has image {int(indices[wrong[0]])}: a shard of another run?"
+            )
         if len(maps) and (maps["model"] != meta["model"]).any():
             return "its maps were made by another model: a shard of another run?"
         return None
@@ -286,8 +318,15 @@ class RunStore:
         _fsync_dir(self.shards)
         shutil.rmtree(aside, ignore_errors=True)
 
-    def write_shard(self, s: int, maps: pd.DataFrame, images: pd.DataFrame, arrays: dict[str, np.ndarray],
-                    chunk_bytes: int = CHUNK_BYTES, replace: bool = False) -> bool:
+    def write_shard(
+        self,
+        s: int,
+        maps: pd.DataFrame,
+        images: pd.DataFrame,
+        arrays: dict[str, np.ndarray],
+        chunk_bytes: int = CHUNK_BYTES,
+        replace: bool = False,
+    ) -> bool:
         """Write shard ``s`` privately and publish it with one rename.
 
         Arrays are chunked along their first axis, about ``chunk_bytes`` (before compression) per chunk.
@@ -340,8 +379,14 @@ async def _write_arrays(zstore, arrays: dict[str, np.ndarray], chunk_bytes: int)
     codec = ZstdCodec(level=1)  # the default level's size within 2 %, at two thirds of the time
 
     async def one(name: str, arr: np.ndarray) -> None:
-        out = await group.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=chunk_shape(arr, chunk_bytes),
-                                       compressors=codec, config={"write_empty_chunks": True})
+        out = await group.create_array(
+            name,
+            shape=arr.shape,
+            dtype=arr.dtype,
+            chunks=chunk_shape(arr, chunk_bytes),
+            compressors=codec,
+            config={"write_empty_chunks": True},
+        )
         if arr.size:
             await out.setitem(slice(None), arr)
 

@@ -4,6 +4,7 @@ The scheduler only ever sees a plugin holding the *factory* (a picklable callabl
 session where it runs: a module-level function or ``functools.partial`` of one), task arguments of a
 few hundred bytes (run path, shard number, settings) and results of a few numbers per shard.
 """
+
 from __future__ import annotations
 
 import threading
@@ -43,9 +44,18 @@ class SessionSpec:
         from ..session import Session
 
         data = self.dataset if self.dataset is not None else (self.extra or None)
-        s = Session(self.model, data, transform=self.transform, class_names=self.class_names, layers=self.layers,
-                    recipe=self.recipe, device=self.device, weighting=self.weighting, output=self.output,
-                    **self.input_options)
+        s = Session(
+            self.model,
+            data,
+            transform=self.transform,
+            class_names=self.class_names,
+            layers=self.layers,
+            recipe=self.recipe,
+            device=self.device,
+            weighting=self.weighting,
+            output=self.output,
+            **self.input_options,
+        )
         if self.dataset is not None:
             for im in self.extra:
                 s.add_image(im)
@@ -100,11 +110,30 @@ def ids_task(name: str, indices) -> list[str]:
     return image_ids(_plugin(name).session, indices)
 
 
-def shard_task(name: str, root: str, meta: dict, s: int, batch_size: int, ward: str, only=None, write: bool = True,
-               replace: bool = False) -> dict:
+def shard_task(
+    name: str,
+    root: str,
+    meta: dict,
+    s: int,
+    batch_size: int,
+    ward: str,
+    only=None,
+    write: bool = True,
+    replace: bool = False,
+) -> dict:
     plugin = _plugin(name)
-    done = process_shard(plugin.session, RunStore(root), meta, s, batch_size=batch_size, ward=ward, lock=plugin.lock,
-                         only=only, write=write, replace=replace)
+    done = process_shard(
+        plugin.session,
+        RunStore(root),
+        meta,
+        s,
+        batch_size=batch_size,
+        ward=ward,
+        lock=plugin.lock,
+        only=only,
+        write=write,
+        replace=replace,
+    )
     plugin.memory.step()
     return done
 

@@ -3,6 +3,7 @@
 ``Explorer`` (cluster maps of one image, layer by layer) and ``Gallery`` live here; the labelling game is
 imported on first use from its own module, so importing the Explorer never pulls in the game.
 """
+
 from __future__ import annotations
 
 import importlib

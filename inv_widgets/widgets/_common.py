@@ -1,17 +1,18 @@
 """What every widget of the package shares: where the front-end files live, how a widget's ES module is
 put together, and how an error reads to a person.
 """
+
 from __future__ import annotations
 
 import pathlib
-from functools import lru_cache
+from functools import cache
 
 __all__ = ["STATIC", "esm", "readable", "as_session"]
 
 STATIC = pathlib.Path(__file__).parent / "static"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
@@ -30,8 +31,10 @@ def readable(exc: BaseException, action: str) -> str:
     from ..labels import StoreBusyError
 
     if isinstance(exc, StoreBusyError):
-        return (f"The label store is busy (someone else is saving), so {action} did not happen. "
-                "Nothing was lost: try again in a moment.")
+        return (
+            f"The label store is busy (someone else is saving), so {action} did not happen. "
+            "Nothing was lost: try again in a moment."
+        )
     msg = str(exc).strip() or type(exc).__name__
     kind = "" if isinstance(exc, (ValueError, TypeError, KeyError, IndexError)) else f"{type(exc).__name__}: "
     return f"Could not {action}: {kind}{msg}"
@@ -41,8 +44,10 @@ def as_session(obj, images, kwargs: dict, widget: str):
     """``obj`` if it is a Session; else a Session built from a model, ``images`` and session options."""
     if hasattr(obj, "explain") and hasattr(obj, "image") and hasattr(obj, "classes"):
         if images is not None or kwargs:
-            raise TypeError(f"{widget}(session) takes no images or session options; give them to the Session, "
-                            f"or call {widget}(model, images, **session_options)")
+            raise TypeError(
+                f"{widget}(session) takes no images or session options; give them to the Session, "
+                f"or call {widget}(model, images, **session_options)"
+            )
         return obj
     from ..session import Session
 

@@ -9,9 +9,10 @@ height; the cut line is a draggable shape; the suggested cut is a dashed line. T
 "suggested k = 4") sit in the right margin, beside the plot, so that they never cover a branch; when the two lines
 are close, their labels are pushed apart (:func:`label_shifts`).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,8 +23,18 @@ __all__ = ["Dendrogram", "PALETTE", "ABOVE_CUT", "dendrogram_segments", "cluster
 
 #: Cluster colours, heaviest cluster first (shared by the dendrogram branches and the gallery cards).
 PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-    "#e377c2", "#17becf", "#bcbd22", "#393b79", "#ad494a", "#637939",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#393b79",
+    "#ad494a",
+    "#637939",
 )
 ABOVE_CUT = "#a0a7b0"
 CUT_COLOR = "#c62828"
@@ -38,8 +49,15 @@ _MARGIN_T, _MARGIN_B = 34, 30
 _LINE_PX = {11: 15.0, 10: 14.0}  # height of one line of label text by font size (plotly: about 1.3 em)
 
 
-def label_shifts(lines: Sequence[float], heights: Sequence[float], plot_px: float, ymax: float,
-                 lo: float = 0.0, hi: float | None = None, gap: float = 3.0) -> list[float]:
+def label_shifts(
+    lines: Sequence[float],
+    heights: Sequence[float],
+    plot_px: float,
+    ymax: float,
+    lo: float = 0.0,
+    hi: float | None = None,
+    gap: float = 3.0,
+) -> list[float]:
     """Vertical shifts (px, up positive: plotly's ``yshift``) of labels centred on horizontal lines at data
     heights ``lines`` (0..``ymax`` over ``plot_px`` pixels), each ``heights[i]`` px tall, so that no two overlap
     and each stays between ``lo`` and ``hi`` px from the top of the plot area (``hi``: its bottom). A label sits
@@ -122,38 +140,119 @@ class Dendrogram:
         self._threshold = 0.0
         traces = [
             go.Heatmap(
-                z=np.zeros((1, 1)), x=[0.0, 1.0], y=[0.0, 1.0], opacity=0.0, showscale=False,
-                hovertemplate="click to cut here (h = %{y:.3g})<extra></extra>", name="cut catcher",
+                z=np.zeros((1, 1)),
+                x=[0.0, 1.0],
+                y=[0.0, 1.0],
+                opacity=0.0,
+                showscale=False,
+                hovertemplate="click to cut here (h = %{y:.3g})<extra></extra>",
+                name="cut catcher",
                 colorscale=[[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
             ),
-            go.Scatter(x=[], y=[], mode="lines", line=dict(color=SUGGESTED_COLOR, width=1.5, dash="dash"),
-                       hoverinfo="skip", name="suggested cut", showlegend=False),
-            go.Scatter(x=[], y=[], mode="lines", line=dict(color=ABOVE_CUT, width=1.2), hoverinfo="skip",
-                       name="above the cut", showlegend=False),
+            go.Scatter(
+                x=[],
+                y=[],
+                mode="lines",
+                line=dict(color=SUGGESTED_COLOR, width=1.5, dash="dash"),
+                hoverinfo="skip",
+                name="suggested cut",
+                showlegend=False,
+            ),
+            go.Scatter(
+                x=[],
+                y=[],
+                mode="lines",
+                line=dict(color=ABOVE_CUT, width=1.2),
+                hoverinfo="skip",
+                name="above the cut",
+                showlegend=False,
+            ),
         ]
         for j, col in enumerate(PALETTE):
-            traces.append(go.Scatter(x=[], y=[], mode="lines", line=dict(color=col, width=1.6), hoverinfo="skip",
-                                     name=f"cluster {j + 1}", showlegend=False))
+            traces.append(
+                go.Scatter(
+                    x=[],
+                    y=[],
+                    mode="lines",
+                    line=dict(color=col, width=1.6),
+                    hoverinfo="skip",
+                    name=f"cluster {j + 1}",
+                    showlegend=False,
+                )
+            )
         layout = go.Layout(
-            width=width, height=height, margin=dict(l=52, r=LABEL_MARGIN, t=_MARGIN_T, b=_MARGIN_B),
-            template="plotly_white", dragmode=False, hovermode="closest", showlegend=False,
+            width=width,
+            height=height,
+            margin=dict(l=52, r=LABEL_MARGIN, t=_MARGIN_T, b=_MARGIN_B),
+            template="plotly_white",
+            dragmode=False,
+            hovermode="closest",
+            showlegend=False,
             title=dict(text="", font=dict(size=13), x=0.02, xanchor="left", y=0.98, yanchor="top"),
-            xaxis=dict(showticklabels=False, showgrid=False, zeroline=False, fixedrange=True,
-                       title=dict(text="kept channels", font=dict(size=11), standoff=4)),
-            yaxis=dict(title=dict(text="merge height", font=dict(size=11)), fixedrange=True, zeroline=False,
-                       gridcolor="#eef0f3"),
-            shapes=[dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=0, y1=0,
-                         line=dict(color=CUT_COLOR, width=3), layer="above", name="cut")],
+            xaxis=dict(
+                showticklabels=False,
+                showgrid=False,
+                zeroline=False,
+                fixedrange=True,
+                title=dict(text="kept channels", font=dict(size=11), standoff=4),
+            ),
+            yaxis=dict(
+                title=dict(text="merge height", font=dict(size=11)),
+                fixedrange=True,
+                zeroline=False,
+                gridcolor="#eef0f3",
+            ),
+            shapes=[
+                dict(
+                    type="line",
+                    xref="paper",
+                    x0=0,
+                    x1=1,
+                    yref="y",
+                    y0=0,
+                    y1=0,
+                    line=dict(color=CUT_COLOR, width=3),
+                    layer="above",
+                    name="cut",
+                )
+            ],
             annotations=[
-                dict(xref="paper", x=1.0, xanchor="left", xshift=3, yref="y", y=0, yanchor="middle", text="",
-                     showarrow=False, align="left", font=dict(size=11, color=CUT_COLOR)),
-                dict(xref="paper", x=1.0, xanchor="left", xshift=3, yref="y", y=0, yanchor="middle", text="",
-                     showarrow=False, align="left", font=dict(size=10, color=SUGGESTED_COLOR)),
+                dict(
+                    xref="paper",
+                    x=1.0,
+                    xanchor="left",
+                    xshift=3,
+                    yref="y",
+                    y=0,
+                    yanchor="middle",
+                    text="",
+                    showarrow=False,
+                    align="left",
+                    font=dict(size=11, color=CUT_COLOR),
+                ),
+                dict(
+                    xref="paper",
+                    x=1.0,
+                    xanchor="left",
+                    xshift=3,
+                    yref="y",
+                    y=0,
+                    yanchor="middle",
+                    text="",
+                    showarrow=False,
+                    align="left",
+                    font=dict(size=10, color=SUGGESTED_COLOR),
+                ),
             ],
         )
         self.figure = go.FigureWidget(data=traces, layout=layout)
-        self.figure._config = {"displayModeBar": False, "edits": {"shapePosition": True}, "scrollZoom": False,
-                               "doubleClick": False, "responsive": False}
+        self.figure._config = {
+            "displayModeBar": False,
+            "edits": {"shapePosition": True},
+            "scrollZoom": False,
+            "doubleClick": False,
+            "responsive": False,
+        }
         for tr in self.figure.data:
             tr.on_click(self._clicked)
         self.figure.layout.on_change(self._shapes_changed, "shapes")
@@ -181,9 +280,18 @@ class Dendrogram:
         self._emit(min(max(h, 0.0), self._ymax))
 
     # ---- drawing ----------------------------------------------------------------------------------
-    def show(self, linkage: np.ndarray, leaf_cluster: np.ndarray, threshold: float, *,
-             suggested_threshold: float | None = None, suggested_k: int | None = None, k: int | None = None,
-             title: str = "", colors: Sequence[str] = PALETTE) -> None:
+    def show(
+        self,
+        linkage: np.ndarray,
+        leaf_cluster: np.ndarray,
+        threshold: float,
+        *,
+        suggested_threshold: float | None = None,
+        suggested_k: int | None = None,
+        k: int | None = None,
+        title: str = "",
+        colors: Sequence[str] = PALETTE,
+    ) -> None:
         """Draw ``linkage`` with leaves coloured by ``leaf_cluster`` (cluster index, -1 pruned) and the cut."""
         z = np.asarray(linkage, dtype=np.float64)
         n = z.shape[0] + 1
@@ -231,7 +339,9 @@ class Dendrogram:
             shifts = label_shifts(lines, heights, plot_px, ymax, lo=0.0, hi=plot_px + _MARGIN_B - 4)
             lay.annotations[0].update(y=threshold, yshift=shifts[0], text="<br>".join(cut_lines))
             if show_suggested and not same:
-                lay.annotations[1].update(y=suggested_threshold, yshift=shifts[1], text=f"suggested<br>k = {suggested_k}")
+                lay.annotations[1].update(
+                    y=suggested_threshold, yshift=shifts[1], text=f"suggested<br>k = {suggested_k}"
+                )
             else:
                 lay.annotations[1].update(text="")
 

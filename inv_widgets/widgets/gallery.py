@@ -13,6 +13,7 @@ the kernel. A colour bar beside the maps reads their scale (each map is scaled t
 
 Coloured pictures made elsewhere still work: ``show(heats=[png, ...])`` shows PNG bytes instead of maps.
 """
+
 from __future__ import annotations
 
 import anywidget
@@ -86,6 +87,8 @@ class Gallery(anywidget.AnyWidget):
     alpha = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
     revision = t.Int(0).tag(sync=True)
     message = t.Unicode("").tag(sync=True)
+    #: a line under the maps: what a map shows (the explanation's map type, ``Explanation.map_meaning``)
+    note = t.Unicode("").tag(sync=True)
     drops = t.List(t.Float(allow_none=True)).tag(sync=True)
     drop_tips = t.List(t.Unicode()).tag(sync=True)
 
@@ -94,24 +97,46 @@ class Gallery(anywidget.AnyWidget):
         """Number of cluster maps shown."""
         return len(self.weights)
 
-    def show(self, *, base: bytes, weights, counts, colors, maps=None, heats=None, size=None, cmap: str = "jet",
-             labels=None, gradcam=b"", gradcam_caption: str = "Grad-CAM", title: str = "", subtitle: str = "",
-             selected: int = -1, message: str = "") -> None:
+    def show(
+        self,
+        *,
+        base: bytes,
+        weights,
+        counts,
+        colors,
+        maps=None,
+        heats=None,
+        size=None,
+        cmap: str = "jet",
+        labels=None,
+        gradcam=b"",
+        gradcam_caption: str = "Grad-CAM",
+        title: str = "",
+        subtitle: str = "",
+        selected: int = -1,
+        message: str = "",
+        note: str = "",
+    ) -> None:
         """Replace the content in one message (the browser re-renders once).
 
         ``maps``: (K, h, w) numbers, each shown upsampled to ``size = (H, W)`` (default: (h, w)) and min-max
         scaled, coloured with ``cmap``; or ``heats``: K coloured PNGs. ``gradcam``: the layer's Grad-CAM as a
-        2-D array (shown like a map) or a coloured PNG (bytes); empty hides it.
+        2-D array (shown like a map) or a coloured PNG (bytes); empty hides it. ``note``: a line under the maps
+        (what a map shows).
         """
         if (maps is None) == (heats is None):
-            raise ValueError("give the cluster maps either as maps= (numbers, coloured in the page) or as "
-                             "heats= (PNG bytes), not both or neither")
+            raise ValueError(
+                "give the cluster maps either as maps= (numbers, coloured in the page) or as "
+                "heats= (PNG bytes), not both or neither"
+            )
         n = len(heats) if heats is not None else (np.shape(maps)[0] if np.ndim(maps) == 3 else -1)
         if n < 0:
             raise ValueError(f"maps must be (K, h, w); got an array of shape {np.shape(maps)}")
         if not (len(weights) == len(counts) == len(colors) == n):
-            raise ValueError(f"maps, weights, counts and colors must have the same length; got "
-                             f"{n}, {len(weights)}, {len(counts)}, {len(colors)}")
+            raise ValueError(
+                f"maps, weights, counts and colors must have the same length; got "
+                f"{n}, {len(weights)}, {len(counts)}, {len(colors)}"
+            )
         labels = [list(map(list, lab)) for lab in labels] if labels is not None else [[] for _ in range(n)]
         if len(labels) != n:
             raise ValueError(f"labels must have one entry per map ({n}); got {len(labels)}")
@@ -149,6 +174,7 @@ class Gallery(anywidget.AnyWidget):
             self.title = title
             self.subtitle = subtitle
             self.message = message
+            self.note = note
             self.selected = int(selected) if -1 <= int(selected) < n else -1
             self.drops = []  # measured for other maps: shown again by show_drops once measured for these
             self.drop_tips = []

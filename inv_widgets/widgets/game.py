@@ -30,11 +30,12 @@ skips the map, says so and shows its next map.
 A read-only store (a read-only file or folder, a database user who may only read) is said at once: the
 game does not start, and an answer that meets a store turned read-only is not "kept to submit again".
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import anywidget
 import traitlets as t
@@ -59,7 +60,8 @@ from ..labels.queue import (
 )
 from ..labels.rules import MAX_LABEL_CHARS, MAX_LABELS, MAX_NAME_CHARS, AlreadyAnswered, RuleError, points_for
 from ..labels.store import LabelStore, MapKey, StoreBusyError, StoreReadOnlyError
-from ._common import STATIC, esm, readable as _readable
+from ._common import STATIC, esm
+from ._common import readable as _readable
 
 __all__ = ["LabelingGame"]
 
@@ -81,10 +83,10 @@ ACTIONS = {
 #: actions on the map on screen: ignored when they name another round (a stale click or double press)
 ROUND_ACTIONS = ("guess", "more", "resign", "submit", "skip")
 
-READ_ONLY_MESSAGE = ("This label store is read-only, so answers cannot be saved here and nothing you play "
-                     "would be kept. Please tell the person running the session.")
-
-
+READ_ONLY_MESSAGE = (
+    "This label store is read-only, so answers cannot be saved here and nothing you play "
+    "would be kept. Please tell the person running the session."
+)
 
 
 class LabelingGame(anywidget.AnyWidget):
@@ -164,12 +166,24 @@ class LabelingGame(anywidget.AnyWidget):
     max_label_chars = t.Int(MAX_LABEL_CHARS).tag(sync=True)
     max_name_chars = t.Int(MAX_NAME_CHARS).tag(sync=True)
 
-    def __init__(self, session, store, participant: str | None = None, images: Iterable[int] | None = None,
-                 layers: Sequence[str] | None = None, recipe: str | None = None, k: int | None = None, *,
-                 target: str | None = None, **kwargs):
+    def __init__(
+        self,
+        session,
+        store,
+        participant: str | None = None,
+        images: Iterable[int] | None = None,
+        layers: Sequence[str] | None = None,
+        recipe: str | None = None,
+        k: int | None = None,
+        *,
+        target: str | None = None,
+        **kwargs,
+    ):
         if not is_map_source(session):
-            raise TypeError(f"session must be an inv_widgets.Session, a stored run (inv.Run) or another MapSource, "
-                            f"got {type(session).__name__}; build one with inv.Session(model, data)")
+            raise TypeError(
+                f"session must be an inv_widgets.Session, a stored run (inv.Run) or another MapSource, "
+                f"got {type(session).__name__}; build one with inv.Session(model, data)"
+            )
         if isinstance(store, (str, os.PathLike)):
             store = LabelStore(store)
         check_store(store)
@@ -226,8 +240,9 @@ class LabelingGame(anywidget.AnyWidget):
         if self._pool is not None:
             return
         self.loading = 0.001
-        self._pool = Pool.from_source(self.session, self.spec,
-                                      progress=lambda done, total: setattr(self, "loading", max(done / total, 0.001)))
+        self._pool = Pool.from_source(
+            self.session, self.spec, progress=lambda done, total: setattr(self, "loading", max(done / total, 0.001))
+        )
         self.total = len(self._pool)
         self.loading = 1.0
 
@@ -325,9 +340,15 @@ class LabelingGame(anywidget.AnyWidget):
             return False
         self.participant = name
         source = self.session if self.session is not None else self.run
-        self._say((f"Welcome back, {name}! Your earlier answers and points count." if known
-                   else f"Welcome, {name}! Guess early for more points.")
-                  + f" The pixels you see: {map_meaning(source.map_type)}", "success")
+        self._say(
+            (
+                f"Welcome back, {name}! Your earlier answers and points count."
+                if known
+                else f"Welcome, {name}! Guess early for more points."
+            )
+            + f" The pixels you see: {map_meaning(source.map_type)}",
+            "success",
+        )
         self.phase = "loading"
         self.start()
         return True
@@ -363,8 +384,9 @@ class LabelingGame(anywidget.AnyWidget):
             self.step = 0
             self.potential = points_for("win", 0)
             self.masked = png
-            self.map_info = (f"Layer {item.depth} of {len(self.layers)} · cluster map {item.rank + 1} · "
-                             f"w = {item.weight:.0f} %")
+            self.map_info = (
+                f"Layer {item.depth} of {len(self.layers)} · cluster map {item.rank + 1} · w = {item.weight:.0f} %"
+            )
             self.round += 1
             self.phase = "play"
             self.can_undo = q.can_undo
@@ -448,8 +470,10 @@ class LabelingGame(anywidget.AnyWidget):
             self._say(READ_ONLY_MESSAGE, "error")
             return
         log.warning("LabelingGame: could not save an answer: %s", exc)
-        self._say((_readable(exc, "saving your answer") if isinstance(exc, StoreBusyError) else str(exc))
-                  + " " + then, "error")
+        self._say(
+            (_readable(exc, "saving your answer") if isinstance(exc, StoreBusyError) else str(exc)) + " " + then,
+            "error",
+        )
 
     def _answered_elsewhere(self, exc: AlreadyAnswered, text: str | None = None) -> None:
         """The map on screen was answered in another window of this player: say so, show the next one."""
@@ -517,8 +541,12 @@ class LabelingGame(anywidget.AnyWidget):
                 return False
             if isinstance(exc, (StoreBusyError, ValueError, TypeError, OSError, RuntimeError)):
                 log.warning("LabelingGame: could not save an answer: %s", exc)
-                self._say(_readable(exc, "saving your labels") if isinstance(exc, StoreBusyError)
-                          else f"Your labels were not saved: {exc}", "error")
+                self._say(
+                    _readable(exc, "saving your labels")
+                    if isinstance(exc, StoreBusyError)
+                    else f"Your labels were not saved: {exc}",
+                    "error",
+                )
             else:  # e.g. sqlite3 errors: keep the labels, say what happened
                 log.error("LabelingGame: could not save an answer's labels", exc_info=exc)
                 self._say(_readable(exc, "save your labels") + " Your labels are kept: submit again.", "error")
@@ -595,4 +623,3 @@ class LabelingGame(anywidget.AnyWidget):
         if not quiet:
             self._say("Leaderboard updated.", "info")
         return True
-

@@ -11,6 +11,7 @@
 The kernel owns the state; the front end (``static/global_view.js``) sends intents (``select_class``,
 ``open_example``) and draws what the traits say. Example images travel as PNG bytes in binary buffers.
 """
+
 from __future__ import annotations
 
 import html
@@ -31,8 +32,20 @@ log = logging.getLogger("inv_widgets.global_view")
 
 #: One colour per label of the trends panel: the rising labels take the first six, the falling the last six, so
 #: that no two labels of a class share a colour (one cycle for both panels drew two labels in the same blue).
-TREND_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#ad494a")
+TREND_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#393b79",
+    "#ad494a",
+)
 #: Labels drawn per panel (rising, falling).
 TRENDS_PER_SIDE = 6
 #: Width of the trends figure in pixels (plotly's widget draws before the browser has placed it, so without a
@@ -90,12 +103,24 @@ class GlobalView(W.VBox):
     weight of the cluster maps carrying the label (percent of their layer) and the number of images.
     """
 
-    def __init__(self, global_explanation, session=None, *, explorer=None, class_name=None, n_labels: int = 5,
-                 n_examples: int = 3, thumb: int = 96, cmap: str = "jet"):
+    def __init__(
+        self,
+        global_explanation,
+        session=None,
+        *,
+        explorer=None,
+        class_name=None,
+        n_labels: int = 5,
+        n_examples: int = 3,
+        thumb: int = 96,
+        cmap: str = "jet",
+    ):
         ge = global_explanation
         if not hasattr(ge, "top") or not hasattr(ge, "layers"):
-            raise TypeError(f"GlobalView shows a GlobalExplanation, got {type(ge).__name__}; build one with "
-                            "inv.GlobalExplanation.from_store(store, session)")
+            raise TypeError(
+                f"GlobalView shows a GlobalExplanation, got {type(ge).__name__}; build one with "
+                "inv.GlobalExplanation.from_store(store, session)"
+            )
         render.colormap(cmap)
         if int(n_labels) < 1 or int(n_examples) < 0:
             raise ValueError(f"n_labels must be >= 1 and n_examples >= 0, got {n_labels} and {n_examples}")
@@ -120,8 +145,11 @@ class GlobalView(W.VBox):
         self.add_class("inv-global-view")
         self.main.on_msg(self._on_msg)
         self._unobserve = ge.observe(lambda _ge: self._safely("show the TCAV results", self.refresh))
-        first = class_name if class_name is not None else next(
-            (c for c, n in zip(ge.classes, counts) if n), ge.classes[0] if ge.classes else None)
+        first = (
+            class_name
+            if class_name is not None
+            else next((c for c, n in zip(ge.classes, counts) if n), ge.classes[0] if ge.classes else None)
+        )
         if first is None:
             self.main.message = "No classes: the global explanation is empty."
         else:
@@ -176,8 +204,9 @@ class GlobalView(W.VBox):
         key = row["examples"][int(k)]
         self.last_opened = key
         if self.explorer is None:
-            self.main.message = ("No Explorer is connected to open this map in: "
-                                 "GlobalView(ge, session, explorer=inv.Explorer(session)).")
+            self.main.message = (
+                "No Explorer is connected to open this map in: GlobalView(ge, session, explorer=inv.Explorer(session))."
+            )
             return key
         ex = self.explorer
         i, cl, j = ex.session.locate(key)
@@ -189,11 +218,15 @@ class GlobalView(W.VBox):
         keys = ex.clusters.keys()
         if key in keys:
             ex.select_cluster(keys.index(key))
-            self.main.message = (f"Opened in the Explorer: image {i}, {key.layer}, cluster map "
-                                 f"{keys.index(key) + 1} of {len(keys)} ({row['label']!r}).")
+            self.main.message = (
+                f"Opened in the Explorer: image {i}, {key.layer}, cluster map "
+                f"{keys.index(key) + 1} of {len(keys)} ({row['label']!r})."
+            )
         else:  # the Explorer caps a cut at a number of clusters that may not separate this map
-            self.main.message = (f"Opened image {i} at {key.layer} in the Explorer, but its cut does not show this "
-                                 f"cluster map on its own ({len(key.members)} channels).")
+            self.main.message = (
+                f"Opened image {i} at {key.layer} in the Explorer, but its cut does not show this "
+                f"cluster map on its own ({len(key.members)} channels)."
+            )
         self.main.error = ""
         return key
 
@@ -214,13 +247,27 @@ class GlobalView(W.VBox):
             tcav = None
             if res is not None:
                 ok = res.get("tcav_score") is not None and np.isfinite(res.get("tcav_score", np.nan))
-                tcav = ({"score": float(res["tcav_score"]), "random": float(res["random_score"]),
-                         "p": float(res["p_value"]), "significant": bool(res["significant"])} if ok else
-                        {"note": str(res.get("note") or "not tested")})
-            rows.append({"label": str(r["label"]), "score": float(r["score"]),
-                         "mean_weight": float(r["mean_weight"]) if np.isfinite(r["mean_weight"]) else None,
-                         "n_images": int(r["n_images"]), "n_maps": int(r["n_maps"]), "tcav": tcav,
-                         "examples": list(r["examples"])[:self.n_examples]})
+                tcav = (
+                    {
+                        "score": float(res["tcav_score"]),
+                        "random": float(res["random_score"]),
+                        "p": float(res["p_value"]),
+                        "significant": bool(res["significant"]),
+                    }
+                    if ok
+                    else {"note": str(res.get("note") or "not tested")}
+                )
+            rows.append(
+                {
+                    "label": str(r["label"]),
+                    "score": float(r["score"]),
+                    "mean_weight": float(r["mean_weight"]) if np.isfinite(r["mean_weight"]) else None,
+                    "n_images": int(r["n_images"]),
+                    "n_maps": int(r["n_maps"]),
+                    "tcav": tcav,
+                    "examples": list(r["examples"])[: self.n_examples],
+                }
+            )
         return rows
 
     def _example_pngs(self, keys) -> dict:
@@ -244,18 +291,30 @@ class GlobalView(W.VBox):
         columns = []
         best = max((r["score"] for col in self._shown for r in col), default=0.0) or 1.0
         for layer, short, col in zip(ge.layers, self._short, self._shown):
-            columns.append({"layer": layer, "short": short, "labels": [
-                {**{k: v for k, v in r.items() if k != "examples"}, "bar": r["score"] / best,
-                 "examples": [index.get(k, -1) for k in r["examples"]]} for r in col]})
+            columns.append(
+                {
+                    "layer": layer,
+                    "short": short,
+                    "labels": [
+                        {
+                            **{k: v for k, v in r.items() if k != "examples"},
+                            "bar": r["score"] / best,
+                            "examples": [index.get(k, -1) for k in r["examples"]],
+                        }
+                        for r in col
+                    ],
+                }
+            )
         n_img = ge.n_images(self._class)
         tested = ge.tcav is not None and len(ge.tcav)
         with self.main.hold_sync():
             self.main.class_index = ge.classes.index(self._class)
-            self.main.subtitle = (f"{n_img} labelled image{'s' if n_img != 1 else ''} · top {self.n_labels} labels "
-                                  f"per layer · score = best-label scores summed over the images · w̄ = mean weight "
-                                  f"of the cluster maps carrying the label (% of their layer)"
-                                  + (" · TCAV: share of the class's images that the concept pushes towards it"
-                                     if tested else ""))
+            self.main.subtitle = (
+                f"{n_img} labelled image{'s' if n_img != 1 else ''} · top {self.n_labels} labels "
+                f"per layer · score = best-label scores summed over the images · w̄ = mean weight "
+                f"of the cluster maps carrying the label (% of their layer)"
+                + (" · TCAV: share of the class's images that the concept pushes towards it" if tested else "")
+            )
             self.main.columns = columns
             self.main.images = images
             self.main.message = "" if any(self._shown) else f"No labelled cluster maps for {self._class!r} yet."
@@ -266,21 +325,38 @@ class GlobalView(W.VBox):
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        base = make_subplots(rows=1, cols=2, subplot_titles=("<b>Rising labels</b>", "<b>Falling labels</b>"),
-                             horizontal_spacing=0.1)
+        base = make_subplots(
+            rows=1, cols=2, subplot_titles=("<b>Rising labels</b>", "<b>Falling labels</b>"), horizontal_spacing=0.1
+        )
         for side in (1, 2):
             for n in range(TRENDS_PER_SIDE):
                 color = TREND_COLORS[(side - 1) * TRENDS_PER_SIDE + n]
-                base.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="", visible=False,
-                                          line=dict(color=color, width=2), marker=dict(size=6, color=color),
-                                          legendgroup=f"{side}", hovertemplate="%{fullData.name}<br>%{x}: "
-                                          "%{y:.3f} per image<extra></extra>"), row=1, col=side)
+                base.add_trace(
+                    go.Scatter(
+                        x=[],
+                        y=[],
+                        mode="lines+markers",
+                        name="",
+                        visible=False,
+                        line=dict(color=color, width=2),
+                        marker=dict(size=6, color=color),
+                        legendgroup=f"{side}",
+                        hovertemplate="%{fullData.name}<br>%{x}: %{y:.3f} per image<extra></extra>",
+                    ),
+                    row=1,
+                    col=side,
+                )
             # layer names at an angle, each fully readable, however many layers (they overlapped flat)
             base.update_xaxes(tickangle=-35, automargin=True, row=1, col=side)
-        base.update_layout(width=TRENDS_WIDTH, height=420, margin=dict(l=60, r=20, t=80, b=40),
-                           template="plotly_white", legend=dict(orientation="h", y=-0.35, yanchor="top",
-                                                                font=dict(size=11)),
-                           yaxis_title="score per image", font=dict(size=11))
+        base.update_layout(
+            width=TRENDS_WIDTH,
+            height=420,
+            margin=dict(l=60, r=20, t=80, b=40),
+            template="plotly_white",
+            legend=dict(orientation="h", y=-0.35, yanchor="top", font=dict(size=11)),
+            yaxis_title="score per image",
+            font=dict(size=11),
+        )
         fig = go.FigureWidget(base)
         fig.add_class("inv-global-trends")
         return fig
@@ -303,9 +379,13 @@ class GlobalView(W.VBox):
                         trace.visible = True
                     else:
                         trace.x, trace.y, trace.name, trace.visible = [], [], "", False
-            self.trends.layout.title = dict(text=f"“{html.escape(self._class)}”: how each label rises and falls "
-                                                 "through the layers",
-                                            font=dict(size=13), x=0.01, y=0.98, yanchor="top")
+            self.trends.layout.title = dict(
+                text=f"“{html.escape(self._class)}”: how each label rises and falls through the layers",
+                font=dict(size=13),
+                x=0.01,
+                y=0.98,
+                yanchor="top",
+            )
 
     # ---- browser intents ---------------------------------------------------------------------------------
     def _on_msg(self, _widget, content, _buffers) -> None:

@@ -11,6 +11,7 @@ Reusable by any widget's browser test::
 
 Every test under tests/browser is marked ``browser``; select or skip them with ``-m browser`` / ``-m "not browser"``.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,13 @@ from . import servers
 
 CHROMIUM = os.environ.get("INV_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 SCREENSHOTS = servers.REPO / "docs" / "screenshots"
 

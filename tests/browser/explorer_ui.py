@@ -2,7 +2,13 @@
 
 Shared by the browser tests and benchmarks/bench_widget.py.
 """
+
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 GALLERY = ".inv-explorer .inv-gallery"
 
@@ -26,21 +32,27 @@ class ExplorerUI:
                         loaded: cards.every(c => Array.from(c.querySelectorAll('img')).every(i => i.complete && i.naturalWidth > 0)
                                                  && Array.from(c.querySelectorAll('canvas.inv-heat')).every(v => v.width > 0 && v.height > 0)),
                         canvases: cards.filter(c => c.querySelector('canvas.inv-heat')).length};
-            }""", self.root)
+            }""",
+            self.root,
+        )
 
     def wait_gallery(self, timeout: float = 240_000) -> dict:
         self.page.wait_for_function(
             "(root) => { const g = document.querySelector(root + ' .inv-gallery'); return g && g.dataset.revision; }",
-            arg=self.root, timeout=timeout)
+            arg=self.root,
+            timeout=timeout,
+        )
         return self.gallery()
 
     def wait_gallery_change(self, old_rev: str, timeout: float = 60_000) -> dict:
         self.page.wait_for_function(
             "([root, old]) => { const g = document.querySelector(root + ' .inv-gallery'); return g && g.dataset.revision && g.dataset.revision !== old; }",
-            arg=[self.root, old_rev], timeout=timeout)
+            arg=[self.root, old_rev],
+            timeout=timeout,
+        )
         return self.gallery()
 
-    def card_pixels(self, j: int | str) -> "np.ndarray":
+    def card_pixels(self, j: int | str) -> np.ndarray:
         """The pixels of card ``j``'s coloured map as drawn in its canvas (``"gradcam"``: the Grad-CAM card),
         uint8 (H, W, 4) at the canvas's own size (the image's)."""
         import base64
@@ -52,7 +64,9 @@ class ExplorerUI:
             """([root, sel]) => { const c = document.querySelector(root + ' .inv-gallery ' + sel + ' canvas.inv-heat');
                 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                 let s = ''; for (let i = 0; i < d.length; i += 8192) s += String.fromCharCode(...d.subarray(i, i + 8192));
-                return {w: c.width, h: c.height, data: btoa(s)}; }""", [self.root, sel])
+                return {w: c.width, h: c.height, data: btoa(s)}; }""",
+            [self.root, sel],
+        )
         return np.frombuffer(base64.b64decode(got["data"]), np.uint8).reshape(got["h"], got["w"], 4)
 
     def colorbar(self) -> dict:
@@ -64,7 +78,9 @@ class ExplorerUI:
                 const c = s.querySelector('canvas'); const d = c.getContext('2d').getImageData(0, 0, c.width, 1).data;
                 const r = s.getBoundingClientRect();
                 return {ticks: Array.from(s.querySelectorAll('.inv-colorbar-tick')).map(t => t.textContent),
-                        rgba: Array.from(d), visible: r.width > 0 && r.height > 0, cmap: s.dataset.cmap}; }""", self.root)
+                        rgba: Array.from(d), visible: r.width > 0 && r.height > 0, cmap: s.dataset.cmap}; }""",
+            self.root,
+        )
         got["colors"] = np.array(got.pop("rgba"), np.uint8).reshape(-1, 4)[:, :3]
         return got
 
@@ -76,7 +92,8 @@ class ExplorerUI:
 
     def slider(self, label: str):
         return self.page.locator(f"{self.root} .widget-slider").filter(
-            has=self.page.locator(".widget-label", has_text=label))
+            has=self.page.locator(".widget-label", has_text=label)
+        )
 
     def readout(self, label: str) -> str:
         return self.slider(label).locator(".widget-readout").first.text_content().strip()
@@ -90,7 +107,10 @@ class ExplorerUI:
                 const s = Array.from(document.querySelectorAll(root + ' .widget-slider'))
                     .find(e => (e.querySelector('.widget-label') || {}).textContent === 'Clusters k');
                 return g && s && Number(s.querySelector('.widget-readout').textContent) === g.querySelectorAll('.inv-card[data-index]').length;
-            }""", arg=self.root, timeout=timeout)
+            }""",
+            arg=self.root,
+            timeout=timeout,
+        )
         return int(self.readout("Clusters k"))
 
     def wait_layer_matches_gallery(self, timeout: float = 30_000) -> str:
@@ -102,7 +122,10 @@ class ExplorerUI:
                     .find(e => (e.querySelector('.widget-label') || {}).textContent === 'Layer');
                 const name = s && s.querySelector('.widget-readout').textContent.trim();
                 return g && name && g.textContent.startsWith(name + ' ');
-            }""", arg=self.root, timeout=timeout)
+            }""",
+            arg=self.root,
+            timeout=timeout,
+        )
         return self.readout("Layer")
 
     def detail_title(self) -> str:
@@ -217,4 +240,6 @@ class ExplorerUI:
                                      box: [b.left - svg.left, b.top - svg.top, b.width, b.height]});
                 }
                 return out;
-            }""", self.root)
+            }""",
+            self.root,
+        )

@@ -1,5 +1,6 @@
 """Helpers for the Deep Reveal game's browser tests: a page object, an oracle that knows the answer of the
 map on screen, and the kernel environment of notebooks/03_label_session.ipynb."""
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,10 @@ class GamePage:
     def wait_step(self, percent: str, timeout: float = STEP) -> None:
         self.page.wait_for_function(
             "([sel, p]) => { const e = document.querySelector(sel + ' .ig-step.ig-now .ig-step-label');"
-            " return e && e.textContent === p; }", arg=[self.ROOT, percent], timeout=timeout)
+            " return e && e.textContent === p; }",
+            arg=[self.ROOT, percent],
+            timeout=timeout,
+        )
 
     def message(self) -> str:
         m = self.root.locator(".ig-msg")
@@ -120,8 +124,12 @@ def screenshot(locator_or_page, path: Path) -> bytes:
 def env_for_game(store, images: int = 4) -> dict:
     """Kernel environment of the game notebook: untrained weights, a small pool, the store to use (a file
     path or a postgresql:// URL)."""
-    return {"INV_RANDOM_WEIGHTS": "1", "INV_LABEL_STORE": str(store), "INV_GAME_IMAGES": str(images),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return {
+        "INV_RANDOM_WEIGHTS": "1",
+        "INV_LABEL_STORE": str(store),
+        "INV_GAME_IMAGES": str(images),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
 
 
 class Oracle:
@@ -155,7 +163,8 @@ class Oracle:
 def page_image(game_page: GamePage, which: str = "masked") -> bytes:
     """The PNG bytes the page shows in the masked (or overlay) frame."""
     data = game_page.root.locator(f".ig-fig-{which} img").evaluate(
-        "async img => Array.from(new Uint8Array(await (await fetch(img.src)).arrayBuffer()))")
+        "async img => Array.from(new Uint8Array(await (await fetch(img.src)).arrayBuffer()))"
+    )
     return bytes(data)
 
 

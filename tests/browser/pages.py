@@ -2,6 +2,7 @@
 
 Helpers only wait on what a person would see: the status bar's kernel state, cell prompts, rendered widgets.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,11 +36,13 @@ class NotebookPage:
         self.server = server
         self.path = path
         self.console: list[str] = []
-        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on(
+            "console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+        )
         page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
 
     # ---- opening --------------------------------------------------------------------------------
-    def open(self, timeout: float = LONG) -> "NotebookPage":
+    def open(self, timeout: float = LONG) -> NotebookPage:
         if self.server.kind == "lab":
             # a workspace of its own: no tabs restored from an earlier page on the same server
             ws = f"inv-{int(time.time() * 1000)}"
@@ -82,8 +85,10 @@ class NotebookPage:
             if "idle" in self.kernel_status().lower() and self.kernel_connection() == "connected:idle":
                 return
             self.page.wait_for_timeout(250)
-        raise TimeoutError(f"the kernel did not become idle within {timeout / 1000:.0f} s "
-                           f"(status: {self.kernel_status()!r}); console: {self.console[-10:]}")
+        raise TimeoutError(
+            f"the kernel did not become idle within {timeout / 1000:.0f} s "
+            f"(status: {self.kernel_status()!r}); console: {self.console[-10:]}"
+        )
 
     # ---- running --------------------------------------------------------------------------------
     def command(self, name: str, args: dict | None = None) -> None:
@@ -102,9 +107,13 @@ class NotebookPage:
         self.page.wait_for_timeout(300)
         while time.monotonic() < deadline:
             prompts = self.page.eval_on_selector_all(
-                f"{PANEL} .jp-CodeCell .jp-InputArea-prompt", "els => els.map(e => e.textContent.trim())")
-            if prompts and all(re.fullmatch(r"\[\d+\]:?", p) for p in prompts) \
-                    and "idle" in self.kernel_status().lower():
+                f"{PANEL} .jp-CodeCell .jp-InputArea-prompt", "els => els.map(e => e.textContent.trim())"
+            )
+            if (
+                prompts
+                and all(re.fullmatch(r"\[\d+\]:?", p) for p in prompts)
+                and "idle" in self.kernel_status().lower()
+            ):
                 return
             self.page.wait_for_timeout(300)
         raise TimeoutError(f"cells still running after {timeout / 1000:.0f} s; console: {self.console[-10:]}")
@@ -117,11 +126,13 @@ class NotebookPage:
     def error_outputs(self) -> list[str]:
         return self.page.eval_on_selector_all(
             ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'], .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']",
-            "els => els.map(e => e.textContent)")
+            "els => els.map(e => e.textContent)",
+        )
 
     def active_cell_index(self) -> int:
         return self.page.evaluate(
-            "() => Array.from(document.querySelectorAll('.jp-Notebook .jp-Cell')).findIndex(c => c.classList.contains('jp-mod-active'))")
+            "() => Array.from(document.querySelectorAll('.jp-Notebook .jp-Cell')).findIndex(c => c.classList.contains('jp-mod-active'))"
+        )
 
 
 def png_array(data: bytes) -> np.ndarray:

@@ -3,6 +3,7 @@
 Every server gets a free port, a random token, its own temporary root, config, runtime, settings and
 workspace directories (no user state leaks in), and is stopped (kernels included) at the end.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -81,16 +82,22 @@ def _cmdline(p) -> list[str]:
 
 def _env(home: Path) -> dict:
     env = dict(os.environ)
-    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
-                     ("JUPYTERLAB_SETTINGS_DIR", "lab-settings"), ("JUPYTERLAB_WORKSPACES_DIR", "lab-workspaces"),
-                     ("IPYTHONDIR", "ipython")):
+    for var, sub in (
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("JUPYTERLAB_SETTINGS_DIR", "lab-settings"),
+        ("JUPYTERLAB_WORKSPACES_DIR", "lab-workspaces"),
+        ("IPYTHONDIR", "ipython"),
+    ):
         d = home / sub
         d.mkdir(parents=True, exist_ok=True)
         env[var] = str(d)
     # No news / update toasts over the notebook.
     notif = home / "lab-settings" / "@jupyterlab" / "apputils-extension"
     notif.mkdir(parents=True, exist_ok=True)
-    (notif / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (notif / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     # Cells record their execution timing in their metadata (benchmarks read it).
     nbext = home / "lab-settings" / "@jupyterlab" / "notebook-extension"
     nbext.mkdir(parents=True, exist_ok=True)
@@ -107,7 +114,9 @@ def _wait_http(url: str | None, proc: subprocess.Popen, timeout: float, log_path
     last = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
+            raise RuntimeError(
+                f"server exited with code {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}"
+            )
         try:
             if url is None:
                 with socket.create_connection(("127.0.0.1", port), timeout=2):
@@ -118,8 +127,9 @@ def _wait_http(url: str | None, proc: subprocess.Popen, timeout: float, log_path
         except (urllib.error.URLError, ConnectionError, OSError) as e:
             last = e
         time.sleep(0.5)
-    raise TimeoutError(f"server did not answer {url} within {timeout:.0f} s ({last}):\n"
-                       f"{log_path.read_text(errors='replace')[-4000:]}")
+    raise TimeoutError(
+        f"server did not answer {url} within {timeout:.0f} s ({last}):\n{log_path.read_text(errors='replace')[-4000:]}"
+    )
 
 
 def copy_notebooks(root: Path, names) -> None:
@@ -128,15 +138,28 @@ def copy_notebooks(root: Path, names) -> None:
         shutil.copy(NOTEBOOKS / name, root / name)
 
 
-def start(kind: str, root: Path, home: Path, *, notebook: str | None = None, timeout: float = 120.0,
-          env_extra: dict | None = None) -> Server:
+def start(
+    kind: str,
+    root: Path,
+    home: Path,
+    *,
+    notebook: str | None = None,
+    timeout: float = 120.0,
+    env_extra: dict | None = None,
+) -> Server:
     """Start a server of ``kind`` ("lab", "notebook", "voila") serving ``root`` on 127.0.0.1."""
     port = free_port()
     token = secrets.token_hex(16)
     env = _env(home)
     env.update(env_extra or {})
-    common = ["--no-browser", f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
-              f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    common = [
+        "--no-browser",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         common.append("--allow-root")
     if kind == "lab":
@@ -148,9 +171,19 @@ def start(kind: str, root: Path, home: Path, *, notebook: str | None = None, tim
     elif kind == "voila":
         if notebook is None:
             raise ValueError("voila needs the notebook to serve")
-        cmd = [sys.executable, "-m", "voila", str(root / notebook), "--no-browser", f"--port={port}",
-               "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", f"--token={token}", "--show_tracebacks=True",
-               f"--Voila.root_dir={root}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "voila",
+            str(root / notebook),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--Voila.port_retries=0",
+            f"--token={token}",
+            "--show_tracebacks=True",
+            f"--Voila.root_dir={root}",
+        ]
         probe = None  # Voila has no status API; asking for the page would run the notebook
     else:
         raise ValueError(f"unknown server kind {kind!r}")

@@ -3,6 +3,7 @@
 The tests share one opened notebook (starting JupyterLab and a kernel takes a while on a slow machine) and run
 in file order; each one reads the state before acting and checks what changed on screen.
 """
+
 from __future__ import annotations
 
 import io
@@ -100,9 +101,12 @@ def test_cards_show_the_maps_as_render_colours_and_blends_them(lab):
         ref = Image.fromarray(render.overlay(want["image"], want["maps"][j], want["cmap"], want["alpha"]))
         ref = np.asarray(ref.resize(shot.size, Image.BILINEAR), dtype=float)
         seen = np.asarray(shot, dtype=float)
-        other = np.asarray(Image.fromarray(render.overlay(want["image"], want["maps"][(j + 1) % want["k"]],
-                                                          want["cmap"], want["alpha"])).resize(shot.size, Image.BILINEAR),
-                           dtype=float)
+        other = np.asarray(
+            Image.fromarray(
+                render.overlay(want["image"], want["maps"][(j + 1) % want["k"]], want["cmap"], want["alpha"])
+            ).resize(shot.size, Image.BILINEAR),
+            dtype=float,
+        )
         err, err_other = np.abs(seen - ref).mean(), np.abs(seen - other).mean()
         assert err < 6 and err < err_other / 2, (j, err, err_other)  # this map, not another, blended as render does
     bar = ui.colorbar()
@@ -138,7 +142,10 @@ def test_k_slider_sets_the_number_of_cluster_maps(lab):
         # the dendrogram's cut line follows (its label reads "cut k = ...")
         nb.page.wait_for_function(
             "k => Array.from(document.querySelectorAll('.inv-explorer .inv-dendro-box .annotation-text'))"
-            ".some(t => t.textContent.includes('cut k = ' + k))", arg=k1, timeout=30_000)
+            ".some(t => t.textContent.includes('cut k = ' + k))",
+            arg=k1,
+            timeout=30_000,
+        )
 
 
 def test_click_a_cluster_map_shows_its_detail(lab):
@@ -148,7 +155,8 @@ def test_click_a_cluster_map_shows_its_detail(lab):
     nb.page.locator(".inv-explorer .inv-gallery .inv-card[data-index='1']").click()
     nb.page.wait_for_function(
         "() => (document.querySelector('.inv-explorer .inv-detail .inv-detail-title') || {}).textContent?.startsWith('Cluster map 2 of')",
-        timeout=30_000)
+        timeout=30_000,
+    )
     assert ui.gallery()["selected"] == 1
     detail = nb.page.locator(".inv-explorer .inv-detail")
     assert detail.locator(".inv-reveal img").count() == 6
@@ -158,7 +166,8 @@ def test_click_a_cluster_map_shows_its_detail(lab):
     assert detail.locator(".inv-member-map img").count() == min(12, detail.locator(".inv-chip").count())
     nb.page.wait_for_function(
         "() => Array.from(document.querySelectorAll('.inv-explorer .inv-detail img')).every(i => i.complete && i.naturalWidth > 0)",
-        timeout=30_000)
+        timeout=30_000,
+    )
 
 
 def test_opacity_and_colour_map(lab):
@@ -169,7 +178,8 @@ def test_opacity_and_colour_map(lab):
     nb.page.keyboard.press("End")  # full opacity
     nb.page.wait_for_function(
         "() => getComputedStyle(document.querySelector('.inv-explorer .inv-gallery')).getPropertyValue('--inv-alpha').trim() === '1'",
-        timeout=20_000)
+        timeout=20_000,
+    )
     assert images_differ(g_png, ui.gallery_png())
     before = ui.gallery()
     nb.page.locator(".inv-explorer .inv-detail select.inv-cmap").select_option("gray")
@@ -188,7 +198,9 @@ def test_opacity_and_colour_map(lab):
     bar = nb.page.locator(".inv-explorer .inv-detail .inv-scale")
     nb.page.wait_for_function(
         "() => (document.querySelector('.inv-explorer .inv-detail .inv-scale-ramp') || {style: {}})"
-        ".style.background.includes('rgb(255, 255, 255)')", timeout=20_000)
+        ".style.background.includes('rgb(255, 255, 255)')",
+        timeout=20_000,
+    )
     assert bar.is_visible() and bar.text_content() == "1 high0 low"
     ramp = np.asarray(Image.open(io.BytesIO(bar.locator(".inv-scale-ramp").screenshot())).convert("L"), float)
     inner = ramp[2:-2, 2:-2]
@@ -215,7 +227,10 @@ def test_another_target_class_changes_the_explanation(lab):
     after = ui.wait_gallery_change(before["rev"], timeout=LONG)
     nb.page.wait_for_function(  # the header's bars may follow the gallery by a moment
         "name => (document.querySelector('.inv-explorer .inv-header .inv-bar-row.inv-target .inv-bar-label') || {})"
-        ".textContent === name", arg=new_name, timeout=30_000)
+        ".textContent === name",
+        arg=new_name,
+        timeout=30_000,
+    )
     assert ui.target_row() == new_name != target0
     assert f"“{new_name}”" in after["title"]
     assert images_differ(g_png, ui.gallery_png())
@@ -274,23 +289,31 @@ def test_upload_errors_show_in_the_widget_and_images_are_added(lab):
     nb, ui, _ = lab
     page = nb.page
     n0 = page.locator(".inv-explorer .inv-header .inv-thumb").count()
-    page.set_input_files(".inv-explorer .inv-header .inv-add input",
-                         files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"}])
+    page.set_input_files(
+        ".inv-explorer .inv-header .inv-add input",
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"}],
+    )
     page.locator(".inv-explorer .inv-header .inv-error").wait_for(state="visible", timeout=30_000)
     assert "notes.txt is not an image" in ui.error()
     # still usable: a real picture is added, selected and explained
     buf = io.BytesIO()
     Image.new("RGB", (160, 120), (30, 120, 200)).save(buf, "PNG")
     before = ui.gallery()
-    page.set_input_files(".inv-explorer .inv-header .inv-add input",
-                         files=[{"name": "blue.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.set_input_files(
+        ".inv-explorer .inv-header .inv-add input",
+        files=[{"name": "blue.png", "mimeType": "image/png", "buffer": buf.getvalue()}],
+    )
     ui.wait_gallery_change(before["rev"], timeout=LONG)
     current = page.locator(".inv-explorer .inv-header .inv-thumb.inv-current")
     assert "blue.png" in current.text_content()
     assert ui.error() == ""  # a success clears the message
     # the new image is the last one: the highest index shown, on the last page of thumbnails
-    idx = [int(i) for i in page.locator(".inv-explorer .inv-header .inv-thumb").evaluate_all(
-        "els => els.map(e => e.dataset.index)")]
+    idx = [
+        int(i)
+        for i in page.locator(".inv-explorer .inv-header .inv-thumb").evaluate_all(
+            "els => els.map(e => e.dataset.index)"
+        )
+    ]
     assert int(current.get_attribute("data-index")) == max(idx) >= n0
     assert page.locator(".inv-explorer .inv-header .inv-page").nth(1).is_disabled()
     # back to the first image (first page of thumbnails) for the screenshots
@@ -317,7 +340,10 @@ def test_drop_toggle_shows_drops_and_deletion_insertion_curves(lab):
     toggle.click()
     page.wait_for_function(
         "(g) => { const el = document.querySelector(g); const n = el.querySelectorAll('.inv-card[data-index]').length;"
-        " return n > 0 && el.querySelectorAll('.inv-drop').length === n; }", arg=gallery, timeout=60_000)
+        " return n > 0 && el.querySelectorAll('.inv-drop').length === n; }",
+        arg=gallery,
+        timeout=60_000,
+    )
     drops = page.locator(f"{gallery} .inv-drop").all_text_contents()
     assert all(d.startswith("drop ") and d.endswith("%") for d in drops), drops
     assert "Zeroing the" in page.locator(f"{gallery} .inv-drop").first.get_attribute("title")
@@ -328,7 +354,10 @@ def test_drop_toggle_shows_drops_and_deletion_insertion_curves(lab):
     curves.wait_for(timeout=60_000)
     page.wait_for_function(
         "(root) => { const t = Array.from(document.querySelectorAll(root + ' .inv-curves-box .gtitle'))"
-        ".map(e => e.textContent).join(' '); return t.startsWith('Map 2 of'); }", arg=ui.root, timeout=60_000)
+        ".map(e => e.textContent).join(' '); return t.startsWith('Map 2 of'); }",
+        arg=ui.root,
+        timeout=60_000,
+    )
     titles = page.locator(f"{ui.root} .inv-curves-box .annotation-text").all_text_contents()
     assert any(t.startswith("Deletionarea under the curve: map 0.") and "Grad-CAM 0." in t for t in titles), titles
     assert any(t.startswith("Insertionarea under the curve: map 0.") for t in titles), titles
@@ -340,7 +369,9 @@ def test_drop_toggle_shows_drops_and_deletion_insertion_curves(lab):
         " const ex = document.querySelector(root).getBoundingClientRect();"
         " const t = Array.from(box.querySelectorAll('.annotation-text, .gtitle')).map(e => e.getBoundingClientRect());"
         " return {svg: [svg.left, svg.right, svg.top, svg.bottom], explorer: [ex.left, ex.right],"
-        " titles: t.map(r => [r.left, r.right, r.top, r.bottom])}; }", ui.root)
+        " titles: t.map(r => [r.left, r.right, r.top, r.bottom])}; }",
+        ui.root,
+    )
     left, right, top, bottom = fit["svg"]
     assert right - left >= 0.9 * (fit["explorer"][1] - fit["explorer"][0]), fit
     boxes = fit["titles"]
@@ -358,11 +389,15 @@ def test_drop_toggle_shows_drops_and_deletion_insertion_curves(lab):
     ui.wait_gallery_change(before["rev"])
     page.wait_for_function(
         "(g) => { const el = document.querySelector(g); const n = el.querySelectorAll('.inv-card[data-index]').length;"
-        " return n > 0 && el.querySelectorAll('.inv-drop').length === n; }", arg=gallery, timeout=60_000)
+        " return n > 0 && el.querySelectorAll('.inv-drop').length === n; }",
+        arg=gallery,
+        timeout=60_000,
+    )
     assert ui.error() == ""
     toggle.click()  # off: both go
-    page.wait_for_function("(g) => document.querySelector(g).querySelectorAll('.inv-drop').length === 0",
-                           arg=gallery, timeout=30_000)
+    page.wait_for_function(
+        "(g) => document.querySelector(g).querySelectorAll('.inv-drop').length === 0", arg=gallery, timeout=30_000
+    )
     page.locator(f"{ui.root} .inv-curves-box").wait_for(state="hidden", timeout=30_000)
 
 
@@ -386,8 +421,9 @@ def test_compare_view_computes_lime_kernelshap_gradcam_on_demand(lab):
     assert page.locator(f"{box} .inv-compare-bar").is_visible()
     assert page.locator(f"{box} .inv-compare-stop").is_visible()
     page.locator(f"{box} .inv-compare-stop").click()
-    page.wait_for_function("(b) => ['stopped', 'done'].includes(document.querySelector(b).dataset.state)", arg=box,
-                           timeout=60_000)
+    page.wait_for_function(
+        "(b) => ['stopped', 'done'].includes(document.querySelector(b).dataset.state)", arg=box, timeout=60_000
+    )
     if state() == "stopped":  # a fast machine may finish the last batch before the Stop arrives (unit-tested)
         assert page.locator(f"{box} .inv-compare-go").text_content() == "Compute again"
         assert page.locator(f"{box} .inv-compare-panel").count() == 0
@@ -397,22 +433,32 @@ def test_compare_view_computes_lime_kernelshap_gradcam_on_demand(lab):
     page.locator(f"{box} .inv-compare-go").click()
     page.wait_for_function(
         "(b) => { const r = document.querySelector(b); return r.dataset.state === 'done' || (r.dataset.state === "
-        "'running' && parseFloat(r.querySelector('.inv-compare-fill').style.width) > 0); }", arg=box, timeout=60_000)
+        "'running' && parseFloat(r.querySelector('.inv-compare-fill').style.width) > 0); }",
+        arg=box,
+        timeout=60_000,
+    )
     was_running = state() == "running"
     card = 1 if ui.gallery()["selected"] != 1 else 0
     page.locator(f"{ui.root} .inv-gallery .inv-card[data-index='{card}']").click()
     page.wait_for_function(
         "([root, t]) => (document.querySelector(root + ' .inv-detail .inv-detail-title') || {}).textContent"
-        "?.startsWith(t)", arg=[ui.root, f"Cluster map {card + 1} of"], timeout=30_000)
+        "?.startsWith(t)",
+        arg=[ui.root, f"Cluster map {card + 1} of"],
+        timeout=30_000,
+    )
     print(f"compare view still running when the card click was answered: {was_running and state() == 'running'}")
     page.wait_for_function("(b) => document.querySelector(b).dataset.state === 'done'", arg=box, timeout=240_000)
     page.wait_for_function(
         "(b) => { const imgs = Array.from(document.querySelectorAll(b + ' .inv-compare-panel img'));"
-        " return imgs.length === 6 && imgs.every(i => i.complete && i.naturalWidth > 0); }", arg=box, timeout=30_000)
+        " return imgs.length === 6 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        arg=box,
+        timeout=30_000,
+    )
     assert page.locator(f"{box} figcaption").all_text_contents() == ["LIME", "KernelSHAP", "Grad-CAM"]
     scale = page.locator(f"{box} .inv-compare-panels .inv-scale")  # the colour scale beside the three maps
     assert scale.is_visible() and "linear-gradient" in scale.locator(".inv-scale-ramp").evaluate(
-        "e => e.style.background")
+        "e => e.style.background"
+    )
     assert not page.locator(f"{box} .inv-compare-go").is_visible()
     assert not page.locator(f"{box} .inv-compare-bar").is_visible()
     heats = [page.locator(f"{box} .inv-compare-panel img.inv-heat").nth(j).screenshot() for j in range(3)]
@@ -428,7 +474,10 @@ def test_compare_view_computes_lime_kernelshap_gradcam_on_demand(lab):
     ui.wait_gallery_change(before["rev"], timeout=LONG)
     page.wait_for_function(
         "(b) => document.querySelector(b).dataset.state === 'done' && "
-        "document.querySelectorAll(b + ' .inv-compare-panel').length === 3", arg=box, timeout=10_000)
+        "document.querySelectorAll(b + ' .inv-compare-panel').length === 3",
+        arg=box,
+        timeout=10_000,
+    )
     assert ui.error() == ""
 
 

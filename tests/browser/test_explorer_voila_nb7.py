@@ -1,4 +1,5 @@
 """Smoke tests: the Explorer works in Voila (a dashboard, no notebook UI) and in Notebook 7."""
+
 from __future__ import annotations
 
 from .explorer_ui import ExplorerUI

@@ -10,6 +10,7 @@ The kernels run the project's notebook 03_label_session.ipynb with an untrained 
 few images. An :class:`~tests.browser.game_support.Oracle` rebuilds the same game in the test process to
 know the right answer of the map on screen.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -40,14 +41,16 @@ def _class_names_not_cut(page, game: GamePage) -> None:
         cut = game.root.locator(".ig-class-name").evaluate_all(
             "els => els.filter(e => { const r = e.getBoundingClientRect(), b = e.closest('.ig-class')"
             ".getBoundingClientRect(); return e.scrollWidth > e.clientWidth + 1 || r.right > b.right + 0.5; })"
-            ".map(e => e.textContent)")
+            ".map(e => e.textContent)"
+        )
         assert cut == [], (width, cut)
     page.set_viewport_size({"width": 1400, "height": 1100})
 
 
 def _synced(game: GamePage, oracle_game) -> None:
     assert same_picture(page_image(game), oracle_game.masked), (
-        "the test's oracle does not show the page's map: the kernel and the test disagree on the game")
+        "the test's oracle does not show the page's map: the kernel and the test disagree on the game"
+    )
 
 
 @pytest.mark.timeout(1200)
@@ -164,8 +167,12 @@ def test_play_with_keyboard_and_mouse_in_jupyterlab(browser, jupyter_server, tmp
         assert list(games.outcome) == ["win", "lose"]
         assert list(games.reveal_step) == [2, 1]
         assert list(games.class_guessed)[1].lower() == classes[wrong].lower()
-        assert store.labels("Ada Lovelace").text.tolist() == [HOSTILE, "orange cap · chapeau orangé", "white dots",
-                                                              "🍄 帽子"]
+        assert store.labels("Ada Lovelace").text.tolist() == [
+            HOSTILE,
+            "orange cap · chapeau orangé",
+            "white dots",
+            "🍄 帽子",
+        ]
 
         # --- undo the last answer with the mouse: it comes back with its labels; fix one, Enter -------
         game.root.locator(".ig-undo").click()
@@ -173,12 +180,20 @@ def test_play_with_keyboard_and_mouse_in_jupyterlab(browser, jupyter_server, tmp
         game.wait_message("Your last answer is back")
         assert len(store.games("Ada Lovelace")) == 2  # the answer stays (its class was shown); its labels come back
         inputs = game.root.locator(".ig-label-input")
-        assert [inputs.nth(i).input_value() for i in range(3)] == ["orange cap · chapeau orangé", "white dots", "🍄 帽子"]
+        assert [inputs.nth(i).input_value() for i in range(3)] == [
+            "orange cap · chapeau orangé",
+            "white dots",
+            "🍄 帽子",
+        ]
         inputs.nth(1).fill("white spots")
         inputs.nth(1).press("Enter")
         game.wait_phase("play")
-        assert store.labels("Ada Lovelace").text.tolist() == [HOSTILE, "orange cap · chapeau orangé", "white spots",
-                                                              "🍄 帽子"]
+        assert store.labels("Ada Lovelace").text.tolist() == [
+            HOSTILE,
+            "orange cap · chapeau orangé",
+            "white spots",
+            "🍄 帽子",
+        ]
 
         # --- give up and skip ---------------------------------------------------------------------
         game.root.locator(".ig-giveup").click()
@@ -200,8 +215,9 @@ def test_play_with_keyboard_and_mouse_in_jupyterlab(browser, jupyter_server, tmp
 
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_two_players_share_one_voila_server_and_store(browser, jupyter_server, tmp_path, screenshots_dir, backend,
-                                                      request):
+def test_two_players_share_one_voila_server_and_store(
+    browser, jupyter_server, tmp_path, screenshots_dir, backend, request
+):
     if backend == "postgresql":
         store_path = request.getfixturevalue("postgres_server").create_database("voila_game")
     else:
@@ -217,11 +233,11 @@ def test_two_players_share_one_voila_server_and_store(browser, jupyter_server, t
             game = GamePage(page)
             page.goto(server.url(""), wait_until="domcontentloaded", timeout=LONG)  # Voila runs the notebook first
             players[name] = (page, game)
-        for name, (page, game) in players.items():
+        for name, (_, game) in players.items():
             try:
                 game.wait_phase("name", LONG)
-            except Exception:
-                raise AssertionError(f"{name}'s page did not show the game:\n{server.log_tail()}")
+            except Exception as e:
+                raise AssertionError(f"{name}'s page did not show the game:\n{server.log_tail()}") from e
         # both sign in (Voila gives the name box the keyboard at once) and answer one map each
         ada_page, ada = players["Ada"]
         bob_page, bob = players["Bob <b>the</b> builder"]

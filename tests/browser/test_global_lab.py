@@ -4,6 +4,7 @@ pick a class, read the columns, click an example and check that the Explorer sho
 The kernel's label store is written to a file the test names (INV_LABEL_STORE): the test builds the same
 global explanation from it in its own process, to know what the page must show.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -32,13 +33,17 @@ def _state(page) -> dict:
                     loaded: Array.from(v.querySelectorAll('img')).every(i => i.complete && i.naturalWidth > 0),
                     message: (v.querySelector('.inv-global-message') || {}).textContent || '',
                     error: (v.querySelector('.inv-global-error') || {}).textContent || ''};
-        }""", VIEW)
+        }""",
+        VIEW,
+    )
 
 
 def _wait_revision_change(page, old: str, timeout: float = 60_000) -> dict:
     page.wait_for_function(
         "([sel, old]) => { const v = document.querySelector(sel); return v && v.dataset.revision && v.dataset.revision !== old; }",
-        arg=[VIEW, old], timeout=timeout)
+        arg=[VIEW, old],
+        timeout=timeout,
+    )
     return _state(page)
 
 
@@ -62,7 +67,9 @@ def _trends_are_readable(page) -> None:
                             const m = /rotate\((-?[\d.]+)/.exec(e.getAttribute('transform') || '');
                             return {cx: (r.left + r.right) / 2, left: r.left, right: r.right, w: b.width,
                                     h: b.height, angle: m ? Number(m[1]) : 0}; }));
-            return {svg: box(svg), colours, names, titles, ticks}; }""", fig)
+            return {svg: box(svg), colours, names, titles, ticks}; }""",
+        fig,
+    )
     colours = [c for c in info["colours"] if c]
     assert len(colours) >= 2, info
     assert len(set(colours)) == len(colours), f"two labels share a colour: {info['colours']} for {info['names']}"
@@ -100,8 +107,9 @@ def _build_oracle(store_path):
 
 @pytest.mark.timeout(1500)
 def test_pick_a_class_read_the_columns_and_open_an_example(browser, jupyter_server, oracle, screenshots_dir):
-    server = jupyter_server("lab", notebooks=[NB], env={"INV_GLOBAL_IMAGES": str(N_IMAGES),
-                                                         "INV_LABEL_STORE": str(oracle["store"])})
+    server = jupyter_server(
+        "lab", notebooks=[NB], env={"INV_GLOBAL_IMAGES": str(N_IMAGES), "INV_LABEL_STORE": str(oracle["store"])}
+    )
     ctx = browser.new_context(viewport={"width": 1500, "height": 1100}, device_scale_factor=1)
     page = ctx.new_page()
     try:
@@ -109,8 +117,11 @@ def test_pick_a_class_read_the_columns_and_open_an_example(browser, jupyter_serv
         nb.command("application:toggle-left-area")
         nb.run_all(timeout=LONG * 3)
         assert nb.error_outputs() == [], nb.error_outputs()
-        page.wait_for_function("(sel) => { const v = document.querySelector(sel); return v && v.dataset.revision; }",
-                               arg=VIEW, timeout=LONG)
+        page.wait_for_function(
+            "(sel) => { const v = document.querySelector(sel); return v && v.dataset.revision; }",
+            arg=VIEW,
+            timeout=LONG,
+        )
         session, ge = _build_oracle(oracle["store"])
         first = _state(page)
         assert first["classes"] == session.classes
@@ -123,7 +134,9 @@ def test_pick_a_class_read_the_columns_and_open_an_example(browser, jupyter_serv
         st = _wait_revision_change(page, first["rev"])
         page.wait_for_function(
             "(sel) => Array.from(document.querySelectorAll(sel + ' img')).every(i => i.complete && i.naturalWidth > 0)",
-            arg=VIEW, timeout=30_000)
+            arg=VIEW,
+            timeout=30_000,
+        )
         st = _state(page)
         assert st["cls"] == target and st["active"] == target and st["error"] == ""
         for layer, labels, examples in zip(session.layers, st["labels"], st["examples"]):
@@ -135,14 +148,20 @@ def test_pick_a_class_read_the_columns_and_open_an_example(browser, jupyter_serv
         page.locator(".inv-global-view .js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
         page.wait_for_function(
             "(t) => Array.from(document.querySelectorAll('.inv-global-view .js-plotly-plot .gtitle'))"
-            ".some(e => e.textContent.includes(t))", arg=target, timeout=30_000)
+            ".some(e => e.textContent.includes(t))",
+            arg=target,
+            timeout=30_000,
+        )
 
         _trends_are_readable(page)
         sizes = page.locator(f"{VIEW} img.inv-global-example").evaluate_all(
-            "els => els.map(e => e.getBoundingClientRect().width)")
+            "els => els.map(e => e.getBoundingClientRect().width)"
+        )
         assert sizes and min(sizes) >= 64, sizes  # were 44 px, hard to read
-        assert "w̄ = mean weight of the cluster maps carrying the label" in page.locator(
-            f"{VIEW} .inv-global-subtitle").text_content()
+        assert (
+            "w̄ = mean weight of the cluster maps carrying the label"
+            in page.locator(f"{VIEW} .inv-global-subtitle").text_content()
+        )
 
         page.set_viewport_size({"width": 1500, "height": 2000})  # the whole view, trends included, on screen
         page.locator(VIEW).scroll_into_view_if_needed()
@@ -161,22 +180,34 @@ def test_pick_a_class_read_the_columns_and_open_an_example(browser, jupyter_serv
         i = session.index_of(key.image_id)
         page.wait_for_function(
             "(i) => { const c = document.querySelector('.inv-explorer .inv-header .inv-thumb.inv-current');"
-            " return c && Number(c.dataset.index) === i; }", arg=i, timeout=LONG)
+            " return c && Number(c.dataset.index) === i; }",
+            arg=i,
+            timeout=LONG,
+        )
         page.wait_for_function(
             "(layer) => (document.querySelector('.inv-explorer .inv-gallery .inv-gallery-title') || {})"
-            ".textContent?.startsWith(layer + ' ')", arg=key.layer, timeout=60_000)
+            ".textContent?.startsWith(layer + ' ')",
+            arg=key.layer,
+            timeout=60_000,
+        )
         title = page.locator(".inv-explorer .inv-gallery .inv-gallery-title").text_content()
         assert title != before_title and f"“{target}”" in title
         # the cluster map of the example is the one selected in the gallery and the detail view
         _, cl, j = session.locate(key)
         page.wait_for_function(
             "(j) => { const c = document.querySelector('.inv-explorer .inv-gallery .inv-card.inv-selected');"
-            " return c && Number(c.dataset.index) === j; }", arg=j, timeout=30_000)
+            " return c && Number(c.dataset.index) === j; }",
+            arg=j,
+            timeout=30_000,
+        )
         st = _state(page)
         assert st["message"].startswith(f"Opened in the Explorer: image {i}, {key.layer}"), st["message"]
         assert st["error"] == ""
-        assert page.locator(".inv-explorer .inv-detail .inv-detail-title").text_content().startswith(
-            f"Cluster map {j + 1} of")
+        assert (
+            page.locator(".inv-explorer .inv-detail .inv-detail-title")
+            .text_content()
+            .startswith(f"Cluster map {j + 1} of")
+        )
         # the notebook gives its Explorer the store: the detail view lists labels, not "No label store connected"
         labels = page.locator(".inv-explorer .inv-detail .inv-detail-labels").text_content()
         assert "No label store connected" not in labels and labels.strip(), labels

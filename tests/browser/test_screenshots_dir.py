@@ -1,4 +1,5 @@
 """A test run leaves the tracked screenshots alone unless asked to update them."""
+
 import os
 
 from .conftest import SCREENSHOTS

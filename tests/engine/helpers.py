@@ -1,4 +1,5 @@
 """Reference computations and planted data shared by the engine tests."""
+
 from __future__ import annotations
 
 import copy

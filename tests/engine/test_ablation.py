@@ -1,4 +1,5 @@
 """Ablation and deletion / insertion curves, checked against plain forward passes written here."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,6 @@ from torch import nn
 
 import inv_widgets as inv
 from inv_widgets.engine.ablation import ModelProbe, pixel_order
-from nets import TinyCNN
 
 
 def masked_logits(model, x, layer, channels):

@@ -1,16 +1,17 @@
 """Capture (hooks), the model's state after a pass, per-channel weights and Grad-CAM, on tiny and torchvision
 models, against plain autograd and captum."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from nets import TinyCNN
 
 import inv_widgets as inv
 from inv_widgets.engine import find_layers, run_model
 from inv_widgets.engine.weights import guided_alpha
-from nets import TinyCNN
 
 from .helpers import reference_capture
 
@@ -26,14 +27,22 @@ def test_capture_matches_autograd_with_inplace_relu_skip_bn_depthwise_concat(tin
         a_ref, g_ref = reference_capture(tiny, image, name, 2)
         torch.testing.assert_close(cap.activations[name][0], a_ref)
         torch.testing.assert_close(cap.gradients[name][0], g_ref, rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(lean.guided[name][0], guided_alpha(a_ref[None], g_ref[None])[0], rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(
+            lean.guided[name][0], guided_alpha(a_ref[None], g_ref[None])[0], rtol=1e-4, atol=1e-7
+        )
         torch.testing.assert_close(lean.grad_mean[name][0], g_ref.mean(dim=(1, 2)), rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("arch,mode", [
-    ("vgg16", "conv"), ("resnet18", "conv"), ("resnet18", "blocks"),
-    ("mobilenet_v3_small", "conv"), ("densenet121", "blocks"),
-])
+@pytest.mark.parametrize(
+    "arch,mode",
+    [
+        ("vgg16", "conv"),
+        ("resnet18", "conv"),
+        ("resnet18", "blocks"),
+        ("mobilenet_v3_small", "conv"),
+        ("densenet121", "blocks"),
+    ],
+)
 @pytest.mark.slow
 def test_torchvision_models_capture_and_explain(arch, mode):
     torch.manual_seed(0)
@@ -108,6 +117,7 @@ def test_predict_restores_each_modules_own_mode(tiny_cnn):
 
 # ---- weights -------------------------------------------------------------------------------------
 
+
 def test_guided_weights_and_filter_by_hand():
     from inv_widgets.engine.weights import guided_weights, keep_channels
 
@@ -131,7 +141,8 @@ def test_gradcam_agrees_with_captum():
     exp = inv.explain(model, x)
     for name in ["layer2.0.conv1", "layer3.1.conv2", "layer4.1.conv2"]:
         attr = LayerGradCam(model, dict(model.named_modules())[name]).attribute(
-            x[None], target=exp.target, relu_attributions=True)
+            x[None], target=exp.target, relu_attributions=True
+        )
         up = LayerAttribution.interpolate(attr, (96, 96), interpolate_mode="bilinear")[0, 0].detach()
         up = (up - up.min()) / (up.max() - up.min())
         ours = exp[name].gradcam()
@@ -155,8 +166,17 @@ def test_outputs_recorded_without_copy_unless_changed_in_place():
     from inv_widgets.engine.capture import _copied
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 5, 3), nn.BatchNorm2d(5),
-                          nn.ReLU(), nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(4, 5, 3),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.Identity(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(5, 3),
+    ).eval()
     x = torch.rand(2, 3, 12, 12)
     with torch.no_grad():
         a0 = model[0](x)

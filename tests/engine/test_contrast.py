@@ -1,13 +1,22 @@
 """Class-contrastive cluster maps (engine/contrast.py): channel groups extended to every channel, the gradient map
 types, and what each map type means."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from inv_widgets.engine.contrast import (MAP_MEANINGS, MAP_TYPES, check_maps, extend_groups, group_maps,
-                                         group_weights, map_meaning, variant_cut)
+from inv_widgets.engine.contrast import (
+    MAP_MEANINGS,
+    MAP_TYPES,
+    check_maps,
+    extend_groups,
+    group_maps,
+    group_weights,
+    map_meaning,
+    variant_cut,
+)
 
 
 def _layer(seed=0, c=6, h=5, w=5):
@@ -85,8 +94,9 @@ def test_session_maps_gradcam_is_the_evaluated_variant_and_a_run_stores_the_same
     assert s.fingerprint.endswith("-act-gradcam") and "maps='gradcam'" in repr(s)
     last = s.layers[-1]
     cl = s.explain(0)[last].cut()
-    ref = explain_images(model, data[0][0][None], [data.array(0)], None, s.layers, point="activation",
-                         kinds=("gradcam",))[0]["maps"][last]["gradcam"]
+    ref = explain_images(
+        model, data[0][0][None], [data.array(0)], None, s.layers, point="activation", kinds=("gradcam",)
+    )[0]["maps"][last]["gradcam"]
     np.testing.assert_allclose(cl.maps, ref.maps, atol=1e-5)
     np.testing.assert_allclose(cl.weights, ref.weights)
     assert all(set(m) <= set(c) for m, c in zip(cl.members, cl.cut.channels))  # kept members and the others

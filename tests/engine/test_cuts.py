@@ -1,5 +1,6 @@
 """Cuts of a layer's dendrogram and what they give: cluster maps, weights, members, identities, Deep Reveal
 images; the answers the widgets read from the engine (cut by height, kept feature maps, Grad-CAM agreement)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,8 @@ import pytest
 
 import inv_widgets as inv
 from inv_widgets.engine import assign, build_tree
-from inv_widgets.engine.tree import prune_mask
 from inv_widgets.engine.maps import REVEAL_PERCENTS, reveal_mask
+from inv_widgets.engine.tree import prune_mask
 
 from .helpers import planted_maps, scaled
 

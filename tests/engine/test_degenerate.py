@@ -1,5 +1,6 @@
 """Degenerate layers (issue 14, items 1 and 5): constant, identical or all-zero kept maps, 1-pixel layers and
 copies of maps get one clear answer from every recipe, and never kill the process."""
+
 from __future__ import annotations
 
 import subprocess
@@ -93,10 +94,10 @@ def test_copies_in_planted_groups_join_their_map_and_the_groups_are_found(recipe
     tree = build_tree(dup, recipe)
     labels = assign(tree)
     assert tree.suggested_k == 3 and tree.embedding.shape == (len(dup), 2)
-    assert (labels[len(maps):] == labels[:5]).all()  # each copy in its original's cluster
+    assert (labels[len(maps) :] == labels[:5]).all()  # each copy in its original's cluster
     from sklearn.metrics import adjusted_rand_score
 
-    assert adjusted_rand_score(truth, labels[:len(maps)]) == 1.0
+    assert adjusted_rand_score(truth, labels[: len(maps)]) == 1.0
 
 
 def test_a_layer_of_copies_among_others_in_one_call():
@@ -117,9 +118,10 @@ def test_linkage_helpers():
 
 
 def test_a_registered_recipe_gets_the_same_degenerate_answers(monkeypatch):
+    from scipy.cluster.hierarchy import linkage
+
     from inv_widgets.engine import recipes
     from inv_widgets.engine.recipes import Link, Recipe, register_recipe
-    from scipy.cluster.hierarchy import linkage
 
     monkeypatch.setattr(recipes, "_registry", dict(recipes._registry))
 

@@ -1,4 +1,5 @@
 """The shared numeric kernels (engine/numeric.py), each against an independent reference."""
+
 from __future__ import annotations
 
 import numpy as np

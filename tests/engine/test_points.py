@@ -1,18 +1,18 @@
 """layer_point: a layer's maps read where the network hands them on (after BatchNorm and activation), and its
 channels zeroed at the same point."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from nets import TinyCNN
 from torch import nn
 
 import inv_widgets as inv
 from inv_widgets.engine.ablation import ModelProbe
 from inv_widgets.engine.capture import forward_activations, run_model
 from inv_widgets.engine.points import points_for, trace_points
-
-from nets import TinyCNN
 
 
 class Residual(nn.Module):
@@ -61,7 +61,9 @@ def test_the_chain_is_followed_through_bn_inplace_relu_and_shared_modules():
     assert p["conv0"].chain == ("conv0",)
     # "conv" reads every layer at its own output
     assert {n: q.module for n, q in points_for(res, ["conv1", "conv2"], "conv").items()} == {
-        "conv1": "conv1", "conv2": "conv2"}
+        "conv1": "conv1",
+        "conv2": "conv2",
+    }
     with pytest.raises(ValueError, match="layer_point 'pre' is unknown"):
         points_for(res, ["conv1"], "pre")
 
@@ -91,10 +93,14 @@ def test_activation_point_records_what_the_network_hands_on_and_its_gradient():
     # the conv point still reads the convolution's output
     conv = run_model(res, x, ["conv2"], target=1, layer_point="conv")
     with torch.no_grad():
-        assert torch.allclose(conv.activations["conv2"], res.conv2(torch.relu(res.bn1(res.conv1(res.conv0(x))))),
-                              atol=1e-6)
-    assert torch.allclose(forward_activations(res, x, ["conv1", "conv2"], layer_point="activation")["conv2"],
-                          cap.activations["conv2"], atol=1e-6)
+        assert torch.allclose(
+            conv.activations["conv2"], res.conv2(torch.relu(res.bn1(res.conv1(res.conv0(x))))), atol=1e-6
+        )
+    assert torch.allclose(
+        forward_activations(res, x, ["conv1", "conv2"], layer_point="activation")["conv2"],
+        cap.activations["conv2"],
+        atol=1e-6,
+    )
 
 
 def test_ablation_zeroes_channels_at_the_same_point():
@@ -137,3 +143,43 @@ def test_session_layer_point_reaches_maps_weights_and_ablation(demo):
     assert ab.logit_drop[0] == pytest.approx(float(ea.logits[ea.target] - lo[ea.target]), abs=1e-4)
     with pytest.raises(ValueError, match="layer_point"):
         inv.Session(model, data, layer_point="after")
+
+
+class NeedsSize(nn.Module):
+    """A model that refuses inputs under 100 px (as Inception v3 does under 75): traced at full size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        if min(x.shape[-2:]) < 100:
+            raise ValueError("input too small")
+        return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("arch", ["vgg11_bn", "resnet18", "demo"])
+def test_the_trace_runs_on_a_small_copy_once_per_model_and_finds_the_full_size_points(arch):
+    """Issue 24: the activation point costs one pass without gradients on the image shrunk to 64 px, once per
+    model for every convolution; the points are those a trace at full size finds."""
+    import torchvision
+
+    model = inv.demo.load(n=1)[0] if arch == "demo" else getattr(torchvision.models, arch)(weights=None).eval()
+    size = 128 if arch == "demo" else 224
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    shapes = []
+    model.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape)))
+    got = points_for(model, convs[:3], "activation", x)
+    assert shapes == [(1, 3, 64, 64)]
+    assert points_for(model, convs, "activation", x) == trace_points(model, x, convs)  # no pass for more layers
+    assert shapes[:2] == [(1, 3, 64, 64), (1, 3, size, size)]  # the second: trace_points itself, at full size
+    assert got == {n: trace_points(model, x, convs)[n] for n in convs[:3]}
+
+
+def test_a_model_that_cannot_run_small_is_traced_at_full_size():
+    model = NeedsSize().eval()
+    x = torch.rand(1, 3, 128, 128)
+    assert points_for(model, ["conv"], "activation", x)["conv"].chain == ("conv", "bn")

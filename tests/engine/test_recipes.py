@@ -1,5 +1,6 @@
 """The recipe registry (engine/recipes): one place that knows and checks recipe names, one module per recipe;
 the recipes themselves on planted groups; a recipe added from outside works end to end."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import adjusted_rand_score
 
 import inv_widgets as inv
-from inv_widgets.engine import assign, build_tree
-from inv_widgets.engine import recipes
+from inv_widgets.engine import assign, build_tree, recipes
 from inv_widgets.engine.recipes import RECIPES, Link, Recipe, build_trees, get_recipe, recipe_names, register_recipe
 
 from .helpers import planted_maps
@@ -35,6 +35,7 @@ class Correlation(Recipe):
 
 
 # ---- the registry ----------------------------------------------------------------------------------
+
 
 def test_the_registered_recipes():
     assert recipe_names() == ("fast", "paper", "paper-sklearn", "spatial")
@@ -144,6 +145,7 @@ def test_the_driver_scales_rows_and_handles_tiny_layers(registry):
 
 # ---- the recipes -----------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["fast", "paper", "paper-sklearn", "spatial"])
 def test_recipes_recover_planted_groups(recipe):
@@ -187,7 +189,7 @@ def test_ward_is_scipys_linkage_bit_for_bit(copies):
     for n in (2, 3, 17, 64):
         x = torch.rand(n, 300, generator=g)
         if copies:
-            x[n // 2:] = x[0]  # merges at height 0
+            x[n // 2 :] = x[0]  # merges at height 0
         ref = linkage(condensed_euclidean(x), method="ward")
         assert ward(x).tobytes() == ref.tobytes()
     x[0, 0] = float("nan")
@@ -233,8 +235,9 @@ def test_compute_builds_the_same_trees_as_layer_by_layer(tiny_cnn, tiny_image):
     lazy = s.explain(0, recipe="paper", lazy=True)
     one_by_one = [lazy.layer(n).tree for n in lazy.layers]
     seen = []
-    together = inv.Session(tiny_cnn, [tiny_image]).explain(0, recipe="paper",
-                                                          progress=lambda d, t, m: seen.append((d, t)))
+    together = inv.Session(tiny_cnn, [tiny_image]).explain(
+        0, recipe="paper", progress=lambda d, t, m: seen.append((d, t))
+    )
     assert seen[-1][0] == seen[-1][1] == len(together.layers) + 1
     for name, a in zip(together.layers, one_by_one):
         b = together[name].tree

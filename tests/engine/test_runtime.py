@@ -1,4 +1,5 @@
 """The shared runtime helpers (engine/runtime.py): eval_mode, limited_threads, LRU."""
+
 import os
 import platform
 import sys
@@ -132,9 +133,11 @@ print(json.dumps({"active": bool(active) and bool(nested), "before": before, "af
 """
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc",
-                    reason="reuse_freed_memory works through glibc's mallopt; with another C library it does "
-                           "nothing and says so (tested below with the switch off)")
+@pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc",
+    reason="reuse_freed_memory works through glibc's mallopt; with another C library it does "
+    "nothing and says so (tested below with the switch off)",
+)
 @pytest.mark.slow
 def test_reuse_freed_memory_keeps_one_buffer_for_the_loop_and_gives_it_back():
     """By default a 64 MB buffer goes back to the kernel when freed (and comes back zero-filled, page by page,

@@ -1,5 +1,6 @@
 """Sanity checks (engine/sanity.py): our Spearman, SSIM and pointing game against their definitions, model
 randomisation, and the one-call check on a user's model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,9 @@ def test_units_run_from_the_head_back_and_randomising_leaves_the_model_alone(dem
 def test_session_sanity_check_on_the_demo(demo):
     model, data = demo
     session = inv.Session(model, data, layer_point="activation", cache_size=2)
-    table = session.sanity_check(range(6), maps=("published", "gradcam"), tests=("cascade", "random class"),
-                                 progress=False)
+    table = session.sanity_check(
+        range(6), maps=("published", "gradcam"), tests=("cascade", "random class"), progress=False
+    )
     last = session.layers[-1]
     assert set(table.kind) == {"published", "gradcam", "Grad-CAM"} and set(table.layer) == {last}
     assert set(table.test) == {"cascade", "random class", "other image", "edge"}

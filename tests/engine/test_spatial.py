@@ -1,4 +1,5 @@
 """The ``spatial`` recipe: channels grouped by where they respond (each map as a distribution over pixels)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,7 @@ from .helpers import planted_maps
 
 def blob(cy, cx, width, size=16):
     yy, xx = np.mgrid[:size, :size]
-    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * width ** 2))
+    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * width**2))
 
 
 def test_spatial_is_ward_on_the_maps_as_distributions():

@@ -1,4 +1,5 @@
 """The one walk over a dendrogram's nodes (engine/tree.py), against scipy's own dendrogram layout."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Session(weighting=...): gradient x activation against plain autograd, and every later step following it."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Shared helpers of the label tests: a transparent encoder and short ways to write answers."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -43,6 +44,11 @@ def answer(store, k, labels, outcome="win", step=0, true="church", guessed=None,
 
 
 def rows_of(df, k):
-    m = df[(df["model"] == k.model) & (df["image_id"] == k.image_id) & (df["target"] == k.target)
-           & (df["layer"] == k.layer) & (df["members"] == k.members_text)]
+    m = df[
+        (df["model"] == k.model)
+        & (df["image_id"] == k.image_id)
+        & (df["target"] == k.target)
+        & (df["layer"] == k.layer)
+        & (df["members"] == k.members_text)
+    ]
     return m.set_index("label")

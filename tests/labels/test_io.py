@@ -39,21 +39,29 @@ HOSTILE = [
     "\\backslash\\n not a newline",
     "x" * MAX_LABEL_CHARS,
     "∑ math ≠ ≤ ∞",
-    "{\"json\": [1, 2]}",
+    '{"json": [1, 2]}',
 ]
 
 
 def _fill_hostile(s: LabelStore) -> None:
     s.add_participant("lurker without games")
     names = ["Zoë 🦊", "O'Brien; DROP TABLE participants", "中文名字", "<b>bold</b>"]
-    keys = [KEY, MapKey("m\"odel", "im,g", 0, "la\nyer", [0]), MapKey("m", 3, 9, "l", [1, 99])]
+    keys = [KEY, MapKey('m"odel', "im,g", 0, "la\nyer", [0]), MapKey("m", 3, 9, "l", [1, 99])]
     for i, text in enumerate(HOSTILE):
         outcome = ("win", "lose", "resign")[i % 3]
         guessed = {"win": "the car's", "lose": "truck", "resign": None}[outcome]
         labels = [text, HOSTILE[(i + 5) % len(HOSTILE)]][: 1 + i % 2]
-        s.record_answer(names[i % len(names)], keys[i % len(keys)], guessed, "the car's",
-                        outcome, i % 6, labels,
-                        started_at=1_700_000_000 + i, answered_at=1_700_000_010.25 + 2 * i)
+        s.record_answer(
+            names[i % len(names)],
+            keys[i % len(keys)],
+            guessed,
+            "the car's",
+            outcome,
+            i % 6,
+            labels,
+            started_at=1_700_000_000 + i,
+            answered_at=1_700_000_010.25 + 2 * i,
+        )
     s.undo_last(names[0])  # ids with a gap
     s.record_answer(names[1], KEY, None, "the car's", "resign", 5, [])
 
@@ -117,7 +125,8 @@ def test_module_functions_are_what_the_store_methods_do(tmp_path):
     assert [a.key for a in answers] == [MapKey.from_row(r) for r in games.to_dict("records")]
     assert [a.outcome for a in answers] == games["outcome"].tolist()
     assert [list(a.labels) for a in answers] == [
-        s.labels(key=None).query("game_id == @g")["text"].tolist() for g in games["game_id"]]
+        s.labels(key=None).query("game_id == @g")["text"].tolist() for g in games["game_id"]
+    ]
     # the cleaned copies are made as record_answer makes them
     assert [c for a in answers for c in a.cleaned] == s.labels()["text_clean"].tolist()
 
@@ -133,15 +142,18 @@ def _json_export(tmp_path, **change):
     return path
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(class_guessed="truck"), "outcome 'win' needs guessed == true_class"),  # the rules of record_answer
-    (dict(outcome="lose"), "other than the true class"),
-    (dict(labels=[]), "1 to 3 labels"),
-    (dict(labels=["x" * (MAX_LABEL_CHARS + 1)]), "limit is 200"),
-    (dict(answered_at=None), "answered_at is required"),
-    (dict(participant=7), "participant must be a name"),
-    (dict(participant="  "), "empty"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(class_guessed="truck"), "outcome 'win' needs guessed == true_class"),  # the rules of record_answer
+        (dict(outcome="lose"), "other than the true class"),
+        (dict(labels=[]), "1 to 3 labels"),
+        (dict(labels=["x" * (MAX_LABEL_CHARS + 1)]), "limit is 200"),
+        (dict(answered_at=None), "answered_at is required"),
+        (dict(participant=7), "participant must be a name"),
+        (dict(participant="  "), "empty"),
+    ],
+)
 def test_import_checks_every_rule_of_record_answer(tmp_path, change, match):
     path = _json_export(tmp_path, **change)
     s = LabelStore()
@@ -175,7 +187,7 @@ def test_csv_cells_that_start_a_formula_are_neutralised_and_restored(tmp_path, a
 
     s = any_store
     s.record_answer("=1+1", KEY, "car", "car", "win", 0, ["@SUM(1)"])
-    risky = ["+cmd|' /C calc'!A0", "-2+3", "\tTAB", "\rCR", "'=already quoted", "'plain apostrophe", "=HYPERLINK(\"x\")"]
+    risky = ["+cmd|' /C calc'!A0", "-2+3", "\tTAB", "\rCR", "'=already quoted", "'plain apostrophe", '=HYPERLINK("x")']
     s.record_answer("-minus name", KEY, None, "car", "resign", 5, risky[:3])
     s.record_answer("@at", KEY, None, "car", "resign", 5, risky[3:6])
     s.record_answer("@at", MapKey("=model", "+img", 0, "-layer", [1]), "=car", "=car", "win", 1, risky[6:])
@@ -229,10 +241,8 @@ def test_importing_the_same_file_twice_adds_its_games_once(tmp_path, store_targe
 
 def _csv_export(tmp_path, **change):
     s = LabelStore()
-    s.record_answer("ada", KEY, "car", "car", "win", 1, ["wheel"], started_at=1_700_000_000,
-                    answered_at=1_700_000_004)
-    s.record_answer("bob", KEY, "car", "car", "win", 2, ["tyre"], started_at=1_700_000_000,
-                    answered_at=1_700_000_009)
+    s.record_answer("ada", KEY, "car", "car", "win", 1, ["wheel"], started_at=1_700_000_000, answered_at=1_700_000_004)
+    s.record_answer("bob", KEY, "car", "car", "win", 2, ["tyre"], started_at=1_700_000_000, answered_at=1_700_000_009)
     path = tmp_path / "two.csv"
     s.to_csv(path)
     import csv
@@ -247,14 +257,17 @@ def _csv_export(tmp_path, **change):
     return path
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(class_guessed="truck"), "outcome 'win' needs guessed == true_class"),
-    (dict(reveal_step="3.9"), "reveal_step must be a whole number"),
-    (dict(reveal_step="true"), "reveal_step must be a whole number"),
-    (dict(duration_s="nan"), "duration_s must be a finite number"),
-    (dict(duration_s="-4.0"), "duration_s must be a finite number"),
-    (dict(duration_s="inf"), "duration_s must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(class_guessed="truck"), "outcome 'win' needs guessed == true_class"),
+        (dict(reveal_step="3.9"), "reveal_step must be a whole number"),
+        (dict(reveal_step="true"), "reveal_step must be a whole number"),
+        (dict(duration_s="nan"), "duration_s must be a finite number"),
+        (dict(duration_s="-4.0"), "duration_s must be a finite number"),
+        (dict(duration_s="inf"), "duration_s must be a finite number"),
+    ],
+)
 def test_csv_import_validates_every_row_and_names_the_file_and_line(tmp_path, change, match):
     path = _csv_export(tmp_path, **change)
     s = LabelStore()
@@ -263,12 +276,15 @@ def test_csv_import_validates_every_row_and_names_the_file_and_line(tmp_path, ch
     assert len(s.games()) == 0 and len(s.participants()) == 0
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(reveal_step=True), "reveal_step must be an int 0..5, got a bool"),
-    (dict(reveal_step=3.9), "reveal_step must be an int"),
-    (dict(duration_s=float("nan")), "duration_s must be a finite number"),
-    (dict(duration_s=-1.5), "duration_s must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(reveal_step=True), "reveal_step must be an int 0..5, got a bool"),
+        (dict(reveal_step=3.9), "reveal_step must be an int"),
+        (dict(duration_s=float("nan")), "duration_s must be a finite number"),
+        (dict(duration_s=-1.5), "duration_s must be a finite number"),
+    ],
+)
 def test_json_import_validates_steps_and_durations(tmp_path, change, match):
     path = _json_export(tmp_path, **change)
     s = LabelStore()

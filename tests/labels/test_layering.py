@@ -38,8 +38,11 @@ def import_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 targets = [_known(a.name, mods) for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                base = ".".join(here[:len(here) - node.level + 1] + [node.module or ""]).strip(".") if node.level \
+                base = (
+                    ".".join(here[: len(here) - node.level + 1] + [node.module or ""]).strip(".")
+                    if node.level
                     else node.module or ""
+                )
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else _known(base, mods) for a in node.names]
             else:
                 continue

@@ -3,7 +3,7 @@ no model."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -105,7 +105,7 @@ def test_guess_more_resign_and_the_steps(pool, store):
 
 
 def test_submit_stores_exactly_the_answer(pool, store, monkeypatch):
-    t0 = datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    t0 = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
     monkeypatch.setattr(rules, "now", lambda: t0)  # the queue reads the rules' clock
     q = queue_of(pool, store)
     item = q.next()
@@ -116,7 +116,12 @@ def test_submit_stores_exactly_the_answer(pool, store, monkeypatch):
     g = store.games("ada").iloc[0]
     assert game_id == g.game_id and MapKey.from_row(g) == item.key
     assert (g.class_guessed, g.true_class, g.outcome, g.reveal_step, g.points) == (
-        CLASSES[item.target], CLASSES[item.target], "win", 1, 5)
+        CLASSES[item.target],
+        CLASSES[item.target],
+        "win",
+        1,
+        5,
+    )
     assert g.started_at == g.answered_at == "2031-05-06T07:08:09.000000+00:00"
     assert store.labels("ada").text.tolist() == ["round wheels", "  kept as typed "]
     assert q.pending is None and q.current is None and item.key in q.done and q.can_undo
@@ -234,7 +239,9 @@ def test_the_store_is_checked_once_by_its_protocol(pool):
         def record_answer(self, *a, **k): ...
         def games(self, *a, **k): ...
 
-    with pytest.raises(TypeError, match=r"store must be a LabelStore \(it has no add_participant\(\), participants\(\)"):
+    with pytest.raises(
+        TypeError, match=r"store must be a LabelStore \(it has no add_participant\(\), participants\(\)"
+    ):
         check_store(Half())
     with pytest.raises(TypeError, match="LabelStore"):
         ParticipantQueue(pool, object(), "ada", CLASSES)

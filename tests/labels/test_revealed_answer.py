@@ -1,6 +1,7 @@
 """A revealed class is an answer (issue 23, finding 2): a guess or a resignation is saved when the class is
 shown, before its labels, so no other tab of the same player can score that map. Two queues (two widgets)
 over one store, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import pytest

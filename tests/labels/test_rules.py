@@ -3,7 +3,7 @@ take their limits, points, streaks, clock and validation from."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -51,13 +51,16 @@ def test_points_reject_bad_input():
         points_for("win", 2.0)
 
 
-@pytest.mark.parametrize("outcomes,expected", [
-    ([], (0, 0)),
-    (["win"], (1, 1)),
-    (["win", "win", "lose", "win"], (1, 2)),
-    (["win", "resign", "win", "win", "win"], (3, 3)),
-    (["win", "win", "win", "lose"], (0, 3)),
-])
+@pytest.mark.parametrize(
+    "outcomes,expected",
+    [
+        ([], (0, 0)),
+        (["win"], (1, 1)),
+        (["win", "win", "lose", "win"], (1, 2)),
+        (["win", "resign", "win", "win", "win"], (3, 3)),
+        (["win", "win", "win", "lose"], (0, 3)),
+    ],
+)
 def test_streaks_are_the_current_and_the_longest_run_of_wins(outcomes, expected):
     assert streaks(outcomes) == expected
     assert streaks(iter(outcomes)) == expected  # any iterable, read once
@@ -93,10 +96,12 @@ def test_names_are_stripped_and_refused_with_a_message_for_each_reader():
 def test_stored_labels_need_one_to_three_texts_within_the_limit():
     assert check_labels(["  as typed  ", "x" * MAX_LABEL_CHARS], "win") == ["  as typed  ", "x" * MAX_LABEL_CHARS]
     assert check_labels([], "resign") == [] and check_labels(None, "resign") == []
-    for labels, match in [([], "win answer needs 1 to 3 labels; got 0"),
-                          (["a", "b", "c", "d"], "needs 1 to 3 labels; got 4"),
-                          (["ok", " \t"], "label 2 of 2 is empty"),
-                          (["x" * 201], "has 201 characters; the limit is 200")]:
+    for labels, match in [
+        ([], "win answer needs 1 to 3 labels; got 0"),
+        (["a", "b", "c", "d"], "needs 1 to 3 labels; got 4"),
+        (["ok", " \t"], "label 2 of 2 is empty"),
+        (["x" * 201], "has 201 characters; the limit is 200"),
+    ]:
         with pytest.raises(RuleError, match=match):
             check_labels(labels, "win")
     with pytest.raises(TypeError, match="not a single str"):
@@ -111,9 +116,17 @@ def test_the_games_boxes_drop_untouched_ones_and_number_boxes_as_seen():
     assert labels_from_boxes(["", "", ""], "resign") == []
     cases = [
         (["ok", "\t \n"], "win", "Label 2 is blank: type a feature, or clear the box."),
-        (["", "", ""], "win", f"Type at least one feature that gave it away (up to {MAX_LABELS}, each at most "
-                              f"{MAX_LABEL_CHARS} characters)."),
-        (["fine", "w" * 201], "lose", "Label 2 is 201 characters long; the limit is 200 characters. Please shorten it."),
+        (
+            ["", "", ""],
+            "win",
+            f"Type at least one feature that gave it away (up to {MAX_LABELS}, each at most "
+            f"{MAX_LABEL_CHARS} characters).",
+        ),
+        (
+            ["fine", "w" * 201],
+            "lose",
+            "Label 2 is 201 characters long; the limit is 200 characters. Please shorten it.",
+        ),
         (["a", "b", "c", "d"], "win", "At most 3 labels, please (you gave 4)."),
         (["a", 3], "win", "Labels must be texts."),
         (5, "win", "Labels must be a list of texts."),
@@ -127,10 +140,10 @@ def test_the_games_boxes_drop_untouched_ones_and_number_boxes_as_seen():
 
 def test_times_are_read_as_utc():
     t = rules.as_time("2024-05-01T10:00:00Z", "t")
-    assert t == datetime(2024, 5, 1, 10, tzinfo=timezone.utc)
-    assert rules.as_time(0, "t") == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert t == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert rules.as_time(0, "t") == datetime(1970, 1, 1, tzinfo=UTC)
     naive = datetime(2024, 5, 1, 10)
-    assert rules.as_time(naive, "t") == naive.astimezone().astimezone(timezone.utc)  # naive = local time
+    assert rules.as_time(naive, "t") == naive.astimezone().astimezone(UTC)  # naive = local time
     assert rules.iso(t) == "2024-05-01T10:00:00.000000+00:00"
     assert rules.as_time(None, "t") is None and rules.iso(None) is None
     with pytest.raises(RuleError, match="finite"):
@@ -139,12 +152,21 @@ def test_times_are_read_as_utc():
         rules.as_time("yesterday", "t")
     with pytest.raises(TypeError):
         rules.as_time(True, "t")
-    assert rules.now().tzinfo is timezone.utc
+    assert rules.now().tzinfo is UTC
 
 
 def test_validate_answer_derives_duration_and_cleans_a_copy():
-    a = validate_answer(" ada ", KEY, "church", "church", "win", 2, ["The Church's tall Spire!"],
-                        started_at="2024-05-01T10:00:00+00:00", answered_at="2024-05-01T10:00:12.5+00:00")
+    a = validate_answer(
+        " ada ",
+        KEY,
+        "church",
+        "church",
+        "win",
+        2,
+        ["The Church's tall Spire!"],
+        started_at="2024-05-01T10:00:00+00:00",
+        answered_at="2024-05-01T10:00:12.5+00:00",
+    )
     assert (a.participant, a.key, a.outcome, a.step) == ("ada", KEY, "win", 2)
     assert a.labels == ("The Church's tall Spire!",) and a.cleaned == ("tall spire",)
     assert a.duration_s == pytest.approx(12.5)
@@ -159,7 +181,7 @@ def test_validate_answer_derives_duration_and_cleans_a_copy():
 
 
 def test_the_store_reads_the_time_from_the_rules_clock(monkeypatch):
-    fixed = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    fixed = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     monkeypatch.setattr(rules, "now", lambda: fixed)
     s = LabelStore()
     s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"], started_at=fixed - timedelta(seconds=4))

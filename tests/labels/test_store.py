@@ -58,6 +58,7 @@ def test_mapkey_equals_other_keys_with_the_same_values(any_store):
     assert s.label_counts([other])[other] == 1
     assert s.games()["members"].tolist() == ["3,17"]
 
+
 # --------------------------------------------------------------------------------------------------
 # participants and validation
 
@@ -79,9 +80,17 @@ def test_participants_are_idempotent_stripped_and_unicode(any_store):
 def test_record_answer_keeps_text_exactly_and_cleans_a_copy(any_store):
     s = any_store
     typed = ["  The Church's tall Spire!  ", "<img src=x onerror=alert(1)>", "中文 轮子"]
-    gid = s.record_answer("ada", KEY, "church", "church", "win", 2, typed,
-                          started_at="2024-05-01T10:00:00+00:00",
-                          answered_at="2024-05-01T10:00:12.5+00:00")
+    gid = s.record_answer(
+        "ada",
+        KEY,
+        "church",
+        "church",
+        "win",
+        2,
+        typed,
+        started_at="2024-05-01T10:00:00+00:00",
+        answered_at="2024-05-01T10:00:12.5+00:00",
+    )
     labels = s.labels()
     assert labels["game_id"].tolist() == [gid] * 3
     assert labels["text"].tolist() == typed
@@ -89,7 +98,13 @@ def test_record_answer_keeps_text_exactly_and_cleans_a_copy(any_store):
     assert labels["position"].tolist() == [0, 1, 2]
     g = s.games().iloc[0]
     assert (g.participant, g.model, g.image_id, g.target, g.layer, g.members) == (
-        "ada", "vgg16-abc", "img_7", 4, "block5_conv3", "3,17,42")
+        "ada",
+        "vgg16-abc",
+        "img_7",
+        4,
+        "block5_conv3",
+        "3,17,42",
+    )
     assert (g.outcome, g.reveal_step, g.points, g.n_labels) == ("win", 2, 4, 3)
     assert g.duration_s == pytest.approx(12.5)
 
@@ -117,14 +132,20 @@ def test_record_answer_keeps_text_exactly_and_cleans_a_copy(any_store):
         (dict(participant=99), KeyError, "99"),
         (dict(key=("m", 1)), TypeError, "MapKey"),
         (dict(started_at="yesterday"), ValueError, "ISO 8601"),
-        (dict(started_at="2030-01-01T00:00:00+00:00",
-              answered_at="2029-01-01T00:00:00+00:00"), ValueError, "after"),
+        (dict(started_at="2030-01-01T00:00:00+00:00", answered_at="2029-01-01T00:00:00+00:00"), ValueError, "after"),
     ],
 )
 def test_bad_answers_are_refused_and_nothing_is_stored(kwargs, error, match, any_store):
     s = any_store
-    answer = dict(participant="ada", key=KEY, guessed="church", true_class="church",
-                  outcome="win", reveal_step=0, labels=["spire"])
+    answer = dict(
+        participant="ada",
+        key=KEY,
+        guessed="church",
+        true_class="church",
+        outcome="win",
+        reveal_step=0,
+        labels=["spire"],
+    )
     answer.update(kwargs)
     with pytest.raises(error, match=match):
         s.record_answer(**answer)
@@ -145,8 +166,10 @@ def test_failure_inside_the_transaction_stores_nothing(monkeypatch, any_store):
     s.record_answer("ada", KEY, "church", "church", "win", 0, ["spire"])
 
     def broken(self, cur, game_id, labels, cleaned):
-        cur.execute("INSERT INTO labels (game_id, text, text_clean, position) VALUES (:g, :t, :c, 0)",
-                    {"g": game_id, "t": labels[0], "c": cleaned[0]})
+        cur.execute(
+            "INSERT INTO labels (game_id, text, text_clean, position) VALUES (:g, :t, :c, 0)",
+            {"g": game_id, "t": labels[0], "c": cleaned[0]},
+        )
         raise OSError("disk went away")
 
     monkeypatch.setattr(LabelStore, "_insert_labels", broken)
@@ -176,8 +199,7 @@ def test_undo_last_removes_only_the_last_answer_of_that_participant(any_store):
 def test_leaderboard_points_wins_and_best_streak(any_store):
     s = any_store
     s.add_participant("carol")  # signed up, never played
-    plays = [("win", 1), ("win", 0), ("lose", 2), ("win", 5), ("win", 2), ("win", 3),
-             ("resign", 5), ("win", 4)]
+    plays = [("win", 1), ("win", 0), ("lose", 2), ("win", 5), ("win", 2), ("win", 3), ("resign", 5), ("win", 4)]
     for outcome, step in plays:
         guessed = {"win": "car", "lose": "truck", "resign": None}[outcome]
         s.record_answer("ada", KEY, guessed, "car", outcome, step, ["wheel"])
@@ -206,6 +228,7 @@ def test_label_counts_and_filters(any_store):
     assert len(s.games(key=other)) == 1
     assert len(s.games(layer="nope")) == 0
     assert s.labels(participant="bob", key=other)["text"].tolist() == ["d", "e", "f"]
+
 
 # --------------------------------------------------------------------------------------------------
 # files, URLs, schema
@@ -243,8 +266,14 @@ def test_pickled_store_reconnects(store_target):
 def _columns(store, table="games") -> list[str]:
     if store.backend.dialect == "sqlite":
         return [r[1] for r in store._read(f"PRAGMA table_info({table})")]
-    return [r[0] for r in store._read("SELECT column_name FROM information_schema.columns"
-                                      " WHERE table_schema = current_schema() AND table_name = :t", {"t": table})]
+    return [
+        r[0]
+        for r in store._read(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = :t",
+            {"t": table},
+        )
+    ]
 
 
 def test_older_store_is_upgraded_and_newer_store_refused(store_target, monkeypatch):
@@ -280,6 +309,7 @@ def test_older_store_is_upgraded_and_newer_store_refused(store_target, monkeypat
     with pytest.raises(RuntimeError, match="newer"):
         store_target.open()
 
+
 # --------------------------------------------------------------------------------------------------
 # the store's seams: backends, batches, change stamps
 
@@ -297,7 +327,9 @@ def test_a_backend_is_a_class_registered_under_its_url_scheme(monkeypatch):
     monkeypatch.setitem(backend_mod.BACKENDS, "memtest", MemTest)
     s = LabelStore("memtest://box", timeout=1)
     assert isinstance(s.backend, MemTest) and isinstance(s.backend, backend_mod.Backend)
-    assert s.path == "memtest://box" and repr(s) == f"LabelStore('memtest://box', schema v{schema_mod.latest_version()})"
+    assert (
+        s.path == "memtest://box" and repr(s) == f"LabelStore('memtest://box', schema v{schema_mod.latest_version()})"
+    )
     s.record_answer("ada", KEY, "car", "car", "win", 0, ["wheel"])
     assert s.labels()["text"].tolist() == ["wheel"] and s.integrity_check() == []
 
@@ -336,6 +368,7 @@ def test_change_stamp_moves_with_every_write_from_any_connection(store_target):
     b.record_answer("bob", KEY, "car", "car", "win", 0, ["wheel"])
     assert a.change_stamp() != second
 
+
 # --------------------------------------------------------------------------------------------------
 # text that looks like other text (issue 12 item 10)
 
@@ -360,5 +393,5 @@ def test_names_and_labels_are_nfc_bidi_controls_stripped_and_invisible_text_blan
         with pytest.raises(ValueError, match="empty"):
             s.record_answer("ada", KEY, "car", "car", "win", 0, [blank])
     assert s.labels()["text"].tolist() == ["caf\u00e9 wheel"]
-    s.record_answer("ada", KEY, "car", "car", "win", 0, ["\U0001F469\u200d\U0001F52C hat"])
-    assert s.labels()["text"].tolist()[-1] == "\U0001F469\u200d\U0001F52C hat"
+    s.record_answer("ada", KEY, "car", "car", "win", 0, ["\U0001f469\u200d\U0001f52c hat"])
+    assert s.labels()["text"].tolist()[-1] == "\U0001f469\u200d\U0001f52c hat"

@@ -238,7 +238,8 @@ def test_writer_killed_mid_answer_leaves_no_partial_answer(store_target, tmp_pat
     for gid, i in committed.items():
         assert stored[gid] == _expected(0, i)
     assert sorted(stored.values(), key=repr) == sorted(
-        [_expected(0, i) for i in range(n)] + [_expected(1, i) for i in range(n)], key=repr)
+        [_expected(0, i) for i in range(n)] + [_expected(1, i) for i in range(n)], key=repr
+    )
     assert s.integrity_check() == []
     s.record_answer("after", KEY, "car", "car", "win", 0, ["still writable"])
     assert s.integrity_check() == []
@@ -253,8 +254,7 @@ def test_writer_killed_at_random_moments_keeps_every_committed_answer(store_targ
     committed: dict[int, tuple] = {}
     for round_ in range(3):
         log, started = tmp_path / f"log{round_}", tmp_path / f"started{round_}"
-        p = ctx.Process(target=_logging_writer,
-                        args=(path, 10 + round_, None, str(log), str(started)))
+        p = ctx.Process(target=_logging_writer, args=(path, 10 + round_, None, str(log), str(started)))
         p.start()
         deadline = time.monotonic() + 120
         while not started.exists():

@@ -32,8 +32,15 @@ KEY = MapKey("net", "img_1", 0, "conv", [1, 2])
 def _filled(path: Path, answers: int = 400) -> Path:
     s = LabelStore(path)
     for i in range(answers):
-        s.record_answer(f"player {i % 7}", MapKey("net", f"img_{i}", i % 10, f"layer{i % 4}", [i % 9, 9]),
-                        "car", "car", "win", i % 6, [f"label {i} " + "x" * 60, "wheel"])
+        s.record_answer(
+            f"player {i % 7}",
+            MapKey("net", f"img_{i}", i % 10, f"layer{i % 4}", [i % 9, 9]),
+            "car",
+            "car",
+            "win",
+            i % 6,
+            [f"label {i} " + "x" * 60, "wheel"],
+        )
     s.close()
     return path
 
@@ -193,8 +200,9 @@ def test_postgres_database_of_another_application_is_not_extended(postgres_serve
     postgres_server.execute("CREATE TABLE invoices (id int)", database="other_app")
     with pytest.raises(ForeignDatabaseError, match="other_app.*invoices"):
         LabelStore(url)
-    assert postgres_server.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
-                                   database="other_app") == [("invoices",)]
+    assert postgres_server.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", database="other_app"
+    ) == [("invoices",)]
 
 
 def test_postgres_newer_version_says_newer_while_another_writer_holds_the_lock(postgres_server):
@@ -236,8 +244,9 @@ def test_postgres_user_who_may_only_read_gets_a_read_only_store(postgres_server)
         postgres_server.execute("GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO reader", database="ro")
         writer = LabelStore(postgres_server.url("ro", user="reader"))
         assert not writer.read_only
-        postgres_server.execute("REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM reader",
-                                database="ro")
+        postgres_server.execute(
+            "REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM reader", database="ro"
+        )
         with pytest.raises(StoreReadOnlyError, match="may not write"):
             writer.record_answer("eve", KEY, "car", "car", "win", 0, ["x"])
         writer.close()

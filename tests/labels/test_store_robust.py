@@ -8,6 +8,7 @@
   text that is not UTF-8; a full disk names the store; every error names the store (a PostgreSQL URL with its
   password masked, also one with an unescaped '@').
 """
+
 from __future__ import annotations
 
 import shutil
@@ -18,29 +19,30 @@ import pandas as pd
 import pytest
 
 from inv_widgets.labels import LabelStore, MapKey
-from inv_widgets.labels.store import (
-    AnswerOutcomeUnknown,
-    StoreConnectionError,
-    StoreDamagedError,
-    StoreWriteError,
-)
+from inv_widgets.labels.store import AnswerOutcomeUnknown, StoreConnectionError, StoreDamagedError, StoreWriteError
 from inv_widgets.labels.store import schema as schema_mod
 from inv_widgets.labels.store.errors import mask_url
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 KEY = MapKey("net", "img_1", 0, "conv", [1, 2])
 #: what the release at schema 1 stored in tests/data/labels_v1.sqlite (its games, oldest first)
-V1_GAMES = [("ada", "win", 1, ["round wheels", "Fenster ü"]), ("ada", "lose", 0, ["red roof"]),
-            ("bob", "resign", 5, []), ("bob", "win", 3, ["=SUM(A1)"])]
+V1_GAMES = [
+    ("ada", "win", 1, ["round wheels", "Fenster ü"]),
+    ("ada", "lose", 0, ["red roof"]),
+    ("bob", "resign", 5, []),
+    ("bob", "win", 3, ["=SUM(A1)"]),
+]
 
 
 def _games_of(store):
     g, lab = store.games(), store.labels()
-    return [(r.participant, r.outcome, r.reveal_step, lab[lab.game_id == r.game_id].text.tolist())
-            for r in g.itertuples()]
+    return [
+        (r.participant, r.outcome, r.reveal_step, lab[lab.game_id == r.game_id].text.tolist()) for r in g.itertuples()
+    ]
 
 
 # ---- the migration to schema 2, on a store written by the current release --------------------------------
+
 
 def test_a_store_written_at_schema_1_is_migrated_and_keeps_everything(tmp_path):
     path = tmp_path / "labels.sqlite"
@@ -80,11 +82,14 @@ def test_a_postgres_store_at_schema_1_is_migrated(postgres_server):
         for table in ("participants", "games", "labels"):
             cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
             for row in src.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY id"):
-                conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
-                                     f"({', '.join(':' + c for c in cols)})"), dict(zip(cols, row)))
+                conn.execute(
+                    sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"),
+                    dict(zip(cols, row)),
+                )
         for table in ("participants", "games", "labels"):
-            conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                                 f"(SELECT MAX(id) FROM {table}))")
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"
+            )
     engine.dispose()
     src.close()
     store = LabelStore(url)
@@ -117,6 +122,7 @@ def test_exports_carry_answer_ids_weights_and_pending_labels(fmt, tmp_path, any_
 
 # ---- answers with an identity chosen by the writer --------------------------------------------------------
 
+
 def test_a_retry_with_the_same_answer_id_stores_the_answer_once(any_store):
     s = any_store
     first = s.record_answer("ada", KEY, "car", "car", "win", 1, ["wheel"], answer_id="7f3a")
@@ -137,6 +143,7 @@ def _lose_the_connection_at_commit(store, monkeypatch, after_commit: bool):
     backend = type(store.backend)
     real = backend._commit
     if store.backend.dialect == "sqlite":
+
         def error():
             exc = sqlite3.OperationalError("disk I/O error")
             exc.sqlite_errorcode = 10  # SQLITE_IOERR
@@ -146,9 +153,13 @@ def _lose_the_connection_at_commit(store, monkeypatch, after_commit: bool):
         from sqlalchemy.exc import OperationalError
 
         def error():
-            return OperationalError("COMMIT", {}, psycopg.OperationalError("server closed the connection "
-                                                                          "unexpectedly"),
-                                    connection_invalidated=True)
+            return OperationalError(
+                "COMMIT",
+                {},
+                psycopg.OperationalError("server closed the connection unexpectedly"),
+                connection_invalidated=True,
+            )
+
     calls = []
 
     def commit(handle):
@@ -164,7 +175,8 @@ def _lose_the_connection_at_commit(store, monkeypatch, after_commit: bool):
 
 @pytest.mark.parametrize("after_commit", [True, False], ids=["stored", "not-stored"])
 def test_a_connection_lost_during_the_commit_is_an_unknown_outcome_and_a_retry_stores_once(
-        after_commit, any_store, monkeypatch):
+    after_commit, any_store, monkeypatch
+):
     s = any_store
     _lose_the_connection_at_commit(s, monkeypatch, after_commit)
     with pytest.raises(AnswerOutcomeUnknown) as info:
@@ -214,6 +226,7 @@ def test_a_password_with_an_unescaped_at_sign_is_masked_in_every_message(postgre
 
 # ---- damage inside a row, empty files, full disks (SQLite) -------------------------------------------------
 
+
 def _stored_label_file(tmp_path) -> Path:
     path = tmp_path / "labels.sqlite"
     s = LabelStore(path)
@@ -227,12 +240,12 @@ def test_damage_inside_a_row_is_refused_on_open_and_found_by_integrity_check(tmp
     path = _stored_label_file(tmp_path)
     data = path.read_bytes()
     at = data.index(b"wheel number 007")
-    path.write_bytes(data[:at] + b"wh\xff\xfel" + data[at + 5:])  # bytes flipped inside one label's text
+    path.write_bytes(data[:at] + b"wh\xff\xfel" + data[at + 5 :])  # bytes flipped inside one label's text
     with pytest.raises(StoreDamagedError) as info:
         LabelStore(path)
     msg = str(info.value)
     assert str(path) in msg and "labels row 8 (text" in msg and "not UTF-8" in msg and "backup" in msg
-    assert path.read_bytes()[at:at + 5] == b"wh\xff\xfel"  # refused, not changed
+    assert path.read_bytes()[at : at + 5] == b"wh\xff\xfel"  # refused, not changed
 
 
 def test_undecodable_text_written_while_open_is_reported_not_raised_raw(tmp_path):
@@ -265,7 +278,9 @@ def test_a_full_disk_names_the_store_and_stores_nothing(tmp_path):
     with pytest.raises(StoreWriteError) as info:
         for i in range(200):
             s.record_answer("bob", KEY._replace(image_id=f"new_{i}"), "car", "car", "win", 0, ["x" * 190] * 3)
-    assert str(path) in str(info.value) and "disk is full" in str(info.value) and "nothing was stored" in str(info.value)
+    assert (
+        str(path) in str(info.value) and "disk is full" in str(info.value) and "nothing was stored" in str(info.value)
+    )
     assert isinstance(info.value, OSError)
     assert s.integrity_check() == []
     s.close()

@@ -1,5 +1,6 @@
 """The Explorer's compare view without a browser: LIME, KernelSHAP and Grad-CAM on demand, in a worker thread,
 cached per image and class, stoppable, and never in the way of the rest of the Explorer."""
+
 from __future__ import annotations
 
 import io
@@ -7,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from nets import CLASS_NAMES as CLASSES
 from PIL import Image
 from torch import nn
 
@@ -14,7 +16,6 @@ import inv_widgets as inv
 from inv_widgets.concepts.baselines import attribution_maps
 from inv_widgets.widgets import Explorer
 from inv_widgets.widgets.explorer import compare as compare_module
-from nets import CLASS_NAMES as CLASSES
 
 FAST = dict(n_samples=24, n_segments=12, seed=0)
 
@@ -35,6 +36,7 @@ class Gate:
                 if done > 0 and not self.open.is_set():
                     self.reached.set()
                     assert self.open.wait(60), "the test never opened the gate"
+
             return real(*args, progress=report, **kwargs)
 
         monkeypatch.setattr(compare_module, "attribution_maps", held)

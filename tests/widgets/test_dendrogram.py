@@ -1,4 +1,5 @@
 """The dendrogram view alone (widgets/dendrogram.py): geometry from the engine's one walk, the figure, clicks."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The front-end files (widgets/static/*.js): one module of DOM helpers, one re-render rule, no HTML parsing of
 text. The shared helpers run in Node when it is installed; the widgets themselves run in the browser tests."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ VIEWS = ["explorer.js", "explorer_detail.js", "explorer_compare.js", "gallery.js
 NODE = shutil.which("node") or "node"  # missing in CI: FileNotFoundError naming node
 #: Without Node.js these checks are skipped on a person's machine (the browser tests run the same files) and fail in
 #: CI, where `make test` installs it (Makefile: system-deps).
-needs_node = pytest.mark.skipif(shutil.which("node") is None and not os.environ.get("CI"),
-                                reason="Node.js is not installed (the browser tests run these files)")
+needs_node = pytest.mark.skipif(
+    shutil.which("node") is None and not os.environ.get("CI"),
+    reason="Node.js is not installed (the browser tests run these files)",
+)
 
 
 def test_dom_helpers_live_in_dom_js_only():

@@ -3,6 +3,7 @@
 The page's colouring (static/gallery.js: bilinear upsampling, min-max, the colour table) runs here in Node against
 the engine's own ``upsample_minmax`` and ``render.apply_cmap``; the browser tests compare the pixels on screen.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,13 @@ def paint_in_node(tmp_path, maps: np.ndarray, size, cmap: str) -> np.ndarray:
     data, shape = map_bytes(maps)
     (tmp_path / "maps.f32").write_bytes(data)
     (tmp_path / "lut.bin").write_bytes(render.colormap(cmap).tobytes())
-    spec = {"maps": str(tmp_path / "maps.f32"), "lut": str(tmp_path / "lut.bin"), "out": str(tmp_path / "out.bin"),
-            "shape": [len(maps), *shape], "size": list(size)}
+    spec = {
+        "maps": str(tmp_path / "maps.f32"),
+        "lut": str(tmp_path / "lut.bin"),
+        "out": str(tmp_path / "out.bin"),
+        "shape": [len(maps), *shape],
+        "size": list(size),
+    }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     f = tmp_path / "paint.mjs"
     f.write_text(esm("gallery.js") + PAINT)
@@ -51,8 +57,14 @@ def paint_in_node(tmp_path, maps: np.ndarray, size, cmap: str) -> np.ndarray:
 
 
 CASES = [  # (low-resolution shape, input size): the demo's layers, VGG-16's, odd sizes, no upsampling
-    ((8, 8), (128, 128)), ((16, 16), (128, 128)), ((64, 64), (128, 128)), ((14, 14), (224, 224)),
-    ((112, 112), (224, 224)), ((7, 9), (48, 50)), ((5, 5), (5, 5)), ((1, 1), (32, 32)),
+    ((8, 8), (128, 128)),
+    ((16, 16), (128, 128)),
+    ((64, 64), (128, 128)),
+    ((14, 14), (224, 224)),
+    ((112, 112), (224, 224)),
+    ((7, 9), (48, 50)),
+    ((5, 5), (5, 5)),
+    ((1, 1), (32, 32)),
 ]
 
 
@@ -61,8 +73,11 @@ CASES = [  # (low-resolution shape, input size): the demo's layers, VGG-16's, od
 @pytest.mark.parametrize("cmap", ["jet", "viridis"])
 def test_the_page_colours_maps_as_the_engine_and_render_do(tmp_path, shape, size, cmap):
     rng = np.random.default_rng(sum(shape) + sum(size))
-    maps = [rng.random(shape, dtype=np.float32) * 3.0, np.abs(rng.normal(size=shape)).astype(np.float32) ** 2,
-            np.full(shape, 0.7, np.float32)]  # the last one flat: shown as zeros
+    maps = [
+        rng.random(shape, dtype=np.float32) * 3.0,
+        np.abs(rng.normal(size=shape)).astype(np.float32) ** 2,
+        np.full(shape, 0.7, np.float32),
+    ]  # the last one flat: shown as zeros
     smooth = rng.random(shape, dtype=np.float32)
     smooth[0, 0] += 1e-7  # flat to rounding
     maps = np.stack(maps + [smooth * 0 + 0.25 + (np.arange(smooth.size).reshape(shape) == 0) * 1e-7])
@@ -79,8 +94,16 @@ def test_the_page_colours_maps_as_the_engine_and_render_do(tmp_path, shape, size
 def test_show_sends_maps_as_float32_numbers_and_checks_its_arguments():
     g = Gallery()
     maps = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
-    g.show(base=b"", maps=maps, size=(6, 8), weights=[60, 40], counts=[1, 2], colors=["#000", "#111"],
-           cmap="viridis", gradcam=np.ones((6, 8)))
+    g.show(
+        base=b"",
+        maps=maps,
+        size=(6, 8),
+        weights=[60, 40],
+        counts=[1, 2],
+        colors=["#000", "#111"],
+        cmap="viridis",
+        gradcam=np.ones((6, 8)),
+    )
     assert g.k == 2 and g.map_shape == [3, 4] and g.size == [6, 8] and g.gradcam_shape == [6, 8]
     assert np.array_equal(np.frombuffer(g.maps, "<f4").reshape(2, 3, 4), maps)
     assert g.lut == render.colormap("viridis").tobytes() and g.cmap == "viridis" and g.heats == []

@@ -3,6 +3,7 @@
 A small session (an untrained demo CNN with fixed seeds, three images, the last two layers) keeps these
 tests to seconds; the browser tests in tests/browser/test_game_browser.py drive the real front end.
 """
+
 from __future__ import annotations
 
 import io
@@ -289,8 +290,7 @@ def test_front_end_never_parses_text_as_html():
 # ---- fair play ---------------------------------------------------------------------------------
 def _state_text(game) -> str:
     state = game.get_state()
-    return " ".join(str(v) for k, v in state.items()
-                    if k != "classes" and not isinstance(v, (bytes, memoryview)))
+    return " ".join(str(v) for k, v in state.items() if k != "classes" and not isinstance(v, (bytes, memoryview)))
 
 
 def test_no_class_is_revealed_before_the_guess(make_game, session):
@@ -319,8 +319,17 @@ def test_state_before_the_guess_does_not_depend_on_the_answer(session, store, la
     assert session.label(0) != session.label(1)
     a.start()
     b.start()
-    skip = {"masked", "map_info", "leaderboard", "participant", "message", "message_kind", "message_revision",
-            "total", "layout"}
+    skip = {
+        "masked",
+        "map_info",
+        "leaderboard",
+        "participant",
+        "message",
+        "message_kind",
+        "message_revision",
+        "total",
+        "layout",
+    }
     sa = {k: v for k, v in a.get_state().items() if k not in skip}
     sb = {k: v for k, v in b.get_state().items() if k not in skip}
     assert sa == sb
@@ -526,14 +535,16 @@ def test_a_read_only_store_is_said_at_once_and_never_invites_submit_again(sessio
     reader.close()
 
     # a store that turns read-only during the game (the right to write taken away)
-    postgres_server.execute("GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO game_reader",
-                            database="game_ro")
+    postgres_server.execute(
+        "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO game_reader", database="game_ro"
+    )
     writer = LabelStore(postgres_server.url("game_ro", user="game_reader"))
     game = LabelingGame(session, writer, "ada", images=[0], layers=layers)
     game.start()
     assert game.phase == "play"
-    postgres_server.execute("REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM game_reader",
-                            database="game_ro")
+    postgres_server.execute(
+        "REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM game_reader", database="game_ro"
+    )
     assert not game.guess(right(game))  # not saved: nothing is shown
     assert game.message_kind == "error" and "read-only" in game.message
     assert "again" not in game.message.lower()

@@ -1,4 +1,5 @@
 """When the Explorer draws the views after the gallery: at once outside a kernel, once requests pause inside one."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,10 @@ def test_in_a_kernel_the_rest_waits_for_a_pause_and_is_drawn_once_for_the_last_r
     monkeypatch.setattr(pacing, "REST_DELAY_S", 0.05)
     drawn = []
     view = {"n": 0}
-    later = pacing.Later(lambda: [lambda: drawn.append(("dendrogram", view["n"])),
-                                  lambda: drawn.append(("detail", view["n"]))], lambda s: s())
+    later = pacing.Later(
+        lambda: [lambda: drawn.append(("dendrogram", view["n"])), lambda: drawn.append(("detail", view["n"]))],
+        lambda s: s(),
+    )
 
     async def requests():
         for n in range(1, 4):  # three keys 20 ms apart: each restarts the wait

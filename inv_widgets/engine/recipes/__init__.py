@@ -21,11 +21,11 @@ Session, Explanation, the widgets, the CLI and the evaluations ask :func:`get_re
 
 and one line below, ``register_recipe(NMF)`` (code outside the package may call it too).
 """
+
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -40,8 +40,19 @@ from .paper import Paper
 from .paper_sklearn import PaperSklearn
 from .spatial import Spatial
 
-__all__ = ["Recipe", "Link", "register_recipe", "get_recipe", "recipe_names", "RECIPES", "build_tree", "build_trees",
-           "K_RANGE", "PAPER_SEED", "DEFAULT_RECIPE"]
+__all__ = [
+    "Recipe",
+    "Link",
+    "register_recipe",
+    "get_recipe",
+    "recipe_names",
+    "RECIPES",
+    "build_tree",
+    "build_trees",
+    "K_RANGE",
+    "PAPER_SEED",
+    "DEFAULT_RECIPE",
+]
 
 DEFAULT_RECIPE = "fast"
 
@@ -60,8 +71,10 @@ def register_recipe(recipe: type[Recipe] | Recipe, *, replace: bool = False):
         raise ValueError(f"a recipe needs a name without surrounding spaces, got {name!r}")
     with _lock:
         if name in _registry and not replace and type(_registry[name]) is not type(obj):
-            raise ValueError(f"recipe {name!r} is already registered ({type(_registry[name]).__name__}); "
-                             "pass replace=True to replace it")
+            raise ValueError(
+                f"recipe {name!r} is already registered ({type(_registry[name]).__name__}); "
+                "pass replace=True to replace it"
+            )
         _registry[name] = obj
     return recipe
 
@@ -109,8 +122,14 @@ def build_tree(maps: torch.Tensor, recipe: str = DEFAULT_RECIPE, seed: int = PAP
     return build_trees([maps], recipe, seed)[0]
 
 
-def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, seed: int = PAPER_SEED,
-                progress: Callable[[int], None] | None = None, *, device: bool = False) -> list[Tree]:
+def build_trees(
+    maps_list: list[torch.Tensor],
+    recipe: str = DEFAULT_RECIPE,
+    seed: int = PAPER_SEED,
+    progress: Callable[[int], None] | None = None,
+    *,
+    device: bool = False,
+) -> list[Tree]:
     """Dendrograms of several layers' maps, the same trees as ``build_tree`` one layer at a time.
 
     ``device=True`` links on the maps' device with the recipe's device kernel (``fast`` only: the batched
@@ -118,7 +137,8 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, see
 
     A recipe may share work between the layers (the paper recipes embed them side by side). Each layer's
     maps are flattened and min-max scaled (``engine.maps.minmax_maps``: a map flat to rounding is zeros, as the
-    cluster maps show it) only when the recipe asks for them, so at most one scaled copy exists at a time. ``progress(i)`` is called as the tree of ``maps_list[i]`` is ready.
+    cluster maps show it) only when the recipe asks for them, so at most one scaled copy exists at a time.
+    ``progress(i)`` is called as the tree of ``maps_list[i]`` is ready.
 
     Degenerate layers get one answer from every recipe: fewer than two maps, nothing to link; maps that are
     all the same after scaling (constant, identical or all-zero maps, 1-pixel layers), one cluster (every merge
@@ -178,8 +198,10 @@ def build_trees(maps_list: list[torch.Tensor], recipe: str = DEFAULT_RECIPE, see
             emb = None if link.embedding is None else np.asarray(link.embedding)[groups]
             link = Link(expand_linkage(link.linkage, groups), min(int(link.suggested_k), int(groups.max()) + 1), emb)
         if not np.isfinite(np.asarray(link.linkage, dtype=np.float64)).all():
-            raise ValueError(f"the {r.name!r} recipe made a dendrogram with non-finite heights for a layer of {n} "
-                             "feature maps; try the 'fast' recipe for this layer")
+            raise ValueError(
+                f"the {r.name!r} recipe made a dendrogram with non-finite heights for a layer of {n} "
+                "feature maps; try the 'fast' recipe for this layer"
+            )
         return r.tree(link, n)
 
     if not todo:
@@ -223,7 +245,7 @@ def _may_hold_copies(link: Link, n: int, d: int) -> bool:
         return False
     tol = 2e-3 * np.sqrt(float(n) * d)
     k = int(link.suggested_k)
-    return bool(h[-1] <= tol or (k >= 2 and h[max(n - k, 0):].min() <= tol))
+    return bool(h[-1] <= tol or (k >= 2 and h[max(n - k, 0) :].min() <= tol))
 
 
 register_recipe(Fast)

@@ -6,9 +6,11 @@ everything around it, the same for every recipe: layers with fewer than two kept
 the answer into a :class:`~inv_widgets.engine.tree.Tree`, progress. A new recipe is one module with a
 :class:`Recipe` subclass and a ``register`` line (see ``recipes/__init__.py``).
 """
+
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -92,10 +94,13 @@ class Recipe:
     def link_many_device(self, xs: Iterable[torch.Tensor], seed: int, done: Callable[[int, Link], None]) -> None:
         """:meth:`link_many` without leaving the rows' device (a GPU): only recipes with a device kernel have it
         (``fast``: the batched Ward of ``engine/ward_torch.py``)."""
-        raise ValueError(f"the {self.name!r} recipe has no device kernel; only 'fast' links on the device "
-                         "(ward='torch'); use ward='scipy' for this recipe")
+        raise ValueError(
+            f"the {self.name!r} recipe has no device kernel; only 'fast' links on the device "
+            "(ward='torch'); use ward='scipy' for this recipe"
+        )
 
     def tree(self, link: Link, n: int) -> Tree:
+        """The :class:`~inv_widgets.engine.tree.Tree` of ``n`` kept maps from this recipe's linkage."""
         return Tree(self.name, link.linkage, n, int(link.suggested_k), self.prune, link.embedding)
 
     def empty_tree(self, n: int) -> Tree:

@@ -1,8 +1,9 @@
 """``fast`` (the default): Ward linkage directly on the scaled maps; the suggested k is read from the
 dendrogram, the k in 3..8 whose cut sits in the widest gap between consecutive merge heights."""
+
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ class Fast(Recipe):
             cnt = [int(xs[i].shape[0]) for i in idx]
             padded = xs[idx[0]].new_zeros((len(idx), max(cnt), xs[idx[0]].shape[1]))
             for r, i in enumerate(idx):
-                padded[r, :cnt[r]] = xs[i]
+                padded[r, : cnt[r]] = xs[i]
             d2s.append(pairwise_sq_euclidean(padded, torch.as_tensor(cnt)))
             counts.append(cnt)
         dtype = torch.float64 if xs[0].device.type == "cpu" else torch.float32

@@ -4,13 +4,15 @@ points, k in 3..8 by the best silhouette, light clusters pruned at cut time.
 The t-SNE is our exact, deterministic implementation (engine/tsne.py, scikit-learn's optimiser step for
 step); the layers of one explanation are embedded side by side, the same embeddings as one at a time.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
-from scipy.cluster.hierarchy import fcluster, linkage as scipy_linkage
+from scipy.cluster.hierarchy import fcluster
+from scipy.cluster.hierarchy import linkage as scipy_linkage
 
 from ..numeric import pca_scores, silhouette
 from ..runtime import limited_threads
@@ -67,8 +69,12 @@ class Paper(Recipe):
         """t-SNE to 2-D of several layers' principal components, side by side; ``on_done(i, points)``."""
         from ..tsne import capped_perplexity, tsne_exact_many
 
-        tsne_exact_many(pcs, [capped_perplexity(30.0, pc.shape[0]) for pc in pcs], on_done=on_done,  # 30 as published
-                        max_iter=self.MAX_ITER)
+        tsne_exact_many(
+            pcs,
+            [capped_perplexity(30.0, pc.shape[0]) for pc in pcs],
+            on_done=on_done,  # 30 as published
+            max_iter=self.MAX_ITER,
+        )
 
     def link(self, x: torch.Tensor, seed: int = PAPER_SEED) -> Link:
         out: list[Link] = []

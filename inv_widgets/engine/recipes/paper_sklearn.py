@@ -1,8 +1,9 @@
 """``paper-sklearn``: the paper recipe with scikit-learn's Barnes-Hut ``TSNE(random_state=seed)``, as the
 authors ran it (several times slower than our exact t-SNE; a reference, not a default)."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ class PaperSklearn(Paper):
 
         for i, pc in enumerate(pcs):
             perplexity = capped_perplexity(30.0, pc.shape[0])
-            points = TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(
-                pc.numpy()).astype(np.float64)
+            points = (
+                TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca")
+                .fit_transform(pc.numpy())
+                .astype(np.float64)
+            )
             on_done(i, points)

@@ -14,6 +14,7 @@ every layer; README gives the figures and the choice of the default.
 Degenerate layers: when every map is the same distribution (constant maps scale to zeros, identical or
 proportional maps to one distribution) there is nothing to separate, and the suggested cut is one cluster.
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,7 +49,10 @@ class Spatial(Recipe):
     name = "spatial"
     prune = False
     layers_apart = True
-    summary = "Ward linkage on where each feature map responds (the map as a distribution over pixels); k from the largest gap"
+    summary = (
+        "Ward linkage on where each feature map responds (the map as a distribution over pixels); "
+        "k from the largest gap"
+    )
 
     def link(self, x: torch.Tensor, seed: int = PAPER_SEED) -> Link:
         p = distributions(x)

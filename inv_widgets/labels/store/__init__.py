@@ -14,6 +14,7 @@ The game's rules (limits, points, outcomes) live in :mod:`inv_widgets.labels.rul
 re-exported here because ``from inv_widgets.labels.store import points_for, MAX_LABELS, ...`` worked
 before the store became a package.
 """
+
 from __future__ import annotations
 
 from ...engine.keys import MapKey

@@ -2,11 +2,13 @@
 :class:`~inv_widgets.labels.store.base.LabelStore`): sign-ups, one answer per transaction, its identity and
 its labels, imports and undo. Every rule is :mod:`inv_widgets.labels.rules`; the SQL is :mod:`.queries`.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ...engine.keys import MapKey
 from .. import rules
@@ -98,9 +100,20 @@ class AnswerWrites:
 
         Every rule is :func:`inv_widgets.labels.rules.validate_answer`.
         """
-        answer = rules.validate_answer(participant, key, guessed, true_class, outcome, reveal_step, labels,
-                                       started_at, answered_at, answer_id=answer_id, weight=weight,
-                                       labels_pending=labels_pending)
+        answer = rules.validate_answer(
+            participant,
+            key,
+            guessed,
+            true_class,
+            outcome,
+            reveal_step,
+            labels,
+            started_at,
+            answered_at,
+            answer_id=answer_id,
+            weight=weight,
+            labels_pending=labels_pending,
+        )
         if answer.answer_id is None:
             answer = dataclasses.replace(answer, answer_id=uuid.uuid4().hex)
         try:
@@ -112,9 +125,12 @@ class AnswerWrites:
                     raise rules.AlreadyAnswered(answer.participant, answer.key)
                 return self._write_answer(tx, answer)
         except AnswerOutcomeUnknown as exc:
-            raise AnswerOutcomeUnknown(exc.path, "answer", answer.answer_id,
-                                       str(exc.__cause__ or "").strip().splitlines()[0] if exc.__cause__ else ""
-                                       ) from exc.__cause__
+            raise AnswerOutcomeUnknown(
+                exc.path,
+                "answer",
+                answer.answer_id,
+                str(exc.__cause__ or "").strip().splitlines()[0] if exc.__cause__ else "",
+            ) from exc.__cause__
 
     def _stored_answer(self, tx: Tx, a: rules.Answer) -> int | None:
         """The id of the game stored under ``a.answer_id`` when it is this answer (a retry); None when no game
@@ -123,11 +139,23 @@ class AnswerWrites:
         if row is None:
             return None
         pid = self._participant_id(tx, a.participant, create=False)
-        mine = (pid, a.key.model, a.key.image_id, a.key.target, a.key.layer, a.key.members_text, a.guessed,
-                a.true_class, a.outcome, a.step)
+        mine = (
+            pid,
+            a.key.model,
+            a.key.image_id,
+            a.key.target,
+            a.key.layer,
+            a.key.members_text,
+            a.guessed,
+            a.true_class,
+            a.outcome,
+            a.step,
+        )
         if tuple(row[1:11]) != mine:
-            raise ValueError(f"answer_id {a.answer_id!r} is already used in the label store {self.path!r} by "
-                             "another answer; give each answer its own id (uuid.uuid4().hex)")
+            raise ValueError(
+                f"answer_id {a.answer_id!r} is already used in the label store {self.path!r} by "
+                "another answer; give each answer its own id (uuid.uuid4().hex)"
+            )
         return int(row[0])
 
     def set_labels(self, participant: str | int, game_id: int, labels: Sequence[str] = ()) -> int:
@@ -145,8 +173,7 @@ class AnswerWrites:
                 raise KeyError(f"game {game_id} is not in the label store {self.path!r} (it was taken back)")
             pid = self._participant_id(tx, participant, create=False)
             if row[0] != pid:
-                raise ValueError(f"game {game_id} of the label store {self.path!r} is not an answer of "
-                                 f"{participant!r}")
+                raise ValueError(f"game {game_id} of the label store {self.path!r} is not an answer of {participant!r}")
             outcome, guessed, true_class = row[1], row[2], row[3]
             labels = rules.check_labels(labels, outcome)
             names = [n for n in (true_class, guessed) if n]
@@ -167,8 +194,13 @@ class AnswerWrites:
             return False
         return tx.execute(q.ANSWERED, {"participant": pid, **q.key_params(key)}).fetchone() is not None
 
-    def record_answers(self, answers: Iterable[rules.Answer],
-                       participants: Iterable[tuple[str, str | None]] = (), *, skip_existing: bool = False) -> int:
+    def record_answers(
+        self,
+        answers: Iterable[rules.Answer],
+        participants: Iterable[tuple[str, str | None]] = (),
+        *,
+        skip_existing: bool = False,
+    ) -> int:
         """Store several validated answers (:func:`rules.validate_answer`) in one transaction, after
         signing up ``participants`` ((name, created) pairs, in order); returns the number of games added.
 
@@ -188,10 +220,15 @@ class AnswerWrites:
                         continue
                     if same:
                         raise DuplicateGameError(i, same)
-                if answer.answer_id is not None and \
-                        tx.execute(q.GAME_BY_ANSWER_ID, {"answer_id": answer.answer_id}).fetchone() is not None:
-                    raise DuplicateGameError(i, f"answer_id {answer.answer_id!r} is already used in the label store "
-                                                f"{self.path!r} by another game")
+                if (
+                    answer.answer_id is not None
+                    and tx.execute(q.GAME_BY_ANSWER_ID, {"answer_id": answer.answer_id}).fetchone() is not None
+                ):
+                    raise DuplicateGameError(
+                        i,
+                        f"answer_id {answer.answer_id!r} is already used in the label store "
+                        f"{self.path!r} by another game",
+                    )
                 self._write_answer(tx, answer)
                 added += 1
         return added
@@ -202,8 +239,9 @@ class AnswerWrites:
         pid = self._participant_id(tx, a.participant, create=False)
         if pid is None:
             return False
-        rows = tx.execute(q.GAME_BY_IDENTITY, {"participant": pid, "answered_at": a.answered_at,
-                                               **q.key_params(a.key)}).fetchall()
+        rows = tx.execute(
+            q.GAME_BY_IDENTITY, {"participant": pid, "answered_at": a.answered_at, **q.key_params(a.key)}
+        ).fetchall()
         if not rows:
             return False
         mine = (a.guessed, a.true_class, a.outcome, a.step, a.started_at, a.duration_s, list(a.labels))
@@ -214,29 +252,81 @@ class AnswerWrites:
             if stored == mine:
                 return True
         diff = [n for n, x, y in zip(names, mine, stored) if x != y]
-        return (f"a game of {a.participant!r} on {a.key} answered at {a.answered_at} is already stored with "
-                f"another {', '.join(diff)}")
+        return (
+            f"a game of {a.participant!r} on {a.key} answered at {a.answered_at} is already stored with "
+            f"another {', '.join(diff)}"
+        )
 
     def _write_answer(self, tx: Tx, a: rules.Answer) -> int:
         pid = self._participant_id(tx, a.participant, create=True)
-        return self._insert_game(tx, pid, a.key, a.guessed, a.true_class, a.outcome, a.step, a.started_at,
-                                 a.answered_at, a.duration_s, list(a.labels), list(a.cleaned), a.answer_id,
-                                 a.weight, a.labels_pending)
+        return self._insert_game(
+            tx,
+            pid,
+            a.key,
+            a.guessed,
+            a.true_class,
+            a.outcome,
+            a.step,
+            a.started_at,
+            a.answered_at,
+            a.duration_s,
+            list(a.labels),
+            list(a.cleaned),
+            a.answer_id,
+            a.weight,
+            a.labels_pending,
+        )
 
-    def _insert_game(self, tx, pid, key, guessed, true_class, outcome, step, started, answered,
-                     duration, labels, cleaned, answer_id=None, weight=None, labels_pending=False) -> int:
-        game_id = tx.insert(q.ADD_GAME, {
-            "participant": pid, "model": key.model, "image_id": key.image_id, "target": key.target,
-            "layer": key.layer, "members": key.members_text, "class_guessed": guessed,
-            "true_class": true_class, "outcome": outcome, "reveal_step": step, "started_at": started,
-            "answered_at": answered, "duration_s": duration, "answer_id": answer_id, "weight": weight,
-            "labels_pending": int(bool(labels_pending))})
+    def _insert_game(
+        self,
+        tx,
+        pid,
+        key,
+        guessed,
+        true_class,
+        outcome,
+        step,
+        started,
+        answered,
+        duration,
+        labels,
+        cleaned,
+        answer_id=None,
+        weight=None,
+        labels_pending=False,
+    ) -> int:
+        game_id = tx.insert(
+            q.ADD_GAME,
+            {
+                "participant": pid,
+                "model": key.model,
+                "image_id": key.image_id,
+                "target": key.target,
+                "layer": key.layer,
+                "members": key.members_text,
+                "class_guessed": guessed,
+                "true_class": true_class,
+                "outcome": outcome,
+                "reveal_step": step,
+                "started_at": started,
+                "answered_at": answered,
+                "duration_s": duration,
+                "answer_id": answer_id,
+                "weight": weight,
+                "labels_pending": int(bool(labels_pending)),
+            },
+        )
         self._insert_labels(tx, game_id, labels, cleaned)
         return game_id
 
     def _insert_labels(self, tx: Tx, game_id: int, labels: Sequence[str], cleaned: Sequence[str]) -> None:
-        tx.executemany(q.ADD_LABEL, [{"game_id": game_id, "text": t, "text_clean": c, "position": i}
-                                     for i, (t, c) in enumerate(zip(labels, cleaned))])
+        tx.executemany(
+            q.ADD_LABEL,
+            [
+                {"game_id": game_id, "text": t, "text_clean": c, "position": i}
+                for i, (t, c) in enumerate(zip(labels, cleaned))
+            ],
+        )
 
     def undo_last(self, participant: str | int) -> bool:
         """Remove the participant's most recent answer (game and labels); False when there is none."""

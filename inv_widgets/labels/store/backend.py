@@ -3,15 +3,18 @@
 :class:`~inv_widgets.labels.store.LabelStore` holds the API and the queries (:mod:`.queries`, SQL that
 every backend runs, with ``:name`` parameters); a backend holds what differs between databases: how to
 connect, the transaction and its locking, which errors mean "busy", integrity checks, a change stamp.
-SQLite is :mod:`.sqlite`, PostgreSQL :mod:`.postgres`. A new backend is a new module with a class that follows :class:`Backend`,
+SQLite is :mod:`.sqlite`, PostgreSQL :mod:`.postgres`. A new backend is a new module with a class that follows
+:class:`Backend`,
 registered in :data:`BACKENDS` under its URL scheme; nothing else changes.
 """
+
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Hashable, Iterable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Backend", "Tx", "BACKENDS", "open_backend"]
 
@@ -110,9 +113,7 @@ def open_backend(path: Any, **options: Any) -> Backend:
     scheme = scheme_of(path)
     target = BACKENDS.get(scheme)
     if target is None:
-        raise ValueError(
-            f"the {scheme!r} database URL is not supported yet; use a file path or sqlite:///path"
-        )
+        raise ValueError(f"the {scheme!r} database URL is not supported yet; use a file path or sqlite:///path")
     if isinstance(target, str):
         module, name = target.split(":")
         target = getattr(importlib.import_module(module), name)

@@ -35,10 +35,12 @@ Design points:
 * Export and import (CSV, JSON) are :mod:`inv_widgets.labels.io`; top labels per map, cached until the
   labels change, are :class:`inv_widgets.labels.index.LabelIndex`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Hashable, Iterable
+from collections.abc import Hashable, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -52,7 +54,6 @@ from .answers import AnswerWrites, DuplicateGameError
 from .backend import Backend, open_backend
 
 __all__ = ["LabelStore", "DuplicateGameError"]
-
 
 
 class LabelStore(AnswerWrites):
@@ -109,7 +110,7 @@ class LabelStore(AnswerWrites):
         if self._backend is not None:
             self._backend.close()
 
-    def __enter__(self) -> "LabelStore":
+    def __enter__(self) -> LabelStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -185,8 +186,16 @@ class LabelStore(AnswerWrites):
                     counts[k] = n
         return counts
 
-    def games(self, participant=None, *, key: MapKey | None = None, model: str | None = None,
-              image_id=None, target: int | None = None, layer: str | None = None) -> pd.DataFrame:
+    def games(
+        self,
+        participant=None,
+        *,
+        key: MapKey | None = None,
+        model: str | None = None,
+        image_id=None,
+        target: int | None = None,
+        layer: str | None = None,
+    ) -> pd.DataFrame:
         """One row per game, oldest first, optionally filtered.
 
         Columns: game_id, participant (name), model, image_id, target, layer, members (canonical
@@ -199,12 +208,29 @@ class LabelStore(AnswerWrites):
         rows = self._read(q.GAMES.format(where=where), params)
         records = [r[:11] + (rules.points_for(r[9], r[10]),) + r[11:] for r in rows]
         df = pd.DataFrame.from_records(records, columns=q.GAME_COLUMNS)
-        return df.astype({"game_id": "int64", "target": "int64", "reveal_step": "int64",
-                          "points": "int64", "n_labels": "int64", "duration_s": "float64", "weight": "float64",
-                          "labels_pending": "bool"})
+        return df.astype(
+            {
+                "game_id": "int64",
+                "target": "int64",
+                "reveal_step": "int64",
+                "points": "int64",
+                "n_labels": "int64",
+                "duration_s": "float64",
+                "weight": "float64",
+                "labels_pending": "bool",
+            }
+        )
 
-    def labels(self, participant=None, *, key: MapKey | None = None, model: str | None = None,
-               image_id=None, target: int | None = None, layer: str | None = None) -> pd.DataFrame:
+    def labels(
+        self,
+        participant=None,
+        *,
+        key: MapKey | None = None,
+        model: str | None = None,
+        image_id=None,
+        target: int | None = None,
+        layer: str | None = None,
+    ) -> pd.DataFrame:
         """One row per label, in answer order, joined with its game and map identity.
 
         Columns: label_id, game_id, participant, model, image_id, target, layer, members,
@@ -215,13 +241,22 @@ class LabelStore(AnswerWrites):
         where, params = q.where(participant, key, model, image_id, target, layer)
         rows = self._read(q.LABELS.format(where=where), params)
         df = pd.DataFrame.from_records(rows, columns=q.LABEL_COLUMNS)
-        return df.astype({"label_id": "int64", "game_id": "int64", "target": "int64",
-                          "reveal_step": "int64", "position": "int64", "weight": "float64"})
+        return df.astype(
+            {
+                "label_id": "int64",
+                "game_id": "int64",
+                "target": "int64",
+                "reveal_step": "int64",
+                "position": "int64",
+                "weight": "float64",
+            }
+        )
 
     def participants(self) -> pd.DataFrame:
         """Columns: participant_id, participant, created."""
-        return pd.DataFrame.from_records(self._read(q.PARTICIPANTS),
-                                         columns=["participant_id", "participant", "created"])
+        return pd.DataFrame.from_records(
+            self._read(q.PARTICIPANTS), columns=["participant_id", "participant", "created"]
+        )
 
     def leaderboard(self) -> pd.DataFrame:
         """Columns participant, games, wins, points, best_streak; best first.
@@ -235,12 +270,21 @@ class LabelStore(AnswerWrites):
             games = played.setdefault(name, [])
             if outcome is not None:
                 games.append((outcome, step))
-        rows = [(name, len(g), sum(o == "win" for o, _ in g), sum(rules.points_for(o, s) for o, s in g),
-                 rules.streaks(o for o, _ in g)[1]) for name, g in played.items()]
+        rows = [
+            (
+                name,
+                len(g),
+                sum(o == "win" for o, _ in g),
+                sum(rules.points_for(o, s) for o, s in g),
+                rules.streaks(o for o, _ in g)[1],
+            )
+            for name, g in played.items()
+        ]
         df = pd.DataFrame(rows, columns=["participant", "games", "wins", "points", "best_streak"])
         df = df.sort_values(["points", "wins", "participant"], ascending=[False, False, True], kind="stable")
         return df.reset_index(drop=True).astype(
-            {"games": "int64", "wins": "int64", "points": "int64", "best_streak": "int64"})
+            {"games": "int64", "wins": "int64", "points": "int64", "best_streak": "int64"}
+        )
 
     def integrity_check(self) -> list[str]:
         """Problems found in the database; an empty list means it is healthy.
@@ -282,8 +326,7 @@ class LabelStore(AnswerWrites):
         """
         return self.top_labels_many([key], n, **options)[0]
 
-    def top_labels_many(self, keys: Iterable[MapKey], n: int = 3,
-                        **options: Any) -> list[list[tuple[str, float]]]:
+    def top_labels_many(self, keys: Iterable[MapKey], n: int = 3, **options: Any) -> list[list[tuple[str, float]]]:
         """:meth:`top_labels` of several maps with one aggregation."""
         return top_labels_of(self, keys, n, self._aggregated, **options)
 
@@ -320,7 +363,7 @@ class LabelStore(AnswerWrites):
         return label_io.import_file(self, path)
 
     @classmethod
-    def from_csv(cls, csv_path: Any, path: Any = ":memory:", **kwargs: Any) -> "LabelStore":
+    def from_csv(cls, csv_path: Any, path: Any = ":memory:", **kwargs: Any) -> LabelStore:
         """A new store (``path``, default in memory) filled from a :meth:`to_csv` file."""
         label_io.check_suffix(csv_path, ".csv", "from_csv")
         store = cls(path, **kwargs)
@@ -328,7 +371,7 @@ class LabelStore(AnswerWrites):
         return store
 
     @classmethod
-    def from_json(cls, json_path: Any, path: Any = ":memory:", **kwargs: Any) -> "LabelStore":
+    def from_json(cls, json_path: Any, path: Any = ":memory:", **kwargs: Any) -> LabelStore:
         """A new store (``path``, default in memory) filled from a :meth:`to_json` file."""
         label_io.check_suffix(json_path, ".json", "from_json")
         store = cls(path, **kwargs)

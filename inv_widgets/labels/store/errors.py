@@ -2,10 +2,21 @@
 
 Each message names the store (its path, or its URL without the password), what happened, and what to do.
 """
+
 from __future__ import annotations
 
-__all__ = ["StoreBusyError", "StoreDamagedError", "StoreReadOnlyError", "StoreVersionError", "ForeignDatabaseError",
-           "AnswerOutcomeUnknown", "StoreConnectionError", "StoreWriteError", "StoreError", "mask_url"]
+__all__ = [
+    "StoreBusyError",
+    "StoreDamagedError",
+    "StoreReadOnlyError",
+    "StoreVersionError",
+    "ForeignDatabaseError",
+    "AnswerOutcomeUnknown",
+    "StoreConnectionError",
+    "StoreWriteError",
+    "StoreError",
+    "mask_url",
+]
 
 
 def mask_url(text: str) -> str:
@@ -110,7 +121,7 @@ class AnswerOutcomeUnknown(RuntimeError):
         self.path = path
         self.action = action
         self.answer_id = answer_id
-        retry = (f"record_answer(..., answer_id={answer_id!r})" if answer_id else "the same call")
+        retry = f"record_answer(..., answer_id={answer_id!r})" if answer_id else "the same call"
         super().__init__(
             f"the label store {path!r} lost the connection while this {action} was being committed"
             f"{f' ({detail})' if detail else ''}, so it may or may not be stored. Retry {retry}: an answer with "

@@ -26,22 +26,17 @@ The same guarantees as the SQLite file:
 * A forked child gets its own connections (the pool is never shared across processes); a pickled store
   reconnects with the same URL.
 """
+
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from .errors import (
-    AnswerOutcomeUnknown,
-    StoreBusyError,
-    StoreConnectionError,
-    StoreError,
-    StoreReadOnlyError,
-    mask_url,
-)
+from .errors import AnswerOutcomeUnknown, StoreBusyError, StoreConnectionError, StoreError, StoreReadOnlyError, mask_url
 
 __all__ = ["PostgresBackend", "LOCK_KEY", "normalise_url"]
 
@@ -110,7 +105,7 @@ def normalise_url(url: Any):
     sa = _need_sqlalchemy()
     text = os.fspath(url) if not isinstance(url, str) else url
     if text.startswith("postgres://"):
-        text = "postgresql://" + text[len("postgres://"):]
+        text = "postgresql://" + text[len("postgres://") :]
     try:
         u = sa.engine.make_url(_escape_userinfo(text))
     except Exception as exc:
@@ -120,11 +115,15 @@ def normalise_url(url: Any):
     if backend != "postgresql":
         raise ValueError(f"{mask_url(text)!r} is not a postgresql:// URL")
     if driver not in ("", "psycopg"):
-        raise ValueError(f"the label store talks to PostgreSQL through psycopg 3: write postgresql://... "
-                         f"(or postgresql+psycopg://...), not postgresql+{driver}://")
+        raise ValueError(
+            f"the label store talks to PostgreSQL through psycopg 3: write postgresql://... "
+            f"(or postgresql+psycopg://...), not postgresql+{driver}://"
+        )
     if not u.database:
-        raise ValueError(f"the URL {u.render_as_string(hide_password=True)!r} names no database: "
-                         "postgresql://user@host:port/DATABASE")
+        raise ValueError(
+            f"the URL {u.render_as_string(hide_password=True)!r} names no database: "
+            "postgresql://user@host:port/DATABASE"
+        )
     return u.set(drivername="postgresql+psycopg")
 
 
@@ -203,15 +202,21 @@ class PostgresBackend:
     def _make_engine(self):
         sa = _need_sqlalchemy()
         engine = sa.create_engine(
-            self.url, pool_pre_ping=True, pool_size=4, max_overflow=8,
+            self.url,
+            pool_pre_ping=True,
+            pool_size=4,
+            max_overflow=8,
             pool_timeout=max(self.timeout, 1.0),
-            connect_args={"connect_timeout": max(2, int(round(self.timeout))), "application_name": "inv-widgets"})
+            connect_args={"connect_timeout": max(2, int(round(self.timeout))), "application_name": "inv-widgets"},
+        )
         if self.synchronous == "NORMAL":
+
             @sa.event.listens_for(engine, "connect")
             def _async_commit(dbapi_conn, _record):  # committed answers survive a crash of the client, not
                 with dbapi_conn.cursor() as cur:  # necessarily one of the server's machine
                     cur.execute("SET synchronous_commit = off")
                 dbapi_conn.commit()
+
         return engine
 
     @property
@@ -233,7 +238,8 @@ class PostgresBackend:
 
     @contextmanager
     def _connection(self, action: str):
-        from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.exc import TimeoutError as PoolTimeout
 
         try:
             conn = self._engine.connect()
@@ -242,8 +248,12 @@ class PostgresBackend:
         except DBAPIError as exc:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             reason = reason.replace(self.url.password or "\0", "***") if self.url.password else reason
-            raise StoreConnectionError(self.where, action, f"cannot connect: {reason}; check that the server "
-                                       "runs, and the host, port, user, password and database of the URL") from exc
+            raise StoreConnectionError(
+                self.where,
+                action,
+                f"cannot connect: {reason}; check that the server "
+                "runs, and the host, port, user, password and database of the URL",
+            ) from exc
         try:
             yield conn
         finally:
@@ -318,8 +328,11 @@ class PostgresBackend:
                 self._commit(trans)
             except DBAPIError as exc:
                 if _lost(exc):  # the server may have committed before the connection went
-                    raise AnswerOutcomeUnknown(self.where, action, detail=str(exc.orig or exc).strip()
-                                               .splitlines()[0] if str(exc).strip() else "") from exc
+                    raise AnswerOutcomeUnknown(
+                        self.where,
+                        action,
+                        detail=str(exc.orig or exc).strip().splitlines()[0] if str(exc).strip() else "",
+                    ) from exc
                 self._raise(exc, action)
             self._writes += 1
 
@@ -337,8 +350,7 @@ class PostgresBackend:
             conn.execute(_text(f"SELECT {store}({int(LOCK_KEY)}){own}"), params)
             return
         # timeout 0: take the locks only when they are free now (lock_timeout = 0 would mean "wait forever")
-        own = "" if scope is None else \
-            f" AND pg_try_advisory_xact_lock({PARTICIPANT_LOCK_CLASS}, hashtext(:scope))"
+        own = "" if scope is None else f" AND pg_try_advisory_xact_lock({PARTICIPANT_LOCK_CLASS}, hashtext(:scope))"
         if not conn.execute(_text(f"SELECT pg_try_{store[3:]}({int(LOCK_KEY)}){own}"), params).scalar():
             raise StoreBusyError(self.where, self.timeout, action)
 
@@ -372,21 +384,28 @@ class PostgresBackend:
         """A standby (in recovery) or ``default_transaction_read_only``; a user without INSERT on the games
         table once the store exists."""
         standby, default_ro = self.read(
-            "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only') = 'on'")[0]
+            "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only') = 'on'"
+        )[0]
         if standby or default_ro:
             return True
         if self.has_table("games"):
-            return not self.read("SELECT has_table_privilege('games', 'INSERT')"
-                                 " AND has_table_privilege('labels', 'INSERT')")[0][0]
+            return not self.read(
+                "SELECT has_table_privilege('games', 'INSERT') AND has_table_privilege('labels', 'INSERT')"
+            )[0][0]
         return False
 
     def has_table(self, name: str) -> bool:
-        return bool(self.read("SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = :name",
-                              {"name": name}))
+        return bool(
+            self.read(
+                "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = :name", {"name": name}
+            )
+        )
 
     def tables(self) -> list[str]:
-        return [r[0] for r in self.read("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                                        " ORDER BY tablename")]
+        return [
+            r[0]
+            for r in self.read("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")
+        ]
 
     def change_stamp(self) -> tuple[int, int]:
         """(writes through this object, the server's next transaction id): a write committed by any
@@ -399,13 +418,17 @@ class PostgresBackend:
         checks that every reference of the store holds."""
         problems = []
         for child, col, parent in (("labels", "game_id", "games"), ("games", "participant", "participants")):
-            n = self.read(f"SELECT COUNT(*) FROM {child} c LEFT JOIN {parent} p ON p.id = c.{col}"
-                          " WHERE p.id IS NULL")[0][0]
+            n = self.read(f"SELECT COUNT(*) FROM {child} c LEFT JOIN {parent} p ON p.id = c.{col} WHERE p.id IS NULL")[
+                0
+            ][0]
             if n:
                 problems.append(f"foreign key: {n} rows of {child} point to a missing {parent[:-1]}")
         return problems
 
     def state(self) -> dict[str, Any]:
         """What a pickled store needs to reconnect in another process (the URL with its password)."""
-        return {"path": self.url.set(drivername="postgresql").render_as_string(hide_password=False),
-                "timeout": self.timeout, "synchronous": self.synchronous}
+        return {
+            "path": self.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            "timeout": self.timeout,
+            "synchronous": self.synchronous,
+        }

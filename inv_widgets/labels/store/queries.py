@@ -3,6 +3,7 @@
 Text from people is always a bound parameter, never part of the SQL. Statements that differ between
 databases (the schema, locking, integrity checks) live in the backends and in :mod:`.schema`.
 """
+
 from __future__ import annotations
 
 import operator
@@ -11,25 +12,69 @@ from typing import Any
 from .. import rules
 
 GAME_COLUMNS = [
-    "game_id", "participant", "model", "image_id", "target", "layer", "members",
-    "class_guessed", "true_class", "outcome", "reveal_step", "points", "n_labels",
-    "started_at", "answered_at", "duration_s", "answer_id", "weight", "labels_pending",
+    "game_id",
+    "participant",
+    "model",
+    "image_id",
+    "target",
+    "layer",
+    "members",
+    "class_guessed",
+    "true_class",
+    "outcome",
+    "reveal_step",
+    "points",
+    "n_labels",
+    "started_at",
+    "answered_at",
+    "duration_s",
+    "answer_id",
+    "weight",
+    "labels_pending",
 ]
 LABEL_COLUMNS = [
-    "label_id", "game_id", "participant", "model", "image_id", "target", "layer", "members",
-    "class_guessed", "true_class", "outcome", "reveal_step", "position", "text", "text_clean",
-    "answered_at", "answer_id", "weight",
+    "label_id",
+    "game_id",
+    "participant",
+    "model",
+    "image_id",
+    "target",
+    "layer",
+    "members",
+    "class_guessed",
+    "true_class",
+    "outcome",
+    "reveal_step",
+    "position",
+    "text",
+    "text_clean",
+    "answered_at",
+    "answer_id",
+    "weight",
 ]
 #: the columns of a game in an export, in order (participant by name)
 EXPORT_GAME_COLUMNS = [
-    "participant", "model", "image_id", "target", "layer", "members", "class_guessed", "true_class",
-    "outcome", "reveal_step", "started_at", "answered_at", "duration_s", "answer_id", "weight", "labels_pending",
+    "participant",
+    "model",
+    "image_id",
+    "target",
+    "layer",
+    "members",
+    "class_guessed",
+    "true_class",
+    "outcome",
+    "reveal_step",
+    "started_at",
+    "answered_at",
+    "duration_s",
+    "answer_id",
+    "weight",
+    "labels_pending",
 ]
 
 SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
 
-ADD_PARTICIPANT = ("INSERT INTO participants (name, created) VALUES (:name, :created)"
-                   " ON CONFLICT (name) DO NOTHING")
+ADD_PARTICIPANT = "INSERT INTO participants (name, created) VALUES (:name, :created) ON CONFLICT (name) DO NOTHING"
 PARTICIPANT_BY_NAME = "SELECT id FROM participants WHERE name = :name"
 PARTICIPANT_BY_ID = "SELECT id FROM participants WHERE id = :id"
 PARTICIPANTS = "SELECT id, name, created FROM participants ORDER BY id"
@@ -49,11 +94,11 @@ GAME_BY_ANSWER_ID = (
 #: one game: its participant, outcome and whether its labels are still to come
 GAME_OF = "SELECT participant, outcome, class_guessed, true_class, labels_pending FROM games WHERE id = :game_id"
 LABELS_DONE = "UPDATE games SET labels_pending = 0 WHERE id = :game_id"
-ADD_LABEL = ("INSERT INTO labels (game_id, text, text_clean, position)"
-             " VALUES (:game_id, :text, :text_clean, :position)")
+ADD_LABEL = "INSERT INTO labels (game_id, text, text_clean, position) VALUES (:game_id, :text, :text_clean, :position)"
 
-_KEY_MATCH = ("model = :k_model AND image_id = :k_image_id AND target = :k_target AND layer = :k_layer"
-              " AND members = :k_members")
+_KEY_MATCH = (
+    "model = :k_model AND image_id = :k_image_id AND target = :k_target AND layer = :k_layer AND members = :k_members"
+)
 #: does the participant have a game on this map
 ANSWERED = "SELECT 1 FROM games WHERE participant = :participant AND " + _KEY_MATCH + " LIMIT 1"
 #: a game's identity: participant, map and answer time
@@ -108,18 +153,20 @@ EXPORT_LABELS = "SELECT game_id, text FROM labels ORDER BY game_id, position"
 
 def key_params(key) -> dict[str, Any]:
     """The ``:k_*`` parameters of a map key."""
-    return dict(k_model=key.model, k_image_id=key.image_id, k_target=key.target, k_layer=key.layer,
-                k_members=key.members_text)
+    return dict(
+        k_model=key.model, k_image_id=key.image_id, k_target=key.target, k_layer=key.layer, k_members=key.members_text
+    )
 
 
-def where(participant=None, key=None, model=None, image_id=None, target=None,
-          layer=None) -> tuple[str, dict[str, Any]]:
+def where(participant=None, key=None, model=None, image_id=None, target=None, layer=None) -> tuple[str, dict[str, Any]]:
     """`` WHERE ...`` for the filters of ``games()`` and ``labels()``, and its parameters."""
     clauses, params = [], {}
     if key is not None:
         key = rules.as_key(key)
-        clauses.append("g.model = :k_model AND g.image_id = :k_image_id AND g.target = :k_target"
-                       " AND g.layer = :k_layer AND g.members = :k_members")
+        clauses.append(
+            "g.model = :k_model AND g.image_id = :k_image_id AND g.target = :k_target"
+            " AND g.layer = :k_layer AND g.members = :k_members"
+        )
         params.update(key_params(key))
     if participant is not None:
         if isinstance(participant, int) and not isinstance(participant, bool):

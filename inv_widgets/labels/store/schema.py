@@ -10,6 +10,7 @@
 :func:`migrate` applies every step newer than the database's version, each in its own transaction, and
 refuses a database from a newer version. Append new versions at the end; never edit a released step.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -114,8 +115,7 @@ MIGRATIONS: list[tuple[int, Any]] = [
 ]
 
 #: The version table, in SQL every backend runs.
-VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version ("
-                 "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
 
 def latest_version() -> int:
@@ -129,8 +129,10 @@ def read_version(tx) -> int:
 def _statements(step: Any, dialect: str) -> list[str]:
     if isinstance(step, dict):
         if dialect not in step:
-            raise RuntimeError(f"the schema migration has no SQL for the {dialect!r} backend "
-                               f"(it has {sorted(step)}); add a {dialect!r} entry to the step in MIGRATIONS")
+            raise RuntimeError(
+                f"the schema migration has no SQL for the {dialect!r} backend "
+                f"(it has {sorted(step)}); add a {dialect!r} entry to the step in MIGRATIONS"
+            )
         return list(step[dialect])
     return list(step)
 
@@ -169,5 +171,7 @@ def migrate(backend: Backend, where: str) -> None:
             else:
                 for statement in _statements(step, backend.dialect):
                     tx.execute(statement)
-            tx.execute("INSERT INTO schema_version (version, applied_at) VALUES (:version, :applied_at)",
-                       {"version": version, "applied_at": rules.iso(rules.now())})
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (:version, :applied_at)",
+                {"version": version, "applied_at": rules.iso(rules.now())},
+            )

@@ -18,10 +18,12 @@
   :class:`~inv_widgets.labels.store.errors.StoreReadOnlyError`.
 * A forked child opens its own connection (never the parent's); a pickled store reconnects.
 """
+
 from __future__ import annotations
 
 import os
 import random
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no turnstile, jittered retries only
@@ -30,9 +32,10 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from .errors import (
     AnswerOutcomeUnknown,
@@ -54,10 +57,21 @@ _BACKOFF_BASE_S = 0.00025
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
 
 #: the text columns of the store's tables, checked for text that is not UTF-8 (damage inside a row)
-TEXT_COLUMNS = {"participants": ("name", "created"),
-                "games": ("model", "image_id", "layer", "members", "class_guessed", "true_class", "outcome",
-                          "started_at", "answered_at"),
-                "labels": ("text", "text_clean")}
+TEXT_COLUMNS = {
+    "participants": ("name", "created"),
+    "games": (
+        "model",
+        "image_id",
+        "layer",
+        "members",
+        "class_guessed",
+        "true_class",
+        "outcome",
+        "started_at",
+        "answered_at",
+    ),
+    "labels": ("text", "text_clean"),
+}
 
 
 def resolve_path(path: Any) -> str:
@@ -66,13 +80,11 @@ def resolve_path(path: Any) -> str:
     if not isinstance(path, str):
         path = os.fsdecode(path)
     if path.startswith("sqlite:"):
-        rest = path[len("sqlite:"):]
+        rest = path[len("sqlite:") :]
         if rest in ("", "//", "///:memory:", "//:memory:"):
             return ":memory:"
         if not rest.startswith("///"):
-            raise ValueError(
-                f"cannot read the URL {path!r}: use sqlite:///relative/path or sqlite:////absolute/path"
-            )
+            raise ValueError(f"cannot read the URL {path!r}: use sqlite:///relative/path or sqlite:////absolute/path")
         path = rest[3:]
         if not path:
             return ":memory:"
@@ -109,7 +121,8 @@ def is_busy(exc: BaseException) -> bool:
 
 def _is_read_only(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and (
-        _code(exc) == _READONLY or "readonly database" in str(exc).lower())
+        _code(exc) == _READONLY or "readonly database" in str(exc).lower()
+    )
 
 
 def _is_damaged(exc: BaseException) -> bool:
@@ -123,7 +136,8 @@ def _is_damaged(exc: BaseException) -> bool:
 
 def _is_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and (
-        _code(exc) == _FULL or "database or disk is full" in str(exc).lower())
+        _code(exc) == _FULL or "database or disk is full" in str(exc).lower()
+    )
 
 
 def _utf8_ok(value) -> int:
@@ -149,8 +163,10 @@ def undecodable_rows(conn: sqlite3.Connection, limit: int = 20) -> list[str]:
         present = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
         cols = [c for c in columns if c in present]
         test = " OR ".join(f"NOT inv_utf8_ok(CAST({c} AS BLOB))" for c in cols)
-        rows = conn.execute(f"SELECT rowid, {', '.join(f'inv_utf8_ok(CAST({c} AS BLOB))' for c in cols)}"
-                            f" FROM {table} WHERE {test} LIMIT {int(limit)}").fetchall()
+        rows = conn.execute(
+            f"SELECT rowid, {', '.join(f'inv_utf8_ok(CAST({c} AS BLOB))' for c in cols)}"
+            f" FROM {table} WHERE {test} LIMIT {int(limit)}"
+        ).fetchall()
         for row in rows:
             bad = [c for c, ok in zip(cols, row[1:]) if not ok]
             found.append(f"{table} row {row[0]} ({', '.join(bad)}): text that is not UTF-8")
@@ -186,8 +202,9 @@ def _writable(path: str) -> bool:
         return False
     if not os.access(folder, os.W_OK | os.X_OK):
         # WAL needs the side files: writable only when they exist and are writable themselves
-        return all(os.path.exists(path + s) and os.access(path + s, os.W_OK) for s in ("-wal", "-shm")) \
-            and os.path.exists(path)
+        return all(
+            os.path.exists(path + s) and os.access(path + s, os.W_OK) for s in ("-wal", "-shm")
+        ) and os.path.exists(path)
     return True
 
 
@@ -228,12 +245,17 @@ class SQLiteBackend:
         exists = self.path != ":memory:" and os.path.exists(self.path)
         wal = self.path + "-wal"
         if check and exists and os.path.getsize(self.path) == 0 and not (os.path.exists(wal) and os.path.getsize(wal)):
-            raise StoreDamagedError(self.path, "the file is empty (0 bytes): a store that lost its contents, or a "
-                                    "file made by hand; if you meant a new store, delete the file first")
+            raise StoreDamagedError(
+                self.path,
+                "the file is empty (0 bytes): a store that lost its contents, or a "
+                "file made by hand; if you meant a new store, delete the file first",
+            )
         read_only = self.path != ":memory:" and not _writable(self.path)
         if read_only and not exists:
-            raise PermissionError(f"cannot create the label store {self.path!r}: its folder is read-only; "
-                                  "give a path in a folder you may write")
+            raise PermissionError(
+                f"cannot create the label store {self.path!r}: its folder is read-only; "
+                "give a path in a folder you may write"
+            )
         try:
             conn = self._open(read_only)
         except sqlite3.OperationalError as exc:
@@ -250,8 +272,13 @@ class SQLiteBackend:
                 conn = self._open(True, immutable=True)
                 self._configure(conn, True)
             if check and exists and os.path.getsize(self.path) > 0:
-                problems = [line.strip() for r in conn.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"
-                            for line in str(r[0]).splitlines() if line.strip() and not line.startswith("***")]
+                problems = [
+                    line.strip()
+                    for r in conn.execute("PRAGMA quick_check").fetchall()
+                    if r[0] != "ok"
+                    for line in str(r[0]).splitlines()
+                    if line.strip() and not line.startswith("***")
+                ]
                 if problems:
                     more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
                     raise StoreDamagedError(self.path, "PRAGMA quick_check: " + "; ".join(problems[:3]) + more)
@@ -461,8 +488,12 @@ class SQLiteBackend:
 
     def tables(self) -> list[str]:
         """Every table of the database (SQLite's own ``sqlite_*`` tables left out)."""
-        return [r[0] for r in self.read(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
+        return [
+            r[0]
+            for r in self.read(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+            )
+        ]
 
     def change_stamp(self) -> tuple[int, int]:
         return self._writes, self.read("PRAGMA data_version")[0][0]

@@ -16,6 +16,7 @@ its pictures (``images.py``) and labels (``provider.py``), and its views:
 
     from inv_widgets.widgets import Explorer, store_labels      # as before the package
 """
+
 from __future__ import annotations
 
 from .provider import LabelsProvider, store_labels

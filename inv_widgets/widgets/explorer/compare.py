@@ -6,6 +6,7 @@ worker thread, so the rest of the Explorer keeps answering; a progress bar follo
 "Stop" cancels between two batches. Results are cached per image, class and settings
 (:func:`inv_widgets.concepts.baselines.attribution_maps`): coming back to an image shows its maps at once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,15 @@ import anywidget
 import traitlets as t
 
 from ... import render
-from ...concepts.baselines import (DEFAULT_SAMPLES, DEFAULT_SEGMENTS, METHODS, Cancelled, attribution_maps,
-                                   cached_maps, check_settings)
+from ...concepts.baselines import (
+    DEFAULT_SAMPLES,
+    DEFAULT_SEGMENTS,
+    METHODS,
+    Cancelled,
+    attribution_maps,
+    cached_maps,
+    check_settings,
+)
 from .._common import STATIC, esm, readable
 
 __all__ = ["Compare", "TITLES"]
@@ -60,14 +68,26 @@ class Compare(anywidget.AnyWidget):
     alpha = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
     revision = t.Int(0).tag(sync=True)
 
-    def __init__(self, session, *, cmap: str = "jet", alpha: float = 0.5, methods=METHODS,
-                 n_samples: int = DEFAULT_SAMPLES, n_segments: int = DEFAULT_SEGMENTS, seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        session,
+        *,
+        cmap: str = "jet",
+        alpha: float = 0.5,
+        methods=METHODS,
+        n_samples: int = DEFAULT_SAMPLES,
+        n_segments: int = DEFAULT_SEGMENTS,
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(alpha=float(alpha), **kwargs)
         self.session = session
         self.methods = tuple(methods)
         self.options = self.check_options(dict(n_samples=n_samples, n_segments=n_segments, seed=seed))
-        self.settings = (f"{self.options['n_samples']} model evaluations each for LIME and KernelSHAP, "
-                         f"{self.options['n_segments']} superpixels (SLIC), seed {self.options['seed']}")
+        self.settings = (
+            f"{self.options['n_samples']} model evaluations each for LIME and KernelSHAP, "
+            f"{self.options['n_segments']} superpixels (SLIC), seed {self.options['seed']}"
+        )
         self._cmap = cmap
         self._lock = threading.Lock()
         self._job: _Job | None = None
@@ -173,8 +193,9 @@ class Compare(anywidget.AnyWidget):
                         self.done, self.total, self.message = int(done), int(total), message
 
         try:
-            maps = attribution_maps(self.session, job.key[0], job.key[1], self.methods, progress=progress,
-                                    **self.options)
+            maps = attribution_maps(
+                self.session, job.key[0], job.key[1], self.methods, progress=progress, **self.options
+            )
         except Cancelled:
             self._finish(job, "stopped", "Stopped. Compute again to start over.")
         except Exception as e:  # shown to the person, logged for the developer

@@ -1,4 +1,5 @@
 """The Explorer's ipywidgets controls: target class, recipe, layer slider, cut (k slider, "suggested cut")."""
+
 from __future__ import annotations
 
 import contextlib
@@ -26,18 +27,43 @@ class Controls:
     """The controls as plain ipywidgets; the Explorer observes them and :meth:`show` sets them from a View."""
 
     def __init__(self, recipe: str):
-        self.target_select = W.Dropdown(description="Explain class", options=[("–", -1)], value=-1,
-                                        style={"description_width": "initial"}, layout=W.Layout(width="340px"))
+        self.target_select = W.Dropdown(
+            description="Explain class",
+            options=[("–", -1)],
+            value=-1,
+            style={"description_width": "initial"},
+            layout=W.Layout(width="340px"),
+        )
         shown = list(SHOWN_RECIPES) + ([recipe] if recipe not in SHOWN_RECIPES else [])
-        self.recipe_select = W.ToggleButtons(options=shown, value=recipe, description="Recipe",
-                                             tooltips=[_tip(r) for r in shown],
-                                             style={"description_width": "initial", "button_width": "auto"})
-        self.layer_slider = W.SelectionSlider(options=["–"], value="–", description="Layer", continuous_update=True,
-                                              style={"description_width": "80px"}, layout=W.Layout(width="100%"))
-        self.k_slider = W.IntSlider(value=1, min=1, max=2, description="Clusters k", continuous_update=True,
-                                    style={"description_width": "80px"}, layout=W.Layout(width="380px"))
-        self.suggest_button = W.Button(description="suggested cut", tooltip="Back to the suggested number of clusters",
-                                       layout=W.Layout(width="auto"))
+        self.recipe_select = W.ToggleButtons(
+            options=shown,
+            value=recipe,
+            description="Recipe",
+            tooltips=[_tip(r) for r in shown],
+            style={"description_width": "initial", "button_width": "auto"},
+        )
+        self.layer_slider = W.SelectionSlider(
+            options=["–"],
+            value="–",
+            description="Layer",
+            continuous_update=True,
+            style={"description_width": "80px"},
+            layout=W.Layout(width="100%"),
+        )
+        self.k_slider = W.IntSlider(
+            value=1,
+            min=1,
+            max=2,
+            description="Clusters k",
+            continuous_update=True,
+            style={"description_width": "80px"},
+            layout=W.Layout(width="380px"),
+        )
+        self.suggest_button = W.Button(
+            description="suggested cut",
+            tooltip="Back to the suggested number of clusters",
+            layout=W.Layout(width="auto"),
+        )
         self.cut_info = W.HTML(layout=W.Layout(margin="0 0 0 8px"))
         self.cut_info.add_class("inv-cutinfo")
 
@@ -53,8 +79,10 @@ class Controls:
         """Every class, most probable first, with its probability; the explained one selected."""
         p = np.asarray(exp.probabilities, dtype=np.float64)
         order = np.argsort(-p, kind="stable")
-        options = [(f"{names[c]} · {100 * p[c]:.1f} %" + ("  (predicted)" if c == exp.predicted else ""), int(c))
-                   for c in order]
+        options = [
+            (f"{names[c]} · {100 * p[c]:.1f} %" + ("  (predicted)" if c == exp.predicted else ""), int(c))
+            for c in order
+        ]
         with quiet(), self.target_select.hold_sync():
             self.target_select.options = options
             self.target_select.value = int(exp.target)
@@ -86,6 +114,7 @@ class Controls:
                 else:
                     self.k_slider.value = min(k_cut, kmax)
                 self.k_slider.disabled = n < 2
-        self.cut_info.value = (f"cut height <b>{cl.threshold:.3g}</b> · suggested k = <b>{lr.suggested_k}</b> · "
-                               f"{view.cut.label}")
+        self.cut_info.value = (
+            f"cut height <b>{cl.threshold:.3g}</b> · suggested k = <b>{lr.suggested_k}</b> · {view.cut.label}"
+        )
         self.suggest_button.disabled = view.cut.mode == "suggested"

@@ -1,4 +1,5 @@
 """The Explorer's dendrogram: what :class:`~inv_widgets.widgets.dendrogram.Dendrogram` draws for a View."""
+
 from __future__ import annotations
 
 import sys
@@ -16,8 +17,15 @@ def show_dendrogram(dendrogram, view) -> None:
         dendrogram.clear(title=title + " (nothing to cluster)")
         return
     sk = int(tree.suggested_k)
-    dendrogram.show(lr.linkage, cl.assignment, cl.threshold, suggested_threshold=tree.threshold_for(sk),
-                    suggested_k=sk, k=int(cl.k_cut), title=title)
+    dendrogram.show(
+        lr.linkage,
+        cl.assignment,
+        cl.threshold,
+        suggested_threshold=tree.threshold_for(sk),
+        suggested_k=sk,
+        k=int(cl.k_cut),
+        title=title,
+    )
 
 
 def _import_plotly_widget() -> None:

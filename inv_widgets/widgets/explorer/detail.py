@@ -1,5 +1,6 @@
 """The detail view of the selected cluster map (front end: static/explorer_detail.js): the map large over
 the image, its opacity and colour map, the six Deep Reveal steps, its member channels and labels."""
+
 from __future__ import annotations
 
 import anywidget
@@ -11,14 +12,18 @@ from .._common import STATIC, esm
 
 __all__ = ["Detail", "NO_STORE_HINT", "NO_LABELS_HINT"]
 
-NO_STORE_HINT = ("No label store connected: pass Explorer(session, store=...) and collect labels with the "
-                 "labelling game.")
+NO_STORE_HINT = (
+    "No label store connected: pass Explorer(session, store=...) and collect labels with the labelling game."
+)
 NO_LABELS_HINT = "No labels for this cluster map yet."
 MEMBER_MAPS = 12  # member channels shown as feature-map thumbnails (heaviest first)
 WEIGHT_TIPS = {
     "guided": "Sum of the member feature maps' guided-gradient (Grad-CAM style) weights, as a share of the layer",
     "taylor": "Sum of the member feature maps' gradient x activation weights (a first-order estimate of what "
-              "zeroing them costs the class), as a share of the layer",
+    "zeroing them costs the class), as a share of the layer",
+    # maps="gradcam": the map's own channels' first-order worth, whatever the session's weighting
+    "gradcam": "Sum of mean(gradient x activation) over every channel the map is drawn from: a first-order estimate "
+    "of what zeroing them costs the class (negative: they lower it), as a share of the layer's positive total",
 }
 
 
@@ -40,6 +45,8 @@ class Detail(anywidget.AnyWidget):
     reveal_percents = t.List(t.Float()).tag(sync=True)
     weight = t.Float(0.0).tag(sync=True)
     weight_tip = t.Unicode("").tag(sync=True)
+    weight_name = t.Unicode("gradient weight").tag(sync=True)
+    meaning = t.Unicode("").tag(sync=True)  # what a map shows: Explanation.map_meaning
     n_maps = t.Int(0).tag(sync=True)
     gradcam_overlap = t.Float(-1.0).tag(sync=True)
     color = t.Unicode("#888").tag(sync=True)
@@ -66,7 +73,10 @@ class Detail(anywidget.AnyWidget):
             self.reveals = pictures.reveals(cl, j)
             self.title = f"Cluster map {j + 1} of {cl.k} · {lr.name} · why “{exp.target_name}”"
             self.weight = float(cl.weights[j])
-            self.weight_tip = WEIGHT_TIPS.get(getattr(lr, "weighting", "guided"), "")
+            gradcam = exp.maps == "gradcam"
+            self.weight_tip = WEIGHT_TIPS["gradcam" if gradcam else lr.weighting]
+            self.weight_name = "first-order worth" if gradcam else "gradient weight"
+            self.meaning = exp.map_meaning
             self.n_maps = int(len(mem))
             self.gradcam_overlap = float(cl.gradcam_agreement()[j])
             self.color = color

@@ -7,6 +7,7 @@ detail view gains the deletion and insertion curves of the selected map against 
 the areas under them (``Clusters.curves(j)``), in a plotly figure. Nothing runs while the toggle is off;
 both measures show progress in the header while they run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,10 @@ def _subplot_title(name: str, areas=None, better: str = "") -> str:
     """A subplot's title on two lines: the curve's name, then its areas in smaller type (inside the figure)."""
     if areas is None:
         return f"<b>{name}</b>"
-    return (f"<b>{name}</b><br><span style='font-size:11px'>area under the curve: map {areas[0]:.3f}, "
-            f"Grad-CAM {areas[1]:.3f} ({better} is more faithful)</span>")
+    return (
+        f"<b>{name}</b><br><span style='font-size:11px'>area under the curve: map {areas[0]:.3f}, "
+        f"Grad-CAM {areas[1]:.3f} ({better} is more faithful)</span>"
+    )
 
 
 def drop_tips(ablation, clusters, target_name: str) -> list[str]:
@@ -46,11 +49,16 @@ def drop_tips(ablation, clusters, target_name: str) -> list[str]:
         n = len(clusters.members[j])
         p0, p1 = ablation.probability, ablation.probability - dp
         share = ablation.share[j]
-        out.append(f"Zeroing the {n} channel{'s' if n != 1 else ''} of map {j + 1} lowers the “{target_name}” logit "
-                   f"by {d:.3g} (from {ablation.logit:.3g}) and its probability from {100 * p0:.1f} % to "
-                   f"{100 * p1:.1f} %"
-                   + (f": {share:.0f} % of the drop when the whole layer is zeroed ({ablation.layer_logit_drop:.3g})."
-                      if np.isfinite(share) else "."))
+        out.append(
+            f"Zeroing the {n} channel{'s' if n != 1 else ''} of map {j + 1} lowers the “{target_name}” logit "
+            f"by {d:.3g} (from {ablation.logit:.3g}) and its probability from {100 * p0:.1f} % to "
+            f"{100 * p1:.1f} %"
+            + (
+                f": {share:.0f} % of the drop when the whole layer is zeroed ({ablation.layer_logit_drop:.3g})."
+                if np.isfinite(share)
+                else "."
+            )
+        )
     return out
 
 
@@ -66,11 +74,14 @@ class FaithfulnessView:
     def __init__(self, gallery, header, view):
         self.gallery, self.header, self._view = gallery, header, view
         self.last_error: BaseException | None = None
-        self.toggle = W.ToggleButton(value=False, description="drop x %",
-                                     tooltip="Measure each cluster map: the drop of the class score when its channels "
-                                             "are zeroed (shown layer), and deletion / insertion curves of the "
-                                             "selected map against Grad-CAM",
-                                     layout=W.Layout(width="auto"))
+        self.toggle = W.ToggleButton(
+            value=False,
+            description="drop x %",
+            tooltip="Measure each cluster map: the drop of the class score when its channels "
+            "are zeroed (shown layer), and deletion / insertion curves of the "
+            "selected map against Grad-CAM",
+            layout=W.Layout(width="auto"),
+        )
         self.toggle.add_class("inv-drop-toggle")
         self.tools = W.HBox([self.toggle])  # above the gallery
         self.tools.add_class("inv-gallery-tools")
@@ -131,18 +142,38 @@ class FaithfulnessView:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        fig = make_subplots(rows=1, cols=2, subplot_titles=(_subplot_title("Deletion"), _subplot_title("Insertion")),
-                            horizontal_spacing=0.1)
+        fig = make_subplots(
+            rows=1,
+            cols=2,
+            subplot_titles=(_subplot_title("Deletion"), _subplot_title("Insertion")),
+            horizontal_spacing=0.1,
+        )
         for col in (1, 2):
             for name, line_color, dash in (("cluster map", PALETTE[0], "solid"), ("Grad-CAM", GRADCAM_COLOR, "dash")):
-                fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name, legendgroup=name,
-                                         showlegend=col == 1, marker={"size": 4},
-                                         line={"color": line_color, "dash": dash, "width": 2}), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[],
+                        y=[],
+                        mode="lines+markers",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=col == 1,
+                        marker={"size": 4},
+                        line={"color": line_color, "dash": dash, "width": 2},
+                    ),
+                    row=1,
+                    col=col,
+                )
             fig.update_xaxes(title_text="% of pixels, most salient first", range=[0, 100], row=1, col=col)
             fig.update_yaxes(title_text="class probability" if col == 1 else None, range=[0, 1.02], row=1, col=col)
-        fig.update_layout(width=CURVES_WIDTH, height=360, margin={"l": 60, "r": 20, "t": 96, "b": 50},
-                          template="plotly_white", legend={"orientation": "h", "y": -0.25},
-                          title={"text": "", "font": {"size": 13}, "x": 0.01, "y": 0.98, "yanchor": "top"})
+        fig.update_layout(
+            width=CURVES_WIDTH,
+            height=360,
+            margin={"l": 60, "r": 20, "t": 96, "b": 50},
+            template="plotly_white",
+            legend={"orientation": "h", "y": -0.25},
+            title={"text": "", "font": {"size": 13}, "x": 0.01, "y": 0.98, "yanchor": "top"},
+        )
         for annotation in fig.layout.annotations:  # the subplot titles: two lines, inside the top margin
             annotation.update(font={"size": 13}, yshift=8)
         self.figure = go.FigureWidget(fig)
@@ -172,8 +203,9 @@ class FaithfulnessView:
                         tr.line.color = color(j)
             fig.layout.annotations[0].text = _subplot_title("Deletion", c.deletion_area, "lower")
             fig.layout.annotations[1].text = _subplot_title("Insertion", c.insertion_area, "higher")
-            fig.layout.title.text = (f"Map {j + 1} of {view.layer_name} against the layer's Grad-CAM, "
-                                     f"“{view.explanation.target_name}”")
+            fig.layout.title.text = (
+                f"Map {j + 1} of {view.layer_name} against the layer's Grad-CAM, “{view.explanation.target_name}”"
+            )
         self.box.layout.display = None
 
     def hide(self) -> None:

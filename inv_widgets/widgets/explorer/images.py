@@ -5,6 +5,7 @@ thumbnails. (The gallery's maps go to the page as numbers and are coloured there
 Keys name what a picture shows, never a position in a list: a cluster map by its identity (MapKey) and
 colour map, so a recut or another recipe that finds the same cluster reuses its picture.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,14 +33,17 @@ class Pictures:
 
     def heat(self, clusters, j: int, cmap: str) -> bytes:
         """Cluster map ``j`` of a cut, coloured."""
-        return self._png.get(("heat", clusters.key(j), cmap),
-                             lambda: render.to_png(render.apply_cmap(clusters.maps[j], cmap)))
+        return self._png.get(
+            ("heat", clusters.key(j), cmap), lambda: render.to_png(render.apply_cmap(clusters.maps[j], cmap))
+        )
 
     def reveals(self, clusters, j: int) -> list[bytes]:
         """The six Deep Reveal steps of cluster map ``j``."""
         key = clusters.key(j)
-        return [self._png.get(("reveal", key, s), lambda s=s: render.to_png(clusters.reveal(j, s)))
-                for s in range(len(REVEAL_PERCENTS))]
+        return [
+            self._png.get(("reveal", key, s), lambda s=s: render.to_png(clusters.reveal(j, s)))
+            for s in range(len(REVEAL_PERCENTS))
+        ]
 
     def channel(self, lr, c: int, cmap: str = "viridis") -> bytes:
         """Kept channel ``c``'s feature map of a layer at feature resolution (min-max scaled, a flat map
@@ -59,8 +63,10 @@ class Pictures:
 
     def thumb(self, i: int) -> bytes:
         """Image ``i`` of the session, small, for the picker."""
-        return self._png.get(("thumb", i, self.thumb_size),
-                             lambda: render.to_png(render.thumbnail(self.session.image(i), self.thumb_size)))
+        return self._png.get(
+            ("thumb", i, self.thumb_size),
+            lambda: render.to_png(render.thumbnail(self.session.image(i), self.thumb_size)),
+        )
 
     def thumb_if_made(self, i: int) -> bytes:
         """Image ``i``'s thumbnail if it was made already, else empty bytes (a placeholder)."""

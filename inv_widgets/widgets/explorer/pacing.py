@@ -9,12 +9,13 @@ side), and a request arriving meanwhile waits for one view at most. Outside a ke
 calls from code (``explorer.set_layer(...)`` in a cell, whose next line may read the views), everything is
 drawn at once.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["REST_DELAY_S", "Later", "kernel_loop", "send_now"]
 

@@ -3,10 +3,12 @@
 ``store_labels(store)`` makes one over a label store; any callable works (``Explorer(labels=...)``). A
 provider that fails never breaks the Explorer: the maps show without labels and the error is kept.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["LabelsProvider", "store_labels", "top_labels"]
 
@@ -23,8 +25,10 @@ def store_labels(store, n: int = 3) -> LabelsProvider:
     many = getattr(store, "top_labels_many", None)
     one = getattr(store, "top_labels", None)
     if many is None and one is None:
-        raise TypeError(f"{type(store).__name__} has no top_labels(key, n) method; pass labels=callable instead, "
-                        "a function keys -> [[(label, score), ...] per key]")
+        raise TypeError(
+            f"{type(store).__name__} has no top_labels(key, n) method; pass labels=callable instead, "
+            "a function keys -> [[(label, score), ...] per key]"
+        )
 
     def provider(keys):
         if many is not None:
@@ -34,8 +38,9 @@ def store_labels(store, n: int = 3) -> LabelsProvider:
     return provider
 
 
-def top_labels(provider: LabelsProvider | None, keys, on_error: Callable[[BaseException], None] | None = None,
-               n: int = 10) -> list[list]:
+def top_labels(
+    provider: LabelsProvider | None, keys, on_error: Callable[[BaseException], None] | None = None, n: int = 10
+) -> list[list]:
     """``[[label, score], ...]`` (at most ``n``) per key from ``provider``; empty lists without a provider or
     when it fails (``on_error(exc)`` is told)."""
     keys = list(keys)

@@ -15,11 +15,14 @@ Rules kept here, in one place:
 - the selected cluster map is followed by its identity (:class:`~inv_widgets.engine.MapKey`) across cuts;
   when the new cut has no such map, the heaviest is selected.
 """
+
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ContextManager, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -52,15 +55,15 @@ class Cut:
             raise ValueError("the suggested cut takes no value")
 
     @classmethod
-    def suggested(cls) -> "Cut":
+    def suggested(cls) -> Cut:
         return cls("suggested")
 
     @classmethod
-    def k(cls, k: int) -> "Cut":
+    def k(cls, k: int) -> Cut:
         return cls("k", int(k))
 
     @classmethod
-    def height(cls, h: float) -> "Cut":
+    def height(cls, h: float) -> Cut:
         return cls("height", float(h))
 
     @property
@@ -76,7 +79,7 @@ class Cut:
             return lr.cut(height=self.value, max_k=max_k)
         return lr.cut()
 
-    def settled(self, clusters) -> "Cut":
+    def settled(self, clusters) -> Cut:
         """This cut as it was applied: a height that ``max_k`` turned into a number of clusters is that
         number, a negative height is 0."""
         if self.mode == "height":
@@ -101,8 +104,15 @@ class Selection:
     cut: Cut = field(default_factory=Cut)
     selected: Any = None
 
-    def resolve(self, session, *, max_k: int | None = None, busy: Callable[[str], ContextManager] | None = None,
-                progress=None, previous: "View | None" = None) -> "View":
+    def resolve(
+        self,
+        session,
+        *,
+        max_k: int | None = None,
+        busy: Callable[[str], ContextManager] | None = None,
+        progress=None,
+        previous: View | None = None,
+    ) -> View:
         """Everything this selection names, from ``session`` (which caches: the model runs once per image
         and class). ``busy(message)`` wraps the slow steps (a context manager, e.g. a progress bar);
         ``progress`` is passed to ``session.explain``. With ``previous``, an unchanged image and class
@@ -115,8 +125,9 @@ class Selection:
         if exp is None:
             with busy(f"explaining image {self.image}…"):
                 exp = session.explain(self.image, self.target, recipe=self.recipe, progress=progress, lazy=True)
-        if self.layer is None or (self.layer not in exp.layers and previous is not None
-                                  and self.layer == previous.layer_name):
+        if self.layer is None or (
+            self.layer not in exp.layers and previous is not None and self.layer == previous.layer_name
+        ):
             layer = exp.layers[-1]  # the default, or the shown layer when the new explanation lacks it
         elif self.layer in exp.layers:
             layer = self.layer
@@ -125,13 +136,19 @@ class Selection:
         lr = exp.layer(layer, self.recipe)
         if not lr.is_built:  # dendrogram not built yet (paper recipe: seconds)
             with busy(f"clustering {layer} ({self.recipe} recipe)…"):
-                lr.tree
+                lr.tree  # noqa: B018 (building the dendrogram is the point)
         cl = self.cut.apply(lr, max_k)
         j = cl.find(self.selected)
         if j < 0:
             j = 0 if cl.k else -1
-        settled = replace(self, target=int(exp.target), layer=layer, recipe=lr.recipe, cut=self.cut.settled(cl),
-                          selected=cl.keys()[j] if j >= 0 else None)
+        settled = replace(
+            self,
+            target=int(exp.target),
+            layer=layer,
+            recipe=lr.recipe,
+            cut=self.cut.settled(cl),
+            selected=cl.keys()[j] if j >= 0 else None,
+        )
         return View(settled, exp, lr, cl, j)
 
 
@@ -170,14 +187,26 @@ class View:
     def selected_key(self):
         return self.selection.selected
 
-    def same_content(self, other: "View | None") -> bool:
+    def same_content(self, other: View | None) -> bool:
         """Whether ``other`` shows the same explanation, layer and cut (the selection may differ)."""
-        return (other is not None and other.image == self.image and other.explanation is self.explanation
-                and other.layer is self.layer and other.clusters is self.clusters)
+        return (
+            other is not None
+            and other.image == self.image
+            and other.explanation is self.explanation
+            and other.layer is self.layer
+            and other.clusters is self.clusters
+        )
 
     # ---- requests -------------------------------------------------------------------------------------
-    def request(self, *, image: int | None = None, target=KEEP, layer: str | None = None, recipe: str | None = None,
-                cut: Cut | None = None) -> Selection:
+    def request(
+        self,
+        *,
+        image: int | None = None,
+        target=KEEP,
+        layer: str | None = None,
+        recipe: str | None = None,
+        cut: Cut | None = None,
+    ) -> Selection:
         """The selection after a person's request (resolve it to see it).
 
         ``image``: another image, at its predicted class unless ``target`` is given; ``target``: another
@@ -189,12 +218,16 @@ class View:
             target = None
         if cut is None:
             cut = Cut.k(max(1, self.clusters.k_cut)) if sel.cut.mode == "height" else sel.cut
-        return replace(sel, image=sel.image if image is None else int(image),
-                       target=sel.target if target is KEEP else target,
-                       layer=layer if layer is not None else sel.layer,
-                       recipe=recipe or sel.recipe, cut=cut)
+        return replace(
+            sel,
+            image=sel.image if image is None else int(image),
+            target=sel.target if target is KEEP else target,
+            layer=layer if layer is not None else sel.layer,
+            recipe=recipe or sel.recipe,
+            cut=cut,
+        )
 
-    def select(self, j: int) -> "View":
+    def select(self, j: int) -> View:
         """This view with cluster map ``j`` (weight order) in the detail view."""
         cl = self.clusters
         if not 0 <= int(j) < cl.k:

@@ -37,6 +37,7 @@ function render({ model, el: root }) {
 
   const right = el("div", "inv-detail-right");
   const title = el("div", "inv-detail-title");
+  const meaning = el("div", "inv-detail-meaning"); // what a map shows (its map type), in one line
   const facts = el("div", "inv-detail-facts");
   const revealHead = el("div", "inv-detail-sub", "Deep Reveal: what a player sees at each step");
   const reveals = el("div", "inv-reveals");
@@ -44,7 +45,7 @@ function render({ model, el: root }) {
   const labels = el("div", "inv-detail-labels");
   const membersHead = el("div", "inv-detail-sub");
   const members = el("div", "inv-members");
-  right.append(title, facts, revealHead, reveals, labelsHead, labels, membersHead, members);
+  right.append(title, meaning, facts, revealHead, reveals, labelsHead, labels, membersHead, members);
   const empty = el("div", "inv-detail-empty", "Click a cluster map to see it here.");
   root.append(left, right, empty);
 
@@ -113,6 +114,7 @@ function render({ model, el: root }) {
     scale.set(has ? model.get("colorbar") : "");
     reveals.replaceChildren(revFrag);
     title.textContent = model.get("title") || "";
+    meaning.textContent = model.get("meaning") || "";
 
     facts.replaceChildren();
     const w = Number(model.get("weight"));
@@ -123,7 +125,7 @@ function render({ model, el: root }) {
       if (tip) f.title = tip;
       facts.appendChild(f);
     };
-    addFact("gradient weight", "w = " + pct(w), model.get("weight_tip") || "Share of the layer's weight");
+    addFact(model.get("weight_name") || "gradient weight", "w = " + pct(w), model.get("weight_tip") || "Share of the layer's weight");
     addFact("feature maps", String(n), "Channels of this layer merged into this cluster map");
     const gc = Number(model.get("gradcam_overlap"));
     if (isFinite(gc) && gc >= 0) addFact("agreement with Grad-CAM", gc.toFixed(2), "Pearson correlation between this cluster map and the layer's Grad-CAM");
@@ -179,7 +181,7 @@ function render({ model, el: root }) {
     root.dataset.revision = String(model.get("revision"));
   }
 
-  const CONTENT = ["title", "base", "heat", "colorbar", "reveals", "reveal_percents", "weight", "weight_tip", "n_maps",
+  const CONTENT = ["title", "base", "heat", "colorbar", "reveals", "reveal_percents", "weight", "weight_tip", "weight_name", "meaning", "n_maps",
     "gradcam_overlap", "color", "members", "member_maps", "labels", "labels_hint", "revision"];
   const stop = watch(model, [...CONTENT, "alpha", "cmaps", "cmap"], (changed) => {
     if (changed.has("alpha")) applyAlpha();

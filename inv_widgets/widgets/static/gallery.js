@@ -115,7 +115,8 @@ function render({ model, el: root }) {
   const grid = el("div", "inv-gallery-grid");
   grid.setAttribute("role", "listbox");
   const message = el("div", "inv-gallery-message");
-  root.append(head, message, grid);
+  const note = el("div", "inv-gallery-note"); // what a map shows, under the maps
+  root.append(head, message, grid, note);
 
   let baseUrl = ""; // one object URL for the image, shared by every card
   let baseBytes = null;
@@ -360,6 +361,8 @@ function render({ model, el: root }) {
     subtitle.textContent = model.get("subtitle") || "";
     message.textContent = model.get("message") || "";
     message.style.display = model.get("message") ? "" : "none";
+    note.textContent = model.get("note") || "";
+    note.style.display = model.get("note") ? "" : "none";
     applySelected();
     applyDrops();
     root.dataset.count = String(k);
@@ -369,7 +372,7 @@ function render({ model, el: root }) {
   }
 
   const CONTENT = ["title", "subtitle", "base", "maps", "map_shape", "size", "cmap", "lut", "heats", "weights",
-    "counts", "colors", "labels", "gradcam", "gradcam_map", "gradcam_shape", "gradcam_caption", "message", "revision"];
+    "counts", "colors", "labels", "gradcam", "gradcam_map", "gradcam_shape", "gradcam_caption", "message", "note", "revision"];
   const stop = watch(model, [...CONTENT, "selected", "alpha", "drops", "drop_tips"], (changed) => {
     if (changed.has("alpha")) applyAlpha();
     if (anyOf(changed, CONTENT)) draw(); // selects the card and shows the drops too once it lands
