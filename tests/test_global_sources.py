@@ -1,6 +1,7 @@
 """A global explanation from either MapSource (issue 21): each map weighs what its answers stored, so a store filled
 by the game is read without running the model; examples are drawn from a Session or from a stored Run; the
 concept test, which needs the model, refuses a run and says what to pass."""
+
 from __future__ import annotations
 
 import re
@@ -49,8 +50,9 @@ def stores(session):
 
 def _same(a: GlobalExplanation, b: GlobalExplanation, rtol: float = 0.0) -> None:
     ta, tb = a.table, b.table
-    pd.testing.assert_frame_equal(ta.drop(columns=["examples", "mean_weight"]), tb.drop(columns=["examples",
-                                                                                                  "mean_weight"]))
+    pd.testing.assert_frame_equal(
+        ta.drop(columns=["examples", "mean_weight"]), tb.drop(columns=["examples", "mean_weight"])
+    )
     np.testing.assert_allclose(ta["mean_weight"], tb["mean_weight"], rtol=rtol)
     assert list(ta["examples"]) == list(tb["examples"])
 
@@ -58,8 +60,7 @@ def _same(a: GlobalExplanation, b: GlobalExplanation, rtol: float = 0.0) -> None
 def test_from_a_store_the_game_filled_the_model_is_never_called(session, stores, monkeypatch):
     new, _, weights = stores
     df = inv.aggregate_labels(new, class_names=session.classes, progress=False)
-    reference = GlobalExplanation.from_labels(df, class_names=session.classes, layers=session.layers,
-                                              weights=weights)
+    reference = GlobalExplanation.from_labels(df, class_names=session.classes, layers=session.layers, weights=weights)
     assert len(reference.maps) == len(weights) and reference.table["mean_weight"].notna().all()
 
     def broken(*_):
@@ -97,8 +98,11 @@ def test_merged_maps_weigh_the_sum_of_the_maps_they_merge(run, stores):
     assert len(merged) > 0
     for r in merged.itertuples():
         members = set(int(m) for m in r.members.split(","))
-        parts = [w for k, w in weights.items() if (k.image_id, k.target, k.layer) == (r.image_id, r.target, r.layer)
-                 and set(k.members) <= members]
+        parts = [
+            w
+            for k, w in weights.items()
+            if (k.image_id, k.target, k.layer) == (r.image_id, r.target, r.layer) and set(k.members) <= members
+        ]
         assert r.weight == pytest.approx(sum(parts), rel=1e-9)
 
 

@@ -1,5 +1,6 @@
 """The MapSource contract, checked against both implementations: a live Session and a stored Run give the same
 keys, weights, maps and pictures, and every consumer (pool, game, global explanation) takes either."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,10 +5,11 @@ answers (:func:`stored_weights`) and its pictures from any MapSource (:func:`ove
 The concept tests need the model (:func:`model_runner`) and the Deep Reveal images of a Session's maps
 (:func:`located`: each image explained once per target, ``Session.explain_many``, batched).
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -30,8 +31,10 @@ def by_image(session, keys: Iterable) -> dict[tuple[int, str], list[MapKey]]:
     for k in keys:
         k = _key(k)
         if k.model != fp:
-            raise KeyError(f"cluster map {k.members_text!r} at {k.layer!r} was made by another model ({k.model}), "
-                           f"not this session's ({fp}); build the global explanation from this model's labels")
+            raise KeyError(
+                f"cluster map {k.members_text!r} at {k.layer!r} was made by another model ({k.model}), "
+                f"not this session's ({fp}); build the global explanation from this model's labels"
+            )
         groups.setdefault((k.target, k.image_id), []).append(k)
     return groups
 
@@ -44,7 +47,7 @@ def _explained(session, keys, chunk: int) -> Iterator[tuple[int, object, list[Ma
         per_target.setdefault(target, []).append((session.index_of(image_id), ks))
     for target, items in per_target.items():
         for s in range(0, len(items), chunk):
-            part = items[s:s + chunk]
+            part = items[s : s + chunk]
             exps = session.explain_many([i for i, _ in part], target=target, lazy=True, progress=False)
             for (i, ks), exp in zip(part, exps):
                 yield i, exp, ks
@@ -109,8 +112,10 @@ def stored_weights(labels) -> dict[MapKey, float]:
     known = labels.loc[np.isfinite(labels["weight"].to_numpy(dtype=np.float64, na_value=np.nan)), cols + ["weight"]]
     if known.empty:
         return {}
-    known = known.assign(image_id=known["image_id"].astype(str),
-                         members=known["members"].map(lambda m: m if isinstance(m, str) else members_text(m)))
+    known = known.assign(
+        image_id=known["image_id"].astype(str),
+        members=known["members"].map(lambda m: m if isinstance(m, str) else members_text(m)),
+    )
     per_map = known.groupby(cols, sort=False)["weight"].mean()
     out: dict[MapKey, float] = {}
     for key, w in zip(per_map.index, per_map.to_numpy()):
@@ -126,14 +131,17 @@ def model_runner(source, what: str = "the concept test"):
     except AttributeError:
         runner = None
     if runner is None:
-        raise TypeError(f"{what} needs the model, and {type(source).__name__} has none (a stored run holds maps, "
-                        "not the model): pass the Session the run was made with, e.g. concept_test(inv.Session("
-                        "model, dataset, ...), ge); the global explanation itself may come from the run")
+        raise TypeError(
+            f"{what} needs the model, and {type(source).__name__} has none (a stored run holds maps, "
+            "not the model): pass the Session the run was made with, e.g. concept_test(inv.Session("
+            "model, dataset, ...), ge); the global explanation itself may come from the run"
+        )
     return runner
 
 
-def overlay_thumbnail(image: np.ndarray, cluster_map: np.ndarray, *, size: int = 96, cmap: str = "jet",
-                      alpha: float = 0.5) -> np.ndarray:
+def overlay_thumbnail(
+    image: np.ndarray, cluster_map: np.ndarray, *, size: int = 96, cmap: str = "jet", alpha: float = 0.5
+) -> np.ndarray:
     """The cluster map over its image (the paper's 50/50 jet blend), at most ``size`` pixels, uint8."""
     return render.thumbnail(render.overlay(image, cluster_map, cmap=cmap, alpha=alpha), size)
 
@@ -145,8 +153,10 @@ def _rng(seed: int, *parts) -> np.random.Generator:
 
 
 def _keys(df) -> list[MapKey]:
-    return [MapKey(*row) for row in df[["model", "image_id", "target", "layer", "members"]]
-            .itertuples(index=False, name=None)]
+    return [
+        MapKey(*row)
+        for row in df[["model", "image_id", "target", "layer", "members"]].itertuples(index=False, name=None)
+    ]
 
 
 def _order(k: MapKey):
@@ -160,7 +170,9 @@ def _reveal(session, keys, step: int, out: dict) -> None:
     ordered = sorted(keys, key=_order)
     for key, _, cl, j in located(session, ordered):
         if cl is None:
-            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} is no cluster of its layer's "
-                           "dendrogram (a merged map?); TCAV needs maps as the game showed them: aggregate "
-                           "without merge=True")
+            raise KeyError(
+                f"cluster map {key.members_text!r} at {key.layer!r} is no cluster of its layer's "
+                "dendrogram (a merged map?); TCAV needs maps as the game showed them: aggregate "
+                "without merge=True"
+            )
         out[key] = cl.reveal(j, step)
