@@ -117,7 +117,9 @@ def concept_test(
     ----------
     session : Session
         The model and images the labels were given on (activations and gradients are read at its
-        ``layer_point``; the published procedure reads the layer module's own output, as captum does).
+        ``layer_point``; the published procedure reads the layer module's own output, as captum does). The model
+        is called through its ``runner`` (``Session(output=...)`` holds); a stored Run, which has no model, is
+        refused with a ``TypeError`` (the global explanation may come from the run).
     global_explanation : GlobalExplanation
         Built from this model's labels.
     classes : list of class names or indices, optional
