@@ -244,6 +244,11 @@ class Session(KeyedMaps):
         """Short id of the model's architecture and weights (part of every cluster map's identity)."""
         return self.runner.fingerprint + ("" if self.maps == "published" else f"-{self.maps}")
 
+    @property
+    def map_type(self) -> str:
+        """What the cluster maps are drawn from: :attr:`maps` (MapSource, as a run's ``map_type``)."""
+        return self.maps
+
     # ---- images (inputs.ImageSet) ---------------------------------------------------------------
     def check_images(self, images: Sequence[int] | None = None) -> list[int]:
         """Image indices checked (negative ones count from the end) and once each; None: every image (MapSource)."""

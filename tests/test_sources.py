@@ -1,5 +1,6 @@
 """The MapSource contract, checked against both implementations: a live Session and a stored Run give the same
 keys, weights, maps and pictures, and every consumer (pool, game, global explanation) takes either."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,6 +35,7 @@ def test_the_contract(source):
     assert isinstance(source, MapSource)
     assert source.classes == inv.demo.PartsDataset(N).classes
     assert len(source.layers) == 8 and source.recipe == "fast" and len(source.fingerprint) >= 16
+    assert source.map_type == "gradcam"  # the session's default maps; a run keeps its session's
     assert source.check_images() == list(range(N)) and source.check_images([4, 1, 4]) == [4, 1]
     picture = np.asarray(source.image(2))
     assert picture.dtype == np.uint8 and picture.shape == (128, 128, 3)
@@ -50,6 +52,7 @@ def test_the_contract(source):
         if it.lowres is not None:
             np.testing.assert_array_equal(low, it.lowres)
         assert source.weight(it.key) == pytest.approx(it.weight, rel=1e-12)
+        assert source.index_of(it.key.image_id) == it.image  # the image a key names
     for image in (1, 4):
         for layer in layers:
             ranks = [it.rank for it in items if it.image == image and it.layer == layer]

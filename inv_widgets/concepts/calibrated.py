@@ -22,10 +22,11 @@ Everything runs in the space of the examples (Gram matrices): each example's act
 image's gradient are computed once per layer; a CAV is an SVM on a sub-matrix, its scores a product with the
 gradients' dot products with the examples. Activations and gradients are read at the session's layer point.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +40,8 @@ MEANING = (
     "directions of at least (1 - p) of random concepts of the class's own maps of the same size, tested the same "
     "way (Holm-corrected over the rows of the call). 'below': it falls more. It does not mean that the label "
     "names what the maps show, that the part causes the class, or that a row left untested or not significant "
-    "is unimportant: with few maps per label or few scored images the test has little power.")
+    "is unimportant: with few maps per label or few scored images the test has little power."
+)
 
 
 def holm(p: Sequence[float]) -> np.ndarray:
@@ -102,8 +104,21 @@ class ConceptSpace:
         ``"activation"`` or ``"conv"`` (``Session.layer_point``).
     """
 
-    def __init__(self, model, layer: str, target: int, examples: dict, scored: dict, sources: dict | None = None, *,
-                 point: str = "conv", output=None, batch_size: int = 32, C: float = 1.0, seed: int = 0):
+    def __init__(
+        self,
+        model,
+        layer: str,
+        target: int,
+        examples: dict,
+        scored: dict,
+        sources: dict | None = None,
+        *,
+        point: str = "conv",
+        output=None,
+        batch_size: int = 32,
+        C: float = 1.0,
+        seed: int = 0,
+    ):
         from ..engine.capture import forward_activations, run_model
 
         self.ids = list(examples)
@@ -113,13 +128,13 @@ class ConceptSpace:
         self.C, self.seed = float(C), int(seed)
         acts = []
         for s in range(0, len(self.ids), batch_size):
-            x = torch.stack([examples[e] for e in self.ids[s:s + batch_size]])
+            x = torch.stack([examples[e] for e in self.ids[s : s + batch_size]])
             a = forward_activations(model, x, [layer], layer_point=point, output=output)[layer]
             acts.append(a.reshape(len(x), -1).double().cpu())
         X = torch.cat(acts) if acts else torch.zeros(0, 1, dtype=torch.float64)
         grads = []
         for s in range(0, len(self.images), batch_size):
-            x = torch.stack([scored[i] for i in self.images[s:s + batch_size]])
+            x = torch.stack([scored[i] for i in self.images[s : s + batch_size]])
             cap = run_model(model, x, [layer], int(target), keep_gradients=True, layer_point=point, output=output)
             grads.append(cap.gradients[layer].reshape(len(x), -1).double().cpu())
         G = torch.cat(grads) if grads else torch.zeros(0, X.shape[1], dtype=torch.float64)
@@ -145,8 +160,10 @@ class ConceptSpace:
         acc = float("nan")
         if fit_accuracy and min(len(pos), len(neg)) >= 3:
             rng = np.random.default_rng([self.seed, len(pos), int(pos[0])])
-            te = np.r_[rng.choice(len(pos), max(1, len(pos) // 3), replace=False),
-                       len(pos) + rng.choice(len(neg), max(1, len(neg) // 3), replace=False)]
+            te = np.r_[
+                rng.choice(len(pos), max(1, len(pos) // 3), replace=False),
+                len(pos) + rng.choice(len(neg), max(1, len(neg) // 3), replace=False),
+            ]
             tr = np.setdiff1d(np.arange(len(idx)), te)
             ktr = k[np.ix_(tr, tr)]
             sv = SVC(kernel="precomputed", C=self.C, class_weight="balanced").fit(ktr / scale, y[tr])
@@ -164,8 +181,15 @@ class ConceptSpace:
         src = {self.sources.get(self.ids[j]) for j in members} - {None}
         return np.array([i not in src for i in self.images], bool)
 
-    def concept_score(self, members: Sequence, pool: Sequence, runs: int, rng: np.random.Generator,
-                      accuracy: bool = False, runs_out: list | None = None) -> tuple[float, float, float]:
+    def concept_score(
+        self,
+        members: Sequence,
+        pool: Sequence,
+        runs: int,
+        rng: np.random.Generator,
+        accuracy: bool = False,
+        runs_out: list | None = None,
+    ) -> tuple[float, float, float]:
         """(mean cosine, sign count, CAV accuracy) of a concept (example ids) against ``runs`` random sets of its
         size drawn from ``pool`` (example ids) without its own examples; NaN when the pool is too small.
         ``runs_out`` receives the per-run sign counts and those of random-against-random CAVs (the published
@@ -176,7 +200,7 @@ class ConceptSpace:
             return float("nan"), float("nan"), float("nan")
         keep = self._held_out(m)
         cos, sign, accs, base = [], [], [], []
-        for r in range(runs):
+        for _ in range(runs):
             neg = rng.choice(rest, len(m), replace=False)
             idx, beta, wn, acc = self._cav(m, neg, fit_accuracy=accuracy)
             c, s = self._scores(idx, beta, wn, keep)
@@ -190,8 +214,11 @@ class ConceptSpace:
             runs_out.extend([sign, base])
         if not np.isfinite(cos).any():
             return float("nan"), float("nan"), float("nan")
-        return (float(np.nanmean(cos)), float(np.nanmean(sign)),
-                float(np.nanmean(accs)) if accuracy and np.isfinite(accs).any() else float("nan"))
+        return (
+            float(np.nanmean(cos)),
+            float(np.nanmean(sign)),
+            float(np.nanmean(accs)) if accuracy and np.isfinite(accs).any() else float("nan"),
+        )
 
     def null(self, n: int, pool: Sequence, runs: int, n_null: int, seed) -> np.ndarray:
         """(n_null, 2) scores (mean cosine, sign count) of random concepts of ``n`` examples of ``pool``, each
@@ -210,8 +237,16 @@ class ConceptSpace:
             got = self._null[key] = np.asarray(out, np.float64)
         return got
 
-    def test(self, members: Sequence, pool: Sequence, *, runs: int = 10, n_null: int = 30, seed=0,
-             null_pool: Sequence | None = None) -> CalibratedResult:
+    def test(
+        self,
+        members: Sequence,
+        pool: Sequence,
+        *,
+        runs: int = 10,
+        n_null: int = 30,
+        seed=0,
+        null_pool: Sequence | None = None,
+    ) -> CalibratedResult:
         """Test a concept (example ids) against ``n_null`` random concepts of its size from ``null_pool`` (default
         ``pool``), each with ``runs`` random sets from ``pool`` (see the module docstring)."""
         from scipy.stats import t as student
@@ -224,8 +259,13 @@ class ConceptSpace:
         p_tcav = float("nan")
         if len(both) == 2 and len(both[1]) >= 2 and np.isfinite(both[0]).all() and np.isfinite(both[1]).all():
             p_tcav = ttest_p(both[0], both[1])
-        nul = self.null(len(members), null_pool if null_pool is not None else pool, runs, n_null,
-                        [int(seed if not isinstance(seed, (list, tuple)) else seed[0]), len(members), 7])
+        nul = self.null(
+            len(members),
+            null_pool if null_pool is not None else pool,
+            runs,
+            n_null,
+            [int(seed if not isinstance(seed, (list, tuple)) else seed[0]), len(members), 7],
+        )
         ok = nul[np.isfinite(nul[:, 0])]
         n_eff = len(ok)
         mu = float(ok[:, 0].mean()) if n_eff else float("nan")
@@ -236,11 +276,21 @@ class ConceptSpace:
         else:
             tval, p = float("nan"), float("nan")
         keep = self._held_out(np.array([self.index[e] for e in members]))
-        return CalibratedResult(score=score, sign=sign, null_score=mu, null_std=sd,
-                                null_sign=float(ok[:, 1].mean()) if n_eff else float("nan"), t=float(tval), p=p,
-                                direction="" if not np.isfinite(tval) else ("above" if tval > 0 else "below"),
-                                n_examples=len(members), n_null=n_eff, n_scored=int(keep.sum()), cav_accuracy=acc,
-                                p_tcav=p_tcav)
+        return CalibratedResult(
+            score=score,
+            sign=sign,
+            null_score=mu,
+            null_std=sd,
+            null_sign=float(ok[:, 1].mean()) if n_eff else float("nan"),
+            t=float(tval),
+            p=p,
+            direction="" if not np.isfinite(tval) else ("above" if tval > 0 else "below"),
+            n_examples=len(members),
+            n_null=n_eff,
+            n_scored=int(keep.sum()),
+            cav_accuracy=acc,
+            p_tcav=p_tcav,
+        )
 
 
 def reveal_inputs(session, keys, step: int, transform: Callable | None = None) -> dict:
@@ -254,15 +304,55 @@ def reveal_inputs(session, keys, step: int, transform: Callable | None = None) -
 
 
 #: The columns of a calibrated result (the published procedure's columns, then the calibrated test's own).
-CALIBRATED_COLUMNS = ["class", "target", "layer", "label", "global_score", "n_examples", "n_random", "n_images",
-                      "runs", "tcav_score", "tcav_std", "random_score", "random_std", "p_value", "significant",
-                      "cav_accuracy", "note", "procedure", "cosine", "null_cosine", "null_cosine_std", "t", "p_raw",
-                      "direction", "n_null", "p_tcav"]
+CALIBRATED_COLUMNS = [
+    "class",
+    "target",
+    "layer",
+    "label",
+    "global_score",
+    "n_examples",
+    "n_random",
+    "n_images",
+    "runs",
+    "tcav_score",
+    "tcav_std",
+    "random_score",
+    "random_std",
+    "p_value",
+    "significant",
+    "cav_accuracy",
+    "note",
+    "procedure",
+    "cosine",
+    "null_cosine",
+    "null_cosine_std",
+    "t",
+    "p_raw",
+    "direction",
+    "n_null",
+    "p_tcav",
+]
 
 
-def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: int, n_null: int, step: int,
-                    alpha: float, min_examples: int, max_examples: int, max_images: int, scored_images=None,
-                    seed: int = 0, progress: bool = True):
+def calibrated_test(
+    session,
+    ge,
+    names,
+    layers,
+    *,
+    n_labels: int,
+    labels,
+    runs: int,
+    n_null: int,
+    step: int,
+    alpha: float,
+    min_examples: int,
+    max_examples: int,
+    max_images: int,
+    scored_images=None,
+    seed: int = 0,
+    progress: bool = True,
+):
     """The rows of ``concept_test(procedure="calibrated")``; see :func:`inv_widgets.concept_test`."""
     import pandas as pd
 
@@ -290,13 +380,27 @@ def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: 
                 if len(keys) < min_examples:
                     note = f"{len(keys)} maps carry this label (min_examples={min_examples})"
                 elif len(others) < len(keys):
-                    note = (f"only {len(others)} maps of this class at this layer carry other labels: too few for "
-                            f"random sets of {len(keys)} maps")
+                    note = (
+                        f"only {len(others)} maps of this class at this layer carry other labels: too few for "
+                        f"random sets of {len(keys)} maps"
+                    )
                 elif len(pool) < 2 * len(keys):
-                    note = (f"the class has {len(pool)} maps at this layer: too few for random concepts of {len(keys)} "
-                            "maps and their random sets")
-                plan.append(dict(name=name, layer=layer, label=lab, keys=keys, others=others, pool=pool, note=note,
-                                 global_score=float(rows["score"].sum())))
+                    note = (
+                        f"the class has {len(pool)} maps at this layer: too few for random concepts of {len(keys)} "
+                        "maps and their random sets"
+                    )
+                plan.append(
+                    dict(
+                        name=name,
+                        layer=layer,
+                        label=lab,
+                        keys=keys,
+                        others=others,
+                        pool=pool,
+                        note=note,
+                        global_score=float(rows["score"].sum()),
+                    )
+                )
     out = []
     bar = None
     if progress:
@@ -310,28 +414,78 @@ def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: 
                 run = [t for t in todo if not t["note"]]
                 space = None
                 if run:
-                    space = _space(session, ge, name, layer, run[0]["pool"], [k for t in run for k in t["keys"]],
-                                   step, max_images, scored_images, seed)
+                    space = _space(
+                        session,
+                        ge,
+                        name,
+                        layer,
+                        run[0]["pool"],
+                        [k for t in run for k in t["keys"]],
+                        step,
+                        max_images,
+                        scored_images,
+                        seed,
+                    )
                 for t in todo:
-                    row = {"class": name, "target": ge.classes.index(name), "layer": layer, "label": t["label"],
-                           "global_score": t["global_score"], "n_examples": len(t["keys"]), "n_random": 0,
-                           "n_images": 0, "runs": runs, "tcav_score": np.nan, "tcav_std": np.nan,
-                           "random_score": np.nan, "random_std": np.nan, "p_value": np.nan, "significant": False,
-                           "cav_accuracy": np.nan, "note": t["note"], "procedure": "calibrated", "cosine": np.nan,
-                           "null_cosine": np.nan, "null_cosine_std": np.nan, "t": np.nan, "p_raw": np.nan,
-                           "direction": "", "n_null": 0, "p_tcav": np.nan}
+                    row = {
+                        "class": name,
+                        "target": ge.classes.index(name),
+                        "layer": layer,
+                        "label": t["label"],
+                        "global_score": t["global_score"],
+                        "n_examples": len(t["keys"]),
+                        "n_random": 0,
+                        "n_images": 0,
+                        "runs": runs,
+                        "tcav_score": np.nan,
+                        "tcav_std": np.nan,
+                        "random_score": np.nan,
+                        "random_std": np.nan,
+                        "p_value": np.nan,
+                        "significant": False,
+                        "cav_accuracy": np.nan,
+                        "note": t["note"],
+                        "procedure": "calibrated",
+                        "cosine": np.nan,
+                        "null_cosine": np.nan,
+                        "null_cosine_std": np.nan,
+                        "t": np.nan,
+                        "p_raw": np.nan,
+                        "direction": "",
+                        "n_null": 0,
+                        "p_tcav": np.nan,
+                    }
                     if space is not None and not t["note"]:
-                        r = space.test(t["keys"], t["others"], runs=runs, n_null=n_null,
-                                       seed=[int(seed), layers.index(layer), names.index(name)], null_pool=t["pool"])
-                        row.update(n_random=len(t["keys"]), n_images=r.n_scored, tcav_score=r.sign,
-                                   random_score=r.null_sign, p_raw=r.p, cav_accuracy=r.cav_accuracy, cosine=r.score,
-                                   null_cosine=r.null_score, null_cosine_std=r.null_std, t=r.t, direction=r.direction,
-                                   n_null=r.n_null, p_tcav=r.p_tcav)
+                        r = space.test(
+                            t["keys"],
+                            t["others"],
+                            runs=runs,
+                            n_null=n_null,
+                            seed=[int(seed), layers.index(layer), names.index(name)],
+                            null_pool=t["pool"],
+                        )
+                        row.update(
+                            n_random=len(t["keys"]),
+                            n_images=r.n_scored,
+                            tcav_score=r.sign,
+                            random_score=r.null_sign,
+                            p_raw=r.p,
+                            cav_accuracy=r.cav_accuracy,
+                            cosine=r.score,
+                            null_cosine=r.null_score,
+                            null_cosine_std=r.null_std,
+                            t=r.t,
+                            direction=r.direction,
+                            n_null=r.n_null,
+                            p_tcav=r.p_tcav,
+                        )
                         if r.n_scored == 0:
                             row["note"] = "no scored image of the class is held out from this label's maps"
                         elif r.n_null < 2:
-                            row["note"] = (f"the class has {len(t['pool'])} maps at this layer: too few for random "
-                                           f"concepts of {len(t['keys'])} maps and their random sets")
+                            row["note"] = (
+                                f"the class has {len(t['pool'])} maps at this layer: too few for random "
+                                f"concepts of {len(t['keys'])} maps and their random sets"
+                            )
                         if row["note"]:
                             row.update(p_raw=np.nan, t=np.nan, direction="")
                     out.append(row)
@@ -348,7 +502,7 @@ def calibrated_test(session, ge, names, layers, *, n_labels: int, labels, runs: 
 
 def _space(session, ge, name, layer, pool, concept_keys, step, max_images, scored_images, seed):
     """The ConceptSpace of one class at one layer: the reveal images of its maps, the scored images' gradients."""
-    from .examples import _rng
+    from .examples import _rng, model_runner
 
     keys = list(dict.fromkeys(list(pool) + list(concept_keys)))
     examples = reveal_inputs(session, keys, step)
@@ -360,6 +514,15 @@ def _space(session, ge, name, layer, pool, concept_keys, step, max_images, score
     if len(idx) > max_images:
         idx = sorted(_rng(seed, "images", name).choice(idx, max_images, replace=False).tolist())
     scored = {i: session.input(i) for i in idx}
-    return ConceptSpace(session.model, layer, ge.classes.index(name), examples, scored, sources,
-                        point=getattr(session, "layer_point", "conv"), output=getattr(session, "output", None),
-                        seed=seed)
+    runner = model_runner(session, "the calibrated concept test")
+    return ConceptSpace(
+        runner.model,
+        layer,
+        ge.classes.index(name),
+        examples,
+        scored,
+        sources,
+        point=runner.layer_point,
+        output=runner.output,
+        seed=seed,
+    )

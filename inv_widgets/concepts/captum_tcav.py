@@ -3,19 +3,21 @@
 :func:`~inv_widgets.concepts.concept_test` and by ``python -m inv_widgets.eval global``). The method is described in
 :mod:`inv_widgets.concepts.tcav`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..engine.runtime import eval_mode, limited_threads
 from ..inputs import to_model_input
+from .examples import model_runner
 from .extras import require_concepts
 
 __all__ = ["TCAVRunner", "ttest_p"]
@@ -41,9 +43,9 @@ def _classifier(seed: int, C: float, test_split: float):
     """A captum ``Classifier``: a linear soft-margin SVM (the hinge loss of TCAV's SGD classifier), solved exactly
     in its dual by libsvm on the Gram matrix of the examples. Concepts have tens of examples and a layer tens of
     thousands of features, so one n x n product replaces liblinear's passes over the features (7x faster here,
-    the same kind of hyperplane). The activations are divided by their root mean squared norm, so that ``C`` means the same at
-    every layer (a direction does not change with the scale). A stratified, seeded ``test_split`` is held out for
-    the accuracy kept in the CAV's stats; the CAV is the SVM of the rest."""
+    the same kind of hyperplane). The activations are divided by their root mean squared norm, so that ``C``
+    means the same at every layer (a direction does not change with the scale). A stratified, seeded
+    ``test_split`` is held out for the accuracy kept in the CAV's stats; the CAV is the SVM of the rest."""
     from captum.concept._utils.classifier import Classifier
     from sklearn.model_selection import train_test_split
     from sklearn.svm import SVC
@@ -110,7 +112,7 @@ def _tcav_class():
     from captum.concept._utils.common import concepts_to_str
 
     class InvTCAV(TCAV):
-        runner: "TCAVRunner"
+        runner: TCAVRunner
 
         def load_cavs(self, concepts):
             concepts_key = concepts_to_str(concepts)
@@ -131,8 +133,9 @@ def _tcav_class():
                 acts = self.runner.activations(layer, concept._inv_examples, concept._inv_load)
                 AV.save(self.save_path, self.model_id, concept.identifier, layer, acts, "0")
 
-        def interpret(self, inputs, experimental_sets, target=None, additional_forward_args=None, processes=None,
-                      **kwargs):
+        def interpret(
+            self, inputs, experimental_sets, target=None, additional_forward_args=None, processes=None, **kwargs
+        ):
             assert "attribute_to_layer_input" not in kwargs, "set attribute_to_layer_input on the TCAV object"
             self.compute_cavs(experimental_sets, processes=processes)
             scores = defaultdict(lambda: defaultdict())
@@ -142,8 +145,13 @@ def _tcav_class():
             for layer in self.layers:
                 self.layer_attr_method.layer = _get_module_from_name(self.model, layer)
                 attribs = self.layer_attr_method.attribute.__wrapped__(
-                    self.layer_attr_method, inputs, target=target, additional_forward_args=additional_forward_args,
-                    attribute_to_layer_input=self.attribute_to_layer_input, **kwargs)
+                    self.layer_attr_method,
+                    inputs,
+                    target=target,
+                    additional_forward_args=additional_forward_args,
+                    attribute_to_layer_input=self.attribute_to_layer_input,
+                    **kwargs,
+                )
                 attribs = _format_tensor_into_tuples(attribs)
                 attribs = torch.cat([torch.reshape(a, (a.shape[0], -1)) for a in attribs], dim=1)
                 for sets in by_size.values():
@@ -175,11 +183,16 @@ class TCAVRunner:
     the ground-truth concepts of ``python -m inv_widgets.eval global``.
     """
 
-    def __init__(self, session, save_path, *, seed: int = 0, C: float = 1.0, test_split: float = 1 / 3,
-                 batch_size: int = 64):
+    def __init__(
+        self, session, save_path, *, seed: int = 0, C: float = 1.0, test_split: float = 1 / 3, batch_size: int = 64
+    ):
         require_concepts("TCAV")  # fail early, naming the extra, when captum is missing
 
         self.session = session
+        #: how the model is called (``Session(output=...)`` holds for captum too): captum gets ``module()``, the
+        #: logits, whose layers have the model's names; the model's mode is set and restored around each pass
+        self.model_runner = model_runner(session, "TCAV")
+        self.model = self.model_runner.module()
         self.save_path = str(save_path)
         self.seed, self.C, self.test_split = int(seed), float(C), float(test_split)
         self.batch_size = int(batch_size)
@@ -218,22 +231,26 @@ class TCAVRunner:
 
         missing = list(dict.fromkeys(e for e in examples if (layer, e) not in self._acts))
         if missing:
-            model = self.session.model
-            module = dict(model.named_modules())[layer]
+            module = dict(self.model.named_modules())[layer]
             for s in range(0, len(missing), self.batch_size):
-                chunk = missing[s:s + self.batch_size]
+                chunk = missing[s : s + self.batch_size]
                 with limited_threads(1):  # many tiny tensor ops: extra threads only wait on each other
                     x = torch.stack([to_model_input(a, self.session.transform) for a in load(chunk)])
-                with eval_mode(model), torch.no_grad():
-                    a = LayerActivation(model, module).attribute(x.to(self.session.device))
+                with self.model_runner.lock, eval_mode(self.model_runner.model), torch.no_grad():
+                    a = LayerActivation(self.model, module).attribute(x.to(self.model_runner.device))
                 for e, v in zip(chunk, a.reshape(len(chunk), -1).float().cpu()):
                     self._acts[(layer, e)] = v.clone()
 
     def _for_layer(self, layer: str):
         t = self._tcav.get(layer)
         if t is None:
-            t = _tcav_class()(self.session.model, [layer], model_id=self.model_id,
-                              classifier=_classifier(self.seed, self.C, self.test_split), save_path=self.save_path)
+            t = _tcav_class()(
+                self.model,
+                [layer],
+                model_id=self.model_id,
+                classifier=_classifier(self.seed, self.C, self.test_split),
+                save_path=self.save_path,
+            )
             t.runner = self
             self._tcav[layer] = t
         return t
@@ -270,10 +287,10 @@ class TCAVRunner:
         if layer not in self._n_features:
             from captum.attr import LayerActivation
 
-            model = self.session.model
-            with eval_mode(model), torch.no_grad():
-                a = LayerActivation(model, dict(model.named_modules())[layer]).attribute(
-                    inputs[:1].to(self.session.device))
+            with self.model_runner.lock, eval_mode(self.model_runner.model), torch.no_grad():
+                a = LayerActivation(self.model, dict(self.model.named_modules())[layer]).attribute(
+                    inputs[:1].to(self.model_runner.device)
+                )
             self._n_features[layer] = int(a[0].numel())
         return self._n_features[layer]
 
@@ -282,11 +299,10 @@ class TCAVRunner:
 
         tcav = self._for_layer(layer)
         sets = [s for concept, randoms in tests for s in _sets(concept, randoms)]
-        model = self.session.model
-        with eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
+        with self.model_runner.lock, eval_mode(self.model_runner.model), torch.enable_grad(), warnings.catch_warnings():
             # captum's CAV.load names numpy.core (deprecated in numpy 2): not ours to fix, and harmless
             warnings.filterwarnings("ignore", message="numpy.core is deprecated", category=DeprecationWarning)
-            scores = tcav.interpret(inputs.to(self.session.device), sets, target=int(target))
+            scores = tcav.interpret(inputs.to(self.model_runner.device), sets, target=int(target))
         # the CAVs are saved: the activations captum stored to train them are not needed any more (a later set
         # with one of these concepts gets them again from the in-memory cache)
         self.forget_activations({id(c): c for st in sets for c in st}.values())
@@ -297,8 +313,14 @@ class TCAVRunner:
             sign = [float(scores[concepts_to_str(s)][layer]["sign_count"][0]) for s in mine]
             accs = [tcav.cavs[concepts_to_str(s)][layer].stats.get("accs") for s in mine[:runs]]
             accs = np.array([np.nan if a is None else float(a) for a in accs])
-            out.append({"concept": sign[:runs], "random": sign[runs:], "p_value": ttest_p(sign[:runs], sign[runs:]),
-                        "cav_accuracy": float(np.nanmean(accs)) if np.isfinite(accs).any() else float("nan")})
+            out.append(
+                {
+                    "concept": sign[:runs],
+                    "random": sign[runs:],
+                    "p_value": ttest_p(sign[:runs], sign[runs:]),
+                    "cav_accuracy": float(np.nanmean(accs)) if np.isfinite(accs).any() else float("nan"),
+                }
+            )
         return out
 
     def forget_activations(self, concepts=(), layer: str | None = None) -> None:

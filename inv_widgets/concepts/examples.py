@@ -1,20 +1,23 @@
-"""Cluster maps named by their keys, found again in a Session: weights, overlays and Deep Reveal images.
+"""Cluster maps named by their keys, found again in their source: stored weights, overlays and Deep Reveal images.
 
-A global explanation refers to cluster maps by :class:`~inv_widgets.MapKey` only. These helpers explain
-each image once per target (``Session.explain_many``, batched) and find every key's map in it, so that
-many keys cost one model pass per image, not one per key.
+A global explanation refers to cluster maps by :class:`~inv_widgets.MapKey` only. Its weights come with the
+answers (:func:`stored_weights`) and its pictures from any MapSource (:func:`overlays`: a Session or a Run).
+The concept tests need the model (:func:`model_runner`) and the Deep Reveal images of a Session's maps
+(:func:`located`: each image explained once per target, ``Session.explain_many``, batched).
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from .. import render
 from ..engine import MapKey
+from ..engine.keys import members_text
 
-__all__ = ["by_image", "located", "map_weights", "overlay_thumbnail"]
+__all__ = ["by_image", "located", "model_runner", "overlay_thumbnail", "overlays", "stored_weights"]
 
 
 def _key(k) -> MapKey:
@@ -28,8 +31,10 @@ def by_image(session, keys: Iterable) -> dict[tuple[int, str], list[MapKey]]:
     for k in keys:
         k = _key(k)
         if k.model != fp:
-            raise KeyError(f"cluster map {k.members_text!r} at {k.layer!r} was made by another model ({k.model}), "
-                           f"not this session's ({fp}); build the global explanation from this model's labels")
+            raise KeyError(
+                f"cluster map {k.members_text!r} at {k.layer!r} was made by another model ({k.model}), "
+                f"not this session's ({fp}); build the global explanation from this model's labels"
+            )
         groups.setdefault((k.target, k.image_id), []).append(k)
     return groups
 
@@ -42,7 +47,7 @@ def _explained(session, keys, chunk: int) -> Iterator[tuple[int, object, list[Ma
         per_target.setdefault(target, []).append((session.index_of(image_id), ks))
     for target, items in per_target.items():
         for s in range(0, len(items), chunk):
-            part = items[s:s + chunk]
+            part = items[s : s + chunk]
             exps = session.explain_many([i for i, _ in part], target=target, lazy=True, progress=False)
             for (i, ks), exp in zip(part, exps):
                 yield i, exp, ks
@@ -72,21 +77,71 @@ def located(session, keys: Iterable, *, chunk: int = 16) -> Iterator[tuple[MapKe
             yield k, i, cl, j
 
 
-def map_weights(session, keys: Iterable, *, chunk: int = 16) -> dict[MapKey, float]:
-    """Percent weight of each key's cluster map: the sum of its member channels' weights at its layer (for a
-    ``maps="gradcam"`` session, the first-order worth of every channel the map is drawn from).
+def overlays(source, keys: Iterable, *, size: int, cmap: str = "jet") -> Iterator[tuple[MapKey, np.ndarray]]:
+    """``(key, overlay thumbnail)`` of every key a MapSource (a Session or a Run) holds: the map at feature
+    resolution (``source.lowres``), upsampled to its image as ``Clusters.maps`` is, over the image
+    (``source.image`` of ``source.index_of(key.image_id)``), uint8 at most ``size`` pixels. A key the source does
+    not hold (another model's, a merged map of ``merge=True``) is left out. A stored run reads both from disk; a
+    Session explains each key's image once (cached)."""
+    import torch
 
-    Needs one model pass per image (no dendrogram): the same number ``Clusters.weights`` shows.
-    """
+    from ..engine.maps import upsample_minmax
+
+    pictures: dict[int, np.ndarray] = {}
+    for k in keys:
+        k = _key(k)
+        try:
+            low = np.asarray(source.lowres(k), dtype=np.float32)
+            i = source.index_of(k.image_id)
+        except KeyError:
+            continue
+        picture = pictures.get(i)
+        if picture is None:
+            picture = pictures[i] = render.to_uint8_image(source.image(i))
+        full = upsample_minmax(torch.from_numpy(low[None]), picture.shape[:2])[0]
+        yield k, overlay_thumbnail(picture, full, size=size, cmap=cmap)
+
+
+def stored_weights(labels) -> dict[MapKey, float]:
+    """The weight (percent) stored with the answers of each cluster map of a label table (``LabelStore.labels()``
+    or ``games()``; its ``weight`` column), for the maps that have one: the mean of their answers' weights (one
+    map's answers carry the same weight). Answers stored before weights were (old stores) give none."""
+    if "weight" not in labels.columns or labels.empty:
+        return {}
+    cols = ["model", "image_id", "target", "layer", "members"]
+    known = labels.loc[np.isfinite(labels["weight"].to_numpy(dtype=np.float64, na_value=np.nan)), cols + ["weight"]]
+    if known.empty:
+        return {}
+    known = known.assign(
+        image_id=known["image_id"].astype(str),
+        members=known["members"].map(lambda m: m if isinstance(m, str) else members_text(m)),
+    )
+    per_map = known.groupby(cols, sort=False)["weight"].mean()
     out: dict[MapKey, float] = {}
-    for _, exp, ks in _explained(session, keys, chunk):
-        for k in ks:
-            out[k] = exp.layer(k.layer).map_weight(k.members)
+    for key, w in zip(per_map.index, per_map.to_numpy()):
+        out.setdefault(MapKey(*key), float(w))
     return out
 
 
-def overlay_thumbnail(image: np.ndarray, cluster_map: np.ndarray, *, size: int = 96, cmap: str = "jet",
-                      alpha: float = 0.5) -> np.ndarray:
+def model_runner(source, what: str = "the concept test"):
+    """The :class:`~inv_widgets.engine.runner.ModelRunner` of a source that has the model (a Session's
+    ``runner``); a ``TypeError`` that says what to pass for one that has not (a stored Run)."""
+    try:
+        runner = source.runner
+    except AttributeError:
+        runner = None
+    if runner is None:
+        raise TypeError(
+            f"{what} needs the model, and {type(source).__name__} has none (a stored run holds maps, "
+            "not the model): pass the Session the run was made with, e.g. concept_test(inv.Session("
+            "model, dataset, ...), ge); the global explanation itself may come from the run"
+        )
+    return runner
+
+
+def overlay_thumbnail(
+    image: np.ndarray, cluster_map: np.ndarray, *, size: int = 96, cmap: str = "jet", alpha: float = 0.5
+) -> np.ndarray:
     """The cluster map over its image (the paper's 50/50 jet blend), at most ``size`` pixels, uint8."""
     return render.thumbnail(render.overlay(image, cluster_map, cmap=cmap, alpha=alpha), size)
 
@@ -98,8 +153,10 @@ def _rng(seed: int, *parts) -> np.random.Generator:
 
 
 def _keys(df) -> list[MapKey]:
-    return [MapKey(*row) for row in df[["model", "image_id", "target", "layer", "members"]]
-            .itertuples(index=False, name=None)]
+    return [
+        MapKey(*row)
+        for row in df[["model", "image_id", "target", "layer", "members"]].itertuples(index=False, name=None)
+    ]
 
 
 def _order(k: MapKey):
@@ -113,7 +170,9 @@ def _reveal(session, keys, step: int, out: dict) -> None:
     ordered = sorted(keys, key=_order)
     for key, _, cl, j in located(session, ordered):
         if cl is None:
-            raise KeyError(f"cluster map {key.members_text!r} at {key.layer!r} is no cluster of its layer's "
-                           "dendrogram (a merged map?); TCAV needs maps as the game showed them: aggregate "
-                           "without merge=True")
+            raise KeyError(
+                f"cluster map {key.members_text!r} at {key.layer!r} is no cluster of its layer's "
+                "dendrogram (a merged map?); TCAV needs maps as the game showed them: aggregate "
+                "without merge=True"
+            )
         out[key] = cl.reveal(j, step)

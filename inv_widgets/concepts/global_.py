@@ -6,37 +6,58 @@ each map's best label (rank 1) counts for its class (the map's target) and layer
 - ``score``: the sum of the best-label scores of the maps carrying that label (the paper's "best-label
   scores summed over the images");
 - ``n_images`` / ``n_maps``: images and cluster maps that carry it (a merged map counts its merged maps);
-- ``mean_weight``: the mean percent weight of those cluster maps (from ``weights``, a ``weight`` column, or
-  the session: the sum of the member channels' weights, as ``Clusters.weights`` shows it);
+- ``mean_weight``: the mean percent weight of those cluster maps (from ``weights``, a ``weight`` column, the
+  weight the game stored with each answer, or, for answers stored without one, the source's ``weight(key)``:
+  the sum of the member channels' weights, as ``Clusters.weights`` shows it);
 - ``examples``: the MapKeys of the best examples, at most one per image (highest score, then weight).
 
 ``trends(cls)`` follows each label through the layers: its score per image of the class at each layer
 (0 where it is nobody's best label) and the least-squares slope over the layer positions; the 6 most rising
 and the 6 most falling labels, as in the paper's second view.
 """
+
 from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..engine import MapKey
+from ..engine.request import check_index, check_layer
 
 __all__ = ["GlobalExplanation"]
 
 _KEY_COLS = ["model", "image_id", "target", "layer", "members"]
 _REQUIRED = _KEY_COLS + ["label", "score", "rank"]
-TABLE_COLUMNS = ["class", "target", "layer", "label", "score", "n_images", "n_maps", "share_images",
-                 "mean_weight", "mean_step", "examples"]
+TABLE_COLUMNS = [
+    "class",
+    "target",
+    "layer",
+    "label",
+    "score",
+    "n_images",
+    "n_maps",
+    "share_images",
+    "mean_weight",
+    "mean_step",
+    "examples",
+]
 TCAV_COLUMNS = ["tcav_score", "tcav_random", "tcav_p", "tcav_significant"]
 
 
 #: the numbers of a labels table and what each may be: (column, lowest, highest, NaN allowed)
-_NUMBERS = (("score", 0.0, np.inf, False), ("frequency", 1, np.inf, False), ("n_maps", 1, np.inf, False),
-            ("mean_step", 0.0, 5.0, True), ("weight", 0.0, 100.0 + 1e-6, True), ("target", 0, np.inf, False))
+_NUMBERS = (
+    ("score", 0.0, np.inf, False),
+    ("frequency", 1, np.inf, False),
+    ("n_maps", 1, np.inf, False),
+    ("mean_step", 0.0, 5.0, True),
+    ("weight", 0.0, 100.0 + 1e-6, True),
+    ("target", 0, np.inf, False),
+)
 
 
 def _check_numbers(maps: pd.DataFrame, columns) -> None:
@@ -49,8 +70,10 @@ def _check_numbers(maps: pd.DataFrame, columns) -> None:
         try:
             v = pd.to_numeric(maps[col], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"the labels table's {col} column holds values that are not numbers ({e}); pass the "
-                             "output of inv.aggregate_labels, or fix the column") from None
+            raise ValueError(
+                f"the labels table's {col} column holds values that are not numbers ({e}); pass the "
+                "output of inv.aggregate_labels, or fix the column"
+            ) from None
         nan = np.isnan(v)
         bad = (nan & (not nan_ok)) | (~nan & (~np.isfinite(v) | (v < lo) | (v > hi)))
         if bad.any():
@@ -62,12 +85,23 @@ def _check_numbers(maps: pd.DataFrame, columns) -> None:
                 f"the labels table has {int(bad.sum())} {col} value{'s' if bad.sum() != 1 else ''} that "
                 f"{'are' if bad.sum() != 1 else 'is'} not a finite number {allowed} (first: {what} for label "
                 f"{row['label']!r} of image {row['image_id']} at {row['layer']}); {col} must be "
-                + ("a finite number " if not nan_ok else "a number (or NaN for unknown) ") + f"{allowed}: pass "
-                "the output of inv.aggregate_labels, or fix the column")
+                + ("a finite number " if not nan_ok else "a number (or NaN for unknown) ")
+                + f"{allowed}: pass "
+                "the output of inv.aggregate_labels, or fix the column"
+            )
 
 
 def _natural(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
+
+
+def _merged_weight(key: MapKey, by_layer: Mapping) -> float | None:
+    """A merged map's weight from the stored weights of the maps it merges (``by_layer``: (model, image, target,
+    layer) -> [(members, weight)]; the maps whose channels it holds: map weights add up as their channels' do), or
+    None when one is unknown."""
+    parts = [(members, w) for members, w in by_layer.get(key[:4], ()) if set(members) <= set(key.members)]
+    covered = sorted(m for members, _ in parts for m in members)
+    return float(sum(w for _, w in parts)) if covered == list(key.members) else None
 
 
 class GlobalExplanation:
@@ -88,8 +122,16 @@ class GlobalExplanation:
         The last :func:`~inv_widgets.concept_test` result attached (see :meth:`attach_tcav`).
     """
 
-    def __init__(self, maps: pd.DataFrame, *, class_names: Sequence[str], layers: Sequence[str],
-                 n_examples: int = 3, session=None, attrs: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        maps: pd.DataFrame,
+        *,
+        class_names: Sequence[str],
+        layers: Sequence[str],
+        n_examples: int = 3,
+        session=None,
+        attrs: Mapping[str, Any] | None = None,
+    ):
         if int(n_examples) < 0:
             raise ValueError(f"n_examples must be >= 0, got {n_examples}")
         self.classes = [str(c) for c in class_names]
@@ -99,15 +141,22 @@ class GlobalExplanation:
         self.session = session
         self.attrs = dict(attrs or {})
         self.tcav: pd.DataFrame | None = None
-        self._listeners: list[Callable[["GlobalExplanation"], None]] = []
+        self._listeners: list[Callable[[GlobalExplanation], None]] = []
         self._base = self._build_table()
         self._table: pd.DataFrame | None = None
 
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_labels(cls, df: pd.DataFrame, session=None, *, class_names: Sequence[str] | None = None,
-                    layers: Sequence[str] | None = None, weights: Mapping | None = None,
-                    n_examples: int = 3) -> "GlobalExplanation":
+    def from_labels(
+        cls,
+        df: pd.DataFrame,
+        session=None,
+        *,
+        class_names: Sequence[str] | None = None,
+        layers: Sequence[str] | None = None,
+        weights: Mapping | None = None,
+        n_examples: int = 3,
+    ) -> GlobalExplanation:
         """A global explanation from an :func:`~inv_widgets.aggregate_labels` table.
 
         Parameters
@@ -115,10 +164,11 @@ class GlobalExplanation:
         df : DataFrame
             The aggregated labels (columns model, image_id, target, layer, members, label, score, rank, and
             optionally frequency, mean_step, n_maps, weight). Only each map's best label (rank 1) counts.
-        session : Session, optional
-            Gives the class names, the layer order and the cluster-map weights (one model pass per labelled
-            image, unless ``weights`` or a ``weight`` column has them), keeps only this model's maps, and
-            lets :meth:`to_html`, the GlobalView and TCAV show and test the maps.
+        session : MapSource, optional
+            A Session or a stored Run (any :class:`~inv_widgets.engine.sources.MapSource`): gives the class
+            names and the layer order, weighs the maps that ``weights`` and a ``weight`` column leave unknown
+            (``source.weight(key)``: a run reads its table; a Session explains the map's image), keeps only this
+            model's maps, and lets :meth:`to_html` and the GlobalView show the maps (TCAV needs a Session).
         class_names, layers : optional
             Class names in class-index order and layers in forward order (default: the session's; else
             ``str(target)`` and the layers found, in natural order).
@@ -127,13 +177,25 @@ class GlobalExplanation:
         n_examples : int
             MapKeys kept per (class, layer, label) as examples (default 3).
         """
+        return cls._from_table(
+            df, session, class_names=class_names, layers=layers, weights=weights, stored=None, n_examples=n_examples
+        )
+
+    @classmethod
+    def _from_table(cls, df, session, *, class_names, layers, weights, stored, n_examples) -> GlobalExplanation:
+        """:meth:`from_labels`, with ``stored``: the weights the answers carry (:meth:`from_store`), used for the
+        maps that ``weights`` and a ``weight`` column leave unknown, before the source is asked."""
         if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"expected the DataFrame of aggregate_labels, got {type(df).__name__}; "
-                            "from a label store use GlobalExplanation.from_store(store, session)")
+            raise TypeError(
+                f"expected the DataFrame of aggregate_labels, got {type(df).__name__}; "
+                "from a label store use GlobalExplanation.from_store(store, session)"
+            )
         missing = [c for c in _REQUIRED if c not in df.columns]
         if missing:
-            raise ValueError(f"the labels table lacks the columns {missing}; pass the output of "
-                             f"inv.aggregate_labels(store, class_names=...) (it has {_REQUIRED})")
+            raise ValueError(
+                f"the labels table lacks the columns {missing}; pass the output of "
+                f"inv.aggregate_labels(store, class_names=...) (it has {_REQUIRED})"
+            )
         best = df[df["rank"] == 1]
         _check_numbers(best, [c for c, *_ in _NUMBERS if c != "weight"])
         dropped = 0
@@ -142,31 +204,43 @@ class GlobalExplanation:
             dropped = int((~keep).sum())
             best = best[keep]
             if dropped:
-                warnings.warn(f"{dropped} labelled maps belong to other models than the session's "
-                              f"({session.fingerprint}) and are left out", stacklevel=2)
+                warnings.warn(
+                    f"{dropped} labelled maps belong to other models than the session's "
+                    f"({session.fingerprint}) and are left out",
+                    stacklevel=3,
+                )
         elif best["model"].nunique() > 1:
-            raise ValueError(f"the labels come from {best['model'].nunique()} models "
-                             f"({sorted(best['model'].unique())}); pass the session of one model, or filter "
-                             "the table by its 'model' column first")
-        maps = pd.DataFrame({
-            "model": best["model"].astype(str).to_numpy(),
-            "image_id": best["image_id"].astype(str).to_numpy(),
-            "target": best["target"].astype("int64").to_numpy(),
-            "layer": best["layer"].astype(str).to_numpy(),
-            "members": best["members"].astype(str).to_numpy(),
-            "label": best["label"].astype(str).to_numpy(),
-            "score": best["score"].astype("float64").to_numpy(),
-            "frequency": (best["frequency"] if "frequency" in best else pd.Series(1, index=best.index))
-            .astype("int64").to_numpy(),
-            "mean_step": (best["mean_step"] if "mean_step" in best else pd.Series(np.nan, index=best.index))
-            .astype("float64").to_numpy(),
-            "n_maps": (best["n_maps"] if "n_maps" in best else pd.Series(1, index=best.index))
-            .astype("int64").to_numpy(),
-        })
+            raise ValueError(
+                f"the labels come from {best['model'].nunique()} models "
+                f"({sorted(best['model'].unique())}); pass the session of one model, or filter "
+                "the table by its 'model' column first"
+            )
+        maps = pd.DataFrame(
+            {
+                "model": best["model"].astype(str).to_numpy(),
+                "image_id": best["image_id"].astype(str).to_numpy(),
+                "target": best["target"].astype("int64").to_numpy(),
+                "layer": best["layer"].astype(str).to_numpy(),
+                "members": best["members"].astype(str).to_numpy(),
+                "label": best["label"].astype(str).to_numpy(),
+                "score": best["score"].astype("float64").to_numpy(),
+                "frequency": (best["frequency"] if "frequency" in best else pd.Series(1, index=best.index))
+                .astype("int64")
+                .to_numpy(),
+                "mean_step": (best["mean_step"] if "mean_step" in best else pd.Series(np.nan, index=best.index))
+                .astype("float64")
+                .to_numpy(),
+                "n_maps": (best["n_maps"] if "n_maps" in best else pd.Series(1, index=best.index))
+                .astype("int64")
+                .to_numpy(),
+            }
+        )
         if maps.duplicated(_KEY_COLS).any():
-            raise ValueError("some cluster maps have more than one rank-1 label; pass the output of "
-                             "aggregate_labels (one rank 1 per map)")
-        maps["weight"] = cls._weights(maps, best, session, weights)
+            raise ValueError(
+                "some cluster maps have more than one rank-1 label; pass the output of "
+                "aggregate_labels (one rank 1 per map)"
+            )
+        maps["weight"] = cls._weights(maps, best, session, weights, stored or {})
         _check_numbers(maps, ["weight"])
 
         if class_names is None and session is not None:
@@ -186,63 +260,141 @@ class GlobalExplanation:
         maps.insert(3, "class", [class_names[t] for t in maps["target"]])
         attrs = {k: v for k, v in df.attrs.items() if isinstance(v, (str, int, float))}
         attrs["n_other_models"] = dropped
-        return cls(maps, class_names=class_names, layers=layers, n_examples=n_examples, session=session,
-                   attrs=attrs)
+        return cls(maps, class_names=class_names, layers=layers, n_examples=n_examples, session=session, attrs=attrs)
 
     @staticmethod
-    def _weights(maps: pd.DataFrame, best: pd.DataFrame, session, weights) -> np.ndarray:
+    def _weights(maps: pd.DataFrame, best: pd.DataFrame, source, weights, stored: Mapping) -> np.ndarray:
+        """Each map's weight: from ``weights`` (every map), else the table's ``weight`` column, else the weight
+        stored with its answers (a merged map: the sum of its maps' weights), else ``source.weight(key)`` (old
+        stores; no source: unknown, NaN)."""
+        keys = [MapKey(*row) for row in maps[_KEY_COLS].itertuples(index=False, name=None)]
         if weights is not None:
-            keys = [MapKey(*row) for row in maps[_KEY_COLS].itertuples(index=False, name=None)]
             lost = [k for k in keys if k not in weights]
             if lost:
-                raise KeyError(f"weights has no entry for {len(lost)} labelled maps (e.g. {lost[0]}); give every "
-                               "map a weight, or leave weights out to compute them from the session")
+                raise KeyError(
+                    f"weights has no entry for {len(lost)} labelled maps (e.g. {lost[0]}); give every "
+                    "map a weight, or leave weights out to compute them from the session"
+                )
             return np.array([float(weights[k]) for k in keys], dtype=np.float64)
-        if "weight" in best.columns:
-            return best["weight"].astype("float64").to_numpy()
-        if session is not None and len(maps):
-            from .examples import map_weights
-
-            keys = [MapKey(*row) for row in maps[_KEY_COLS].itertuples(index=False, name=None)]
-            got = map_weights(session, keys)
-            return np.array([got[k] for k in keys], dtype=np.float64)
-        return np.full(len(maps), np.nan)
+        out = (
+            best["weight"].astype("float64").to_numpy(copy=True)
+            if "weight" in best.columns
+            else np.full(len(maps), np.nan)
+        )
+        merged = maps["n_maps"].to_numpy() > 1
+        by_layer: dict = {}
+        if stored and merged.any():
+            for k, w in stored.items():
+                by_layer.setdefault(k[:4], []).append((k.members, w))
+        unknown = []
+        for n in np.flatnonzero(np.isnan(out)):
+            k = keys[n]
+            w = stored.get(k)
+            if w is None and merged[n]:
+                w = _merged_weight(k, by_layer)
+            if w is None and source is not None:
+                try:
+                    w = source.weight(k)
+                except KeyError:  # a merged map a stored run does not hold, an image the source lacks
+                    w = None
+            if w is None:
+                unknown.append(k)
+            out[n] = np.nan if w is None else float(w)
+        if unknown and (source is not None or stored):
+            warnings.warn(
+                f"{len(unknown)} labelled maps have no known weight (e.g. {unknown[0]}); their weight shows as unknown",
+                stacklevel=4,
+            )
+        return out
 
     @classmethod
-    def from_store(cls, store, session=None, *, class_names: Sequence[str] | None = None, merge: bool = False,
-                   min_labels: int = 1, model: Any = None, weights: Mapping | None = None,
-                   n_examples: int = 3, progress: bool = False) -> "GlobalExplanation":
+    def from_store(
+        cls,
+        store,
+        session=None,
+        *,
+        class_names: Sequence[str] | None = None,
+        merge: bool = False,
+        min_labels: int = 1,
+        model: Any = None,
+        weights: Mapping | None = None,
+        n_examples: int = 3,
+        progress: bool = False,
+    ) -> GlobalExplanation:
         """Aggregate a label store (:func:`~inv_widgets.aggregate_labels`) and build the global explanation.
 
-        ``class_names`` defaults to the session's; ``merge``, ``min_labels`` and ``model`` (the
-        Sentence-BERT model) are passed to ``aggregate_labels``.
+        ``session`` is any MapSource (a Session or a stored Run). Each map weighs what its answers stored
+        (``PoolItem.weight``, saved by the game); only maps whose answers carry none (stores written before
+        weights were kept) are weighed by the source, so a store filled by the game is read without running
+        the model. ``class_names`` defaults to the source's; ``merge``, ``min_labels`` and ``model`` (the
+        Sentence-BERT model) are passed to ``aggregate_labels`` (``merge`` weighs the merged maps by
+        ``weights``, else by the stored weights when every map has one, else equally).
         """
         from ..labels import aggregate_labels
+        from .examples import stored_weights
 
         if class_names is None and session is not None:
             class_names = session.classes
+        labels = store
+        if not isinstance(store, pd.DataFrame) and callable(getattr(store, "labels", None)):
+            labels = store.labels()  # read once: for the aggregation and for the stored weights
+        stored = stored_weights(labels) if isinstance(labels, pd.DataFrame) else {}
         options = dict(class_names=class_names, merge=merge, min_labels=min_labels, progress=progress)
         if model is not None:
             options["model"] = model
-        if merge and weights is not None:
-            options["weights"] = weights
-        df = aggregate_labels(store, **options)
-        return cls.from_labels(df, session, class_names=class_names, weights=None if merge else weights,
-                               n_examples=n_examples)
+        if merge:
+            every = isinstance(labels, pd.DataFrame) and "weight" in labels and bool(labels["weight"].notna().all())
+            options["weights"] = weights if weights is not None else stored if every and stored else None
+        df = aggregate_labels(labels, **options)
+        return cls._from_table(
+            df,
+            session,
+            class_names=class_names,
+            layers=None,
+            weights=None if merge else weights,
+            stored=stored,
+            n_examples=n_examples,
+        )
 
     # ---- the table ------------------------------------------------------------------------------
     def _build_table(self) -> pd.DataFrame:
         maps = self.maps
         if maps.empty:
-            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-                TABLE_COLUMNS, [object, "int64", object, object, "float64", "int64", "int64", "float64",
-                                "float64", "float64", object])})
+            return pd.DataFrame(
+                {
+                    c: pd.Series(dtype=t)
+                    for c, t in zip(
+                        TABLE_COLUMNS,
+                        [
+                            object,
+                            "int64",
+                            object,
+                            object,
+                            "float64",
+                            "int64",
+                            "int64",
+                            "float64",
+                            "float64",
+                            "float64",
+                            object,
+                        ],
+                    )
+                }
+            )
         group = ["target", "layer", "label"]
         maps = maps.assign(_wstep=maps["mean_step"] * maps["frequency"])
-        agg = maps.groupby(group, sort=False).agg(
-            score=("score", "sum"), n_images=("image_id", "nunique"), n_maps=("n_maps", "sum"),
-            mean_weight=("weight", "mean"), _wstep=("_wstep", "sum"), _freq=("frequency", "sum"),
-        ).reset_index()
+        agg = (
+            maps.groupby(group, sort=False)
+            .agg(
+                score=("score", "sum"),
+                n_images=("image_id", "nunique"),
+                n_maps=("n_maps", "sum"),
+                mean_weight=("weight", "mean"),
+                _wstep=("_wstep", "sum"),
+                _freq=("frequency", "sum"),
+            )
+            .reset_index()
+        )
         agg["mean_step"] = agg["_wstep"] / agg["_freq"]
         per_class = maps.groupby("target")["image_id"].nunique()
         agg["share_images"] = agg["n_images"] / agg["target"].map(per_class)
@@ -251,8 +403,9 @@ class GlobalExplanation:
         agg["examples"] = [list(found.get(k, [])) for k in agg[group].itertuples(index=False, name=None)]
         pos = {name: i for i, name in enumerate(self.layers)}
         agg["_layer_pos"] = agg["layer"].map(pos)
-        agg = agg.sort_values(["target", "_layer_pos", "score", "label"], ascending=[True, True, False, True],
-                              kind="stable")
+        agg = agg.sort_values(
+            ["target", "_layer_pos", "score", "label"], ascending=[True, True, False, True], kind="stable"
+        )
         return agg[TABLE_COLUMNS].reset_index(drop=True)
 
     def _examples(self, maps: pd.DataFrame, group: list[str]) -> dict:
@@ -261,11 +414,14 @@ class GlobalExplanation:
             return {}
         ranked = maps.assign(_merged=maps["n_maps"] > 1, _w=maps["weight"].fillna(-1.0)).sort_values(
             group + ["_merged", "score", "_w", "image_id", "members"],
-            ascending=[True, True, True, True, False, False, True, True], kind="stable")
+            ascending=[True, True, True, True, False, False, True, True],
+            kind="stable",
+        )
         ranked = ranked.drop_duplicates(group + ["image_id"]).groupby(group, sort=False).head(self.n_examples)
         out: dict = {}
-        for g, row in zip(ranked[group].itertuples(index=False, name=None),
-                          ranked[_KEY_COLS].itertuples(index=False, name=None)):
+        for g, row in zip(
+            ranked[group].itertuples(index=False, name=None), ranked[_KEY_COLS].itertuples(index=False, name=None)
+        ):
             out.setdefault(g, []).append(MapKey(*row))
         return out
 
@@ -278,40 +434,34 @@ class GlobalExplanation:
             t = self._base.copy()
             if self.tcav is not None and len(self.tcav):
                 cols = self.tcav[["class", "layer", "label", "tcav_score", "random_score", "p_value", "significant"]]
-                cols = cols.rename(columns={"random_score": "tcav_random", "p_value": "tcav_p",
-                                            "significant": "tcav_significant"})
+                cols = cols.rename(
+                    columns={"random_score": "tcav_random", "p_value": "tcav_p", "significant": "tcav_significant"}
+                )
                 t = t.merge(cols, on=["class", "layer", "label"], how="left")
             self._table = t
         return self._table.copy()
 
     def __repr__(self):
         n_cls = self.maps["target"].nunique() if len(self.maps) else 0
-        return (f"GlobalExplanation({len(self.maps)} labelled maps, {n_cls}/{len(self.classes)} classes, "
-                f"{len(self.layers)} layers, {len(self._base)} (class, layer, label) rows"
-                + (", TCAV attached" if self.tcav is not None else "") + ")")
+        return (
+            f"GlobalExplanation({len(self.maps)} labelled maps, {n_cls}/{len(self.classes)} classes, "
+            f"{len(self.layers)} layers, {len(self._base)} (class, layer, label) rows"
+            + (", TCAV attached" if self.tcav is not None else "")
+            + ")"
+        )
 
     # ---- lookups ----------------------------------------------------------------------------------
     def class_name(self, cls) -> str:
         """The class name of ``cls`` (a name or a class index)."""
-        if isinstance(cls, (bool, np.bool_)):
-            raise TypeError("a class is a name or an index, not a bool")
-        if isinstance(cls, (int, np.integer)):
-            if not 0 <= int(cls) < len(self.classes):
-                raise IndexError(f"class {int(cls)} out of range: there are {len(self.classes)} classes")
-            return self.classes[int(cls)]
-        if str(cls) not in self.classes:
-            raise KeyError(f"unknown class {cls!r}; the classes are {self.classes}")
-        return str(cls)
+        if isinstance(cls, str):
+            if cls not in self.classes:
+                raise KeyError(f"unknown class {cls!r}; the classes are {self.classes}")
+            return cls
+        return self.classes[check_index(cls, len(self.classes), what="class", owner="this global explanation")]
 
     def layer_name(self, layer) -> str:
         """The layer name of ``layer`` (a name or a position in :attr:`layers`, negative from the end)."""
-        if isinstance(layer, (int, np.integer)) and not isinstance(layer, (bool, np.bool_)):
-            if not -len(self.layers) <= int(layer) < len(self.layers):
-                raise IndexError(f"layer {int(layer)} out of range: there are {len(self.layers)} layers")
-            return self.layers[int(layer)]
-        if str(layer) not in self.layers:
-            raise KeyError(f"unknown layer {layer!r}; the layers are {self.layers}")
-        return str(layer)
+        return check_layer(layer, self.layers, owner="this global explanation")
 
     def n_images(self, cls) -> int:
         """Labelled images of a class (images with at least one labelled map for that class)."""
@@ -378,11 +528,14 @@ class GlobalExplanation:
         if self.tcav is None or self.tcav.empty:
             return None
         t = self.tcav
-        rows = t[(t["class"] == self.class_name(class_name)) & (t["layer"] == self.layer_name(layer))
-                 & (t["label"] == str(label))]
+        rows = t[
+            (t["class"] == self.class_name(class_name))
+            & (t["layer"] == self.layer_name(layer))
+            & (t["label"] == str(label))
+        ]
         return None if rows.empty else rows.iloc[-1].to_dict()
 
-    def observe(self, callback: Callable[["GlobalExplanation"], None]) -> Callable[[], None]:
+    def observe(self, callback: Callable[[GlobalExplanation], None]) -> Callable[[], None]:
         """Call ``callback(self)`` when TCAV results are attached; returns a function that stops it."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None

@@ -4,12 +4,13 @@ Per class: a column per layer (forward order) with the top labels, their score b
 TCAV result when attached, and example overlays; then the rising and falling labels as inline SVG charts.
 Every text from people (labels) and every name is escaped.
 """
+
 from __future__ import annotations
 
 import base64
 import html
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from PIL import Image
@@ -34,7 +35,8 @@ section.cls h2{font-size:16px;margin:0 0 8px} h2 small{color:#777;font-weight:no
 .empty{color:#999;font-style:italic;font-size:12px}
 .trends{display:flex;gap:24px;flex-wrap:wrap;margin-top:8px} .trends figure{margin:0}
 .trends figcaption{font-size:12px;color:#444;font-weight:600}
-.legend{font-size:11px;columns:2;margin-top:4px} .legend span{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
+.legend{font-size:11px;columns:2;margin-top:4px}
+.legend span{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
 """
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
@@ -46,17 +48,14 @@ def _uri(array: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def example_images(ge, session, keys, thumb: int) -> dict:
-    """MapKey -> data URI of its overlay thumbnail (keys that cannot be drawn are left out)."""
-    from .examples import located, overlay_thumbnail
+def example_images(ge, source, keys, thumb: int) -> dict:
+    """MapKey -> data URI of its overlay thumbnail, drawn from a MapSource (a Session or a Run; keys it does not
+    hold are left out)."""
+    from .examples import overlays
 
-    if session is None or not keys:
+    if source is None or not keys:
         return {}
-    out = {}
-    for key, i, cl, j in located(session, keys):
-        if cl is not None:
-            out[key] = _uri(overlay_thumbnail(cl.layer.explanation.image, cl.maps[j], size=int(1.25 * thumb)))
-    return out
+    return {key: _uri(picture) for key, picture in overlays(source, keys, size=int(1.25 * thumb))}
 
 
 def _tcav_line(res) -> str:
@@ -66,17 +65,21 @@ def _tcav_line(res) -> str:
         note = html.escape(str(res.get("note") or "not tested"))
         return f'<div class="tcav na">TCAV: {note}</div>'
     cls = "sig" if res.get("significant") else "ns"
-    return (f'<div class="tcav {cls}" title="share of the class\'s images whose directional derivative along the '
-            f'concept is positive, against random concepts">TCAV {res["tcav_score"]:.2f} '
-            f'(random {res["random_score"]:.2f}), p = {res["p_value"]:.3g}'
-            f'{"" if res.get("significant") else " · not significant"}</div>')
+    return (
+        f'<div class="tcav {cls}" title="share of the class\'s images whose directional derivative along the '
+        f'concept is positive, against random concepts">TCAV {res["tcav_score"]:.2f} '
+        f"(random {res['random_score']:.2f}), p = {res['p_value']:.3g}"
+        f"{'' if res.get('significant') else ' · not significant'}</div>"
+    )
 
 
 def _trend_svg(tr, layers, kind: str, width: int = 360, height: int = 150) -> str:
     rows = tr[tr["trend"] == kind]
     if rows.empty:
-        return (f'<figure><figcaption>{"Rising" if kind == "rising" else "Falling"} labels</figcaption>'
-                '<div class="empty">none</div></figure>')
+        return (
+            f"<figure><figcaption>{'Rising' if kind == 'rising' else 'Falling'} labels</figcaption>"
+            '<div class="empty">none</div></figure>'
+        )
     vals = rows[layers].to_numpy(dtype=float)
     top = max(float(vals.max()), 1e-9)
     pad, n = 24, len(layers)
@@ -84,19 +87,26 @@ def _trend_svg(tr, layers, kind: str, width: int = 360, height: int = 150) -> st
     lines, legend = [], []
     for (label, row), color in zip(rows.iterrows(), _COLORS * 3):
         pts = " ".join(f"{x:.1f},{height - pad - (height - 2 * pad) * v / top:.1f}" for x, v in zip(xs, row[layers]))
-        lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}">'
-                     f"<title>{html.escape(str(label))} (slope {row['slope']:+.3f})</title></polyline>")
-        legend.append(f'<div><span style="background:{color}"></span>{html.escape(str(label))} '
-                      f"({row['slope']:+.3f}/layer)</div>")
-    axis = (f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>'
-            f'<text x="{pad}" y="{height - 6}" font-size="10" fill="#666">{html.escape(layers[0])}</text>'
-            f'<text x="{width - pad}" y="{height - 6}" font-size="10" fill="#666" text-anchor="end">'
-            f"{html.escape(layers[-1])}</text>"
-            f'<text x="2" y="{pad - 8}" font-size="10" fill="#666">score per image (max {top:.2f})</text>')
+        lines.append(
+            f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}">'
+            f"<title>{html.escape(str(label))} (slope {row['slope']:+.3f})</title></polyline>"
+        )
+        legend.append(
+            f'<div><span style="background:{color}"></span>{html.escape(str(label))} ({row["slope"]:+.3f}/layer)</div>'
+        )
+    axis = (
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>'
+        f'<text x="{pad}" y="{height - 6}" font-size="10" fill="#666">{html.escape(layers[0])}</text>'
+        f'<text x="{width - pad}" y="{height - 6}" font-size="10" fill="#666" text-anchor="end">'
+        f"{html.escape(layers[-1])}</text>"
+        f'<text x="2" y="{pad - 8}" font-size="10" fill="#666">score per image (max {top:.2f})</text>'
+    )
     title = "Rising labels" if kind == "rising" else "Falling labels"
-    return (f"<figure><figcaption>{title}</figcaption><svg width='{width}' height='{height}' "
-            f"xmlns='http://www.w3.org/2000/svg' role='img'>{axis}{''.join(lines)}</svg>"
-            f"<div class='legend'>{''.join(legend)}</div></figure>")
+    return (
+        f"<figure><figcaption>{title}</figcaption><svg width='{width}' height='{height}' "
+        f"xmlns='http://www.w3.org/2000/svg' role='img'>{axis}{''.join(lines)}</svg>"
+        f"<div class='legend'>{''.join(legend)}</div></figure>"
+    )
 
 
 def global_html(ge, session=None, *, n: int = 5, thumb: int = 56, title: str | None = None) -> str:
@@ -115,7 +125,7 @@ def global_html(ge, session=None, *, n: int = 5, thumb: int = 56, title: str | N
         f"{len(ge.layers)} layers · score = best-label scores summed over the images; w̄ = mean cluster weight"
         f"{' · TCAV attached' if tested else ''}"
         f"{'' if session is not None else ' · no session: example images not drawn'} · generated "
-        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by inv-widgets</div>",
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by inv-widgets</div>",
     ]
     for target, name in enumerate(ge.classes):
         rows = shown[shown["target"] == target]
@@ -127,25 +137,32 @@ def global_html(ge, session=None, *, n: int = 5, thumb: int = 56, title: str | N
             lab_rows = rows[rows["layer"] == layer]
             cards = []
             for _, r in lab_rows.iterrows():
-                ex = "".join(f'<img src="{images[k]}" width="{int(thumb)}" '
-                             f'alt="example of {esc(r["label"])}">' for k in r["examples"] if k in images)
+                ex = "".join(
+                    f'<img src="{images[k]}" width="{int(thumb)}" alt="example of {esc(r["label"])}">'
+                    for k in r["examples"]
+                    if k in images
+                )
                 w = f"w̄ = {r['mean_weight']:.1f}%" if np.isfinite(r["mean_weight"]) else "w̄ unknown"
                 cards.append(
                     f'<div class="lab"><div class="name">{esc(str(r["label"]))}</div>'
                     f'<div class="bar" style="width:{max(2, int(100 * r["score"] / top))}%"></div>'
                     f'<div class="facts">score {r["score"]:.2f} · {w} · {int(r["n_images"])} image'
-                    f'{"s" if r["n_images"] != 1 else ""}</div>'
+                    f"{'s' if r['n_images'] != 1 else ''}</div>"
                     f"{_tcav_line(ge.tcav_of(name, layer, r['label'])) if tested else ''}"
-                    f'{f"<div class=ex>{ex}</div>" if ex else ""}</div>')
+                    f"{f'<div class=ex>{ex}</div>' if ex else ''}</div>"
+                )
             body = "".join(cards) or '<div class="empty">no labels</div>'
             cols.append(f'<div class="col"><h3>{esc(layer)}</h3>{body}</div>')
         tr = ge.trends(name)
         trends = ""
         if len(tr):
-            trends = (f'<div class="trends">{_trend_svg(tr, ge.layers, "rising")}'
-                      f'{_trend_svg(tr, ge.layers, "falling")}</div>')
-        parts.append(f'<section class="cls"><h2>{esc(name)} <small>{ge.n_images(name)} labelled images</small></h2>'
-                     f'<div class="cols">{"".join(cols)}</div>{trends}</section>')
+            trends = (
+                f'<div class="trends">{_trend_svg(tr, ge.layers, "rising")}{_trend_svg(tr, ge.layers, "falling")}</div>'
+            )
+        parts.append(
+            f'<section class="cls"><h2>{esc(name)} <small>{ge.n_images(name)} labelled images</small></h2>'
+            f'<div class="cols">{"".join(cols)}</div>{trends}</section>'
+        )
     if len(shown) == 0:
         parts.append('<div class="empty">No labelled cluster maps yet.</div>')
     parts.append("</body></html>")

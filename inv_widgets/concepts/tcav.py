@@ -25,6 +25,7 @@ at the demo's deepest layers. The layer activations captum stores to train them 
 deleted as soon as the CAVs are trained; each example's activation is computed once per call and kept in memory
 for the layer being tested.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,13 +42,29 @@ import torch
 from ..engine import MapKey
 from ..engine.runtime import limited_threads
 from .captum_tcav import TCAVRunner, ttest_p
-from .examples import _keys, _order, _reveal, _rng
+from .examples import _keys, _order, _reveal, _rng, model_runner
 
 __all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "random_sets", "ttest_p"]
 
-RESULT_COLUMNS = ["class", "target", "layer", "label", "global_score", "n_examples", "n_random", "n_images",
-                  "runs", "tcav_score", "tcav_std", "random_score", "random_std", "p_value", "significant",
-                  "cav_accuracy", "note"]
+RESULT_COLUMNS = [
+    "class",
+    "target",
+    "layer",
+    "label",
+    "global_score",
+    "n_examples",
+    "n_random",
+    "n_images",
+    "runs",
+    "tcav_score",
+    "tcav_std",
+    "random_score",
+    "random_std",
+    "p_value",
+    "significant",
+    "cav_accuracy",
+    "note",
+]
 
 
 # ---- the public function ---------------------------------------------------------------------------------
@@ -61,11 +78,30 @@ def _default_save_path(ge) -> str:
     return path
 
 
-def concept_test(session, global_explanation, classes=None, layers=None, n_labels: int = 5, runs: int = 10, *,
-                 labels: Sequence[str] | None = None, procedure: str = "calibrated", random: str | None = None,
-                 null: int = 30, step: int = 3, alpha: float = 0.05, min_examples: int = 10, max_examples: int = 50,
-                 max_images: int = 50, scored_images=None, save_path=None, seed: int = 0, threads: int = 1,
-                 progress: bool = True, attach: bool = True) -> pd.DataFrame:
+def concept_test(
+    session,
+    global_explanation,
+    classes=None,
+    layers=None,
+    n_labels: int = 5,
+    runs: int = 10,
+    *,
+    labels: Sequence[str] | None = None,
+    procedure: str = "calibrated",
+    random: str | None = None,
+    null: int = 30,
+    step: int = 3,
+    alpha: float = 0.05,
+    min_examples: int = 10,
+    max_examples: int = 50,
+    max_images: int = 50,
+    scored_images=None,
+    save_path=None,
+    seed: int = 0,
+    threads: int = 1,
+    progress: bool = True,
+    attach: bool = True,
+) -> pd.DataFrame:
     """Test the labels of a global explanation: are they concepts the class's logit reads?
 
     ``procedure="calibrated"`` (default, ``inv_widgets.concepts.calibrated``): each label's maps are one concept,
@@ -81,7 +117,9 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
     ----------
     session : Session
         The model and images the labels were given on (activations and gradients are read at its
-        ``layer_point``; the published procedure reads the layer module's own output, as captum does).
+        ``layer_point``; the published procedure reads the layer module's own output, as captum does). The model
+        is called through its ``runner`` (``Session(output=...)`` holds); a stored Run, which has no model, is
+        refused with a ``TypeError`` (the global explanation may come from the run).
     global_explanation : GlobalExplanation
         Built from this model's labels.
     classes : list of class names or indices, optional
@@ -141,22 +179,28 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
 
     from .calibrated import MEANING, calibrated_test
 
+    model_runner(session, "concept_test")  # a stored run has no model: said before anything else
     ge = global_explanation
     if ge.maps.empty:
         raise ValueError("the global explanation has no labelled maps: nothing to test")
     other = set(ge.maps["model"]) - {session.fingerprint}
     if other:
-        raise ValueError(f"the global explanation has labels of other models ({sorted(other)}) than this "
-                         f"session's ({session.fingerprint}); build it with GlobalExplanation.from_labels(df, session)")
+        raise ValueError(
+            f"the global explanation has labels of other models ({sorted(other)}) than this "
+            f"session's ({session.fingerprint}); build it with GlobalExplanation.from_labels(df, session)"
+        )
     if procedure not in ("calibrated", "tcav"):
-        raise ValueError(f"procedure must be 'calibrated' (the default) or 'tcav' (the published TCAV procedure), got "
-                         f"{procedure!r}")
+        raise ValueError(
+            f"procedure must be 'calibrated' (the default) or 'tcav' (the published TCAV procedure), got {procedure!r}"
+        )
     random = random or ("same_class" if procedure == "calibrated" else "other_labels")
     if random not in ("other_labels", "same_class"):
         raise ValueError(f"random must be 'other_labels' or 'same_class', got {random!r}")
     if procedure == "calibrated" and random != "same_class":
-        raise ValueError("the calibrated test draws its random concepts from the class's own maps (random="
-                         "'same_class'); random='other_labels' belongs to the published procedure: procedure='tcav'")
+        raise ValueError(
+            "the calibrated test draws its random concepts from the class's own maps (random="
+            "'same_class'); random='other_labels' belongs to the published procedure: procedure='tcav'"
+        )
     runs, n_labels, step, null = int(runs), int(n_labels), int(step), int(null)
     if runs < 2:
         raise ValueError(f"runs must be at least 2 for a t-test (TCAV uses 10 or more), got {runs}")
@@ -170,37 +214,70 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
         raise ValueError(f"need 2 <= min_examples <= max_examples, got {min_examples} and {max_examples}")
     if procedure == "calibrated" and null < 3:
         raise ValueError(f"null must be at least 3 random concepts (30 or more to mean something), got {null}")
-    few = [f"{what}={v} (at least {lo})" for what, v, lo in
-           (("min_examples", int(min_examples), 10), ("runs", runs, 10), ("null", null if procedure == "calibrated"
-                                                                         else 30, 30)) if v < lo]
+    few = [
+        f"{what}={v} (at least {lo})"
+        for what, v, lo in (
+            ("min_examples", int(min_examples), 10),
+            ("runs", runs, 10),
+            ("null", null if procedure == "calibrated" else 30, 30),
+        )
+        if v < lo
+    ]
     if few:
-        warnings.warn(f"concept_test: {', '.join(few)} are too few for a significant result to mean anything: tiny "
-                      "concepts and few runs or random concepts give CAVs that separate noise and p-values that do "
-                      "not hold their level; read such rows as a smoke test, not evidence", UserWarning, stacklevel=2)
-    names = [ge.class_name(c) for c in (classes if classes is not None else
-                                         sorted(set(ge.maps["target"])))]
+        warnings.warn(
+            f"concept_test: {', '.join(few)} are too few for a significant result to mean anything: tiny "
+            "concepts and few runs or random concepts give CAVs that separate noise and p-values that do "
+            "not hold their level; read such rows as a smoke test, not evidence",
+            UserWarning,
+            stacklevel=2,
+        )
+    names = [ge.class_name(c) for c in (classes if classes is not None else sorted(set(ge.maps["target"])))]
     layers = [ge.layer_name(x) for x in (layers if layers is not None else ge.layers[-2:])]
-    modules = dict(session.model.named_modules())
+    modules = dict(session.runner.model.named_modules())
     missing = [x for x in layers if x not in modules]
     if missing:
-        raise ValueError(f"layers {missing} are not modules of the model; TCAV needs module names such as "
-                         f"{[n for n in session.layers[-2:]]}")
+        raise ValueError(
+            f"layers {missing} are not modules of the model; TCAV needs module names such as "
+            f"{[n for n in session.layers[-2:]]}"
+        )
     if procedure == "calibrated":
         from threadpoolctl import threadpool_limits
 
         with limited_threads(threads), threadpool_limits(int(threads)):
-            out = calibrated_test(session, ge, names, layers, n_labels=n_labels, labels=labels, runs=runs,
-                                  n_null=null, step=step, alpha=float(alpha), min_examples=int(min_examples),
-                                  max_examples=int(max_examples), max_images=int(max_images),
-                                  scored_images=scored_images, seed=int(seed), progress=progress)
-        out.attrs.update(alpha=float(alpha), step=step, random=random, procedure=procedure, seed=int(seed),
-                         null=null, correction="holm")
+            out = calibrated_test(
+                session,
+                ge,
+                names,
+                layers,
+                n_labels=n_labels,
+                labels=labels,
+                runs=runs,
+                n_null=null,
+                step=step,
+                alpha=float(alpha),
+                min_examples=int(min_examples),
+                max_examples=int(max_examples),
+                max_images=int(max_images),
+                scored_images=scored_images,
+                seed=int(seed),
+                progress=progress,
+            )
+        out.attrs.update(
+            alpha=float(alpha),
+            step=step,
+            random=random,
+            procedure=procedure,
+            seed=int(seed),
+            null=null,
+            correction="holm",
+        )
         return _finish(out, ge, attach, MEANING)
     if save_path is None:
         save_path = _default_save_path(ge)
     runner = TCAVRunner(session, save_path, seed=seed)
-    tests, families = _plan(ge, names, layers, n_labels, labels, int(min_examples), int(max_examples), runs, seed,
-                            random)
+    tests, families = _plan(
+        ge, names, layers, n_labels, labels, int(min_examples), int(max_examples), runs, seed, random
+    )
     inputs_of = {}
     for name in names:
         idx = sorted(session.index_of(i) for i in set(ge.maps.loc[ge.maps["class"] == name, "image_id"]))
@@ -219,15 +296,21 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
             t["note"] = f"{len(t['keys'])} maps carry this label (min_examples={int(min_examples)})"
         elif fam["sets"] is None:
             where = "of this class" if random == "same_class" else "from other images"
-            t["note"] = (f"only {fam['pool']} maps with other labels {where} at this layer: too few for {runs + 1} "
-                         f"different random sets (min_examples={int(min_examples)})")
+            t["note"] = (
+                f"only {fam['pool']} maps with other labels {where} at this layer: too few for {runs + 1} "
+                f"different random sets (min_examples={int(min_examples)})"
+            )
         else:
             t["note"] = ""
             t["concept"] = runner.concept(t["keys"], load, tag=f"reveal|{t['layer']}|step{step}")
             t["randoms"] = [runner.concept(r, load, tag=f"reveal|{t['layer']}|step{step}") for r in fam["sets"]]
     # the maps whose Deep Reveal images are needed: those of tests with a CAV not saved yet
-    needed = {k for t in tests if not t["note"] and not runner.has_cavs(t["layer"], t["concept"], t["randoms"])
-              for k in t["keys"] + [k for r in families[t["family"]]["sets"] for k in r]}
+    needed = {
+        k
+        for t in tests
+        if not t["note"] and not runner.has_cavs(t["layer"], t["concept"], t["randoms"])
+        for k in t["keys"] + [k for r in families[t["family"]]["sets"] for k in r]
+    }
 
     rows = []
     bar = None
@@ -252,18 +335,24 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
                     results = []
                     if run:
                         inputs = torch.stack([session.input(i) for i in inputs_of[name]])
-                        results = runner.test_many(layer, inputs, ge.classes.index(name),
-                                                   [(t["concept"], t["randoms"]) for t in run])
+                        results = runner.test_many(
+                            layer, inputs, ge.classes.index(name), [(t["concept"], t["randoms"]) for t in run]
+                        )
                     found = dict(zip(map(id, run), results))
                     for t in mine:
                         row = _row(t, ge, runs, len(inputs_of[name]))
                         res = found.get(id(t))
                         if res is not None:
-                            row.update(n_random=len(t["randoms"][0]._inv_examples),
-                                       tcav_score=float(np.mean(res["concept"])), tcav_std=float(np.std(res["concept"])),
-                                       random_score=float(np.mean(res["random"])), random_std=float(np.std(res["random"])),
-                                       p_value=res["p_value"], significant=bool(res["p_value"] < float(alpha)),
-                                       cav_accuracy=res["cav_accuracy"])
+                            row.update(
+                                n_random=len(t["randoms"][0]._inv_examples),
+                                tcav_score=float(np.mean(res["concept"])),
+                                tcav_std=float(np.std(res["concept"])),
+                                random_score=float(np.mean(res["random"])),
+                                random_std=float(np.std(res["random"])),
+                                p_value=res["p_value"],
+                                significant=bool(res["p_value"] < float(alpha)),
+                                cav_accuracy=res["cav_accuracy"],
+                            )
                         rows.append(row)
                         if bar is not None:
                             bar.update(1)
@@ -273,13 +362,29 @@ def concept_test(session, global_explanation, classes=None, layers=None, n_label
         if bar is not None:
             bar.close()
     out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    out = out.astype({"target": "int64", "n_examples": "int64", "n_random": "int64", "n_images": "int64",
-                      "runs": "int64", "significant": "bool"})
+    out = out.astype(
+        {
+            "target": "int64",
+            "n_examples": "int64",
+            "n_random": "int64",
+            "n_images": "int64",
+            "runs": "int64",
+            "significant": "bool",
+        }
+    )
     out["procedure"] = "tcav"
-    out["direction"] = np.where(out["tcav_score"] > out["random_score"], "above",
-                                np.where(out["tcav_score"] < out["random_score"], "below", ""))
-    out.attrs.update(alpha=float(alpha), step=step, random=random, save_path=str(save_path), seed=int(seed),
-                     procedure=procedure, correction="none")
+    out["direction"] = np.where(
+        out["tcav_score"] > out["random_score"], "above", np.where(out["tcav_score"] < out["random_score"], "below", "")
+    )
+    out.attrs.update(
+        alpha=float(alpha),
+        step=step,
+        random=random,
+        save_path=str(save_path),
+        seed=int(seed),
+        procedure=procedure,
+        correction="none",
+    )
     return _finish(out, ge, attach, TCAV_MEANING)
 
 
@@ -288,7 +393,8 @@ TCAV_MEANING = (
     "The published TCAV procedure: a significant row means the concept's TCAV scores over the runs differ from "
     "the random runs' in a two-sided t-test. The runs share the concept's examples, so they are not independent: "
     "noise labels and random subsets of a class's maps come out significant far more often than alpha (python -m "
-    "inv_widgets.eval global). It does not mean the label names what the maps show.")
+    "inv_widgets.eval global). It does not mean the label names what the maps show."
+)
 
 
 def _finish(out: pd.DataFrame, ge, attach: bool, meaning: str) -> pd.DataFrame:
@@ -299,8 +405,12 @@ def _finish(out: pd.DataFrame, ge, attach: bool, meaning: str) -> pd.DataFrame:
     out.attrs["meaning"] = meaning
     out.attrs["untested"] = [f"{r['class']} / {r['layer']} / {r['label']}: {r['note']}" for _, r in untested.iterrows()]
     if len(untested):
-        warnings.warn(f"concept_test: {len(untested)} of {len(out)} labels were not tested (see the 'note' column and "
-                      f"attrs['untested']), e.g. {out.attrs['untested'][0]}", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"concept_test: {len(untested)} of {len(out)} labels were not tested (see the 'note' column and "
+            f"attrs['untested']), e.g. {out.attrs['untested'][0]}",
+            UserWarning,
+            stacklevel=3,
+        )
     if attach:
         ge.attach_tcav(out)
     return out
@@ -322,12 +432,21 @@ def _plan(ge, names, layers, n_labels, labels, min_examples, max_examples, runs,
                 rows = ge.maps_of(name, layer, lab).sort_values(["image_id", "members"], kind="stable")
                 keys = _keys(rows)
                 if len(keys) > max_examples:
-                    pick = np.sort(_rng(seed, "concept", name, layer, lab).choice(len(keys), max_examples,
-                                                                                  replace=False))
+                    pick = np.sort(
+                        _rng(seed, "concept", name, layer, lab).choice(len(keys), max_examples, replace=False)
+                    )
                     keys = [keys[p] for p in pick]
                 family = (layer, lab, name if random == "same_class" else None)
-                tests.append(dict(name=name, layer=layer, label=lab, keys=keys, family=family,
-                                  global_score=float(rows["score"].sum())))
+                tests.append(
+                    dict(
+                        name=name,
+                        layer=layer,
+                        label=lab,
+                        keys=keys,
+                        family=family,
+                        global_score=float(rows["score"].sum()),
+                    )
+                )
                 fam = families.setdefault(family, {"size": 0})
                 if len(keys) >= min_examples:
                     fam["size"] = max(fam["size"], len(keys))
@@ -342,8 +461,11 @@ def _plan(ge, names, layers, n_labels, labels, min_examples, max_examples, runs,
         fam["pool"] = len(pool)
         # as large as the largest concept set, yet at most half the pool (so that the random sets differ)
         size = min(fam["size"], max(min_examples, len(pool) // 2), len(pool))
-        picks = random_sets(len(pool), size, runs + 1, _rng(seed, "random", random, layer, lab, name)) \
-            if size >= min_examples else None
+        picks = (
+            random_sets(len(pool), size, runs + 1, _rng(seed, "random", random, layer, lab, name))
+            if size >= min_examples
+            else None
+        )
         fam["sets"] = None if picks is None else [[pool[p] for p in pick] for pick in picks]
     return tests, families
 
@@ -364,7 +486,22 @@ def random_sets(n_pool: int, size: int, n_sets: int, rng: np.random.Generator) -
 
 
 def _row(t: dict, ge, runs: int, n_images: int) -> dict:
-    return {"class": t["name"], "target": ge.classes.index(t["name"]), "layer": t["layer"], "label": t["label"],
-            "global_score": t["global_score"], "n_examples": len(t["keys"]), "n_random": 0, "n_images": n_images,
-            "runs": runs, "tcav_score": np.nan, "tcav_std": np.nan, "random_score": np.nan, "random_std": np.nan,
-            "p_value": np.nan, "significant": False, "cav_accuracy": np.nan, "note": t["note"]}
+    return {
+        "class": t["name"],
+        "target": ge.classes.index(t["name"]),
+        "layer": t["layer"],
+        "label": t["label"],
+        "global_score": t["global_score"],
+        "n_examples": len(t["keys"]),
+        "n_random": 0,
+        "n_images": n_images,
+        "runs": runs,
+        "tcav_score": np.nan,
+        "tcav_std": np.nan,
+        "random_score": np.nan,
+        "random_std": np.nan,
+        "p_value": np.nan,
+        "significant": False,
+        "cav_accuracy": np.nan,
+        "note": t["note"],
+    }

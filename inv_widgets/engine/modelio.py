@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .request import check_module_names
 from .runtime import eval_mode
 
 __all__ = [
@@ -115,14 +116,7 @@ def select_output(out: Any, output: Output = None) -> tuple[torch.Tensor, str]:
 def check_layer_names(model: nn.Module, layers: list[str]) -> dict[str, nn.Module]:
     """The model's modules by name; a ``ValueError`` naming the unknown ones (and close names) if any."""
     named = dict(model.named_modules())
-    missing = [n for n in layers if n not in named]
-    if missing:
-        close = [n for n in named if n and any(m.split(".")[-1] in n for m in missing)][:5]
-        raise ValueError(
-            f"unknown layer name(s) {missing}; the model has no such module. "
-            + (f"Did you mean one of {close}? " if close else "")
-            + "List the names with [n for n, _ in model.named_modules()]."
-        )
+    check_module_names(layers, named)
     return named
 
 

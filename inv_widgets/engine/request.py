@@ -25,6 +25,7 @@ __all__ = [
     "check_indices",
     "check_layers",
     "check_layer",
+    "check_module_names",
     "check_target",
     "check_recipe",
     "check_k",
@@ -89,8 +90,12 @@ def check_index(i, n: int, *, what: str = "image", owner: str = "the session") -
         raise TypeError(f"{what} index must be an int, got {type(i).__name__}")
     i = int(i)
     if not -n <= i < n:
-        raise IndexError(f"{what} index {i} out of range: {owner} has {n} {what}{'' if n == 1 else 's'}")
+        raise IndexError(f"{what} index {i} out of range: {owner} has {n} {_plural(what, n)}")
     return i % n
+
+
+def _plural(what: str, n: int) -> str:
+    return what if n == 1 else what + ("es" if what.endswith("s") else "s")
 
 
 def check_indices(
@@ -108,7 +113,7 @@ def check_indices(
         j = check_index(i, n, what=what, owner=owner)
         if j in seen:
             if unique:
-                raise ValueError(f"{what} {j} is given more than once; give each {what} once")
+                raise ValueError(f"the {what}s asked for name {what} {j} more than once; give each {what} once")
             continue
         seen.add(j)
         out.append(j)
@@ -131,6 +136,21 @@ def check_layer(name, have: Sequence[str], *, owner: str = "the session") -> str
     if not isinstance(name, str) or name not in have:
         raise KeyError(_unknown_layers([name], have, owner))
     return name
+
+
+def check_module_names(names: Sequence[str], modules: Iterable[str]) -> None:
+    """Layer names a person gave for a model: a ``ValueError`` naming those that are no module of it (and close
+    names) if any."""
+    modules = list(modules)
+    known = set(modules)
+    missing = [n for n in names if n not in known]
+    if missing:
+        close = [n for n in modules if n and any(m.split(".")[-1] in n for m in missing)][:5]
+        raise ValueError(
+            f"unknown layer name(s) {missing}; the model has no such module. "
+            + (f"Did you mean one of {close}? " if close else "")
+            + "List the names with [n for n, _ in model.named_modules()]."
+        )
 
 
 def check_layers(wanted, have: Sequence[str], *, owner: str = "the session") -> list[str]:

@@ -32,15 +32,19 @@ def check_output(output: Output) -> Output:
 
 
 class _Logits(nn.Module):
-    """The runner's model as a module whose output is the logits (what captum calls)."""
+    """The runner's model as a module whose output is the logits (what captum calls). Its submodules are the
+    model's, under the model's own names (``dict(module.named_modules())[layer]`` is the model's layer), so a
+    library that finds a layer by name finds the one the session explains."""
 
     def __init__(self, runner: ModelRunner):
         super().__init__()
-        self.model = runner.model
+        object.__setattr__(self, "_net", runner.model)  # called, not registered: its children are ours
+        for name, child in runner.model.named_children():
+            self.add_module(name, child)
         self._output = runner.output
 
     def forward(self, x):
-        return select_output(self.model(x.to(input_dtype(self.model))), self._output)[0]
+        return select_output(self._net(x.to(input_dtype(self._net))), self._output)[0]
 
 
 class ModelRunner:

@@ -4,10 +4,11 @@ stored :class:`~inv_widgets.Run` both implement.
 The labelling pool and game, the global explanation, the concept test and the GlobalView take any MapSource:
 they ask for keys, pictures, low-resolution maps and weights, never whether the source is a session or a run.
 
-    source.classes, source.layers, source.fingerprint, source.recipe
+    source.classes, source.layers, source.fingerprint, source.recipe, source.map_type
     source.check_images(images)         # the images asked for, checked (None: all it can show; a run: finished)
     source.image(i)                     # what a person sees of image i (np.asarray gives uint8 (H, W, 3))
     source.label(i)                     # its ground-truth class, or None
+    source.index_of(image_id)           # the image whose id a key names (MapKey.image_id)
     source.resolve_cut(recipe, k, target)  # the cut it gives for that: (recipe, k, target), defaults filled in
     source.items(images, layers, ...)   # MapItem per cluster map of each image's cut: what a pool plays
     source.lowres(key)                  # a cluster map at feature resolution, (h, w) float32 in [0, 1]
@@ -60,6 +61,10 @@ class MapSource(Protocol):
     def recipe(self) -> str:
         """The clustering recipe of its cuts."""
 
+    @property
+    def map_type(self) -> str:
+        """What its cluster maps are drawn from ("published", "gradcam", ...: ``Session(maps=...)``)."""
+
     def check_images(self, images: Sequence[int] | None = None) -> list[int]:
         """The image indices asked for, checked and in canonical form, once each (None: every image it can show
         now, in order); an image it cannot show is refused naming why."""
@@ -69,6 +74,9 @@ class MapSource(Protocol):
 
     def label(self, i: int) -> int | None:
         """The ground-truth class of image ``i``, when known."""
+
+    def index_of(self, image_id: str) -> int:
+        """The index of the image whose id is ``image_id`` (a key's ``image_id``); ``KeyError`` if none."""
 
     def resolve_cut(
         self, recipe: str | None = None, k: int | None = None, target: str | None = None
@@ -100,9 +108,11 @@ _MEMBERS = (
     "layers",
     "fingerprint",
     "recipe",
+    "map_type",
     "check_images",
     "image",
     "label",
+    "index_of",
     "resolve_cut",
     "items",
     "lowres",

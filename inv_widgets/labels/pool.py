@@ -165,7 +165,10 @@ class Pool:
         map is read from disk when it is shown).
 
         Items are ordered by their rank in the cut (heaviest first), then the deepest layer, then the image
-        order, so that consecutive maps come from different images.
+        order, so that consecutive maps come from different images. Only maps with a positive weight are played:
+        the game asks which class a map is evidence for, and a Grad-CAM map (``maps="gradcam"``) whose channels
+        lower the class's score (a negative weight, about a third of the demo's maps) is evidence against it
+        (the Explorer still shows it).
         """
         spec = spec or PoolSpec.for_source(source, **spec_kwargs)
         position = {i: p for p, i in enumerate(spec.images)}
@@ -187,6 +190,7 @@ class Pool:
             for it in source.items(
                 spec.images, spec.layers, recipe=spec.recipe, k=spec.k, target=spec.target, progress=progress
             )
+            if it.weight > 0
         ]
         return cls(items, source.image, spec.layers, lowres=lambda item: source.lowres(item.key))
 

@@ -1,4 +1,5 @@
 """``explain_dataset``: explain many images into a stored, resumable run, in one process or on Dask."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -9,18 +10,29 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.recipes import get_recipe
+from ..engine.request import TARGET_MODES, check_batch_size, check_indices, check_k, check_target
 from ..engine.runtime import reuse_freed_memory
-from .pipeline import WARD_BACKENDS
-from .pipeline import build_session, compute_shard, describe, image_ids, load_shard, shard_meta
+from .pipeline import WARD_BACKENDS, build_session, compute_shard, describe, image_ids, load_shard, shard_meta
 from .run import Run
-from .store import VERSION, FORMAT, RunDamagedError, RunStore
+from .store import FORMAT, VERSION, RunDamagedError, RunStore
 
 __all__ = ["explain_dataset"]
 
 # what must match for a rerun to continue a run: every setting that changes what is stored (a key that a run
 # made by an older inv-widgets did not record is not compared)
-_SAME = ("model", "layers", "recipe", "k", "target", "indices", "n_images", "weighting", "input_size", "classes",
-         "output")
+_SAME = (
+    "model",
+    "layers",
+    "recipe",
+    "k",
+    "target",
+    "indices",
+    "n_images",
+    "weighting",
+    "input_size",
+    "classes",
+    "output",
+)
 #: images whose ids a resumed run compares with the session's, by default (verify="sample"): the first of every
 #: committed shard and up to this many more, spread over the run
 SAMPLE_IDS = 32
@@ -33,55 +45,6 @@ def _is_session(obj) -> bool:
     return isinstance(obj, Session)
 
 
-def _check_int(name, value, lo=1, none_ok=False):
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}{' or None' if none_ok else ''}, got {value!r}")
-    return int(value)
-
-
-def _target_spec(target, classes):
-    if target is None or target == "predicted":
-        return None
-    if target == "label":
-        return "label"
-    if isinstance(target, str):
-        if target not in classes:
-            raise ValueError(f"target {target!r} is neither 'predicted', 'label' nor a class name; classes are "
-                             f"{classes[:20]}" + (" ..." if len(classes) > 20 else ""))
-        return classes.index(target)
-    t = _check_int("target", target, lo=0)
-    if t >= len(classes):
-        raise ValueError(f"target class {t} is outside the {len(classes)} classes (0..{len(classes) - 1})")
-    return t
-
-
-def _indices(indices, n: int) -> list[int]:
-    if indices is None:
-        return list(range(n))
-    if isinstance(indices, (int, np.integer)):
-        raise TypeError("indices must be a sequence of image indices (e.g. range(100)), not a single int")
-    out = []
-    for i in indices:
-        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"indices must be image indices (int), got {i!r}")
-        if not -n <= int(i) < n:
-            raise IndexError(f"image index {int(i)} out of range: the session has {n} images")
-        out.append(int(i) % n)
-    if len(set(out)) != len(out):
-        seen, dup = set(), None
-        for i in out:
-            if i in seen:
-                dup = i
-                break
-            seen.add(i)
-        raise ValueError(f"indices has image {dup} more than once; give each image once")
-    if not out:
-        raise ValueError("indices is empty: nothing to explain")
-    return out
-
-
 def _open_or_create(store: RunStore, want: dict) -> dict:
     """The run's description: the stored one when ``out`` holds a run with the same settings, else a new run.
     Call with the lock held: what an interrupted creation left (temporary files) is removed first, so a kill at
@@ -92,14 +55,25 @@ def _open_or_create(store: RunStore, want: dict) -> dict:
         diff = [key for key in _SAME if key in meta and meta.get(key) != want.get(key)]
         if diff:
             detail = "; ".join(_difference(key, meta.get(key), want.get(key)) for key in diff)
-            raise ValueError(f"{store.root} holds a run made with other settings ({detail}). Rerun with the same "
-                             "settings to finish it, read it with inv.Run.open(path), or choose another out=")
+            raise ValueError(
+                f"{store.root} holds a run made with other settings ({detail}). Rerun with the same "
+                "settings to finish it, read it with inv.Run.open(path), or choose another out="
+            )
         return meta
-    left = [p.name for p in store.root.iterdir() if p.name != ".lock"
-            and not (p.name == "shards" and p.is_dir() and not any(p.iterdir()))] if store.root.exists() else []
+    left = (
+        [
+            p.name
+            for p in store.root.iterdir()
+            if p.name != ".lock" and not (p.name == "shards" and p.is_dir() and not any(p.iterdir()))
+        ]
+        if store.root.exists()
+        else []
+    )
     if left:
-        raise FileExistsError(f"{store.root} exists and is not an INV run (no run.json; it holds "
-                              f"{', '.join(sorted(left)[:5])}); choose a new or empty folder for out=")
+        raise FileExistsError(
+            f"{store.root} exists and is not an INV run (no run.json; it holds "
+            f"{', '.join(sorted(left)[:5])}); choose a new or empty folder for out="
+        )
     store.write_meta(want)
     return want
 
@@ -109,8 +83,10 @@ def _difference(key: str, stored, asked) -> str:
     text = f"{key}: stored {stored!r}, asked {asked!r}"
     if isinstance(stored, list) and isinstance(asked, list):
         at = next((i for i, (a, b) in enumerate(zip(stored, asked)) if a != b), min(len(stored), len(asked)))
-        text += (f" (first difference at item {at}: stored {stored[at] if at < len(stored) else 'nothing'!r}, "
-                 f"asked {asked[at] if at < len(asked) else 'nothing'!r})")
+        text += (
+            f" (first difference at item {at}: stored {stored[at] if at < len(stored) else 'nothing'!r}, "
+            f"asked {asked[at] if at < len(asked) else 'nothing'!r})"
+        )
     return text
 
 
@@ -132,30 +108,52 @@ def _verify_ids(store: RunStore, meta: dict, shards: dict, verify: str, ids_of) 
 
     if verify == "none" or not shards:
         return
-    stored = pd.concat([pd.read_parquet(p / "images.parquet", columns=["position", "image", "image_id"])
-                        for p in shards.values()], ignore_index=True).sort_values("position", ignore_index=True)
+    stored = pd.concat(
+        [pd.read_parquet(p / "images.parquet", columns=["position", "image", "image_id"]) for p in shards.values()],
+        ignore_index=True,
+    ).sort_values("position", ignore_index=True)
     if verify == "sample" and len(stored) > SAMPLE_IDS:
         firsts = stored.groupby(stored["position"] // int(meta["shard_size"]))["position"].idxmin().tolist()
         spread = np.linspace(0, len(stored) - 1, SAMPLE_IDS).round().astype(int).tolist()
         stored = stored.loc[sorted(set(firsts) | set(spread))]
     now = ids_of([int(i) for i in stored["image"]])
-    wrong = [(int(i), int(p), a, b) for i, p, a, b in zip(stored["image"], stored["position"], stored["image_id"], now)
-             if a != b]
+    wrong = [
+        (int(i), int(p), a, b)
+        for i, p, a, b in zip(stored["image"], stored["position"], stored["image_id"], now)
+        if a != b
+    ]
     if wrong:
         i, p, a, b = wrong[0]
-        more = f"; so do images {', '.join(str(w[0]) for w in wrong[1:6])}" + (" ..." if len(wrong) > 6 else "") \
-            if len(wrong) > 1 else ""
+        more = (
+            f"; so do images {', '.join(str(w[0]) for w in wrong[1:6])}" + (" ..." if len(wrong) > 6 else "")
+            if len(wrong) > 1
+            else ""
+        )
         raise ValueError(
             f"{store.root} holds other images than this session's: image {i} (run position {p}) was stored with id "
             f"{a}, the session's image {i} has id {b}{more} ({len(wrong)} of the {len(stored)} images checked "
             f"differ). The dataset or its transform changed since the run began (an image inserted, removed or "
             "moved, other pictures): resuming would mix two datasets. Use the data the run was made from, or "
-            "choose another out=")
+            "choose another out="
+        )
 
 
-def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=None, recipe: str | None = None,
-                    k: int | None = None, target=None, client=None, progress: bool = True,
-                    ward: str = "auto", verify: str = "sample", repair: bool = False) -> Run:
+def explain_dataset(
+    session,
+    indices=None,
+    *,
+    out,
+    batch_size: int = 32,
+    layers=None,
+    recipe: str | None = None,
+    k: int | None = None,
+    target=None,
+    client=None,
+    progress: bool = True,
+    ward: str = "auto",
+    verify: str = "sample",
+    repair: bool = False,
+) -> Run:
     """Explain many images into a stored run on disk; returns the :class:`Run`.
 
     Parameters
@@ -206,20 +204,22 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
     """
     if out is None:
         raise TypeError("explain_dataset needs out=, the folder where the run is stored")
-    batch_size = _check_int("batch_size", batch_size)
-    k = _check_int("k", k, none_ok=True)
+    batch_size = check_batch_size(batch_size)
+    k = check_k(k)
     if ward not in WARD_BACKENDS:
         raise ValueError(f"ward must be one of {WARD_BACKENDS}, got {ward!r}")
     if verify not in VERIFY:
         raise ValueError(f"verify must be one of {VERIFY}, got {verify!r}")
     if not _is_session(session) and not callable(session):
-        raise TypeError(f"session must be an inv_widgets.Session or a factory (a callable returning one), "
-                        f"got {type(session).__name__}")
+        raise TypeError(
+            f"session must be an inv_widgets.Session or a factory (a callable returning one), "
+            f"got {type(session).__name__}"
+        )
     store = RunStore(Path(os.fspath(out)).expanduser().resolve())
     if client is None:
         if not _is_session(session):
             session = build_session(session)
-        idx = _indices(indices, len(session))
+        idx = check_indices(indices, len(session), unique=True)
         desc = describe(session, idx[0], layers)
     else:
         from .workers import SessionSpec, describe_task, ids_task, length_task, register_session
@@ -228,11 +228,14 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
         if _is_session(session):
             n_params = sum(p.numel() * p.element_size() for p in session.model.parameters())
             if n_params > 100 * 2**20:
-                warnings.warn(f"the model ({n_params / 2**20:.0f} MB) is sent whole to every Dask worker; pass a "
-                              "factory that loads it where it runs instead", stacklevel=2)
+                warnings.warn(
+                    f"the model ({n_params / 2**20:.0f} MB) is sent whole to every Dask worker; pass a "
+                    "factory that loads it where it runs instead",
+                    stacklevel=2,
+                )
             factory = SessionSpec(session)
         name = register_session(client, factory)
-        idx = _indices(indices, client.submit(length_task, name, pure=False).result())
+        idx = check_indices(indices, client.submit(length_task, name, pure=False).result(), unique=True)
         desc = client.submit(describe_task, name, idx[0], layers, pure=False).result()
     recipe = recipe or desc.pop("session_recipe")
     desc.pop("session_recipe", None)
@@ -240,16 +243,25 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
     if ward == "torch" and recipe != "fast":
         raise ValueError(f"ward='torch' builds the 'fast' recipe's dendrograms, not {recipe!r}")
     want = {
-        "format": FORMAT, "version": VERSION, **desc, "recipe": recipe, "k": k,
-        "target": _target_spec(target, desc["classes"]), "indices": idx, "shard_size": batch_size,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "format": FORMAT,
+        "version": VERSION,
+        **desc,
+        "recipe": recipe,
+        "k": k,
+        "target": check_target(target, desc["classes"], modes=TARGET_MODES),
+        "indices": idx,
+        "shard_size": batch_size,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if client is None:
+
         def ids_of(ix):
             return image_ids(session, ix)
     else:
+
         def ids_of(ix):
             return client.submit(ids_task, name, ix, pure=False).result()
+
     with store.lock():
         meta = _open_or_create(store, want)
         size = int(meta["shard_size"])
@@ -270,16 +282,18 @@ def explain_dataset(session, indices=None, *, out, batch_size: int = 32, layers=
             store.clean_temporary()
         missing = [sh for sh in shards if not store.is_committed(sh)]
         if missing:
-            raise RuntimeError(f"{len(missing)} shards of the run are not in {store.root} although every task "
-                               "finished: the workers wrote them where this machine cannot see them. out= must be "
-                               "a file system shared by the client and every worker, at the same path.")
+            raise RuntimeError(
+                f"{len(missing)} shards of the run are not in {store.root} although every task "
+                "finished: the workers wrote them where this machine cannot see them. out= must be "
+                "a file system shared by the client and every worker, at the same path."
+            )
     return Run(store.root)
 
 
 def _images_of(meta: dict, s: int) -> str:
     """Shard ``s``'s images as a person reads them: run positions and the session's image indices."""
     size = int(meta["shard_size"])
-    ix = meta["indices"][s * size:(s + 1) * size]
+    ix = meta["indices"][s * size : (s + 1) * size]
     lo, hi = s * size, s * size + len(ix) - 1
     same = ix == list(range(ix[0], ix[0] + len(ix)))
     images = f"{ix[0]}..{ix[-1]}" if same else ", ".join(map(str, ix[:8])) + (" ..." if len(ix) > 8 else "")
@@ -297,18 +311,30 @@ def _run_here(session, store, meta, todo, batch_size, ward, bar, redo=frozenset(
     todo = [s for s in todo if s in redo or not store.is_committed(s)]
     if not todo:
         return
-    with reuse_freed_memory() as memory, ThreadPoolExecutor(1, thread_name_prefix="inv-run-reader") as reader, \
-            ThreadPoolExecutor(1, thread_name_prefix="inv-run-writer") as writer:
+    with (
+        reuse_freed_memory() as memory,
+        ThreadPoolExecutor(1, thread_name_prefix="inv-run-reader") as reader,
+        ThreadPoolExecutor(1, thread_name_prefix="inv-run-writer") as writer,
+    ):
         side = _SideWork(session, store, meta, todo, reader, writer, bar, redo)
         try:
             for n, s in enumerate(todo):
                 try:
                     loaded = side.loaded()
-                    result = compute_shard(session, meta, s, batch_size=batch_size, ward=ward, loaded=loaded,
-                                           after_pass=lambda n=n: side.start(n))
+                    result = compute_shard(
+                        session,
+                        meta,
+                        s,
+                        batch_size=batch_size,
+                        ward=ward,
+                        loaded=loaded,
+                        after_pass=lambda n=n: side.start(n),
+                    )
                 except Exception as e:
-                    e.add_note(f"while explaining shard {s} of the run in {store.root} ({_images_of(meta, s)}); "
-                               "the shards before it are stored: run the same call again to go on")
+                    e.add_note(
+                        f"while explaining shard {s} of the run in {store.root} ({_images_of(meta, s)}); "
+                        "the shards before it are stored: run the same call again to go on"
+                    )
                     raise
                 side.start(n)  # (a shard without batches)
                 del loaded
@@ -348,8 +374,10 @@ class _SideWork:
             return
         self.wait_write()  # one write at a time: a slow disk holds the loop back, not memory
         replace = self.computed[0] in self.redo
-        self.writing = (self.writer.submit(self.store.write_shard, *self.computed, replace=replace),
-                        len(self.computed[2]))
+        self.writing = (
+            self.writer.submit(self.store.write_shard, *self.computed, replace=replace),
+            len(self.computed[2]),
+        )
         self.computed = None
 
     def wait_write(self) -> None:
@@ -376,8 +404,22 @@ def _run_on_cluster(client, name, store, meta, todo, batch_size, ward, bar, redo
 
     token = uuid.uuid4().hex[:8]
     root = str(store.root)
-    futures = {client.submit(shard_task, name, root, shard_meta(meta, s), s, batch_size, ward, None, True,
-                             s in redo, key=f"inv-shard-{s:06d}-{token}"): s for s in todo}
+    futures = {
+        client.submit(
+            shard_task,
+            name,
+            root,
+            shard_meta(meta, s),
+            s,
+            batch_size,
+            ward,
+            None,
+            True,
+            s in redo,
+            key=f"inv-shard-{s:06d}-{token}",
+        ): s
+        for s in todo
+    }
     failed = []  # (shard, exception), the first failure first
     try:
         for fut in as_completed(list(futures)):
@@ -403,8 +445,20 @@ def _retry_failed(client, name, store, meta, failed, batch_size, ward, bar, n_to
     root = str(store.root)
 
     def run(s, only, write, tag):
-        fut = client.submit(shard_task, name, root, shard_meta(meta, s), s, batch_size, ward, only, write, True,
-                            pure=False, key=f"inv-{tag}-{token}")
+        fut = client.submit(
+            shard_task,
+            name,
+            root,
+            shard_meta(meta, s),
+            s,
+            batch_size,
+            ward,
+            only,
+            write,
+            True,
+            pure=False,
+            key=f"inv-{tag}-{token}",
+        )
         error = fut.exception()
         result = fut.result() if error is None else None
         fut.release()
@@ -436,19 +490,29 @@ def _retry_failed(client, name, store, meta, failed, batch_size, ward, bar, n_to
     indices, size = meta["indices"], int(meta["shard_size"])
     lines = []
     for s, first, bad, stored in guilty:
-        images = "; ".join(f"image {indices[s * size + o]} (run position {s * size + o}): {type(e).__name__}: {e}"
-                           for o, e in bad)
-        lines.append(f"shard {s} ({_images_of(meta, s)}) failed ({type(first).__name__}); retried one image at a "
-                     f"time, {len(bad)} image{'s' if len(bad) != 1 else ''} failed on {'their' if len(bad) != 1 else 'its'}"
-                     f" own ({images}); the {stored} other images of shard {s} are stored")
+        images = "; ".join(
+            f"image {indices[s * size + o]} (run position {s * size + o}): {type(e).__name__}: {e}" for o, e in bad
+        )
+        lines.append(
+            f"shard {s} ({_images_of(meta, s)}) failed ({type(first).__name__}); retried one image at a "
+            f"time, {len(bad)} image{'s' if len(bad) != 1 else ''} failed on {'their' if len(bad) != 1 else 'its'}"
+            f" own ({images}); the {stored} other images of shard {s} are stored"
+        )
     also = ""
     if innocent:
-        also = (f" {len(innocent)} more shard{'s' if len(innocent) != 1 else ''} failed beside "
-                f"{'them' if len(guilty) != 1 else 'it'} and went through when retried alone: " + "; ".join(
-                    f"shard {s} ({_images_of(meta, s)}): {type(e).__name__}" for s, e in innocent) + ".")
+        also = (
+            f" {len(innocent)} more shard{'s' if len(innocent) != 1 else ''} failed beside "
+            f"{'them' if len(guilty) != 1 else 'it'} and went through when retried alone: "
+            + "; ".join(f"shard {s} ({_images_of(meta, s)}): {type(e).__name__}" for s, e in innocent)
+            + "."
+        )
     missing = sum(len(b) for _, _, b, _ in guilty)
     raise RuntimeError(
-        f"{len(guilty) + len(innocent)} of {n_todo} shards failed. " + ". ".join(lines) + "." + also +
-        f" The run in {store.root} lacks only {missing} image{'s' if missing != 1 else ''} "
+        f"{len(guilty) + len(innocent)} of {n_todo} shards failed. "
+        + ". ".join(lines)
+        + "."
+        + also
+        + f" The run in {store.root} lacks only {missing} image{'s' if missing != 1 else ''} "
         "(Run.open(path).missing()): fix the cause and run the same call again, which redoes "
-        f"{'those shards' if len(guilty) != 1 else 'that shard'} whole (or leave the image out of indices).")
+        f"{'those shards' if len(guilty) != 1 else 'that shard'} whole (or leave the image out of indices)."
+    )

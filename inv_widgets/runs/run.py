@@ -85,6 +85,7 @@ class Run:
         self._images: pd.DataFrame | None = None
         self._by_image: dict[int, int] | None = None
         self._by_key: dict[MapKey, int] | None = None
+        self._by_id: dict[str, int] | None = None
         self._pos: np.ndarray | None = None
         self._committed: dict[int, Path] = {}
         self.refresh()
@@ -191,7 +192,7 @@ class Run:
             if committed.keys() != self._committed.keys():
                 self._committed = committed
                 self._maps = self._images = None
-                self._by_image = self._by_key = self._pos = None
+                self._by_image = self._by_key = self._by_id = self._pos = None
         return self
 
     def _read_table(self, s: int, path: Path, name: str) -> pd.DataFrame:
@@ -363,6 +364,23 @@ class Run:
                 "finished ones (run.image_indices)"
             )
         return chosen
+
+    def index_of(self, image_id: str) -> int:
+        """The session index of the finished image whose id (``MapKey.image_id``) is ``image_id`` (MapSource; read
+        from the table, no image is hashed); ``KeyError`` if none."""
+        if self._by_id is None:
+            imgs = self._table()[1]
+            self._by_id = dict(zip(imgs["image_id"].astype(str).tolist(), imgs["image"].astype(int).tolist()))
+        hit = self._by_id.get(str(image_id))
+        if hit is None:
+            raise KeyError(f"no finished image of the run {str(self.path)!r} has id {image_id!r}")
+        return hit
+
+    @property
+    def runner(self) -> None:
+        """A stored run holds no model (a Session's ``runner`` calls it): what needs the model (the concept test)
+        takes the Session the run was made with."""
+        return None
 
     def label(self, i) -> int | None:
         """The ground-truth class of a finished image, when the session knew it."""

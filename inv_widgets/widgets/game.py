@@ -89,12 +89,6 @@ READ_ONLY_MESSAGE = (
 )
 
 
-def _map_type(source) -> str:
-    """What the played maps are drawn from: a Session's ``maps``, a run's ``map_type``."""
-    kind = getattr(source, "map_type", None) or getattr(source, "maps", None)
-    return kind if isinstance(kind, str) else "published"
-
-
 class LabelingGame(anywidget.AnyWidget):
     """The Deep Reveal game: guess the class from a few pixels, then say what gave it away.
 
@@ -352,7 +346,7 @@ class LabelingGame(anywidget.AnyWidget):
                 if known
                 else f"Welcome, {name}! Guess early for more points."
             )
-            + f" The pixels you see: {map_meaning(_map_type(source))}",
+            + f" The pixels you see: {map_meaning(source.map_type)}",
             "success",
         )
         self.phase = "loading"

@@ -87,9 +87,9 @@ class GlobalView(W.VBox):
     Parameters
     ----------
     global_explanation : GlobalExplanation
-    session : Session, optional
-        Draws the example overlays and finds their maps (default: the one the explanation was built with, else
-        the Explorer's). Without one the columns show no images.
+    session : Session or Run, optional
+        Draws the example overlays (any MapSource: a stored run draws them from disk; default: the one the
+        explanation was built with, else the Explorer's). Without one the columns show no images.
     explorer : Explorer, optional
         Where a clicked example opens (image, layer, cut and cluster map).
     class_name : str or int, optional
@@ -125,9 +125,9 @@ class GlobalView(W.VBox):
         if int(n_labels) < 1 or int(n_examples) < 0:
             raise ValueError(f"n_labels must be >= 1 and n_examples >= 0, got {n_labels} and {n_examples}")
         self.global_explanation = ge
-        self.session = (
-            session if session is not None else (getattr(ge, "session", None) or getattr(explorer, "session", None))
-        )
+        if session is None:  # a source with no image yet is still one (len 0): compared with None, not truth
+            session = ge.session if ge.session is not None else explorer.session if explorer is not None else None
+        self.session = session
         self.explorer = explorer
         self.n_labels, self.n_examples, self.thumb, self.cmap = int(n_labels), int(n_examples), int(thumb), cmap
         self.last_error: BaseException | None = None
@@ -271,19 +271,14 @@ class GlobalView(W.VBox):
         return rows
 
     def _example_pngs(self, keys) -> dict:
-        """PNG bytes of the example overlays (cached), found in the session one image at a time."""
-        from ..concepts.examples import located, overlay_thumbnail
+        """PNG bytes of the example overlays (cached), drawn from the session or the run (``examples.overlays``)."""
+        from ..concepts.examples import overlays
 
         out = {k: self._png.get((k, self.cmap, self.thumb)) for k in keys}
         todo = [k for k, v in out.items() if v is None]
         if todo and self.session is not None:
-            for key, _, cl, j in located(self.session, todo):
-                if cl is None:
-                    continue
-                png = render.to_png(
-                    overlay_thumbnail(cl.layer.explanation.image, cl.maps[j], size=self.thumb, cmap=self.cmap)
-                )
-                out[key] = self._png.put((key, self.cmap, self.thumb), png)
+            for key, picture in overlays(self.session, todo, size=self.thumb, cmap=self.cmap):
+                out[key] = self._png.put((key, self.cmap, self.thumb), render.to_png(picture))
         return {k: v for k, v in out.items() if v is not None}
 
     def _push(self) -> None:

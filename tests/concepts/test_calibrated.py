@@ -1,5 +1,6 @@
 """The calibrated concept test: the concept, not the run, is the unit; a tiny model whose answer is known, the
 null's false positives, Holm, and concept_test's defaults on the demo."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def patch(rng, channel=None, size=8):
     img = rng.uniform(0, 0.15, (3, size, size)).astype(np.float32)
     y, x = rng.integers(0, size - 3, 2)
     colour = rng.uniform(0, 1, 3) if channel is None else np.eye(3)[channel] * 0.9
-    img[:, y:y + 4, x:x + 4] = colour[:, None, None]
+    img[:, y : y + 4, x : x + 4] = colour[:, None, None]
     return torch.from_numpy(img)
 
 
@@ -56,8 +57,16 @@ def test_a_concept_the_logit_reads_stands_out_and_random_concepts_do_not():
     assert green.direction == "below" and green.p < 0.01 and green.sign == 0.0
     assert red.n_null == 30 and red.n_scored == 16 and red.n_examples == 12
     # random concepts of the pool against the same null: about alpha of them come out significant, not most
-    ps = [space.test([pool[j] for j in np.random.default_rng(100 + r).choice(80, 12, replace=False)], pool, runs=5,
-                     n_null=30, seed=1).p for r in range(30)]
+    ps = [
+        space.test(
+            [pool[j] for j in np.random.default_rng(100 + r).choice(80, 12, replace=False)],
+            pool,
+            runs=5,
+            n_null=30,
+            seed=1,
+        ).p
+        for r in range(30)
+    ]
     assert np.mean(np.asarray(ps) < 0.05) <= 0.15
 
 
@@ -91,6 +100,8 @@ def labelled(demo):
         cl = exp[last].cut()
         masks = data.part_masks(i)
         for j in range(cl.k):
+            if not cl.weights[j] > 0:  # a map against the class: never played, never labelled
+                continue
             part = truth_part(cl.maps[j], masks) or "background"
             rows.append(dict(cl.key(j).as_dict(), label=part, score=1.0, rank=1))
     ge = inv.GlobalExplanation.from_labels(pd.DataFrame(rows), session)
@@ -102,8 +113,9 @@ def test_concept_test_is_calibrated_by_default_and_says_what_its_rows_mean(label
     last = session.layers[-1]
     classes = [c for c in ge.classes if ge.n_images(c)][:3]
     with pytest.warns(UserWarning, match="too few for a significant result to mean anything"):
-        res = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=3, runs=2, min_examples=2,
-                               null=5, progress=False)
+        res = inv.concept_test(
+            session, ge, classes=classes, layers=[last], n_labels=3, runs=2, min_examples=2, null=5, progress=False
+        )
     assert set(res.procedure) == {"calibrated"} and res.attrs["correction"] == "holm"
     assert "does not mean that the label names what the maps show" in res.attrs["meaning"]
     tested = res[res.note == ""]
@@ -117,8 +129,9 @@ def test_concept_test_is_calibrated_by_default_and_says_what_its_rows_mean(label
     untested = res[res.note != ""]
     assert len(res.attrs["untested"]) == len(untested) and untested.tcav_score.isna().all()
     # the default min_examples is 10: every label with fewer maps is listed untested, with the reason
-    again = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=3, null=30, runs=10,
-                             progress=False, attach=False)
+    again = inv.concept_test(
+        session, ge, classes=classes, layers=[last], n_labels=3, null=30, runs=10, progress=False, attach=False
+    )
     few = again[again.n_examples < 10]
     assert (few.note.str.contains("min_examples=10")).all() and len(again.attrs["untested"]) >= len(few)
     with pytest.raises(ValueError, match="procedure='tcav'"):

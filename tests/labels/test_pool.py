@@ -42,15 +42,21 @@ def test_spec_is_validated_against_the_session(game_session, layers):
 
 
 def test_pool_has_every_map_of_the_cut_in_the_shared_order(pool, game_session, layers):
-    expected = []
+    """Every map of the cut with a positive weight (a Grad-CAM map that lowers the class is not played)."""
+    expected, against = [], 0
     for pos, i in enumerate([0, 1, 2]):
         exp = game_session.explain(i, target=game_session.label(i))
         for depth, name in enumerate(layers):
             cl = exp[name].cut()
             for j in range(cl.k):
-                expected.append(((j, len(layers) - depth, pos), MapKey(*cl.key(j)), i, int(exp.target), name,
-                                 float(cl.weights[j])))
+                if not cl.weights[j] > 0:
+                    against += 1
+                    continue
+                expected.append(
+                    ((j, len(layers) - depth, pos), MapKey(*cl.key(j)), i, int(exp.target), name, float(cl.weights[j]))
+                )
     expected.sort(key=lambda e: e[0])
+    assert against > 0 and all(pool.item(k).weight > 0 for k in pool.keys)  # the rule was exercised
     assert pool.keys == [e[1] for e in expected]  # heaviest maps first, deepest layer, then image order
     assert len(pool) == len(expected) and list(pool) == [pool.item(k) for k in pool.keys]
     for order, key, image, target, layer, weight in expected:
@@ -96,10 +102,17 @@ def test_showing_a_map_again_needs_neither_the_model_nor_the_explanation(game_se
 @pytest.mark.slow
 def test_progress_predicted_target_and_fixed_k(game_session, layers):
     seen = []
-    pool = Pool.from_session(game_session, images=[0, 1, 2, 3], layers=layers[-1:], k=2, target="predicted",
-                             progress=lambda done, total: seen.append((done, total)))
+    pool = Pool.from_session(
+        game_session,
+        images=[0, 1, 2, 3],
+        layers=layers[-1:],
+        k=2,
+        target="predicted",
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen[-1] == (4, 4) and [d for d, _ in seen] == sorted(d for d, _ in seen)
-    assert len(pool) == 8 and all(it.k == 2 for it in pool)
+    played = [w for i in range(4) for w in game_session.explain(i, lazy=True)[layers[-1]].cut(k=2).weights if w > 0]
+    assert len(pool) == len(played) > 4 and all(it.k == 2 and it.weight > 0 for it in pool)
     for item in pool:
         assert item.target == int(game_session.explain(item.image).predicted)
 
@@ -114,8 +127,12 @@ def test_a_pool_from_items_of_any_origin(monkeypatch):
         calls.append(i)
         return np.full((32, 32, 3), 200, np.uint8)
 
-    items = [PoolItem(MapKey("run-model", f"img{i}", 3, "conv", [i, 9]), i, 3, "conv", 1, 0, 50.0, low,
-                      "fast", None, (0, 1, i)) for i in (1, 0)]
+    items = [
+        PoolItem(
+            MapKey("run-model", f"img{i}", 3, "conv", [i, 9]), i, 3, "conv", 1, 0, 50.0, low, "fast", None, (0, 1, i)
+        )
+        for i in (1, 0)
+    ]
     pool = Pool(items, picture, ["conv"])
     assert [it.image for it in pool] == [0, 1]  # sorted by order
     item = pool.item(MapKey("run-model", "img1", 3, "conv", [9, 1]))

@@ -3,6 +3,7 @@ the top-5 prediction (click a class to explain it), progress and errors, and the
 Explorer. The browser sends intents as messages ({type: "image" | "target" | "page" | "key" | "upload" |
 "ready"}); the kernel answers by setting traits.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,16 +19,15 @@ from .._common import STATIC, esm
 
 __all__ = ["Header", "HINT", "true_class", "caption", "read_upload"]
 
-HINT = ("Keyboard (click the Explorer first): ← → layer · ↑ ↓ move the cut (↑ fewer, ↓ more clusters). "
-        "Click or drag on the dendrogram to cut it; click a cluster map for its details.")
+HINT = (
+    "Keyboard (click the Explorer first): ← → layer · ↑ ↓ move the cut (↑ fewer, ↓ more clusters). "
+    "Click or drag on the dendrogram to cut it; click a cluster map for its details."
+)
 
 
 def _label(session, i: int):
-    label = getattr(session, "label", None)
-    if label is None:
-        return None
     try:
-        return label(i)
+        return session.label(i)
     except Exception:
         return None
 
@@ -125,8 +125,9 @@ class Header(anywidget.AnyWidget):
         """Whether the picker shows image ``index`` now (with thumbnails)."""
         return bool(self.thumbs) and int(index) in self.thumb_indices
 
-    def show_thumbs(self, page: int, indices: list[int], thumbs: list[bytes], captions: list[str],
-                    n_images: int) -> None:
+    def show_thumbs(
+        self, page: int, indices: list[int], thumbs: list[bytes], captions: list[str], n_images: int
+    ) -> None:
         with self.hold_sync():
             self.thumbs = thumbs
             self.thumb_indices = indices

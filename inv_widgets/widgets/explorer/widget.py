@@ -12,6 +12,7 @@ it was. A change sets trait values or figure data (never rebuilds the widget tre
 for a new (image, target); a layer, cut or recipe change reuses the Session's cache. The gallery is drawn first
 and the rest once a person's requests pause (``pacing.py``); its maps go to the page as numbers in binary buffers.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,6 +26,7 @@ import numpy as np
 from ... import render
 from ...engine.maps import REVEAL_PERCENTS
 from ...engine.recipes import get_recipe
+from ...engine.request import check_index
 from ...engine.runtime import LRU
 from .._common import as_session, readable
 from ..dendrogram import MAX_K, Dendrogram
@@ -71,25 +73,42 @@ class Explorer(W.VBox):
         ``seed`` (default 0).
     """
 
-    def __init__(self, session, images=None, *, store=None, labels: LabelsProvider | None = None, index: int = 0,
-                 target=None, layer=None, k: int | None = None, recipe: str | None = None, cmap: str = "jet",
-                 alpha: float = 0.5, page_size: int = 24, thumb_size: int = 96, baselines: dict | None = None,
-                 **session_options):
+    def __init__(
+        self,
+        session,
+        images=None,
+        *,
+        store=None,
+        labels: LabelsProvider | None = None,
+        index: int = 0,
+        target=None,
+        layer=None,
+        k: int | None = None,
+        recipe: str | None = None,
+        cmap: str = "jet",
+        alpha: float = 0.5,
+        page_size: int = 24,
+        thumb_size: int = 96,
+        baselines: dict | None = None,
+        **session_options,
+    ):
         session = as_session(session, images, session_options, "Explorer")
         render.colormap(cmap)  # validates the name
         baselines = Compare.check_options(baselines)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
-        recipe = get_recipe(recipe or getattr(session, "recipe", "fast")).name
+        recipe = get_recipe(recipe or session.recipe).name
         if len(session) == 0:
             raise ValueError("the session has no images; add some with session.add_image(...) or pass images")
-        start = Selection(image=index, target=target, layer=layer, recipe=recipe,
-                          cut=Cut.k(k) if k is not None else Cut.suggested())
+        start = Selection(
+            image=index, target=target, layer=layer, recipe=recipe, cut=Cut.k(k) if k is not None else Cut.suggested()
+        )
 
         self.session = session
         self.store = store
-        self.labels_provider: LabelsProvider | None = labels if labels is not None else (
-            store_labels(store) if store is not None else None)
+        self.labels_provider: LabelsProvider | None = (
+            labels if labels is not None else (store_labels(store) if store is not None else None)
+        )
         self.last_error: BaseException | None = None
         #: (request, seconds in the kernel) of the last UI requests, newest last (for benchmarks).
         self.timings: deque = deque(maxlen=256)
@@ -101,8 +120,10 @@ class Explorer(W.VBox):
         self._captions = LRU(4096)
         self._thumbs_pending = True  # the picker's thumbnails follow once the front end is up
         self._from_ui = 0  # > 0 while a person's request (a message from the page) is handled (pacing.py)
-        self._later = Later(lambda: [self._push_dendrogram, self._push_detail, self.faithfulness.update],
-                            lambda step: self._safely("draw the dendrogram and the detail view", step))
+        self._later = Later(
+            lambda: [self._push_dendrogram, self._push_detail, self.faithfulness.update],
+            lambda step: self._safely("draw the dendrogram and the detail view", step),
+        )
 
         # ---- views ---------------------------------------------------------------------------
         self.header = Header(page_size=int(page_size), n_images=len(session), hint=HINT)
@@ -115,8 +136,12 @@ class Explorer(W.VBox):
         self.cut_info = self.controls.cut_info
         self._dendrogram: Dendrogram | None = None  # made when a view is up (or when asked for): see dendrogram
         self.gallery = Gallery(alpha=float(alpha))
-        self.detail = Detail(alpha=float(alpha), cmap=cmap, cmaps=list(render.COLORMAPS),
-                             reveal_percents=[float(p) for p in REVEAL_PERCENTS])
+        self.detail = Detail(
+            alpha=float(alpha),
+            cmap=cmap,
+            cmaps=list(render.COLORMAPS),
+            reveal_percents=[float(p) for p in REVEAL_PERCENTS],
+        )
         self._alpha_link = W.jslink((self.detail, "alpha"), (self.gallery, "alpha"))
         # LIME, KernelSHAP, Grad-CAM on demand
         self.compare = Compare(session, cmap=cmap, alpha=float(alpha), **baselines)
@@ -131,8 +156,9 @@ class Explorer(W.VBox):
         gallery_box.add_class("inv-gallery-box")
         main = W.HBox([dendro_box, gallery_box])
         main.add_class("inv-main")
-        super().__init__(children=[self.header, *self.controls.rows(), main, self.detail, self.faithfulness.box,
-                                   self.compare])
+        super().__init__(
+            children=[self.header, *self.controls.rows(), main, self.detail, self.faithfulness.box, self.compare]
+        )
         self.add_class("inv-explorer")
 
         # ---- wiring ----------------------------------------------------------------------------
@@ -244,10 +270,7 @@ class Explorer(W.VBox):
     def set_layer(self, layer) -> None:
         """Show another layer (name or position in ``layers``)."""
         if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
-            layers = self.layers
-            if not -len(layers) <= int(layer) < len(layers):
-                raise IndexError(f"layer {int(layer)} out of range: there are {len(layers)} layers")
-            layer = layers[int(layer)]
+            layer = self.layers[check_index(layer, len(self.layers), what="layer", owner="this explanation")]
         self._go(layer=layer)
 
     def set_cut(self, k: int | None = None, threshold: float | None = None) -> None:
@@ -309,8 +332,9 @@ class Explorer(W.VBox):
 
     def _show(self, selection: Selection) -> None:
         old = self._view
-        new = selection.resolve(self.session, max_k=MAX_K, busy=self.header.working, progress=self.header.report,
-                                previous=old)
+        new = selection.resolve(
+            self.session, max_k=MAX_K, busy=self.header.working, progress=self.header.report, previous=old
+        )
         self._view = new
         if new.same_content(old):
             return  # nothing to show that is not already shown
@@ -346,16 +370,26 @@ class Explorer(W.VBox):
         if not 0 <= j < view.clusters.k:
             self.detail.clear()
             return
-        self.detail.show(view, self._pictures, cmap=self._cmap, color=color(j),
-                         labels=self._labels([view.clusters.key(j)])[0],
-                         labels_hint=NO_STORE_HINT if self.labels_provider is None else NO_LABELS_HINT)
+        self.detail.show(
+            view,
+            self._pictures,
+            cmap=self._cmap,
+            color=color(j),
+            labels=self._labels([view.clusters.key(j)])[0],
+            labels_hint=NO_STORE_HINT if self.labels_provider is None else NO_LABELS_HINT,
+        )
 
     def _push_image(self) -> None:
         view = self._view
         exp = view.explanation
         names = exp.class_names or self.session.classes
-        self.header.show_prediction(exp, index=view.image, n_images=len(self.session), names=names,
-                                    truth=true_class(self.session, view.image, names))
+        self.header.show_prediction(
+            exp,
+            index=view.image,
+            n_images=len(self.session),
+            names=names,
+            truth=true_class(self.session, view.image, names),
+        )
         if self.header.page_of(view.image) != self.header.page or not self.header.shows(view.image):
             self._push_thumbs(self.header.page_of(view.image))
         self.controls.show_targets(exp, names, self._silenced)
