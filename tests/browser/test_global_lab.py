@@ -116,7 +116,9 @@ def test_pick_a_class_read_the_columns_and_open_an_example(browser, jupyter_serv
         nb = NotebookPage(page, server, NB).open()
         nb.command("application:toggle-left-area")
         nb.run_all(timeout=LONG * 3)
-        assert nb.error_outputs() == [], nb.error_outputs()
+        # no error; at 30 images the concept test has too few maps per label and says so (its one warning)
+        errors = [o for o in nb.error_outputs() if "UserWarning: concept_test:" not in o or "not tested" not in o]
+        assert errors == [], errors
         page.wait_for_function(
             "(sel) => { const v = document.querySelector(sel); return v && v.dataset.revision; }",
             arg=VIEW,

@@ -200,6 +200,7 @@ class Explorer(W.VBox):
 
     @property
     def explanation(self):
+        """The Explanation shown (the image and target picked)."""
         return self._view.explanation
 
     @property
@@ -209,18 +210,22 @@ class Explorer(W.VBox):
 
     @property
     def layer(self) -> str:
+        """The name of the layer shown."""
         return self._view.layer_name
 
     @property
     def layers(self) -> list[str]:
+        """The explained layers, in the slider's order."""
         return list(self._view.explanation.layers)
 
     @property
     def recipe(self) -> str:
+        """The clustering recipe shown (the recipe buttons, :meth:`set_recipe`)."""
         return self._view.recipe
 
     @property
     def layer_result(self):
+        """The LayerResult of the layer shown."""
         return self._view.layer
 
     @property
@@ -235,6 +240,7 @@ class Explorer(W.VBox):
 
     @property
     def threshold(self) -> float:
+        """The height at which the dendrogram is cut (the cut control)."""
         return float(self._view.clusters.threshold)
 
     @property
@@ -244,10 +250,12 @@ class Explorer(W.VBox):
 
     @property
     def cmap(self) -> str:
+        """The colour map of the maps (gallery, detail view, compare view)."""
         return self._cmap
 
     @property
     def alpha(self) -> float:
+        """The maps' opacity over the image, 0..1 (gallery, detail and compare views)."""
         return float(self.gallery.alpha)
 
     @alpha.setter
@@ -298,6 +306,7 @@ class Explorer(W.VBox):
         self._push_detail()
 
     def set_cmap(self, cmap: str) -> None:
+        """Colour the maps with ``cmap`` (a name of ``render.COLORMAPS``) in every view."""
         render.colormap(cmap)
         self._cmap = cmap
         with self._silenced():
