@@ -1,4 +1,5 @@
 """Evaluation metrics and the simulated labeller, on hand-made masks where the answer is known."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,10 +21,14 @@ def masks():
 def test_map_part_scores_mass_share_and_pointing():
     m = masks()
     parts = PartMasks(m, tolerance=0)
-    maps = np.stack([m["wheels"].astype(np.float32),                 # all mass on wheels
-                     0.5 * m["wheels"] + 0.5 * m["body"],              # split, peak on wheels (first max)
-                     np.zeros((32, 32), np.float32)])
-    maps[2, 0, 31] = 1.0                                              # peak in the background
+    maps = np.stack(
+        [
+            m["wheels"].astype(np.float32),  # all mass on wheels
+            0.5 * m["wheels"] + 0.5 * m["body"],  # split, peak on wheels (first max)
+            np.zeros((32, 32), np.float32),
+        ]
+    )
+    maps[2, 0, 31] = 1.0  # peak in the background
     share, on = map_part_scores(maps, parts)
     np.testing.assert_allclose(share[0], [1.0, 0.0])
     np.testing.assert_allclose(share[1], [64 / 164, 100 / 164])
@@ -210,8 +215,16 @@ def test_evaluations_show_a_progress_bar_not_bare_carriage_returns(capsys):
     assert "eval faithfulness" in err and "2/2" in err and "\r  image" not in err
 
 
-@pytest.mark.parametrize("argv", [["parts", "--n", "-5"], ["sanity", "--n", "x"], ["global", "--split", "train"],
-                                  ["faithfulness", "--random", "0"], ["nope"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["parts", "--n", "-5"],
+        ["sanity", "--n", "x"],
+        ["global", "--split", "train"],
+        ["faithfulness", "--random", "0"],
+        ["nope"],
+    ],
+)
 def test_bad_evaluation_arguments_get_one_line_not_a_traceback(argv, capsys):
     from inv_widgets.eval import main
 

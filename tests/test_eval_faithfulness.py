@@ -1,5 +1,6 @@
 """The faithfulness evaluation: its statistics on records where the answer is known, and a small real run
 with a stand-in for the LIME / KernelSHAP function (inv_widgets.concepts.baselines.attribution_maps)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,21 +35,31 @@ def test_union_is_the_weighted_mean_of_the_maps():
 
 
 def record(i, weights, drops, rnd_w, rnd_d, k_drop, areas):
-    layer = {"layer_index": 0, "layer": "features.block3_conv1", "k": len(weights),
-             "weights": np.asarray(weights, float), "drops": np.asarray(drops, float),
-             "sizes": np.arange(len(weights), 0, -1).astype(float),
-             "rnd_weights": np.asarray(rnd_w, float), "rnd_drops": np.asarray(rnd_d, float), "kept_drop": k_drop,
-             "layer_drop": k_drop}
-    layer.update(dict(zip(["del_union", "del_heaviest", "del_gradcam", "ins_union", "ins_heaviest", "ins_gradcam"],
-                          areas)))
+    layer = {
+        "layer_index": 0,
+        "layer": "features.block3_conv1",
+        "k": len(weights),
+        "weights": np.asarray(weights, float),
+        "drops": np.asarray(drops, float),
+        "sizes": np.arange(len(weights), 0, -1).astype(float),
+        "rnd_weights": np.asarray(rnd_w, float),
+        "rnd_drops": np.asarray(rnd_d, float),
+        "kept_drop": k_drop,
+        "layer_drop": k_drop,
+    }
+    layer.update(
+        dict(zip(["del_union", "del_heaviest", "del_gradcam", "ins_union", "ins_heaviest", "ins_gradcam"], areas))
+    )
     return {"image": {"image": i, "target": 0, "del_lime": 0.3 + i, "ins_lime": 0.6}, "layers": [layer]}
 
 
 def test_summary_statistics_where_the_answer_is_known():
     recs = [
         # weights rank the drops exactly; the random groups rank them backwards
-        record(0, [50, 30, 20], [3.0, 2.0, 1.0], [[50, 30, 20]], [[1.0, 2.0, 3.0]], 4.0, [.2, .3, .4, .8, .7, .6]),
-        record(1, [60, 40], [1.0, 2.0], [[60, 40]], [[2.0, 1.0]], 2.0, [.5, .3, .4, .8, .7, .6]),
+        record(
+            0, [50, 30, 20], [3.0, 2.0, 1.0], [[50, 30, 20]], [[1.0, 2.0, 3.0]], 4.0, [0.2, 0.3, 0.4, 0.8, 0.7, 0.6]
+        ),
+        record(1, [60, 40], [1.0, 2.0], [[60, 40]], [[2.0, 1.0]], 2.0, [0.5, 0.3, 0.4, 0.8, 0.7, 0.6]),
     ]
     layers, methods = summarise(recs)
     row = layers.iloc[0]
@@ -79,8 +90,15 @@ def test_partial_spearman_takes_out_what_size_explains():
 
 def test_targets_read_the_table():
     names = [f"features.block{b}_conv{c}" for b in (1, 2, 3, 4) for c in (1, 2)]
-    t = pd.DataFrame({"layer": names, "spearman_pooled": [0.6] * 4 + [0.85] * 4, "heaviest_top": [0.6] * 8,
-                      "del_union": [0.2] * 8, "del_gradcam": [0.25] * 6 + [0.1] * 2})
+    t = pd.DataFrame(
+        {
+            "layer": names,
+            "spearman_pooled": [0.6] * 4 + [0.85] * 4,
+            "heaviest_top": [0.6] * 8,
+            "del_union": [0.2] * 8,
+            "del_gradcam": [0.25] * 6 + [0.1] * 2,
+        }
+    )
     got = {what: ok for what, ok, _ in check_targets(t, "guided")}
     assert all(got.values()) and len(got) == 4
     t.loc[4, "spearman_pooled"] = 0.7
@@ -102,8 +120,9 @@ def test_a_small_run_with_a_stand_in_for_lime_and_kernelshap(demo):
         gc = exp[exp.layers[-1]].gradcam()
         return {"lime": gc, "kernelshap": np.random.default_rng(index).random(gc.shape)}
 
-    res = evaluate_faithfulness(2, steps=4, repeats=2, attribution_maps=stand_in, model=model, data=data,
-                                progress=False)
+    res = evaluate_faithfulness(
+        2, steps=4, repeats=2, attribution_maps=stand_in, model=model, data=data, progress=False
+    )
     assert [c[0] for c in calls] == [0, 1] and all(c[2] == BASELINE_METHODS for c in calls)
     assert [c[1] for c in calls] == [r["image"]["target"] for r in res.records]
     lay = res.layers
@@ -155,13 +174,28 @@ def test_lime_and_kernelshap_columns_come_from_the_one_implementation(demo, monk
 def test_no_curves_gives_the_same_ablation_figures_without_areas(demo):
     model, data = demo
     calls = []
-    full = evaluate_faithfulness(2, steps=2, repeats=2, model=model, data=data, progress=False,
-                                 attribution_maps=lambda *a, **k: calls.append(a) or {})
-    short = evaluate_faithfulness(2, steps=2, repeats=2, model=model, data=data, progress=False, curves=False,
-                                  attribution_maps=lambda *a, **k: calls.append(a) or {})
+    full = evaluate_faithfulness(
+        2,
+        steps=2,
+        repeats=2,
+        model=model,
+        data=data,
+        progress=False,
+        attribution_maps=lambda *a, **k: calls.append(a) or {},
+    )
+    short = evaluate_faithfulness(
+        2,
+        steps=2,
+        repeats=2,
+        model=model,
+        data=data,
+        progress=False,
+        curves=False,
+        attribution_maps=lambda *a, **k: calls.append(a) or {},
+    )
     assert len(calls) == 2  # the full run only
     cols = ["spearman_pooled", "spearman_image", "heaviest_top", "chance", "random_pooled", "random_top"]
     pd.testing.assert_frame_equal(full.layers[cols], short.layers[cols])
     assert short.layers.del_union.isna().all() and full.layers.del_union.notna().all()
     no_curves = [t[0] for t in check_targets(short.layers, "guided")]
-    assert no_curves == [t[0] for t in check_targets(full.layers, "guided")][:len(no_curves)] and len(no_curves) == 4
+    assert no_curves == [t[0] for t in check_targets(full.layers, "guided")][: len(no_curves)] and len(no_curves) == 4

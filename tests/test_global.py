@@ -1,5 +1,6 @@
 """GlobalExplanation and GlobalView: hand-made aggregates where every figure is known, then the real path
 (simulated players -> SQLite store -> Sentence-BERT aggregation -> global explanation -> widget -> Explorer)."""
+
 from __future__ import annotations
 
 import html
@@ -18,9 +19,21 @@ CLASSES = ["car", "house", "tree"]
 
 
 def row(image, target, layer, members, label, score, rank=1, weight=10.0, n_maps=1, frequency=2, mean_step=1.0):
-    return dict(model="m0", image_id=f"img{image}", target=target, layer=layer, members=members, label=label,
-                score=score, frequency=frequency, mean_step=mean_step, n_wrong=0, rank=rank, n_maps=n_maps,
-                weight=weight)
+    return dict(
+        model="m0",
+        image_id=f"img{image}",
+        target=target,
+        layer=layer,
+        members=members,
+        label=label,
+        score=score,
+        frequency=frequency,
+        mean_step=mean_step,
+        n_wrong=0,
+        rank=rank,
+        n_maps=n_maps,
+        weight=weight,
+    )
 
 
 def table():
@@ -28,14 +41,16 @@ def table():
         # car at conv3: "wheel" on three images (two maps on img0), "window" on one
         row(0, 0, "net.conv3", "1,2", "wheel", 3.0, weight=20.0),
         row(0, 0, "net.conv3", "3", "wheel", 1.0, weight=5.0),
-        row(0, 0, "net.conv3", "3", "body", 0.5, rank=2),          # not a best label: ignored
+        row(0, 0, "net.conv3", "3", "body", 0.5, rank=2),  # not a best label: ignored
         row(1, 0, "net.conv3", "4,5", "wheel", 2.0, weight=30.0),
         row(2, 0, "net.conv3", "6", "wheel", 1.5, weight=40.0, n_maps=2),  # a merged map
         row(2, 0, "net.conv3", "7", "window", 4.0, weight=12.0, frequency=4, mean_step=2.0),
         # car: "wheel" rises through the layers, "edge" falls
-        row(0, 0, "net.conv1", "1", "edge", 3.0), row(1, 0, "net.conv1", "2", "edge", 3.0),
+        row(0, 0, "net.conv1", "1", "edge", 3.0),
+        row(1, 0, "net.conv1", "2", "edge", 3.0),
         row(2, 0, "net.conv1", "8", "edge", 3.0),
-        row(0, 0, "net.conv2", "1", "edge", 1.5), row(1, 0, "net.conv2", "2", "wheel", 1.5),
+        row(0, 0, "net.conv2", "1", "edge", 1.5),
+        row(1, 0, "net.conv2", "2", "wheel", 1.5),
         # house: one map
         row(5, 1, "net.conv3", "1", "<b>roof</b> & co", 2.0),
     ]
@@ -49,8 +64,18 @@ def ge():
 
 def test_table_sums_best_label_scores_per_class_layer_and_label(ge):
     t = ge.table
-    assert list(t.columns[:10]) == ["class", "target", "layer", "label", "score", "n_images", "n_maps",
-                                    "share_images", "mean_weight", "mean_step"]
+    assert list(t.columns[:10]) == [
+        "class",
+        "target",
+        "layer",
+        "label",
+        "score",
+        "n_images",
+        "n_maps",
+        "share_images",
+        "mean_weight",
+        "mean_step",
+    ]
     wheel = t[(t["class"] == "car") & (t["layer"] == "net.conv3") & (t["label"] == "wheel")].iloc[0]
     assert wheel["score"] == pytest.approx(3.0 + 1.0 + 2.0 + 1.5)
     assert wheel["n_images"] == 3 and wheel["n_maps"] == 5  # the merged map counts its two maps
@@ -150,8 +175,22 @@ def test_to_html_is_self_contained_escaped_and_written_whole(ge, tmp_path):
 def test_tcav_results_join_the_table_and_reach_observers(ge):
     seen = []
     stop = ge.observe(lambda g: seen.append(len(g.tcav)))
-    res = pd.DataFrame([dict({"class": "car", "layer": "net.conv3", "label": "wheel", "tcav_score": 0.9,
-                              "random_score": 0.5, "p_value": 0.01, "significant": True, "note": ""})])
+    res = pd.DataFrame(
+        [
+            dict(
+                {
+                    "class": "car",
+                    "layer": "net.conv3",
+                    "label": "wheel",
+                    "tcav_score": 0.9,
+                    "random_score": 0.5,
+                    "p_value": 0.01,
+                    "significant": True,
+                    "note": "",
+                }
+            )
+        ]
+    )
     ge.attach_tcav(res)
     t = ge.table
     wheel = t[(t["label"] == "wheel") & (t["layer"] == "net.conv3")].iloc[0]
@@ -281,18 +320,43 @@ def test_global_view_escapes_label_text_and_shows_tcav_as_it_is_attached(ge):
     assert "TCAV" not in view.main.subtitle
 
     rev = view.main.revision
-    res = pd.DataFrame([
-        {"class": "house", "layer": "net.conv3", "label": "<b>roof</b> & co", "tcav_score": 0.9, "random_score": 0.4,
-         "p_value": 0.2, "significant": False, "note": ""},
-        {"class": "car", "layer": "net.conv3", "label": "window", "tcav_score": np.nan, "random_score": np.nan,
-         "p_value": np.nan, "significant": False, "note": "1 maps carry this label (min_examples=5)"},
-        {"class": "car", "layer": "net.conv3", "label": "wheel", "tcav_score": 1.0, "random_score": 0.5,
-         "p_value": 0.001, "significant": True, "note": ""},
-    ])
+    res = pd.DataFrame(
+        [
+            {
+                "class": "house",
+                "layer": "net.conv3",
+                "label": "<b>roof</b> & co",
+                "tcav_score": 0.9,
+                "random_score": 0.4,
+                "p_value": 0.2,
+                "significant": False,
+                "note": "",
+            },
+            {
+                "class": "car",
+                "layer": "net.conv3",
+                "label": "window",
+                "tcav_score": np.nan,
+                "random_score": np.nan,
+                "p_value": np.nan,
+                "significant": False,
+                "note": "1 maps carry this label (min_examples=5)",
+            },
+            {
+                "class": "car",
+                "layer": "net.conv3",
+                "label": "wheel",
+                "tcav_score": 1.0,
+                "random_score": 0.5,
+                "p_value": 0.001,
+                "significant": True,
+                "note": "",
+            },
+        ]
+    )
     ge.attach_tcav(res)  # as inv.concept_test(..., attach=True) does
     assert view.main.revision > rev and "TCAV" in view.main.subtitle
-    assert view.main.columns[2]["labels"][0]["tcav"] == {"score": 0.9, "random": 0.4, "p": 0.2,
-                                                          "significant": False}
+    assert view.main.columns[2]["labels"][0]["tcav"] == {"score": 0.9, "random": 0.4, "p": 0.2, "significant": False}
     view.select_class("car")
     car = {r["label"]: r["tcav"] for r in view.main.columns[2]["labels"]}
     assert car["wheel"] == {"score": 1.0, "random": 0.5, "p": 0.001, "significant": True}

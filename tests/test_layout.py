@@ -4,6 +4,7 @@ small, and the rules that must exist once do.
 Every exception is named below with its reason, and each one is checked to be still needed: when the code
 no longer needs an exception, its test fails until the entry is removed.
 """
+
 from __future__ import annotations
 
 import ast
@@ -33,8 +34,13 @@ MAY_IMPORT = {
     "inv_widgets.render": set(),
     "inv_widgets.report": {"inv_widgets.render"},
     "inv_widgets.export": {"inv_widgets.render", "inv_widgets.files", "inv_widgets.report"},
-    "inv_widgets.engine": {"inv_widgets.engine", "inv_widgets.export", "inv_widgets.render", "inv_widgets.report",
-                           "inv_widgets.files"},
+    "inv_widgets.engine": {
+        "inv_widgets.engine",
+        "inv_widgets.export",
+        "inv_widgets.render",
+        "inv_widgets.report",
+        "inv_widgets.files",
+    },
     "inv_widgets.inputs": {"inv_widgets.engine"},
     "inv_widgets.sizing": {"inv_widgets.engine", "inv_widgets.inputs"},
     "inv_widgets.keyed": {"inv_widgets.engine"},
@@ -57,7 +63,7 @@ def _imported(module: str, is_pkg: bool, node, mods) -> set[str]:
         return {a.name for a in node.names if a.name in mods}
     if node.level:
         base = module.split(".") if is_pkg else module.split(".")[:-1]
-        base = base[:len(base) - (node.level - 1)]
+        base = base[: len(base) - (node.level - 1)]
         target = ".".join(base + ([node.module] if node.module else []))
     else:
         target = node.module or ""
@@ -145,14 +151,22 @@ def test_imports_point_one_way():
         for m, deps in graph.items():
             if m != part and not m.startswith(part + "."):
                 continue
-            bad = {d for d in deps if d != "inv_widgets" and not any(d == a or d.startswith(a + ".") for a in allowed)
-                   and not (d == part or d.startswith(part + "."))}
-            assert not bad, f"{m} imports {sorted(bad)}: {part} may import only {sorted(allowed) or 'nothing'} of the package"
+            bad = {
+                d
+                for d in deps
+                if d != "inv_widgets"
+                and not any(d == a or d.startswith(a + ".") for a in allowed)
+                and not (d == part or d.startswith(part + "."))
+            }
+            assert not bad, (
+                f"{m} imports {sorted(bad)}: {part} may import only {sorted(allowed) or 'nothing'} of the package"
+            )
 
 
 def test_python_files_stay_small():
-    lengths = {str(p.relative_to(PACKAGE)): len(p.read_text(encoding="utf-8").splitlines())
-               for p in PACKAGE.rglob("*.py")}
+    lengths = {
+        str(p.relative_to(PACKAGE)): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")
+    }
     long = {f: n for f, n in lengths.items() if n > MAX_LINES}
     assert sorted(set(long) - set(LONG_FILES)) == [], f"files over {MAX_LINES} lines: {long}"
     shorter = sorted(f for f in LONG_FILES if lengths.get(f, 0) <= MAX_LINES)
@@ -186,9 +200,11 @@ def test_rules_that_exist_once():
 @pytest.mark.parametrize("name", ["OrderedDict", "popitem(last=False)"])
 def test_caches_use_the_shared_lru(name):
     """Hand-rolled least-recently-used caches are engine.runtime.LRU, except where a comment says why not."""
-    allowed = {"engine/runtime.py": "the LRU itself",
-               "demo/parts.py": "importable without torch; pickled to DataLoader workers (said there)",
-               "demo/model.py": "an ordered dict of layers, not a cache"}
+    allowed = {
+        "engine/runtime.py": "the LRU itself",
+        "demo/parts.py": "importable without torch; pickled to DataLoader workers (said there)",
+        "demo/model.py": "an ordered dict of layers, not a cache",
+    }
     users = {f for f, s in _sources().items() if name in s}
     assert users <= set(allowed), f"use engine.runtime.LRU (or say here why not): {sorted(users - set(allowed))}"
 
@@ -216,7 +232,7 @@ def test_no_registry_hides_an_import():
 
 #: Where a rule's message may be written, besides engine/request.py, with the reason.
 OWN_INDEX_CHECKS = {
-    "demo/parts.py": "importable without torch (DataLoader workers load it); its IndexError ends iteration",
+    "demo/parts.py": "importable without torch (DataLoader workers load it); its IndexError ends iteration"
 }
 
 
@@ -228,7 +244,9 @@ def test_one_result_path_and_checks_declared_once():
     wings = ("runs/", "labels/", "concepts/", "widgets/")
     # the cut's steps called (a method of the same name, defined or called on an object, is not the step), and the
     # cut's ordering of maps by weight outside the widgets (which sort class probabilities for display)
-    cut_steps = re.compile(r"(?<![.\w])(?<!def )(prune_mask|cluster_maps_lowres|gradcam_lowres|ward_linkage\w*|gap_k)\(")
+    cut_steps = re.compile(
+        r"(?<![.\w])(?<!def )(prune_mask|cluster_maps_lowres|gradcam_lowres|ward_linkage\w*|gap_k)\("
+    )
     restated = {f for f, s in src.items() if f.startswith(wings) and cut_steps.search(s)}
     restated |= {f for f, s in src.items() if f.startswith(wings[:3]) and "argsort(-" in s}
     assert not restated, f"these restate the cut (call engine/cut.py instead): {sorted(restated)}"

@@ -1,5 +1,6 @@
 """Stored runs (inv.explain_dataset, inv.Run) in one process: the same explanations as a Session, read back
 without the model; resume after a rerun, a SIGKILL and a Ctrl-C; one commit per shard; flat memory."""
+
 from __future__ import annotations
 
 import gc
@@ -24,7 +25,6 @@ from inv_widgets.engine.numeric import minmax_rows
 from inv_widgets.engine.runtime import limited_threads
 from inv_widgets.runs.pipeline import shard_meta
 from inv_widgets.runs.store import RunStore
-
 
 TESTS = Path(__file__).resolve().parent
 N, BATCH = 24, 8
@@ -70,6 +70,7 @@ def assert_same_runs(a, b, same_batches: bool = False):
 
 
 # ---- what a run holds --------------------------------------------------------------------------------
+
 
 def test_run_holds_the_sessions_explanations(run24, session48):
     """Each stored image and layer: the same cut as Session.explain (members, weights, keys exactly; maps,
@@ -135,8 +136,9 @@ def test_table_of_maps_and_the_consumers(run24):
     a, b = [k for k in keys if k.layer == key.layer and k.image_id == key.image_id][:2]
     for k in (a, b):
         store.record_answer("ann", k, k.target, k.target, "win", 1, ["wheel"])
-    agg = inv.aggregate_labels(store, class_names=run24.classes, model="tfidf", merge=True, weights=run24.weights(),
-                               progress=False)
+    agg = inv.aggregate_labels(
+        store, class_names=run24.classes, model="tfidf", merge=True, weights=run24.weights(), progress=False
+    )
     assert len(agg) == 1 and agg["label"].iloc[0] == "wheel" and agg["n_maps"].iloc[0] == 2
     # in one pass, as a labelling pool built from a run reads them (each shard's arrays read once)
     seen = list(run24.iter_maps(images=[3, 11], layers=[run24.layers[2]]))
@@ -161,8 +163,9 @@ def test_session_item_is_input_image_and_label(session48):
 
 def test_target_label_fixed_k_and_layers(session48, tmp_path):
     layers = session48.layers[-3:]
-    run = inv.explain_dataset(session48, [3, 1, 4], out=tmp_path / "r", batch_size=2, layers=layers, k=2,
-                              target="label", progress=False)
+    run = inv.explain_dataset(
+        session48, [3, 1, 4], out=tmp_path / "r", batch_size=2, layers=layers, k=2, target="label", progress=False
+    )
     assert run.layers == layers and run.k == 2 and run.indices == [3, 1, 4]
     assert [r.index for r in run] == [3, 1, 4]
     for i in (3, 1, 4):
@@ -200,6 +203,7 @@ def test_torch_ward_on_the_cpu_gives_the_same_run(run24, session48, tmp_path):
 
 # ---- resuming ----------------------------------------------------------------------------------------
 
+
 def test_rerun_skips_finished_shards_and_redoes_only_missing_ones(run24, session48, tmp_path):
     import shutil
 
@@ -232,19 +236,22 @@ def test_settings_of_an_existing_run_are_checked(run24, session48, tmp_path):
         inv.Run.open(tmp_path / "data")
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    ({"batch_size": 0}, ValueError, "batch_size"),
-    ({"k": 0}, ValueError, "k must be"),
-    ({"indices": [1, 2, 1]}, ValueError, "image 1 more than once"),
-    ({"indices": [99]}, IndexError, "out of range"),
-    ({"indices": 5}, TypeError, "sequence"),
-    ({"layers": ["nope"]}, ValueError, "unknown layer 'nope'"),
-    ({"recipe": "nope"}, ValueError, "unknown recipe"),
-    ({"recipe": "paper", "ward": "torch"}, ValueError, "fast"),
-    ({"ward": "gpu"}, ValueError, "ward must be"),
-    ({"target": "zebra"}, ValueError, "class name"),
-    ({"target": 10}, ValueError, "outside"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"k": 0}, ValueError, "k must be"),
+        ({"indices": [1, 2, 1]}, ValueError, "image 1 more than once"),
+        ({"indices": [99]}, IndexError, "out of range"),
+        ({"indices": 5}, TypeError, "sequence"),
+        ({"layers": ["nope"]}, ValueError, "unknown layer 'nope'"),
+        ({"recipe": "nope"}, ValueError, "unknown recipe"),
+        ({"recipe": "paper", "ward": "torch"}, ValueError, "fast"),
+        ({"ward": "gpu"}, ValueError, "ward must be"),
+        ({"target": "zebra"}, ValueError, "class name"),
+        ({"target": 10}, ValueError, "outside"),
+    ],
+)
 def test_bad_arguments_are_refused_before_anything_is_written(session48, tmp_path, kwargs, error, match):
     kwargs = {"indices": [0, 1], **kwargs}
     with pytest.raises(error, match=match):
@@ -284,8 +291,13 @@ def test_two_writers_of_one_shard_commit_once(tmp_path):
 
 def _start(out, n, delay, batch):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    return subprocess.Popen([sys.executable, str(TESTS / "runs_helpers.py"), str(out), str(n), str(delay), str(batch)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(TESTS / "runs_helpers.py"), str(out), str(n), str(delay), str(batch)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_shards(out, k, proc, timeout=120):
@@ -330,6 +342,7 @@ def test_interrupted_run_shows_only_whole_images_and_resumes(session48, tmp_path
 
 # ---- small things travel, memory stays flat ------------------------------------------------------------
 
+
 def test_what_a_dask_task_carries_is_small(run24):
     from functools import partial
 
@@ -345,6 +358,7 @@ def test_what_a_dask_task_carries_is_small(run24):
 
 def test_memory_held_does_not_grow_with_the_number_of_images(session48, tmp_path):
     """Python-level memory kept after a run of 8 and of 40 images (tracemalloc, numpy included): the same."""
+
     def held(n, name):
         session48.dataset._cache.clear()
         gc.collect()
@@ -441,8 +455,9 @@ def test_a_run_takes_the_sessions_output_and_predicted_class_where_the_label_is_
     without a label gets its predicted class from the same pass, as Session.explain does."""
     model, data = demo
     images = [data.image(i) for i in range(4)]  # no labels: target="label" falls back to the prediction
-    session = inv.Session(_FeaturesAndLogits(model), images, transform=data.transform, class_names=data.classes,
-                          output=1)
+    session = inv.Session(
+        _FeaturesAndLogits(model), images, transform=data.transform, class_names=data.classes, output=1
+    )
     run = inv.explain_dataset(session, out=tmp_path / "out1", batch_size=4, target="label", progress=False)
     for i in range(4):
         exp = session.explain(i)

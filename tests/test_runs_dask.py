@@ -4,6 +4,7 @@ The workers build their sessions from a factory (a worker plugin), write shards 
 give the same run as one process; a worker killed mid-run costs nothing but time: a rerun is complete,
 without duplicates or gaps.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,10 +17,10 @@ from pathlib import Path
 import distributed  # the runs extra, installed by dev: missing, it is a failure, not a skip
 import pandas as pd
 import pytest
+from test_runs import assert_same_runs  # one comparison of two runs for both files
 
 import inv_widgets as inv
 from inv_widgets.runs.store import RunStore
-from test_runs import assert_same_runs  # one comparison of two runs for both files
 
 TESTS = Path(__file__).resolve().parent
 pytestmark = pytest.mark.slow
@@ -31,8 +32,9 @@ def client():
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), str(TESTS)] + ([old] if old else []))
     try:
-        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                           dashboard_address=None, silence_logs=50)
+        cluster = distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=50
+        )
         c = distributed.Client(cluster)
         yield c
         c.close()
@@ -49,17 +51,25 @@ def test_two_workers_give_the_single_process_run(client, tmp_path):
     run = inv.explain_dataset(factory, range(32), out=tmp_path / "dask", batch_size=8, client=client, progress=False)
     assert run.complete and len(run) == 32
     # both workers took part, each with a session of its own
-    workers = {w: s for w, s in client.run(lambda dask_worker: [
-        p.session is not None for n, p in dask_worker.plugins.items() if n.startswith("inv-session-")]).items()}
+    workers = {
+        w: s
+        for w, s in client.run(
+            lambda dask_worker: [
+                p.session is not None for n, p in dask_worker.plugins.items() if n.startswith("inv-session-")
+            ]
+        ).items()
+    }
     assert len(workers) == 2 and all(v == [True] for v in workers.values())
     ref = inv.explain_dataset(factory, range(32), out=tmp_path / "one", batch_size=8, progress=False)
     assert_same_runs(run, ref, same_batches=True)
     # a live Session (not a factory) is shipped to the workers once, in the plugin: the same run again
-    again = inv.explain_dataset(factory(), range(8, 16), out=tmp_path / "live", batch_size=8, client=client,
-                                progress=False)
-    pd.testing.assert_frame_equal(again.maps.drop(columns=["position", "shard"]).reset_index(drop=True),
-                                  ref.maps[ref.maps["image"].between(8, 15)].drop(columns=["position", "shard"])
-                                  .reset_index(drop=True))
+    again = inv.explain_dataset(
+        factory(), range(8, 16), out=tmp_path / "live", batch_size=8, client=client, progress=False
+    )
+    pd.testing.assert_frame_equal(
+        again.maps.drop(columns=["position", "shard"]).reset_index(drop=True),
+        ref.maps[ref.maps["image"].between(8, 15)].drop(columns=["position", "shard"]).reset_index(drop=True),
+    )
 
 
 def test_a_worker_killed_mid_run_then_a_rerun_is_complete(client, tmp_path):

@@ -5,6 +5,7 @@ stored, and a rerun redoes that shard whole.
 A cluster of its own (LocalCluster, 2 worker processes, one thread each) with ``allowed-failures`` 1, so that
 a task that kills its worker fails after two deaths instead of four (the nannies restart the workers).
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,9 +15,9 @@ from pathlib import Path
 import dask
 import distributed
 import pytest
+from test_runs import assert_same_runs
 
 import inv_widgets as inv
-from test_runs import assert_same_runs
 
 TESTS = Path(__file__).resolve().parent
 pytestmark = pytest.mark.slow
@@ -29,8 +30,9 @@ def client():
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), str(TESTS)] + ([old] if old else []))
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-            cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                               dashboard_address=None, silence_logs=50)
+            cluster = distributed.LocalCluster(
+                n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=50
+            )
             c = distributed.Client(cluster)
         yield c
         c.close()
@@ -53,8 +55,10 @@ def test_an_image_that_kills_its_worker_leaves_out_only_itself(client, tmp_path)
     # every failed shard with its images, the one whose image fails first (an innocent shard that ran beside it
     # on a dying worker may have been marked failed first: it comes after, stored on its retry)
     body = msg.split(" shards failed. ")[1]
-    assert body.startswith("shard 1 (run positions 8..15, images 8..15) failed (KilledWorker); retried one image at "
-                           f"a time, 1 image failed on its own (image {KILL} (run position {KILL}): KilledWorker"), msg
+    assert body.startswith(
+        "shard 1 (run positions 8..15, images 8..15) failed (KilledWorker); retried one image at "
+        f"a time, 1 image failed on its own (image {KILL} (run position {KILL}): KilledWorker"
+    ), msg
     assert "the 7 other images of shard 1 are stored" in msg and "lacks only 1 image" in msg
     assert "went through when retried alone" not in msg or "shard 1 (" not in msg.split("retried alone")[1]
     run = inv.Run.open(out)

@@ -1,6 +1,7 @@
 """Runs that know their data (issue 23, findings 3, 5 and 9): a resume compares the session's images and every
 setting with the run's, committed shards are verified on resume and on open (a damaged one is named with the
 repair, which redoes it), and a kill at any moment of a run's creation never locks its folder."""
+
 from __future__ import annotations
 
 import os
@@ -12,12 +13,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from test_runs import assert_same_runs
 
 import inv_widgets as inv
 from inv_widgets.demo import PartsDataset
 from inv_widgets.runs.run import RunDamageWarning
 from inv_widgets.runs.store import RunDamagedError, RunStore
-from test_runs import assert_same_runs
 
 TESTS = Path(__file__).resolve().parent
 N, BATCH = 24, 8
@@ -47,8 +48,9 @@ def model(demo):
 @pytest.fixture(scope="module")
 def reference(model, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "reference"
-    return inv.explain_dataset(inv.Session(model, PartsDataset(48)), range(N), out=out, batch_size=BATCH,
-                               progress=False)
+    return inv.explain_dataset(
+        inv.Session(model, PartsDataset(48)), range(N), out=out, batch_size=BATCH, progress=False
+    )
 
 
 def _copy(run, tmp_path, name="copy") -> Path:
@@ -58,6 +60,7 @@ def _copy(run, tmp_path, name="copy") -> Path:
 
 
 # ---- a resume compares the data and the settings ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("data,first", [(Inserted, 0), (Swapped, 2)], ids=["inserted", "reordered"])
 def test_a_resume_over_changed_data_is_refused_naming_the_first_images(data, first, model, reference, tmp_path):
@@ -78,32 +81,59 @@ def test_a_resume_over_changed_data_is_refused_naming_the_first_images(data, fir
 def test_the_sample_of_a_large_run_catches_an_image_inserted_at_the_front(model, tmp_path):
     data = PartsDataset(80)
     out = tmp_path / "large"
-    inv.explain_dataset(inv.Session(model, data), range(72), out=out, batch_size=BATCH, progress=False,
-                        layers=["features.block1_conv1"])
+    inv.explain_dataset(
+        inv.Session(model, data), range(72), out=out, batch_size=BATCH, progress=False, layers=["features.block1_conv1"]
+    )
     with pytest.raises(ValueError, match=r"image 0 \(run position 0\).*\(\d+ of the 3\d images checked differ\)"):
-        inv.explain_dataset(inv.Session(model, Inserted(80)), range(72), out=out, batch_size=BATCH, progress=False,
-                            layers=["features.block1_conv1"])
+        inv.explain_dataset(
+            inv.Session(model, Inserted(80)),
+            range(72),
+            out=out,
+            batch_size=BATCH,
+            progress=False,
+            layers=["features.block1_conv1"],
+        )
     with pytest.raises(ValueError, match=r"of the 72 images checked differ"):
-        inv.explain_dataset(inv.Session(model, Inserted(80)), range(72), out=out, batch_size=BATCH, progress=False,
-                            layers=["features.block1_conv1"], verify="all")
+        inv.explain_dataset(
+            inv.Session(model, Inserted(80)),
+            range(72),
+            out=out,
+            batch_size=BATCH,
+            progress=False,
+            layers=["features.block1_conv1"],
+            verify="all",
+        )
 
 
 def test_every_setting_that_changes_results_is_compared_and_shown_in_full(model, reference, tmp_path):
     with pytest.raises(ValueError, match="weighting: stored 'guided', asked 'taylor'"):
-        inv.explain_dataset(inv.Session(model, PartsDataset(48), weighting="taylor"), range(N), out=reference.path,
-                            batch_size=BATCH, progress=False)
+        inv.explain_dataset(
+            inv.Session(model, PartsDataset(48), weighting="taylor"),
+            range(N),
+            out=reference.path,
+            batch_size=BATCH,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="n_images: stored 48, asked 50"):
-        inv.explain_dataset(inv.Session(model, PartsDataset(50)), range(N), out=reference.path, batch_size=BATCH,
-                            progress=False)
+        inv.explain_dataset(
+            inv.Session(model, PartsDataset(50)), range(N), out=reference.path, batch_size=BATCH, progress=False
+        )
     layers = reference.layers[:3]
     with pytest.raises(ValueError) as info:
-        inv.explain_dataset(inv.Session(model, PartsDataset(48)), range(N), out=reference.path, batch_size=BATCH,
-                            progress=False, layers=layers)
+        inv.explain_dataset(
+            inv.Session(model, PartsDataset(48)),
+            range(N),
+            out=reference.path,
+            batch_size=BATCH,
+            progress=False,
+            layers=layers,
+        )
     assert f"layers: stored {reference.layers!r}, asked {layers!r}" in str(info.value)  # whole, not cut at 60
     assert "first difference at item 3: stored 'features.block2_conv2', asked 'nothing'" in str(info.value)
 
 
 # ---- damaged shards: found on open and on resume, named with the repair --------------------------------------
+
 
 def _truncate(path):
     f = path / "arrays.zarr.zip"
@@ -125,10 +155,12 @@ def _empty(path):
         f.unlink()
 
 
-DAMAGE = {"truncated zip": (_truncate, "arrays.zarr.zip is not a readable zip"),
-          "zeroed zip": (_zero, "arrays.zarr.zip is not a readable zip"),
-          "parquet footer": (_parquet, "maps.parquet is not readable"),
-          "empty folder": (_empty, "the shard folder is empty")}
+DAMAGE = {
+    "truncated zip": (_truncate, "arrays.zarr.zip is not a readable zip"),
+    "zeroed zip": (_zero, "arrays.zarr.zip is not a readable zip"),
+    "parquet footer": (_parquet, "maps.parquet is not readable"),
+    "empty folder": (_empty, "the shard folder is empty"),
+}
 
 
 @pytest.mark.parametrize("how", list(DAMAGE))
@@ -151,13 +183,17 @@ def test_a_damaged_shard_is_named_with_the_repair_and_repair_redoes_it(how, mode
 
 
 def test_a_shard_copied_in_from_another_run_is_caught(model, reference, tmp_path):
-    other = inv.explain_dataset(inv.Session(model, PartsDataset(48)), range(N, 2 * N), out=tmp_path / "other",
-                                batch_size=BATCH, progress=False)
+    other = inv.explain_dataset(
+        inv.Session(model, PartsDataset(48)), range(N, 2 * N), out=tmp_path / "other", batch_size=BATCH, progress=False
+    )
     out = _copy(reference, tmp_path)
     shutil.rmtree(out / "shards" / "s000001")
     shutil.copytree(other.path / "shards" / "s000001", out / "shards" / "s000001")  # same name, other images
-    with pytest.warns(RunDamageWarning, match=r"s000001: image 32 is stored at position 8, where this run has "
-                                              r"image 8: a shard of another run"):
+    with pytest.warns(
+        RunDamageWarning,
+        match=r"s000001: image 32 is stored at position 8, where this run has "
+        r"image 8: a shard of another run",
+    ):
         run = inv.Run.open(out)
     assert 32 not in run.images["image"].tolist() and 8 in run.missing()
 
@@ -169,11 +205,11 @@ def test_damage_found_only_when_read_names_the_file_and_the_repair(reference, tm
         info = z.getinfo("maps/0/c/0/0/0")  # the chunk that holds image 0
     data = bytearray(f.read_bytes())
     start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
-    data[start:start + info.compress_size] = bytes(info.compress_size)  # the chunk zeroed, the directory intact
+    data[start : start + info.compress_size] = bytes(info.compress_size)  # the chunk zeroed, the directory intact
     f.write_bytes(bytes(data))
     run = inv.Run.open(out)  # the cheap checks pass
     with pytest.raises(RunDamagedError) as err:
-        run[0][0].maps_lowres
+        _ = run[0][0].maps_lowres
     assert "arrays.zarr.zip cannot be read" in str(err.value) and "repair=True" in str(err.value)
 
 
@@ -216,12 +252,19 @@ KILL = textwrap.dedent("""
 def test_a_kill_at_any_moment_of_a_runs_creation_never_locks_its_folder(point, model, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    r = subprocess.run([sys.executable, "-c", KILL, str(out), point], env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", KILL, str(out), point], env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == -9 and "finished" not in r.stdout, r.stderr[-2000:]
     left = sorted(p.name for p in out.rglob("*"))
     assert left, "the kill came before anything was made"
-    run = inv.explain_dataset(inv.Session(model, PartsDataset(16)), range(8), out=out, batch_size=4,
-                              progress=False, layers=["features.block1_conv1", "features.block4_conv2"])
+    run = inv.explain_dataset(
+        inv.Session(model, PartsDataset(16)),
+        range(8),
+        out=out,
+        batch_size=4,
+        progress=False,
+        layers=["features.block1_conv1", "features.block4_conv2"],
+    )
     assert run.complete and len(run) == 8
     assert not [p for p in out.rglob(".tmp-*")]

@@ -1,4 +1,5 @@
 """TCAV with captum: a tiny model whose answer is known, then concept_test on a few demo images."""
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ def patches(rng, n, channel=None, size=8):
             colour = rng.integers(0, 256, 3).astype(np.uint8)
         else:
             colour[channel] = 230
-        img[y:y + 4, x:x + 4] = colour
+        img[y : y + 4, x : x + 4] = colour
         out.append(img)
     return out
 
@@ -169,8 +170,9 @@ def labelled(demo):
     session = inv.Session(model, data, cache_size=4)
     store = inv.LabelStore(":memory:")
     weights = play(session, store, range(N_IMAGES), players=2, layers=session.layers[-1:], progress=False)
-    ge = inv.GlobalExplanation.from_labels(inv.aggregate_labels(store, class_names=data.classes, progress=False),
-                                           session, weights=weights)
+    ge = inv.GlobalExplanation.from_labels(
+        inv.aggregate_labels(store, class_names=data.classes, progress=False), session, weights=weights
+    )
     return session, ge
 
 
@@ -178,8 +180,18 @@ def test_concept_test_scores_each_label_and_attaches_the_result(labelled, tmp_pa
     session, ge = labelled
     last = session.layers[-1]
     classes = [c for c in ge.classes if ge.n_images(c)][:3]
-    res = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
-                           save_path=tmp_path, progress=False, procedure="tcav")
+    res = inv.concept_test(
+        session,
+        ge,
+        classes=classes,
+        layers=[last],
+        n_labels=2,
+        runs=3,
+        min_examples=2,
+        save_path=tmp_path,
+        progress=False,
+        procedure="tcav",
+    )
     assert list(res.columns[:4]) == ["class", "target", "layer", "label"]
     expect = [(c, lab) for c in classes for lab in ge.top(c, last, 2)["label"]]
     assert sorted(zip(res["class"], res["label"])) == sorted(expect)
@@ -199,8 +211,18 @@ def test_concept_test_scores_each_label_and_attaches_the_result(labelled, tmp_pa
     assert len(got) == len(tested)
     # a second call finds every CAV saved and gives the same result without retraining
     stamps = {p: os.stat(p).st_mtime_ns for p in tmp_path.rglob("*.pkl")}
-    again = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
-                             save_path=tmp_path, progress=False, procedure="tcav")
+    again = inv.concept_test(
+        session,
+        ge,
+        classes=classes,
+        layers=[last],
+        n_labels=2,
+        runs=3,
+        min_examples=2,
+        save_path=tmp_path,
+        progress=False,
+        procedure="tcav",
+    )
     pd.testing.assert_frame_equal(res, again)
     assert {p: os.stat(p).st_mtime_ns for p in tmp_path.rglob("*.pkl")} == stamps
     assert not list(tmp_path.rglob("*.pt"))  # the activations captum stored are gone, the CAVs stay
@@ -219,8 +241,7 @@ def test_concept_test_refuses_what_it_cannot_test(labelled):
         inv.concept_test(other, ge)
 
 
-def test_without_save_path_a_second_call_reuses_the_cavs_and_a_progress_bar_follows_the_tests(labelled,
-                                                                                                monkeypatch):
+def test_without_save_path_a_second_call_reuses_the_cavs_and_a_progress_bar_follows_the_tests(labelled, monkeypatch):
     """The default: CAVs in a folder kept as long as the GlobalExplanation, found again by a second call; the long
     part runs under a tqdm.auto bar that counts the (class, layer, label) tests."""
     import tqdm.auto
@@ -245,21 +266,35 @@ def test_without_save_path_a_second_call_reuses_the_cavs_and_a_progress_bar_foll
     session, ge = labelled
     last = session.layers[-1]
     classes = [c for c in ge.classes if ge.n_images(c)][:2]
-    res = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
-                           procedure="tcav")
+    res = inv.concept_test(
+        session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2, procedure="tcav"
+    )
     assert len(bars) == 1 and bars[0].total == bars[0].n == len(res) and bars[0].closed
     assert bars[0].descs[0].startswith("TCAV: revealing ") and bars[0].descs[-1] == "TCAV"
     folder = res.attrs["save_path"]
     cavs = {p: os.stat(p).st_mtime_ns for p in Path(folder).rglob("*.pkl")}
     assert len(cavs) >= 2 * 3 and len(cavs) >= 3 * (res["note"] == "").sum() > 0  # [concept, R_k] and [R_k, R_k-1]
-    again = inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
-                             procedure="tcav")
+    again = inv.concept_test(
+        session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2, procedure="tcav"
+    )
     assert again.attrs["save_path"] == folder
     pd.testing.assert_frame_equal(res, again)
     assert {p: os.stat(p).st_mtime_ns for p in Path(folder).rglob("*.pkl")} == cavs
     assert bars[1].descs[0] == "TCAV"  # nothing to reveal: every CAV was found
-    assert not inv.concept_test(session, ge, classes=classes, layers=[last], n_labels=2, runs=3, min_examples=2,
-                                progress=False, procedure="tcav").empty and len(bars) == 2
+    assert (
+        not inv.concept_test(
+            session,
+            ge,
+            classes=classes,
+            layers=[last],
+            n_labels=2,
+            runs=3,
+            min_examples=2,
+            progress=False,
+            procedure="tcav",
+        ).empty
+        and len(bars) == 2
+    )
 
 
 def test_random_sets_differ_from_each_other_or_the_label_is_not_tested():
@@ -269,22 +304,26 @@ def test_random_sets_differ_from_each_other_or_the_label_is_not_tested():
     from inv_widgets.concepts.tcav import _plan, random_sets
 
     assert random_sets(5, 5, 11, np.random.default_rng(0)) is None  # one possible set
-    assert random_sets(6, 5, 7, np.random.default_rng(0)) is None   # six possible sets
+    assert random_sets(6, 5, 7, np.random.default_rng(0)) is None  # six possible sets
     six = random_sets(6, 5, 6, np.random.default_rng(0))
     assert sorted(map(tuple, six)) == sorted({tuple(s) for s in six}) and len(six) == 6
     # where repeats are unlikely the draws are plain seeded samples
     rng = np.random.default_rng(3)
     assert random_sets(100, 10, 11, np.random.default_rng(3)) == [
-        sorted(rng.choice(100, 10, replace=False).tolist()) for _ in range(11)]
+        sorted(rng.choice(100, 10, replace=False).tolist()) for _ in range(11)
+    ]
 
     def row(i, label):
-        return dict(model="m0", image_id=f"img{i}", target=0, layer="feat", members=str(i), label=label,
-                    score=1.0, rank=1)
+        return dict(
+            model="m0", image_id=f"img{i}", target=0, layer="feat", members=str(i), label=label, score=1.0, rank=1
+        )
 
     # "same_class": the class's 6 maps with another label, random sets of 5: 6 different sets, not 11
-    ge = GlobalExplanation.from_labels(pd.DataFrame([row(i, "wheel") for i in range(5)]
-                                                    + [row(i, "door") for i in range(5, 11)]),
-                                       class_names=["car"], layers=["feat"])
+    ge = GlobalExplanation.from_labels(
+        pd.DataFrame([row(i, "wheel") for i in range(5)] + [row(i, "door") for i in range(5, 11)]),
+        class_names=["car"],
+        layers=["feat"],
+    )
     tests, families = _plan(ge, ["car"], ["feat"], 5, None, 5, 50, 10, 0, "same_class")
     assert families[("feat", "wheel", "car")]["sets"] is None
     tests, families = _plan(ge, ["car"], ["feat"], 5, None, 5, 50, 5, 0, "same_class")  # 6 sets: possible

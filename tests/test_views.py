@@ -1,5 +1,6 @@
 """Results in a notebook and out of it (issue 14, items 11, 12 and 14): short reprs, HTML views, DataFrames,
 PNG files and sheets, the HTML report as a method."""
+
 from __future__ import annotations
 
 import io

@@ -8,6 +8,7 @@ baselines beside INV's cluster maps for one image (LIME, KernelSHAP, Grad-CAM: `
 ``concept_test`` and ``baselines.attribution_maps`` import captum (and scikit-image) on first use, so importing
 this package stays light; without them they raise an ImportError that says ``pip install 'inv-widgets[concepts]'``.
 """
+
 from __future__ import annotations
 
 from .global_ import GlobalExplanation

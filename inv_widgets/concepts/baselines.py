@@ -19,6 +19,7 @@ image, target and settings. ``progress(done, total, message)`` is called as mode
 exception it raises (e.g. :class:`Cancelled`) stops the computation: the method it stopped is not cached
 (methods finished before it are).
 """
+
 from __future__ import annotations
 
 import threading
@@ -30,8 +31,17 @@ import torch
 
 from ..engine.runtime import LRU
 
-__all__ = ["attribution_maps", "cached_maps", "superpixels", "check_settings", "METHODS", "DEFAULT_SAMPLES",
-           "DEFAULT_SEGMENTS", "LOWEST", "Cancelled"]
+__all__ = [
+    "attribution_maps",
+    "cached_maps",
+    "superpixels",
+    "check_settings",
+    "METHODS",
+    "DEFAULT_SAMPLES",
+    "DEFAULT_SEGMENTS",
+    "LOWEST",
+    "Cancelled",
+]
 
 #: The baselines, in the order they are shown.
 METHODS = ("lime", "kernelshap", "gradcam")
@@ -51,7 +61,7 @@ class Cancelled(Exception):
     """Raise it from a ``progress`` callback to stop :func:`attribution_maps` (the stopped method is not cached)."""
 
 
-_caches: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
 #: captum draws its samples from torch's global generator: one seeded computation at a time.
 _rng_lock = threading.Lock()
@@ -94,8 +104,10 @@ def check_settings(**settings) -> dict:
     or a value below :data:`LOWEST`."""
     unknown = sorted(set(settings) - set(LOWEST))
     if unknown:
-        raise ValueError(f"unknown baselines setting(s) {unknown}; the settings are n_samples (model "
-                         "evaluations, >= 3), n_segments (superpixels, >= 2) and seed")
+        raise ValueError(
+            f"unknown baselines setting(s) {unknown}; the settings are n_samples (model "
+            "evaluations, >= 3), n_segments (superpixels, >= 2) and seed"
+        )
     return {k: _check_int(k, v, LOWEST[k]) for k, v in settings.items()}
 
 
@@ -104,8 +116,14 @@ def superpixels(image: np.ndarray, n_segments: int = DEFAULT_SEGMENTS) -> np.nda
     from skimage.segmentation import slic
 
     img = np.asarray(image)
-    seg = slic(img, n_segments=int(n_segments), compactness=10.0, sigma=1.0, start_label=0,
-               channel_axis=-1 if img.ndim == 3 else None)
+    seg = slic(
+        img,
+        n_segments=int(n_segments),
+        compactness=10.0,
+        sigma=1.0,
+        start_label=0,
+        channel_axis=-1 if img.ndim == 3 else None,
+    )
     _, labels = np.unique(seg, return_inverse=True)
     return labels.reshape(seg.shape).astype(np.int64)
 
@@ -124,11 +142,19 @@ def _lime_similarity(original, perturbed, interpretable, **kwargs):
     kept = float(z.sum())
     cos = kept / (np.sqrt(kept) * np.sqrt(z.numel())) if kept > 0 else 0.0
     d = 1.0 - cos
-    return float(np.sqrt(np.exp(-(d ** 2) / LIME_KERNEL_WIDTH ** 2)))
+    return float(np.sqrt(np.exp(-(d**2) / LIME_KERNEL_WIDTH**2)))
 
 
-def _surrogate(session, x: torch.Tensor, target: int, seg: np.ndarray, method: str, n_samples: int, seed: int,
-               tick: Callable[[int], None]) -> np.ndarray:
+def _surrogate(
+    session,
+    x: torch.Tensor,
+    target: int,
+    seg: np.ndarray,
+    method: str,
+    n_samples: int,
+    seed: int,
+    tick: Callable[[int], None],
+) -> np.ndarray:
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import KernelShap, Lime
 
@@ -150,8 +176,14 @@ def _surrogate(session, x: torch.Tensor, target: int, seg: np.ndarray, method: s
         explainer = KernelShap(forward)
     with _rng_lock, torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        attr = explainer.attribute(inp, baselines=fill, target=int(target), feature_mask=mask,
-                                   n_samples=int(n_samples), perturbations_per_eval=min(BATCH, int(n_samples)))
+        attr = explainer.attribute(
+            inp,
+            baselines=fill,
+            target=int(target),
+            feature_mask=mask,
+            n_samples=int(n_samples),
+            perturbations_per_eval=min(BATCH, int(n_samples)),
+        )
     return attr[0, 0].detach().float().cpu().numpy()
 
 
@@ -166,8 +198,15 @@ def _keys(session, index, target, methods, n_samples, n_segments, seed):
     return exp, iid, keys, (n_samples, n_segments, seed)
 
 
-def cached_maps(session, index, target=None, methods: Sequence[str] = METHODS, n_samples: int = DEFAULT_SAMPLES,
-                n_segments: int = DEFAULT_SEGMENTS, seed: int = 0) -> dict[str, np.ndarray] | None:
+def cached_maps(
+    session,
+    index,
+    target=None,
+    methods: Sequence[str] = METHODS,
+    n_samples: int = DEFAULT_SAMPLES,
+    n_segments: int = DEFAULT_SEGMENTS,
+    seed: int = 0,
+) -> dict[str, np.ndarray] | None:
     """What :func:`attribution_maps` would return if every map is cached already, else ``None`` (no work)."""
     keys = _keys(session, index, target, methods, n_samples, n_segments, seed)[2]
     cache = _cache(session)
@@ -175,9 +214,16 @@ def cached_maps(session, index, target=None, methods: Sequence[str] = METHODS, n
     return None if any(v is None for v in hits.values()) else {m: v.copy() for m, v in hits.items()}
 
 
-def attribution_maps(session, index, target=None, methods: Sequence[str] = METHODS, n_samples: int = DEFAULT_SAMPLES,
-                     n_segments: int = DEFAULT_SEGMENTS, seed: int = 0,
-                     progress: Progress | None = None) -> dict[str, np.ndarray]:
+def attribution_maps(
+    session,
+    index,
+    target=None,
+    methods: Sequence[str] = METHODS,
+    n_samples: int = DEFAULT_SAMPLES,
+    n_segments: int = DEFAULT_SEGMENTS,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
     """LIME, KernelSHAP and Grad-CAM maps of image ``index`` for ``target`` (None: the predicted class).
 
     Parameters
@@ -231,8 +277,9 @@ def attribution_maps(session, index, target=None, methods: Sequence[str] = METHO
             report(f"Grad-CAM at {exp.layers[-1]}")
         else:
             if seg is None:
-                seg = cache.get(("slic", iid, n_segments),
-                                lambda: superpixels(np.asarray(session.image(index)), n_segments))
+                seg = cache.get(
+                    ("slic", iid, n_segments), lambda: superpixels(np.asarray(session.image(index)), n_segments)
+                )
             name = "LIME" if m == "lime" else "KernelSHAP"
 
             def tick(b: int, name=name) -> None:

@@ -1,4 +1,5 @@
 """The ``concepts`` extra (captum, scikit-image, threadpoolctl): a clear ImportError when it is not installed."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,5 +12,7 @@ def require_concepts(what: str, modules=("captum", "skimage", "threadpoolctl")) 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         names = {"skimage": "scikit-image"}
-        raise ImportError(f"{what} needs {', '.join(names.get(m, m) for m in missing)}, which is not installed; "
-                          "install it with: pip install 'inv-widgets[concepts]'")
+        raise ImportError(
+            f"{what} needs {', '.join(names.get(m, m) for m in missing)}, which is not installed; "
+            "install it with: pip install 'inv-widgets[concepts]'"
+        )

@@ -11,6 +11,7 @@ Every evaluation takes ``--split dev`` (default: the images the defaults were ch
 (sealed images, only to report), ``--n`` (images), ``--layer-point`` and ``--seed``; ``-h`` after the name
 lists the rest. The figures of docs/evaluations.md are ``--split test`` runs.
 """
+
 from __future__ import annotations
 
 import sys
@@ -42,8 +43,10 @@ def _main_of(what: str):
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = (f"usage: python -m inv_widgets.eval {{{','.join(EVALUATIONS + ('all',))}}} [options]   (-h after the "
-             "name for help)")
+    usage = (
+        f"usage: python -m inv_widgets.eval {{{','.join(EVALUATIONS + ('all',))}}} [options]   (-h after the "
+        "name for help)"
+    )
     if not argv:
         print(usage, file=sys.stderr)
         return 2
@@ -52,8 +55,11 @@ def main(argv=None) -> int:
         return 0
     what, rest = argv[0], argv[1:]
     if what not in EVALUATIONS + ("all",):
-        print(f"python -m inv_widgets.eval: error: unknown evaluation {what!r}; choose one of "
-              f"{', '.join(EVALUATIONS + ('all',))}", file=sys.stderr)
+        print(
+            f"python -m inv_widgets.eval: error: unknown evaluation {what!r}; choose one of "
+            f"{', '.join(EVALUATIONS + ('all',))}",
+            file=sys.stderr,
+        )
         return 2
     run = _main_of(what)
     try:

@@ -1,4 +1,5 @@
 """The command-line options every evaluation shares, and one-line errors for bad ones."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser(what: str, doc: str | None) -> argparse.ArgumentParser:
-    return _Parser(prog=f"python -m inv_widgets.eval {what}", description=doc,
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return _Parser(
+        prog=f"python -m inv_widgets.eval {what}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def whole(lo: int, what: str):
@@ -31,17 +33,27 @@ def whole(lo: int, what: str):
     return parse
 
 
-def common_arguments(ap: argparse.ArgumentParser, *, n: int, n_name: str = "--n", n_help: str | None = None,
-                     min_n: int = 1) -> argparse.ArgumentParser:
+def common_arguments(
+    ap: argparse.ArgumentParser, *, n: int, n_name: str = "--n", n_help: str | None = None, min_n: int = 1
+) -> argparse.ArgumentParser:
     """The options every evaluation takes: the split, the number of images, the layer point, the seed, quiet."""
     from .stats import SPLITS
 
-    ap.add_argument("--split", default="dev", choices=list(SPLITS),
-                    help="dev: the images the defaults were chosen on (default); test: sealed images, to report only")
-    ap.add_argument(n_name, type=whole(min_n, n_name), default=n, dest="n",
-                    help=n_help or f"images of the split (default {n})")
-    ap.add_argument("--layer-point", default="activation", choices=["activation", "conv"],
-                    help="where each conv layer's maps are read (Session(layer_point=...); default activation)")
+    ap.add_argument(
+        "--split",
+        default="dev",
+        choices=list(SPLITS),
+        help="dev: the images the defaults were chosen on (default); test: sealed images, to report only",
+    )
+    ap.add_argument(
+        n_name, type=whole(min_n, n_name), default=n, dest="n", help=n_help or f"images of the split (default {n})"
+    )
+    ap.add_argument(
+        "--layer-point",
+        default="activation",
+        choices=["activation", "conv"],
+        help="where each conv layer's maps are read (Session(layer_point=...); default activation)",
+    )
     ap.add_argument("--seed", type=whole(0, "--seed"), default=0, help="seeds every random step (default 0)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     return ap

@@ -7,6 +7,7 @@ needs maps of many images per class); the evaluations' own defaults (docs/evalua
 ``--n 4`` the whole run takes a few minutes (a smoke test of every figure); the full-size runs and their times
 are in docs/evaluations.md.
 """
+
 from __future__ import annotations
 
 import sys
@@ -30,21 +31,36 @@ def _main_of(what: str):
 
 
 def main(argv=None) -> int:
-    from ._args import common_arguments, parser, whole as _whole
+    from ._args import common_arguments, parser
+    from ._args import whole as _whole
 
     ap = parser("all", __doc__)
     common_arguments(ap, n=30)
-    ap.add_argument("--global-n", type=_whole(1, "--global-n"), default=None,
-                    help="images labelled by the simulated players in eval global (default 10 x --n)")
-    ap.add_argument("--skip", nargs="+", default=[], choices=["sanity", "parts", "faithfulness", "labels", "global"],
-                    help="evaluations left out")
+    ap.add_argument(
+        "--global-n",
+        type=_whole(1, "--global-n"),
+        default=None,
+        help="images labelled by the simulated players in eval global (default 10 x --n)",
+    )
+    ap.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=["sanity", "parts", "faithfulness", "labels", "global"],
+        help="evaluations left out",
+    )
     args = ap.parse_args(argv)
     common = ["--split", args.split, "--layer-point", args.layer_point, "--seed", str(args.seed)]
     if args.quiet:
         common.append("--quiet")
     n = ["--n", str(args.n)]
-    plan = [("sanity", n), ("parts", n + ["--draws", "3"]), ("faithfulness", n + ["--steps", "10"]),
-            ("labels", n), ("global", ["--n", str(args.global_n or 10 * args.n)])]
+    plan = [
+        ("sanity", n),
+        ("parts", n + ["--draws", "3"]),
+        ("faithfulness", n + ["--steps", "10"]),
+        ("labels", n),
+        ("global", ["--n", str(args.global_n or 10 * args.n)]),
+    ]
     status = 0
     t0 = time.perf_counter()
     for what, extra in plan:

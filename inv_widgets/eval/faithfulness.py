@@ -25,6 +25,7 @@ Per layer and map type (``--maps``):
 Issue 20's target: partial rho(weight, drop | size) >= 0.5 in every layer at the default weighting.
 Every random step is seeded (``--seed``); the figures do not depend on ``--workers``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -33,17 +34,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata, spearmanr
 
-__all__ = ["evaluate_faithfulness", "image_records", "summarise", "random_groups", "union_map", "check_targets",
-           "partial_spearman", "Faithfulness", "main", "BASELINE_METHODS", "FRACTIONS"]
+from .faithfulness_stats import AREAS, BASELINE_METHODS, check_targets, partial_spearman, summarise
 
-BASELINE_METHODS = ("lime", "kernelshap")
+__all__ = [
+    "evaluate_faithfulness",
+    "image_records",
+    "summarise",
+    "random_groups",
+    "union_map",
+    "check_targets",
+    "partial_spearman",
+    "Faithfulness",
+    "main",
+    "BASELINE_METHODS",
+    "FRACTIONS",
+]
+
 
 #: The shares of pixels deleted / inserted: 2 % steps while the object goes (objects cover 5-40 % of a demo
 #: image), 10 % steps beyond.
 FRACTIONS = np.round(np.r_[np.arange(0.0, 0.30, 0.02), np.arange(0.30, 1.0001, 0.10)], 10)
-AREAS = ("del_union", "del_heaviest", "del_gradcam", "ins_union", "ins_heaviest", "ins_gradcam")
 
 
 def random_groups(kept: np.ndarray, sizes, rng: np.random.Generator) -> list[np.ndarray]:
@@ -52,7 +63,7 @@ def random_groups(kept: np.ndarray, sizes, rng: np.random.Generator) -> list[np.
     perm = rng.permutation(np.asarray(kept))
     out, at = [], 0
     for s in sizes:
-        out.append(np.sort(perm[at:at + int(s)]))
+        out.append(np.sort(perm[at : at + int(s)]))
         at += int(s)
     return out
 
@@ -71,9 +82,22 @@ def _fractions(steps: int | None) -> np.ndarray:
     return FRACTIONS if not steps else np.linspace(0.0, 1.0, int(steps) + 1)
 
 
-def image_records(model, data, i: int, *, point: str = "activation", kinds=("published",), recipe: str = "fast",
-                  weighting: str = "guided", steps: int | None = None, repeats: int = 5, seed: int = 0,
-                  session=None, attribution_maps=None, curves: bool = True) -> dict:
+def image_records(
+    model,
+    data,
+    i: int,
+    *,
+    point: str = "activation",
+    kinds=("published",),
+    recipe: str = "fast",
+    weighting: str = "guided",
+    steps: int | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+    session=None,
+    attribution_maps=None,
+    curves: bool = True,
+) -> dict:
     """Everything measured on image ``i`` (explained for its predicted class): per layer and map type the weights,
     member counts, ablation drops, the random groups' weights and drops, and the deletion / insertion areas; per
     image the LIME and KernelSHAP areas (when ``attribution_maps`` and a ``session`` over the same images are
@@ -82,10 +106,22 @@ def image_records(model, data, i: int, *, point: str = "activation", kinds=("pub
 
     x, _ = data[i]
     fill = data.to_tensor(data.background(i)) if hasattr(data, "background") else None
-    layers = getattr(model, "conv_layer_names", None) or [n for n, m in model.named_modules()
-                                                          if type(m).__name__ == "Conv2d"]
-    rec = explain_images(model, x[None], [data.array(i)], None, layers, point=point, kinds=kinds, recipe=recipe,
-                         weighting=weighting, probes=True, fills=[fill])[0]
+    layers = getattr(model, "conv_layer_names", None) or [
+        n for n, m in model.named_modules() if type(m).__name__ == "Conv2d"
+    ]
+    rec = explain_images(
+        model,
+        x[None],
+        [data.array(i)],
+        None,
+        layers,
+        point=point,
+        kinds=kinds,
+        recipe=recipe,
+        weighting=weighting,
+        probes=True,
+        fills=[fill],
+    )[0]
     exp = rec["exp"]
     rng = np.random.default_rng([seed, i])
     out_layers, saliency, where = [], [], []
@@ -113,10 +149,15 @@ def image_records(model, data, i: int, *, point: str = "activation", kinds=("pub
                         for j, g in enumerate(rr):
                             lab[g] = j
                         rnd_w.append(group_weights(*rec["maps"][name]["_tensors"], lab, k))
-                r.update(weights=np.asarray(lm.weights, np.float64), sizes=np.asarray(sizes, np.float64),
-                         drops=ab.logit_drop[:k], rnd_weights=np.asarray(rnd_w, np.float64).reshape(repeats, k),
-                         rnd_drops=ab.logit_drop[k:k + repeats * k].reshape(repeats, k),
-                         kept_drop=float(ab.logit_drop[-1]), layer_drop=ab.layer_logit_drop)
+                r.update(
+                    weights=np.asarray(lm.weights, np.float64),
+                    sizes=np.asarray(sizes, np.float64),
+                    drops=ab.logit_drop[:k],
+                    rnd_weights=np.asarray(rnd_w, np.float64).reshape(repeats, k),
+                    rnd_drops=ab.logit_drop[k : k + repeats * k].reshape(repeats, k),
+                    kept_drop=float(ab.logit_drop[-1]),
+                    layer_drop=ab.layer_logit_drop,
+                )
                 if curves:
                     where.append(len(out_layers))
                     saliency += [union_map(lm.maps, lm.weights), lm.maps[0], lr.gradcam()]
@@ -124,7 +165,7 @@ def image_records(model, data, i: int, *, point: str = "activation", kinds=("pub
     if saliency:
         cv = exp.curves(np.stack(saliency), fractions=_fractions(steps))
         for pos, at in enumerate(where):
-            d, ins = cv.deletion_area[3 * pos:3 * pos + 3], cv.insertion_area[3 * pos:3 * pos + 3]
+            d, ins = cv.deletion_area[3 * pos : 3 * pos + 3], cv.insertion_area[3 * pos : 3 * pos + 3]
             out_layers[at].update(zip(AREAS, [*d, *ins]))
     image = {"image": i, "target": exp.target}
     if attribution_maps is not None and session is not None and curves:
@@ -135,132 +176,6 @@ def image_records(model, data, i: int, *, point: str = "activation", kinds=("pub
             for j, m in enumerate(got):
                 image[f"del_{m}"], image[f"ins_{m}"] = float(c.deletion_area[j]), float(c.insertion_area[j])
     return {"image": image, "layers": out_layers}
-
-
-def _spearman(x, y) -> float:
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
-
-
-def partial_spearman(x, y, z) -> float:
-    """Spearman's partial correlation of ``x`` and ``y`` given ``z``: the Pearson partial correlation of their
-    ranks (NaN when a variable is constant or z explains x or y entirely)."""
-    x, y, z = (np.asarray(v, np.float64) for v in (x, y, z))
-    if len(x) < 3 or min(np.ptp(x), np.ptp(y)) == 0:
-        return float("nan")
-    if np.ptp(z) == 0:
-        return _spearman(x, y)
-    rx, ry, rz = rankdata(x), rankdata(y), rankdata(z)
-    c = np.corrcoef([rx, ry, rz])
-    den = (1 - c[0, 2] ** 2) * (1 - c[1, 2] ** 2)
-    return float((c[0, 1] - c[0, 2] * c[1, 2]) / np.sqrt(den)) if den > 1e-12 else float("nan")
-
-
-def _nanmean(values) -> float:
-    v = np.asarray(list(values), np.float64)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if len(v) else float("nan")
-
-
-def _pooled(units, key_w, key_d, q=None):
-    w = np.concatenate([u[key_w] if q is None else u[key_w][q] for u in units]) if units else np.zeros(0)
-    d = np.concatenate([u[key_d] if q is None else u[key_d][q] for u in units]) if units else np.zeros(0)
-    return w, d
-
-
-def summarise(records: list[dict], seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The per-(layer, map type) table and the per-method table (LIME, KernelSHAP) from :func:`image_records`,
-    each figure with a 95 % CI resampling images (``*_lo``, ``*_hi``)."""
-    from ..engine.stats import ci, cluster_ci
-
-    by: dict = {}
-    for r in records:
-        for rec in r["layers"]:
-            by.setdefault((rec["layer_index"], rec["layer"], rec.get("kind", "published")), []).append(rec)
-    rows = []
-    for (li, name, kind), recs in sorted(by.items()):
-        full = [r for r in recs if r["k"]]
-        row = {"layer_index": li, "layer": name, "kind": kind, "images": len(recs),
-               "mean_k": float(np.mean([r["k"] for r in recs]))}
-
-        def put(key, fig):
-            row[key], row[f"{key}_lo"], row[f"{key}_hi"] = fig.value, fig.lo, fig.hi
-
-        put("spearman_pooled", cluster_ci(full, lambda u: _spearman(*_pooled(u, "weights", "drops")), seed=seed))
-        put("size_pooled", cluster_ci(full, lambda u: _spearman(*_pooled(u, "sizes", "drops")), seed=seed))
-        put("partial_pooled", cluster_ci(full, lambda u: partial_spearman(
-            *_pooled(u, "weights", "drops"), _pooled(u, "sizes", "drops")[0]), seed=seed))
-        per = [_spearman(r["weights"], r["drops"]) for r in full if r["k"] >= 3]
-        row["spearman_image"], row["images_k3"] = ci(per, seed=seed).value, int(np.isfinite(per).sum()) if per else 0
-        top = [(int(np.argmax(r["weights"])) == int(np.argmax(r["drops"])), 1.0 / r["k"]) for r in full if r["k"] >= 2]
-        put("heaviest_top", ci([t for t, _ in top], seed=seed))
-        row["chance"] = float(np.mean([c for _, c in top])) if top else float("nan")
-        reps = full[0]["rnd_weights"].shape[0] if full else 0
-        rnd_sp = [_spearman(*_pooled(full, "rnd_weights", "rnd_drops", q)) for q in range(reps)]
-        row["random_pooled"] = _nanmean(rnd_sp)
-        rnd_img = [_nanmean([_spearman(r["rnd_weights"][q], r["rnd_drops"][q]) for r in full if r["k"] >= 3])
-                   for q in range(reps)]
-        row["random_image"] = _nanmean(rnd_img)
-        put("random_partial", cluster_ci(full, lambda u: _nanmean([partial_spearman(
-            *_pooled(u, "rnd_weights", "rnd_drops", q), np.concatenate([x["sizes"] for x in u]))
-            for q in range(reps)]) if reps else float("nan"), seed=seed, n_boot=300))
-        rtop = [float(np.mean([int(np.argmax(r["rnd_weights"][q])) == int(np.argmax(r["rnd_drops"][q]))
-                               for q in range(reps)])) for r in full if r["k"] >= 2]
-        row["random_top"] = float(np.mean(rtop)) if rtop else float("nan")
-        row["heaviest_weight_share"] = float(np.mean([r["weights"][0] / r["weights"].sum() for r in full
-                                                      if r["weights"].sum() > 0])) if full else float("nan")
-        row["heaviest_drop_share"] = float(np.mean([r["drops"][0] / r["kept_drop"] for r in full
-                                                    if abs(r["kept_drop"]) > 1e-9])) if full else float("nan")
-        for key in AREAS:
-            if full and key in full[0]:
-                put(key, ci([r[key] for r in full], seed=seed))
-            else:
-                row[key] = row[f"{key}_lo"] = row[f"{key}_hi"] = float("nan")
-        row["union_deletes_better"] = (float(np.mean([r["del_union"] <= r["del_gradcam"] for r in full]))
-                                       if full and "del_union" in full[0] else float("nan"))
-        rows.append(row)
-    img = pd.DataFrame([r["image"] for r in records])
-    methods = []
-    for m in BASELINE_METHODS:
-        if f"del_{m}" in img:
-            d, s = ci(img[f"del_{m}"], seed=seed), ci(img[f"ins_{m}"], seed=seed)
-            methods.append({"method": m, "images": d.n, "deletion_area": d.value, "deletion_lo": d.lo,
-                            "deletion_hi": d.hi, "insertion_area": s.value, "insertion_lo": s.lo, "insertion_hi": s.hi})
-    return pd.DataFrame(rows), pd.DataFrame(methods, columns=["method", "images", "deletion_area", "deletion_lo",
-                                                              "deletion_hi", "insertion_area", "insertion_lo",
-                                                              "insertion_hi"])
-
-
-def check_targets(layers: pd.DataFrame, weighting: str, kind: str | None = None) -> list[tuple[str, bool, str]]:
-    """The targets on the demo for one map type (default: the table's first): (what, met, the figures); none for a
-    map type the table does not have."""
-    kinds = layers.get("kind", pd.Series("published", index=layers.index))
-    kind = kind or (kinds.iloc[0] if len(kinds) else "published")
-    layers = layers[kinds == kind]
-    if layers.empty:
-        return []
-    f = lambda s: ", ".join(f"{v:.2f}" for v in s)  # noqa: E731
-    out = []
-    if "partial_pooled" in layers:
-        out.append(("partial rho(weight, drop | size) >= 0.5 in every layer",
-                    bool((layers.partial_pooled >= 0.5).all()), f(layers.partial_pooled)))
-    blocks34 = layers[layers.layer.str.contains(r"block[34]_")]
-    out += [("pooled Spearman >= 0.5 in every layer", bool((layers.spearman_pooled >= 0.5).all()),
-             f(layers.spearman_pooled)),
-            ("pooled Spearman >= 0.8 in blocks 3-4", bool((blocks34.spearman_pooled >= 0.8).all()),
-             f(blocks34.spearman_pooled)),
-            ("heaviest map = largest drop in >= 50 % of images in every layer",
-             bool((layers.heaviest_top >= 0.5).all()), f(layers.heaviest_top))]
-    if layers.del_union.notna().any():
-        wins = int((layers.del_union <= layers.del_gradcam).sum())
-        out.append(("union deletes no worse than Grad-CAM in >= 6 of 8 layers",
-                    wins >= min(6, len(layers) * 6 // 8), f"{wins} of {len(layers)} layers"))
-    if weighting == "taylor":
-        out.append(("taylor: pooled Spearman >= 0.8 in every layer", bool((layers.spearman_pooled >= 0.8).all()),
-                    f(layers.spearman_pooled)))
-    return out
 
 
 @dataclass
@@ -291,15 +206,31 @@ def _one(i) -> dict:
         return image_records(_WORKER["model"], _WORKER["data"], i, **_WORKER["kwargs"])
 
 
-def evaluate_faithfulness(n: int = 50, *, split: str = "dev", point: str = "activation", kinds=("published",),
-                          recipe: str = "fast", weighting: str = "guided", steps: int | None = None, repeats: int = 5,
-                          seed: int = 0, baselines: bool = False, curves: bool = True, attribution_maps=None,
-                          workers: int = 1, model=None, data=None, progress: bool = True) -> Faithfulness:
+def evaluate_faithfulness(
+    n: int = 50,
+    *,
+    split: str = "dev",
+    point: str = "activation",
+    kinds=("published",),
+    recipe: str = "fast",
+    weighting: str = "guided",
+    steps: int | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+    baselines: bool = False,
+    curves: bool = True,
+    attribution_maps=None,
+    workers: int = 1,
+    model=None,
+    data=None,
+    progress: bool = True,
+) -> Faithfulness:
     """Run the evaluation on ``n`` images of ``split`` (or of ``data`` with ``model``), one thread per process.
     ``baselines``: also LIME and KernelSHAP (``attribution_maps``, default ``inv_widgets.concepts.baselines.
     attribution_maps``); ``curves=False``: the ablation figures only; ``workers`` > 1 shares the images out to
     that many processes (the demo model only)."""
     import inv_widgets as inv
+
     from ..engine.points import check_layer_point
     from ..engine.recipes import get_recipe
     from ..engine.runtime import limited_threads
@@ -316,8 +247,16 @@ def evaluate_faithfulness(n: int = 50, *, split: str = "dev", point: str = "acti
         from ..concepts import baselines as _b
 
         attribution_maps = _b.attribution_maps
-    kw = dict(point=point, kinds=tuple(kinds), recipe=recipe, weighting=weighting, steps=steps, repeats=repeats,
-              seed=seed, curves=curves)
+    kw = dict(
+        point=point,
+        kinds=tuple(kinds),
+        recipe=recipe,
+        weighting=weighting,
+        steps=steps,
+        repeats=repeats,
+        seed=seed,
+        curves=curves,
+    )
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
@@ -327,24 +266,40 @@ def evaluate_faithfulness(n: int = 50, *, split: str = "dev", point: str = "acti
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(split, n, kw)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(split, n, kw)
+        ) as pool:
             for rec in pool.map(_one, range(n)):
                 records.append(rec)
                 bar.update()
     else:
         if model is None or data is None:
             model, data = split_data(split, n)
-        session = inv.Session(model, data, recipe=recipe, weighting=weighting, layer_point=point,
-                              cache_size=1) if baselines else None
+        session = (
+            inv.Session(model, data, recipe=recipe, weighting=weighting, layer_point=point, cache_size=1)
+            if baselines
+            else None
+        )
         with limited_threads(1):
             for i in range(n):
                 records.append(image_records(model, data, i, session=session, attribution_maps=attribution_maps, **kw))
                 bar.update()
     bar.close()
     layers, methods = summarise(records, seed=seed)
-    settings = dict(n=n, split=split, point=point, kinds=list(kinds), recipe=recipe, weighting=weighting, steps=steps,
-                    repeats=repeats, seed=seed, curves=curves, baselines=baselines, seconds=time.perf_counter() - t0)
+    settings = dict(
+        n=n,
+        split=split,
+        point=point,
+        kinds=list(kinds),
+        recipe=recipe,
+        weighting=weighting,
+        steps=steps,
+        repeats=repeats,
+        seed=seed,
+        curves=curves,
+        baselines=baselines,
+        seconds=time.perf_counter() - t0,
+    )
     return Faithfulness(layers, methods, records, settings)
 
 
@@ -356,24 +311,34 @@ def _f(row, key, digits=2):
 
 def report(res: Faithfulness) -> str:
     s, df = res.settings, res.layers
-    lines = [f"eval faithfulness: split {s['split']} ({s['n']} images, explained for the predicted class), layer point "
-             f"{s['point']} (channels zeroed there), {s['recipe']} recipe, {s['weighting']} weights, suggested cut, "
-             f"{s['repeats']} random groupings per image and layer; [95 % CI resampling images] ({s['seconds']:.0f} s)"]
+    lines = [
+        f"eval faithfulness: split {s['split']} ({s['n']} images, explained for the predicted class), layer point "
+        f"{s['point']} (channels zeroed there), {s['recipe']} recipe, {s['weighting']} weights, suggested cut, "
+        f"{s['repeats']} random groupings per image and layer; [95 % CI resampling images] ({s['seconds']:.0f} s)"
+    ]
     for kind in s["kinds"]:
-        lines.append(f"\n{kind}: per layer k, rho(weight, drop) pooled, rho(size, drop), partial rho(weight, drop | "
-                     "size), random groups' partial rho, heaviest = largest drop (chance)")
+        lines.append(
+            f"\n{kind}: per layer k, rho(weight, drop) pooled, rho(size, drop), partial rho(weight, drop | "
+            "size), random groups' partial rho, heaviest = largest drop (chance)"
+        )
         for _, r in df[df.kind == kind].iterrows():
-            lines.append(f"  {r.layer.split('.')[-1]:<13} k {r.mean_k:.1f}  {_f(r, 'spearman_pooled'):<19} "
-                         f"{_f(r, 'size_pooled'):<19} {_f(r, 'partial_pooled'):<19} {_f(r, 'random_partial'):<19} "
-                         f"{_f(r, 'heaviest_top')} ({r.chance:.2f})")
+            lines.append(
+                f"  {r.layer.split('.')[-1]:<13} k {r.mean_k:.1f}  {_f(r, 'spearman_pooled'):<19} "
+                f"{_f(r, 'size_pooled'):<19} {_f(r, 'partial_pooled'):<19} {_f(r, 'random_partial'):<19} "
+                f"{_f(r, 'heaviest_top')} ({r.chance:.2f})"
+            )
         if s["curves"]:
             lines.append(f"{kind}: deletion area (lower is better) union / heaviest / Grad-CAM; insertion union")
             for _, r in df[df.kind == kind].iterrows():
-                lines.append(f"  {r.layer.split('.')[-1]:<13} {_f(r, 'del_union', 3):<21} "
-                             f"{_f(r, 'del_heaviest', 3):<21} {_f(r, 'del_gradcam', 3):<21} {_f(r, 'ins_union', 3)}")
+                lines.append(
+                    f"  {r.layer.split('.')[-1]:<13} {_f(r, 'del_union', 3):<21} "
+                    f"{_f(r, 'del_heaviest', 3):<21} {_f(r, 'del_gradcam', 3):<21} {_f(r, 'ins_union', 3)}"
+                )
     for _, m in res.methods.iterrows():
-        lines.append(f"  {m.method}: deletion {m.deletion_area:.3f} [{m.deletion_lo:.3f}, {m.deletion_hi:.3f}], "
-                     f"insertion {m.insertion_area:.3f}")
+        lines.append(
+            f"  {m.method}: deletion {m.deletion_area:.3f} [{m.deletion_lo:.3f}, {m.deletion_hi:.3f}], "
+            f"insertion {m.insertion_area:.3f}"
+        )
     for kind in s["kinds"]:
         for what, ok, figures in check_targets(df, s["weighting"], kind):
             lines.append(f"target {'met   ' if ok else 'MISSED'}  {kind}: {what}: {figures}")
@@ -385,13 +350,23 @@ def main(argv=None) -> int:
 
     ap = parser("faithfulness", __doc__)
     common_arguments(ap, n=50)
-    ap.add_argument("--maps", nargs="+", default=["published"], choices=["published", "signed", "gradcam", "contrast"],
-                    help="map types measured (default published)")
+    ap.add_argument(
+        "--maps",
+        nargs="+",
+        default=["published"],
+        choices=["published", "signed", "gradcam", "contrast"],
+        help="map types measured (default published)",
+    )
     ap.add_argument("--recipe", default="fast", help="clustering recipe (default fast)")
-    ap.add_argument("--weighting", default="guided", choices=["guided", "taylor"],
-                    help="channel weights (default guided)")
-    ap.add_argument("--steps", type=int, default=None,
-                    help="equal steps of the deletion / insertion curves (default: 2 %% steps to 30 %%, then 10 %%)")
+    ap.add_argument(
+        "--weighting", default="guided", choices=["guided", "taylor"], help="channel weights (default guided)"
+    )
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="equal steps of the deletion / insertion curves (default: 2 %% steps to 30 %%, then 10 %%)",
+    )
     ap.add_argument("--random", type=int, default=5, help="random channel groupings per image and layer (default 5)")
     ap.add_argument("--workers", type=int, default=1, help="processes of one thread each (default 1)")
     ap.add_argument("--baselines", action="store_true", help="also LIME and KernelSHAP (hundreds of passes per image)")
@@ -401,10 +376,21 @@ def main(argv=None) -> int:
     for opt, v, lo in (("--steps", args.steps, 2), ("--random", args.random, 1), ("--workers", args.workers, 1)):
         if v is not None and v < lo:
             ap.error(f"{opt} must be at least {lo}, got {v}")
-    res = evaluate_faithfulness(args.n, split=args.split, point=args.layer_point, kinds=tuple(args.maps),
-                                recipe=args.recipe, weighting=args.weighting, steps=args.steps, repeats=args.random,
-                                seed=args.seed, baselines=args.baselines, curves=not args.no_curves,
-                                workers=args.workers, progress=not args.quiet)
+    res = evaluate_faithfulness(
+        args.n,
+        split=args.split,
+        point=args.layer_point,
+        kinds=tuple(args.maps),
+        recipe=args.recipe,
+        weighting=args.weighting,
+        steps=args.steps,
+        repeats=args.random,
+        seed=args.seed,
+        baselines=args.baselines,
+        curves=not args.no_curves,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
     print(report(res))
     if args.csv:
         res.layers.to_csv(args.csv, index=False)

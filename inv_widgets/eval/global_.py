@@ -25,6 +25,7 @@
    the same CAVs beside it.
 Every random step is seeded: the figures are the same on every run.
 """
+
 from __future__ import annotations
 
 import re
@@ -103,8 +104,24 @@ def auroc(pos, neg, *, seed: int = 0, n_boot: int = 2000):
     return Figure(a(pos, neg), float(lo), float(hi), len(pos) + len(neg))
 
 
-def _controls(session, ge, agg, truth, layers, scored, importance, *, runs, null, min_examples, max_examples,
-              controls, seed, progress, absent: int = 3):
+def _controls(
+    session,
+    ge,
+    agg,
+    truth,
+    layers,
+    scored,
+    importance,
+    *,
+    runs,
+    null,
+    min_examples,
+    max_examples,
+    controls,
+    seed,
+    progress,
+    absent: int = 3,
+):
     """One row per control concept (class, layer, family, name) with its calibrated result (``absent`` parts the
     class does not have, drawn at random among those with enough maps, per class and layer)."""
     from ..concepts.calibrated import ConceptSpace, reveal_inputs
@@ -163,25 +180,62 @@ def _controls(session, ge, agg, truth, layers, scored, importance, *, runs, null
                 concepts.append(("absent part", part, [keys[j] for j in pick], None))
             used = list(dict.fromkeys(list(pool) + [k for _, _, ks, _ in concepts for k in ks]))
             examples = {k: reveals[k] for k in used}
-            space = ConceptSpace(session.model, layer, ge.classes.index(name), examples,
-                                 {i: session.input(i) for i in scored[name]},
-                                 {k: session.index_of(k.image_id) for k in examples}, point=session.layer_point,
-                                 seed=seed)
+            space = ConceptSpace(
+                session.model,
+                layer,
+                ge.classes.index(name),
+                examples,
+                {i: session.input(i) for i in scored[name]},
+                {k: session.index_of(k.image_id) for k in examples},
+                point=session.layer_point,
+                seed=seed,
+            )
             for fam, cname, keys, imp_v in concepts:
                 r = space.test(keys, pool, runs=runs, n_null=null, seed=[seed, li, ci_], null_pool=pool)
-                rows.append(dict(cls=name, layer=layer, family=fam, concept=cname, n=len(keys), importance=imp_v,
-                                 t=r.t, p=r.p, direction=r.direction, cosine=r.score, null_cosine=r.null_score,
-                                 sign=r.sign, null_sign=r.null_sign, p_tcav=r.p_tcav, n_scored=r.n_scored))
+                rows.append(
+                    dict(
+                        cls=name,
+                        layer=layer,
+                        family=fam,
+                        concept=cname,
+                        n=len(keys),
+                        importance=imp_v,
+                        t=r.t,
+                        p=r.p,
+                        direction=r.direction,
+                        cosine=r.score,
+                        null_cosine=r.null_score,
+                        sign=r.sign,
+                        null_sign=r.null_sign,
+                        p_tcav=r.p_tcav,
+                        n_scored=r.n_scored,
+                    )
+                )
             bar.update(1)
     bar.close()
     return pd.DataFrame(rows)
 
 
-def evaluate_global(split: str = "dev", n_images: int = 200, players: int = 8, noise: float = 0.2, *,
-                    point: str = "activation", maps: str = "gradcam", runs: int = 10, null: int = 30, n_labels: int = 5,
-                    scored: int = 20,
-                    tcav_layers: int = 2, min_examples: int = 10, max_examples: int = 30, controls: int = 5,
-                    seed: int = 0, store_path=None, progress: bool = True) -> dict:
+def evaluate_global(
+    split: str = "dev",
+    n_images: int = 200,
+    players: int = 8,
+    noise: float = 0.2,
+    *,
+    point: str = "activation",
+    maps: str = "gradcam",
+    runs: int = 10,
+    null: int = 30,
+    n_labels: int = 5,
+    scored: int = 20,
+    tcav_layers: int = 2,
+    min_examples: int = 10,
+    max_examples: int = 30,
+    controls: int = 5,
+    seed: int = 0,
+    store_path=None,
+    progress: bool = True,
+) -> dict:
     import inv_widgets as inv
 
     from ..concepts import GlobalExplanation, concept_test
@@ -191,7 +245,7 @@ def evaluate_global(split: str = "dev", n_images: int = 200, players: int = 8, n
 
     model, data = split_data(split, n_images + 10 * scored)
     session = inv.Session(model, data, cache_size=16, layer_point=point, maps=maps)
-    layers = session.layers[-int(tcav_layers):]
+    layers = session.layers[-int(tcav_layers) :]
     fresh = range(n_images, n_images + 10 * scored)  # every block of 10 images holds each class once
     scored_of = {}
     for i in fresh:
@@ -200,8 +254,17 @@ def evaluate_global(split: str = "dev", n_images: int = 200, players: int = 8, n
     store = inv.LabelStore(store_path or Path(tmp.name) / "labels.sqlite")
     t0 = time.perf_counter()
     truth: dict = {}
-    weights = play(session, store, range(n_images), players=players, noise=noise, seed=seed, truth=truth,
-                   layers=layers, progress=progress)
+    weights = play(
+        session,
+        store,
+        range(n_images),
+        players=players,
+        noise=noise,
+        seed=seed,
+        truth=truth,
+        layers=layers,
+        progress=progress,
+    )
     agg = inv.aggregate_labels(store, class_names=session.classes, progress=False)
     store.close()
     play_s = time.perf_counter() - t0
@@ -219,26 +282,67 @@ def evaluate_global(split: str = "dev", n_images: int = 200, players: int = 8, n
             naming.append(dict(layer=layer, cls=name, top1=kind == "part", main=part is not None and part == main_part))
     t1 = time.perf_counter()
     with np.errstate(all="ignore"):
-        tc = concept_test(session, ge, layers=layers, n_labels=n_labels, runs=runs, null=null, seed=seed,
-                          min_examples=min_examples, max_examples=max_examples, scored_images=scored_of,
-                          progress=progress, attach=False)
+        tc = concept_test(
+            session,
+            ge,
+            layers=layers,
+            n_labels=n_labels,
+            runs=runs,
+            null=null,
+            seed=seed,
+            min_examples=min_examples,
+            max_examples=max_examples,
+            scored_images=scored_of,
+            progress=progress,
+            attach=False,
+        )
     kinds = [label_kind(lab, c) for lab, c in zip(tc["label"], tc["class"])]
     tc["kind"], tc["part"] = [k for k, _ in kinds], [p for _, p in kinds]
     importance = occlusion_importance(model, data, fresh, session.classes)
-    ctl = _controls(session, ge, agg, truth, layers, scored_of, importance, runs=runs, null=null,
-                    min_examples=min_examples, max_examples=max_examples, controls=controls, seed=seed,
-                    progress=progress)
+    ctl = _controls(
+        session,
+        ge,
+        agg,
+        truth,
+        layers,
+        scored_of,
+        importance,
+        runs=runs,
+        null=null,
+        min_examples=min_examples,
+        max_examples=max_examples,
+        controls=controls,
+        seed=seed,
+        progress=progress,
+    )
     if len(ctl):
         ctl["p_holm"] = np.nan
-        for fam, g in ctl.groupby("family"):
+        for _, g in ctl.groupby("family"):
             ctl.loc[g.index, "p_holm"] = holm(g["p"].to_numpy())
     tcav_s = time.perf_counter() - t1
     tmp.cleanup()
-    return dict(split=split, n_images=n_images, players=players, noise=noise, runs=runs, null=null, scored=scored,
-                point=point, maps_type=maps, layers=layers, maps=len(ge.maps), play_s=play_s, tcav_s=tcav_s,
-                naming=pd.DataFrame(naming),
-                labels=tc, controls=ctl, importance=importance, untested=list(tc.attrs.get("untested", [])),
-                min_examples=min_examples, max_examples=max_examples)
+    return dict(
+        split=split,
+        n_images=n_images,
+        players=players,
+        noise=noise,
+        runs=runs,
+        null=null,
+        scored=scored,
+        point=point,
+        maps_type=maps,
+        layers=layers,
+        maps=len(ge.maps),
+        play_s=play_s,
+        tcav_s=tcav_s,
+        naming=pd.DataFrame(naming),
+        labels=tc,
+        controls=ctl,
+        importance=importance,
+        untested=list(tc.attrs.get("untested", [])),
+        min_examples=min_examples,
+        max_examples=max_examples,
+    )
 
 
 def summary(r: dict, seed: int = 0) -> pd.DataFrame:
@@ -252,17 +356,25 @@ def summary(r: dict, seed: int = 0) -> pd.DataFrame:
     fams = [(f"label: {k}", lab[lab["kind"] == k], "p_raw", "p_value") for k in ("part", "other", "noise")]
     ctl = r["controls"]
     if len(ctl):
-        fams += [(f"control: {f}", ctl[ctl["family"] == f], "p", "p_holm") for f in
-                 ("noise label", "random subset", "absent part", "important part", "unimportant part")]
+        fams += [
+            (f"control: {f}", ctl[ctl["family"] == f], "p", "p_holm")
+            for f in ("noise label", "random subset", "absent part", "important part", "unimportant part")
+        ]
     for name, g, p, ph in fams:
         if not len(g):
             rows.append(dict(family=name, n=0))
             continue
         up = g["direction"] == "above"
-        row = dict(family=name, n=len(g), significant=ci(g[p] < 0.05, seed=seed),
-                   above=ci((g[p] < 0.05) & up, seed=seed),
-                   significant_holm=ci(g[ph] < 0.05, seed=seed), above_holm=ci((g[ph] < 0.05) & up, seed=seed),
-                   mean_t=ci(g["t"], seed=seed), tcav_significant=ci(g["p_tcav"] < 0.05, seed=seed))
+        row = dict(
+            family=name,
+            n=len(g),
+            significant=ci(g[p] < 0.05, seed=seed),
+            above=ci((g[p] < 0.05) & up, seed=seed),
+            significant_holm=ci(g[ph] < 0.05, seed=seed),
+            above_holm=ci((g[ph] < 0.05) & up, seed=seed),
+            mean_t=ci(g["t"], seed=seed),
+            tcav_significant=ci(g["p_tcav"] < 0.05, seed=seed),
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -277,48 +389,76 @@ def check_targets(r: dict, seed: int = 0) -> list[tuple[str, bool, str]]:
     for fam in ("control: noise label", "control: random subset"):
         f = fig(fam, "significant")
         ok = f is not None and f.value <= 0.05 and f.hi <= 0.10
-        out.append((f"{fam.split(': ')[1]} concepts significant <= 0.05 (CI upper <= 0.10)", bool(ok),
-                    f"{f} over {int(s.loc[fam, 'n'])} concepts" if f is not None else "none tested"))
+        out.append(
+            (
+                f"{fam.split(': ')[1]} concepts significant <= 0.05 (CI upper <= 0.10)",
+                bool(ok),
+                f"{f} over {int(s.loc[fam, 'n'])} concepts" if f is not None else "none tested",
+            )
+        )
     nulls = sum(int(s.loc[f, "n"]) for f in ("control: noise label", "control: random subset") if f in s.index)
     out.append((">= 100 null concepts", nulls >= 100, str(nulls)))
     f = fig("control: absent part", "above")
     out.append(("absent parts significant-above <= 0.05", f is not None and f.value <= 0.05, str(f)))
     f, fh = fig("control: important part", "above"), fig("control: important part", "above_holm")
-    out.append(("causally important parts significant-above >= 0.5 (unadjusted / Holm within the family)",
-                f is not None and f.value >= 0.5, f"{f} / {fh}"))
+    out.append(
+        (
+            "causally important parts significant-above >= 0.5 (unadjusted / Holm within the family)",
+            f is not None and f.value >= 0.5,
+            f"{f} / {fh}",
+        )
+    )
     lab = r["labels"][r["labels"]["note"] == ""]
     ctl = r["controls"]
-    noise_t = np.r_[lab.loc[lab["kind"] == "noise", "t"], ctl.loc[ctl["family"] == "noise label", "t"]] if len(ctl) \
+    noise_t = (
+        np.r_[lab.loc[lab["kind"] == "noise", "t"], ctl.loc[ctl["family"] == "noise label", "t"]]
+        if len(ctl)
         else lab.loc[lab["kind"] == "noise", "t"]
+    )
     a = auroc(lab.loc[lab["kind"] == "part", "t"], noise_t, seed=seed)
     n_part = int((lab["kind"] == "part").sum())
-    out.append(("part labels vs noise labels AUROC >= 0.8", bool(a.value >= 0.8),
-                f"{a} ({n_part} part labels, {len(noise_t)} noise)"))
+    out.append(
+        (
+            "part labels vs noise labels AUROC >= 0.8",
+            bool(a.value >= 0.8),
+            f"{a} ({n_part} part labels, {len(noise_t)} noise)",
+        )
+    )
     return out
 
 
 def report(r: dict, seed: int = 0) -> str:
-    lines = [f"eval global: split {r['split']}, {r['maps']} labelled cluster maps of {r['n_images']} images at "
-             f"{', '.join(x.split('.')[-1] for x in r['layers'])}, {r['players']} simulated players at "
-             f"{r['noise']:.0%} noise; layer point {r['point']}, {r['maps_type']} maps; calibrated concept test, "
-             f"{r['runs']} runs, {r['null']} random concepts, "
-             f"{r['scored']} fresh scored images per class, concepts of {r['min_examples']}-{r['max_examples']} maps "
-             f"(play + aggregate {r['play_s']:.0f} s, tests {r['tcav_s']:.0f} s)"]
+    lines = [
+        f"eval global: split {r['split']}, {r['maps']} labelled cluster maps of {r['n_images']} images at "
+        f"{', '.join(x.split('.')[-1] for x in r['layers'])}, {r['players']} simulated players at "
+        f"{r['noise']:.0%} noise; layer point {r['point']}, {r['maps_type']} maps; calibrated concept test, "
+        f"{r['runs']} runs, {r['null']} random concepts, "
+        f"{r['scored']} fresh scored images per class, concepts of {r['min_examples']}-{r['max_examples']} maps "
+        f"(play + aggregate {r['play_s']:.0f} s, tests {r['tcav_s']:.0f} s)"
+    ]
     nm = r["naming"]
     for layer, g in nm.groupby("layer", sort=False):
-        lines.append(f"  {layer.split('.')[-1]}: top label names a part of the class {g.top1.mean():.2f}, names the "
-                     f"part most of the class's maps truly show {g.main.mean():.2f} ({len(g)} classes)")
-    lines.append(f"  label rows: {len(r['labels'])}, tested {int((r['labels']['note'] == '').sum())}, untested "
-                 f"{len(r['untested'])} (every one listed by concept_test with its reason)")
-    lines.append("\nshare significant (either direction) / significant above, unadjusted and after Holm; the published "
-                 "procedure's t-test on the same CAVs; [95 % CI over concepts]")
+        lines.append(
+            f"  {layer.split('.')[-1]}: top label names a part of the class {g.top1.mean():.2f}, names the "
+            f"part most of the class's maps truly show {g.main.mean():.2f} ({len(g)} classes)"
+        )
+    lines.append(
+        f"  label rows: {len(r['labels'])}, tested {int((r['labels']['note'] == '').sum())}, untested "
+        f"{len(r['untested'])} (every one listed by concept_test with its reason)"
+    )
+    lines.append(
+        "\nshare significant (either direction) / significant above, unadjusted and after Holm; the published "
+        "procedure's t-test on the same CAVs; [95 % CI over concepts]"
+    )
     for _, s in summary(r, seed).iterrows():
         if not s.get("n"):
             lines.append(f"  {s.family:<26} none tested")
             continue
-        lines.append(f"  {s.family:<26} n {int(s.n):>3}  sig {s.significant.fmt()}  above {s.above.fmt()}  | Holm: sig "
-                     f"{s.significant_holm.fmt()} above {s.above_holm.fmt()}  | published t-test sig "
-                     f"{s.tcav_significant.fmt()}  | mean t {s.mean_t.fmt()}")
+        lines.append(
+            f"  {s.family:<26} n {int(s.n):>3}  sig {s.significant.fmt()}  above {s.above.fmt()}  | Holm: sig "
+            f"{s.significant_holm.fmt()} above {s.above_holm.fmt()}  | published t-test sig "
+            f"{s.tcav_significant.fmt()}  | mean t {s.mean_t.fmt()}"
+        )
     lines.append("\nissue 20's concept-test targets:")
     for what, ok, figs in check_targets(r, seed):
         lines.append(f"  {'met' if ok else 'NOT met'}: {what}: {figs}")
@@ -326,7 +466,8 @@ def report(r: dict, seed: int = 0) -> str:
 
 
 def main(argv=None) -> int:
-    from ._args import common_arguments, parser, whole as _whole
+    from ._args import common_arguments, parser
+    from ._args import whole as _whole
 
     ap = parser("global", __doc__)
     common_arguments(ap, n=200)
@@ -335,21 +476,44 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=_whole(2, "--runs"), default=10, help="CAVs per concept (default 10)")
     ap.add_argument("--null", type=_whole(3, "--null"), default=30, help="random concepts per size (default 30)")
     ap.add_argument("--labels", type=_whole(1, "--labels"), default=5, help="top labels tested per class and layer")
-    ap.add_argument("--scored", type=_whole(2, "--scored"), default=20,
-                    help="fresh scored images per class (default 20)")
-    ap.add_argument("--controls", type=_whole(1, "--controls"), default=5,
-                    help="random-subset concepts per class and layer (default 5)")
-    ap.add_argument("--csv", default=None, help="write the label rows and the control rows here (two files: "
-                                                "<name>.labels.csv, <name>.controls.csv)")
-    ap.add_argument("--maps", default="gradcam", choices=["published", "gradcam", "contrast"],
-                    help="the map type played (Session(maps=...); default gradcam)")
+    ap.add_argument(
+        "--scored", type=_whole(2, "--scored"), default=20, help="fresh scored images per class (default 20)"
+    )
+    ap.add_argument(
+        "--controls",
+        type=_whole(1, "--controls"),
+        default=5,
+        help="random-subset concepts per class and layer (default 5)",
+    )
+    ap.add_argument(
+        "--csv",
+        default=None,
+        help="write the label rows and the control rows here (two files: <name>.labels.csv, <name>.controls.csv)",
+    )
+    ap.add_argument(
+        "--maps",
+        default="gradcam",
+        choices=["published", "gradcam", "contrast"],
+        help="the map type played (Session(maps=...); default gradcam)",
+    )
     args = ap.parse_args(argv)
     if not 0 <= args.noise <= 1:
         ap.error(f"--noise must be in [0, 1], got {args.noise}")
-    r = evaluate_global(args.split, args.n, args.players, args.noise, point=args.layer_point, maps=args.maps,
-                        runs=args.runs,
-                        null=args.null, n_labels=args.labels, scored=args.scored, controls=args.controls,
-                        seed=args.seed, progress=not args.quiet)
+    r = evaluate_global(
+        args.split,
+        args.n,
+        args.players,
+        args.noise,
+        point=args.layer_point,
+        maps=args.maps,
+        runs=args.runs,
+        null=args.null,
+        n_labels=args.labels,
+        scored=args.scored,
+        controls=args.controls,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     print(report(r, args.seed))
     if args.csv:
         stem = str(args.csv).removesuffix(".csv")

@@ -22,6 +22,7 @@ image (recipe minus its random groups), with bootstrap 95 % CIs over images; iss
 specific-recall gain >= 75 % of the truth's gain, the pointing-recall gain >= 50 % of it, the gain's CI above 0
 in every block 3-4 layer and entirely below 0 in none.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,8 +32,18 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import binary_dilation
 
-__all__ = ["evaluate_parts", "map_part_scores", "specific_found", "PartMasks", "main", "random_maps",
-           "random_groups", "truth_groups", "gains", "check_targets"]
+__all__ = [
+    "evaluate_parts",
+    "map_part_scores",
+    "specific_found",
+    "PartMasks",
+    "main",
+    "random_maps",
+    "random_groups",
+    "truth_groups",
+    "gains",
+    "check_targets",
+]
 
 
 class PartMasks:
@@ -47,8 +58,9 @@ class PartMasks:
         struct = np.ones((2 * tolerance + 1, 2 * tolerance + 1), bool) if tolerance > 0 else None
         self.flat = np.stack([masks[n] for n in self.names]).reshape(len(self.names), -1).astype(np.float64)
         self.area = self.flat.sum(1)
-        self.dilated = np.stack([binary_dilation(masks[n], struct) if struct is not None else masks[n]
-                                 for n in self.names]).reshape(len(self.names), -1)
+        self.dilated = np.stack(
+            [binary_dilation(masks[n], struct) if struct is not None else masks[n] for n in self.names]
+        ).reshape(len(self.names), -1)
 
 
 def map_part_scores(maps: np.ndarray, parts: PartMasks):
@@ -106,8 +118,12 @@ def _scores(maps, parts: PartMasks) -> dict:
     if not parts.names or not len(maps):
         return {}
     share, on = map_part_scores(maps, parts)
-    return {"pointing": float(on.any(0).mean()), "specific": float(specific_found(maps, parts).mean()),
-            "purity": float(share.max(1).mean()), "k": len(maps)}
+    return {
+        "pointing": float(on.any(0).mean()),
+        "specific": float(specific_found(maps, parts).mean()),
+        "purity": float(share.max(1).mean()),
+        "k": len(maps),
+    }
 
 
 def _merge(feature_maps, pct, labels, size, k=None):
@@ -119,8 +135,9 @@ def _merge(feature_maps, pct, labels, size, k=None):
         k = int(labels.max()) + 1 if (labels >= 0).any() else 0
     if k == 0:
         return np.zeros((0, *size), np.float32)
-    return upsample_minmax(cluster_maps_lowres(torch.as_tensor(feature_maps), torch.as_tensor(pct).float(), labels, k),
-                           size)
+    return upsample_minmax(
+        cluster_maps_lowres(torch.as_tensor(feature_maps), torch.as_tensor(pct).float(), labels, k), size
+    )
 
 
 def truth_groups(feature_maps: np.ndarray, parts: PartMasks, size) -> np.ndarray:
@@ -138,9 +155,20 @@ def truth_groups(feature_maps: np.ndarray, parts: PartMasks, size) -> np.ndarray
     return np.unique(lab, return_inverse=True)[1].astype(np.int64)
 
 
-def evaluate_parts(split: str = "dev", n: int = 100, *, point: str = "activation", kinds=("published",),
-                   recipe: str = "fast", draws: int = 3, weighting: str = "guided", tolerance: int = 3,
-                   seed: int = 0, progress: bool = True, batch_size: int = 8) -> pd.DataFrame:
+def evaluate_parts(
+    split: str = "dev",
+    n: int = 100,
+    *,
+    point: str = "activation",
+    kinds=("published",),
+    recipe: str = "fast",
+    draws: int = 3,
+    weighting: str = "guided",
+    tolerance: int = 3,
+    seed: int = 0,
+    progress: bool = True,
+    batch_size: int = 8,
+) -> pd.DataFrame:
     """One row per (image, layer, method) with pointing, specific, purity and k; methods: each map type, Grad-CAM,
     ``published/random-groups`` (per-image mean over the draws), ``truth`` and ``truth/random-groups``."""
     import torch
@@ -155,8 +183,9 @@ def evaluate_parts(split: str = "dev", n: int = 100, *, point: str = "activation
         raise ValueError(f"n and draws must be at least 1, got n={n}, draws={draws}")
     check_weighting(weighting)
     if weighting != "guided":
-        raise ValueError("eval parts measures the session's default weighting (guided); taylor is measured by "
-                         "eval faithfulness")
+        raise ValueError(
+            "eval parts measures the session's default weighting (guided); taylor is measured by eval faithfulness"
+        )
     model, data = split_data(split, n)
     layers = model.conv_layer_names
     rng = np.random.default_rng(seed)
@@ -167,8 +196,16 @@ def evaluate_parts(split: str = "dev", n: int = 100, *, point: str = "activation
     for s in range(0, n, batch_size):
         idx = list(range(s, min(n, s + batch_size)))
         xs = torch.stack([data[i][0] for i in idx])
-        recs = explain_images(model, xs, [data.array(i) for i in idx], [data.label(i) for i in idx], layers,
-                              point=point, kinds=kinds, recipe=recipe)
+        recs = explain_images(
+            model,
+            xs,
+            [data.array(i) for i in idx],
+            [data.label(i) for i in idx],
+            layers,
+            point=point,
+            kinds=kinds,
+            recipe=recipe,
+        )
         for i, rec in zip(idx, recs):
             parts = PartMasks(data.part_masks(i), tolerance)
             size = rec["exp"].input_size
@@ -194,8 +231,15 @@ def evaluate_parts(split: str = "dev", n: int = 100, *, point: str = "activation
                     for method, got in (("published/random-groups", rnd), ("truth/random-groups", rt)):
                         got = [g for g in got if g]
                         if got:
-                            rows.append(dict(image=i, layer_index=li, layer=name, method=method,
-                                             **{m: float(np.mean([g[m] for g in got])) for m in got[0]}))
+                            rows.append(
+                                dict(
+                                    image=i,
+                                    layer_index=li,
+                                    layer=name,
+                                    method=method,
+                                    **{m: float(np.mean([g[m] for g in got])) for m in got[0]},
+                                )
+                            )
             bar.update(1)
     bar.close()
     out = pd.DataFrame(rows)
@@ -237,8 +281,12 @@ def gains(df: pd.DataFrame, method: str = "published", seed: int = 0) -> dict:
         g = _paired(df, method, "published/random-groups", metric)
         t = _paired(df, "truth", "truth/random-groups", metric)
         both = g.index.intersection(t.index)
-        out[metric] = dict(per_layer=per_layer, gain=ci(g, seed=seed), truth_gain=ci(t, seed=seed),
-                           ratio=ratio_ci(g.loc[both], t.loc[both], seed=seed))
+        out[metric] = dict(
+            per_layer=per_layer,
+            gain=ci(g, seed=seed),
+            truth_gain=ci(t, seed=seed),
+            ratio=ratio_ci(g.loc[both], t.loc[both], seed=seed),
+        )
     return out
 
 
@@ -248,44 +296,68 @@ def check_targets(g: dict) -> list[tuple[str, bool, str]]:
     deep = [r for r in sp["per_layer"] if "block3_" in r["layer"] or "block4_" in r["layer"]]
     below = [r["layer"].split(".")[-1] for r in sp["per_layer"] if r["gain"].hi < 0]
     above = [r["layer"].split(".")[-1] for r in deep if r["gain"].lo > 0]
-    return [("specific-recall gain >= 75 % of the ground-truth grouping's", bool(sp["ratio"].value >= 0.75),
-             f"{sp['ratio'].fmt()} ({sp['gain'].fmt(3)} against {sp['truth_gain'].fmt(3)})"),
-            ("pointing-recall gain >= 50 % of the ground-truth grouping's", bool(pt["ratio"].value >= 0.5),
-             f"{pt['ratio'].fmt()} ({pt['gain'].fmt(3)} against {pt['truth_gain'].fmt(3)})"),
-            ("specific-recall gain's CI above 0 in every block 3-4 layer", len(above) == len(deep),
-             f"{len(above)} of {len(deep)}" + (f" ({', '.join(above)})" if above else "")),
-            ("no layer with the gain's CI entirely below 0", not below,
-             "none" if not below else ", ".join(below))]
+    return [
+        (
+            "specific-recall gain >= 75 % of the ground-truth grouping's",
+            bool(sp["ratio"].value >= 0.75),
+            f"{sp['ratio'].fmt()} ({sp['gain'].fmt(3)} against {sp['truth_gain'].fmt(3)})",
+        ),
+        (
+            "pointing-recall gain >= 50 % of the ground-truth grouping's",
+            bool(pt["ratio"].value >= 0.5),
+            f"{pt['ratio'].fmt()} ({pt['gain'].fmt(3)} against {pt['truth_gain'].fmt(3)})",
+        ),
+        (
+            "specific-recall gain's CI above 0 in every block 3-4 layer",
+            len(above) == len(deep),
+            f"{len(above)} of {len(deep)}" + (f" ({', '.join(above)})" if above else ""),
+        ),
+        ("no layer with the gain's CI entirely below 0", not below, "none" if not below else ", ".join(below)),
+    ]
 
 
 def report(df: pd.DataFrame, seed: int = 0) -> str:
     a = df.attrs
-    lines = [f"eval parts: split {a['split']} ({a['n']} images, explained for the true class), layer point "
-             f"{a['point']}, {a['recipe']} recipe, suggested cut; mean [95 % CI over images]"]
+    lines = [
+        f"eval parts: split {a['split']} ({a['n']} images, explained for the true class), layer point "
+        f"{a['point']}, {a['recipe']} recipe, suggested cut; mean [95 % CI over images]"
+    ]
     methods = list(a["kinds"]) + ["published/random-groups", "truth", "truth/random-groups", "Grad-CAM"]
-    for metric, title in (("pointing", "pointing recall"), ("specific", "specific recall (|P| top pixels >= 50 % "
-                                                                        "inside the part)"), ("purity", "purity")):
+    for metric, title in (
+        ("pointing", "pointing recall"),
+        ("specific", "specific recall (|P| top pixels >= 50 % inside the part)"),
+        ("purity", "purity"),
+    ):
         t = table(df, metric, seed)
         lines.append(f"\n{title}")
         lines.append(f"  {'layer':<14}" + "".join(f"{m:<24}" for m in methods))
         for layer in dict.fromkeys(t.sort_values("layer_index").layer):
             row = t[t.layer == layer].set_index("method")["figure"]
-            lines.append(f"  {layer.split('.')[-1]:<14}" + "".join(
-                f"{row[m].fmt() if m in row else '–':<24}" for m in methods))
+            lines.append(
+                f"  {layer.split('.')[-1]:<14}" + "".join(f"{row[m].fmt() if m in row else '–':<24}" for m in methods)
+            )
         overall = df.groupby(["method", "image"])[metric].mean().groupby(level="method")
         from ..engine.stats import ci
 
-        lines.append(f"  {'all layers':<14}" + "".join(
-            f"{ci(overall.get_group(m), seed=seed).fmt() if m in overall.groups else '–':<24}" for m in methods))
+        lines.append(
+            f"  {'all layers':<14}"
+            + "".join(
+                f"{ci(overall.get_group(m), seed=seed).fmt() if m in overall.groups else '–':<24}" for m in methods
+            )
+        )
     for kind in a["kinds"]:
         g = gains(df, kind, seed)
-        lines.append(f"\n{kind} against random groups of the same channels (gain, paired per image), and the "
-                     "ground-truth grouping's gain over its own random groups:")
+        lines.append(
+            f"\n{kind} against random groups of the same channels (gain, paired per image), and the "
+            "ground-truth grouping's gain over its own random groups:"
+        )
         for metric in ("pointing", "specific"):
             m = g[metric]
-            lines.append(f"  {metric}: gain {m['gain'].fmt(3)}, truth's gain {m['truth_gain'].fmt(3)}, ratio "
-                         f"{m['ratio'].fmt()}; per layer: " + ", ".join(
-                             f"{r['layer'].split('.')[-1]} {r['gain'].fmt(3)}" for r in m["per_layer"]))
+            lines.append(
+                f"  {metric}: gain {m['gain'].fmt(3)}, truth's gain {m['truth_gain'].fmt(3)}, ratio "
+                f"{m['ratio'].fmt()}; per layer: "
+                + ", ".join(f"{r['layer'].split('.')[-1]} {r['gain'].fmt(3)}" for r in m["per_layer"])
+            )
         if kind == "published":
             lines.append("  issue 20's grouping targets:")
             for what, ok, figs in check_targets(g):
@@ -294,8 +366,10 @@ def report(df: pd.DataFrame, seed: int = 0) -> str:
         lines.append("\nmap types against the published maps (paired per image, all layers):")
         for kind in a["kinds"]:
             if kind != "published":
-                lines.append(f"  {kind}: pointing {_fmtd(df, kind, 'pointing', seed)}, specific "
-                             f"{_fmtd(df, kind, 'specific', seed)}")
+                lines.append(
+                    f"  {kind}: pointing {_fmtd(df, kind, 'pointing', seed)}, specific "
+                    f"{_fmtd(df, kind, 'specific', seed)}"
+                )
     return "\n".join(lines)
 
 
@@ -310,8 +384,13 @@ def main(argv=None) -> int:
 
     ap = parser("parts", __doc__)
     common_arguments(ap, n=100)
-    ap.add_argument("--maps", nargs="+", default=["published"], choices=["published", "signed", "gradcam", "contrast"],
-                    help="map types measured (default: published)")
+    ap.add_argument(
+        "--maps",
+        nargs="+",
+        default=["published"],
+        choices=["published", "signed", "gradcam", "contrast"],
+        help="map types measured (default: published)",
+    )
     ap.add_argument("--recipe", default="fast", help="the clustering recipe (default fast)")
     ap.add_argument("--draws", type=int, default=3, help="random channel groupings per image and layer (default 3)")
     ap.add_argument("--csv", default=None, help="also write the per-image table to this CSV file")
@@ -326,8 +405,16 @@ def main(argv=None) -> int:
         get_recipe(args.recipe)
     except ValueError as e:
         ap.error(str(e))
-    df = evaluate_parts(args.split, args.n, point=args.layer_point, kinds=kinds, recipe=args.recipe, draws=args.draws,
-                        seed=args.seed, progress=not args.quiet)
+    df = evaluate_parts(
+        args.split,
+        args.n,
+        point=args.layer_point,
+        kinds=kinds,
+        recipe=args.recipe,
+        draws=args.draws,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     print(report(df, args.seed))
     print(f"({time.perf_counter() - t:.0f} s)")
     if args.csv:

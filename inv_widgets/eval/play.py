@@ -9,7 +9,7 @@ the answers go through ``LabelStore.record_answer`` as the game would record the
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 __all__ = ["play", "simulated_players"]
 

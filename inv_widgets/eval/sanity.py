@@ -22,6 +22,7 @@ only lowers the class's score has nothing to show). Issue 25's target for a map 
 re-initialising the head and for a random class at the deepest layer (heaviest map and union), with the
 pointing game >= 0.95.
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,8 +36,16 @@ __all__ = ["evaluate_sanity", "main", "target_rows"]
 DEFAULT_KINDS = ("published", "signed", "gradcam", "contrast")
 
 
-def evaluate_sanity(split: str = "dev", n: int = 30, *, point: str = "activation", kinds=DEFAULT_KINDS,
-                    tests=("cascade", "independent", "random class"), seed: int = 0, progress: bool = True) -> dict:
+def evaluate_sanity(
+    split: str = "dev",
+    n: int = 30,
+    *,
+    point: str = "activation",
+    kinds=DEFAULT_KINDS,
+    tests=("cascade", "independent", "random class"),
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Run the checks; returns ``{"records", "summary", "pointing", "units", "layers", "split", "n", "seconds"}``."""
     import torch
 
@@ -64,8 +73,19 @@ def evaluate_sanity(split: str = "dev", n: int = 30, *, point: str = "activation
 
     originals: list = []
     try:
-        recs = sanity_records(model, xs, images, layers, point=point, kinds=kinds, explain_layers=layers_all,
-                              tests=tests, seed=seed, progress=step, originals=originals)
+        recs = sanity_records(
+            model,
+            xs,
+            images,
+            layers,
+            point=point,
+            kinds=kinds,
+            explain_layers=layers_all,
+            tests=tests,
+            seed=seed,
+            progress=step,
+            originals=originals,
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -90,10 +110,27 @@ def evaluate_sanity(split: str = "dev", n: int = 30, *, point: str = "activation
             uni.append(pointing(lm.union(), obj))
             every.append(float(np.mean([pointing(m, obj) for m in lm.maps])))
             empty.append(float(np.mean([np.ptp(m) == 0 for m in lm.maps])))
-        prows.append(dict(kind=kind, heaviest=ci(heavy, seed=seed), union=ci(uni, seed=seed),
-                          every=ci(every, seed=seed), empty=ci(empty, seed=seed)))
-    return dict(records=recs, summary=summary, pointing=pd.DataFrame(prows), units=recs.attrs["units"],
-                layers=layers, split=split, n=n, point=point, kinds=list(kinds), seconds=time.perf_counter() - t0)
+        prows.append(
+            dict(
+                kind=kind,
+                heaviest=ci(heavy, seed=seed),
+                union=ci(uni, seed=seed),
+                every=ci(every, seed=seed),
+                empty=ci(empty, seed=seed),
+            )
+        )
+    return dict(
+        records=recs,
+        summary=summary,
+        pointing=pd.DataFrame(prows),
+        units=recs.attrs["units"],
+        layers=layers,
+        split=split,
+        n=n,
+        point=point,
+        kinds=list(kinds),
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _fig(summary, kind, layer, which, test, step=None):
@@ -130,32 +167,49 @@ def report(r: dict) -> str:
     """The printed tables."""
     s, lines = r["summary"], []
     head, last = r["units"][0], r["units"][-1]
-    lines.append(f"eval sanity: split {r['split']} ({r['n']} images), layer point {r['point']}, fast recipe, suggested "
-                 f"cut; Spearman rho [95 % CI over images] against the original map ({r['seconds']:.0f} s)")
-    tests = [("head re-initialised", "cascade", head), (f"cascade to {last.split('.')[-1]}", "cascade", last),
-             ("random class", "random class", None), ("ref: other image", "other image", None),
-             ("ref: edge map", "edge", None)]
+    lines.append(
+        f"eval sanity: split {r['split']} ({r['n']} images), layer point {r['point']}, fast recipe, suggested "
+        f"cut; Spearman rho [95 % CI over images] against the original map ({r['seconds']:.0f} s)"
+    )
+    tests = [
+        ("head re-initialised", "cascade", head),
+        (f"cascade to {last.split('.')[-1]}", "cascade", last),
+        ("random class", "random class", None),
+        ("ref: other image", "other image", None),
+        ("ref: edge map", "edge", None),
+    ]
     indep = sorted(set(s.loc[s.test == "independent", "step"]), key=list(r["units"]).index)
     for layer in r["layers"]:
         lines.append(f"\n{layer}")
-        lines.append("  " + f"{'map':<22}" + "".join(f"{t:<24}" for t, _, _ in tests)
-                     + ("  independent (median rho over parts)" if indep else ""))
+        lines.append(
+            "  "
+            + f"{'map':<22}"
+            + "".join(f"{t:<24}" for t, _, _ in tests)
+            + ("  independent (median rho over parts)" if indep else "")
+        )
         for kind in r["kinds"] + ["Grad-CAM"]:
-            for which in (("map",) if kind == "Grad-CAM" else ("heaviest", "union")):
+            for which in ("map",) if kind == "Grad-CAM" else ("heaviest", "union"):
                 figs = [_fig(s, kind, layer, which, test, step)[0].fmt() for _, test, step in tests]
                 extra = ""
                 if indep:
                     v = s[(s.kind == kind) & (s.layer == layer) & (s["map"] == which) & (s.test == "independent")]
                     extra = f"  {v.rho.median():.2f}" if len(v) else ""
                 lines.append("  " + f"{kind + ' ' + which:<22}" + "".join(f"{f:<24}" for f in figs) + extra)
-        lines.append("  SSIM, head re-initialised / random class: " + "; ".join(
-            f"{kind} {which} {_fig(s, kind, layer, which, 'cascade', head)[1].fmt()} / "
-            f"{_fig(s, kind, layer, which, 'random class')[1].fmt()}"
-            for kind in r["kinds"] + ["Grad-CAM"] for which in (("map",) if kind == "Grad-CAM" else ("union",))))
+        lines.append(
+            "  SSIM, head re-initialised / random class: "
+            + "; ".join(
+                f"{kind} {which} {_fig(s, kind, layer, which, 'cascade', head)[1].fmt()} / "
+                f"{_fig(s, kind, layer, which, 'random class')[1].fmt()}"
+                for kind in r["kinds"] + ["Grad-CAM"]
+                for which in (("map",) if kind == "Grad-CAM" else ("union",))
+            )
+        )
     lines.append(f"\npointing game at {r['layers'][-1]} (the map's maximum inside the object) and empty maps:")
     for _, p in r["pointing"].iterrows():
-        lines.append(f"  {p['kind']:<10} heaviest {p['heaviest'].fmt()}  union {p['union'].fmt()}  every map "
-                     f"{p['every'].fmt()}  empty maps {p['empty'].fmt()}")
+        lines.append(
+            f"  {p['kind']:<10} heaviest {p['heaviest'].fmt()}  union {p['union'].fmt()}  every map "
+            f"{p['every'].fmt()}  empty maps {p['empty'].fmt()}"
+        )
     lines.append("\nissue 25's target at the deepest layer:")
     for what, ok, figs in target_rows(r):
         lines.append(f"  {'met' if ok else 'NOT met'}: {what} ({figs})")
@@ -167,15 +221,32 @@ def main(argv=None) -> int:
 
     ap = parser("sanity", __doc__)
     common_arguments(ap, n=30)
-    ap.add_argument("--maps", nargs="+", default=list(DEFAULT_KINDS), choices=list(DEFAULT_KINDS),
-                    help="map types compared (default: all; Grad-CAM is always beside them)")
-    ap.add_argument("--tests", nargs="+", default=["cascade", "independent", "random-class"],
-                    choices=["cascade", "independent", "random-class"], help="which randomisations (default: all)")
+    ap.add_argument(
+        "--maps",
+        nargs="+",
+        default=list(DEFAULT_KINDS),
+        choices=list(DEFAULT_KINDS),
+        help="map types compared (default: all; Grad-CAM is always beside them)",
+    )
+    ap.add_argument(
+        "--tests",
+        nargs="+",
+        default=["cascade", "independent", "random-class"],
+        choices=["cascade", "independent", "random-class"],
+        help="which randomisations (default: all)",
+    )
     ap.add_argument("--csv", default=None, help="also write the per-image records to this CSV file")
     args = ap.parse_args(argv)
     tests = tuple(t.replace("-", " ") for t in args.tests)
-    r = evaluate_sanity(args.split, args.n, point=args.layer_point, kinds=tuple(args.maps), tests=tests,
-                        seed=args.seed, progress=not args.quiet)
+    r = evaluate_sanity(
+        args.split,
+        args.n,
+        point=args.layer_point,
+        kinds=tuple(args.maps),
+        tests=tests,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     print(report(r))
     if args.csv:
         r["records"].to_csv(args.csv, index=False)

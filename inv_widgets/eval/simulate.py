@@ -14,6 +14,7 @@ The truth a map's label is checked against (:func:`truth_part`) is taken indepen
 were shown: the part holding most of the map's mass over all pixels at full resolution, not the top few percent
 that the game reveals first.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +25,23 @@ __all__ = ["SimulatedPlayer", "Answer", "NOISE_LABELS", "dominant_part", "truth_
 
 #: What a distracted or puzzled player types instead of naming a part.
 NOISE_LABELS = (
-    "colour", "colors", "shape", "texture", "pattern", "dark area", "bright spot", "edges", "blur",
-    "background", "no idea", "random pixels", "contrast", "lines", "corner", "noise", "smooth surface",
+    "colour",
+    "colors",
+    "shape",
+    "texture",
+    "pattern",
+    "dark area",
+    "bright spot",
+    "edges",
+    "blur",
+    "background",
+    "no idea",
+    "random pixels",
+    "contrast",
+    "lines",
+    "corner",
+    "noise",
+    "smooth surface",
 )
 
 
@@ -76,8 +92,17 @@ class SimulatedPlayer:
     seed : the player's random seed.
     """
 
-    def __init__(self, name: str, class_parts: dict, vocabulary: dict, *, noise: float = 0.2,
-                 seen_share: float = 0.25, slip: float = 0.1, seed: int = 0):
+    def __init__(
+        self,
+        name: str,
+        class_parts: dict,
+        vocabulary: dict,
+        *,
+        noise: float = 0.2,
+        seen_share: float = 0.25,
+        slip: float = 0.1,
+        seed: int = 0,
+    ):
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must be in [0, 1], got {noise}")
         self.name = name

@@ -6,12 +6,23 @@
 - **Confidence intervals**: a seeded percentile bootstrap over the unit of replication, 95 %
   (:mod:`inv_widgets.engine.stats`: ``ci``, ``paired``, ``cluster_ci``, ``ratio_ci``).
 """
+
 from __future__ import annotations
 
 from ..engine.stats import CONFIDENCE, N_BOOT, Figure, ci, cluster_ci, paired, ratio_ci
 
-__all__ = ["SPLITS", "split_seed", "split_data", "Figure", "ci", "paired", "cluster_ci", "ratio_ci",
-           "N_BOOT", "CONFIDENCE"]
+__all__ = [
+    "SPLITS",
+    "split_seed",
+    "split_data",
+    "Figure",
+    "ci",
+    "paired",
+    "cluster_ci",
+    "ratio_ci",
+    "N_BOOT",
+    "CONFIDENCE",
+]
 
 #: The splits by name.
 SPLITS = ("dev", "test")

@@ -1,5 +1,6 @@
 """LIME, KernelSHAP and Grad-CAM beside INV, on a tiny model whose answer is known: the score of class 0 reads
 only the red square in the top-left corner, the score of class 1 only the green outside it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -69,8 +70,7 @@ def test_maps_point_at_what_the_score_reads(region_session):
         on, off = inside(m)
         assert on > 0.5 > off + 0.3, (name, on, off)
     # the other class reads the outside: the maps turn around
-    green = attribution_maps(region_session, 0, target=1, methods=("lime", "kernelshap"), n_samples=96,
-                             n_segments=25)
+    green = attribution_maps(region_session, 0, target=1, methods=("lime", "kernelshap"), n_samples=96, n_segments=25)
     for name, m in green.items():
         on, off = inside(m)
         assert off > on, (name, on, off)

@@ -1,5 +1,6 @@
 """The Explorer without a browser: what its views would show after each action, and what it does not do
 (rerun the model, rebuild the widget tree, send base64 images)."""
+
 from __future__ import annotations
 
 import io
@@ -8,6 +9,8 @@ import json
 import numpy as np
 import pytest
 from ipywidgets.widgets.widget import _remove_buffers
+from nets import CLASS_NAMES as CLASSES
+from nets import small_images
 from PIL import Image
 from torch import nn
 
@@ -15,7 +18,6 @@ import inv_widgets as inv
 from inv_widgets import render
 from inv_widgets.widgets import Explorer, store_labels
 from inv_widgets.widgets.dendrogram import MAX_K, PALETTE, cluster_stubs
-from nets import CLASS_NAMES as CLASSES, small_images
 
 
 class Counter:
@@ -57,7 +59,7 @@ def test_first_view_shows_the_suggested_cut_of_the_last_layer(explorer, session)
     assert g.weights == sorted(g.weights, reverse=True)
     assert np.allclose(g.weights, cl.weights)
     assert g.counts == [len(m) for m in cl.members]
-    assert g.colors == list(PALETTE[:cl.k])
+    assert g.colors == list(PALETTE[: cl.k])
     assert png_shape(g.base) == (48, 48, 3)
     # the maps travel as float32 numbers at feature resolution, exactly the cut's, to be drawn at input size
     h, w = cl.maps_lowres.shape[1:]

@@ -1,13 +1,14 @@
 """The Explorer's "drop x %" toggle and deletion / insertion curves, without a browser."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from nets import CLASS_NAMES as CLASSES
 
 import inv_widgets as inv
 from inv_widgets.widgets import Explorer
 from inv_widgets.widgets.gallery import Gallery
-from nets import CLASS_NAMES as CLASSES
 
 
 @pytest.fixture
@@ -51,7 +52,9 @@ def test_drops_follow_the_layer_cut_and_selection_while_on(explorer):
     explorer.select_cluster(1)
     title = explorer.faithfulness.figure.layout.title.text
     assert title.startswith(f"Map 2 of {explorer.layer}")
-    np.testing.assert_allclose(explorer.faithfulness.figure.data[0].y, explorer.clusters.curves(1, steps=25).deletion[0])
+    np.testing.assert_allclose(
+        explorer.faithfulness.figure.data[0].y, explorer.clusters.curves(1, steps=25).deletion[0]
+    )
     explorer.gallery.selected = 0  # a click on the first card
     assert explorer.faithfulness.figure.layout.title.text.startswith("Map 1 of")
     explorer.faithfulness.show(False)

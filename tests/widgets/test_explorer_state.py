@@ -1,5 +1,6 @@
 """The Explorer's state (widgets/explorer/state.py) on its own: a frozen Selection, resolved against a real
 Session into a View, and the rules of the Explorer's requests. No widgets."""
+
 from __future__ import annotations
 
 import ast
@@ -27,15 +28,20 @@ def resolve(session, selection, previous=None):
 def test_the_state_module_is_pure():
     tree = ast.parse(inspect.getsource(state))
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+    imported |= {
+        (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level
+    }
     assert not imported & {"ipywidgets", "anywidget", "traitlets", "plotly", "IPython", "torch"}, imported
     assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree))  # nothing of the package
 
 
 def test_cuts_are_checked_values():
     assert Cut() == Cut.suggested() and Cut.k(3) == Cut("k", 3) and Cut.height(0.5).value == 0.5
-    assert [c.label for c in (Cut.suggested(), Cut.k(2), Cut.height(1.0))] == ["suggested cut", "k chosen",
-                                                                                "height chosen"]
+    assert [c.label for c in (Cut.suggested(), Cut.k(2), Cut.height(1.0))] == [
+        "suggested cut",
+        "k chosen",
+        "height chosen",
+    ]
     with pytest.raises(ValueError, match="at least 1"):
         Cut.k(0)
     with pytest.raises(ValueError, match="finite number"):
@@ -87,8 +93,13 @@ def test_requests_keep_what_they_do_not_change(session):
     view = resolve(session, Selection(image=0))
     layer0 = view.explanation.layers[0]
     sel = view.request(layer=layer0)
-    assert (sel.image, sel.target, sel.recipe, sel.cut, sel.selected) == (0, view.target, "fast", view.cut,
-                                                                         view.selected_key)
+    assert (sel.image, sel.target, sel.recipe, sel.cut, sel.selected) == (
+        0,
+        view.target,
+        "fast",
+        view.cut,
+        view.selected_key,
+    )
     assert view.request() == view.selection
     assert view.request(target=KEEP).target == view.target and view.request(target=None).target is None
 
