@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .examples import TCAV_COLUMNS
+
 __all__ = ["ConceptSpace", "CalibratedResult", "holm", "MEANING"]
 
 #: What a significant row means, and what it does not (attached to every result).
@@ -305,23 +307,7 @@ def reveal_inputs(session, keys, step: int, transform: Callable | None = None) -
 
 #: The columns of a calibrated result (the published procedure's columns, then the calibrated test's own).
 CALIBRATED_COLUMNS = [
-    "class",
-    "target",
-    "layer",
-    "label",
-    "global_score",
-    "n_examples",
-    "n_random",
-    "n_images",
-    "runs",
-    "tcav_score",
-    "tcav_std",
-    "random_score",
-    "random_std",
-    "p_value",
-    "significant",
-    "cav_accuracy",
-    "note",
+    *TCAV_COLUMNS,
     "procedure",
     "cosine",
     "null_cosine",

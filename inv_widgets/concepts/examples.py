@@ -147,6 +147,28 @@ def overlay_thumbnail(
 
 
 # ---- shared by the concept tests (tcav.py, calibrated.py) ----------------------------------------------
+#: The columns of a concept test's result under the published procedure (the calibrated test adds its own).
+TCAV_COLUMNS = [
+    "class",
+    "target",
+    "layer",
+    "label",
+    "global_score",
+    "n_examples",
+    "n_random",
+    "n_images",
+    "runs",
+    "tcav_score",
+    "tcav_std",
+    "random_score",
+    "random_std",
+    "p_value",
+    "significant",
+    "cav_accuracy",
+    "note",
+]
+
+
 def _rng(seed: int, *parts) -> np.random.Generator:
     h = hashlib.sha1("\x1f".join(map(str, (seed,) + parts)).encode()).digest()
     return np.random.default_rng(int.from_bytes(h[:8], "little"))

@@ -42,29 +42,11 @@ import torch
 from ..engine import MapKey
 from ..engine.runtime import limited_threads
 from .captum_tcav import TCAVRunner, ttest_p
-from .examples import _keys, _order, _reveal, _rng, model_runner
+from .examples import TCAV_COLUMNS, _keys, _order, _reveal, _rng, model_runner
 
 __all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "random_sets", "ttest_p"]
 
-RESULT_COLUMNS = [
-    "class",
-    "target",
-    "layer",
-    "label",
-    "global_score",
-    "n_examples",
-    "n_random",
-    "n_images",
-    "runs",
-    "tcav_score",
-    "tcav_std",
-    "random_score",
-    "random_std",
-    "p_value",
-    "significant",
-    "cav_accuracy",
-    "note",
-]
+RESULT_COLUMNS = TCAV_COLUMNS
 
 
 # ---- the public function ---------------------------------------------------------------------------------
