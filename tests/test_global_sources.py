@@ -20,10 +20,9 @@ LABELS = ("wheel", "window", "roof")
 
 @pytest.fixture(scope="module")
 def session(demo):
-    # the paper's maps: their weights are percentages of the layer (0..100), what a label store keeps; a cache of
-    # one explanation, so that weighing the maps again would have to run the model
+    # the default maps; a cache of one explanation, so that weighing the maps again would have to run the model
     model, _ = demo
-    return inv.Session(model, inv.demo.PartsDataset(N), maps="published", cache_size=1)
+    return inv.Session(model, inv.demo.PartsDataset(N), cache_size=1)
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +34,9 @@ def run(session, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stores(session):
-    """The same answers twice: with each map's weight as the game stores it (PoolItem.weight), and without (a
-    store written before weights were kept)."""
-    items = list(session.items(range(N), session.layers[-2:]))
+    """The same answers twice, on the maps the game plays (its pool): with each map's weight as the game stores it
+    (PoolItem.weight), and without (a store written before weights were kept)."""
+    items = list(inv.labels.Pool.from_source(session, images=list(range(N)), layers=session.layers[-2:]))
     new, old = inv.LabelStore(":memory:"), inv.LabelStore(":memory:")
     for n, it in enumerate(items):
         name = session.classes[it.key.target]
