@@ -46,7 +46,7 @@ def channel_statistics(acts: torch.Tensor, grads: torch.Tensor, weighting: str |
     On the CPU the statistics are reduced a piece at a time (an image, or a block of an image's channels), the
     pieces side by side on one thread each (:func:`~inv_widgets.engine.runtime.parallel_map`): each piece's
     temporaries stay in the cache, and no thread waits for another after every small operation, as torch's own
-    threads do (several times slower than the work itself on a busy machine). Bit for bit what the batched
+    threads do (on a busy machine that waiting costs more than the work). Bit for bit what the batched
     expressions give (every (image, channel) row is reduced by itself either way). On a GPU, the whole batch at
     once.
     """

@@ -396,7 +396,7 @@ async def _write_arrays(zstore, arrays: dict[str, np.ndarray], chunk_bytes: int)
 def chunk_shape(arr: np.ndarray, chunk_bytes: int | None = None) -> tuple[int, ...]:
     """Chunks of whole rows (first axis), about ``chunk_bytes`` each: one image's maps of a layer are in one or
     two chunks, and a shard's array is a handful of chunks rather than one per few rows (zarr's own cost per
-    chunk, about 0.4 ms here, is more than compressing it)."""
+    chunk is more than compressing it)."""
     chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
     row = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize)
     rows = max(1, min(arr.shape[0] or 1, chunk_bytes // row))

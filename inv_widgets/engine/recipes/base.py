@@ -48,8 +48,8 @@ def ward(x: torch.Tensor) -> np.ndarray:
     """Ward linkage of rows ``x`` (n >= 2, d), Euclidean distances from one matrix product.
 
     scipy's ``linkage(y, "ward")``, bit for bit (tested): its nearest-neighbour-chain kernel is called
-    directly where scipy has it, because the public function's checks and array-API dispatch cost about
-    twice the kernel's 40 microseconds on a layer of a few dozen maps, and a dataset run links thousands.
+    directly where scipy has it, because the public function's checks and array-API dispatch cost more than the
+    kernel itself on a layer of a few dozen maps, and a dataset run links thousands.
     Distances that are not finite go through the public function and get its error.
     """
     y = condensed_euclidean(x)

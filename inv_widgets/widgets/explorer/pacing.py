@@ -41,7 +41,7 @@ def send_now() -> None:
     """Let the kernel send the widget messages queued so far before going on.
 
     ipykernel sends messages from a thread of its own, which needs the GIL: while this thread keeps it (the
-    dendrogram's plotly update after the gallery's), the gallery's message waited 20-30 ms for it. Flushing
+    dendrogram's plotly update after the gallery's), the gallery's message waited for it. Flushing
     the kernel's stdout queues a marker behind every message queued before it and waits for it (GIL released),
     so the gallery leaves at once. Outside a kernel this flushes stdout, which costs nothing."""
     out = sys.stdout
