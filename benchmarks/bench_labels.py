@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from inv_widgets.labels import LabelStore, MapKey  # noqa: E402
 from inv_widgets.labels import aggregate as agg  # noqa: E402
+from inv_widgets.labels import embed  # noqa: E402
 
 # class -> concept word -> variants a player might type
 CONCEPTS = {
@@ -289,7 +290,7 @@ def pair_quality(model, threshold: float = 0.55, boot: int = 2000, seed: int = 0
     y = np.array([m for m, _, _ in pairs])
     a = [clean_label(x, []) for _, x, _ in pairs]
     b = [clean_label(x, []) for _, _, x in pairs]
-    vec = agg._Embedder(model).embed(a + b)
+    vec = embed._Embedder(model).embed(a + b)
     sim = np.array([float(vec[p] @ vec[q]) for p, q in zip(a, b)])
     merged = (1.0 - sim) <= threshold
 
@@ -308,7 +309,7 @@ def pair_quality(model, threshold: float = 0.55, boot: int = 2000, seed: int = 0
 
 
 def run_pairs() -> None:
-    for model in (agg.DEFAULT_MODEL, agg.MINILM):
+    for model in (embed.DEFAULT_MODEL, embed.MINILM):
         q = pair_quality(model)
         print(f"label pairs ({q['n']}: {q['n_merge']} should merge), model {model}, distance threshold 0.55:")
         for name in ("decided right", "should-merge merged", "should-not kept apart", "ROC AUC"):
@@ -321,9 +322,9 @@ def baseline_rate(texts: list[str], n: int) -> tuple[float, int]:
     import random as _random
 
     sample = _random.Random(0).sample(texts, min(n, len(texts)))
-    emb = agg._Embedder(agg.MINILM)
+    emb = embed._Embedder(embed.MINILM)
     emb.embed(["warm up"])
-    agg.clear_embedding_cache()
+    embed.clear_embedding_cache()
     t0 = time.perf_counter()
     emb.embed(sample)
     return (time.perf_counter() - t0) / max(1, len(sample)), len(sample)
@@ -369,7 +370,7 @@ class _PeakRSS:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--labels", type=int, default=10_000)
-    ap.add_argument("--model", default=agg.DEFAULT_MODEL)
+    ap.add_argument("--model", default=embed.DEFAULT_MODEL)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--all-distinct", action="store_true",
                     help="worst case: every label is two made-up words (the expected-word shares "
@@ -407,13 +408,13 @@ def main() -> None:
 
         model = FakeEmbeddings() if args.fake_embeddings else args.model
         t0 = time.perf_counter()
-        embedder = agg._Embedder(model)
+        embedder = embed._Embedder(model)
         print(f"model: {embedder.kind} {embedder.name} loaded in {time.perf_counter() - t0:.2f} s")
 
         cold, warm = [], []
         result = None
         for r in range(args.repeat):
-            agg.clear_embedding_cache()
+            embed.clear_embedding_cache()
             with _PeakRSS() as mem:
                 t0 = time.perf_counter()
                 result = agg.aggregate_labels(store, class_names=classes, model=model,
@@ -433,7 +434,7 @@ def main() -> None:
               f"{len(expected)} maps")
         print(f"aggregation, cold embedding cache: median {statistics.median(cold):.2f} s "
               f"(runs: {', '.join(f'{t:.2f}' for t in cold)})")
-        if args.baseline_sample and not args.fake_embeddings and model != agg.MINILM:
+        if args.baseline_sample and not args.fake_embeddings and model != embed.MINILM:
             from inv_widgets.labels.text import clean_label, lemmatize
 
             labels = store.labels()

@@ -144,7 +144,7 @@ def evaluate_labels(
     timing = {}
     if len(labels_df) >= timing_labels:
         sample = labels_df.sample(n=timing_labels, random_state=seed)
-        from ..labels.aggregate import clear_embedding_cache
+        from ..labels.embed import clear_embedding_cache
 
         clear_embedding_cache()  # time the embeddings too (the model itself stays loaded)
         t = time.perf_counter()

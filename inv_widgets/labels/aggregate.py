@@ -69,19 +69,8 @@ import numpy as np
 import pandas as pd
 
 from ..engine.keys import MapKey, _members_tuple
-from .clustering import _cluster_labels, _Cuts  # noqa: F401 (tests reach them here)
-
-# the embedding names stay importable from here (benchmarks and older code use aggregate._Embedder, ...)
-from .embed import (  # noqa: F401
-    DEFAULT_MODEL,
-    MINILM,
-    STATIC_MODEL,
-    EmbeddingFallbackWarning,
-    _Embedder,
-    _load_sentence_model,
-    _unit,
-    clear_embedding_cache,
-)
+from .clustering import _cluster_labels
+from .embed import DEFAULT_MODEL, EmbeddingFallbackWarning, _Embedder
 from .rules import MAX_STEP, OUTCOMES
 from .text import clean_label, lemmatize
 

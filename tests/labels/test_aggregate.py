@@ -17,6 +17,7 @@ from inv_widgets.labels import (
     top_labels,
 )
 from inv_widgets.labels import aggregate as agg_mod
+from inv_widgets.labels import clustering as clustering_mod
 from inv_widgets.labels import embed as embed_mod
 
 from ._support import CLASSES, WordVectors, answer, key, rows_of
@@ -326,8 +327,8 @@ def test_clustering_small_groups_is_sensible():
     enc = WordVectors()
 
     def cluster(texts):
-        emb = agg_mod._unit(np.asarray(enc.encode(texts), dtype=float))
-        return agg_mod._cluster_labels(emb, 0.55, 100).tolist()
+        emb = embed_mod._unit(np.asarray(enc.encode(texts), dtype=float))
+        return clustering_mod._cluster_labels(emb, 0.55, 100).tolist()
 
     assert cluster(["wheel"]) == [0]
     assert cluster(["wheel", "black wheel"]) == [0, 0]  # distance 0.29
@@ -387,7 +388,7 @@ def test_representative_is_the_most_central_word_lemmatised():
     enc = WordVectors()
     texts = ["wheel", "black wheel", "wheel rim", "spire tower", "spire", "tower", "tyres"]
     words = ["black", "rim", "tyre"]
-    vec = dict(zip(texts + words, agg_mod._unit(np.asarray(enc.encode(texts + words), float))))
+    vec = dict(zip(texts + words, embed_mod._unit(np.asarray(enc.encode(texts + words), float))))
     assert agg_mod._representative(["wheel", "black wheel", "wheel rim"], [1, 1, 1], vec) == "wheel"
     assert agg_mod._representative(["black wheel", "wheel rim"], [3, 1], vec) == "wheel"
     assert agg_mod._representative(["tyres"], [1], vec) == "tyre"  # lemmatised
@@ -608,7 +609,7 @@ def test_the_cuts_are_fclusters_partitions(seed):
         if trial % 2:
             x = np.round(x)  # ties between merge heights
         z = linkage(pdist(x), method="complete")
-        cuts = agg_mod._Cuts(z)
+        cuts = clustering_mod._Cuts(z)
         for k in range(1, n):
             assert same_partition(cuts.maxclust(k), fcluster(z, k, criterion="maxclust")), (trial, n, k)
         for t in np.unique(z[:, 2])[:10]:
