@@ -49,8 +49,11 @@ def check_layer(model, x, exp, name, groups):
 
 @pytest.mark.slow
 def test_cluster_ablation_equals_plain_masked_forwards_on_the_demo(demo):
+    """At the convolution's output (check_layer masks there) a published map's ablation zeroes its members;
+    tests/engine/test_points.py checks the activation point, tests/engine/test_contrast.py a Grad-CAM map's
+    channels."""
     model, data = demo
-    session = inv.Session(model, data)
+    session = inv.Session(model, data, layer_point="conv", maps="published")
     exp = session.explain(3)
     for name in exp.layers:
         cl = exp[name].cut()

@@ -138,7 +138,7 @@ def test_gradcam_agrees_with_captum():
     torch.manual_seed(1)
     model = torchvision.models.resnet18(weights=None).eval()
     x = torch.rand(3, 96, 96, generator=torch.Generator().manual_seed(2))
-    exp = inv.explain(model, x)
+    exp = inv.explain(model, x, layer_point="conv")  # captum reads the module's own output
     for name in ["layer2.0.conv1", "layer3.1.conv2", "layer4.1.conv2"]:
         attr = LayerGradCam(model, dict(model.named_modules())[name]).attribute(
             x[None], target=exp.target, relu_attributions=True

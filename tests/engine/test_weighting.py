@@ -30,7 +30,7 @@ def test_taylor_is_the_first_order_estimate_of_zeroing_a_channel(demo):
     s = inv.Session(model, data, weighting="taylor")
     exp = s.explain(1)
     lr = exp[exp.layers[-1]]
-    cap = run_model(model, s.input(1)[None], [lr.name], target=exp.target)
+    cap = run_model(model, s.input(1)[None], [lr.name], target=exp.target, layer_point=s.layer_point)
     taylor = cap.taylor[lr.name][0].numpy() * np.prod(lr.shape)  # sum over pixels
     top = np.argsort(-taylor)[:8]
     ab = lr.ablation([[c] for c in top])
@@ -43,12 +43,13 @@ def test_taylor_is_the_first_order_estimate_of_zeroing_a_channel(demo):
 @pytest.mark.slow
 @pytest.mark.parametrize("weighting", WEIGHTINGS)
 def test_everything_after_the_pass_follows_the_weighting(small_cnn, small_images, weighting):
-    s = inv.Session(small_cnn, small_images, weighting=weighting)
+    """The keep filter, the cluster weights, the published maps and Deep Reveal follow the weighting."""
+    s = inv.Session(small_cnn, small_images, weighting=weighting, maps="published")
     exp = s.explain(0)
     assert exp.weighting == weighting and s.weighting == weighting and f"weighting={weighting!r}" in repr(s)
     for name in exp.layers:
         lr = exp[name]
-        cap = run_model(small_cnn, s.input(0)[None], [name], target=exp.target)
+        cap = run_model(small_cnn, s.input(0)[None], [name], target=exp.target, layer_point=s.layer_point)
         alpha = (cap.guided if weighting == "guided" else cap.taylor)[name][0].clamp_min(0).numpy()
         want = 100 * alpha / alpha.sum() if alpha.sum() > 0 else np.zeros_like(alpha)
         np.testing.assert_allclose(lr.channel_weights, want, rtol=1e-5, atol=1e-6)
