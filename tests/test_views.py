@@ -17,13 +17,24 @@ from inv_widgets.report import explanation_html
 NAMES = ["<b>ant</b>", "bee", "cat", "dog", "eel", "fox"]
 
 
-@pytest.fixture(scope="module")
-def exp():
+def _explain(**kwargs):
     from nets import SmallCNN
 
     torch.manual_seed(0)
     x = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(1))
-    return inv.explain(SmallCNN().eval(), x, class_names=NAMES, target=0)
+    return inv.explain(SmallCNN().eval(), x, class_names=NAMES, target=0, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def exp():
+    """The paper's maps, whose cut weights are the members' channel weights."""
+    return _explain(maps="published")
+
+
+@pytest.fixture(scope="module")
+def exp_gradcam():
+    """The default maps: each weighs its channels' first-order worth."""
+    return _explain()
 
 
 def test_reprs_are_short(exp):
@@ -89,12 +100,12 @@ def test_to_html_is_the_report(exp, tmp_path):
 
 
 def test_readme_shows_the_export_api_that_exists(exp):
-    """README, "The headless report": every call it shows exists, and static images of plotly figures are
-    explained (kaleido is not a dependency; issue 14, item 14)."""
+    """docs/explorer.md, "Out of the notebook": every call it shows exists, and static images of plotly figures
+    are explained (kaleido is not a dependency; issue 14, item 14)."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## The headless report\n", 1)[1].split("\n## ", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "explorer.md").read_text()
+    section = page.split("## Out of the notebook: pages, pictures, tables\n", 1)[1].split("\n## ", 1)[0]
     cl = exp[exp.layers[-1]].cut()
     for obj, names in ((exp, ("to_frame", "to_html", "_repr_html_")), (cl, ("to_png", "to_sheet", "to_frame"))):
         for name in names:
@@ -114,8 +125,8 @@ def _pyproject_requirements():
 
 
 def test_cut_weights_sum_to_the_kept_share_and_the_docs_say_so(exp):
-    """Cut weights sum to the kept channels' share (70-99 %), channel_weights to 100: said where weights are
-    documented (Clusters docstring, README quick start, the Clusters table) (issue 14, item 11)."""
+    """Published cut weights sum to the kept channels' share (70-99 %), channel_weights to 100: said where weights
+    are documented (Clusters docstring, getting started, the Clusters table) (issue 14, item 11)."""
     from pathlib import Path
 
     from inv_widgets.engine.explanation import Clusters
@@ -126,6 +137,23 @@ def test_cut_weights_sum_to_the_kept_share_and_the_docs_say_so(exp):
     assert float(np.sum(cl.weights)) == pytest.approx(kept_share, abs=0.01)
     assert float(np.sum(lr.channel_weights)) == pytest.approx(100.0, abs=0.01)
     assert "kept channels' share" in " ".join(Clusters.__doc__.split())
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert "cl.weights sum to the kept channels' share" in readme and "lr.channel_weights sum to 100 %" in readme
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "getting-started.md").read_text().split())
+    assert "add up to the kept channels' share of the layer" in page and "`lr.channel_weights` add up to 100 %" in page
     assert f"weights sum to {kept_share:.1f} % of the layer (the kept channels' share)" in cl._repr_html_()
+
+
+def test_grad_cam_cut_weights_are_the_channels_worth_and_the_table_says_so(exp_gradcam):
+    """A Grad-CAM map weighs every channel it is drawn from by its first-order worth, in percent of the layer's
+    positive worth: the cut's weights sum to the worth of the channels in its maps (at most 100), said in the
+    table."""
+    lr = exp_gradcam[exp_gradcam.layers[-1]]
+    cl = lr.cut()
+    worth = lr._data.channels[2].double().numpy()
+    drawn = np.concatenate(cl.cut.channels)
+    assert len(set(drawn.tolist())) == len(drawn)  # a channel is in one map at most
+    net = 100 * worth[drawn].sum() / np.clip(worth, 0, None).sum()
+    for j in range(cl.k):
+        assert cl.weights[j] == pytest.approx(100 * worth[cl.cut.channels[j]].sum() / np.clip(worth, 0, None).sum())
+    assert float(np.sum(cl.weights)) == pytest.approx(net, rel=1e-5) and net <= 100
+    said = f"weights sum to {net:.1f} % of the layer (the first-order worth of the channels in its maps"
+    assert said in cl._repr_html_()

@@ -25,10 +25,13 @@ class Clusters:
     A view of one :class:`~inv_widgets.engine.records.LayerCut` (the record a stored run keeps too) with what
     needs the explanation: the maps at the input's resolution, Deep Reveal, keys, ablation, pictures.
 
-    ``weights`` are percentages of the layer's total guided-gradient weight: each map's is the sum of its
-    members' ``channel_weights``. They sum to the kept channels' share of the layer (often 70-99 %, less after
-    the paper recipe's pruning), not to 100 as ``channel_weights`` do: the channels below the keep filter
-    (89.6 / C %) are in no cluster map.
+    ``weights`` are percentages of the layer. For ``maps="published"`` (and ``"contrast"``) each map's is the sum
+    of its members' ``channel_weights``: they sum to the kept channels' share of the layer (often 70-99 %, less
+    after the paper recipe's pruning), not to 100 as ``channel_weights`` do, since the channels below the keep
+    filter (89.6 / C %) are in no cluster map. For ``maps="gradcam"`` (the default) each map's is the first-order
+    worth of every channel it is drawn from (sum of mean(G A)) in percent of the layer's positive worth: negative
+    for a cluster whose channels lower the class's score; they sum to the worth of the channels in the maps
+    (at most 100).
     """
 
     def __init__(self, layer: Any, cut: LayerCut):
@@ -46,7 +49,7 @@ class Clusters:
 
     @property
     def weights(self) -> np.ndarray:
-        """(K,) percent of the layer total, descending; sum = the kept channels' share."""
+        """(K,) percent of the layer, descending (see the class docstring for what they sum to)."""
         return self.cut.weights
 
     @property

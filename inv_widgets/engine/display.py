@@ -84,10 +84,15 @@ def clusters_html(cl, thumb: int = 72) -> str:
         for j in range(min(cl.k, MAX_ROWS))
     ]
     pruned = f", {cl.pruned} light cluster(s) pruned" if cl.pruned else ""
+    what = (
+        "the first-order worth of the channels in its maps, in percent of the layer's positive worth"
+        if cl.layer.explanation.maps == "gradcam"
+        else "the kept channels' share"
+    )
     head = (
         f"<div><b>{esc(cl.layer.name)}</b>: {cl.k} cluster map{'s' if cl.k != 1 else ''} ({esc(cl.cut_by)} cut, "
         f"recipe {esc(cl.layer.recipe)}{pruned}); weights sum to {float(np.sum(cl.weights)):.1f} % of the layer "
-        "(the kept channels' share)</div>"
+        f"({what})</div>"
     )
     if cl.k == 0:
         return head + "<div style='color:#777'>no feature map has a positive guided gradient for this class</div>"
