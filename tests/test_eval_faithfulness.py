@@ -146,8 +146,10 @@ def test_default_curve_grid_covers_all_pixels_finely_where_objects_are():
 def test_command_line(capsys):
     assert main(["--n", "1", "--steps", "2", "--random", "1", "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "partial rho(weight, drop | size)" in out and "deletion area" in out and out.count("\ntarget ") == 5
-    assert "target met     published: " in out or "target MISSED  published: " in out
+    # the default map types, each with its five targets: gradcam (the session's default) and the published maps
+    assert "partial rho(weight, drop | size)" in out and "deletion area" in out and out.count("\ntarget ") == 10
+    for kind in ("gradcam", "published"):
+        assert out.count(f"target met     {kind}: ") + out.count(f"target MISSED  {kind}: ") == 5
     assert "layer point activation (channels zeroed there)" in out
     with pytest.raises(ValueError, match="weighting"):
         evaluate_faithfulness(1, weighting="nope", progress=False)

@@ -1,7 +1,7 @@
 """Does a cluster map matter as much as its weight says? Ablation and deletion / insertion on the demo.
 
     python -m inv_widgets.eval faithfulness [--split dev|test] [--n 50] [--layer-point activation|conv]
-                                            [--maps published ...] [--weighting guided] [--steps N] [--random 5]
+                                            [--maps gradcam published] [--weighting guided] [--steps N] [--random 5]
                                             [--workers 1] [--baselines] [--no-curves] [--csv out.csv]
 
 Images of the split, each explained for its predicted class, every layer cut at the recipe's suggested cut.
@@ -353,9 +353,9 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--maps",
         nargs="+",
-        default=["published"],
+        default=["gradcam", "published"],
         choices=["published", "signed", "gradcam", "contrast"],
-        help="map types measured (default published)",
+        help="map types measured (default: gradcam, the session's default, and the paper's published maps)",
     )
     ap.add_argument("--recipe", default="fast", help="clustering recipe (default fast)")
     ap.add_argument(

@@ -1,7 +1,7 @@
 """Do cluster maps find the parts? Against random groups of the same channels and the ground-truth grouping.
 
     python -m inv_widgets.eval parts [--split dev|test] [--n 100] [--layer-point activation|conv]
-                                     [--maps published signed ...] [--draws 3] [--weighting guided] [--csv out.csv]
+                                     [--maps published gradcam ...] [--draws 3] [--weighting guided] [--csv out.csv]
 
 Images of the split, each explained for its true class (``fast`` recipe, suggested cut), every layer. Per image
 and layer, for each map type (``--maps``), the layer's Grad-CAM, random channel groups and the ground-truth
@@ -387,9 +387,9 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--maps",
         nargs="+",
-        default=["published"],
+        default=["published", "gradcam"],
         choices=["published", "signed", "gradcam", "contrast"],
-        help="map types measured (default: published)",
+        help="map types measured (default: the paper's published maps and gradcam, the session's default)",
     )
     ap.add_argument("--recipe", default="fast", help="the clustering recipe (default fast)")
     ap.add_argument("--draws", type=int, default=3, help="random channel groupings per image and layer (default 3)")
