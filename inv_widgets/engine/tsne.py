@@ -163,6 +163,11 @@ def _optimise(
         torch.mul(yt, -2.0, out=b_y)
         torch.add(s, 1.0, out=b_s)
         num = torch.bmm(a_t, b)  # 1 + |y_i - y_j|^2, >= 1 up to rounding
+        # float32 cancellation (the |y|^2 terms of points far from the origin) can take it far below 1, to 0 or
+        # below: the affinities blow up and the embedding goes to NaN (the paper recipe on a VGG-16 layer).
+        # Raised to 0.5 where so: a value that low is rounding, not distance; rounding of the usual size
+        # (1 - 1e-7) is left as it was, so an embedding whose values never fell that low is the same to the bit.
+        num.clamp_min_(0.5)
         torch.div(mask, num, out=num)  # the Student-t affinities, zero on the diagonal and the padding
         z = num.sum((1, 2), keepdim=True)
         check = not explore and (it + 1) % 50 == 0  # scikit-learn's stopping rules, checked as often

@@ -61,3 +61,14 @@ def test_pearson_matches_numpy_and_is_zero_for_flat_maps():
     expected = [0.0 if i == 2 else np.corrcoef(r.ravel(), ref.ravel())[0, 1] for i, r in enumerate(rows)]
     np.testing.assert_allclose(got, expected, atol=1e-12)
     assert got[1] == pytest.approx(1.0) and pearson(rows, np.ones((6, 5))).tolist() == [0.0] * 4
+
+
+def test_tsne_stays_finite_for_points_far_from_the_origin():
+    """1 + |y_i - y_j|^2 is computed from |y|^2 terms in float32: for points far from the origin the rounding
+    took it to 0 or below and the embedding to NaN (the paper recipe on a VGG-16 layer); it is at least 1."""
+    from inv_widgets.engine import tsne
+
+    x = torch.as_tensor(np.random.default_rng(0).normal(size=(40, 10)))
+    p, y = tsne._prepare(x, tsne.capped_perplexity(30.0, 40))
+    out = tsne._optimise([(p, y + 3000.0)], 64, max_iter=300)[0]
+    assert np.isfinite(out).all() and (out.std(0) > 1).all()  # spread out, not collapsed or lost
