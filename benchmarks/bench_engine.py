@@ -1,6 +1,7 @@
 """The explanation rows of issue 24, each against its baseline measured in the same run (interleaved).
 
     python benchmarks/bench_engine.py [--repeats 5] [--rounds 2] [--baseline REF] [--stages] [--no-paper]
+                                      [--maps gradcam|published] [--layer-point activation|conv]
 
 VGG-16 (torchvision, random weights), 224 x 224, all 13 conv layers, a new image each call:
 
@@ -74,8 +75,13 @@ def worker(args) -> dict:
     images = [torch.randn(3, 224, 224, generator=g) for _ in range(args.images)]
     with torch.no_grad():
         targets = [int(model(x[None]).argmax()) for x in images]
-    session = inv.Session(model, images, cache_size=1)
-    paper = inv.Session(model, images, cache_size=1, recipe="paper")
+    import inspect
+
+    kw = {"maps": args.maps, "layer_point": args.layer_point}  # the session's defaults unless asked
+    if "maps" not in inspect.signature(inv.Session).parameters:  # a --baseline revision from before map types
+        kw = {}
+    session = inv.Session(model, images, cache_size=1, **kw)
+    paper = inv.Session(model, images, cache_size=1, recipe="paper", **kw)
     count = {"i": 0}
 
     def next_image() -> int:
@@ -101,7 +107,7 @@ def worker(args) -> dict:
         with_cuts(session.explain(next_image()), "fast")
 
     def one_off():
-        with_cuts(inv.explain(model, images[next_image()]), "fast")
+        with_cuts(inv.explain(model, images[next_image()], **kw), "fast")
 
     def paper_recipe():
         with_cuts(paper.explain(next_image()), "paper")
@@ -119,9 +125,12 @@ def worker(args) -> dict:
         def stages():
             i = next_image()
             t0 = time.perf_counter()
-            cap = session.runner.capture(images[i][None], layers, None, weighting="guided", spatial_only=True)
+            gradcam = getattr(session, "maps", "published") == "gradcam"  # needs both channel statistics
+            cap = session.runner.capture(
+                images[i][None], layers, None, weighting=None if gradcam else "guided", spatial_only=True
+            )
             t1 = time.perf_counter()
-            lms = layer_maps(cap, "guided")[0]
+            lms = layer_maps(cap, "guided", **({"maps": session.maps} if gradcam else {}))[0]
             t2 = time.perf_counter()
             trees = build_trees([lms[n].maps for n in cap.order], "fast")
             t3 = time.perf_counter()
@@ -161,7 +170,8 @@ def extract(ref: str, dest: Path) -> Path:
 
 def run_worker(code: Path, args, stages: bool) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--repeats", str(args.repeats),
-           "--images", str(args.images), "--paper-every", str(args.paper_every), "--threads", str(args.threads)]
+           "--images", str(args.images), "--paper-every", str(args.paper_every), "--threads", str(args.threads),
+           "--maps", args.maps, "--layer-point", args.layer_point]
     if stages:
         cmd.append("--stages")
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -213,6 +223,10 @@ def main(argv=None) -> int:
                     "machine 1 measures the work of each row without the waits of threads for each other")
     ap.add_argument("--baseline", default=None, help="git revision measured in the same run, alternating")
     ap.add_argument("--stages", action="store_true", help="where the fast explanation's time goes")
+    ap.add_argument("--maps", default="gradcam", choices=["gradcam", "published", "contrast"],
+                    help="the sessions' map type (default gradcam, the Session's default)")
+    ap.add_argument("--layer-point", default="activation", choices=["activation", "conv"],
+                    help="where the sessions read each layer (default activation, the Session's default)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.no_paper:
