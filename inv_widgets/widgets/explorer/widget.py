@@ -122,7 +122,7 @@ class Explorer(W.VBox):
         self._from_ui = 0  # > 0 while a person's request (a message from the page) is handled (pacing.py)
         self._later = Later(
             lambda: [self._push_dendrogram, self._push_detail, self.faithfulness.update],
-            lambda step: self._safely("draw the dendrogram and the detail view", step),
+            lambda step: self._safely("draw the dendrogram and the detail view", step, request=False),
         )
 
         # ---- views ---------------------------------------------------------------------------
@@ -433,10 +433,12 @@ class Explorer(W.VBox):
         finally:
             self._quiet -= 1
 
-    def _safely(self, action: str, fn, *args, **kwargs) -> None:
-        """Run a UI request; an error shows in the widget and leaves it as it was."""
-        if self.header.error:
-            self.header.error = ""  # a new request replaces the last message
+    def _safely(self, action: str, fn, *args, request: bool = True, **kwargs) -> None:
+        """Run a UI request; an error shows in the widget and leaves it as it was. A new request replaces the last
+        message; the paced drawing of an earlier request (``request=False``) leaves it (it would hide an error
+        that came after it was scheduled)."""
+        if request and self.header.error:
+            self.header.error = ""
         t0 = time.perf_counter()
         self._from_ui += 1
         try:
