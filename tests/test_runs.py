@@ -314,7 +314,9 @@ def _wait_for_shards(out, k, proc, timeout=120):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_interrupted_run_shows_only_whole_images_and_resumes(session48, tmp_path, sig):
     out = tmp_path / "killed"
-    proc = _start(out, 32, 0.03, 4)  # 8 shards of 4 images, each image 30 ms slower to read
+    # 8 shards of 4 images, each image 100 ms slower to read: the 6 shards after the second take over 2 s, time
+    # enough for the signal to arrive mid-run also where a shard's check on commit is slow
+    proc = _start(out, 32, 0.1, 4)
     _wait_for_shards(out, 2, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)

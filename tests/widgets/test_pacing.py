@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from inv_widgets.widgets.explorer import pacing
+
+
+def _run(loop, coro) -> None:
+    """Run ``coro`` to its end on ``loop`` in a thread of its own (as a kernel's loop runs), whatever loop an earlier
+    test left running in this thread."""
+    failed = []
+
+    def target():
+        try:
+            loop.run_until_complete(coro)
+        except BaseException as e:  # re-raised in the test's thread
+            failed.append(e)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
 
 
 def test_outside_a_kernel_everything_is_drawn_at_once():
@@ -35,7 +54,7 @@ def test_in_a_kernel_the_rest_waits_for_a_pause_and_is_drawn_once_for_the_last_r
         await asyncio.sleep(0.12)
 
     try:
-        loop.run_until_complete(requests())
+        _run(loop, requests())
     finally:
         loop.close()
     assert drawn == [("dendrogram", 3), ("detail", 3)] and not later.pending
@@ -54,7 +73,7 @@ def test_a_request_from_code_draws_at_once_and_drops_the_scheduled_drawing(monke
         await asyncio.sleep(pacing.REST_DELAY_S + 0.1)
 
     try:
-        loop.run_until_complete(requests())
+        _run(loop, requests())
     finally:
         loop.close()
     assert drawn == ["dendrogram"]  # not drawn a second time
