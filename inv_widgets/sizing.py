@@ -327,11 +327,14 @@ class InputLimits:
         ).to(device, input_dtype(model))
         names = set(self.layers)
         seen: set[int] = set()
+        kept: list = []  # every output stays alive until the probe ends, as autograd keeps them: a freed output's
+        # memory reused by a later one would share its address and be counted once (the estimate then varied)
         total = {"every": 0, "layers": 0}
 
         def record(module_name):
             def hook(_module, _inputs, out):
                 for t in _tensors(out):
+                    kept.append(t)
                     if module_name in names:
                         total["layers"] += t.numel() * 4
                     ptr = t.untyped_storage().data_ptr()
@@ -355,6 +358,7 @@ class InputLimits:
             finally:
                 for hd in handles:
                     hd.remove()
+                kept.clear()
         px = size[0] * size[1]
         return total["every"] / px, total["layers"] / px
 
