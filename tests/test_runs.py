@@ -289,10 +289,17 @@ def test_two_writers_of_one_shard_commit_once(tmp_path):
     assert [p.name for p in store.shards.iterdir()] == ["s000000"]  # no temporary copy left
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as a shell gives it, whatever SIGINT disposition the test process has (an ignored
+    signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(out, n, delay, batch):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     return subprocess.Popen(
-        [sys.executable, str(TESTS / "runs_helpers.py"), str(out), str(n), str(delay), str(batch)],
+        preexec_fn=_default_sigint,
+        args=[sys.executable, str(TESTS / "runs_helpers.py"), str(out), str(n), str(delay), str(batch)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -314,13 +321,12 @@ def _wait_for_shards(out, k, proc, timeout=120):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_interrupted_run_shows_only_whole_images_and_resumes(session48, tmp_path, sig):
     out = tmp_path / "killed"
-    # 8 shards of 4 images, each image 100 ms slower to read: the 6 shards after the second take over 2 s, time
-    # enough for the signal to arrive mid-run also where a shard's check on commit is slow
+    # 8 shards of 4 images, each image 100 ms slower to read: the last 6 shards take over 2 s after the second
     proc = _start(out, 32, 0.1, 4)
     _wait_for_shards(out, 2, proc)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    got, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, f"the run was not interrupted ({len(RunStore(out).committed())} shards): {got}{err}"
     if sig == signal.SIGINT:
         assert "KeyboardInterrupt" in err
         assert not [p for p in (out / "shards").iterdir() if p.name.startswith(".tmp")]  # cleaned on the way out
