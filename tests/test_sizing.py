@@ -146,7 +146,8 @@ def test_the_explorer_upload_keeps_the_resized_picture_and_refuses_a_huge_one(de
 
 
 def test_a_transform_that_resizes_gets_pictures_as_they_come():
-    tv = pytest.importorskip("torchvision")
+    import torchvision as tv  # a dependency of the package: missing, it is a failure
+
     preset = tv.models.ResNet18_Weights.DEFAULT.transforms()
     assert transform_size(preset) == (224, 224)
     assert transform_size(tv.transforms.Compose([tv.transforms.Resize(96), tv.transforms.ToTensor()])) == (96, 96)
