@@ -39,6 +39,7 @@ __all__ = [
     "variant_cut",
     "gradcam_cut",
     "map_channels",
+    "nearest_kept",
     "channels_weight",
     "GRADIENT_MAPS",
     "WIRED",
@@ -91,23 +92,14 @@ def map_meaning(maps: str = "published") -> str:
     return MAP_MEANINGS[check_maps(maps)]
 
 
-def _scaled_rows(a: torch.Tensor) -> torch.Tensor:
-    flat = a.reshape(a.shape[0], -1).float()
-    lo = flat.amin(1, keepdim=True)
-    hi = flat.amax(1, keepdim=True)
-    span = hi - lo
-    return torch.where(
-        span > 0, (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(flat)
-    )
-
-
-def extend_groups(acts: torch.Tensor, kept, assignment, k: int) -> np.ndarray:
+def extend_groups(acts: torch.Tensor, kept, assignment, k: int, nearest=None) -> np.ndarray:
     """Every channel's cluster, (C,): kept channels keep the cut's ``assignment`` (-1 where a pruning cut dropped
     them, and they stay out); every other channel follows the kept channel whose map is nearest to its own
     (Euclidean, rows min-max scaled as the ``fast`` recipe scales them). That nearest kept channel does not depend
     on the cut, so a cluster's channels, and its map, depend on its members only: the same members give the same
     map in every cut (a cluster map's identity stays its members). Channels whose map is flat (a ReLU that never
-    fires) stay out (-1): they add nothing to any map."""
+    fires) stay out (-1): they add nothing to any map. ``nearest``: :func:`nearest_kept` of these activations and
+    kept channels, when the caller keeps it (a Session cuts one layer many times)."""
     c = int(acts.shape[0])
     kept = np.asarray(kept, np.int64)
     assignment = np.asarray(assignment, np.int64)
@@ -115,31 +107,57 @@ def extend_groups(acts: torch.Tensor, kept, assignment, k: int) -> np.ndarray:
     if k == 0 or not len(kept):
         return out
     out[kept] = assignment
-    others, nearest = _nearest_kept(acts, kept)
-    out[others] = np.where(nearest >= 0, assignment[np.maximum(nearest, 0)], -1)
+    others, near = nearest if nearest is not None else nearest_kept(acts, kept)
+    out[others] = np.where(near >= 0, assignment[np.maximum(near, 0)], -1)
     return out
 
 
-def _nearest_kept(acts: torch.Tensor, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nearest_kept(acts: torch.Tensor, kept) -> tuple[np.ndarray, np.ndarray]:
     """The channels not kept, and for each the position (in ``kept``) of the kept channel whose min-max scaled map
-    is nearest its own (-1 for a flat map)."""
+    is nearest its own (-1 for a flat map); it does not depend on the cut.
+
+    One matrix product: the nearest kept row minimises |k|^2 - 2 o.k. Where float32 rounding could decide
+    (the two best within a bound of the product's error), the row's distances are taken again in float64 from
+    the differences, so the answer is the exact nearest (the first of equal ones)."""
+    kept = np.asarray(kept, np.int64)
     c = int(acts.shape[0])
     others = np.setdiff1d(np.arange(c), kept)
     if not len(others) or not len(kept):
         return others, np.full(len(others), -1, np.int64)
-    rows = _scaled_rows(acts)
-    nearest = torch.cdist(rows[torch.as_tensor(others)][None], rows[torch.as_tensor(kept)][None])[0].argmin(1).numpy()
-    flat = acts.reshape(c, -1)[torch.as_tensor(others)].float()
-    flat = (flat.amax(1) == flat.amin(1)).numpy()
-    return others, np.where(flat, -1, nearest).astype(np.int64)
+    rows, moving = _scaled(acts)
+    o, kr = rows[torch.as_tensor(others)], rows[torch.as_tensor(kept)]
+    k2 = (kr * kr).sum(1)
+    d = k2[None] - 2.0 * (o @ kr.T)
+    nearest = d.argmin(1)
+    if len(kept) > 1:  # near ties: exact distances for those rows
+        two = d.topk(2, dim=1, largest=False).values
+        bound = 1e-5 * ((o * o).sum(1) + k2.max()) + 1e-12
+        for r in torch.nonzero(two[:, 1] - two[:, 0] <= bound).reshape(-1).tolist():
+            exact = (kr.double() - o[r].double()).pow(2).sum(1)
+            nearest[r] = int(exact.argmin())
+    flat = ~moving[torch.as_tensor(others)]
+    return others, np.where(flat.numpy(), -1, nearest.numpy()).astype(np.int64)
 
 
-def map_channels(acts: torch.Tensor, kept, members) -> np.ndarray:
+def _scaled(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows min-max scaled (flat rows 0) and which rows are not flat, (C,) bool."""
+    flat = a.reshape(a.shape[0], -1).float()
+    lo = flat.amin(1, keepdim=True)
+    span = flat.amax(1, keepdim=True) - lo
+    moving = span > 0
+    rows = (flat - lo).div_(torch.where(moving, span, torch.ones_like(span)))
+    if not bool(moving.all()):
+        rows[~moving[:, 0]] = 0.0
+    return rows, moving[:, 0]
+
+
+def map_channels(acts: torch.Tensor, kept, members, nearest=None) -> np.ndarray:
     """Every channel a ``"gradcam"`` map of these members is drawn from, ascending: the members and each channel
-    the keep filter dropped whose nearest kept channel is a member (:func:`extend_groups`, for one map)."""
+    the keep filter dropped whose nearest kept channel is a member (:func:`extend_groups`, for one map;
+    ``nearest`` as there)."""
     kept = np.asarray(kept, np.int64)
     members = np.asarray(members, np.int64)
-    others, nearest = _nearest_kept(acts, kept)
+    others, nearest = nearest if nearest is not None else nearest_kept(acts, kept)
     joined = others[(nearest >= 0) & np.isin(kept[np.maximum(nearest, 0)], members)]
     return np.union1d(members, joined)
 
@@ -199,14 +217,16 @@ def variant_cut(
     }
 
 
-def gradcam_cut(acts: torch.Tensor, grad_mean: torch.Tensor, worth: torch.Tensor, kept, assignment, k: int):
+def gradcam_cut(
+    acts: torch.Tensor, grad_mean: torch.Tensor, worth: torch.Tensor, kept, assignment, k: int, nearest=None
+):
     """A published cut's ``"gradcam"`` maps, for :func:`inv_widgets.engine.cut.cut_layer`: every channel joins a
-    cluster (:func:`extend_groups`), each cluster map is ReLU(sum_c mean_ij(G_c) A_c) over its channels, and its
-    weight their summed first-order worth ``worth`` (mean_ij(G A) per channel) in percent of the layer's positive
-    total. Returns ``(maps (k, h, w) not scaled, weights (k,), groups (C,), order)``: ``order`` puts the clusters
-    heaviest first (by the new weights)."""
+    cluster (:func:`extend_groups`; ``nearest`` as there), each cluster map is ReLU(sum_c mean_ij(G_c) A_c) over
+    its channels, and its weight their summed first-order worth ``worth`` (mean_ij(G A) per channel) in percent
+    of the layer's positive total. Returns ``(maps (k, h, w) not scaled, weights (k,), groups (C,), order)``:
+    ``order`` puts the clusters heaviest first (by the new weights)."""
     a = acts.float().cpu()
-    groups = extend_groups(a, kept, assignment, k)
+    groups = extend_groups(a, kept, assignment, k, nearest)
     c, h, w = a.shape
     onehot = torch.zeros(k, c)
     ok = np.flatnonzero(groups >= 0)

@@ -14,7 +14,7 @@ weights, members and suggested k, on degenerate layers too (copied channels, con
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ class LayerMaps:
     gradcam: torch.Tensor
     map_type: str = "published"
     channels: tuple | None = None
+    _nearest: tuple | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -57,6 +58,15 @@ class LayerMaps:
     def percent_kept(self) -> torch.Tensor:
         """The kept channels' percent weights, aligned with ``kept``."""
         return self.percent[self.kept]
+
+    def nearest_kept(self) -> tuple[np.ndarray, np.ndarray]:
+        """For ``"gradcam"`` maps: the channels not kept and each one's nearest kept channel
+        (:func:`~inv_widgets.engine.contrast.nearest_kept`), worked out once: every cut of the layer reuses it."""
+        if self._nearest is None:
+            from .contrast import nearest_kept
+
+            self._nearest = nearest_kept(self.channels[0], self.kept.cpu().numpy())
+        return self._nearest
 
 
 def layer_maps(
@@ -170,7 +180,7 @@ def _cut_layer(name: str, lm: LayerMaps, tree: Tree, k, threshold, prune, by: Cu
     if n_maps and lm.map_type == "gradcam":  # the Grad-CAM of each cluster's channels, all of them (engine/contrast)
         from .contrast import gradcam_cut
 
-        raw, weights, groups, order = gradcam_cut(*lm.channels, kept, assignment, n_maps)
+        raw, weights, groups, order = gradcam_cut(*lm.channels, kept, assignment, n_maps, lm.nearest_kept())
         rank = np.empty(n_maps, np.int64)
         rank[order] = np.arange(n_maps)
         assignment = np.where(assignment >= 0, rank[np.maximum(assignment, 0)], -1)

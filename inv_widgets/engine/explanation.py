@@ -90,7 +90,8 @@ class LayerResult:
             from .contrast import channels_weight, map_channels
 
             acts, _, worth = self._data.channels
-            return channels_weight(worth, map_channels(acts, self._data.kept.cpu().numpy(), members))
+            kept = self._data.kept.cpu().numpy()
+            return channels_weight(worth, map_channels(acts, kept, members, self._data.nearest_kept()))
         return float(w[members].astype(np.float64).sum())  # as the cut sums them (engine.cut.plan_cut)
 
     @property

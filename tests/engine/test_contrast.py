@@ -15,6 +15,7 @@ from inv_widgets.engine.contrast import (
     group_maps,
     group_weights,
     map_meaning,
+    nearest_kept,
     variant_cut,
 )
 
@@ -39,6 +40,34 @@ def test_every_channel_joins_the_cluster_of_the_kept_channel_it_resembles():
     pruned = extend_groups(acts, kept, np.array([0, -1]), 1)
     assert pruned[3] == -1  # a channel a pruning cut dropped stays out
     assert (extend_groups(acts, np.array([], int), np.array([], int), 0) == -1).all()
+
+
+def _nearest_reference(acts, kept):
+    """Brute force in float64: each other channel's nearest kept channel (the first of equal ones), -1 if flat."""
+    rows = acts.reshape(acts.shape[0], -1).double()
+    lo, hi = rows.min(1, keepdim=True).values, rows.max(1, keepdim=True).values
+    rows = torch.where(hi > lo, (rows - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi)), 0.0)
+    others = [c for c in range(acts.shape[0]) if c not in set(kept.tolist())]
+    out = [int(((rows[kept] - rows[o]) ** 2).sum(1).argmin()) if hi[o] > lo[o] else -1 for o in others]
+    return np.array(others), np.array(out)
+
+
+@pytest.mark.parametrize("c,hw", [(16, 4096), (64, 256), (40, 1)])
+def test_nearest_kept_channel_is_the_exact_nearest_even_for_copies_and_flat_maps(c, hw):
+    g = torch.Generator().manual_seed(c)
+    acts = torch.rand(c, hw, 1, generator=g) * (torch.rand(c, 1, 1, generator=g) * 50)
+    kept = np.arange(0, c, 3)
+    acts[kept[1]] = acts[kept[0]]  # two kept channels alike: a tie, the first wins
+    acts[1] = acts[kept[0]] * 2.0 + 1.0  # scaled alike: the same row after min-max scaling
+    acts[2] = 7.0  # flat: in no cluster
+    acts[4] = acts[kept[2]] + 1e-6 * torch.rand(hw, 1, generator=g)  # a near tie float32 could decide
+    others, near = nearest_kept(acts, kept)
+    ref_others, ref = _nearest_reference(acts, kept)
+    assert np.array_equal(others, ref_others) and np.array_equal(near, ref)
+    if hw == 1:  # 1 x 1 maps are all flat
+        assert (near == -1).all()
+    else:
+        assert near[list(others).index(1)] == 0 and near[list(others).index(2)] == -1
 
 
 def test_gradient_maps_keep_the_sign_and_sum_to_the_layers_gradcam():
