@@ -146,6 +146,13 @@ class LayerResult:
         """Plain Grad-CAM at this layer: ReLU(sum_k mean(G_k) A_k), bilinear to the input size, min-max, (H, W)."""
         return upsample_minmax(self._data.gradcam[None], self.explanation.input_size)[0]
 
+    def gradcam_lowres(self) -> np.ndarray:
+        """The plain Grad-CAM at feature resolution, min-max scaled, (h, w) float32 (what a stored run keeps);
+        :meth:`gradcam` is it upsampled to the input size and scaled again."""
+        from .cut import scaled_lowres
+
+        return scaled_lowres(self._data.gradcam[None])[0]
+
     def ablation(self, groups) -> Ablation:
         """Zero each group of channels (a list of channel-index arrays) at this layer's output, one group per
         masked copy, all copies in one batched forward pass from the layer on: the target's logit and

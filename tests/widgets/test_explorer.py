@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from ipywidgets.widgets.widget import _remove_buffers
 from nets import CLASS_NAMES as CLASSES
 from nets import small_images
@@ -16,6 +17,7 @@ from torch import nn
 
 import inv_widgets as inv
 from inv_widgets import render
+from inv_widgets.engine.maps import upsample_minmax
 from inv_widgets.widgets import Explorer, store_labels
 from inv_widgets.widgets.dendrogram import MAX_K, PALETTE, cluster_stubs
 
@@ -67,8 +69,12 @@ def test_first_view_shows_the_suggested_cut_of_the_last_layer(explorer, session)
     got = np.frombuffer(g.maps, dtype="<f4").reshape(cl.k, h, w)
     assert np.array_equal(got, cl.maps_lowres)
     assert g.cmap == "jet" and g.lut == render.colormap("jet").tobytes()
-    assert g.gradcam_shape == [48, 48]
-    assert np.array_equal(np.frombuffer(g.gradcam_map, dtype="<f4").reshape(48, 48), explorer.layer_result.gradcam())
+    # the layer's Grad-CAM too: at feature resolution, drawn as the maps are, it is the kernel's at input size
+    lr = explorer.layer_result
+    assert g.gradcam_shape == [h, w]
+    cam = np.frombuffer(g.gradcam_map, dtype="<f4").reshape(h, w)
+    assert np.array_equal(cam, lr.gradcam_lowres())
+    assert np.allclose(upsample_minmax(torch.from_numpy(cam.copy())[None], (48, 48))[0], lr.gradcam(), atol=1e-5)
     assert explorer.k_slider.value == cl.k_cut == explorer.layer_result.suggested_k
     assert explorer.selected == 0 and g.selected == 0
     assert f"“{CLASSES[explorer.target]}”" in g.title
@@ -379,3 +385,27 @@ def test_what_the_explorer_shows_is_a_value(explorer):
     assert explorer.view.cut.mode == "k" and explorer.view.cut.value == 2
     with pytest.raises(ValueError, match="k must be at least 1"):
         Explorer(explorer.session, k=0)
+
+
+def test_while_the_person_looks_the_next_keys_cuts_are_worked_out_ahead(explorer, monkeypatch):
+    from inv_widgets.engine.explanation import LayerResult
+    from inv_widgets.widgets.explorer.state import Cut
+
+    explorer.set_layer(explorer.layers[1])  # a layer with neighbours on both sides
+    view = explorer._view
+    made = []
+    real = LayerResult._make_cut
+    monkeypatch.setattr(LayerResult, "_make_cut", lambda self, *a: made.append(self.name) or real(self, *a))
+    guesses = explorer._ahead()
+    ks = [k for k in (view.moved_k(1, MAX_K), view.moved_k(-1, MAX_K)) if k]
+    assert ks and len(guesses) == 2 + len(ks)  # the layers on either side, one cluster more and one fewer
+    for guess in guesses:
+        guess()
+    assert view.neighbour_layer(-1) in made  # never shown before (the last layer was, and is cached)
+    made.clear()
+    explorer._go(layer=view.neighbour_layer(-1))  # the arrow keys: their cuts are already made
+    explorer._go(layer=view.layer_name)
+    explorer._go(layer=view.neighbour_layer(1))
+    explorer._go(layer=view.layer_name)
+    explorer._go(cut=Cut.k(ks[0]))
+    assert made == []

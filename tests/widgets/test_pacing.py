@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 from inv_widgets.widgets.explorer import pacing
@@ -77,3 +78,46 @@ def test_a_request_from_code_draws_at_once_and_drops_the_scheduled_drawing(monke
     finally:
         loop.close()
     assert drawn == ["dendrogram"]  # not drawn a second time
+
+
+def test_work_ahead_follows_the_views_in_the_paced_path_only_and_a_new_request_drops_it(monkeypatch, caplog):
+    loop = asyncio.new_event_loop()
+    monkeypatch.setattr(pacing, "kernel_loop", lambda: loop)
+    monkeypatch.setattr(pacing, "REST_DELAY_S", 0.02)
+    caplog.set_level(logging.DEBUG, logger="inv_widgets.explorer")
+    done = []
+    key = {"pressed": False}
+
+    def broken():
+        raise ValueError("no such layer")
+
+    def left():
+        done.append("left")
+        if key["pressed"]:  # the next key arrives while the first guess is worked out
+            key["pressed"] = False
+            later.due(soon=True)
+
+    def ahead():
+        return [left, broken, lambda: done.append("k+1"), lambda: done.append("k-1")]
+
+    later = pacing.Later(lambda: [lambda: done.append("dendrogram")], lambda s: s(), ahead)
+    later.due(soon=False)  # a request from code: the views at once, nothing worked out ahead
+    assert done == ["dendrogram"]
+    done.clear()
+
+    async def pause():
+        later.due(soon=True)
+        await asyncio.sleep(0.15)
+
+    try:
+        _run(loop, pause())
+        # after the views, each guess in a turn of its own; a failed guess is logged, never raised
+        assert done == ["dendrogram", "left", "k+1", "k-1"]
+        assert "working ahead failed" in caplog.text and "no such layer" in caplog.text
+        done.clear()
+        key["pressed"] = True
+        _run(loop, pause())
+    finally:
+        loop.close()
+    # the key dropped the guesses left; its own views and guesses followed once requests paused
+    assert done == ["dendrogram", "left", "dendrogram", "left", "k+1", "k-1"]

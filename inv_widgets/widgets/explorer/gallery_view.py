@@ -25,8 +25,9 @@ def colors(k: int) -> list[str]:
 def show_gallery(gallery, view, pictures, *, cmap: str, labels: list) -> None:
     """Put the cut of ``view`` in ``gallery``, one message: the maps, the layer's Grad-CAM, the captions.
 
-    The maps go at feature resolution (``Clusters.maps_lowres``) and the page upsamples, scales and colours
-    them as ``Clusters.maps`` and ``render.apply_cmap`` do; the image goes as a PNG (made once per image)."""
+    The maps and the layer's Grad-CAM go at feature resolution (``Clusters.maps_lowres``,
+    ``LayerResult.gradcam_lowres``) and the page upsamples, scales and colours them as ``Clusters.maps``,
+    ``LayerResult.gradcam`` and ``render.apply_cmap`` do; the image goes as a PNG (made once per image)."""
     cl, lr, exp = view.clusters, view.layer, view.explanation
     sub = [
         f"{view.recipe} recipe",
@@ -44,7 +45,7 @@ def show_gallery(gallery, view, pictures, *, cmap: str, labels: list) -> None:
         counts=[len(m) for m in cl.members],
         colors=colors(cl.k),
         labels=[lab[:3] for lab in labels],
-        gradcam=lr.gradcam(),
+        gradcam=lr.gradcam_lowres(),  # the page upsamples and scales it as the maps
         gradcam_caption="Grad-CAM",
         title=f"{lr.name} · {cl.k} cluster map{'s' if cl.k != 1 else ''} for “{exp.target_name}”",
         subtitle=" · ".join(sub),

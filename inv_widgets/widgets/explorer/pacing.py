@@ -5,9 +5,11 @@ In a kernel, after a request from the page, the views that follow it (the dendro
 drops) are drawn once requests pause for :data:`REST_DELAY_S` (:class:`Later`), one view per turn of the
 kernel's event loop, so that keys pressed in a row (a held arrow key, quick taps) are each answered by the gallery
 alone, without waiting for the kernel or the page to draw the previous dendrogram (plotly: tens of ms on each
-side), and a request arriving meanwhile waits for one view at most. Outside a kernel (tests, scripts) and for
-calls from code (``explorer.set_layer(...)`` in a cell, whose next line may read the views), everything is
-drawn at once.
+side), and a request arriving meanwhile waits for one view at most. Then, while the person looks, the idle
+steps work out what the next key will likely ask for (the neighbouring layers and cuts), one per turn, so that
+the next gallery only has to be sent. Outside a kernel (tests, scripts) and for calls from code
+(``explorer.set_layer(...)`` in a cell, whose next line may read the views), everything is drawn at once and
+nothing is worked out ahead.
 """
 
 from __future__ import annotations
@@ -54,11 +56,20 @@ def send_now() -> None:
 
 class Later:
     """The views still to draw for the view shown now: ``steps()`` lists them (callables, in order) and
-    ``run(step)`` draws one (the Explorer's error handling around it)."""
+    ``run(step)`` draws one (the Explorer's error handling around it). ``idle()`` lists work to do ahead after
+    them, in the paced path only (in a kernel, once requests pause): each step runs in a turn of its own, a new
+    request drops the rest, and an error in one is logged, never shown."""
 
-    def __init__(self, steps: Callable[[], Sequence[Callable[[], None]]], run: Callable[[Callable[[], None]], None]):
+    def __init__(
+        self,
+        steps: Callable[[], Sequence[Callable[[], None]]],
+        run: Callable[[Callable[[], None]], None],
+        idle: Callable[[], Sequence[Callable[[], None]]] | None = None,
+    ):
         self._steps = steps
         self._run = run
+        self._idle = idle
+        self._ahead: list[Callable[[], None]] = []
         self.pending = False
         self._handle = None
 
@@ -100,3 +111,19 @@ class Later:
         self._run(steps[i])
         if i + 1 < len(steps):
             self._handle = loop.call_soon(self._step, loop, i + 1)
+        elif self._idle is not None and not self.pending:
+            self._ahead = list(self._idle())
+            self._handle = loop.call_soon(self._work_ahead, loop)
+
+    def _work_ahead(self, loop) -> None:
+        self._handle = None
+        if self.pending or not self._ahead:
+            self._ahead = []
+            return
+        step = self._ahead.pop(0)
+        try:
+            step()
+        except Exception:  # work ahead is a guess: the request itself will show any error
+            log.debug("working ahead failed", exc_info=True)
+        if self._ahead:
+            self._handle = loop.call_soon(self._work_ahead, loop)

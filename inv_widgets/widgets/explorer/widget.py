@@ -16,6 +16,7 @@ and the rest once a person's requests pause (``pacing.py``); its maps go to the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -123,6 +124,7 @@ class Explorer(W.VBox):
         self._later = Later(
             lambda: [self._push_dendrogram, self._push_detail, self.faithfulness.update],
             lambda step: self._safely("draw the dendrogram and the detail view", step, request=False),
+            self._ahead,
         )
 
         # ---- views ---------------------------------------------------------------------------
@@ -356,6 +358,24 @@ class Explorer(W.VBox):
             self._push_image()
         self.controls.show(new, layer_changed or image_changed, self._silenced)
         self._later.due(soon=self._from_ui > 0)  # the dendrogram, the detail view, the drops
+
+    def _ahead(self) -> list:
+        """While the person looks (pacing.py): the cuts the arrow keys lead to next, worked out into the caches
+        (the neighbouring layers, one cluster more and fewer); not where a dendrogram costs seconds to build."""
+        view = self._view
+        if view is None:
+            return []
+        asks = [view.request(layer=n) for n in (view.neighbour_layer(1), view.neighbour_layer(-1)) if n]
+        asks += [view.request(cut=Cut.k(k)) for k in (view.moved_k(1, MAX_K), view.moved_k(-1, MAX_K)) if k]
+
+        def warm(selection) -> None:
+            if self._view is not view:
+                return
+            lr = view.explanation.layer(selection.layer or view.layer_name, view.recipe)
+            if lr.is_built or view.recipe == "fast":
+                selection.resolve(self.session, max_k=MAX_K, previous=view)
+
+        return [functools.partial(warm, a) for a in asks]
 
     # ==== pushing state to the views ===================================================================
     def _labels(self, keys) -> list[list]:
