@@ -291,7 +291,7 @@ def test_the_curated_control_families_are_tested_and_reported(demo):
     import pandas as pd
 
     import inv_widgets as inv
-    from inv_widgets.eval.curated import CURATED_FAMILIES, curated_tests
+    from inv_widgets.eval.curated import CURATED_FAMILIES, curated_checks, curated_tests
     from inv_widgets.eval.global_ import control_row, occlusion_importance, summary
 
     model, data = demo
@@ -333,3 +333,6 @@ def test_the_curated_control_families_are_tested_and_reported(demo):
     for fam in CURATED_FAMILIES:
         assert f"control: {fam}" in s.index
     assert s.loc["control: curated random subset", "n"] == (ctl["family"] == "curated random subset").sum()
+    checks = [what for what, _, _ in curated_checks(summary(dict(labels=labels, controls=ctl)), ctl)]
+    assert "curated: each class's most important part significant above >= 0.5" in checks
+    assert any(w.startswith("curated important parts significant-above") for w in checks)

@@ -198,4 +198,34 @@ def curated_checks(s, ctl, seed: int = 0) -> list[tuple[str, bool, str]]:
                     f"{a} ({len(pos)} vs {len(neg)})",
                 )
             )
+    out += _ranking(ctl, seed)
+    return out
+
+
+def _ranking(ctl, seed: int) -> list[tuple[str, bool, str]]:
+    """Why the median split caps the important family: random concepts of the class's own examples are a mix of
+    its parts, so the test ranks a part against the class's average part. Per example kind (maps, curated): the
+    share of each class's most important part (by occlusion; every part is in the curated families) significant
+    above, and the AUROC of the t of important against unimportant parts. Figures, not targets."""
+    from ..engine.stats import ci
+    from .stats import auroc
+
+    cur = ctl[ctl["family"].str.startswith("curated") & ctl["importance"].notna()]
+    top = cur.groupby("cls")["importance"].max()
+    out = []
+    for kind, pre in (("maps", ""), ("curated", "curated ")):
+        g = ctl[ctl["family"].isin([pre + "important part", pre + "unimportant part"])]
+        is_top = g["importance"].to_numpy() == g["cls"].map(top).to_numpy()
+        up = ((g["p"] < 0.05) & (g["direction"] == "above")).to_numpy()
+        f = ci(up[is_top], seed=seed) if is_top.any() else None
+        a = auroc(
+            g.loc[g["family"] == pre + "important part", "t"], g.loc[g["family"] == pre + "unimportant part", "t"]
+        )
+        out.append(
+            (
+                f"{kind}: each class's most important part significant above >= 0.5",
+                f is not None and f.value >= 0.5,
+                f"{f} ({int(is_top.sum())} concepts); AUROC of t, important vs unimportant parts {a}",
+            )
+        )
     return out
