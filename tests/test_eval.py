@@ -270,3 +270,69 @@ def test_occlusion_importance_paints_a_part_out_with_the_images_own_background(d
         assert set(parts) <= set(CLASS_PARTS[cls])
     # removing a part costs the class logit something on average (the model looks at the object)
     assert np.mean([d for parts in imp.values() for d in parts.values()]) > 0
+
+
+def test_curated_part_images_hold_only_the_part_and_the_background(demo):
+    from inv_widgets.eval.curated import curated_examples, curated_image
+
+    _, data = demo
+    i = 3
+    masks = data.part_masks(i)
+    part = max(masks, key=lambda p: masks[p].sum())
+    img, bg, m = curated_image(data, i, part), data.background(i), masks[part]
+    assert np.array_equal(img[~m], bg[~m]) and np.array_equal(img[m], data.array(i)[m])
+    assert not np.array_equal(img, data.array(i))  # the rest of the object is gone
+    ex = curated_examples(data, [i])
+    assert set(ex) == {(i, p) for p, mk in masks.items() if mk.sum() >= 30}
+    assert np.allclose(ex[(i, part)].numpy(), data.to_tensor(img).numpy())
+
+
+def test_the_curated_control_families_are_tested_and_reported(demo):
+    import pandas as pd
+
+    import inv_widgets as inv
+    from inv_widgets.eval.curated import CURATED_FAMILIES, curated_checks, curated_tests
+    from inv_widgets.eval.global_ import control_row, occlusion_importance, summary
+
+    model, data = demo
+    session = inv.Session(model, data)
+    layer = session.layers[-1]
+    scored = {}
+    for i in range(60, 90):
+        scored.setdefault(data.class_name(i), []).append(i)
+    importance = occlusion_importance(model, data, range(60, 90), data.classes)
+    found = curated_tests(
+        session,
+        data,
+        [layer],
+        range(60),
+        scored,
+        importance,
+        runs=2,
+        null=4,
+        min_examples=3,
+        max_examples=6,
+        controls=2,
+        seed=0,
+        progress=False,
+    )
+    ctl = pd.DataFrame([control_row(*f) for f in found])
+    ctl["p_holm"] = ctl["p"]
+    assert set(ctl["family"]) <= set(CURATED_FAMILIES)
+    assert {"curated random subset", "curated absent part", "curated important part"} <= set(ctl["family"])
+    assert (ctl.loc[ctl["family"] == "curated random subset", "n"] >= 3).all()
+    assert np.isfinite(ctl["t"]).mean() > 0.9 and set(ctl["direction"]) <= {"above", "below", ""}
+    # the scored images are never sources of curated examples: every scored image of the class counts
+    assert (ctl["n_scored"] == ctl["cls"].map(lambda c: len(scored[c]))).all()
+    for cls, g in ctl[ctl["family"].str.endswith("important part")].groupby("cls"):
+        assert set(g["concept"]) <= set(CLASS_PARTS[cls])
+    absent = ctl[ctl["family"] == "curated absent part"]
+    assert all(p not in CLASS_PARTS[c] for c, p in zip(absent["cls"], absent["concept"]))
+    labels = pd.DataFrame(columns=["note", "kind", "p_raw", "p_value", "direction", "t", "p_tcav"])
+    s = summary(dict(labels=labels, controls=ctl)).set_index("family")
+    for fam in CURATED_FAMILIES:
+        assert f"control: {fam}" in s.index
+    assert s.loc["control: curated random subset", "n"] == (ctl["family"] == "curated random subset").sum()
+    checks = [what for what, _, _ in curated_checks(summary(dict(labels=labels, controls=ctl)), ctl)]
+    assert "curated: each class's most important part significant above >= 0.5" in checks
+    assert any(w.startswith("curated important parts significant-above") for w in checks)

@@ -2,6 +2,7 @@
 
     python -m inv_widgets.eval global [--split dev|test] [--n 200] [--players 8] [--noise 0.2] [--runs 10]
                                       [--null 30] [--scored 20] [--layer-point activation|conv] [--csv out.csv]
+                                      [--curated]
 
 1. Simulated players (``inv_widgets.eval.simulate``) label every cluster map of the two deepest layers (default
    cut) of ``--n`` images of the split through a real SQLite LabelStore; the labels are aggregated with
@@ -18,7 +19,10 @@
    - **the class's parts**: its maps whose true part is that part, split by the part's **occlusion
      importance**: the part painted out with the image's object-free background (the demo's
      ``background(i)``) on the scored images, the class logit's mean drop; at or above the median of the
-     class's parts = important.
+     class's parts = important;
+   - **curated** (an oracle, with ``--curated``): random subsets, absent, important and unimportant
+     parts with curated part images (the part alone on its image's background) as the examples instead of
+     revealed maps (``inv_widgets.eval.curated``).
    Reported: how often each family comes out significant (either direction; nulls: the false-positive rate)
    and significant above, before and after Holm, with 95 % CIs over concepts; the part labels against the noise
    labels as an AUROC of the t statistic (CI by bootstrap); and the published procedure's t-test of the runs on
@@ -28,6 +32,7 @@ Every random step is seeded: the figures are the same on every run.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 import tempfile
@@ -37,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .stats import auroc
 
 __all__ = ["evaluate_global", "label_kind", "occlusion_importance", "auroc", "main"]
 
@@ -86,22 +93,26 @@ def occlusion_importance(model, data, indices, classes) -> dict[str, dict[str, f
     return {c: {p: float(np.mean(v)) for p, v in parts.items()} for c, parts in drops.items()}
 
 
-def auroc(pos, neg, *, seed: int = 0, n_boot: int = 2000):
-    """P(a positive's score > a negative's) (ties count half) with a bootstrap 95 % CI resampling both groups."""
-    from ..engine.stats import Figure
-
-    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
-    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
-    if not len(pos) or not len(neg):
-        return Figure(float("nan"), float("nan"), float("nan"), 0)
-
-    def a(p, q):
-        return float(((p[:, None] > q[None]).sum() + 0.5 * (p[:, None] == q[None]).sum()) / (len(p) * len(q)))
-
-    rng = np.random.default_rng(seed)
-    boot = [a(rng.choice(pos, len(pos)), rng.choice(neg, len(neg))) for _ in range(n_boot)]
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return Figure(a(pos, neg), float(lo), float(hi), len(pos) + len(neg))
+def control_row(cls, layer, family, concept, n, importance, r) -> dict:
+    """One control concept's row: its class, layer, family, name, size, occlusion importance and calibrated
+    result ``r`` (``ConceptSpace.test``)."""
+    return dict(
+        cls=cls,
+        layer=layer,
+        family=family,
+        concept=concept,
+        n=n,
+        importance=importance,
+        t=r.t,
+        p=r.p,
+        direction=r.direction,
+        cosine=r.score,
+        null_cosine=r.null_score,
+        sign=r.sign,
+        null_sign=r.null_sign,
+        p_tcav=r.p_tcav,
+        n_scored=r.n_scored,
+    )
 
 
 def _controls(
@@ -192,25 +203,7 @@ def _controls(
             )
             for fam, cname, keys, imp_v in concepts:
                 r = space.test(keys, pool, runs=runs, n_null=null, seed=[seed, li, ci_], null_pool=pool)
-                rows.append(
-                    dict(
-                        cls=name,
-                        layer=layer,
-                        family=fam,
-                        concept=cname,
-                        n=len(keys),
-                        importance=imp_v,
-                        t=r.t,
-                        p=r.p,
-                        direction=r.direction,
-                        cosine=r.score,
-                        null_cosine=r.null_score,
-                        sign=r.sign,
-                        null_sign=r.null_sign,
-                        p_tcav=r.p_tcav,
-                        n_scored=r.n_scored,
-                    )
-                )
+                rows.append(control_row(name, layer, fam, cname, len(keys), imp_v, r))
             bar.update(1)
     bar.close()
     return pd.DataFrame(rows)
@@ -235,6 +228,7 @@ def evaluate_global(
     seed: int = 0,
     store_path=None,
     progress: bool = True,
+    curated: bool = False,
 ) -> dict:
     import inv_widgets as inv
 
@@ -315,11 +309,32 @@ def evaluate_global(
         seed=seed,
         progress=progress,
     )
+    tcav_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    if curated:
+        from .curated import curated_tests
+
+        found = curated_tests(
+            session,
+            data,
+            layers,
+            range(n_images),
+            scored_of,
+            importance,
+            runs=runs,
+            null=null,
+            min_examples=min_examples,
+            max_examples=max_examples,
+            controls=controls,
+            seed=seed,
+            progress=progress,
+        )
+        ctl = pd.concat([ctl, pd.DataFrame([control_row(*f) for f in found])], ignore_index=True)
+    curated_s = time.perf_counter() - t2
     if len(ctl):
         ctl["p_holm"] = np.nan
         for _, g in ctl.groupby("family"):
             ctl.loc[g.index, "p_holm"] = holm(g["p"].to_numpy())
-    tcav_s = time.perf_counter() - t1
     tmp.cleanup()
     return dict(
         split=split,
@@ -335,6 +350,7 @@ def evaluate_global(
         maps=len(ge.maps),
         play_s=play_s,
         tcav_s=tcav_s,
+        curated_s=curated_s if curated else None,
         naming=pd.DataFrame(naming),
         labels=tc,
         controls=ctl,
@@ -350,6 +366,7 @@ def summary(r: dict, seed: int = 0) -> pd.DataFrame:
     above, unadjusted and after Holm, and the published procedure's t-test, each a share with a 95 % CI over
     concepts."""
     from ..engine.stats import ci
+    from .curated import curated_families
 
     rows = []
     lab = r["labels"][r["labels"]["note"] == ""]
@@ -360,6 +377,7 @@ def summary(r: dict, seed: int = 0) -> pd.DataFrame:
             (f"control: {f}", ctl[ctl["family"] == f], "p", "p_holm")
             for f in ("noise label", "random subset", "absent part", "important part", "unimportant part")
         ]
+        fams += [(f"control: {f}", ctl[ctl["family"] == f], "p", "p_holm") for f in curated_families(ctl)]
     for name, g, p, ph in fams:
         if not len(g):
             rows.append(dict(family=name, n=0))
@@ -452,16 +470,22 @@ def report(r: dict, seed: int = 0) -> str:
     )
     for _, s in summary(r, seed).iterrows():
         if not s.get("n"):
-            lines.append(f"  {s.family:<26} none tested")
+            lines.append(f"  {s.family:<34} none tested")
             continue
         lines.append(
-            f"  {s.family:<26} n {int(s.n):>3}  sig {s.significant.fmt()}  above {s.above.fmt()}  | Holm: sig "
+            f"  {s.family:<34} n {int(s.n):>3}  sig {s.significant.fmt()}  above {s.above.fmt()}  | Holm: sig "
             f"{s.significant_holm.fmt()} above {s.above_holm.fmt()}  | published t-test sig "
             f"{s.tcav_significant.fmt()}  | mean t {s.mean_t.fmt()}"
         )
+    from .curated import curated_checks
+
     lines.append("\nissue 20's concept-test targets:")
     for what, ok, figs in check_targets(r, seed):
         lines.append(f"  {'met' if ok else 'NOT met'}: {what}: {figs}")
+    cur = curated_checks(summary(r, seed), r["controls"], seed)
+    if cur:
+        lines.append(f"\nthe oracle control, curated part images ({r['curated_s']:.0f} s):")
+        lines += [f"  {'met' if ok else 'NOT met'}: {what}: {figs}" for what, ok, figs in cur]
     return "\n".join(lines)
 
 
@@ -484,6 +508,13 @@ def main(argv=None) -> int:
         type=_whole(1, "--controls"),
         default=5,
         help="random-subset concepts per class and layer (default 5)",
+    )
+    ap.add_argument(
+        "--curated",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also the oracle control: curated part images as the concept examples (inv_widgets.eval.curated; "
+        "default off: about a third more time)",
     )
     ap.add_argument(
         "--csv",
@@ -513,6 +544,7 @@ def main(argv=None) -> int:
         controls=args.controls,
         seed=args.seed,
         progress=not args.quiet,
+        curated=args.curated,
     )
     print(report(r, args.seed))
     if args.csv:
