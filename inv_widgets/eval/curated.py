@@ -23,6 +23,7 @@ controls' random draws, and so their figures, do not change.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "CURATED_FAMILIES",
@@ -202,18 +203,27 @@ def curated_checks(s, ctl, seed: int = 0) -> list[tuple[str, bool, str]]:
     return out
 
 
-def _ranking(ctl, seed: int) -> list[tuple[str, bool, str]]:
+def _ranking(ctl, seed: int, importance: dict | None = None) -> list[tuple[str, bool, str]]:
     """Why the median split caps the important family: random concepts of the class's own examples are a mix of
     its parts, so the test ranks a part against the class's average part. Per example kind (maps, curated): the
     share of each class's most important part (by occlusion; every part is in the curated families) significant
-    above, and the AUROC of the t of important against unimportant parts. Figures, not targets."""
+    above, and the AUROC of the t of important against unimportant parts. Figures, not targets.
+
+    Without curated rows, ``importance`` (``{class: {part: occlusion importance}}``, every part measured) names
+    each class's most important part, and only the maps' row is given."""
     from ..engine.stats import ci
     from .stats import auroc
 
     cur = ctl[ctl["family"].str.startswith("curated") & ctl["importance"].notna()]
-    top = cur.groupby("cls")["importance"].max()
+    kinds = (("maps", ""), ("curated", "curated "))
+    if len(cur):
+        top = cur.groupby("cls")["importance"].max()
+    elif importance:
+        top, kinds = pd.Series({c: max(parts.values()) for c, parts in importance.items() if parts}), kinds[:1]
+    else:
+        return []
     out = []
-    for kind, pre in (("maps", ""), ("curated", "curated ")):
+    for kind, pre in kinds:
         g = ctl[ctl["family"].isin([pre + "important part", pre + "unimportant part"])]
         is_top = g["importance"].to_numpy() == g["cls"].map(top).to_numpy()
         up = ((g["p"] < 0.05) & (g["direction"] == "above")).to_numpy()

@@ -2,7 +2,7 @@
 
     python -m inv_widgets.eval global [--split dev|test] [--n 200] [--players 8] [--noise 0.2] [--runs 10]
                                       [--null 30] [--scored 20] [--layer-point activation|conv] [--csv out.csv]
-                                      [--curated]
+                                      [--curated] [--step 0-5]
 
 1. Simulated players (``inv_widgets.eval.simulate``) label every cluster map of the two deepest layers (default
    cut) of ``--n`` images of the split through a real SQLite LabelStore; the labels are aggregated with
@@ -132,6 +132,7 @@ def _controls(
     seed,
     progress,
     absent: int = 3,
+    step: int = 3,
 ):
     """One row per control concept (class, layer, family, name) with its calibrated result (``absent`` parts the
     class does not have, drawn at random among those with enough maps, per class and layer)."""
@@ -149,9 +150,10 @@ def _controls(
     rng = np.random.default_rng(seed)
     from tqdm.auto import tqdm
 
-    # every map's Deep Reveal image once (each image explained once for its class), shared by all the tests
+    # every map's Deep Reveal image at ``step`` once (each image explained once for its class), shared by all tests
     at_layers = ge.maps[ge.maps["layer"].isin(layers)]
-    reveals = reveal_inputs(session, [MapKey(*r) for r in at_layers[key_cols].itertuples(index=False, name=None)], 3)
+    at_keys = [MapKey(*r) for r in at_layers[key_cols].itertuples(index=False, name=None)]
+    reveals = reveal_inputs(session, at_keys, step)
     bar = tqdm(total=len(layers) * len(ge.classes), desc="controls", unit="class", disable=not progress)
     for li, layer in enumerate(layers):
         at = ge.maps[ge.maps["layer"] == layer]
@@ -229,6 +231,7 @@ def evaluate_global(
     store_path=None,
     progress: bool = True,
     curated: bool = False,
+    step: int = 3,
 ) -> dict:
     import inv_widgets as inv
 
@@ -289,6 +292,7 @@ def evaluate_global(
             scored_images=scored_of,
             progress=progress,
             attach=False,
+            step=step,
         )
     kinds = [label_kind(lab, c) for lab, c in zip(tc["label"], tc["class"])]
     tc["kind"], tc["part"] = [k for k, _ in kinds], [p for _, p in kinds]
@@ -308,6 +312,7 @@ def evaluate_global(
         controls=controls,
         seed=seed,
         progress=progress,
+        step=step,
     )
     tcav_s = time.perf_counter() - t1
     t2 = time.perf_counter()
@@ -343,6 +348,7 @@ def evaluate_global(
         noise=noise,
         runs=runs,
         null=null,
+        step=step,
         scored=scored,
         point=point,
         maps_type=maps,
@@ -477,7 +483,7 @@ def report(r: dict, seed: int = 0) -> str:
             f"{s.significant_holm.fmt()} above {s.above_holm.fmt()}  | published t-test sig "
             f"{s.tcav_significant.fmt()}  | mean t {s.mean_t.fmt()}"
         )
-    from .curated import curated_checks
+    from .curated import _ranking, curated_checks
 
     lines.append("\nissue 20's concept-test targets:")
     for what, ok, figs in check_targets(r, seed):
@@ -486,6 +492,8 @@ def report(r: dict, seed: int = 0) -> str:
     if cur:
         lines.append(f"\nthe oracle control, curated part images ({r['curated_s']:.0f} s):")
         lines += [f"  {'met' if ok else 'NOT met'}: {what}: {figs}" for what, ok, figs in cur]
+    elif len(r["controls"]):
+        lines += [f"  (figure) {what}: {figs}" for what, _, figs in _ranking(r["controls"], seed, r["importance"])]
     return "\n".join(lines)
 
 
@@ -527,6 +535,13 @@ def main(argv=None) -> int:
         choices=["published", "gradcam", "contrast"],
         help="the map type played (Session(maps=...); default gradcam)",
     )
+    ap.add_argument(
+        "--step",
+        type=int,
+        default=3,
+        choices=range(6),
+        help="Deep Reveal step of the concept examples, labels and controls (0..5: 2 to 30 %% of pixels; default 3)",
+    )
     args = ap.parse_args(argv)
     if not 0 <= args.noise <= 1:
         ap.error(f"--noise must be in [0, 1], got {args.noise}")
@@ -545,6 +560,7 @@ def main(argv=None) -> int:
         seed=args.seed,
         progress=not args.quiet,
         curated=args.curated,
+        step=args.step,
     )
     print(report(r, args.seed))
     if args.csv:
