@@ -336,3 +336,59 @@ def test_the_curated_control_families_are_tested_and_reported(demo):
     checks = [what for what, _, _ in curated_checks(summary(dict(labels=labels, controls=ctl)), ctl)]
     assert "curated: each class's most important part significant above >= 0.5" in checks
     assert any(w.startswith("curated important parts significant-above") for w in checks)
+
+
+def test_the_global_evals_step_and_fill_reach_the_label_tests_and_the_controls(monkeypatch):
+    import inv_widgets.concepts as concepts
+    import inv_widgets.concepts.calibrated as calibrated
+    from inv_widgets.eval import global_
+
+    seen = {"concept_test": [], "reveal_inputs": []}
+    real_test, real_reveal = concepts.concept_test, calibrated.reveal_inputs
+
+    def spy_test(*a, **kw):
+        seen["concept_test"].append((kw.get("step", 3), kw.get("fill", "black")))
+        return real_test(*a, **kw)
+
+    def spy_reveal(session, keys, step, transform=None, fill="black"):
+        seen["reveal_inputs"].append((step, fill))
+        return real_reveal(session, keys, step, transform, fill)
+
+    monkeypatch.setattr(concepts, "concept_test", spy_test)
+    monkeypatch.setattr(calibrated, "reveal_inputs", spy_reveal)
+    small = dict(players=2, runs=2, null=3, n_labels=2, scored=2, tcav_layers=1, min_examples=2, max_examples=4)
+    with pytest.warns(UserWarning):
+        r = global_.evaluate_global("dev", 20, controls=1, progress=False, step=5, fill="mean", **small)
+    assert seen["concept_test"] == [(5, "mean")]
+    # the label tests' spaces and the controls' shared reveal images: every one at the step and fill asked for
+    assert len(seen["reveal_inputs"]) >= 1 and set(seen["reveal_inputs"]) == {(5, "mean")}
+    assert len(r["controls"]) and "Deep Reveal step 5 (mean fill)" in global_.report(r)
+    # the command line reaches evaluate_global; its defaults are today's step 3, black
+    got = {}
+    monkeypatch.setattr(global_, "evaluate_global", lambda *a, **kw: got.update(kw) or r)
+    assert global_.main(["--quiet", "--step", "1", "--fill", "mean"]) == 0
+    assert (got["step"], got["fill"]) == (1, "mean")
+    global_.main(["--quiet"])
+    assert (got["step"], got["fill"]) == (3, "black")
+
+
+def test_a_reveal_fill_shows_the_normalize_mean_where_the_map_hides(demo):
+    import inv_widgets as inv
+    from inv_widgets.concepts.calibrated import reveal_inputs
+    from inv_widgets.engine.maps import reveal_mask
+
+    model, data = demo
+    session = inv.Session(model, data)
+    cl = session.explain(0)[session.layers[-1]].cut()
+    key = cl.key(0)
+    black, mean = (reveal_inputs(session, [key], 1, fill=f)[key].numpy() for f in ("black", "mean"))
+    mask = reveal_mask(cl.maps_lowres[0], data.array(0).shape[:2], 1)
+    hidden, shown = mask == 0, mask == 1
+    assert hidden.any() and shown.any()
+    # hidden pixels: black, or the Normalize step's mean colour (model input 0 to the rounding of uint8)
+    assert np.allclose(black[:, hidden], ((0 - np.float32(data.mean)) / np.float32(data.std))[:, None], atol=1e-5)
+    assert np.abs(mean[:, hidden]).max() < 0.02
+    assert np.array_equal(black[:, shown], mean[:, shown])  # the revealed pixels are the image's either way
+    assert np.array_equal(cl.reveal(0, 1), cl.reveal(0, 1, None))  # no fill: the game's view, to the bit
+    with pytest.raises(ValueError, match="fill must be one of"):
+        reveal_inputs(session, [key], 1, fill="blur")

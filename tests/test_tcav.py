@@ -234,6 +234,8 @@ def test_concept_test_refuses_what_it_cannot_test(labelled):
         inv.concept_test(session, ge, runs=1)
     with pytest.raises(ValueError, match="step must be"):
         inv.concept_test(session, ge, step=6)
+    with pytest.raises(ValueError, match="fill must be one of"):
+        inv.concept_test(session, ge, fill="blur")
     with pytest.raises(KeyError, match="unknown layer"):
         inv.concept_test(session, ge, layers=["nope"])
     other = inv.Session(inv.demo.DemoCNN(num_classes=10).eval(), session.dataset)

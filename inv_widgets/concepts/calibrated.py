@@ -295,13 +295,14 @@ class ConceptSpace:
         )
 
 
-def reveal_inputs(session, keys, step: int, transform: Callable | None = None) -> dict:
-    """``{MapKey: model input}`` of each key's Deep Reveal image at ``step`` (each image explained once)."""
+def reveal_inputs(session, keys, step: int, transform: Callable | None = None, fill: str = "black") -> dict:
+    """``{MapKey: model input}`` of each key's Deep Reveal image at ``step`` (each image explained once; hidden
+    pixels ``fill``: "black" or "mean", the Normalize step's mean colour)."""
     from ..inputs import to_model_input
     from .examples import _reveal
 
     out: dict = {}
-    _reveal(session, set(keys), step, out)
+    _reveal(session, set(keys), step, out, fill)
     return {k: to_model_input(v, transform if transform is not None else session.transform) for k, v in out.items()}
 
 
@@ -338,6 +339,7 @@ def calibrated_test(
     scored_images=None,
     seed: int = 0,
     progress: bool = True,
+    fill: str = "black",
 ):
     """The rows of ``concept_test(procedure="calibrated")``; see :func:`inv_widgets.concept_test`."""
     import pandas as pd
@@ -411,6 +413,7 @@ def calibrated_test(
                         max_images,
                         scored_images,
                         seed,
+                        fill,
                     )
                 for t in todo:
                     row = {
@@ -486,12 +489,12 @@ def calibrated_test(
     return df
 
 
-def _space(session, ge, name, layer, pool, concept_keys, step, max_images, scored_images, seed):
+def _space(session, ge, name, layer, pool, concept_keys, step, max_images, scored_images, seed, fill="black"):
     """The ConceptSpace of one class at one layer: the reveal images of its maps, the scored images' gradients."""
     from .examples import _rng, model_runner
 
     keys = list(dict.fromkeys(list(pool) + list(concept_keys)))
-    examples = reveal_inputs(session, keys, step)
+    examples = reveal_inputs(session, keys, step, fill=fill)
     sources = {k: session.index_of(k.image_id) for k in keys}
     if scored_images is not None and name in scored_images:
         idx = sorted(int(i) for i in scored_images[name])

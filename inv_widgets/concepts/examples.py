@@ -185,10 +185,29 @@ def _order(k: MapKey):
     return k.target, k.image_id, k.layer, k.members
 
 
-def _reveal(session, keys, step: int, out: dict) -> None:
-    """Deep Reveal images (uint8) of ``keys`` at ``step``, each image explained once."""
+#: What a concept example's hidden pixels show (``concept_test(fill=...)``): black (the game's Deep Reveal view) or
+#: the mean colour of the model's Normalize step (model input 0; mid grey where the transform has none).
+FILLS = ("black", "mean")
+
+
+def fill_colour(session, fill: str):
+    """The colour (3,) 0..255 hidden pixels take for ``fill`` (None: black, the game's view)."""
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+    if fill == "black":
+        return None
+    from ..inputs import find_normalize
+
+    norm = find_normalize(getattr(session, "transform", None))
+    mean = norm[0] if norm is not None and norm[0].size in (1, 3) else np.float32([0.5])
+    return np.broadcast_to(np.asarray(mean, np.float32) * 255.0, (3,)).copy()
+
+
+def _reveal(session, keys, step: int, out: dict, fill: str = "black") -> None:
+    """Deep Reveal images (uint8) of ``keys`` at ``step``, each image explained once; hidden pixels ``fill``."""
     if not keys:
         return
+    colour = fill_colour(session, fill)
     ordered = sorted(keys, key=_order)
     for key, _, cl, j in located(session, ordered):
         if cl is None:
@@ -197,4 +216,4 @@ def _reveal(session, keys, step: int, out: dict) -> None:
                 "dendrogram (a merged map?); TCAV needs maps as the game showed them: aggregate "
                 "without merge=True"
             )
-        out[key] = cl.reveal(j, step)
+        out[key] = cl.reveal(j, step, colour)

@@ -42,7 +42,7 @@ import torch
 from ..engine import MapKey
 from ..engine.runtime import limited_threads
 from .captum_tcav import TCAVRunner, ttest_p
-from .examples import TCAV_COLUMNS, _keys, _order, _reveal, _rng, model_runner
+from .examples import TCAV_COLUMNS, _keys, _order, _reveal, _rng, fill_colour, model_runner
 
 __all__ = ["concept_test", "TCAVRunner", "RESULT_COLUMNS", "random_sets", "ttest_p"]
 
@@ -73,6 +73,7 @@ def concept_test(
     random: str | None = None,
     null: int = 30,
     step: int = 3,
+    fill: str = "black",
     alpha: float = 0.05,
     min_examples: int = 10,
     max_examples: int = 50,
@@ -125,6 +126,9 @@ def concept_test(
         Random concepts per (class, layer, concept size) of the calibrated test (default 30).
     step : int
         The Deep Reveal step of the concept and random examples (0..5; default 3, the top 13 % of pixels).
+    fill : {"black", "mean"}
+        What the examples' hidden pixels show: black (default, the game's view) or the mean colour of the
+        session's Normalize step (model input 0).
     alpha : float
         Significance level (default 0.05; after Holm's correction for the calibrated test).
     min_examples, max_examples : int
@@ -190,6 +194,7 @@ def concept_test(
         raise ValueError(f"n_labels must be at least 1, got {n_labels}")
     if not 0 <= step <= 5:
         raise ValueError(f"step must be a Deep Reveal step 0..5, got {step}")
+    fill_colour(session, fill)  # an unknown fill is refused before anything runs
     if not 0 < float(alpha) < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if int(min_examples) < 2 or int(max_examples) < int(min_examples):
@@ -243,10 +248,12 @@ def concept_test(
                 scored_images=scored_images,
                 seed=int(seed),
                 progress=progress,
+                fill=fill,
             )
         out.attrs.update(
             alpha=float(alpha),
             step=step,
+            fill=fill,
             random=random,
             procedure=procedure,
             seed=int(seed),
@@ -268,6 +275,7 @@ def concept_test(
         inputs_of[name] = idx
 
     reveals: dict[MapKey, np.ndarray] = {}
+    suffix = "" if fill == "black" else f"|{fill}"  # CAVs saved under one fill are not another's
 
     def load(keys):
         return [reveals[k] for k in keys]
@@ -284,8 +292,8 @@ def concept_test(
             )
         else:
             t["note"] = ""
-            t["concept"] = runner.concept(t["keys"], load, tag=f"reveal|{t['layer']}|step{step}")
-            t["randoms"] = [runner.concept(r, load, tag=f"reveal|{t['layer']}|step{step}") for r in fam["sets"]]
+            t["concept"] = runner.concept(t["keys"], load, tag=f"reveal|{t['layer']}|step{step}{suffix}")
+            t["randoms"] = [runner.concept(r, load, tag=f"reveal|{t['layer']}|step{step}{suffix}") for r in fam["sets"]]
     # the maps whose Deep Reveal images are needed: those of tests with a CAV not saved yet
     needed = {
         k
@@ -304,7 +312,7 @@ def concept_test(
         from threadpoolctl import threadpool_limits  # the BLAS under numpy (the SVM's Gram matrices)
 
         with limited_threads(threads), threadpool_limits(int(threads)):
-            _reveal(session, needed, step, reveals)  # each image explained once, for every layer
+            _reveal(session, needed, step, reveals, fill)  # each image explained once, for every layer
             if bar is not None:
                 bar.set_description("TCAV")
             for layer in layers:

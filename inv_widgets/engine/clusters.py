@@ -136,10 +136,11 @@ class Clusters:
             cache[key] = self.layer.explanation.curves(sal, steps=steps, progress=progress)
         return cache[key]
 
-    def reveal(self, j: int, step: int) -> np.ndarray:
-        """Deep Reveal image of cluster map ``j`` at step 0..5 (2, 4.5, 8, 13, 20, 30 % of pixels), uint8 (H, W, 3)."""
+    def reveal(self, j: int, step: int, fill=None) -> np.ndarray:
+        """Deep Reveal image of cluster map ``j`` at step 0..5 (2, 4.5, 8, 13, 20, 30 % of pixels), uint8 (H, W, 3);
+        hidden pixels black, or ``fill`` (a colour or an image, 0..255: :func:`reveal_image`)."""
         j = check_index(j, self.k, what="cluster map", owner="this cut")
-        return reveal_image(self.layer.explanation.image, self.maps_lowres[j], step)
+        return reveal_image(self.layer.explanation.image, self.maps_lowres[j], step, fill)
 
     def key(self, j: int) -> MapKey:
         """The identity of cluster map ``j`` (model, image, target, layer, sorted member channels)."""

@@ -116,8 +116,14 @@ def reveal_mask(map_lowres: np.ndarray, size: tuple[int, int], step: int) -> np.
     return (soft / peak).astype(np.float32) if peak > 0 else soft
 
 
-def reveal_image(image: np.ndarray, map_lowres: np.ndarray, step: int) -> np.ndarray:
-    """The Deep Reveal view: the image (H, W, 3) uint8 multiplied by the soft mask, uint8."""
+def reveal_image(image: np.ndarray, map_lowres: np.ndarray, step: int, fill=None) -> np.ndarray:
+    """The Deep Reveal view: the image (H, W, 3) uint8 multiplied by the soft mask, uint8: hidden pixels black.
+
+    ``fill``: what hidden pixels show instead of black, a colour (3,) or an image (H, W, 3) in 0..255 (the view
+    is then ``image * mask + fill * (1 - mask)``)."""
     img = np.asarray(image)
-    mask = reveal_mask(map_lowres, img.shape[:2], step)
-    return np.clip(img.astype(np.float32) * mask[..., None] + 0.5, 0, 255).astype(np.uint8)
+    mask = reveal_mask(map_lowres, img.shape[:2], step)[..., None]
+    out = img.astype(np.float32) * mask
+    if fill is not None:
+        out += np.asarray(fill, np.float32) * (1.0 - mask)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

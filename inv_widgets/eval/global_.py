@@ -2,7 +2,7 @@
 
     python -m inv_widgets.eval global [--split dev|test] [--n 200] [--players 8] [--noise 0.2] [--runs 10]
                                       [--null 30] [--scored 20] [--layer-point activation|conv] [--csv out.csv]
-                                      [--curated] [--step 0-5]
+                                      [--curated] [--step 0-5] [--fill black|mean]
 
 1. Simulated players (``inv_widgets.eval.simulate``) label every cluster map of the two deepest layers (default
    cut) of ``--n`` images of the split through a real SQLite LabelStore; the labels are aggregated with
@@ -133,6 +133,7 @@ def _controls(
     progress,
     absent: int = 3,
     step: int = 3,
+    fill: str = "black",
 ):
     """One row per control concept (class, layer, family, name) with its calibrated result (``absent`` parts the
     class does not have, drawn at random among those with enough maps, per class and layer)."""
@@ -153,7 +154,7 @@ def _controls(
     # every map's Deep Reveal image at ``step`` once (each image explained once for its class), shared by all tests
     at_layers = ge.maps[ge.maps["layer"].isin(layers)]
     at_keys = [MapKey(*r) for r in at_layers[key_cols].itertuples(index=False, name=None)]
-    reveals = reveal_inputs(session, at_keys, step)
+    reveals = reveal_inputs(session, at_keys, step, fill=fill)
     bar = tqdm(total=len(layers) * len(ge.classes), desc="controls", unit="class", disable=not progress)
     for li, layer in enumerate(layers):
         at = ge.maps[ge.maps["layer"] == layer]
@@ -232,6 +233,7 @@ def evaluate_global(
     progress: bool = True,
     curated: bool = False,
     step: int = 3,
+    fill: str = "black",
 ) -> dict:
     import inv_widgets as inv
 
@@ -293,6 +295,7 @@ def evaluate_global(
             progress=progress,
             attach=False,
             step=step,
+            fill=fill,
         )
     kinds = [label_kind(lab, c) for lab, c in zip(tc["label"], tc["class"])]
     tc["kind"], tc["part"] = [k for k, _ in kinds], [p for _, p in kinds]
@@ -313,6 +316,7 @@ def evaluate_global(
         seed=seed,
         progress=progress,
         step=step,
+        fill=fill,
     )
     tcav_s = time.perf_counter() - t1
     t2 = time.perf_counter()
@@ -349,6 +353,7 @@ def evaluate_global(
         runs=runs,
         null=null,
         step=step,
+        fill=fill,
         scored=scored,
         point=point,
         maps_type=maps,
@@ -456,7 +461,8 @@ def report(r: dict, seed: int = 0) -> str:
         f"eval global: split {r['split']}, {r['maps']} labelled cluster maps of {r['n_images']} images at "
         f"{', '.join(x.split('.')[-1] for x in r['layers'])}, {r['players']} simulated players at "
         f"{r['noise']:.0%} noise; layer point {r['point']}, {r['maps_type']} maps; calibrated concept test, "
-        f"{r['runs']} runs, {r['null']} random concepts, "
+        f"Deep Reveal step {r.get('step', 3)} ({r.get('fill', 'black')} fill), {r['runs']} runs, "
+        f"{r['null']} random concepts, "
         f"{r['scored']} fresh scored images per class, concepts of {r['min_examples']}-{r['max_examples']} maps "
         f"(play + aggregate {r['play_s']:.0f} s, tests {r['tcav_s']:.0f} s)"
     ]
@@ -542,6 +548,13 @@ def main(argv=None) -> int:
         choices=range(6),
         help="Deep Reveal step of the concept examples, labels and controls (0..5: 2 to 30 %% of pixels; default 3)",
     )
+    ap.add_argument(
+        "--fill",
+        default="black",
+        choices=["black", "mean"],
+        help="what the examples' hidden pixels show: black (default, the game's view) or the mean colour of the "
+        "model's Normalize step",
+    )
     args = ap.parse_args(argv)
     if not 0 <= args.noise <= 1:
         ap.error(f"--noise must be in [0, 1], got {args.noise}")
@@ -561,6 +574,7 @@ def main(argv=None) -> int:
         progress=not args.quiet,
         curated=args.curated,
         step=args.step,
+        fill=args.fill,
     )
     print(report(r, args.seed))
     if args.csv:
