@@ -198,7 +198,7 @@ def fill_colour(session, fill: str):
         return None
     from ..inputs import find_normalize
 
-    norm = find_normalize(getattr(session, "transform", None))
+    norm = find_normalize(session.transform)
     mean = norm[0] if norm is not None and norm[0].size in (1, 3) else np.float32([0.5])
     return np.broadcast_to(np.asarray(mean, np.float32) * 255.0, (3,)).copy()
 

@@ -11,7 +11,9 @@
    (``simulate.truth_part``, read independently of the players).
 2. ``inv.concept_test`` with its defaults (the calibrated test: random concepts of the class's own maps, the
    concept as the unit, Holm's correction) on the top ``--labels`` labels of every class at both layers. Scored
-   images: ``--scored`` fresh images per class (never labelled, so held out from every concept).
+   images: ``--scored`` fresh images per class (never labelled, so held out from every concept). The examples of
+   the labels and the controls: Deep Reveal images at ``--step`` (default 3), hidden pixels ``--fill`` (default
+   black; ``mean``: the Normalize step's mean colour).
 3. Controls, tested in the same way against the same random concepts (one call per family, Holm within it):
    - **noise labels**: the maps of a class on which players typed a noise word ("texture", "no idea", ...),
      any rank; **random subsets** of the class's maps (``--controls`` per class and layer): both nulls;
