@@ -10,6 +10,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	@# an editable install leaves out data files: the server extension's switch (a wheel installs it itself)
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp jupyter-config/inv_widgets_server.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	touch $@
 
 setup: $(VENV)/.installed
@@ -45,8 +48,8 @@ test-fast: setup
 
 # ruff (its settings are in pyproject.toml): the lint rules, then the formatting, of the package and the tests.
 lint: setup
-	$(VENV)/bin/ruff check inv_widgets tests
-	$(VENV)/bin/ruff format --check inv_widgets tests
+	$(VENV)/bin/ruff check inv_widgets inv_widgets_server tests
+	$(VENV)/bin/ruff format --check inv_widgets inv_widgets_server tests
 
 # The documentation site in site/ (open site/index.html), from docs/ and the docstrings, with warnings as errors
 # and no network; then a check that no built page loads a script or a stylesheet from another site.

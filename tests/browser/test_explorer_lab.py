@@ -47,6 +47,12 @@ def test_run_all_shows_the_gallery(lab):
     assert nb.page.locator(".inv-explorer .inv-dendro-box .js-plotly-plot").count() == 1
 
 
+def test_the_server_sends_the_kernels_messages_without_delay(lab, lab_server):
+    # inv_widgets_server, enabled by the install: no Nagle delay on the kernel websocket the Explorer talks over
+    log = lab_server.log_path.read_text(errors="replace")
+    assert "inv-widgets: kernel websockets send each message at once (TCP_NODELAY)" in log, lab_server.log_tail()
+
+
 EXPECTED = """
 import base64, json, numpy as np
 from inv_widgets import render
