@@ -71,6 +71,7 @@ bench: setup
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_explain.py
 	$(PY) benchmarks/bench_widget.py --baseline $(BENCH_BASELINE)
+	$(PY) benchmarks/bench_hops.py
 	$(PY) benchmarks/bench_labels.py --pairs
 	$(PY) benchmarks/bench_labels.py --aggregation-only --all-distinct --labels 50000 --repeat 1
 	$(PY) benchmarks/bench_batch.py

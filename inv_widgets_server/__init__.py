@@ -5,8 +5,8 @@ server for about 40 ms: the server's kernel websocket (tornado) leaves Nagle's a
 written while an earlier one is not yet acknowledged waits for the browser's delayed acknowledgement. This
 extension turns it off (``TCP_NODELAY``) on each kernel websocket when it connects, as tornado's documentation
 advises for interactive use; every widget of every kernel benefits, nothing else changes. Measured with
-``benchmarks/bench_widget.py`` (demo, keys back to back): key -> gallery median 57 ms with the server as it is,
-23 ms with the extension.
+``benchmarks/bench_hops.py`` (demo, keys back to back): key -> gallery median 55 ms with the server as it is,
+27 ms with the extension.
 
 It is enabled when inv-widgets is installed (``etc/jupyter/jupyter_server_config.d/inv_widgets_server.json``);
 ``jupyter server extension disable inv_widgets_server`` turns it off. It wraps whatever kernel websocket
