@@ -302,14 +302,8 @@ def evaluate_global(
     kinds = [label_kind(lab, c) for lab, c in zip(tc["label"], tc["class"])]
     tc["kind"], tc["part"] = [k for k, _ in kinds], [p for _, p in kinds]
     importance = occlusion_importance(model, data, fresh, session.classes)
-    ctl = _controls(
-        session,
-        ge,
-        agg,
-        truth,
-        layers,
-        scored_of,
-        importance,
+    # the map controls and the curated ones are tested alike
+    alike = dict(
         runs=runs,
         null=null,
         min_examples=min_examples,
@@ -317,29 +311,14 @@ def evaluate_global(
         controls=controls,
         seed=seed,
         progress=progress,
-        step=step,
-        fill=fill,
     )
+    ctl = _controls(session, ge, agg, truth, layers, scored_of, importance, step=step, fill=fill, **alike)
     tcav_s = time.perf_counter() - t1
     t2 = time.perf_counter()
     if curated:
         from .curated import curated_tests
 
-        found = curated_tests(
-            session,
-            data,
-            layers,
-            range(n_images),
-            scored_of,
-            importance,
-            runs=runs,
-            null=null,
-            min_examples=min_examples,
-            max_examples=max_examples,
-            controls=controls,
-            seed=seed,
-            progress=progress,
-        )
+        found = curated_tests(session, data, layers, range(n_images), scored_of, importance, **alike)
         ctl = pd.concat([ctl, pd.DataFrame([control_row(*f) for f in found])], ignore_index=True)
     curated_s = time.perf_counter() - t2
     if len(ctl):
