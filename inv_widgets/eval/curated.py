@@ -89,7 +89,7 @@ def curated_tests(
     from tqdm.auto import tqdm
 
     from ..concepts.calibrated import ConceptSpace
-    from ..demo import CLASS_PARTS
+    from .global_ import drawn_concepts
 
     classes = session.classes
     examples = curated_examples(data, labelled)
@@ -109,27 +109,9 @@ def curated_tests(
                 bar.update(1)
                 continue
             cap = min(max_examples, len(pool) // 2)
-            concepts = []  # (family, concept name, keys, importance)
-            size = int(min(cap, max(min_examples, len(pool) // 4)))
-            for r in range(controls):
-                pick = rng.choice(len(pool), size, replace=False)
-                concepts.append(("curated random subset", f"random {r}", [pool[j] for j in pick], None))
-            imp = importance.get(name, {})
-            med = float(np.median(list(imp.values()))) if imp else float("nan")
-            for part in CLASS_PARTS[name]:
-                keys = by_part.get((name, part), [])
-                if len(keys) >= min_examples and part in imp:
-                    fam = "curated important part" if imp[part] >= med else "curated unimportant part"
-                    concepts.append((fam, part, keys[:cap], imp[part]))
-            others: dict = {}
-            for (c, p), ks in by_part.items():
-                if c != name and p not in CLASS_PARTS[name]:
-                    others.setdefault(p, []).extend(ks)
-            candidates = sorted(p for p, ks in others.items() if len(ks) >= min_examples)
-            for part in [candidates[j] for j in np.sort(rng.permutation(len(candidates))[:absent])]:
-                keys = others[part]
-                pick = np.sort(rng.choice(len(keys), min(len(keys), cap), replace=False))
-                concepts.append(("curated absent part", part, [keys[j] for j in pick], None))
+            concepts = drawn_concepts(
+                name, pool, by_part, importance.get(name, {}), rng, cap, min_examples, controls, absent, "curated "
+            )
             used = list(dict.fromkeys(list(pool) + [k for _, _, ks, _ in concepts for k in ks]))
             space = ConceptSpace(
                 session.model,

@@ -117,6 +117,38 @@ def control_row(cls, layer, family, concept, n, importance, r) -> dict:
     )
 
 
+def drawn_concepts(name, pool, by_part, imp, rng, cap, min_examples, controls, absent, prefix="") -> list:
+    """The control concepts of class ``name`` drawn from its examples ``pool`` (``by_part``: ``{(class, part):
+    examples}`` over every class), as ``(family, concept, examples, importance)`` in this order, ``rng`` drawn
+    in it: ``controls`` random subsets of the pool, each part of the class with at least ``min_examples``
+    examples (important at or above the median of ``imp``, the parts' occlusion importance, else unimportant),
+    and ``absent`` parts the class does not have, drawn among those with enough examples. Concepts hold at most
+    ``cap`` examples; ``prefix`` names the families (``"curated "``)."""
+    from ..demo import CLASS_PARTS
+
+    concepts = []
+    size = int(min(cap, max(min_examples, len(pool) // 4)))
+    for r in range(controls):
+        pick = rng.choice(len(pool), size, replace=False)
+        concepts.append((prefix + "random subset", f"random {r}", [pool[j] for j in pick], None))
+    med = float(np.median(list(imp.values()))) if imp else float("nan")
+    for part in CLASS_PARTS[name]:
+        keys = by_part.get((name, part), [])
+        if len(keys) >= min_examples and part in imp:
+            fam = "important part" if imp[part] >= med else "unimportant part"
+            concepts.append((prefix + fam, part, keys[:cap], imp[part]))
+    others: dict = {}
+    for (c, p), ks in by_part.items():
+        if c != name and p is not None and p not in CLASS_PARTS[name]:
+            others.setdefault(p, []).extend(ks)
+    candidates = sorted(p for p, ks in others.items() if len(ks) >= min_examples)
+    for part in [candidates[j] for j in np.sort(rng.permutation(len(candidates))[:absent])]:
+        keys = others[part]
+        pick = np.sort(rng.choice(len(keys), min(len(keys), cap), replace=False))
+        concepts.append((prefix + "absent part", part, [keys[j] for j in pick], None))
+    return concepts
+
+
 def _controls(
     session,
     ge,
@@ -140,7 +172,6 @@ def _controls(
     """One row per control concept (class, layer, family, name) with its calibrated result (``absent`` parts the
     class does not have, drawn at random among those with enough maps, per class and layer)."""
     from ..concepts.calibrated import ConceptSpace, reveal_inputs
-    from ..demo import CLASS_PARTS
     from ..engine import MapKey
     from ..labels.text import lemmatize
 
@@ -174,26 +205,9 @@ def _controls(
             nk = [k for k in pool if k in noise_keys]
             if len(nk) >= min_examples:
                 concepts.append(("noise label", "noise", nk[:cap], None))
-            size = int(min(cap, max(min_examples, len(pool) // 4)))
-            for r in range(controls):
-                pick = rng.choice(len(pool), size, replace=False)
-                concepts.append(("random subset", f"random {r}", [pool[j] for j in pick], None))
-            imp = importance.get(name, {})
-            med = float(np.median(list(imp.values()))) if imp else float("nan")
-            for part in CLASS_PARTS[name]:
-                keys = by_truth.get((name, part), [])
-                if len(keys) >= min_examples and part in imp:
-                    fam = "important part" if imp[part] >= med else "unimportant part"
-                    concepts.append((fam, part, keys[:cap], imp[part]))
-            others = {}
-            for (c, p), ks in by_truth.items():
-                if c != name and p is not None and p not in CLASS_PARTS[name]:
-                    others.setdefault(p, []).extend(ks)
-            candidates = sorted(p for p, ks in others.items() if len(ks) >= min_examples)
-            for part in [candidates[j] for j in np.sort(rng.permutation(len(candidates))[:absent])]:
-                keys = others[part]
-                pick = np.sort(rng.choice(len(keys), min(len(keys), cap), replace=False))
-                concepts.append(("absent part", part, [keys[j] for j in pick], None))
+            concepts += drawn_concepts(
+                name, pool, by_truth, importance.get(name, {}), rng, cap, min_examples, controls, absent
+            )
             used = list(dict.fromkeys(list(pool) + [k for _, _, ks, _ in concepts for k in ks]))
             examples = {k: reveals[k] for k in used}
             space = ConceptSpace(
