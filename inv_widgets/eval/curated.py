@@ -17,7 +17,8 @@ controls:
 - **curated random subset**: random subsets of the pool (a null).
 
 Random concepts and CAV random sets are drawn from the class's curated pool. Own seeded generator: the map
-controls' random draws, and so their figures, do not change.
+controls' random draws, and so their figures, do not change. Both draw their concepts with
+:func:`drawn_concepts` (the map controls of ``eval global`` from revealed maps, these from curated images).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pandas as pd
 
 __all__ = [
     "CURATED_FAMILIES",
+    "drawn_concepts",
     "curated_image",
     "curated_examples",
     "curated_tests",
@@ -65,6 +67,38 @@ def curated_examples(data, indices, min_pixels: int = 30) -> dict:
     return out
 
 
+def drawn_concepts(name, pool, by_part, imp, rng, cap, min_examples, controls, absent, prefix="") -> list:
+    """The control concepts of class ``name`` drawn from its examples ``pool`` (``by_part``: ``{(class, part):
+    examples}`` over every class), as ``(family, concept, examples, importance)`` in this order, ``rng`` drawn
+    in it: ``controls`` random subsets of the pool, each part of the class with at least ``min_examples``
+    examples (important at or above the median of ``imp``, the parts' occlusion importance, else unimportant),
+    and ``absent`` parts the class does not have, drawn among those with enough examples. Concepts hold at most
+    ``cap`` examples; ``prefix`` names the families (``"curated "``)."""
+    from ..demo import CLASS_PARTS
+
+    concepts = []
+    size = int(min(cap, max(min_examples, len(pool) // 4)))
+    for r in range(controls):
+        pick = rng.choice(len(pool), size, replace=False)
+        concepts.append((prefix + "random subset", f"random {r}", [pool[j] for j in pick], None))
+    med = float(np.median(list(imp.values()))) if imp else float("nan")
+    for part in CLASS_PARTS[name]:
+        keys = by_part.get((name, part), [])
+        if len(keys) >= min_examples and part in imp:
+            fam = "important part" if imp[part] >= med else "unimportant part"
+            concepts.append((prefix + fam, part, keys[:cap], imp[part]))
+    others: dict = {}
+    for (c, p), ks in by_part.items():
+        if c != name and p is not None and p not in CLASS_PARTS[name]:
+            others.setdefault(p, []).extend(ks)
+    candidates = sorted(p for p, ks in others.items() if len(ks) >= min_examples)
+    for part in [candidates[j] for j in np.sort(rng.permutation(len(candidates))[:absent])]:
+        keys = others[part]
+        pick = np.sort(rng.choice(len(keys), min(len(keys), cap), replace=False))
+        concepts.append((prefix + "absent part", part, [keys[j] for j in pick], None))
+    return concepts
+
+
 def curated_tests(
     session,
     data,
@@ -89,7 +123,6 @@ def curated_tests(
     from tqdm.auto import tqdm
 
     from ..concepts.calibrated import ConceptSpace
-    from .global_ import drawn_concepts
 
     classes = session.classes
     examples = curated_examples(data, labelled)

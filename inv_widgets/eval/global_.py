@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .curated import drawn_concepts
 from .stats import auroc
 
 __all__ = ["evaluate_global", "label_kind", "occlusion_importance", "auroc", "main"]
@@ -115,38 +116,6 @@ def control_row(cls, layer, family, concept, n, importance, r) -> dict:
         p_tcav=r.p_tcav,
         n_scored=r.n_scored,
     )
-
-
-def drawn_concepts(name, pool, by_part, imp, rng, cap, min_examples, controls, absent, prefix="") -> list:
-    """The control concepts of class ``name`` drawn from its examples ``pool`` (``by_part``: ``{(class, part):
-    examples}`` over every class), as ``(family, concept, examples, importance)`` in this order, ``rng`` drawn
-    in it: ``controls`` random subsets of the pool, each part of the class with at least ``min_examples``
-    examples (important at or above the median of ``imp``, the parts' occlusion importance, else unimportant),
-    and ``absent`` parts the class does not have, drawn among those with enough examples. Concepts hold at most
-    ``cap`` examples; ``prefix`` names the families (``"curated "``)."""
-    from ..demo import CLASS_PARTS
-
-    concepts = []
-    size = int(min(cap, max(min_examples, len(pool) // 4)))
-    for r in range(controls):
-        pick = rng.choice(len(pool), size, replace=False)
-        concepts.append((prefix + "random subset", f"random {r}", [pool[j] for j in pick], None))
-    med = float(np.median(list(imp.values()))) if imp else float("nan")
-    for part in CLASS_PARTS[name]:
-        keys = by_part.get((name, part), [])
-        if len(keys) >= min_examples and part in imp:
-            fam = "important part" if imp[part] >= med else "unimportant part"
-            concepts.append((prefix + fam, part, keys[:cap], imp[part]))
-    others: dict = {}
-    for (c, p), ks in by_part.items():
-        if c != name and p is not None and p not in CLASS_PARTS[name]:
-            others.setdefault(p, []).extend(ks)
-    candidates = sorted(p for p, ks in others.items() if len(ks) >= min_examples)
-    for part in [candidates[j] for j in np.sort(rng.permutation(len(candidates))[:absent])]:
-        keys = others[part]
-        pick = np.sort(rng.choice(len(keys), min(len(keys), cap), replace=False))
-        concepts.append((prefix + "absent part", part, [keys[j] for j in pick], None))
-    return concepts
 
 
 def _controls(
