@@ -250,7 +250,8 @@ def test_the_cli_passes_eval_arguments_through(capsys):
 
 
 def test_auroc_and_part_kinds_of_the_global_evaluation():
-    from inv_widgets.eval.global_ import auroc, label_kind
+    from inv_widgets.eval.global_ import label_kind
+    from inv_widgets.eval.stats import auroc
 
     a = auroc([3.0, 2.0, 1.0], [0.0, -1.0])
     assert a.value == 1.0 and a.lo <= a.value <= a.hi

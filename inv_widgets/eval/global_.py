@@ -48,7 +48,7 @@ import pandas as pd
 from .curated import drawn_concepts
 from .stats import auroc
 
-__all__ = ["evaluate_global", "label_kind", "occlusion_importance", "auroc", "main"]
+__all__ = ["evaluate_global", "label_kind", "occlusion_importance", "main"]
 
 
 @lru_cache(maxsize=1)
