@@ -40,6 +40,7 @@ __all__ = [
     "gradcam_cut",
     "map_channels",
     "nearest_kept",
+    "nearest_kept_many",
     "channels_weight",
     "GRADIENT_MAPS",
     "WIRED",
@@ -137,6 +138,62 @@ def nearest_kept(acts: torch.Tensor, kept) -> tuple[np.ndarray, np.ndarray]:
             nearest[r] = int(exact.argmin())
     flat = ~moving[torch.as_tensor(others)]
     return others, np.where(flat.numpy(), -1, nearest.numpy()).astype(np.int64)
+
+
+#: :func:`nearest_kept_many` takes images in groups of at most this many activation values (1 MB of float32):
+#: beyond that its passes over the rows run from memory instead of the cache, and one image at a time is faster.
+_CHUNK = 1 << 18
+
+
+def nearest_kept_many(acts: torch.Tensor, kept_list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`nearest_kept` of every image of a batch, ``acts`` (B, C, h, w) and each image's kept channels: the
+    same answers, from one scaling pass and one batched matrix product for the whole batch (the images' rows
+    padded to the most others and kept channels of any image) instead of a few small operations per image."""
+    b, c = int(acts.shape[0]), int(acts.shape[1])
+    kept_list = [np.asarray(k, np.int64) for k in kept_list]
+    if len(kept_list) != b:
+        raise ValueError(f"got kept channels for {len(kept_list)} images of a batch of {b}")
+    per_image = max(1, acts[0].numel())
+    step = max(1, _CHUNK // per_image)
+    if b > step:  # a few images at a time, so that their rows and temporaries stay in the cache
+        return [r for s in range(0, b, step) for r in nearest_kept_many(acts[s : s + step], kept_list[s : s + step])]
+    others_list = [np.setdiff1d(np.arange(c), k) for k in kept_list]
+    n_o = max((len(o) for o, k in zip(others_list, kept_list) if len(k)), default=0)
+    n_k = max((len(k) for o, k in zip(others_list, kept_list) if len(o)), default=0)
+    if b == 0 or not n_o or not n_k:
+        return [nearest_kept(acts[i], kept_list[i]) for i in range(b)]
+    rows, moving = _scaled(acts.reshape(b * c, -1))
+    rows, moving = rows.reshape(b, c, -1), moving.reshape(b, c)
+    oi = torch.zeros(b, n_o, dtype=torch.long)
+    ki = torch.zeros(b, n_k, dtype=torch.long)
+    k_pad = torch.ones(b, n_k, dtype=torch.bool)
+    for i, (o, k) in enumerate(zip(others_list, kept_list)):
+        if len(o) and len(k):
+            oi[i, : len(o)] = torch.as_tensor(o)
+            ki[i, : len(k)] = torch.as_tensor(k)
+            k_pad[i, : len(k)] = False
+    img = torch.arange(b)[:, None]
+    o, kr = rows[img, oi], rows[img, ki]  # (b, n_o, hw), (b, n_k, hw)
+    k2 = (kr * kr).sum(2)
+    d = (k2[:, None, :] - 2.0 * torch.bmm(o, kr.transpose(1, 2))).masked_fill_(k_pad[:, None, :], float("inf"))
+    nearest = d.argmin(2)
+    if n_k > 1:  # near ties: exact distances for those rows, as nearest_kept takes them
+        two = d.topk(2, dim=2, largest=False).values
+        bound = 1e-5 * ((o * o).sum(2) + k2.masked_fill(k_pad, 0.0).amax(1, keepdim=True)) + 1e-12
+        for i, r in torch.nonzero(two[:, :, 1] - two[:, :, 0] <= bound).tolist():
+            n = len(kept_list[i])
+            if r < len(others_list[i]) and n > 1:
+                exact = (kr[i, :n].double() - o[i, r].double()).pow(2).sum(1)
+                nearest[i, r] = int(exact.argmin())
+    out = []
+    for i, (others, k) in enumerate(zip(others_list, kept_list)):
+        if not len(others) or not len(k):
+            out.append((others, np.full(len(others), -1, np.int64)))
+            continue
+        flat = ~moving[i, torch.as_tensor(others)]
+        near = nearest[i, : len(others)]
+        out.append((others, np.where(flat.numpy(), -1, near.numpy()).astype(np.int64)))
+    return out
 
 
 def _scaled(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -70,17 +70,28 @@ class LayerMaps:
 
 
 def layer_maps(
-    captured: Captured, weighting: str = "guided", *, on_device: bool = False, maps: str = "published"
+    captured: Captured,
+    weighting: str = "guided",
+    *,
+    on_device: bool = False,
+    maps: str = "published",
+    nearest: bool = False,
+    views: bool = False,
 ) -> list[dict[str, LayerMaps]]:
     """Per image of a captured batch, per layer (in the order they fired): its :class:`LayerMaps`.
 
     The small per-channel and per-pixel results cross to the CPU once per batch, the kept maps once per image
     (on a GPU each transfer waits for the device); ``on_device`` leaves the kept maps where the model ran.
     On the CPU the layers are worked on side by side (:func:`~inv_widgets.engine.runtime.parallel_map`: each
-    layer on one thread; the same bits as in turn). Nothing returned is a view of the batch (an image's result
-    does not keep the batch alive). ``maps``: the map type (``"gradcam"`` keeps every channel's activations too,
-    and needs the pass's ``taylor`` statistic)."""
+    layer on one thread; the same bits as in turn). Nothing returned is a view of a batch of several images
+    (an image's result does not keep the batch alive) unless ``views``. ``maps``: the map type (``"gradcam"`` keeps every channel's activations too,
+    and needs the pass's ``taylor`` statistic). ``nearest``: for ``"gradcam"`` maps, work out every image's
+    :meth:`LayerMaps.nearest_kept` now, for the whole batch at once (``contrast.nearest_kept_many``: the same
+    answers), as a dataset run that cuts every layer of every image wants; otherwise each is worked out at its
+    layer's first cut. ``views``: an image's ``"gradcam"`` channels may be views of the batch (a dataset run,
+    which drops the batch's results together); those of a batch of one image are never copied."""
     b = captured.logits.shape[0]
+    copies = b > 1 and not views
     names = list(captured.order)
 
     def one(name: str) -> list[LayerMaps]:
@@ -94,11 +105,16 @@ def layer_maps(
                     "maps='gradcam' needs gradient x activation from the pass: capture with weighting=None"
                 )
             every = (a.cpu(), captured.grad_mean[name].float().cpu(), captured.taylor[name].float().cpu())
+        kepts = [keep_channels(pct[i]) for i in range(b)]
+        near = [None] * b
+        if every is not None and nearest:
+            from .contrast import nearest_kept_many
+
+            near = nearest_kept_many(every[0], [k.numpy() for k in kepts])
         got = []
-        for i in range(b):
-            kept = keep_channels(pct[i])
+        for i, kept in enumerate(kepts):
             kept_maps = a[i].index_select(0, kept.to(a.device)).relu_()  # a copy: ReLU in place
-            channels = None if every is None else tuple(t[i].clone() for t in every)
+            channels = None if every is None else tuple(t[i].clone() if copies else t[i] for t in every)
             got.append(
                 LayerMaps(
                     pct[i].clone(),
@@ -107,6 +123,7 @@ def layer_maps(
                     cams[i].clone(),
                     map_type=maps,
                     channels=channels,
+                    _nearest=near[i],
                 )
             )
         return got
@@ -208,7 +225,7 @@ def cut_batch(
     """Every layer of every image of a captured batch, cut (the suggested cut, or ``k``): per image, per layer,
     ``(LayerMaps, LayerCut)``. The dendrograms of the whole batch are built in one call of the registry (the
     paper recipes embed them side by side; ``device_ward`` links the fast recipe on the model's device)."""
-    per_image = layer_maps(captured, weighting, on_device=device_ward, maps=maps)
+    per_image = layer_maps(captured, weighting, on_device=device_ward, maps=maps, nearest=True, views=True)
     names = list(captured.order)
     b = len(per_image)
     trees = build_trees([per_image[i][n].maps for n in names for i in range(b)], recipe, device=device_ward)

@@ -16,6 +16,7 @@ from inv_widgets.engine.contrast import (
     group_weights,
     map_meaning,
     nearest_kept,
+    nearest_kept_many,
     variant_cut,
 )
 
@@ -68,6 +69,30 @@ def test_nearest_kept_channel_is_the_exact_nearest_even_for_copies_and_flat_maps
         assert (near == -1).all()
     else:
         assert near[list(others).index(1)] == 0 and near[list(others).index(2)] == -1
+
+
+@pytest.mark.parametrize("hw", [64, 9000])  # a batch of small maps at once, and large ones a few at a time
+def test_nearest_kept_of_a_batch_equals_each_image_by_itself(hw):
+    g = torch.Generator().manual_seed(hw)
+    b, c = 7, 24
+    acts = torch.rand(b, c, hw, 1, generator=g) * (torch.rand(b, c, 1, 1, generator=g) * 10)
+    kepts = [np.arange(i % 3, c, 2 + i % 3) for i in range(b)]
+    kepts[1] = np.arange(c)  # every channel kept: nothing to join
+    kepts[2] = np.array([], np.int64)  # none kept: every other channel in no cluster
+    kepts[3] = np.array([5])  # one kept channel: every moving channel joins it
+    acts[4, 3] = acts[4, 1] * 3.0  # a copy of a kept channel (scaled alike) and a flat channel
+    acts[4, 2] = 2.0
+    acts[5, 1] = acts[5, kepts[5][1]] + 1e-6 * torch.rand(hw, 1, generator=g)  # a near tie
+    many = nearest_kept_many(acts, kepts)
+    assert len(many) == b
+    for i in range(b):
+        others, near = nearest_kept(acts[i], kepts[i])
+        assert np.array_equal(many[i][0], others) and np.array_equal(many[i][1], near)
+    assert len(many[1][0]) == 0 and (many[2][1] == -1).all() and set(many[3][1].tolist()) <= {0, -1}
+    near4 = dict(zip(many[4][0].tolist(), many[4][1].tolist()))
+    assert near4[2] == -1 and near4[3] == 0  # flat: in no cluster; the copy: with the kept channel it copies
+    with pytest.raises(ValueError, match="kept channels for 2 images"):
+        nearest_kept_many(acts, kepts[:2])
 
 
 def test_gradient_maps_keep_the_sign_and_sum_to_the_layers_gradcam():
