@@ -83,13 +83,14 @@ def layer_maps(
     The small per-channel and per-pixel results cross to the CPU once per batch, the kept maps once per image
     (on a GPU each transfer waits for the device); ``on_device`` leaves the kept maps where the model ran.
     On the CPU the layers are worked on side by side (:func:`~inv_widgets.engine.runtime.parallel_map`: each
-    layer on one thread; the same bits as in turn). Nothing returned is a view of a batch of several images
-    (an image's result does not keep the batch alive) unless ``views``. ``maps``: the map type (``"gradcam"`` keeps every channel's activations too,
-    and needs the pass's ``taylor`` statistic). ``nearest``: for ``"gradcam"`` maps, work out every image's
-    :meth:`LayerMaps.nearest_kept` now, for the whole batch at once (``contrast.nearest_kept_many``: the same
-    answers), as a dataset run that cuts every layer of every image wants; otherwise each is worked out at its
-    layer's first cut. ``views``: an image's ``"gradcam"`` channels may be views of the batch (a dataset run,
-    which drops the batch's results together); those of a batch of one image are never copied."""
+    layer on one thread; the same bits as in turn). ``maps``: the map type (``"gradcam"`` keeps every
+    channel's activations too, and needs the pass's ``taylor`` statistic).
+
+    ``nearest``: for ``"gradcam"`` maps, work out every image's :meth:`LayerMaps.nearest_kept` now, for the
+    whole batch at once (``contrast.nearest_kept_many``: the same answers), as a dataset run that cuts every
+    layer of every image wants; otherwise each is worked out at its layer's first cut. Nothing returned is a
+    view of a batch of several images (an image's result does not keep the batch alive) unless ``views`` (a
+    dataset run, which drops the batch's results together); a batch of one image is not copied."""
     b = captured.logits.shape[0]
     copies = b > 1 and not views
     names = list(captured.order)
