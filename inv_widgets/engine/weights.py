@@ -161,4 +161,13 @@ def gradcam_lowres(
     if (grads is None) == (grad_mean is None):
         raise TypeError("gradcam_lowres needs either grads (B, C, h, w) or grad_mean (B, C), not both or neither")
     alpha = grads.mean(dim=(2, 3)) if grad_mean is None else grad_mean
-    return F.relu((alpha[:, :, None, None] * acts).sum(dim=1))
+    b, c, h, w = acts.shape
+    alpha = alpha.to(acts.dtype)
+    # a vector-matrix product per image (no (B, C, h, w) temporary), the same call whatever the batch: an image's
+    # Grad-CAM has the same bits in a batch of one and in a dataset run's batch
+    cam = (
+        torch.stack([alpha[i][None] @ acts[i].reshape(c, h * w) for i in range(b)])
+        if b
+        else acts.new_zeros(0, 1, h * w)
+    )
+    return F.relu(cam.reshape(b, h, w))
