@@ -9,8 +9,9 @@ VGG-16 (torchvision, random weights), 224 x 224, all 13 conv layers, a new image
   (``torch.autograd.grad(logit, x)``: no parameter gradients), what any gradient explanation must pay;
 - forward+backward with parameter gradients (``logit.backward()``, a training step's or a hand-written
   Grad-CAM's pass), the baseline the older figures used;
-- ``fast``: ``session.explain(i)`` and every layer's suggested cut, the Session built once (target <= 1.1x of the
-  limit);
+- ``fast``: ``session.explain(i)`` and every layer's suggested cut (``Explanation.cuts()``; a ``--baseline``
+  revision without it builds the trees together with ``compute()`` and cuts the layers in turn), the Session built
+  once (target <= 1.1x of the limit);
 - ``inv.explain(model, image)`` and every suggested cut: one-off, builds a Session each call (target <= 1.2x);
 - ``paper``: the same work with the paper recipe, the Session built once (target <= 1.5x of the limit).
 
@@ -22,6 +23,7 @@ processes of its own, alternating with the working tree round by round, and prin
 two codes' ratios. ``--stages`` adds where the working tree's ``fast`` explanation spends its time (the model's
 pass with the capture, the layers' maps, the trees, the cuts), each stage against the limit, interleaved.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,6 +102,10 @@ def worker(args) -> dict:
         model.zero_grad(set_to_none=True)
 
     def with_cuts(exp, recipe):
+        if hasattr(exp, "cuts"):  # every layer's cut in one call (Explanation.cuts: the layers side by side)
+            exp.cuts(recipe)
+            return
+        exp.compute(recipe)  # a --baseline revision from before Explanation.cuts: its best, trees built together
         for name in exp.layers:
             exp.layer(name, recipe).cut()
 
@@ -150,7 +156,7 @@ def worker(args) -> dict:
             if name == "paper" and r % args.paper_every:
                 continue
             t = timed(fn)
-            for key in (STAGES if name == "stages" else [name]):
+            for key in STAGES if name == "stages" else [name]:
                 repeat_of[key].append(r)
             if name != "stages":
                 times[name].append(t)
@@ -169,9 +175,23 @@ def extract(ref: str, dest: Path) -> Path:
 
 
 def run_worker(code: Path, args, stages: bool) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--repeats", str(args.repeats),
-           "--images", str(args.images), "--paper-every", str(args.paper_every), "--threads", str(args.threads),
-           "--maps", args.maps, "--layer-point", args.layer_point]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--repeats",
+        str(args.repeats),
+        "--images",
+        str(args.images),
+        "--paper-every",
+        str(args.paper_every),
+        "--threads",
+        str(args.threads),
+        "--maps",
+        args.maps,
+        "--layer-point",
+        args.layer_point,
+    ]
     if stages:
         cmd.append("--stages")
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -206,9 +226,11 @@ def report(label: str, runs: list[dict]) -> dict[str, float]:
         ratios[key] = statistics.median(r_lim)
         goal = f"  target <= {TARGETS[key]:.1f}x" if key in TARGETS else ""
         name = ROWS.get(key, "  " + key.replace("stage_", "stage: "))
-        print(f"  {name:42s} {1000 * statistics.median(ts):8.1f} ms (p95 {1000 * pct(ts, 0.95):8.1f}, n={len(ts):2d})  "
-              f"{ratios[key]:5.2f}x the limit (p95 {pct(r_lim, 0.95):5.2f}x), "
-              f"{statistics.median(r_fb):5.2f}x forward+backward{goal}")
+        print(
+            f"  {name:42s} {1000 * statistics.median(ts):8.1f} ms (p95 {1000 * pct(ts, 0.95):8.1f}, n={len(ts):2d})  "
+            f"{ratios[key]:5.2f}x the limit (p95 {pct(r_lim, 0.95):5.2f}x), "
+            f"{statistics.median(r_fb):5.2f}x forward+backward{goal}"
+        )
     return ratios
 
 
@@ -219,14 +241,27 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=8, help="distinct images, used in turn")
     ap.add_argument("--paper-every", type=int, default=2, help="the paper row runs in every n-th repeat")
     ap.add_argument("--no-paper", action="store_true", help="leave the paper row out")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice); on a busy "
-                    "machine 1 measures the work of each row without the waits of threads for each other")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (default: torch's own choice); on a busy "
+        "machine 1 measures the work of each row without the waits of threads for each other",
+    )
     ap.add_argument("--baseline", default=None, help="git revision measured in the same run, alternating")
     ap.add_argument("--stages", action="store_true", help="where the fast explanation's time goes")
-    ap.add_argument("--maps", default="gradcam", choices=["gradcam", "published", "contrast"],
-                    help="the sessions' map type (default gradcam, the Session's default)")
-    ap.add_argument("--layer-point", default="activation", choices=["activation", "conv"],
-                    help="where the sessions read each layer (default activation, the Session's default)")
+    ap.add_argument(
+        "--maps",
+        default="gradcam",
+        choices=["gradcam", "published", "contrast"],
+        help="the sessions' map type (default gradcam, the Session's default)",
+    )
+    ap.add_argument(
+        "--layer-point",
+        default="activation",
+        choices=["activation", "conv"],
+        help="where the sessions read each layer (default activation, the Session's default)",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.no_paper:
@@ -240,19 +275,23 @@ def main(argv=None) -> int:
             codes[f"baseline {args.baseline}"] = extract(args.baseline, Path(tmp) / "baseline")
         runs: dict[str, list[dict]] = {label: [] for label in codes}
         for r in range(args.rounds):
-            for label, code in (codes.items() if r % 2 == 0 else reversed(codes.items())):
+            for label, code in codes.items() if r % 2 == 0 else reversed(codes.items()):
                 runs[label].append(run_worker(code, args, args.stages and label == "working tree"))
     meta = runs["working tree"][0]["_meta"]
-    print(f"VGG-16, random weights, 224 x 224, {meta['layers']} conv layers, torch {meta['torch']}, "
-          f"{meta['threads']} threads; {args.rounds} rounds (fresh processes) x {args.repeats} interleaved repeats, "
-          f"a new image each call; load average before: {os.getloadavg()[0]:.1f}")
+    print(
+        f"VGG-16, random weights, 224 x 224, {meta['layers']} conv layers, torch {meta['torch']}, "
+        f"{meta['threads']} threads; {args.rounds} rounds (fresh processes) x {args.repeats} interleaved repeats, "
+        f"a new image each call; load average before: {os.getloadavg()[0]:.1f}"
+    )
     ratios = {label: report(label, rs) for label, rs in runs.items()}
     if args.baseline:
         new, old = ratios["working tree"], ratios[f"baseline {args.baseline}"]
         print(f"\nworking tree against {args.baseline} (ratio of their ratios to the limit):")
         for key in ROWS:
             if key in new and key in old and key != "limit":
-                print(f"  {ROWS[key]:42s} {old[key]:5.2f}x -> {new[key]:5.2f}x of the limit ({new[key] / old[key]:.2f})")
+                print(
+                    f"  {ROWS[key]:42s} {old[key]:5.2f}x -> {new[key]:5.2f}x of the limit ({new[key] / old[key]:.2f})"
+                )
     return 0
 
 

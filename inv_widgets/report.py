@@ -89,9 +89,10 @@ def explanation_html(
             f'<div class="layer baselines"><h2>Beside INV <small>the same image and class, explained by '
             f'the methods people already know</small></h2><div class="row">{figs}{scale}</div>{note}</div>'
         )
+    cuts = exp.cuts(k=k)  # every layer's cut, side by side
     for name in exp.layers:
         lr = exp[name]
-        cl = lr.cut(k=k) if k is not None else lr.cut()
+        cl = cuts[name]
         cam = render.overlay(exp.image, lr.gradcam(), cmap=cmap)
         figs = [f'<figure class="cam">{_img(cam, thumb, "Grad-CAM")}Grad-CAM</figure>']
         for j in range(cl.k):

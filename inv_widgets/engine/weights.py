@@ -162,7 +162,8 @@ def gradcam_lowres(
         raise TypeError("gradcam_lowres needs either grads (B, C, h, w) or grad_mean (B, C), not both or neither")
     alpha = grads.mean(dim=(2, 3)) if grad_mean is None else grad_mean
     b, c, h, w = acts.shape
-    alpha = alpha.to(acts.dtype)
+    dtype = torch.promote_types(alpha.dtype, acts.dtype)  # as alpha * acts would give (half maps: float32)
+    alpha, acts = alpha.to(dtype), acts.to(dtype)
     # a vector-matrix product per image (no (B, C, h, w) temporary), the same call whatever the batch: an image's
     # Grad-CAM has the same bits in a batch of one and in a dataset run's batch
     cam = (

@@ -124,6 +124,23 @@ def test_recent_cuts_are_kept_and_old_ones_dropped(tiny_cnn, tiny_image):
     assert again is not first and [m.tolist() for m in again.members] == [m.tolist() for m in first.members]
 
 
+def test_every_layers_cut_at_once_is_each_layers_own_cut(small_cnn, small_images):
+    s = inv.Session(small_cnn, small_images)
+    one_by_one = s.explain(0)
+    want = {n: one_by_one.layer(n).cut() for n in one_by_one.layers}
+    s.clear_cache()
+    exp = s.explain(0)
+    got = exp.cuts()
+    assert list(got) == exp.layers
+    for name, cl in got.items():
+        assert cl is exp.layer(name).cut()  # kept by the layer, as one cut at a time is
+        assert cl.k == want[name].k and [m.tolist() for m in cl.members] == [m.tolist() for m in want[name].members]
+        np.testing.assert_array_equal(cl.maps, want[name].maps)
+        np.testing.assert_array_equal(cl.weights, want[name].weights)
+    by_k = exp.cuts(k=2)
+    assert all(cl.k == 2 for cl in by_k.values()) and by_k[exp.layers[0]] is exp.layer(0).cut(k=2)
+
+
 def test_reveal_steps_show_growing_share():
     m = np.zeros((8, 8), np.float32)
     m[2:4, 2:4] = 1.0
