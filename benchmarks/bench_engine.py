@@ -23,7 +23,6 @@ processes of its own, alternating with the working tree round by round, and prin
 two codes' ratios. ``--stages`` adds where the working tree's ``fast`` explanation spends its time (the model's
 pass with the capture, the layers' maps, the trees, the cuts), each stage against the limit, interleaved.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -156,7 +155,7 @@ def worker(args) -> dict:
             if name == "paper" and r % args.paper_every:
                 continue
             t = timed(fn)
-            for key in STAGES if name == "stages" else [name]:
+            for key in (STAGES if name == "stages" else [name]):
                 repeat_of[key].append(r)
             if name != "stages":
                 times[name].append(t)
@@ -175,23 +174,9 @@ def extract(ref: str, dest: Path) -> Path:
 
 
 def run_worker(code: Path, args, stages: bool) -> dict:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        "--repeats",
-        str(args.repeats),
-        "--images",
-        str(args.images),
-        "--paper-every",
-        str(args.paper_every),
-        "--threads",
-        str(args.threads),
-        "--maps",
-        args.maps,
-        "--layer-point",
-        args.layer_point,
-    ]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--repeats", str(args.repeats),
+           "--images", str(args.images), "--paper-every", str(args.paper_every), "--threads", str(args.threads),
+           "--maps", args.maps, "--layer-point", args.layer_point]
     if stages:
         cmd.append("--stages")
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -226,11 +211,9 @@ def report(label: str, runs: list[dict]) -> dict[str, float]:
         ratios[key] = statistics.median(r_lim)
         goal = f"  target <= {TARGETS[key]:.1f}x" if key in TARGETS else ""
         name = ROWS.get(key, "  " + key.replace("stage_", "stage: "))
-        print(
-            f"  {name:42s} {1000 * statistics.median(ts):8.1f} ms (p95 {1000 * pct(ts, 0.95):8.1f}, n={len(ts):2d})  "
-            f"{ratios[key]:5.2f}x the limit (p95 {pct(r_lim, 0.95):5.2f}x), "
-            f"{statistics.median(r_fb):5.2f}x forward+backward{goal}"
-        )
+        print(f"  {name:42s} {1000 * statistics.median(ts):8.1f} ms (p95 {1000 * pct(ts, 0.95):8.1f}, n={len(ts):2d})  "
+              f"{ratios[key]:5.2f}x the limit (p95 {pct(r_lim, 0.95):5.2f}x), "
+              f"{statistics.median(r_fb):5.2f}x forward+backward{goal}")
     return ratios
 
 
@@ -241,27 +224,14 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=8, help="distinct images, used in turn")
     ap.add_argument("--paper-every", type=int, default=2, help="the paper row runs in every n-th repeat")
     ap.add_argument("--no-paper", action="store_true", help="leave the paper row out")
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch threads (default: torch's own choice); on a busy "
-        "machine 1 measures the work of each row without the waits of threads for each other",
-    )
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice); on a busy "
+                    "machine 1 measures the work of each row without the waits of threads for each other")
     ap.add_argument("--baseline", default=None, help="git revision measured in the same run, alternating")
     ap.add_argument("--stages", action="store_true", help="where the fast explanation's time goes")
-    ap.add_argument(
-        "--maps",
-        default="gradcam",
-        choices=["gradcam", "published", "contrast"],
-        help="the sessions' map type (default gradcam, the Session's default)",
-    )
-    ap.add_argument(
-        "--layer-point",
-        default="activation",
-        choices=["activation", "conv"],
-        help="where the sessions read each layer (default activation, the Session's default)",
-    )
+    ap.add_argument("--maps", default="gradcam", choices=["gradcam", "published", "contrast"],
+                    help="the sessions' map type (default gradcam, the Session's default)")
+    ap.add_argument("--layer-point", default="activation", choices=["activation", "conv"],
+                    help="where the sessions read each layer (default activation, the Session's default)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.no_paper:
@@ -275,23 +245,19 @@ def main(argv=None) -> int:
             codes[f"baseline {args.baseline}"] = extract(args.baseline, Path(tmp) / "baseline")
         runs: dict[str, list[dict]] = {label: [] for label in codes}
         for r in range(args.rounds):
-            for label, code in codes.items() if r % 2 == 0 else reversed(codes.items()):
+            for label, code in (codes.items() if r % 2 == 0 else reversed(codes.items())):
                 runs[label].append(run_worker(code, args, args.stages and label == "working tree"))
     meta = runs["working tree"][0]["_meta"]
-    print(
-        f"VGG-16, random weights, 224 x 224, {meta['layers']} conv layers, torch {meta['torch']}, "
-        f"{meta['threads']} threads; {args.rounds} rounds (fresh processes) x {args.repeats} interleaved repeats, "
-        f"a new image each call; load average before: {os.getloadavg()[0]:.1f}"
-    )
+    print(f"VGG-16, random weights, 224 x 224, {meta['layers']} conv layers, torch {meta['torch']}, "
+          f"{meta['threads']} threads; {args.rounds} rounds (fresh processes) x {args.repeats} interleaved repeats, "
+          f"a new image each call; load average before: {os.getloadavg()[0]:.1f}")
     ratios = {label: report(label, rs) for label, rs in runs.items()}
     if args.baseline:
         new, old = ratios["working tree"], ratios[f"baseline {args.baseline}"]
         print(f"\nworking tree against {args.baseline} (ratio of their ratios to the limit):")
         for key in ROWS:
             if key in new and key in old and key != "limit":
-                print(
-                    f"  {ROWS[key]:42s} {old[key]:5.2f}x -> {new[key]:5.2f}x of the limit ({new[key] / old[key]:.2f})"
-                )
+                print(f"  {ROWS[key]:42s} {old[key]:5.2f}x -> {new[key]:5.2f}x of the limit ({new[key] / old[key]:.2f})")
     return 0
 
 
