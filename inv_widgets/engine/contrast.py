@@ -147,8 +147,9 @@ _CHUNK = 1 << 18
 
 def nearest_kept_many(acts: torch.Tensor, kept_list) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`nearest_kept` of every image of a batch, ``acts`` (B, C, h, w) and each image's kept channels: the
-    same answers, from one scaling pass and one batched matrix product for the whole batch (the images' rows
-    padded to the most others and kept channels of any image) instead of a few small operations per image."""
+    same answers, from one scaling pass and one batched matrix product for a group of images at once (their rows
+    padded to the most others and kept channels of any of them; groups of about 1 MB, so that the passes stay in
+    the cache) instead of a few small operations per image."""
     b, c = int(acts.shape[0]), int(acts.shape[1])
     kept_list = [np.asarray(k, np.int64) for k in kept_list]
     if len(kept_list) != b:

@@ -82,7 +82,9 @@ def test_nearest_kept_of_a_batch_equals_each_image_by_itself(hw):
     kepts[3] = np.array([5])  # one kept channel: every moving channel joins it
     acts[4, 3] = acts[4, 1] * 3.0  # a copy of a kept channel (scaled alike) and a flat channel
     acts[4, 2] = 2.0
-    acts[5, 1] = acts[5, kepts[5][1]] + 1e-6 * torch.rand(hw, 1, generator=g)  # a near tie
+    k0, k1 = kepts[5][:2]  # two kept channels a rounding apart, and a channel equal to the first: a near tie
+    acts[5, k1] = acts[5, k0] + 1e-6 * torch.rand(hw, 1, generator=g)
+    acts[5, 1] = acts[5, k0]
     many = nearest_kept_many(acts, kepts)
     assert len(many) == b
     for i in range(b):
@@ -91,6 +93,7 @@ def test_nearest_kept_of_a_batch_equals_each_image_by_itself(hw):
     assert len(many[1][0]) == 0 and (many[2][1] == -1).all() and set(many[3][1].tolist()) <= {0, -1}
     near4 = dict(zip(many[4][0].tolist(), many[4][1].tolist()))
     assert near4[2] == -1 and near4[3] == 0  # flat: in no cluster; the copy: with the kept channel it copies
+    assert dict(zip(many[5][0].tolist(), many[5][1].tolist()))[1] == 0  # the tie goes to the exact nearest
     with pytest.raises(ValueError, match="kept channels for 2 images"):
         nearest_kept_many(acts, kepts[:2])
 
