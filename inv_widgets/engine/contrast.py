@@ -119,25 +119,9 @@ def nearest_kept(acts: torch.Tensor, kept) -> tuple[np.ndarray, np.ndarray]:
 
     One matrix product: the nearest kept row minimises |k|^2 - 2 o.k. Where float32 rounding could decide
     (the two best within a bound of the product's error), the row's distances are taken again in float64 from
-    the differences, so the answer is the exact nearest (the first of equal ones)."""
-    kept = np.asarray(kept, np.int64)
-    c = int(acts.shape[0])
-    others = _others(c, kept)
-    if not len(others) or not len(kept):
-        return others, np.full(len(others), -1, np.int64)
-    rows, moving = _scaled(acts)
-    o, kr = rows[torch.as_tensor(others)], rows[torch.as_tensor(kept)]
-    k2 = (kr * kr).sum(1)
-    d = k2[None] - 2.0 * (o @ kr.T)
-    nearest = d.argmin(1)
-    if len(kept) > 1:  # near ties: exact distances for those rows
-        two = d.topk(2, dim=1, largest=False).values
-        bound = 1e-5 * ((o * o).sum(1) + k2.max()) + 1e-12
-        for r in torch.nonzero(two[:, 1] - two[:, 0] <= bound).reshape(-1).tolist():
-            exact = (kr.double() - o[r].double()).pow(2).sum(1)
-            nearest[r] = int(exact.argmin())
-    flat = ~moving[torch.as_tensor(others)]
-    return others, np.where(flat.numpy(), -1, nearest.numpy()).astype(np.int64)
+    the differences, so the answer is the exact nearest (the first of equal ones). The one-image case of
+    :func:`nearest_kept_many`."""
+    return nearest_kept_many(acts[None], [kept])[0]
 
 
 #: :func:`nearest_kept_many` takes images in groups of at most this many activation values (1 MB of float32):
@@ -146,10 +130,12 @@ _CHUNK = 1 << 18
 
 
 def nearest_kept_many(acts: torch.Tensor, kept_list) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`nearest_kept` of every image of a batch, ``acts`` (B, C, h, w) and each image's kept channels: the
-    same answers, from one scaling pass and one batched matrix product for a group of images at once (their rows
-    padded to the most others and kept channels of any of them; groups of about 1 MB, so that the passes stay in
-    the cache) instead of a few small operations per image."""
+    """:func:`nearest_kept` of every image of a batch, ``acts`` (B, C, h, w) and each image's kept channels: one
+    scaling pass and one batched matrix product for a group of images at once (their rows padded to the most
+    others and kept channels of any of them; groups of about 1 MB, so that the passes stay in the cache) instead
+    of a few small operations per image. Where float32 rounding could decide (the two best within a bound of the
+    product's error), a row's distances are taken again in float64 from the differences: the answers are the
+    exact nearest, whatever the group."""
     b, c = int(acts.shape[0]), int(acts.shape[1])
     kept_list = [np.asarray(k, np.int64) for k in kept_list]
     if len(kept_list) != b:
@@ -161,8 +147,8 @@ def nearest_kept_many(acts: torch.Tensor, kept_list) -> list[tuple[np.ndarray, n
     others_list = [_others(c, k) for k in kept_list]
     n_o = max((len(o) for o, k in zip(others_list, kept_list) if len(k)), default=0)
     n_k = max((len(k) for o, k in zip(others_list, kept_list) if len(o)), default=0)
-    if b == 0 or not n_o or not n_k:
-        return [nearest_kept(acts[i], kept_list[i]) for i in range(b)]
+    if b == 0 or not n_o or not n_k:  # nothing to compare: no channel joins a kept one
+        return [(o, np.full(len(o), -1, np.int64)) for o in others_list]
     rows, moving = _scaled(acts.reshape(b * c, -1))
     rows, moving = rows.reshape(b, c, -1), moving.reshape(b, c)
     oi = torch.zeros(b, n_o, dtype=torch.long)

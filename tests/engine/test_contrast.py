@@ -90,6 +90,9 @@ def test_nearest_kept_of_a_batch_equals_each_image_by_itself(hw):
     for i in range(b):
         others, near = nearest_kept(acts[i], kepts[i])
         assert np.array_equal(many[i][0], others) and np.array_equal(many[i][1], near)
+        if len(kepts[i]) and len(others):  # and the brute-force float64 answer
+            ref_others, ref = _nearest_reference(acts[i], kepts[i])
+            assert np.array_equal(many[i][0], ref_others) and np.array_equal(many[i][1], ref)
     assert len(many[1][0]) == 0 and (many[2][1] == -1).all() and set(many[3][1].tolist()) <= {0, -1}
     near4 = dict(zip(many[4][0].tolist(), many[4][1].tolist()))
     assert near4[2] == -1 and near4[3] == 0  # flat: in no cluster; the copy: with the kept channel it copies
