@@ -11,8 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@# an editable install leaves out data files: the server extension's switch (a wheel installs it itself)
-	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
-	cp jupyter-config/inv_widgets_server.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	$(PY) -m inv_widgets_server
 	touch $@
 
 setup: $(VENV)/.installed

@@ -70,3 +70,17 @@ def test_the_installed_server_enables_it():
     )
     text = out.stdout + out.stderr
     assert "inv_widgets_server" in text and "enabled" in text.split("inv_widgets_server", 1)[1][:40], text
+
+
+def test_python_m_writes_the_same_switch_as_a_wheels_install(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "inv_widgets_server", "--prefix", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    )
+    written = tmp_path / "etc" / "jupyter" / "jupyter_server_config.d" / "inv_widgets_server.json"
+    assert str(written) in out.stdout
+    shipped = json.loads((REPO / "jupyter-config" / "inv_widgets_server.json").read_text())
+    assert json.loads(written.read_text()) == shipped
