@@ -21,11 +21,13 @@ to the limit taken repeat by repeat (the row's time over the limit's in the same
 to forward+backward. ``--baseline REF`` runs the code of git revision REF (``git archive``) in
 processes of its own, alternating with the working tree round by round, and prints its rows and the ratio of the
 two codes' ratios. ``--stages`` adds where the working tree's ``fast`` explanation spends its time (the model's
-pass with the capture, the layers' maps, the trees, the cuts), each stage against the limit, interleaved.
+pass with the capture, the layers' maps, the trees, the cuts), each stage against the limit, interleaved, and the
+same pass with its hooks but the per-channel statistics replaced by zeros (what the hooks alone cost).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -45,7 +47,7 @@ ROWS = {
     "paper": "paper, session built once",
 }
 TARGETS = {"fast": 1.1, "one_off": 1.2, "paper": 1.5}
-STAGES = ["stage_capture", "stage_layer_maps", "stage_trees", "stage_cuts"]
+STAGES = ["stage_capture", "stage_layer_maps", "stage_trees", "stage_cuts", "stage_capture_no_statistics"]
 
 
 def pct(values, q):
@@ -126,6 +128,11 @@ def worker(args) -> dict:
         from inv_widgets.engine.recipes import build_trees
 
         layers = session.layers
+        capture_module = importlib.import_module("inv_widgets.engine.capture")
+
+        def no_statistics(acts, grads, weighting=None):
+            zero = torch.zeros(acts.shape[:2])
+            return zero, zero, zero
 
         def stages():
             i = next_image()
@@ -142,7 +149,17 @@ def worker(args) -> dict:
             for n, tree in zip(cap.order, trees):
                 cut_layer(n, lms[n], tree)
             t4 = time.perf_counter()
-            for s, t in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            # the same pass and hooks with the per-channel statistics replaced by zeros: what the hooks themselves
+            # cost (a floor for the capture: the default maps need all three statistics)
+            real = capture_module.channel_statistics
+            capture_module.channel_statistics = no_statistics
+            try:
+                t5 = time.perf_counter()
+                session.runner.capture(images[i][None], layers, None, weighting=None, spatial_only=True)
+                t6 = time.perf_counter()
+            finally:
+                capture_module.channel_statistics = real
+            for s, t in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t6 - t5)):
                 stage_times[s].append(t)
 
         rows["stages"] = stages
