@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .capture import Captured
+from .contrast import gradcam_cut, nearest_kept, nearest_kept_many
 from .maps import cluster_maps_lowres, minmax_maps
 from .recipes import build_trees
 from .records import CutBy, LayerCut
@@ -63,8 +64,6 @@ class LayerMaps:
         """For ``"gradcam"`` maps: the channels not kept and each one's nearest kept channel
         (:func:`~inv_widgets.engine.contrast.nearest_kept`), worked out once: every cut of the layer reuses it."""
         if self._nearest is None:
-            from .contrast import nearest_kept
-
             self._nearest = nearest_kept(self.channels[0], self.kept.cpu().numpy())
         return self._nearest
 
@@ -109,8 +108,6 @@ def layer_maps(
         kepts = [keep_channels(pct[i]) for i in range(b)]
         near = [None] * b
         if every is not None and nearest:
-            from .contrast import nearest_kept_many
-
             near = nearest_kept_many(every[0], [k.numpy() for k in kepts])
         got = []
         for i, kept in enumerate(kepts):
@@ -196,8 +193,6 @@ def _cut_layer(name: str, lm: LayerMaps, tree: Tree, k, threshold, prune, by: Cu
     n_maps = len(weights)
     kept = lm.kept.cpu().numpy()
     if n_maps and lm.map_type == "gradcam":  # the Grad-CAM of each cluster's channels, all of them (engine/contrast)
-        from .contrast import gradcam_cut
-
         raw, weights, groups, order = gradcam_cut(*lm.channels, kept, assignment, n_maps, lm.nearest_kept())
         rank = np.empty(n_maps, np.int64)
         rank[order] = np.arange(n_maps)
