@@ -67,7 +67,9 @@ def curated_examples(data, indices, min_pixels: int = 30) -> dict:
     return out
 
 
-def drawn_concepts(name, pool, by_part, imp, rng, cap, min_examples, controls, absent, prefix="") -> list:
+def drawn_concepts(
+    name, pool, by_part, imp, rng, *, cap: int, min_examples: int, controls: int, absent: int, prefix: str = ""
+) -> list:
     """The control concepts of class ``name`` drawn from its examples ``pool`` (``by_part``: ``{(class, part):
     examples}`` over every class), as ``(family, concept, examples, importance)`` in this order, ``rng`` drawn
     in it: ``controls`` random subsets of the pool, each part of the class with at least ``min_examples``
@@ -143,7 +145,16 @@ def curated_tests(
                 continue
             cap = min(max_examples, len(pool) // 2)
             concepts = drawn_concepts(
-                name, pool, by_part, importance.get(name, {}), rng, cap, min_examples, controls, absent, "curated "
+                name,
+                pool,
+                by_part,
+                importance.get(name, {}),
+                rng,
+                cap=cap,
+                min_examples=min_examples,
+                controls=controls,
+                absent=absent,
+                prefix="curated ",
             )
             used = list(dict.fromkeys(list(pool) + [k for _, _, ks, _ in concepts for k in ks]))
             space = ConceptSpace(

@@ -175,7 +175,15 @@ def _controls(
             if len(nk) >= min_examples:
                 concepts.append(("noise label", "noise", nk[:cap], None))
             concepts += drawn_concepts(
-                name, pool, by_truth, importance.get(name, {}), rng, cap, min_examples, controls, absent
+                name,
+                pool,
+                by_truth,
+                importance.get(name, {}),
+                rng,
+                cap=cap,
+                min_examples=min_examples,
+                controls=controls,
+                absent=absent,
             )
             used = list(dict.fromkeys(list(pool) + [k for _, _, ks, _ in concepts for k in ks]))
             examples = {k: reveals[k] for k in used}
